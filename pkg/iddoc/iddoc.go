@@ -1,0 +1,116 @@
+// Package iddoc validates identity document numbers and derives the 6-character tail a verifier
+// types in. The tail is compared case-insensitively after trimming spaces.
+package iddoc
+
+import (
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+)
+
+// Type is the kind of document; the values mirror icp.filing.v1.IdDocumentType.
+type Type int
+
+// The document types.
+const (
+	ResidentIDCard Type = iota + 1
+	Passport
+	HKMacaoPermit
+	TaiwanPermit
+	ForeignPermanentResidentID
+	Other
+)
+
+// ReasonInvalidIDNumber is the ErrorInfo reason of a malformed ID number.
+const ReasonInvalidIDNumber = "INVALID_ID_NUMBER"
+
+var (
+	passportRE = regexp.MustCompile(`^[A-Z0-9]{5,17}$`)
+	hkMacaoRE  = regexp.MustCompile(`^[HM][0-9]{8}([0-9]{2})?$`)
+	taiwanRE   = regexp.MustCompile(`^[0-9]{8}([0-9]{2})?$`)
+	foreignOld = regexp.MustCompile(`^[A-Z]{3}[0-9]{12}$`)
+	otherRE    = regexp.MustCompile(`^[A-Z0-9\-]{6,30}$`)
+	tailRE     = regexp.MustCompile(`^[A-Z0-9\-]{6}$`)
+)
+
+// Clean removes spaces and upper-cases, the form every rule below works on.
+func Clean(number string) string {
+	return strings.ToUpper(strings.Join(strings.Fields(number), ""))
+}
+
+// Validate checks number against the rules of its document type; field names the request field.
+func Validate(field string, t Type, number string) error {
+	n := Clean(number)
+	if n == "" {
+		return errs.Invalid(field, ReasonInvalidIDNumber, "an ID document number is required")
+	}
+	var ok bool
+	switch t {
+	case ResidentIDCard:
+		ok = validResidentID(n)
+	case Passport:
+		ok = passportRE.MatchString(n)
+	case HKMacaoPermit:
+		ok = hkMacaoRE.MatchString(n)
+	case TaiwanPermit:
+		ok = taiwanRE.MatchString(n)
+	case ForeignPermanentResidentID:
+		// The 2017 card has 15 characters; the 2023 card has 18 digits starting with 9 and a GB 11643 check digit.
+		ok = foreignOld.MatchString(n) || (len(n) == 18 && n[0] == '9' && validResidentID(n))
+	case Other:
+		ok = otherRE.MatchString(n)
+	default:
+		return errs.Invalid(field, "INVALID_ID_TYPE", "unknown ID document type")
+	}
+	if !ok {
+		return errs.Invalid(field, ReasonInvalidIDNumber, "not a valid number for this ID document type")
+	}
+	return nil
+}
+
+// Tail returns the last 6 characters of a (valid) document number.
+func Tail(number string) string {
+	n := Clean(number)
+	if len(n) <= 6 {
+		return n
+	}
+	return n[len(n)-6:]
+}
+
+// NormalizeTail cleans what a verifier typed as the last 6 characters and checks its shape.
+func NormalizeTail(field, typed string) (string, error) {
+	t := Clean(typed)
+	if !tailRE.MatchString(t) {
+		return "", errs.Invalid(field, "INVALID_ID_TAIL", "the last 6 characters of the ID document number are required")
+	}
+	return t, nil
+}
+
+var residentWeights = [17]int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
+
+const residentCheck = "10X98765432"
+
+// validResidentID checks length, digits, the birth date and the GB 11643 ISO 7064 MOD 11-2 check character.
+func validResidentID(n string) bool {
+	if len(n) != 18 {
+		return false
+	}
+	sum := 0
+	for i := 0; i < 17; i++ {
+		c := n[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		sum += int(c-'0') * residentWeights[i]
+	}
+	if n[17] != residentCheck[sum%11] {
+		return false
+	}
+	if n[0] == '9' { // foreign permanent resident numbers encode no birth date in this position
+		return true
+	}
+	_, err := time.Parse("20060102", n[6:14])
+	return err == nil
+}

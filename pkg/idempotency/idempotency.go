@@ -1,0 +1,124 @@
+// Package idempotency stores the first answer to each mutating request by request_id (AIP-155), in
+// the same transaction as the request's effect: a retry gets the same answer and changes nothing.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pg"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations creates the idempotency_keys table in the service's schema.
+var Migrations = pg.Source{Name: "idempotency", FS: migrations}
+
+// MaxRequestIDLength bounds request ids.
+const MaxRequestIDLength = 128
+
+// CheckRequestID validates an optional request_id.
+func CheckRequestID(id string) error {
+	if len(id) > MaxRequestIDLength {
+		return errs.Invalid("request_id", "INVALID_REQUEST_ID", "request_id is longer than %d characters", MaxRequestIDLength)
+	}
+	return nil
+}
+
+func hash(req proto.Message) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(b)
+	return h[:], nil
+}
+
+// Lookup fills resp with the stored answer to (method, requestID) and reports whether there was one.
+// The same request_id with a different request is refused with REQUEST_ID_REUSED. An empty
+// requestID is never found.
+func Lookup(ctx context.Context, tx pgx.Tx, method, requestID string, req, resp proto.Message) (bool, error) {
+	if requestID == "" {
+		return false, nil
+	}
+	var storedHash, stored []byte
+	err := tx.QueryRow(ctx, `SELECT request_hash, response FROM idempotency_keys WHERE method = $1 AND request_id = $2`,
+		method, requestID).Scan(&storedHash, &stored)
+	if pg.IsNoRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("idempotency lookup: %w", err)
+	}
+	h, err := hash(req)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(h, storedHash) {
+		return false, errs.RequestIDReused
+	}
+	return true, proto.Unmarshal(stored, resp)
+}
+
+// Save stores the answer inside tx. Two concurrent requests with one id: the second insert waits
+// for the first transaction and then fails with a unique violation; Do retries it into a Lookup hit.
+func Save(ctx context.Context, tx pgx.Tx, now time.Time, method, requestID string, req, resp proto.Message) error {
+	if requestID == "" {
+		return nil
+	}
+	h, err := hash(req)
+	if err != nil {
+		return err
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO idempotency_keys (method, request_id, request_hash, response, created_at)
+		VALUES ($1, $2, $3, $4, $5)`, method, requestID, h, b, now)
+	return err
+}
+
+// Do runs fn in a transaction and stores its answer under (method, requestID); a request_id seen
+// before gets the stored answer without running fn. fn's answer is returned as it was computed.
+func Do[R proto.Message](ctx context.Context, pool *pgxpool.Pool, now time.Time, method, requestID string,
+	req proto.Message, newResp func() R, fn func(tx pgx.Tx) (R, error)) (R, error) {
+	var out R
+	if err := CheckRequestID(requestID); err != nil {
+		return out, err
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			prev := newResp()
+			found, err := Lookup(ctx, tx, method, requestID, req, prev)
+			if err != nil {
+				return err
+			}
+			if found {
+				out = prev
+				return nil
+			}
+			resp, err := fn(tx)
+			if err != nil {
+				return err
+			}
+			out = resp
+			return Save(ctx, tx, now, method, requestID, req, resp)
+		})
+		if pg.IsUniqueViolation(err) && requestID != "" {
+			continue // a concurrent twin committed first: the next attempt reads its answer
+		}
+		return out, err
+	}
+	return out, fmt.Errorf("idempotency: request %s kept conflicting", method)
+}

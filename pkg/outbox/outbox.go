@@ -1,0 +1,225 @@
+// Package outbox is the transactional outbox: a service writes the calls it owes other services in
+// the same transaction as its own change, and a relay delivers them at least once. Receivers are
+// idempotent (request ids), so at-least-once delivery gives an exactly-once effect and no dual write.
+package outbox
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/pg"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations creates the outbox table in the service's schema.
+var Migrations = pg.Source{Name: "outbox", FS: migrations}
+
+// Enqueue writes a call to target (a name the relay has a Handler for) inside tx.
+func Enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message) error {
+	payload, err := proto.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("outbox: marshal %s: %w", target, err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO outbox (target, payload, created_at, available_at) VALUES ($1, $2, $3, $3)`,
+		target, payload, now)
+	if err != nil {
+		return fmt.Errorf("outbox: enqueue %s: %w", target, err)
+	}
+	return nil
+}
+
+// Handler delivers one payload. An error whose gRPC code says the receiver will never accept it
+// (InvalidArgument, NotFound, FailedPrecondition, ...) parks the row as dead; any other error retries.
+type Handler func(ctx context.Context, payload []byte) error
+
+// Call adapts a gRPC client method to a Handler.
+func Call[T any, PT interface {
+	*T
+	proto.Message
+}, R any](call func(context.Context, PT, ...grpc.CallOption) (R, error)) Handler {
+	return func(ctx context.Context, payload []byte) error {
+		req := PT(new(T))
+		if err := proto.Unmarshal(payload, req); err != nil {
+			return status.Errorf(codes.InvalidArgument, "outbox payload: %v", err)
+		}
+		_, err := call(ctx, req)
+		return err
+	}
+}
+
+// Relay delivers outbox rows. Any number of replicas may run: each claims rows with
+// FOR UPDATE SKIP LOCKED and hides them for Lease; a crashed replica's rows reappear after it.
+type Relay struct {
+	Pool     *pgxpool.Pool
+	Log      *zap.Logger
+	Clock    clock.Clock
+	Handlers map[string]Handler
+	// Batch is how many rows one claim takes; Parallel how many are delivered at once.
+	Batch, Parallel int
+	// Lease hides a claimed row from other replicas; it must exceed CallTimeout.
+	Lease, CallTimeout time.Duration
+	// Poll is the idle wait between claims when nothing woke the relay.
+	Poll time.Duration
+
+	wakeOnce sync.Once
+	wake     chan struct{}
+}
+
+// Wake makes the relay look for rows now instead of at its next poll; call it after a commit.
+func (r *Relay) Wake() {
+	r.init()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Relay) init() {
+	r.wakeOnce.Do(func() {
+		r.wake = make(chan struct{}, 1)
+		if r.Batch == 0 {
+			r.Batch = 64
+		}
+		if r.Parallel == 0 {
+			r.Parallel = 16
+		}
+		if r.CallTimeout == 0 {
+			r.CallTimeout = 10 * time.Second
+		}
+		if r.Lease == 0 {
+			r.Lease = 3 * r.CallTimeout
+		}
+		if r.Poll == 0 {
+			r.Poll = 250 * time.Millisecond
+		}
+	})
+}
+
+// Run delivers until ctx ends.
+func (r *Relay) Run(ctx context.Context) error {
+	r.init()
+	for {
+		n, err := r.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.Log.Warn("outbox claim failed", zap.Error(err))
+		}
+		if n == r.Batch && err == nil {
+			continue // more may be waiting
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.wake:
+		case <-time.After(r.Poll):
+		}
+	}
+}
+
+type row struct {
+	id       int64
+	target   string
+	payload  []byte
+	attempts int
+}
+
+// RunOnce claims one batch and delivers it; it returns how many rows it claimed.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	r.init()
+	now := r.Clock.Now()
+	rows, err := r.Pool.Query(ctx, `
+		WITH claimed AS (
+			SELECT id FROM outbox
+			WHERE dead_at IS NULL AND available_at <= $1
+			ORDER BY available_at, id
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE outbox o SET available_at = $1 + $3::interval, attempts = o.attempts + 1
+		FROM claimed WHERE o.id = claimed.id
+		RETURNING o.id, o.target, o.payload, o.attempts`, now, r.Batch, r.Lease)
+	if err != nil {
+		return 0, err
+	}
+	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+		var x row
+		err := cr.Scan(&x.id, &x.target, &x.payload, &x.attempts)
+		return x, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	sem := make(chan struct{}, r.Parallel)
+	var wg sync.WaitGroup
+	for _, x := range batch {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.deliver(ctx, x)
+		})
+	}
+	wg.Wait()
+	return len(batch), nil
+}
+
+func (r *Relay) deliver(ctx context.Context, x row) {
+	log := r.Log.With(zap.Int64("outbox_id", x.id), zap.String("target", x.target), zap.Int("attempt", x.attempts))
+	h, ok := r.Handlers[x.target]
+	var err error
+	if !ok {
+		err = status.Errorf(codes.Unimplemented, "no handler for outbox target %q", x.target)
+	} else {
+		callCtx, cancel := context.WithTimeout(ctx, r.CallTimeout)
+		err = h(callCtx, x.payload)
+		cancel()
+	}
+	// The bookkeeping must land even while shutting down, or the row is delivered again after its lease.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	switch {
+	case err == nil:
+		_, err = r.Pool.Exec(bg, `DELETE FROM outbox WHERE id = $1`, x.id)
+		if err != nil {
+			log.Warn("outbox: delivered but not deleted; it will be delivered again", zap.Error(err))
+		}
+	case permanent(err):
+		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
+		_, _ = r.Pool.Exec(bg, `UPDATE outbox SET dead_at = $2, last_error = $3 WHERE id = $1`, x.id, r.Clock.Now(), err.Error())
+	default:
+		delay := Backoff(x.attempts)
+		log.Warn("outbox: delivery failed, will retry", zap.Duration("retry_in", delay), zap.Error(err))
+		_, _ = r.Pool.Exec(bg, `UPDATE outbox SET available_at = $2, last_error = $3 WHERE id = $1`,
+			x.id, r.Clock.Now().Add(delay), err.Error())
+	}
+}
+
+// Backoff is the wait before retry number attempts+1: 200ms doubling to at most 30s.
+func Backoff(attempts int) time.Duration {
+	d := 200 * time.Millisecond
+	for i := 1; i < attempts && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
+		codes.PermissionDenied, codes.Unimplemented, codes.OutOfRange:
+		return true
+	}
+	return false
+}

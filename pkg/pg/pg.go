@@ -1,0 +1,153 @@
+// Package pg connects a service to its own PostgreSQL schema, applies its embedded migrations, runs
+// transactions with a bounded retry on serialization failures and deadlocks, and classifies driver
+// errors so store packages can turn them into domain errors.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+)
+
+var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Connect opens a pool whose connections use schema as their search_path, creating the schema if
+// needed. It waits up to wait for the database to answer, so a container can start before PostgreSQL.
+func Connect(ctx context.Context, log *zap.Logger, url, schema string, wait time.Duration) (*pgxpool.Pool, error) {
+	if !schemaRE.MatchString(schema) {
+		return nil, fmt.Errorf("schema name %q: use lower-case letters, digits and _", schema)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err) // pgx never echoes the password
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open pool: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		_, err = pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema)
+		if err == nil || IsUniqueViolation(err) { // two replicas starting at once race on the catalog
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("database not reachable: %w", err)
+		}
+		log.Warn("database not reachable yet, retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return pool, nil
+}
+
+// Source is one set of migrations: an FS holding migrations/NNNN_description.sql, applied in name order.
+type Source struct {
+	Name string
+	FS   fs.FS
+}
+
+// Migrate applies every migration not yet applied, each in its own transaction, under an advisory
+// lock so that replicas starting together apply each file once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, sources ...Source) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext(current_schema()))`); err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext(current_schema()))`) //nolint:errcheck
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		source text NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (source, name))`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, src := range sources {
+		names, err := fs.Glob(src.FS, "migrations/*.sql")
+		if err != nil {
+			return err
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			var applied bool
+			if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE source=$1 AND name=$2)`,
+				src.Name, name).Scan(&applied); err != nil {
+				return err
+			}
+			if applied {
+				continue
+			}
+			sql, err := fs.ReadFile(src.FS, name)
+			if err != nil {
+				return err
+			}
+			err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, string(sql)); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (source, name) VALUES ($1, $2)`, src.Name, name)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("migration %s/%s: %w", src.Name, name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// MaxTxAttempts bounds the retries of a transaction that hit a serialization failure or deadlock.
+const MaxTxAttempts = 5
+
+// InTx runs fn in a READ COMMITTED transaction and commits when fn returns nil. Serialization
+// failures (40001) and deadlocks (40P01) are retried with a short backoff, at most MaxTxAttempts times.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= MaxTxAttempts; attempt++ {
+		err = pgx.BeginFunc(ctx, pool, fn)
+		if !isRetryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("transaction failed after %d attempts: %w", MaxTxAttempts, err)
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func isRetryable(err error) bool {
+	s := sqlState(err)
+	return s == "40001" || s == "40P01"
+}
+
+// IsUniqueViolation tells a unique-constraint conflict (23505).
+func IsUniqueViolation(err error) bool { return sqlState(err) == "23505" }
+
+// IsNoRows tells an empty single-row result.
+func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

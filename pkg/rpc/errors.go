@@ -1,0 +1,111 @@
+// Package rpc is the gRPC edge every service shares: the server with health, reflection, recovery,
+// request logging and graceful shutdown; the one place where domain errors become statuses; and the
+// client dialer.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+)
+
+// ErrorDomain is the ErrorInfo domain of every error the suite returns.
+const ErrorDomain = "icp.verify"
+
+var kindCodes = map[errs.Kind]codes.Code{
+	errs.KindInvalidArgument:    codes.InvalidArgument,
+	errs.KindNotFound:           codes.NotFound,
+	errs.KindFailedPrecondition: codes.FailedPrecondition,
+	errs.KindAlreadyExists:      codes.AlreadyExists,
+	errs.KindResourceExhausted:  codes.ResourceExhausted,
+	errs.KindUnavailable:        codes.Unavailable,
+	errs.KindAborted:            codes.Aborted,
+}
+
+// ToStatus turns any error a handler returns into the status the caller sees: domain errors keep
+// their message and gain an ErrorInfo (and BadRequest or RetryInfo); anything else is logged and
+// answered with a generic Internal, so no driver message or personal data leaks.
+func ToStatus(log *zap.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *errs.Error
+	if errors.As(err, &de) {
+		st := status.New(kindCodes[de.Kind], de.Message)
+		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: de.Reason, Domain: ErrorDomain, Metadata: de.Metadata}}
+		if de.Field != "" {
+			details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+				{Field: de.Field, Description: de.Message, Reason: de.Reason},
+			}})
+		}
+		if de.RetryAfter > 0 {
+			details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(de.RetryAfter)})
+		}
+		if withDetails, derr := st.WithDetails(details...); derr == nil {
+			st = withDetails
+		}
+		return st.Err()
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		return status.Error(codes.Unavailable, "a dependency is unavailable, retry later")
+	}
+	log.Error("internal error", zap.String("method", method), zap.Error(err))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// Reason returns the ErrorInfo reason of a status error, or "".
+func Reason(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// Field returns the first BadRequest field of a status error, or "".
+func Field(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+			return br.GetFieldViolations()[0].GetField()
+		}
+	}
+	return ""
+}
+
+// RetryDelay returns the RetryInfo delay of a status error, or 0.
+func RetryDelay(err error) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0
+	}
+	for _, det := range st.Details() {
+		if ri, ok := det.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
