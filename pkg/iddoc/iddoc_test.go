@@ -1,0 +1,60 @@
+package iddoc
+
+import "testing"
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		typ    Type
+		number string
+		ok     bool
+	}{
+		{"resident id valid", ResidentIDCard, "11010519491231002X", true},
+		{"resident id lower-case x", ResidentIDCard, "11010519491231002x", true},
+		{"resident id with spaces", ResidentIDCard, "110105 19491231 002X", true},
+		{"resident id valid digit check", ResidentIDCard, "440524188001010014", true},
+		{"resident id wrong check digit", ResidentIDCard, "110105194912310021", false},
+		{"resident id 17 chars", ResidentIDCard, "11010519491231002", false},
+		{"resident id bad date", ResidentIDCard, "110105194913310028", false},
+		{"resident id letters", ResidentIDCard, "1101051949123100AX", false},
+		{"passport", Passport, "E12345678", true},
+		{"passport too short", Passport, "E123", false},
+		{"hk macao permit", HKMacaoPermit, "H12345678", true},
+		{"hk macao permit old", HKMacaoPermit, "M1234567890", true},
+		{"hk macao permit wrong letter", HKMacaoPermit, "X12345678", false},
+		{"taiwan permit", TaiwanPermit, "12345678", true},
+		{"taiwan permit letters", TaiwanPermit, "A1234567", false},
+		{"foreign permanent resident 2017", ForeignPermanentResidentID, "USA110079082101", true},
+		{"foreign permanent resident 2023", ForeignPermanentResidentID, "933111197001010014", true},
+		{"foreign permanent resident bad", ForeignPermanentResidentID, "12345", false},
+		{"other", Other, "AB-123456", true},
+		{"other too short", Other, "AB1", false},
+		{"empty", Passport, "  ", false},
+		{"unknown type", Type(99), "E12345678", false},
+	}
+	for _, tt := range tests {
+		err := Validate("id_number", tt.typ, tt.number)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: Validate(%q) = %v, want ok=%v", tt.name, tt.number, err, tt.ok)
+		}
+	}
+}
+
+func TestTail(t *testing.T) {
+	t.Parallel()
+	if got := Tail("11010519491231002x"); got != "31002X" {
+		t.Errorf("Tail = %q, want 31002X", got)
+	}
+	for in, want := range map[string]string{" 31002x ": "31002X", "31 002X": "31002X", "31002X": "31002X"} {
+		got, err := NormalizeTail("id_tail", in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeTail(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "12345", "1234567", "12345!"} {
+		if _, err := NormalizeTail("id_tail", bad); err == nil {
+			t.Errorf("NormalizeTail(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Starts the four services as separate processes on one PostgreSQL database (each in its own schema)
+# and prints where they listen. Ctrl-C stops them all. Expects the binaries in bin/ (make build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+export DATABASE_URL
+export FILING_ADDR=${FILING_ADDR:-127.0.0.1:50051}
+export VERIFICATION_ADDR=${VERIFICATION_ADDR:-127.0.0.1:50052}
+export SMS_DISPATCH_ADDR=${SMS_DISPATCH_ADDR:-127.0.0.1:50053}
+export DEADLINE_ADDR=${DEADLINE_ADDR:-127.0.0.1:50054}
+# A development HMAC key, so codes survive a restart of verification; production sets its own secret.
+export HMAC_KEYS=${HMAC_KEYS:-dev1:$(printf 'icpverify-development-key-not-secret' | od -An -tx1 | tr -d ' \n')}
+
+pids=()
+stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait; }
+trap stop EXIT INT TERM
+start() { # name addr
+  GRPC_ADDR=$2 ./bin/$1 >"${LOG_DIR:-/tmp}/icpverify-$1.log" 2>&1 &
+  pids+=($!)
+  echo "$1 listening on $2 (log: ${LOG_DIR:-/tmp}/icpverify-$1.log)"
+}
+start filing "$FILING_ADDR"
+start verification "$VERIFICATION_ADDR"
+start sms-dispatch "$SMS_DISPATCH_ADDR"
+start deadline "$DEADLINE_ADDR"
+echo "database: ${DATABASE_URL%%\?*} (schemas filing, verification, sms_dispatch, deadline); console SMS provider: codes appear in /tmp/icpverify-sms-dispatch.log"
+echo "Ctrl-C stops the suite."
+wait -n

@@ -1,0 +1,365 @@
+// Package e2e drives the four services as separate processes on a real PostgreSQL, with an HTTP SMS
+// gateway (the webhook provider's peer) inside the test, through their public and internal gRPC APIs.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+)
+
+var binDir string
+
+var services = []string{"filing", "verification", "sms-dispatch", "deadline"}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "icpverify-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	for _, s := range services {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, s), "github.com/icpverify/icpverify/services/"+s+"/cmd/"+s)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", s, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gatewayPost is one POST the SMS gateway received.
+type gatewayPost struct {
+	MessageID      string `json:"message_id"`
+	Phone          string `json:"phone"`
+	Text           string `json:"text"`
+	Sender         string `json:"sender"`
+	IdempotencyKey string `json:"-"`
+}
+
+var codeRE = regexp.MustCompile(`\d{6}`)
+
+// Code is the 6-digit code in the text.
+func (p gatewayPost) Code() string { return codeRE.FindString(p.Text) }
+
+// gateway is an SMS gateway that records every POST. hold, when set, makes requests wait until it is closed.
+type gateway struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	posts []gatewayPost
+	hold  chan struct{}
+	held  chan struct{} // receives once per held request
+}
+
+func newGateway(t *testing.T) *gateway {
+	g := &gateway{held: make(chan struct{}, 100)}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p gatewayPost
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		p.IdempotencyKey = r.Header.Get("Idempotency-Key")
+		g.mu.Lock()
+		g.posts = append(g.posts, p)
+		hold := g.hold
+		g.mu.Unlock()
+		if hold != nil {
+			g.held <- struct{}{}
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"accepted":true}`)
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *gateway) Posts() []gatewayPost {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]gatewayPost(nil), g.posts...)
+}
+
+// ForPhone returns the posts to one E.164 phone, oldest first.
+func (g *gateway) ForPhone(phone string) []gatewayPost {
+	var out []gatewayPost
+	for _, p := range g.Posts() {
+		if p.Phone == phone {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// proc is one service process.
+type proc struct {
+	name string
+	args []string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	mu   sync.Mutex
+}
+
+type lockedWriter struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.cmd = exec.Command(filepath.Join(binDir, strings.SplitN(p.name, "#", 2)[0]), p.args...)
+	w := lockedWriter{&p.mu, p.out}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.name, err)
+	}
+}
+
+func (p *proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// suite is the four services on one fresh database.
+type suite struct {
+	t       *testing.T
+	dbURL   string
+	addrs   map[string]string
+	procs   map[string]*proc
+	gateway *gateway
+
+	Filing         filingv1.FilingServiceClient
+	FilingInternal filingv1.FilingInternalServiceClient
+	Verification   verificationv1.VerificationServiceClient
+	VerifyInternal verificationv1.VerificationInternalServiceClient
+	SMS            smsv1.SmsDispatchServiceClient
+	Deadline       deadlinev1.DeadlineServiceClient
+}
+
+// options changes one service's extra flags.
+type options struct {
+	window        time.Duration
+	extraDeadline bool // start a second deadline process on the same database
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// newDatabase creates a database for one test and drops it afterwards.
+func newDatabase(t *testing.T) string {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.URL())
+	if err != nil {
+		t.Fatalf("connect to PostgreSQL at %s: %v", pgtest.URL(), err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	name := "e2e_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), pgtest.URL())
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	cfg, err := pgx.ParseConfig(pgtest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+const hmacKeys = "e2e1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+func startSuite(t *testing.T, o options) *suite {
+	t.Helper()
+	if o.window == 0 {
+		o.window = time.Hour
+	}
+	s := &suite{t: t, dbURL: newDatabase(t), addrs: map[string]string{}, procs: map[string]*proc{}, gateway: newGateway(t)}
+	for _, name := range services {
+		s.addrs[name] = freeAddr(t)
+	}
+	args := map[string][]string{
+		"filing": {"--verification-addr=" + s.addrs["verification"], "--deadline-addr=" + s.addrs["deadline"],
+			"--verification-window=" + o.window.String()},
+		"verification": {"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--filing-addr=" + s.addrs["filing"],
+			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--resend-interval=1ms"},
+		"sms-dispatch": {"--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=30s",
+			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
+		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
+	}
+	for _, name := range services {
+		s.startProc(name, name, s.addrs[name], args[name])
+	}
+	if o.extraDeadline {
+		s.startProc("deadline#2", "deadline", freeAddr(t), args["deadline"])
+	}
+	for name, p := range s.procs {
+		s.waitHealthy(name, s.dial(p.addrFromArgs()))
+	}
+	fc, vc, sc, dc := s.dial(s.addrs["filing"]), s.dial(s.addrs["verification"]), s.dial(s.addrs["sms-dispatch"]), s.dial(s.addrs["deadline"])
+	s.Filing, s.FilingInternal = filingv1.NewFilingServiceClient(fc), filingv1.NewFilingInternalServiceClient(fc)
+	s.Verification, s.VerifyInternal = verificationv1.NewVerificationServiceClient(vc), verificationv1.NewVerificationInternalServiceClient(vc)
+	s.SMS, s.Deadline = smsv1.NewSmsDispatchServiceClient(sc), deadlinev1.NewDeadlineServiceClient(dc)
+	t.Cleanup(func() {
+		for _, p := range s.procs {
+			if p.cmd.ProcessState == nil {
+				_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+		for _, p := range s.procs {
+			if p.cmd.ProcessState == nil {
+				done := make(chan struct{})
+				go func() { _ = p.cmd.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+					_ = p.cmd.Process.Kill()
+					<-done
+				}
+			}
+			if t.Failed() {
+				t.Logf("--- %s output ---\n%s", p.name, tail(p.Output(), 6000))
+			}
+		}
+	})
+	return s
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) addrFromArgs() string {
+	for _, a := range p.args {
+		if v, ok := strings.CutPrefix(a, "--grpc-addr="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func (s *suite) startProc(key, bin, addr string, extra []string) {
+	args := append([]string{"--grpc-addr=" + addr, "--database-url=" + s.dbURL}, extra...)
+	p := &proc{name: key, args: args, out: &bytes.Buffer{}}
+	if key != bin {
+		p.name = bin + "#" + strings.SplitN(key, "#", 2)[1]
+	}
+	p.start(s.t)
+	s.procs[key] = p
+}
+
+func (s *suite) waitHealthy(name string, conn *grpc.ClientConn) {
+	s.t.Helper()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if p := s.procs[name]; p.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("%s did not become healthy; output:\n%s", name, s.procs[name].Output())
+}
+
+// kill stops a service with SIGKILL, as a crash would.
+func (s *suite) kill(name string) {
+	p := s.procs[name]
+	_ = p.cmd.Process.Kill()
+	_, _ = p.cmd.Process.Wait()
+}
+
+// restart starts a killed service again with the same flags.
+func (s *suite) restart(name string) {
+	p := s.procs[name]
+	np := &proc{name: p.name, args: p.args, out: p.out}
+	np.start(s.t)
+	s.procs[name] = np
+	s.waitHealthy(name, s.dial(np.addrFromArgs()))
+}
+
+func (s *suite) dial(addr string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// eventually polls cond (an RPC-level observation) until it holds or the limit passes.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s; last seen: %s", limit, what, last)
+}
