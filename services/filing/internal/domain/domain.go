@@ -1,0 +1,128 @@
+// Package domain holds the filing rules without I/O: the order content and its validation, who must
+// verify by SMS for each filing type, the phone-change rule against the subject's approved record,
+// what an approval does to that record, and the order state machine. Time is always a parameter.
+package domain
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/icpverify/icpverify/pkg/iddoc"
+)
+
+// FilingType is the kind of filing; the values mirror icp.filing.v1.FilingType.
+type FilingType int32
+
+// The filing types.
+const (
+	FirstFiling       FilingType = iota + 1 // 首次备案
+	AddWebsite                              // 新增网站
+	AddAccess                               // 新增接入
+	ChangeFiling                            // 变更备案
+	ChangeAccess                            // 变更接入
+	CancelAccess                            // 取消接入
+	DeregisterSubject                       // 注销主体
+	DeregisterWebsite                       // 注销网站
+)
+
+var filingTypeNames = map[FilingType]string{
+	FirstFiling: "FIRST_FILING", AddWebsite: "ADD_WEBSITE", AddAccess: "ADD_ACCESS", ChangeFiling: "CHANGE_FILING",
+	ChangeAccess: "CHANGE_ACCESS", CancelAccess: "CANCEL_ACCESS", DeregisterSubject: "DEREGISTER_SUBJECT",
+	DeregisterWebsite: "DEREGISTER_WEBSITE",
+}
+
+// Valid tells a known filing type.
+func (t FilingType) Valid() bool { _, ok := filingTypeNames[t]; return ok }
+
+func (t FilingType) String() string {
+	if n, ok := filingTypeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("FILING_TYPE(%d)", int32(t))
+}
+
+// ReturnReason says why verification returned an order; the values mirror icp.filing.v1.ReturnReason.
+type ReturnReason int32
+
+// The return reasons.
+const (
+	ReturnNone                  ReturnReason = 0
+	ReturnVerificationTimeout   ReturnReason = 1
+	ReturnTooManyFailedAttempts ReturnReason = 2
+)
+
+func (r ReturnReason) String() string {
+	switch r {
+	case ReturnVerificationTimeout:
+		return "VERIFICATION_TIMEOUT"
+	case ReturnTooManyFailedAttempts:
+		return "TOO_MANY_FAILED_ATTEMPTS"
+	}
+	return "UNSPECIFIED"
+}
+
+// Person is a responsible person. After Rules.Normalize, Phone and EmergencyPhone are E.164 and
+// IDNumber is in iddoc.Clean form.
+type Person struct {
+	Name           string     `json:"name"`
+	IDType         iddoc.Type `json:"id_type"`
+	IDNumber       string     `json:"id_number"`
+	Phone          string     `json:"phone"`
+	EmergencyPhone string     `json:"emergency_phone,omitempty"`
+}
+
+// Website is one website of an order or of an approved record, identified by its domain.
+type Website struct {
+	Domain  string  `json:"domain"`
+	Name    string  `json:"name,omitempty"`
+	Person  *Person `json:"person,omitempty"`
+	Changed bool    `json:"changed,omitempty"`
+}
+
+// Spec is the content of an order as the portal entered it.
+type Spec struct {
+	FilingType     FilingType `json:"filing_type"`
+	SubjectID      string     `json:"subject_id,omitempty"`
+	SubjectName    string     `json:"subject_name,omitempty"`
+	SubjectType    int32      `json:"subject_type,omitempty"` // mirrors icp.filing.v1.SubjectType
+	Principal      *Person    `json:"principal,omitempty"`
+	Websites       []Website  `json:"websites,omitempty"`
+	SubjectChanged bool       `json:"subject_changed,omitempty"`
+}
+
+// Verifier is one distinct phone that must pass SMS verification, with every role it verifies for
+// and the ID tails of the persons using it (any of them may be typed).
+type Verifier struct {
+	Phone   string   // E.164
+	Roles   []string // "principal", "website:<domain>"
+	IDTails []string // iddoc.Tail of each person with this phone, deduplicated
+}
+
+// StateChange is one recorded transition of an order.
+type StateChange struct {
+	From, To State
+	At       time.Time
+	Actor    string
+	Reason   string
+}
+
+// Order is a filing order as stored.
+type Order struct {
+	ID           string
+	Spec         Spec
+	State        State
+	Submission   int32
+	DeadlineAt   time.Time // zero when no verification window is open or was opened
+	ReturnReason ReturnReason
+	Verifiers    []Verifier // of the current submission
+	History      []StateChange
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// The actors recorded in the history.
+const (
+	ActorPortal         = "portal"
+	ActorVerification   = "verification"
+	ActorAdministration = "administration"
+)

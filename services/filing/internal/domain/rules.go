@@ -1,0 +1,184 @@
+package domain
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/phone"
+)
+
+// Rules holds the CONFIGURABLE parts of domain.md; the zero value is the default.
+type Rules struct {
+	// AddWebsitePrincipal makes the principal verify every ADD_WEBSITE order, not only those that
+	// change subject data (default false).
+	AddWebsitePrincipal bool
+}
+
+// RolePrincipal is the verifier role of the subject's principal responsible person.
+const RolePrincipal = "principal"
+
+// WebsiteRole is the verifier role of a website's responsible person.
+func WebsiteRole(domain string) string { return "website:" + domain }
+
+// principalVerifies tells whether the principal must pass SMS verification for spec.
+func (r Rules) principalVerifies(s Spec) bool {
+	switch s.FilingType {
+	case FirstFiling, DeregisterSubject:
+		return true
+	case AddWebsite:
+		return r.AddWebsitePrincipal || s.SubjectChanged
+	case ChangeFiling:
+		return s.SubjectChanged
+	}
+	return false
+}
+
+// websiteVerifies tells whether the person of website w must pass SMS verification for spec.
+func websiteVerifies(s Spec, w Website) bool {
+	switch s.FilingType {
+	case FirstFiling, AddWebsite, AddAccess, DeregisterWebsite:
+		return true
+	case ChangeFiling:
+		return w.Changed
+	}
+	return false
+}
+
+// websitesRequired lists the types whose order must name at least one website.
+func websitesRequired(t FilingType) bool {
+	return t == FirstFiling || t == AddWebsite || t == AddAccess || t == DeregisterWebsite
+}
+
+// Normalize validates spec and returns it with trimmed names, lower-case domains, E.164 phones and
+// cleaned ID numbers. The error is an InvalidArgument naming the field, e.g. spec.websites[1].person.phone.
+func (r Rules) Normalize(s Spec) (Spec, error) {
+	if s.FilingType == 0 {
+		return s, errs.Invalid("spec.filing_type", "MISSING_FILING_TYPE", "filing_type is required")
+	}
+	if !s.FilingType.Valid() {
+		return s, errs.Invalid("spec.filing_type", "INVALID_FILING_TYPE", "unknown filing_type")
+	}
+	s.SubjectID = strings.TrimSpace(s.SubjectID)
+	s.SubjectName = strings.TrimSpace(s.SubjectName)
+	switch {
+	case s.FilingType == FirstFiling && s.SubjectID != "":
+		return s, errs.Invalid("spec.subject_id", "UNEXPECTED_SUBJECT_ID", "a first filing creates its subject: leave subject_id empty")
+	case s.FilingType != FirstFiling && s.SubjectID == "":
+		return s, errs.Invalid("spec.subject_id", "MISSING_SUBJECT_ID", "subject_id is required for a %s order", s.FilingType)
+	}
+	if s.Principal == nil && r.principalVerifies(s) {
+		return s, errs.Invalid("spec.principal", "MISSING_PRINCIPAL", "the principal responsible person is required for this order")
+	}
+	if s.Principal != nil {
+		p, err := normalizePerson("spec.principal", *s.Principal)
+		if err != nil {
+			return s, err
+		}
+		s.Principal = &p
+	}
+	if len(s.Websites) == 0 && websitesRequired(s.FilingType) {
+		return s, errs.Invalid("spec.websites", "MISSING_WEBSITES", "at least one website is required for a %s order", s.FilingType)
+	}
+	websites := make([]Website, len(s.Websites))
+	seen := make(map[string]int, len(s.Websites))
+	for i, w := range s.Websites {
+		path := fmt.Sprintf("spec.websites[%d]", i)
+		w.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(w.Domain), "."))
+		w.Name = strings.TrimSpace(w.Name)
+		if w.Domain == "" {
+			return s, errs.Invalid(path+".domain", "MISSING_DOMAIN", "the website's domain is required")
+		}
+		if strings.ContainsAny(w.Domain, " \t/:") {
+			return s, errs.Invalid(path+".domain", "INVALID_DOMAIN", "a domain name has no spaces, slashes or ports")
+		}
+		if j, dup := seen[w.Domain]; dup {
+			return s, errs.Invalid(path+".domain", "DUPLICATE_DOMAIN", "the domain is already listed as websites[%d]", j)
+		}
+		seen[w.Domain] = i
+		if w.Person == nil && websiteVerifies(s, w) {
+			return s, errs.Invalid(path+".person", "MISSING_PERSON", "the website's responsible person is required for this order")
+		}
+		if w.Person != nil {
+			p, err := normalizePerson(path+".person", *w.Person)
+			if err != nil {
+				return s, err
+			}
+			w.Person = &p
+		}
+		websites[i] = w
+	}
+	s.Websites = websites
+	return s, nil
+}
+
+func normalizePerson(path string, p Person) (Person, error) {
+	p.Name = strings.TrimSpace(p.Name)
+	if p.Name == "" {
+		return p, errs.Invalid(path+".name", "MISSING_NAME", "the person's name is required")
+	}
+	if p.IDType < iddoc.ResidentIDCard || p.IDType > iddoc.Other {
+		return p, errs.Invalid(path+".id_type", "INVALID_ID_TYPE", "a known ID document type is required")
+	}
+	if err := iddoc.Validate(path+".id_number", p.IDType, p.IDNumber); err != nil {
+		return p, err
+	}
+	p.IDNumber = iddoc.Clean(p.IDNumber)
+	e164, err := phone.Normalize(path+".phone", p.Phone)
+	if err != nil {
+		return p, err
+	}
+	p.Phone = e164
+	if strings.TrimSpace(p.EmergencyPhone) == "" {
+		p.EmergencyPhone = ""
+	} else if p.EmergencyPhone, err = phone.Normalize(path+".emergency_phone", p.EmergencyPhone); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// verifyingPerson is one role of a normalized spec that must verify.
+type verifyingPerson struct {
+	role   string
+	domain string // "" for the principal
+	person Person
+}
+
+func (r Rules) verifyingPersons(s Spec) []verifyingPerson {
+	var out []verifyingPerson
+	if r.principalVerifies(s) && s.Principal != nil {
+		out = append(out, verifyingPerson{role: RolePrincipal, person: *s.Principal})
+	}
+	for _, w := range s.Websites {
+		if websiteVerifies(s, w) && w.Person != nil {
+			out = append(out, verifyingPerson{role: WebsiteRole(w.Domain), domain: w.Domain, person: *w.Person})
+		}
+	}
+	return out
+}
+
+// Verifiers returns who must pass SMS verification for a normalized spec: one verifier per distinct
+// E.164 phone, in order of first appearance (principal first), so a person named in several roles
+// gets one code and verifies once. Empty means the order skips verification.
+func (r Rules) Verifiers(s Spec) []Verifier {
+	var out []Verifier
+	index := map[string]int{}
+	for _, vp := range r.verifyingPersons(s) {
+		i, ok := index[vp.person.Phone]
+		if !ok {
+			i = len(out)
+			index[vp.person.Phone] = i
+			out = append(out, Verifier{Phone: vp.person.Phone})
+		}
+		v := &out[i]
+		if !slices.Contains(v.Roles, vp.role) {
+			v.Roles = append(v.Roles, vp.role)
+		}
+		if tail := iddoc.Tail(vp.person.IDNumber); !slices.Contains(v.IDTails, tail) {
+			v.IDTails = append(v.IDTails, tail)
+		}
+	}
+	return out
+}

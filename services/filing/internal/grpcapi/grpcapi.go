@@ -1,0 +1,221 @@
+// Package grpcapi serves icp.filing.v1: the public FilingService and the internal
+// FilingInternalService. Handlers check the request, turn the spec into its normalized domain form
+// and call the store; errors stay domain errors, which pkg/rpc maps to gRPC statuses at the edge.
+package grpcapi
+
+import (
+	"context"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/services/filing/internal/domain"
+)
+
+// Store is what the handlers need from storage (declared here, by its consumer, so another engine
+// such as an in-memory one can serve the same handlers). Mutations are idempotent by request_id.
+type Store interface {
+	CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error)
+	UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error)
+	SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error)
+	GetOrder(ctx context.Context, orderID string) (*filingv1.Order, error)
+	ListOrders(ctx context.Context, state domain.State, pageSize int, pageToken string) ([]*filingv1.Order, string, error)
+	CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error)
+	MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error)
+	ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error)
+	RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error)
+}
+
+// Limits on free text, so history rows stay small.
+const (
+	maxReasonLength  = 500
+	maxCommentLength = 2000
+	maxOrderIDLength = 64
+)
+
+// Register registers both filing services on s.
+func Register(s grpc.ServiceRegistrar, st Store, rules domain.Rules) {
+	filingv1.RegisterFilingServiceServer(s, &Public{store: st, rules: rules})
+	filingv1.RegisterFilingInternalServiceServer(s, &Internal{store: st})
+}
+
+// Public implements icp.filing.v1.FilingService.
+type Public struct {
+	filingv1.UnimplementedFilingServiceServer
+	store Store
+	rules domain.Rules
+}
+
+// Internal implements icp.filing.v1.FilingInternalService.
+type Internal struct {
+	filingv1.UnimplementedFilingInternalServiceServer
+	store Store
+}
+
+func checkOrderID(id string) error {
+	if strings.TrimSpace(id) == "" {
+		return errs.Invalid("order_id", "MISSING_ORDER_ID", "order_id is required")
+	}
+	if len(id) > maxOrderIDLength {
+		return errs.Invalid("order_id", "INVALID_ORDER_ID", "order_id is longer than %d characters", maxOrderIDLength)
+	}
+	return nil
+}
+
+func checkText(field, s string, limit int) error {
+	if utf8.RuneCountInString(s) > limit {
+		return errs.Invalid(field, "TEXT_TOO_LONG", "%s is longer than %d characters", field, limit)
+	}
+	return nil
+}
+
+func (h *Public) spec(p *filingv1.OrderSpec) (domain.Spec, error) {
+	if p == nil {
+		return domain.Spec{}, errs.Invalid("spec", "MISSING_SPEC", "spec is required")
+	}
+	return h.rules.Normalize(SpecFromProto(p))
+}
+
+// SpecFromProto converts a request spec to the domain form (not yet validated).
+func SpecFromProto(p *filingv1.OrderSpec) domain.Spec {
+	s := domain.Spec{
+		FilingType:     domain.FilingType(p.GetFilingType()),
+		SubjectID:      p.GetSubjectId(),
+		SubjectName:    p.GetSubjectName(),
+		SubjectType:    int32(p.GetSubjectType()),
+		Principal:      personFromProto(p.GetPrincipal()),
+		SubjectChanged: p.GetSubjectChanged(),
+	}
+	for _, w := range p.GetWebsites() {
+		s.Websites = append(s.Websites, domain.Website{Domain: w.GetDomain(), Name: w.GetName(),
+			Person: personFromProto(w.GetPerson()), Changed: w.GetChanged()})
+	}
+	return s
+}
+
+func personFromProto(p *filingv1.Person) *domain.Person {
+	if p == nil {
+		return nil
+	}
+	return &domain.Person{Name: p.GetName(), IDType: iddoc.Type(p.GetIdType()), IDNumber: p.GetIdNumber(),
+		Phone: p.GetPhone(), EmergencyPhone: p.GetEmergencyPhone()}
+}
+
+// CreateOrder stores a new DRAFT order.
+func (h *Public) CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest) (*filingv1.CreateOrderResponse, error) {
+	spec, err := h.spec(req.GetSpec())
+	if err != nil {
+		return nil, err
+	}
+	return h.store.CreateOrder(ctx, req, spec)
+}
+
+// UpdateOrder replaces the content of a DRAFT or RETURNED order.
+func (h *Public) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest) (*filingv1.UpdateOrderResponse, error) {
+	if err := checkOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	spec, err := h.spec(req.GetSpec())
+	if err != nil {
+		return nil, err
+	}
+	return h.store.UpdateOrder(ctx, req, spec)
+}
+
+// SubmitOrder starts verification of an order (or sends it to review when nobody must verify).
+func (h *Public) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
+	if err := checkOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	return h.store.SubmitOrder(ctx, req)
+}
+
+// GetOrder returns one order with masked personal data.
+func (h *Public) GetOrder(ctx context.Context, req *filingv1.GetOrderRequest) (*filingv1.GetOrderResponse, error) {
+	if err := checkOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	o, err := h.store.GetOrder(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &filingv1.GetOrderResponse{Order: o}, nil
+}
+
+// ListOrders pages through orders, newest first.
+func (h *Public) ListOrders(ctx context.Context, req *filingv1.ListOrdersRequest) (*filingv1.ListOrdersResponse, error) {
+	if req.GetPageSize() < 0 {
+		return nil, errs.Invalid("page_size", "INVALID_PAGE_SIZE", "page_size must not be negative")
+	}
+	state := domain.State(req.GetState())
+	if state < domain.StateUnspecified || state > domain.StateCancelled {
+		return nil, errs.Invalid("state", "INVALID_STATE", "unknown order state")
+	}
+	orders, next, err := h.store.ListOrders(ctx, state, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	return &filingv1.ListOrdersResponse{Orders: orders, NextPageToken: next}, nil
+}
+
+// CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order.
+func (h *Public) CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
+	if err := checkOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	if err := checkText("reason", req.GetReason(), maxReasonLength); err != nil {
+		return nil, err
+	}
+	return h.store.CancelOrder(ctx, req)
+}
+
+func checkSubmission(id string, sub int32) error {
+	if err := checkOrderID(id); err != nil {
+		return err
+	}
+	if sub <= 0 {
+		return errs.Invalid("submission", "INVALID_SUBMISSION", "submission must be positive")
+	}
+	return nil
+}
+
+// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
+func (h *Internal) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
+	if err := checkSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return nil, err
+	}
+	return h.store.MarkVerified(ctx, req)
+}
+
+// ReturnOrder returns an order whose verification failed or timed out.
+func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
+	if err := checkSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return nil, err
+	}
+	switch req.GetReason() {
+	case filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS:
+	default:
+		return nil, errs.Invalid("reason", "INVALID_RETURN_REASON", "reason must be VERIFICATION_TIMEOUT or TOO_MANY_FAILED_ATTEMPTS")
+	}
+	return h.store.ReturnOrder(ctx, req)
+}
+
+// RecordReviewOutcome records the administration's decision.
+func (h *Internal) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error) {
+	if err := checkOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	switch req.GetOutcome() {
+	case filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED, filingv1.ReviewOutcome_REVIEW_OUTCOME_REJECTED:
+	default:
+		return nil, errs.Invalid("outcome", "INVALID_OUTCOME", "outcome must be APPROVED or REJECTED")
+	}
+	if err := checkText("comment", req.GetComment(), maxCommentLength); err != nil {
+		return nil, err
+	}
+	return h.store.RecordReviewOutcome(ctx, req)
+}

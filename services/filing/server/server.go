@@ -1,0 +1,102 @@
+// Package server wires the filing service: flags, logger, database and migrations, the store, the
+// gRPC handlers and the outbox relay that delivers calls to verification and deadline. Run is
+// exported so a one-process dev server can start every service of the suite side by side.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/config"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/filing/internal/domain"
+	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/filing/internal/store"
+)
+
+// Run serves the filing service until ctx ends. args are the command-line arguments without the
+// program name; every flag can also come from the environment (see pkg/config).
+func Run(ctx context.Context, args []string) error {
+	f := config.NewFlags("filing")
+	common := config.RegisterCommon(f, config.DefaultFilingAddr, "filing")
+	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr, "address of the verification service")
+	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "address of the deadline service")
+	window := f.Duration("verification-window", 24*time.Hour, "how long the verifiers of a submission have to pass (CONFIGURABLE, domain.md)")
+	addWebsitePrincipal := f.Bool("add-website-principal", false,
+		"ADD_WEBSITE orders are verified by the principal too, not only when subject data changes (CONFIGURABLE, domain.md)")
+	locale := f.String("sms-locale", "zh-CN", "locale of the verification SMS text: zh-CN or en")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if err := common.Check(); err != nil {
+		return err
+	}
+	if *window <= 0 {
+		return errors.New("--verification-window must be positive")
+	}
+	if *locale != "zh-CN" && *locale != "en" {
+		return fmt.Errorf("--sms-locale %q: use zh-CN or en", *locale)
+	}
+
+	log, err := logging.New("filing", *common.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+
+	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
+		return err
+	}
+
+	verificationConn, err := rpc.Dial(*verificationAddr)
+	if err != nil {
+		return err
+	}
+	defer verificationConn.Close()
+	deadlineConn, err := rpc.Dial(*deadlineAddr)
+	if err != nil {
+		return err
+	}
+	defer deadlineConn.Close()
+	verification := verificationv1.NewVerificationInternalServiceClient(verificationConn)
+	deadline := deadlinev1.NewDeadlineServiceClient(deadlineConn)
+
+	clk := clock.Real{}
+	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
+	st := store.New(pool, clk, store.Config{Rules: rules, VerificationWindow: *window, Locale: *locale})
+	relay := &outbox.Relay{
+		Pool:  pool,
+		Log:   log.With(zap.String("loop", "outbox")),
+		Clock: clk,
+		Handlers: map[string]outbox.Handler{
+			store.TargetOpenSession:      outbox.Call(verification.OpenSession),
+			store.TargetCancelSession:    outbox.Call(verification.CancelSession),
+			store.TargetScheduleDeadline: outbox.Call(deadline.ScheduleDeadline),
+			store.TargetCancelDeadline:   outbox.Call(deadline.CancelDeadline),
+		},
+	}
+	st.OnEnqueue = relay.Wake
+
+	srv := rpc.NewServer(log)
+	grpcapi.Register(srv.GRPC, st, rules)
+	srv.Go("outbox", relay.Run)
+	log.Info("filing service starting", zap.String("verification_addr", *verificationAddr), zap.String("deadline_addr", *deadlineAddr),
+		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal))
+	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+}

@@ -1,0 +1,171 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/filing/internal/store"
+	"github.com/icpverify/icpverify/services/filing/server"
+)
+
+// peers records what the filing relay delivers to verification and deadline.
+type peers struct {
+	verificationv1.UnimplementedVerificationInternalServiceServer
+	deadlinev1.UnimplementedDeadlineServiceServer
+	mu    sync.Mutex
+	calls []string
+	open  *verificationv1.OpenSessionRequest
+}
+
+func (p *peers) record(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, name)
+}
+
+func (p *peers) OpenSession(_ context.Context, req *verificationv1.OpenSessionRequest) (*verificationv1.OpenSessionResponse, error) {
+	p.mu.Lock()
+	p.open = req
+	p.mu.Unlock()
+	p.record("OpenSession")
+	return &verificationv1.OpenSessionResponse{}, nil
+}
+
+func (p *peers) CancelSession(context.Context, *verificationv1.CancelSessionRequest) (*verificationv1.CancelSessionResponse, error) {
+	p.record("CancelSession")
+	return &verificationv1.CancelSessionResponse{}, nil
+}
+
+func (p *peers) ScheduleDeadline(context.Context, *deadlinev1.ScheduleDeadlineRequest) (*deadlinev1.ScheduleDeadlineResponse, error) {
+	p.record("ScheduleDeadline")
+	return &deadlinev1.ScheduleDeadlineResponse{}, nil
+}
+
+func (p *peers) CancelDeadline(context.Context, *deadlinev1.CancelDeadlineRequest) (*deadlinev1.CancelDeadlineResponse, error) {
+	p.record("CancelDeadline")
+	return &deadlinev1.CancelDeadlineResponse{}, nil
+}
+
+func (p *peers) has(names ...string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range names {
+		found := false
+		for _, c := range p.calls {
+			found = found || c == n
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestRunDeliversThroughOutbox starts the real binary's Run with recording peers and checks that a
+// submit and a cancel reach verification and deadline through the outbox relay.
+func TestRunDeliversThroughOutbox(t *testing.T) {
+	pool := pgtest.NewSchema(t, "filing_srv", store.Migrations, outbox.Migrations, idempotency.Migrations)
+	var schema string
+	if err := pool.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	fake := &peers{}
+	peerSrv := grpc.NewServer()
+	verificationv1.RegisterVerificationInternalServiceServer(peerSrv, fake)
+	deadlinev1.RegisterDeadlineServiceServer(peerSrv, fake)
+	peerLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go peerSrv.Serve(peerLis) //nolint:errcheck
+	defer peerSrv.Stop()
+
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, []string{"--grpc-addr", addr, "--database-url", pgtest.URL(), "--database-schema", schema,
+			"--verification-addr", peerLis.Addr().String(), "--deadline-addr", peerLis.Addr().String(),
+			"--verification-window", "2h", "--sms-locale", "en", "--log-level", "error"})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	conn, err := rpc.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := filingv1.NewFilingServiceClient(conn)
+	spec := &filingv1.OrderSpec{FilingType: filingv1.FilingType_FILING_TYPE_FIRST_FILING,
+		Principal: &filingv1.Person{Name: "张三", IdType: filingv1.IdDocumentType_ID_DOCUMENT_TYPE_PASSPORT, IdNumber: "E12345678", Phone: "13812345678"},
+		Websites: []*filingv1.Website{{Domain: "example.cn",
+			Person: &filingv1.Person{Name: "张三", IdType: filingv1.IdDocumentType_ID_DOCUMENT_TYPE_PASSPORT, IdNumber: "E12345678", Phone: "13812345678"}}}}
+	var created *filingv1.CreateOrderResponse
+	waitFor(t, "the server to answer", func() bool {
+		created, err = client.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: "c1", Spec: spec}, grpc.WaitForReady(true))
+		return err == nil
+	})
+	id := created.GetOrder().GetOrderId()
+	sub, err := client.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{RequestId: "s1", OrderId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sub.GetOrder().GetDeadlineAt().AsTime().Sub(sub.GetOrder().GetHistory()[1].GetAt().AsTime()); got != 2*time.Hour {
+		t.Fatalf("window = %v, want the configured 2h", got)
+	}
+	waitFor(t, "OpenSession and ScheduleDeadline", func() bool { return fake.has("OpenSession", "ScheduleDeadline") })
+	fake.mu.Lock()
+	open := fake.open
+	fake.mu.Unlock()
+	if open.GetLocale() != "en" || len(open.GetVerifiers()) != 1 || len(open.GetVerifiers()[0].GetRoles()) != 2 ||
+		open.GetVerifiers()[0].GetIdTails()[0] != "345678" {
+		t.Fatalf("open session = %v", open)
+	}
+	if _, err := client.CancelOrder(ctx, &filingv1.CancelOrderRequest{RequestId: "x1", OrderId: id}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "CancelSession and CancelDeadline", func() bool { return fake.has("CancelSession", "CancelDeadline") })
+	var left int
+	waitFor(t, "the outbox to drain", func() bool {
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&left)
+		return left == 0
+	})
+}

@@ -1,0 +1,204 @@
+// Package domain holds the rules of sms-dispatch with no I/O: what a valid message is, how its text
+// is rendered, whether the per-phone caps let it go now, and how long to wait before a retry.
+// Time is always a parameter, so every rule is tested with fixed instants.
+package domain
+
+import (
+	"strings"
+	"time"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/phone"
+)
+
+// Template names the text of a message; the values mirror icp.smsdispatch.v1.Template.
+type Template int
+
+// The templates.
+const (
+	TemplateUnspecified Template = iota
+	TemplateVerificationCode
+)
+
+// String is the name stored in the database.
+func (t Template) String() string {
+	switch t {
+	case TemplateVerificationCode:
+		return "VERIFICATION_CODE"
+	}
+	return "UNSPECIFIED"
+}
+
+// ParseTemplate reads a stored template name.
+func ParseTemplate(s string) Template {
+	if s == "VERIFICATION_CODE" {
+		return TemplateVerificationCode
+	}
+	return TemplateUnspecified
+}
+
+// State is where a message stands.
+type State string
+
+// The states. QUEUED -> SENT (provider accepted) | FAILED (gave up); both are final.
+const (
+	StateQueued State = "QUEUED"
+	StateSent   State = "SENT"
+	StateFailed State = "FAILED"
+)
+
+// Locales the templates are written in.
+const (
+	LocaleZhCN = "zh-CN"
+	LocaleEn   = "en"
+)
+
+// Limits on caller-chosen ids.
+const (
+	MaxMessageIDLength = 128
+	MaxOrderIDLength   = 128
+)
+
+// Error reasons (ErrorInfo) this service returns.
+const (
+	ReasonInvalidMessageID  = "INVALID_MESSAGE_ID"
+	ReasonInvalidTemplate   = "INVALID_TEMPLATE"
+	ReasonMissingParam      = "MISSING_PARAM"
+	ReasonInvalidParam      = "INVALID_PARAM"
+	ReasonUnsupportedLocale = "UNSUPPORTED_LOCALE"
+	ReasonInvalidExpireTime = "INVALID_EXPIRE_TIME"
+	ReasonInvalidOrderID    = "INVALID_ORDER_ID"
+	ReasonMessageIDReused   = "MESSAGE_ID_REUSED"
+	ReasonMessageNotFound   = "MESSAGE_NOT_FOUND"
+	ReasonInvalidPageToken  = "INVALID_PAGE_TOKEN"
+	ReasonInvalidPageSize   = "INVALID_PAGE_SIZE"
+)
+
+// last_error values of messages the dispatcher gave up on without a provider error.
+const (
+	ErrorExpired       = "expired"
+	ErrorRateLimited   = "rate limited"
+	ErrorNothingToSend = "no message text to send"
+)
+
+// Template parameters.
+const (
+	ParamCode           = "code"
+	ParamDeadline       = "deadline"
+	MaxParamValueLength = 256
+)
+
+// Paging of ListMessages.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 200
+)
+
+// Message is one outgoing SMS as the service stores it. Phone is E.164; Body and Params are wiped
+// (Redacted) once the provider accepted the message or it failed for good: the text holds a code.
+type Message struct {
+	ID          string
+	OrderID     string
+	Phone       string
+	Template    Template
+	Params      map[string]string
+	Locale      string
+	Body        string
+	State       State
+	Attempts    int
+	NextAttempt time.Time
+	ExpireAt    time.Time
+	Provider    string
+	LastError   string
+	CreatedAt   time.Time
+	SentAt      time.Time // zero until SENT
+	Redacted    bool
+}
+
+// SendInput is a SendMessage request before validation.
+type SendInput struct {
+	MessageID string
+	Phone     string
+	Template  Template
+	Params    map[string]string
+	Locale    string
+	ExpireAt  time.Time // zero when the caller set none
+	OrderID   string
+}
+
+// NewMessage validates in and returns the QUEUED message to store, due at once, its text rendered
+// with signature. now is the creation instant.
+func NewMessage(in SendInput, signature string, now time.Time) (Message, error) {
+	if in.MessageID == "" || len(in.MessageID) > MaxMessageIDLength || strings.TrimSpace(in.MessageID) != in.MessageID {
+		return Message{}, errs.Invalid("message_id", ReasonInvalidMessageID,
+			"message_id is required, at most %d characters, without surrounding spaces", MaxMessageIDLength)
+	}
+	if len(in.OrderID) > MaxOrderIDLength {
+		return Message{}, errs.Invalid("order_id", ReasonInvalidOrderID, "order_id is longer than %d characters", MaxOrderIDLength)
+	}
+	e164, err := phone.Normalize("phone", in.Phone)
+	if err != nil {
+		return Message{}, err
+	}
+	if in.Template != TemplateVerificationCode {
+		return Message{}, errs.Invalid("template", ReasonInvalidTemplate, "unknown template")
+	}
+	locale, err := NormalizeLocale(in.Locale)
+	if err != nil {
+		return Message{}, err
+	}
+	if in.ExpireAt.IsZero() {
+		// A code is useless after its deadline; a message without one could be sent days late.
+		return Message{}, errs.Invalid("expire_time", ReasonInvalidExpireTime, "expire_time is required")
+	}
+	params := make(map[string]string, len(in.Params))
+	for k, v := range in.Params {
+		if len(v) > MaxParamValueLength {
+			return Message{}, errs.Invalid("params."+k, ReasonInvalidParam, "parameter is longer than %d characters", MaxParamValueLength)
+		}
+		params[k] = v
+	}
+	m := Message{
+		ID:          in.MessageID,
+		OrderID:     in.OrderID,
+		Phone:       e164,
+		Template:    in.Template,
+		Params:      params,
+		Locale:      locale,
+		State:       StateQueued,
+		NextAttempt: now,
+		ExpireAt:    in.ExpireAt.UTC(),
+		CreatedAt:   now,
+	}
+	body, err := Render(m.Template, m.Locale, signature, m.Params, m.ExpireAt)
+	if err != nil {
+		return Message{}, err
+	}
+	m.Body = body
+	return m, nil
+}
+
+// NormalizeLocale maps a caller's locale to a template language: "" and zh* -> zh-CN, en* -> en.
+func NormalizeLocale(locale string) (string, error) {
+	l := strings.ToLower(strings.TrimSpace(locale))
+	switch {
+	case l == "" || l == "zh" || strings.HasPrefix(l, "zh-") || strings.HasPrefix(l, "zh_"):
+		return LocaleZhCN, nil
+	case l == "en" || strings.HasPrefix(l, "en-") || strings.HasPrefix(l, "en_"):
+		return LocaleEn, nil
+	}
+	return "", errs.Invalid("locale", ReasonUnsupportedLocale, "locale must be zh-CN or en")
+}
+
+// SameRequest tells whether a repeated SendMessage names the same message as the stored one. Only
+// phone and template are compared: the params of a sent message are redacted and cannot be.
+func SameRequest(stored, repeat Message) bool {
+	return stored.Phone == repeat.Phone && stored.Template == repeat.Template
+}
+
+// Redact wipes the parts of m that may hold a code.
+func (m *Message) Redact() {
+	m.Body = ""
+	m.Params = map[string]string{}
+	m.Redacted = true
+}

@@ -1,0 +1,155 @@
+// Package grpcapi is the gRPC face of sms-dispatch: it checks requests, converts between proto and
+// domain types and calls the store. Errors are domain errors; pkg/rpc turns them into statuses.
+// Responses never carry a whole phone number, and the text only while it is not redacted.
+package grpcapi
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/errs"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/pii"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+)
+
+// Store is what the handlers need; store.Store implements it (an in-memory engine could too).
+type Store interface {
+	Create(ctx context.Context, m domain.Message) (domain.Message, bool, error)
+	Get(ctx context.Context, id string) (domain.Message, error)
+	List(ctx context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error)
+}
+
+// Server implements icp.smsdispatch.v1.SmsDispatchService.
+type Server struct {
+	smsv1.UnimplementedSmsDispatchServiceServer
+	Store Store
+	Clock clock.Clock
+	Log   *zap.Logger
+	// Signature is the 【signature】 rendered into zh-CN texts.
+	Signature string
+	// Wake, when set, tells the dispatcher a new message is due (so it need not wait for its poll).
+	Wake func()
+}
+
+// SendMessage stores the message as QUEUED; the dispatcher sends it. A repeat of a message_id
+// returns the stored message and sends nothing.
+func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest) (*smsv1.SendMessageResponse, error) {
+	in := domain.SendInput{
+		MessageID: req.GetMessageId(),
+		Phone:     req.GetPhone(),
+		Template:  templateFromProto(req.GetTemplate()),
+		Params:    req.GetParams(),
+		Locale:    req.GetLocale(),
+		OrderID:   req.GetOrderId(),
+	}
+	if ts := req.GetExpireTime(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return nil, errs.Invalid("expire_time", domain.ReasonInvalidExpireTime, "expire_time is not a valid timestamp")
+		}
+		in.ExpireAt = ts.AsTime()
+	}
+	m, err := domain.NewMessage(in, s.Signature, s.Clock.Now().Truncate(time.Microsecond))
+	if err != nil {
+		return nil, err
+	}
+	stored, created, err := s.Store.Create(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.Log.Info("message queued", logging.MessageID(stored.ID), logging.Phone(stored.Phone), logging.OrderID(stored.OrderID))
+		if s.Wake != nil {
+			s.Wake()
+		}
+	}
+	return &smsv1.SendMessageResponse{Message: toProto(stored)}, nil
+}
+
+// GetMessage returns one message.
+func (s *Server) GetMessage(ctx context.Context, req *smsv1.GetMessageRequest) (*smsv1.GetMessageResponse, error) {
+	if req.GetMessageId() == "" {
+		return nil, errs.Invalid("message_id", domain.ReasonInvalidMessageID, "message_id is required")
+	}
+	m, err := s.Store.Get(ctx, req.GetMessageId())
+	if err != nil {
+		return nil, err
+	}
+	return &smsv1.GetMessageResponse{Message: toProto(m)}, nil
+}
+
+// ListMessages pages through messages, newest first (page_size default 50, at most 200).
+func (s *Server) ListMessages(ctx context.Context, req *smsv1.ListMessagesRequest) (*smsv1.ListMessagesResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, errs.Invalid("page_size", domain.ReasonInvalidPageSize, "page_size must not be negative")
+	case size == 0:
+		size = domain.DefaultPageSize
+	case size > domain.MaxPageSize:
+		size = domain.MaxPageSize
+	}
+	msgs, next, err := s.Store.List(ctx, req.GetOrderId(), size, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &smsv1.ListMessagesResponse{NextPageToken: next}
+	for _, m := range msgs {
+		out.Messages = append(out.Messages, toProto(m))
+	}
+	return out, nil
+}
+
+func templateFromProto(t smsv1.Template) domain.Template {
+	if t == smsv1.Template_TEMPLATE_VERIFICATION_CODE {
+		return domain.TemplateVerificationCode
+	}
+	return domain.TemplateUnspecified
+}
+
+func templateToProto(t domain.Template) smsv1.Template {
+	if t == domain.TemplateVerificationCode {
+		return smsv1.Template_TEMPLATE_VERIFICATION_CODE
+	}
+	return smsv1.Template_TEMPLATE_UNSPECIFIED
+}
+
+func stateToProto(s domain.State) smsv1.MessageState {
+	switch s {
+	case domain.StateQueued:
+		return smsv1.MessageState_MESSAGE_STATE_QUEUED
+	case domain.StateSent:
+		return smsv1.MessageState_MESSAGE_STATE_SENT
+	case domain.StateFailed:
+		return smsv1.MessageState_MESSAGE_STATE_FAILED
+	}
+	return smsv1.MessageState_MESSAGE_STATE_UNSPECIFIED
+}
+
+func toProto(m domain.Message) *smsv1.Message {
+	p := &smsv1.Message{
+		MessageId:   m.ID,
+		OrderId:     m.OrderID,
+		PhoneMasked: pii.MaskPhone(m.Phone),
+		Template:    templateToProto(m.Template),
+		State:       stateToProto(m.State),
+		Attempts:    int32(m.Attempts),
+		Provider:    m.Provider,
+		LastError:   m.LastError,
+		CreateTime:  timestamppb.New(m.CreatedAt),
+		Redacted:    m.Redacted,
+	}
+	if !m.Redacted {
+		p.Body = m.Body
+	}
+	if !m.SentAt.IsZero() {
+		p.SentTime = timestamppb.New(m.SentAt)
+	}
+	return p
+}

@@ -1,0 +1,179 @@
+package grpcapi_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/pkg/rpc"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
+)
+
+var t0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
+
+type okProvider struct{}
+
+func (okProvider) Name() string                                 { return "fake" }
+func (okProvider) Send(context.Context, provider.Message) error { return nil }
+
+type fixture struct {
+	client smsv1.SmsDispatchServiceClient
+	disp   *dispatcher.Dispatcher
+	clock  *clock.Fake
+}
+
+func start(t *testing.T) fixture {
+	t.Helper()
+	pool := pgtest.NewSchema(t, "smsapi", store.Migrations)
+	st := store.New(pool)
+	clk := clock.NewFake(t0)
+	srv := rpc.NewServer(zap.NewNop())
+	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案"})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.ServeListener(ctx, lis, time.Second); close(done) }()
+	conn, err := rpc.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); cancel(); <-done })
+	disp := &dispatcher.Dispatcher{Store: st, Provider: okProvider{}, Clock: clk, Log: zap.NewNop(), Caps: domain.DefaultCaps, Sender: "12381"}
+	return fixture{client: smsv1.NewSmsDispatchServiceClient(conn), disp: disp, clock: clk}
+}
+
+func validReq(id string) *smsv1.SendMessageRequest {
+	return &smsv1.SendMessageRequest{MessageId: id, Phone: "+8613812345678", Template: smsv1.Template_TEMPLATE_VERIFICATION_CODE,
+		Params: map[string]string{"code": "123456", "deadline": "2026-11-27T02:00:00Z"}, Locale: "en",
+		ExpireTime: timestamppb.New(t0.Add(24 * time.Hour)), OrderId: "order-1"}
+}
+
+func TestSendGetList(t *testing.T) {
+	t.Parallel()
+	f := start(t)
+	ctx := context.Background()
+	resp, err := f.client.SendMessage(ctx, validReq("vc-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := resp.GetMessage()
+	wantBody := "[ICP Filing] Your SMS verification code is 123456. Complete verification in the filing system before 2026-11-27 10:00 (UTC+8)."
+	if m.GetPhoneMasked() != "138****5678" || m.GetState() != smsv1.MessageState_MESSAGE_STATE_QUEUED || m.GetBody() != wantBody || m.GetRedacted() {
+		t.Fatalf("SendMessage = %v", m)
+	}
+	// A repeat returns the stored message.
+	again, err := f.client.SendMessage(ctx, validReq("vc-1"))
+	if err != nil || again.GetMessage().GetCreateTime().AsTime() != m.GetCreateTime().AsTime() {
+		t.Fatalf("repeat = %v, %v", again, err)
+	}
+	// Another phone under the same id is refused.
+	reuse := validReq("vc-1")
+	reuse.Phone = "13912345678"
+	if _, err := f.client.SendMessage(ctx, reuse); status.Code(err) != codes.AlreadyExists || rpc.Reason(err) != domain.ReasonMessageIDReused {
+		t.Fatalf("reuse: %v", err)
+	}
+
+	if _, err := f.disp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.client.GetMessage(ctx, &smsv1.GetMessageRequest{MessageId: "vc-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gm := got.GetMessage(); gm.GetState() != smsv1.MessageState_MESSAGE_STATE_SENT || gm.GetBody() != "" || !gm.GetRedacted() ||
+		gm.GetSentTime() == nil || gm.GetProvider() != "fake" || gm.GetPhoneMasked() != "138****5678" {
+		t.Fatalf("GetMessage after send = %v", gm)
+	}
+
+	for i := range 4 {
+		r := validReq(fmt.Sprintf("vc-%d", i+2))
+		if i%2 == 0 {
+			r.OrderId = "order-2"
+		}
+		f.clock.Advance(time.Second)
+		if _, err := f.client.SendMessage(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{PageSize: 2})
+	if err != nil || len(page.GetMessages()) != 2 || page.GetMessages()[0].GetMessageId() != "vc-5" || page.GetNextPageToken() == "" {
+		t.Fatalf("page 1 = %v, %v", page, err)
+	}
+	page2, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{PageSize: 2, PageToken: page.GetNextPageToken()})
+	if err != nil || len(page2.GetMessages()) != 2 || page2.GetMessages()[0].GetMessageId() != "vc-3" {
+		t.Fatalf("page 2 = %v, %v", page2, err)
+	}
+	byOrder, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{OrderId: "order-2"})
+	if err != nil || len(byOrder.GetMessages()) != 2 || byOrder.GetNextPageToken() != "" {
+		t.Fatalf("by order = %v, %v", byOrder, err)
+	}
+	if _, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{PageToken: "garbage!"}); status.Code(err) != codes.InvalidArgument ||
+		rpc.Field(err) != "page_token" {
+		t.Fatalf("bad token: %v", err)
+	}
+}
+
+func TestInvalidArgumentNamesField(t *testing.T) {
+	t.Parallel()
+	f := start(t)
+	tests := []struct {
+		field string
+		mod   func(*smsv1.SendMessageRequest)
+	}{
+		{"message_id", func(r *smsv1.SendMessageRequest) { r.MessageId = "" }},
+		{"phone", func(r *smsv1.SendMessageRequest) { r.Phone = "123" }},
+		{"template", func(r *smsv1.SendMessageRequest) { r.Template = smsv1.Template_TEMPLATE_UNSPECIFIED }},
+		{"params.code", func(r *smsv1.SendMessageRequest) { delete(r.Params, "code") }},
+		{"params.deadline", func(r *smsv1.SendMessageRequest) { r.Params["deadline"] = "soon" }},
+		{"locale", func(r *smsv1.SendMessageRequest) { r.Locale = "fr" }},
+		{"expire_time", func(r *smsv1.SendMessageRequest) { r.ExpireTime = nil }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.field, func(t *testing.T) {
+			r := validReq("vc-x")
+			tc.mod(r)
+			_, err := f.client.SendMessage(context.Background(), r)
+			if status.Code(err) != codes.InvalidArgument || rpc.Field(err) != tc.field {
+				t.Fatalf("err = %v (field %q), want InvalidArgument on %s", err, rpc.Field(err), tc.field)
+			}
+			if st, _ := status.FromError(err); st != nil && (strings.Contains(st.Message(), "13812345678") || strings.Contains(st.Message(), "123456")) {
+				t.Fatalf("error message leaks personal data: %q", st.Message())
+			}
+		})
+	}
+	// Nothing was stored by the refused requests.
+	if _, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{MessageId: "vc-x"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("refused message stored: %v", err)
+	}
+}
+
+func TestGetUnknownIsNotFound(t *testing.T) {
+	t.Parallel()
+	f := start(t)
+	_, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{MessageId: "nope"})
+	if status.Code(err) != codes.NotFound || rpc.Reason(err) != domain.ReasonMessageNotFound {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("empty id: %v", err)
+	}
+}

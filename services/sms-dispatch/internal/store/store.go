@@ -1,0 +1,299 @@
+// Package store keeps messages and the per-phone send log in PostgreSQL. It is the only package that
+// sees the driver: its errors become domain errors here. Every write that decides a message's fate
+// (claim, cap reservation, sent, retry, fail) is one statement or one transaction.
+package store
+
+import (
+	"context"
+	"embed"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pg"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+)
+
+//go:embed migrations/*.sql
+var fs embed.FS
+
+// Migrations creates the messages and phone_sends tables.
+var Migrations = pg.Source{Name: "sms-dispatch", FS: fs}
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a store on pool (whose search_path is the service's schema).
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const columns = `message_id, order_id, phone, template, params, locale, body, state, attempts,
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted`
+
+func scanMessage(row pgx.Row) (domain.Message, error) {
+	var (
+		m        domain.Message
+		template string
+		state    string
+		body     *string
+		sentAt   *time.Time
+	)
+	err := row.Scan(&m.ID, &m.OrderID, &m.Phone, &template, &m.Params, &m.Locale, &body, &state, &m.Attempts,
+		&m.NextAttempt, &m.ExpireAt, &m.Provider, &m.LastError, &m.CreatedAt, &sentAt, &m.Redacted)
+	if err != nil {
+		return domain.Message{}, err
+	}
+	m.Template = domain.ParseTemplate(template)
+	m.State = domain.State(state)
+	if body != nil {
+		m.Body = *body
+	}
+	if sentAt != nil {
+		m.SentAt = sentAt.UTC()
+	}
+	m.NextAttempt, m.ExpireAt, m.CreatedAt = m.NextAttempt.UTC(), m.ExpireAt.UTC(), m.CreatedAt.UTC()
+	if m.Params == nil {
+		m.Params = map[string]string{}
+	}
+	return m, nil
+}
+
+// Create stores m as QUEUED unless its message id exists. It returns the stored message and whether
+// this call created it. A repeat naming another phone or template is refused with MESSAGE_ID_REUSED.
+func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, bool, error) {
+	row := s.pool.QueryRow(ctx, `
+		INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+			next_attempt_at, expire_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 0, $8, $9, $10)
+		ON CONFLICT (message_id) DO NOTHING
+		RETURNING `+columns,
+		m.ID, m.OrderID, m.Phone, m.Template.String(), m.Params, m.Locale, m.Body, m.NextAttempt, m.ExpireAt, m.CreatedAt)
+	created, err := scanMessage(row)
+	if err == nil {
+		return created, true, nil
+	}
+	if !pg.IsNoRows(err) {
+		return domain.Message{}, false, fmt.Errorf("insert message: %w", err)
+	}
+	existing, err := s.Get(ctx, m.ID)
+	if err != nil {
+		return domain.Message{}, false, err
+	}
+	if !domain.SameRequest(existing, m) {
+		return domain.Message{}, false, errs.AlreadyExists(domain.ReasonMessageIDReused,
+			"this message_id was already used for a different phone or template")
+	}
+	return existing, false, nil
+}
+
+// Get returns one message, or NotFound.
+func (s *Store) Get(ctx context.Context, id string) (domain.Message, error) {
+	m, err := scanMessage(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM messages WHERE message_id = $1`, id))
+	if pg.IsNoRows(err) {
+		return domain.Message{}, errs.NotFound(domain.ReasonMessageNotFound, "no message with this message_id")
+	}
+	if err != nil {
+		return domain.Message{}, fmt.Errorf("get message: %w", err)
+	}
+	return m, nil
+}
+
+// List returns a page of messages, newest first, optionally of one order, and the token of the next
+// page ("" at the end). The token is opaque to callers: the position (created_at, message_id).
+func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error) {
+	var (
+		after   bool
+		afterAt time.Time
+		afterID string
+	)
+	if pageToken != "" {
+		var err error
+		afterAt, afterID, err = decodeToken(pageToken)
+		if err != nil {
+			return nil, "", err
+		}
+		after = true
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM messages
+		WHERE ($1 = '' OR order_id = $1)
+		  AND (NOT $2 OR (created_at, message_id) < ($3, $4))
+		ORDER BY created_at DESC, message_id DESC
+		LIMIT $5`, orderID, after, afterAt, afterID, pageSize+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list messages: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("list messages: %w", err)
+	}
+	next := ""
+	if len(msgs) > pageSize {
+		msgs = msgs[:pageSize]
+		last := msgs[len(msgs)-1]
+		next = encodeToken(last.CreatedAt, last.ID)
+	}
+	return msgs, next, nil
+}
+
+func encodeToken(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + ":" + id))
+}
+
+func decodeToken(tok string) (time.Time, string, error) {
+	bad := errs.Invalid("page_token", domain.ReasonInvalidPageToken, "page_token is not one this service returned")
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	micros, id, ok := strings.Cut(string(b), ":")
+	if !ok {
+		return time.Time{}, "", bad
+	}
+	n, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return time.UnixMicro(n).UTC(), id, nil
+}
+
+// Claim takes up to limit due QUEUED messages for this worker: it hides them until now+lease (so a
+// crashed worker's messages come back) and counts the attempt. Concurrent workers never claim the
+// same row (SKIP LOCKED). The returned Attempts is the fencing token for the later updates.
+func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH due AS (
+			SELECT message_id FROM messages
+			WHERE state = 'QUEUED' AND next_attempt_at <= $1
+			ORDER BY next_attempt_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE messages m SET next_attempt_at = $1 + $3::interval, attempts = m.attempts + 1
+		FROM due WHERE m.message_id = due.message_id
+		RETURNING `+prefixed("m", columns), now, limit, lease)
+	if err != nil {
+		return nil, fmt.Errorf("claim messages: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	if err != nil {
+		return nil, fmt.Errorf("claim messages: %w", err)
+	}
+	return msgs, nil
+}
+
+func prefixed(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Reserve decides, for a claimed message m, whether the per-phone caps let it go at now, and acts on
+// the decision in the same transaction: ActionSend records the send in the phone's log (the slot is
+// reserved before the provider is called), ActionReschedule moves the message to the next allowed
+// instant (the cap wait does not use up an attempt), ActionFail ends it. A transaction-scoped
+// advisory lock on the phone serialises the count-and-insert, so two workers cannot both pass a cap.
+func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps) (domain.Decision, error) {
+	var d domain.Decision
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, m.Phone); err != nil {
+			return err
+		}
+		// Sends older than the longest window never count again; dropping them here keeps the log small.
+		if _, err := tx.Exec(ctx, `DELETE FROM phone_sends WHERE phone = $1 AND sent_at <= $2`,
+			m.Phone, now.Add(-domain.CapWindow)); err != nil {
+			return err
+		}
+		// The message's own earlier reservation (a crash after reserving) is the same SMS, not another one.
+		rows, err := tx.Query(ctx, `SELECT sent_at FROM phone_sends WHERE phone = $1 AND sent_at > $2 AND message_id <> $3`,
+			m.Phone, now.Add(-domain.CapWindow), m.ID)
+		if err != nil {
+			return err
+		}
+		sends, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+		if err != nil {
+			return err
+		}
+		d = domain.Decide(now, m.ExpireAt, caps, sends)
+		switch d.Action {
+		case domain.ActionSend:
+			_, err = tx.Exec(ctx, `INSERT INTO phone_sends (message_id, phone, sent_at) VALUES ($1, $2, $3)
+				ON CONFLICT (message_id) DO UPDATE SET sent_at = EXCLUDED.sent_at, phone = EXCLUDED.phone`, m.ID, m.Phone, now)
+		case domain.ActionReschedule:
+			_, err = tx.Exec(ctx, `UPDATE messages SET next_attempt_at = $3, attempts = attempts - 1
+				WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`, m.ID, m.Attempts, d.At)
+		case domain.ActionFail:
+			_, err = tx.Exec(ctx, failSQL, m.ID, m.Attempts, d.Error)
+		}
+		return err
+	})
+	if err != nil {
+		return domain.Decision{}, fmt.Errorf("reserve send slot: %w", err)
+	}
+	return d, nil
+}
+
+// failSQL ends a claimed message and wipes its code: it will never be sent, so the text is not needed.
+const failSQL = `UPDATE messages SET state = 'FAILED', last_error = $3, body = NULL, params = '{}', redacted = true
+	WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`
+
+// MarkSent records the provider's acceptance and redacts the message in the same update: the text
+// with the code is kept only until the provider has it. It reports false if the message was no
+// longer QUEUED (another worker, after this one's lease expired, got there first).
+func (s *Store) MarkSent(ctx context.Context, id, provider string, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE messages SET state = 'SENT', provider = $2, sent_at = $3, last_error = '',
+			body = NULL, params = '{}', redacted = true
+		WHERE message_id = $1 AND state = 'QUEUED'`, id, provider, now)
+	if err != nil {
+		return false, fmt.Errorf("mark sent: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SendFailed records a provider error on the claim with the given attempts: it gives the reserved
+// cap slot back (nothing reached the phone) and either schedules a retry at retryAt or, when final,
+// fails the message. It reports false if the claim was no longer current.
+func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string,
+	final bool, retryAt time.Time) (bool, error) {
+	var ok bool
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2`, m.ID, reservedAt); err != nil {
+			return err
+		}
+		var tag pgconn.CommandTag
+		var err error
+		if final {
+			tag, err = tx.Exec(ctx, failSQL, m.ID, m.Attempts, lastErr)
+		} else {
+			tag, err = tx.Exec(ctx, `UPDATE messages SET next_attempt_at = $3, last_error = $4, provider = $5
+				WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`, m.ID, m.Attempts, retryAt, lastErr, provider)
+		}
+		if err != nil {
+			return err
+		}
+		ok = tag.RowsAffected() == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("record send failure: %w", err)
+	}
+	return ok, nil
+}
+
+// Fail ends a claimed message without calling the provider (nothing to send).
+func (s *Store) Fail(ctx context.Context, m domain.Message, lastErr string) error {
+	if _, err := s.pool.Exec(ctx, failSQL, m.ID, m.Attempts, lastErr); err != nil {
+		return fmt.Errorf("fail message: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+// Package server wires sms-dispatch together: flags, logger, database, store, provider, dispatcher
+// and the gRPC service. Run is exported so a one-process development server can start every service.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/config"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/rpc"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
+)
+
+// Options are the service's own flags.
+type Options struct {
+	Provider        string
+	WebhookURL      string
+	WebhookTimeout  time.Duration
+	WebhookToken    string
+	Sender          string
+	Signature       string
+	MaxAttempts     int
+	Caps            domain.Caps
+	DispatchWorkers int
+	Lease           time.Duration
+}
+
+// Run parses args, starts the service and serves until ctx ends.
+func Run(ctx context.Context, args []string) error {
+	f := config.NewFlags("sms-dispatch")
+	common := config.RegisterCommon(f, config.DefaultSMSDispatchAddr, "sms_dispatch")
+	prov := f.String("sms-provider", "console", "SMS provider: console (development only: prints the text, sends nothing) or webhook")
+	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
+	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
+	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
+	sender := f.String("sms-sender", "12381", "sender number handed to the provider")
+	signature := f.String("sms-signature", domain.DefaultSignature, "signature shown as 【signature】 at the start of zh-CN texts")
+	maxAttempts := f.Int("max-attempts", 10, "provider calls per message before it FAILS")
+	perMinute := f.Int("rate-per-minute", domain.DefaultCaps.PerMinute, "per-phone cap: messages per minute (0: no cap)")
+	perHour := f.Int("rate-per-hour", domain.DefaultCaps.PerHour, "per-phone cap: messages per hour (0: no cap)")
+	perDay := f.Int("rate-per-day", domain.DefaultCaps.PerDay, "per-phone cap: messages per 24 hours (0: no cap)")
+	workers := f.Int("dispatch-workers", 8, "messages this replica sends at once")
+	lease := f.Duration("dispatch-lease", 30*time.Second,
+		"how long a claimed message is hidden from other replicas; after a crash it is sent again (same message id) once this passes")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if err := common.Check(); err != nil {
+		return err
+	}
+	opts := Options{
+		Provider: *prov, WebhookURL: *webhookURL, WebhookTimeout: *webhookTimeout, WebhookToken: *webhookToken,
+		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
+		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
+		DispatchWorkers: *workers, Lease: *lease,
+	}
+	if err := opts.check(); err != nil {
+		return err
+	}
+
+	log, err := logging.New("sms-dispatch", *common.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+
+	sms, sendTimeout := opts.provider()
+	if opts.Provider == "console" {
+		log.Warn("the console SMS provider is for development only: it prints each text, codes included, to stdout and sends nothing")
+	}
+
+	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := pg.Migrate(ctx, pool, store.Migrations); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	st := store.New(pool)
+	clk := clock.Real{}
+
+	disp := &dispatcher.Dispatcher{
+		Store: st, Provider: sms, Clock: clk, Log: log, Caps: opts.Caps, Sender: opts.Sender,
+		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers,
+		SendTimeout: sendTimeout, Lease: opts.Lease,
+	}
+	srv := rpc.NewServer(log)
+	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{
+		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Wake: disp.Wake,
+	})
+	srv.Go("dispatcher", disp.Run)
+	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.Int("dispatch_workers", opts.DispatchWorkers),
+		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
+		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay))
+	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+}
+
+func (o Options) check() error {
+	var problems []error
+	switch o.Provider {
+	case "console":
+	case "webhook":
+		u, err := url.Parse(o.WebhookURL)
+		if o.WebhookURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, errors.New("--webhook-url (or WEBHOOK_URL) must be an http(s) URL with --sms-provider=webhook"))
+		}
+		if o.WebhookTimeout <= 0 {
+			problems = append(problems, errors.New("--webhook-timeout must be positive"))
+		}
+	default:
+		problems = append(problems, fmt.Errorf("--sms-provider %q: use console or webhook", o.Provider))
+	}
+	// The lease must outlast a provider call, or a slow send would be claimed again by another replica.
+	if _, sendTimeout := o.provider(); o.Lease <= sendTimeout {
+		problems = append(problems, fmt.Errorf("--dispatch-lease must be longer than one provider call (%s)", sendTimeout))
+	}
+	if o.MaxAttempts < 1 {
+		problems = append(problems, errors.New("--max-attempts must be at least 1"))
+	}
+	if o.DispatchWorkers < 1 {
+		problems = append(problems, errors.New("--dispatch-workers must be at least 1"))
+	}
+	if o.Caps.PerMinute < 0 || o.Caps.PerHour < 0 || o.Caps.PerDay < 0 {
+		problems = append(problems, errors.New("--rate-per-minute, --rate-per-hour and --rate-per-day must not be negative"))
+	}
+	if o.Sender == "" {
+		problems = append(problems, errors.New("--sms-sender must not be empty"))
+	}
+	return errors.Join(problems...)
+}
+
+// provider builds the configured provider and the time one Send may take.
+func (o Options) provider() (provider.Provider, time.Duration) {
+	if o.Provider == "webhook" {
+		return provider.NewWebhook(o.WebhookURL, o.WebhookToken, o.WebhookTimeout), o.WebhookTimeout + time.Second
+	}
+	return provider.NewConsole(os.Stdout), 5 * time.Second
+}
