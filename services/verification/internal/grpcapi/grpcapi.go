@@ -1,0 +1,137 @@
+// Package grpcapi is the gRPC edge of the verification service: it checks the shape of each request,
+// turns it into domain input and calls the store. Errors are domain errors; pkg/rpc maps them to
+// statuses in its interceptor.
+package grpcapi
+
+import (
+	"context"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/phone"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+)
+
+// Store is what the handlers need from storage; the PostgreSQL store implements it, and an
+// in-memory engine for a one-process dev server could too. Mutating calls take the request so the
+// store can answer a retried request_id with the first answer, in the same transaction as the effect.
+type Store interface {
+	OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec domain.OpenSpec) (*pb.OpenSessionResponse, error)
+	Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error)
+	ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error)
+	ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error)
+	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
+	CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error)
+	Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error)
+}
+
+// Public serves VerificationService, the API portal backends call.
+type Public struct {
+	pb.UnimplementedVerificationServiceServer
+	Store Store
+}
+
+// Internal serves VerificationInternalService, called by filing, deadline and operators.
+type Internal struct {
+	pb.UnimplementedVerificationInternalServiceServer
+	Store Store
+}
+
+// Verify checks phone + code + ID tail. Only the shape of the input gets a specific error; every
+// other failure is the uniform VERIFICATION_NOT_MATCHED from the store.
+func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyResponse, error) {
+	in, err := domain.NormalizeVerify(req.GetPhone(), req.GetCode(), req.GetIdTail())
+	if err != nil {
+		return nil, err
+	}
+	return h.Store.Verify(ctx, in)
+}
+
+// ResendCode sends a new code to the verifier identified by phone + ID tail.
+func (h *Public) ResendCode(ctx context.Context, req *pb.ResendCodeRequest) (*pb.ResendCodeResponse, error) {
+	p, err := phone.Normalize("phone", req.GetPhone())
+	if err != nil {
+		return nil, err
+	}
+	tail, err := iddoc.NormalizeTail("id_tail", req.GetIdTail())
+	if err != nil {
+		return nil, err
+	}
+	return h.Store.ResendByPhone(ctx, req, p, tail)
+}
+
+// GetVerificationStatus returns the progress of an order's latest submission.
+func (h *Public) GetVerificationStatus(ctx context.Context, req *pb.GetVerificationStatusRequest) (*pb.GetVerificationStatusResponse, error) {
+	if err := requireOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	st, err := h.Store.Status(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetVerificationStatusResponse{Status: st}, nil
+}
+
+// OpenSession creates a submission's challenges and sends the codes; idempotent by (order_id, submission).
+func (h *Internal) OpenSession(ctx context.Context, req *pb.OpenSessionRequest) (*pb.OpenSessionResponse, error) {
+	spec := domain.OpenSpec{OrderID: req.GetOrderId(), Submission: req.GetSubmission(), Locale: req.GetLocale()}
+	if req.GetDeadlineAt() != nil {
+		if err := req.GetDeadlineAt().CheckValid(); err != nil {
+			return nil, errs.Invalid("deadline_at", "INVALID_DEADLINE", "deadline_at is not a valid timestamp")
+		}
+		spec.DeadlineAt = req.GetDeadlineAt().AsTime()
+	}
+	for _, v := range req.GetVerifiers() {
+		spec.Verifiers = append(spec.Verifiers, domain.VerifierSpec{Phone: v.GetPhone(), Roles: v.GetRoles(), Tails: v.GetIdTails()})
+	}
+	spec, err := domain.NormalizeOpen(spec)
+	if err != nil {
+		return nil, err
+	}
+	return h.Store.OpenSession(ctx, req, spec)
+}
+
+// ResendVerifierCode sends a new code to one verifier of an order, under the same limits as ResendCode.
+func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error) {
+	if err := requireOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	if req.GetVerifierId() == "" {
+		return nil, errs.Invalid("verifier_id", "MISSING_VERIFIER_ID", "verifier_id is required")
+	}
+	return h.Store.ResendVerifier(ctx, req)
+}
+
+// CloseIfIncomplete closes a session at or after its deadline unless every verifier passed.
+func (h *Internal) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
+	if err := requireSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return nil, err
+	}
+	return h.Store.CloseIfIncomplete(ctx, req)
+}
+
+// CancelSession closes an open session because its order was cancelled.
+func (h *Internal) CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
+	if err := requireSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return nil, err
+	}
+	return h.Store.CancelSession(ctx, req)
+}
+
+func requireOrderID(id string) error {
+	if id == "" {
+		return errs.Invalid("order_id", "MISSING_ORDER_ID", "order_id is required")
+	}
+	return nil
+}
+
+func requireSubmission(orderID string, sub int32) error {
+	if err := requireOrderID(orderID); err != nil {
+		return err
+	}
+	if sub <= 0 {
+		return errs.Invalid("submission", "INVALID_SUBMISSION", "submission must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+// Package server wires the verification service: flags, logger, database, HMAC keys, store, gRPC
+// handlers and the outbox relay that delivers SMS requests, filing verdicts and deadline cancels.
+// Run is exported so a one-process dev server can start every service in one binary.
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/config"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/verification/internal/store"
+)
+
+// Run parses args, serves until ctx ends and returns after a graceful shutdown.
+func Run(ctx context.Context, args []string) error {
+	f := config.NewFlags("verification")
+	common := config.RegisterCommon(f, config.DefaultVerificationAddr, "verification")
+	smsAddr := f.String("sms-dispatch-addr", config.DefaultSMSDispatchAddr, "sms-dispatch service address")
+	filingAddr := f.String("filing-addr", config.DefaultFilingAddr, "filing service address")
+	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "deadline service address")
+	hmacKeys := f.String("hmac-keys", "", `HMAC keys for codes and ID tails: "kid:hexkey[,kid:hexkey...]", at least 32 bytes each; `+
+		`the first signs, all verify (rotation). Empty: a random key for development only`)
+	maxFailed := f.Int("max-failed-attempts", domain.DefaultLimits.MaxFailedAttempts, "consecutive wrong entries that lock a verifier and return the order")
+	maxResends := f.Int("max-resends", domain.DefaultLimits.MaxResends, "new codes a verifier may request per window")
+	resendInterval := f.Duration("resend-interval", domain.DefaultLimits.ResendInterval, "minimum time between two codes sent to one verifier")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if err := common.Check(); err != nil {
+		return err
+	}
+	limits := domain.Limits{MaxFailedAttempts: *maxFailed, MaxResends: *maxResends, ResendInterval: *resendInterval}
+	if err := limits.Validate(); err != nil {
+		return err
+	}
+
+	log, err := logging.New("verification", *common.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+
+	hasher, err := newHasher(log, *hmacKeys)
+	if err != nil {
+		return err
+	}
+
+	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
+		return err
+	}
+
+	smsConn, err := rpc.Dial(*smsAddr)
+	if err != nil {
+		return err
+	}
+	defer smsConn.Close()
+	filingConn, err := rpc.Dial(*filingAddr)
+	if err != nil {
+		return err
+	}
+	defer filingConn.Close()
+	deadlineConn, err := rpc.Dial(*deadlineAddr)
+	if err != nil {
+		return err
+	}
+	defer deadlineConn.Close()
+	sms := smsv1.NewSmsDispatchServiceClient(smsConn)
+	filing := filingv1.NewFilingInternalServiceClient(filingConn)
+	deadline := deadlinev1.NewDeadlineServiceClient(deadlineConn)
+
+	clk := clock.Real{}
+	relay := &outbox.Relay{
+		Pool:  pool,
+		Log:   log.Named("outbox"),
+		Clock: clk,
+		Handlers: map[string]outbox.Handler{
+			store.TargetSendMessage:    outbox.Call(sms.SendMessage),
+			store.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
+			store.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
+			store.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
+		},
+	}
+	st := store.New(pool, clk, hasher, limits, log, relay.Wake)
+
+	srv := rpc.NewServer(log)
+	pb.RegisterVerificationServiceServer(srv.GRPC, &grpcapi.Public{Store: st})
+	pb.RegisterVerificationInternalServiceServer(srv.GRPC, &grpcapi.Internal{Store: st})
+	srv.Go("outbox", relay.Run)
+	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
+		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),
+		zap.Duration("resend_interval", limits.ResendInterval))
+	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+}
+
+// newHasher parses --hmac-keys; with none it makes an ephemeral key and says loudly what that means.
+func newHasher(log *zap.Logger, spec string) (*domain.Hasher, error) {
+	if spec == "" {
+		k, err := domain.EphemeralKey()
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("NO --hmac-keys (HMAC_KEYS) CONFIGURED: using a random ephemeral key, FOR DEVELOPMENT ONLY. " +
+			"Codes and ID tails hashed before a restart will NOT verify after it; every replica has a different key. " +
+			"Set HMAC_KEYS=kid:hexkey (>= 32 bytes) in production.")
+		return domain.NewHasher([]domain.Key{k})
+	}
+	keys, err := domain.ParseKeys(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--hmac-keys: %w", err)
+	}
+	return domain.NewHasher(keys)
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+)
+
+// peers records what the outbox relay delivered to the three peer services.
+type peers struct {
+	smsv1.UnimplementedSmsDispatchServiceServer
+	filingv1.UnimplementedFilingInternalServiceServer
+	deadlinev1.UnimplementedDeadlineServiceServer
+	mu     sync.Mutex
+	sms    []*smsv1.SendMessageRequest
+	marked []*filingv1.MarkVerifiedRequest
+	cancel []*deadlinev1.CancelDeadlineRequest
+}
+
+func (p *peers) SendMessage(_ context.Context, r *smsv1.SendMessageRequest) (*smsv1.SendMessageResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sms = append(p.sms, r)
+	return &smsv1.SendMessageResponse{}, nil
+}
+
+func (p *peers) MarkVerified(_ context.Context, r *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marked = append(p.marked, r)
+	return &filingv1.MarkVerifiedResponse{}, nil
+}
+
+func (p *peers) CancelDeadline(_ context.Context, r *deadlinev1.CancelDeadlineRequest) (*deadlinev1.CancelDeadlineResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cancel = append(p.cancel, r)
+	return &deadlinev1.CancelDeadlineResponse{}, nil
+}
+
+func (p *peers) counts() (int, int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sms), len(p.marked), len(p.cancel)
+}
+
+func freeAddr(t *testing.T) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	return lis.Addr().String()
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if ok() {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestRunWiresRelay starts the whole service with Run against fake peers and checks that the outbox
+// targets reach the right peer methods: codes to sms-dispatch, the verdict to filing and deadline.
+func TestRunWiresRelay(t *testing.T) {
+	p := &peers{}
+	peerSrv := grpc.NewServer()
+	smsv1.RegisterSmsDispatchServiceServer(peerSrv, p)
+	filingv1.RegisterFilingInternalServiceServer(peerSrv, p)
+	deadlinev1.RegisterDeadlineServiceServer(peerSrv, p)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go peerSrv.Serve(lis) //nolint:errcheck
+	t.Cleanup(peerSrv.Stop)
+
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "t_verification_server_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		pool, err := pgxpool.New(context.Background(), pgtest.URL())
+		if err == nil {
+			_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			pool.Close()
+		}
+	})
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--grpc-addr", addr, "--database-url", pgtest.URL(), "--database-schema", schema,
+			"--sms-dispatch-addr", lis.Addr().String(), "--filing-addr", lis.Addr().String(), "--deadline-addr", lis.Addr().String(),
+			"--hmac-keys", "k1:" + strings.Repeat("ab", 32), "--log-level", "error"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	internal := pb.NewVerificationInternalServiceClient(conn)
+	public := pb.NewVerificationServiceClient(conn)
+	opened := func() bool {
+		_, err := internal.OpenSession(context.Background(), &pb.OpenSessionRequest{RequestId: "filing:open-session:o1:1",
+			OrderId: "o1", Submission: 1, DeadlineAt: timestamppb.New(time.Now().Add(time.Hour)),
+			Verifiers: []*pb.VerifierSpec{{Phone: "+8613812345678", Roles: []string{"PRINCIPAL"}, IdTails: []string{"12345X"}}}})
+		return err == nil
+	}
+	eventually(t, "the server to open a session", opened)
+	eventually(t, "the code to reach sms-dispatch", func() bool { n, _, _ := p.counts(); return n == 1 })
+	p.mu.Lock()
+	code := p.sms[0].GetParams()["code"]
+	p.mu.Unlock()
+	r, err := public.Verify(context.Background(), &pb.VerifyRequest{Phone: "13812345678", Code: code, IdTail: "12345X"})
+	if err != nil || r.GetResult() != pb.VerifyResult_VERIFY_RESULT_ALL_PASSED {
+		t.Fatalf("verify = %v, %v", r, err)
+	}
+	eventually(t, "MarkVerified and CancelDeadline", func() bool { _, m, c := p.counts(); return m == 1 && c == 1 })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.marked[0].GetRequestId() != "verification:mark-verified:o1:1" || p.cancel[0].GetRequestId() != "verification:cancel-deadline:o1:1" {
+		t.Fatalf("request ids: %v / %v", p.marked[0], p.cancel[0])
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no database", []string{"--database-url", ""}, "database-url"},
+		{"short key", []string{"--database-url", "postgres://x", "--hmac-keys", "k1:abcd"}, "at least 32"},
+		{"zero failures", []string{"--database-url", "postgres://x", "--max-failed-attempts", "0"}, "max-failed-attempts"},
+	}
+	for _, tc := range cases {
+		err := Run(context.Background(), tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", tc.name, err, tc.want)
+		}
+	}
+}
