@@ -1,0 +1,111 @@
+// Package grpcapi serves icp.deadline.v1.DeadlineService: it validates requests, converts between
+// protobuf and domain types and calls the store. Errors are domain errors; pkg/rpc maps them to
+// gRPC statuses at the edge.
+package grpcapi
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/errs"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/services/deadline/internal/convert"
+	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+)
+
+// Store is what the handlers need; the PostgreSQL store implements it, and an in-memory engine can.
+type Store interface {
+	Schedule(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error)
+	Cancel(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
+	Get(ctx context.Context, orderID string) (domain.Deadline, error)
+	List(ctx context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error)
+}
+
+// Server implements DeadlineServiceServer.
+type Server struct {
+	deadlinev1.UnimplementedDeadlineServiceServer
+	Store Store
+	Clock clock.Clock
+}
+
+// New returns the handlers on store.
+func New(store Store, clk clock.Clock) *Server { return &Server{Store: store, Clock: clk} }
+
+// ScheduleDeadline creates the timer of one submission; idempotent by (order_id, submission).
+func (s *Server) ScheduleDeadline(ctx context.Context, req *deadlinev1.ScheduleDeadlineRequest) (*deadlinev1.ScheduleDeadlineResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()}
+	var due time.Time
+	hasDue := req.GetDueTime() != nil
+	if hasDue {
+		if err := req.GetDueTime().CheckValid(); err != nil {
+			return nil, errs.Invalid("due_time", domain.ReasonInvalidDueTime, "due_time is not a valid timestamp")
+		}
+		due = req.GetDueTime().AsTime()
+	}
+	if err := domain.ValidateSchedule(k, hasDue, due); err != nil {
+		return nil, err
+	}
+	d, err := s.Store.Schedule(ctx, s.Clock.Now(), req.GetRequestId(), req, k, due)
+	if err != nil {
+		return nil, err
+	}
+	return &deadlinev1.ScheduleDeadlineResponse{Deadline: convert.ToProto(d)}, nil
+}
+
+// CancelDeadline cancels a pending timer; a fired or cancelled one comes back unchanged.
+func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadlineRequest) (*deadlinev1.CancelDeadlineResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()}
+	if err := domain.ValidateKey(k); err != nil {
+		return nil, err
+	}
+	d, err := s.Store.Cancel(ctx, s.Clock.Now(), req.GetRequestId(), req, k)
+	if err != nil {
+		return nil, err
+	}
+	return &deadlinev1.CancelDeadlineResponse{Deadline: convert.ToProto(d)}, nil
+}
+
+// GetDeadline returns the timer of the order's latest submission.
+func (s *Server) GetDeadline(ctx context.Context, req *deadlinev1.GetDeadlineRequest) (*deadlinev1.GetDeadlineResponse, error) {
+	if err := domain.ValidateOrderID("order_id", req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	d, err := s.Store.Get(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &deadlinev1.GetDeadlineResponse{Deadline: convert.ToProto(d)}, nil
+}
+
+// ListDeadlines pages through timers soonest first.
+func (s *Server) ListDeadlines(ctx context.Context, req *deadlinev1.ListDeadlinesRequest) (*deadlinev1.ListDeadlinesResponse, error) {
+	size, err := domain.PageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var state domain.State
+	if req.GetState() != deadlinev1.DeadlineState_DEADLINE_STATE_UNSPECIFIED {
+		if state = convert.StateFromProto(req.GetState()); state == "" {
+			return nil, errs.Invalid("state", domain.ReasonInvalidState, "unknown state")
+		}
+	}
+	list, next, err := s.Store.List(ctx, state, size, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &deadlinev1.ListDeadlinesResponse{NextPageToken: next}
+	for _, d := range list {
+		resp.Deadlines = append(resp.Deadlines, convert.ToProto(d))
+	}
+	return resp, nil
+}

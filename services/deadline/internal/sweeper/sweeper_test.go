@@ -1,0 +1,331 @@
+package sweeper_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/errs"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/store"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+// fakeVerification records every call with the fake time it arrived at; answer decides the reply.
+type fakeVerification struct {
+	clk    clock.Clock
+	mu     sync.Mutex
+	calls  map[string]int
+	early  []string
+	dues   map[string]time.Time
+	answer func(req *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error)
+}
+
+func newFake(clk clock.Clock) *fakeVerification {
+	return &fakeVerification{clk: clk, calls: map[string]int{}, dues: map[string]time.Time{}}
+}
+
+func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificationv1.CloseIfIncompleteRequest, _ ...grpc.CallOption) (*verificationv1.CloseIfIncompleteResponse, error) {
+	f.mu.Lock()
+	key := fmt.Sprintf("%s:%d", req.GetOrderId(), req.GetSubmission())
+	f.calls[key]++
+	n := f.calls[key]
+	if due, ok := f.dues[key]; ok && f.clk.Now().Before(due) {
+		f.early = append(f.early, key)
+	}
+	want := sweeper.RequestID(domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()})
+	f.mu.Unlock()
+	if req.GetRequestId() != want {
+		return nil, status.Error(codes.InvalidArgument, "bad request id "+req.GetRequestId())
+	}
+	if f.answer != nil {
+		return f.answer(req, n)
+	}
+	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+}
+
+func (f *fakeVerification) count(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[key]
+}
+
+// statusErr builds the status a real verification server would send for a domain error.
+func statusErr(e *errs.Error) error { return rpc.ToStatus(zap.NewNop(), "test", e) }
+
+func setup(t *testing.T) (*store.Store, *clock.Fake, *fakeVerification, *sweeper.Sweeper, *pgxpool.Pool) {
+	t.Helper()
+	pool := pgtest.NewSchema(t, "deadline", store.Migrations, idempotency.Migrations)
+	st := store.New(pool)
+	clk := clock.NewFake(t0)
+	fake := newFake(clk)
+	sw := &sweeper.Sweeper{Store: st, Verification: fake, Clock: clk, Log: zap.NewNop(), Interval: 10 * time.Millisecond,
+		Batch: 100, Concurrency: 8, Lease: 30 * time.Second}
+	return st, clk, fake, sw, pool
+}
+
+func schedule(t *testing.T, st *store.Store, fake *fakeVerification, order string, sub int32, due time.Time) {
+	t.Helper()
+	req := &deadlinev1.ScheduleDeadlineRequest{OrderId: order, Submission: sub}
+	if _, err := st.Schedule(context.Background(), t0, "", req, domain.Key{OrderID: order, Submission: sub}, due); err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	fake.dues[fmt.Sprintf("%s:%d", order, sub)] = due
+	fake.mu.Unlock()
+}
+
+func get(t *testing.T, st *store.Store, order string, sub int32) domain.Deadline {
+	t.Helper()
+	d, err := st.GetKey(context.Background(), domain.Key{OrderID: order, Submission: sub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func runOnce(t *testing.T, sw *sweeper.Sweeper) int {
+	t.Helper()
+	n, err := sw.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestNeverEarly(t *testing.T) {
+	t.Parallel()
+	st, clk, fake, sw, _ := setup(t)
+	due := t0.Add(time.Hour)
+	schedule(t, st, fake, "o1", 1, due)
+	if n := runOnce(t, sw); n != 0 || fake.count("o1:1") != 0 {
+		t.Fatalf("fired an hour early: claimed %d", n)
+	}
+	clk.Set(due.Add(-time.Microsecond))
+	if n := runOnce(t, sw); n != 0 || fake.count("o1:1") != 0 {
+		t.Fatalf("fired a microsecond early: claimed %d", n)
+	}
+	clk.Set(due)
+	if n := runOnce(t, sw); n != 1 || fake.count("o1:1") != 1 {
+		t.Fatalf("did not fire at due: claimed %d", n)
+	}
+	d := get(t, st, "o1", 1)
+	if d.State != domain.Fired || !d.Closed || !d.FiredAt.Equal(due) || d.Attempts != 1 {
+		t.Fatalf("after firing: %+v", d)
+	}
+	clk.Advance(time.Hour)
+	if n := runOnce(t, sw); n != 0 || fake.count("o1:1") != 1 {
+		t.Fatal("fired again")
+	}
+	if len(fake.early) != 0 {
+		t.Fatalf("early calls: %v", fake.early)
+	}
+}
+
+func TestNotReachedRearms(t *testing.T) {
+	t.Parallel()
+	st, clk, fake, sw, _ := setup(t)
+	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
+		if n == 1 {
+			return nil, statusErr(errs.FailedPrecondition("DEADLINE_NOT_REACHED", "not yet"))
+		}
+		return &verificationv1.CloseIfIncompleteResponse{Closed: false}, nil
+	}
+	schedule(t, st, fake, "o1", 1, t0)
+	if n := runOnce(t, sw); n != 1 {
+		t.Fatalf("claimed %d", n)
+	}
+	d := get(t, st, "o1", 1)
+	if d.State != domain.Pending || !d.NextAttemptAt.Equal(t0.Add(domain.NotReachedDelay)) || d.LastError == "" {
+		t.Fatalf("after DEADLINE_NOT_REACHED: %+v", d)
+	}
+	clk.Advance(domain.NotReachedDelay - time.Millisecond)
+	if n := runOnce(t, sw); n != 0 {
+		t.Fatal("re-armed timer claimed before its delay")
+	}
+	clk.Advance(time.Millisecond)
+	if n := runOnce(t, sw); n != 1 {
+		t.Fatal("re-armed timer not claimed")
+	}
+	d = get(t, st, "o1", 1)
+	if d.State != domain.Fired || d.Closed || d.Attempts != 2 || d.LastError != "" {
+		t.Fatalf("after second attempt: %+v", d)
+	}
+}
+
+func TestTransientErrorRetriedWithBackoff(t *testing.T) {
+	t.Parallel()
+	st, clk, fake, sw, _ := setup(t)
+	fake.answer = func(req *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
+		switch {
+		case req.GetOrderId() == "lag" && n == 1:
+			return nil, statusErr(errs.NotFound("SESSION_NOT_FOUND", "no session"))
+		case n <= 2:
+			return nil, status.Error(codes.Unavailable, "connection refused")
+		}
+		return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+	}
+	schedule(t, st, fake, "o1", 1, t0)
+	schedule(t, st, fake, "lag", 1, t0)
+	runOnce(t, sw)
+	for _, o := range []string{"o1", "lag"} {
+		d := get(t, st, o, 1)
+		if d.State != domain.Pending || d.Attempts != 1 || !d.NextAttemptAt.Equal(t0.Add(outbox.Backoff(1))) || d.LastError == "" {
+			t.Fatalf("%s after first failure: %+v", o, d)
+		}
+	}
+	if d := get(t, st, "lag", 1); d.LastError != "NotFound SESSION_NOT_FOUND: no session" {
+		t.Fatalf("last_error %q", d.LastError)
+	}
+	clk.Advance(outbox.Backoff(1))
+	if n := runOnce(t, sw); n != 2 {
+		t.Fatalf("claimed %d after first backoff", n)
+	}
+	// The backoff grows with the attempts.
+	d := get(t, st, "o1", 1)
+	if d.State != domain.Pending || d.Attempts != 2 || !d.NextAttemptAt.Equal(clk.Now().Add(outbox.Backoff(2))) {
+		t.Fatalf("after second failure: %+v", d)
+	}
+	clk.Advance(outbox.Backoff(2))
+	runOnce(t, sw)
+	for _, o := range []string{"o1", "lag"} {
+		if d := get(t, st, o, 1); d.State != domain.Fired || d.Attempts != 3 || !d.Closed {
+			t.Fatalf("%s not fired after retries: %+v", o, d)
+		}
+	}
+}
+
+// countingStore counts successful MarkFired per timer across sweepers.
+type countingStore struct {
+	sweeper.Store
+	mu    *sync.Mutex
+	fired map[domain.Key]int
+}
+
+func (c countingStore) MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error) {
+	ok, err := c.Store.MarkFired(ctx, k, attempts, now, closed)
+	if ok {
+		c.mu.Lock()
+		c.fired[k]++
+		c.mu.Unlock()
+	}
+	return ok, err
+}
+
+func TestTwoSweepersFireEachTimerOnce(t *testing.T) {
+	t.Parallel()
+	st, clk, fake, _, pool := setup(t)
+	var schema string
+	if err := pool.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		schedule(t, st, fake, fmt.Sprintf("o%03d", i), 1, t0.Add(time.Duration(i%50)*time.Second))
+	}
+	// Slow, sometimes failing calls so the two sweepers overlap and retries happen.
+	var calls atomic.Int64
+	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, _ int) (*verificationv1.CloseIfIncompleteResponse, error) {
+		c := calls.Add(1)
+		time.Sleep(time.Millisecond)
+		if c%17 == 0 {
+			return nil, status.Error(codes.Unavailable, "flaky")
+		}
+		return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+	}
+	ctx := context.Background()
+	pool2, err := pg.Connect(ctx, zap.NewNop(), pgtest.URL(), schema, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool2.Close()
+
+	// Nothing is due at t0-1s; then time moves on in steps while the sweepers run.
+	clk.Set(t0.Add(-time.Second))
+	mu := &sync.Mutex{}
+	fired := map[domain.Key]int{}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, s := range []*store.Store{st, store.New(pool2)} {
+		sw := &sweeper.Sweeper{Store: countingStore{Store: s, mu: mu, fired: fired}, Verification: fake, Clock: clk,
+			Log: zap.NewNop(), Interval: 5 * time.Millisecond, Batch: 37, Concurrency: 8, Lease: 30 * time.Second}
+		wg.Go(func() { _ = sw.Run(runCtx) })
+	}
+	var firedCount int
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM deadlines WHERE state = 'FIRED'`).Scan(&firedCount); err != nil {
+			t.Fatal(err)
+		}
+		if firedCount == n {
+			break
+		}
+		clk.Advance(time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if firedCount != n {
+		t.Fatalf("FIRED %d, want %d", firedCount, n)
+	}
+	for i := range n {
+		k := domain.Key{OrderID: fmt.Sprintf("o%03d", i), Submission: 1}
+		if fired[k] != 1 {
+			t.Fatalf("%v fired %d times", k, fired[k])
+		}
+		if fake.count(fmt.Sprintf("%s:1", k.OrderID)) < 1 {
+			t.Fatalf("%v never reached verification", k)
+		}
+	}
+	if len(fake.early) != 0 {
+		t.Fatalf("%d calls before the due time, e.g. %s", len(fake.early), fake.early[0])
+	}
+}
+
+func TestLateWorkerAfterLeaseExpiryCannotOverwrite(t *testing.T) {
+	t.Parallel()
+	st, clk, fake, slow, _ := setup(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
+		if n == 1 { // the first worker hangs past its lease
+			close(started)
+			<-release
+			return &verificationv1.CloseIfIncompleteResponse{Closed: false}, nil
+		}
+		return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+	}
+	schedule(t, st, fake, "o1", 1, t0)
+	done := make(chan int)
+	go func() { n, _ := slow.RunOnce(context.Background()); done <- n }()
+	<-started
+	clk.Advance(slow.Lease)
+	other := &sweeper.Sweeper{Store: st, Verification: fake, Clock: clk, Log: zap.NewNop(), Lease: slow.Lease}
+	if n := runOnce(t, other); n != 1 {
+		t.Fatalf("second sweeper claimed %d after the lease expired", n)
+	}
+	close(release)
+	<-done
+	d := get(t, st, "o1", 1)
+	if d.State != domain.Fired || !d.Closed || d.Attempts != 2 || fake.count("o1:1") != 2 {
+		t.Fatalf("late worker overwrote the result: %+v, calls %d", d, fake.count("o1:1"))
+	}
+}

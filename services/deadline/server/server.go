@@ -1,0 +1,94 @@
+// Package server wires the deadline service: flags, logger, database, the gRPC API and the sweeper.
+// Run is exported so a one-process dev server can start every service side by side.
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/config"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/deadline/internal/store"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+// Run parses args, serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, args []string) error {
+	f := config.NewFlags("deadline")
+	common := config.RegisterCommon(f, config.DefaultDeadlineAddr, "deadline")
+	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr, "address of the verification service (CloseIfIncomplete)")
+	sweepInterval := f.Duration("sweep-interval", 500*time.Millisecond, "idle wait between sweeper claims (shorter when a timer falls due sooner)")
+	sweepBatch := f.Int("sweep-batch", 100, "how many due timers one sweeper claim takes")
+	lease := f.Duration("lease", 30*time.Second, "how long a claimed timer is hidden from other sweepers; must exceed the close call's timeout")
+	fireConcurrency := f.Int("fire-concurrency", 16, "how many CloseIfIncomplete calls run at once")
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := common.Check(); err != nil {
+		return err
+	}
+	switch {
+	case *sweepInterval <= 0:
+		return errors.New("--sweep-interval must be positive")
+	case *sweepBatch <= 0:
+		return errors.New("--sweep-batch must be positive")
+	case *lease < time.Second:
+		return errors.New("--lease must be at least 1s")
+	case *fireConcurrency <= 0:
+		return errors.New("--fire-concurrency must be positive")
+	}
+
+	log, err := logging.New("deadline", *common.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+
+	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := pg.Migrate(ctx, pool, store.Migrations, idempotency.Migrations); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+
+	conn, err := rpc.Dial(*verificationAddr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	clk := clock.Real{}
+	st := store.New(pool)
+	sw := &sweeper.Sweeper{
+		Store:        st,
+		Verification: verificationv1.NewVerificationInternalServiceClient(conn),
+		Clock:        clk,
+		Log:          log.With(zap.String("loop", "sweeper")),
+		Interval:     *sweepInterval,
+		Batch:        *sweepBatch,
+		Concurrency:  *fireConcurrency,
+		Lease:        *lease,
+	}
+
+	srv := rpc.NewServer(log)
+	deadlinev1.RegisterDeadlineServiceServer(srv.GRPC, grpcapi.New(st, clk))
+	srv.Go("sweeper", sw.Run)
+	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+}
