@@ -7,6 +7,7 @@ import (
 
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 )
 
@@ -34,6 +35,20 @@ func TestSMSDispatchKilledMidSend(t *testing.T) {
 	s.gateway.mu.Unlock()
 	s.restart("sms-dispatch")
 
+	// The held posts were recorded before the crash; wait for sms-dispatch to finish the job.
+	eventually(t, 20*time.Second, "every message SENT after the restart", func() (bool, string) {
+		resp, err := s.SMS.ListMessages(ctx(t), &smsv1.ListMessagesRequest{OrderId: order.OrderId})
+		if err != nil {
+			return false, err.Error()
+		}
+		sent := 0
+		for _, m := range resp.Messages {
+			if m.State == smsv1.MessageState_MESSAGE_STATE_SENT {
+				sent++
+			}
+		}
+		return sent == 2 && len(resp.Messages) == 2, fmt.Sprintf("%d of %d sent", sent, len(resp.Messages))
+	})
 	codes := s.waitCodes(1, phoneA, phoneB)
 	posts := s.gateway.Posts()
 	byID := map[string][]gatewayPost{}

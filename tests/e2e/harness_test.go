@@ -236,7 +236,7 @@ func startSuite(t *testing.T, o options) *suite {
 			"--verification-window=" + o.window.String()},
 		"verification": {"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--filing-addr=" + s.addrs["filing"],
 			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--resend-interval=1ms"},
-		"sms-dispatch": {"--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=30s",
+		"sms-dispatch": {"--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=1s", "--dispatch-lease=3s",
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
 	}
