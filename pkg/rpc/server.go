@@ -109,7 +109,7 @@ func unaryInterceptor(log *zap.Logger) grpc.UnaryServerInterceptor {
 				log.Error("panic in handler", zap.String("method", info.FullMethod), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 				resp, err = nil, status.Error(codes.Internal, "internal error")
 			}
-			fields := []zap.Field{zap.String("method", info.FullMethod), zap.String("code", status.Code(err).String()),
+			fields := []zap.Field{zap.String("method", info.FullMethod), zap.String("grpc_code", status.Code(err).String()),
 				zap.Duration("duration", time.Since(start))}
 			if g, ok := req.(requestIDGetter); ok && g.GetRequestId() != "" {
 				fields = append(fields, zap.String("request_id", g.GetRequestId()))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,13 +30,25 @@ func residentID(prefix17 string) string {
 
 var seq atomic.Int64
 
+var (
+	idMu    sync.Mutex
+	idsUsed []string
+)
+
 // person returns a responsible person with a unique valid resident ID and the given phone.
 func person(name, phone string) *filingv1.Person {
-	n := seq.Add(1)
-	return &filingv1.Person{
-		Name: name, IdType: filingv1.IdDocumentType_ID_DOCUMENT_TYPE_RESIDENT_ID_CARD,
-		IdNumber: residentID(fmt.Sprintf("11010519800101%03d", n%1000)), Phone: phone,
-	}
+	id := residentID(fmt.Sprintf("11010519800101%03d", seq.Add(1)%1000))
+	idMu.Lock()
+	idsUsed = append(idsUsed, id)
+	idMu.Unlock()
+	return &filingv1.Person{Name: name, IdType: filingv1.IdDocumentType_ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, IdNumber: id, Phone: phone}
+}
+
+// usedIDNumbers lists every ID number the tests created, to check none reaches a log.
+func usedIDNumbers() []string {
+	idMu.Lock()
+	defer idMu.Unlock()
+	return append([]string(nil), idsUsed...)
 }
 
 func tailOf(p *filingv1.Person) string { return p.IdNumber[len(p.IdNumber)-6:] }

@@ -274,8 +274,30 @@ func startSuite(t *testing.T, o options) *suite {
 				t.Logf("--- %s output ---\n%s", p.name, tail(p.Output(), 6000))
 			}
 		}
+		s.checkNoPersonalDataInLogs()
 	})
 	return s
+}
+
+// checkNoPersonalDataInLogs fails the test when any process logged a code, a full phone number
+// (E.164 or national) or an ID number that the test used.
+func (s *suite) checkNoPersonalDataInLogs() {
+	var secrets []string
+	for _, p := range s.gateway.Posts() {
+		secrets = append(secrets, p.Code(), p.Phone, strings.TrimPrefix(p.Phone, "+86"))
+	}
+	secrets = append(secrets, usedIDNumbers()...)
+	for _, p := range s.procs {
+		out := p.Output()
+		for _, secret := range secrets {
+			if secret == "" {
+				continue
+			}
+			if regexp.MustCompile(`(^|\D)` + regexp.QuoteMeta(secret) + `(\D|$)`).MatchString(out) {
+				s.t.Errorf("%s logged personal data or a code (%s…)", p.name, secret[:3])
+			}
+		}
+	}
 }
 
 func tail(s string, n int) string {

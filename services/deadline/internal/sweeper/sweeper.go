@@ -153,7 +153,7 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) {
 		return
 	}
 	next := domain.NextAttempt(outcome, d.DueAt, now, outbox.Backoff(int(d.Attempts)))
-	fields := []zap.Field{zap.Time("next_attempt", next), zap.String("code", status.Code(err).String()), zap.String("reason", reason)}
+	fields := []zap.Field{zap.Time("next_attempt", next), zap.String("grpc_code", status.Code(err).String()), zap.String("reason", reason)}
 	switch {
 	case outcome == domain.OutcomeNotReached:
 		log.Info("verification says the deadline is not reached yet; re-armed", fields...)
