@@ -30,12 +30,22 @@ var Migrations = pg.Source{Name: "outbox", FS: migrations}
 
 // Enqueue writes a call to target (a name the relay has a Handler for) inside tx.
 func Enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message) error {
+	return enqueue(ctx, tx, now, target, msg, false)
+}
+
+// EnqueueSensitive is Enqueue for a payload holding a code or personal data: the row is deleted
+// once delivered, like every row, and its payload is wiped if the receiver refuses it for good.
+func EnqueueSensitive(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message) error {
+	return enqueue(ctx, tx, now, target, msg, true)
+}
+
+func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message, sensitive bool) error {
 	payload, err := proto.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("outbox: marshal %s: %w", target, err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO outbox (target, payload, created_at, available_at) VALUES ($1, $2, $3, $3)`,
-		target, payload, now)
+	_, err = tx.Exec(ctx, `INSERT INTO outbox (target, payload, created_at, available_at, sensitive) VALUES ($1, $2, $3, $3, $4)`,
+		target, payload, now, sensitive)
 	if err != nil {
 		return fmt.Errorf("outbox: enqueue %s: %w", target, err)
 	}
@@ -197,7 +207,8 @@ func (r *Relay) deliver(ctx context.Context, x row) {
 		}
 	case permanent(err):
 		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
-		_, _ = r.Pool.Exec(bg, `UPDATE outbox SET dead_at = $2, last_error = $3 WHERE id = $1`, x.id, r.Clock.Now(), err.Error())
+		_, _ = r.Pool.Exec(bg, `UPDATE outbox SET dead_at = $2, last_error = $3,
+			payload = CASE WHEN sensitive THEN ''::bytea ELSE payload END WHERE id = $1`, x.id, r.Clock.Now(), err.Error())
 	default:
 		delay := Backoff(x.attempts)
 		log.Warn("outbox: delivery failed, will retry", zap.Duration("retry_in", delay), zap.Error(err))

@@ -114,7 +114,12 @@ func TestRetryAndDead(t *testing.T) {
 		"strict.Call": func(context.Context, []byte) error { return status.Error(codes.FailedPrecondition, "no") },
 	}}
 	enqueue(t, relay, "flaky.Call", "x")
-	enqueue(t, relay, "strict.Call", "y")
+	err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+		return outbox.EnqueueSensitive(context.Background(), tx, clk.Now(), "strict.Call", wrapperspb.String("code 123456"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	if n, err := relay.RunOnce(ctx); err != nil || n != 2 {
 		t.Fatalf("first run claimed %d, %v", n, err)
@@ -126,8 +131,8 @@ func TestRetryAndDead(t *testing.T) {
 	if n, _ := relay.RunOnce(ctx); n != 1 {
 		t.Fatalf("after the backoff claimed %d rows, want the flaky one", n)
 	}
-	if got := count(t, relay, "dead_at IS NOT NULL"); got != 1 {
-		t.Errorf("dead rows = %d, want 1", got)
+	if got := count(t, relay, "dead_at IS NOT NULL AND length(payload) = 0"); got != 1 {
+		t.Errorf("dead rows with a wiped payload = %d, want 1 (the sensitive refused row)", got)
 	}
 	if got := count(t, relay, "true"); got != 1 {
 		t.Errorf("rows left = %d, want only the dead one", got)

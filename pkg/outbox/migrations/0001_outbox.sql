@@ -8,7 +8,9 @@ CREATE TABLE outbox (
     available_at timestamptz NOT NULL,
     attempts     integer     NOT NULL DEFAULT 0,
     last_error   text,
-    dead_at      timestamptz
+    dead_at      timestamptz,
+    -- sensitive payloads (codes, phones, ID tails) are wiped when a row is parked as dead.
+    sensitive    boolean     NOT NULL DEFAULT false
 );
 -- The relay's claim reads only live rows in available_at order.
 CREATE INDEX outbox_live ON outbox (available_at, id) WHERE dead_at IS NULL;

@@ -388,7 +388,7 @@ func (s *Store) enqueueOpen(ctx context.Context, tx pgx.Tx, now time.Time, id st
 		RequestId: fmt.Sprintf("filing:open-session:%s:%d", id, sub), OrderId: id, Submission: sub,
 		DeadlineAt: timestamppb.New(deadline), Verifiers: specs, Locale: s.cfg.Locale,
 	}
-	if err := outbox.Enqueue(ctx, tx, now, TargetOpenSession, open); err != nil {
+	if err := outbox.EnqueueSensitive(ctx, tx, now, TargetOpenSession, open); err != nil {
 		return err
 	}
 	schedule := &deadlinev1.ScheduleDeadlineRequest{

@@ -107,6 +107,14 @@ func mac(key []byte, input string) []byte {
 	return m.Sum(nil)
 }
 
+// Fingerprint is a keyed digest of personal data that is only ever compared with itself, such as the
+// phone and ID tail inside an idempotency key's request hash: an unkeyed hash of a 6-character tail
+// and a phone number could be reversed by brute force.
+func (h *Hasher) Fingerprint(parts ...string) string {
+	sum := mac(h.keys[h.active], "fingerprint:"+strings.Join(parts, "\x00"))
+	return hex.EncodeToString(sum)
+}
+
 // HashCode hashes a code for a challenge with the active key.
 func (h *Hasher) HashCode(challengeID, code string) (keyID string, sum []byte) {
 	return h.active, mac(h.keys[h.active], codeInput(challengeID, code))

@@ -429,7 +429,7 @@ func (s *Store) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spe
 // enqueueCode owes sms-dispatch one message carrying the plaintext code; the relay deletes the row
 // once delivered, so the code does not stay in this database.
 func enqueueCode(ctx context.Context, tx pgx.Tx, now time.Time, sess session, c challenge, code string) error {
-	return outbox.Enqueue(ctx, tx, now, TargetSendMessage, &smsv1.SendMessageRequest{
+	return outbox.EnqueueSensitive(ctx, tx, now, TargetSendMessage, &smsv1.SendMessageRequest{
 		MessageId:  domain.MessageID(sess.id, c.verifierID, c.generation),
 		Phone:      c.phone,
 		Template:   smsv1.Template_TEMPLATE_VERIFICATION_CODE,
@@ -443,7 +443,9 @@ func enqueueCode(ctx context.Context, tx pgx.Tx, now time.Time, sess session, c 
 // ResendByPhone sends a new code to the pending verifier of an open session identified by phone +
 // ID tail. No such verifier gets the uniform VERIFICATION_NOT_MATCHED.
 func (s *Store) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error) {
-	return resend(ctx, s, pb.VerificationService_ResendCode_FullMethodName, req.GetRequestId(), req,
+	// The idempotency table keeps a hash of the request: give it keyed digests, not the phone and tail.
+	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: s.hasher.Fingerprint(phone, tail)}
+	return resend(ctx, s, pb.VerificationService_ResendCode_FullMethodName, req.GetRequestId(), fingerprint,
 		func() *pb.ResendCodeResponse { return &pb.ResendCodeResponse{} },
 		func(r *pb.Resend) *pb.ResendCodeResponse { return &pb.ResendCodeResponse{Resend: r} },
 		func(tx pgx.Tx) (session, challenge, error) {
