@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -71,10 +71,31 @@ func Call[T any, PT interface {
 	}
 }
 
+// Row is one claimed call.
+type Row struct {
+	ID       int64
+	Target   string
+	Payload  []byte
+	Attempts int
+}
+
+// Queue is the storage a relay claims from: the service's PostgreSQL table (PGQueue) or, in the
+// one-process development server, memory (MemQueue).
+type Queue interface {
+	// Claim hides up to limit rows due at now for lease and returns them.
+	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error)
+	// Delivered removes a delivered row.
+	Delivered(ctx context.Context, id int64) error
+	// Retry makes a row due again at at.
+	Retry(ctx context.Context, id int64, at time.Time, lastErr string) error
+	// Park keeps a row the receiver refused for good out of the way, wiping a sensitive payload.
+	Park(ctx context.Context, id int64, now time.Time, lastErr string) error
+}
+
 // Relay delivers outbox rows. Any number of replicas may run: each claims rows with
 // FOR UPDATE SKIP LOCKED and hides them for Lease; a crashed replica's rows reappear after it.
 type Relay struct {
-	Pool     *pgxpool.Pool
+	Queue    Queue
 	Log      *zap.Logger
 	Clock    clock.Clock
 	Handlers map[string]Handler
@@ -139,36 +160,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-type row struct {
-	id       int64
-	target   string
-	payload  []byte
-	attempts int
-}
-
 // RunOnce claims one batch and delivers it; it returns how many rows it claimed.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	r.init()
-	now := r.Clock.Now()
-	rows, err := r.Pool.Query(ctx, `
-		WITH claimed AS (
-			SELECT id FROM outbox
-			WHERE dead_at IS NULL AND available_at <= $1
-			ORDER BY available_at, id
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE outbox o SET available_at = $1 + $3::interval, attempts = o.attempts + 1
-		FROM claimed WHERE o.id = claimed.id
-		RETURNING o.id, o.target, o.payload, o.attempts`, now, r.Batch, r.Lease)
-	if err != nil {
-		return 0, err
-	}
-	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
-		var x row
-		err := cr.Scan(&x.id, &x.target, &x.payload, &x.attempts)
-		return x, err
-	})
+	batch, err := r.Queue.Claim(ctx, r.Clock.Now(), r.Batch, r.Lease)
 	if err != nil {
 		return 0, err
 	}
@@ -185,15 +180,15 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
-func (r *Relay) deliver(ctx context.Context, x row) {
-	log := r.Log.With(zap.Int64("outbox_id", x.id), zap.String("target", x.target), zap.Int("attempt", x.attempts))
-	h, ok := r.Handlers[x.target]
+func (r *Relay) deliver(ctx context.Context, x Row) {
+	log := r.Log.With(zap.Int64("outbox_id", x.ID), zap.String("target", x.Target), zap.Int("attempt", x.Attempts))
+	h, ok := r.Handlers[x.Target]
 	var err error
 	if !ok {
-		err = status.Errorf(codes.Unimplemented, "no handler for outbox target %q", x.target)
+		err = status.Errorf(codes.Unimplemented, "no handler for outbox target %q", x.Target)
 	} else {
 		callCtx, cancel := context.WithTimeout(ctx, r.CallTimeout)
-		err = h(callCtx, x.payload)
+		err = h(callCtx, x.Payload)
 		cancel()
 	}
 	// The bookkeeping must land even while shutting down, or the row is delivered again after its lease.
@@ -201,19 +196,20 @@ func (r *Relay) deliver(ctx context.Context, x row) {
 	defer cancel()
 	switch {
 	case err == nil:
-		_, err = r.Pool.Exec(bg, `DELETE FROM outbox WHERE id = $1`, x.id)
-		if err != nil {
+		if err := r.Queue.Delivered(bg, x.ID); err != nil {
 			log.Warn("outbox: delivered but not deleted; it will be delivered again", zap.Error(err))
 		}
 	case permanent(err):
 		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
-		_, _ = r.Pool.Exec(bg, `UPDATE outbox SET dead_at = $2, last_error = $3,
-			payload = CASE WHEN sensitive THEN ''::bytea ELSE payload END WHERE id = $1`, x.id, r.Clock.Now(), err.Error())
+		if err := r.Queue.Park(bg, x.ID, r.Clock.Now(), err.Error()); err != nil {
+			log.Warn("outbox: could not park the row", zap.Error(err))
+		}
 	default:
-		delay := Backoff(x.attempts)
+		delay := Backoff(x.Attempts)
 		log.Warn("outbox: delivery failed, will retry", zap.Duration("retry_in", delay), zap.Error(err))
-		_, _ = r.Pool.Exec(bg, `UPDATE outbox SET available_at = $2, last_error = $3 WHERE id = $1`,
-			x.id, r.Clock.Now().Add(delay), err.Error())
+		if err := r.Queue.Retry(bg, x.ID, r.Clock.Now().Add(delay), err.Error()); err != nil {
+			log.Warn("outbox: could not reschedule the row", zap.Error(err))
+		}
 	}
 }
 

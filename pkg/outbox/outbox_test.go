@@ -20,122 +20,155 @@ import (
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 )
 
-func enqueue(t *testing.T, relay *outbox.Relay, target string, values ...string) {
-	t.Helper()
-	err := pg.InTx(context.Background(), relay.Pool, func(tx pgx.Tx) error {
-		for _, v := range values {
-			if err := outbox.Enqueue(context.Background(), tx, relay.Clock.Now(), target, wrapperspb.String(v)); err != nil {
-				return err
+// engine is one outbox storage under test, with what the tests need to see inside it.
+type engine struct {
+	queue outbox.Queue
+	add   func(t *testing.T, now time.Time, target string, msg proto.Message, sensitive bool)
+	// left counts undelivered rows; wipedDead counts parked rows whose payload is empty.
+	left, wipedDead func(t *testing.T) int
+}
+
+func engines(t *testing.T) map[string]func(t *testing.T) engine {
+	return map[string]func(t *testing.T) engine{
+		"postgres": func(t *testing.T) engine {
+			pool := pgtest.NewSchema(t, "outbox", outbox.Migrations)
+			count := func(t *testing.T, where string) int {
+				var n int
+				if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE "+where).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+			return engine{
+				queue: outbox.PGQueue{Pool: pool},
+				add: func(t *testing.T, now time.Time, target string, msg proto.Message, sensitive bool) {
+					err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+						if sensitive {
+							return outbox.EnqueueSensitive(context.Background(), tx, now, target, msg)
+						}
+						return outbox.Enqueue(context.Background(), tx, now, target, msg)
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+				},
+				left:      func(t *testing.T) int { return count(t, "true") },
+				wipedDead: func(t *testing.T) int { return count(t, "dead_at IS NOT NULL AND length(payload) = 0") },
+			}
+		},
+		"memory": func(t *testing.T) engine {
+			q := outbox.NewMemQueue()
+			return engine{
+				queue: q,
+				add: func(t *testing.T, now time.Time, target string, msg proto.Message, sensitive bool) {
+					if err := q.Add(now, target, msg, sensitive); err != nil {
+						t.Fatal(err)
+					}
+				},
+				left:      func(*testing.T) int { return q.Len() },
+				wipedDead: q.WipedDeadForTest,
+			}
+		},
 	}
 }
 
-func count(t *testing.T, relay *outbox.Relay, where string) int {
-	var n int
-	if err := relay.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE "+where).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// Two relays on one table deliver every row, and none twice while the lease holds.
+// Two relays on one queue deliver every row, and none twice while the lease holds.
 func TestTwoRelaysDeliverEachRowOnce(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.NewSchema(t, "outbox", outbox.Migrations)
-	clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
-	var mu sync.Mutex
-	seen := map[string]int{}
-	h := func(_ context.Context, payload []byte) error {
-		var v wrapperspb.StringValue
-		if err := proto.Unmarshal(payload, &v); err != nil {
-			return err
-		}
-		mu.Lock()
-		seen[v.Value]++
-		mu.Unlock()
-		return nil
-	}
-	newRelay := func() *outbox.Relay {
-		return &outbox.Relay{Pool: pool, Log: zap.NewNop(), Clock: clk, Handlers: map[string]outbox.Handler{"peer.Call": h}, Batch: 7}
-	}
-	a, b := newRelay(), newRelay()
-	var values []string
-	for i := range 200 {
-		values = append(values, string(rune('A'+i%26))+time.Duration(i).String())
-	}
-	enqueue(t, a, "peer.Call", values...)
-	var wg sync.WaitGroup
-	for _, r := range []*outbox.Relay{a, b} {
-		wg.Go(func() {
-			for {
-				n, err := r.RunOnce(context.Background())
-				if err != nil {
-					t.Error(err)
-					return
+	for name, newEngine := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t)
+			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			var mu sync.Mutex
+			seen := map[string]int{}
+			h := func(_ context.Context, payload []byte) error {
+				var v wrapperspb.StringValue
+				if err := proto.Unmarshal(payload, &v); err != nil {
+					return err
 				}
-				if n == 0 {
-					return
+				mu.Lock()
+				seen[v.Value]++
+				mu.Unlock()
+				return nil
+			}
+			newRelay := func() *outbox.Relay {
+				return &outbox.Relay{Queue: e.queue, Log: zap.NewNop(), Clock: clk, Handlers: map[string]outbox.Handler{"peer.Call": h}, Batch: 7}
+			}
+			const n = 200
+			for i := range n {
+				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
+			}
+			var wg sync.WaitGroup
+			for _, r := range []*outbox.Relay{newRelay(), newRelay()} {
+				wg.Go(func() {
+					for {
+						claimed, err := r.RunOnce(context.Background())
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if claimed == 0 {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if len(seen) != n {
+				t.Fatalf("delivered %d distinct rows, want %d", len(seen), n)
+			}
+			for v, c := range seen {
+				if c != 1 {
+					t.Errorf("row %q delivered %d times", v, c)
 				}
+			}
+			if left := e.left(t); left != 0 {
+				t.Errorf("%d rows left after delivery", left)
 			}
 		})
 	}
-	wg.Wait()
-	if len(seen) != len(values) {
-		t.Fatalf("delivered %d distinct rows, want %d", len(seen), len(values))
-	}
-	for v, n := range seen {
-		if n != 1 {
-			t.Errorf("row %q delivered %d times", v, n)
-		}
-	}
-	if left := count(t, a, "true"); left != 0 {
-		t.Errorf("%d rows left after delivery", left)
-	}
 }
 
-// A transient failure is retried after its backoff; a refusal for good parks the row as dead.
+// A transient failure is retried after its backoff; a refusal for good parks the row, and a
+// sensitive payload is wiped then.
 func TestRetryAndDead(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.NewSchema(t, "outbox", outbox.Migrations)
-	clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
-	var calls atomic.Int32
-	relay := &outbox.Relay{Pool: pool, Log: zap.NewNop(), Clock: clk, Handlers: map[string]outbox.Handler{
-		"flaky.Call": func(context.Context, []byte) error {
-			if calls.Add(1) == 1 {
-				return status.Error(codes.Unavailable, "down")
+	for name, newEngine := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t)
+			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			var calls atomic.Int32
+			relay := &outbox.Relay{Queue: e.queue, Log: zap.NewNop(), Clock: clk, Handlers: map[string]outbox.Handler{
+				"flaky.Call": func(context.Context, []byte) error {
+					if calls.Add(1) == 1 {
+						return status.Error(codes.Unavailable, "down")
+					}
+					return nil
+				},
+				"strict.Call": func(context.Context, []byte) error { return status.Error(codes.FailedPrecondition, "no") },
+			}}
+			e.add(t, clk.Now(), "flaky.Call", wrapperspb.String("x"), false)
+			e.add(t, clk.Now(), "strict.Call", wrapperspb.String("code 123456"), true)
+			ctx := context.Background()
+			if n, err := relay.RunOnce(ctx); err != nil || n != 2 {
+				t.Fatalf("first run claimed %d, %v", n, err)
 			}
-			return nil
-		},
-		"strict.Call": func(context.Context, []byte) error { return status.Error(codes.FailedPrecondition, "no") },
-	}}
-	enqueue(t, relay, "flaky.Call", "x")
-	err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
-		return outbox.EnqueueSensitive(context.Background(), tx, clk.Now(), "strict.Call", wrapperspb.String("code 123456"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if n, err := relay.RunOnce(ctx); err != nil || n != 2 {
-		t.Fatalf("first run claimed %d, %v", n, err)
-	}
-	if n, _ := relay.RunOnce(ctx); n != 0 {
-		t.Fatalf("a failed row came back before its backoff: claimed %d", n)
-	}
-	clk.Advance(outbox.Backoff(1))
-	if n, _ := relay.RunOnce(ctx); n != 1 {
-		t.Fatalf("after the backoff claimed %d rows, want the flaky one", n)
-	}
-	if got := count(t, relay, "dead_at IS NOT NULL AND length(payload) = 0"); got != 1 {
-		t.Errorf("dead rows with a wiped payload = %d, want 1 (the sensitive refused row)", got)
-	}
-	if got := count(t, relay, "true"); got != 1 {
-		t.Errorf("rows left = %d, want only the dead one", got)
+			if n, _ := relay.RunOnce(ctx); n != 0 {
+				t.Fatalf("a failed row came back before its backoff: claimed %d", n)
+			}
+			clk.Advance(outbox.Backoff(1))
+			if n, _ := relay.RunOnce(ctx); n != 1 {
+				t.Fatalf("after the backoff claimed %d rows, want the flaky one", n)
+			}
+			if got := e.wipedDead(t); got != 1 {
+				t.Errorf("dead rows with a wiped payload = %d, want 1 (the sensitive refused row)", got)
+			}
+			if got := e.left(t); got != 1 {
+				t.Errorf("rows left = %d, want only the dead one", got)
+			}
+		})
 	}
 }
 

@@ -81,7 +81,7 @@ func Run(ctx context.Context, args []string) error {
 	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
 	st := store.New(pool, clk, store.Config{Rules: rules, VerificationWindow: *window, Locale: *locale})
 	relay := &outbox.Relay{
-		Pool:  pool,
+		Queue: outbox.PGQueue{Pool: pool},
 		Log:   log.With(zap.String("loop", "outbox")),
 		Clock: clk,
 		Handlers: map[string]outbox.Handler{

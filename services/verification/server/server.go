@@ -90,7 +90,7 @@ func Run(ctx context.Context, args []string) error {
 
 	clk := clock.Real{}
 	relay := &outbox.Relay{
-		Pool:  pool,
+		Queue: outbox.PGQueue{Pool: pool},
 		Log:   log.Named("outbox"),
 		Clock: clk,
 		Handlers: map[string]outbox.Handler{

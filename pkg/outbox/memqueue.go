@@ -1,0 +1,108 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// MemQueue is an outbox in memory for the one-process development server. A memory store adds rows
+// with Add while it holds its own lock, which is what makes the write and the outbox row atomic there.
+type MemQueue struct {
+	mu     sync.Mutex
+	nextID int64
+	rows   map[int64]*memRow
+}
+
+type memRow struct {
+	Row
+	availableAt time.Time
+	sensitive   bool
+	dead        bool
+	lastErr     string
+}
+
+var _ Queue = (*MemQueue)(nil)
+
+// NewMemQueue returns an empty queue.
+func NewMemQueue() *MemQueue { return &MemQueue{rows: map[int64]*memRow{}} }
+
+// Add queues a call to target; sensitive payloads are wiped when parked.
+func (q *MemQueue) Add(now time.Time, target string, msg proto.Message, sensitive bool) error {
+	payload, err := proto.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("outbox: marshal %s: %w", target, err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.nextID++
+	q.rows[q.nextID] = &memRow{Row: Row{ID: q.nextID, Target: target, Payload: payload}, availableAt: now, sensitive: sensitive}
+	return nil
+}
+
+// Claim hides up to limit due rows for lease, oldest first.
+func (q *MemQueue) Claim(_ context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var due []*memRow
+	for _, r := range q.rows {
+		if !r.dead && !r.availableAt.After(now) {
+			due = append(due, r)
+		}
+	}
+	slices.SortFunc(due, func(a, b *memRow) int {
+		if c := a.availableAt.Compare(b.availableAt); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	var out []Row
+	for _, r := range due[:min(limit, len(due))] {
+		r.availableAt = now.Add(lease)
+		r.Attempts++
+		out = append(out, r.Row)
+	}
+	return out, nil
+}
+
+// Delivered removes the row.
+func (q *MemQueue) Delivered(_ context.Context, id int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.rows, id)
+	return nil
+}
+
+// Retry makes the row due at at.
+func (q *MemQueue) Retry(_ context.Context, id int64, at time.Time, lastErr string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if r, ok := q.rows[id]; ok {
+		r.availableAt, r.lastErr = at, lastErr
+	}
+	return nil
+}
+
+// Park marks the row dead and wipes a sensitive payload.
+func (q *MemQueue) Park(_ context.Context, id int64, _ time.Time, lastErr string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if r, ok := q.rows[id]; ok {
+		r.dead, r.lastErr = true, lastErr
+		if r.sensitive {
+			r.Payload = nil
+		}
+	}
+	return nil
+}
+
+// Len counts the rows not yet delivered (dead ones included), for tests and status pages.
+func (q *MemQueue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.rows)
+}

@@ -1,0 +1,57 @@
+package outbox
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PGQueue is the outbox table in the service's PostgreSQL schema.
+type PGQueue struct{ Pool *pgxpool.Pool }
+
+var _ Queue = PGQueue{}
+
+// Claim takes due rows with FOR UPDATE SKIP LOCKED, so replicas never claim the same row, and
+// pushes their available_at past the lease.
+func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error) {
+	rows, err := q.Pool.Query(ctx, `
+		WITH claimed AS (
+			SELECT id FROM outbox
+			WHERE dead_at IS NULL AND available_at <= $1
+			ORDER BY available_at, id
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE outbox o SET available_at = $1 + $3::interval, attempts = o.attempts + 1
+		FROM claimed WHERE o.id = claimed.id
+		RETURNING o.id, o.target, o.payload, o.attempts`, now, limit, lease)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
+		var x Row
+		err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts)
+		return x, err
+	})
+}
+
+// Delivered deletes the row.
+func (q PGQueue) Delivered(ctx context.Context, id int64) error {
+	_, err := q.Pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, id)
+	return err
+}
+
+// Retry makes the row due at at.
+func (q PGQueue) Retry(ctx context.Context, id int64, at time.Time, lastErr string) error {
+	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET available_at = $2, last_error = $3 WHERE id = $1`, id, at, lastErr)
+	return err
+}
+
+// Park marks the row dead and wipes a sensitive payload.
+func (q PGQueue) Park(ctx context.Context, id int64, now time.Time, lastErr string) error {
+	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET dead_at = $2, last_error = $3,
+		payload = CASE WHEN sensitive THEN ''::bytea ELSE payload END WHERE id = $1`, id, now, lastErr)
+	return err
+}
