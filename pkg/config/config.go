@@ -91,6 +91,7 @@ func (f *Flags) Parse(args []string) error {
 
 // Common holds the flags every service takes.
 type Common struct {
+	Store           *string
 	GRPCAddr        *string
 	DatabaseURL     *string
 	DatabaseSchema  *string
@@ -101,6 +102,7 @@ type Common struct {
 // RegisterCommon declares the shared flags with a service's defaults.
 func RegisterCommon(f *Flags, defaultAddr, defaultSchema string) Common {
 	return Common{
+		Store:           f.String("store", StorePostgres, "storage engine: postgres, or memory (the one-process development server: nothing survives a restart)"),
 		GRPCAddr:        f.String("grpc-addr", defaultAddr, "address the gRPC server listens on"),
 		DatabaseURL:     f.String("database-url", "", "PostgreSQL URL, e.g. postgres://user@host:5432/db?sslmode=disable (required)"),
 		DatabaseSchema:  f.String("database-schema", defaultSchema, "PostgreSQL schema this service owns; created and migrated at start"),
@@ -109,10 +111,25 @@ func RegisterCommon(f *Flags, defaultAddr, defaultSchema string) Common {
 	}
 }
 
-// Check reports missing required shared flags.
+// The storage engines.
+const (
+	StorePostgres = "postgres"
+	StoreMemory   = "memory"
+)
+
+// Memory tells whether the service runs on the in-memory engine.
+func (c Common) Memory() bool { return *c.Store == StoreMemory }
+
+// Check reports missing or contradictory shared flags.
 func (c Common) Check() error {
-	if *c.DatabaseURL == "" {
-		return errors.New("--database-url (or DATABASE_URL) is required")
+	switch *c.Store {
+	case StorePostgres:
+		if *c.DatabaseURL == "" {
+			return errors.New("--database-url (or DATABASE_URL) is required with --store=postgres")
+		}
+	case StoreMemory:
+	default:
+		return fmt.Errorf("--store %q: use postgres or memory", *c.Store)
 	}
 	if *c.GRPCAddr == "" {
 		return errors.New("--grpc-addr (or GRPC_ADDR) is required")

@@ -122,3 +122,47 @@ func Do[R proto.Message](ctx context.Context, pool *pgxpool.Pool, now time.Time,
 	}
 	return out, fmt.Errorf("idempotency: request %s kept conflicting", method)
 }
+
+// MemTable is the idempotency table in memory, for the one-process development server. It is not
+// locked: a memory store calls it while holding the lock that makes its own change atomic.
+type MemTable struct {
+	entries map[[2]string]memEntry
+}
+
+type memEntry struct {
+	hash, response []byte
+}
+
+// NewMemTable returns an empty table.
+func NewMemTable() *MemTable { return &MemTable{entries: map[[2]string]memEntry{}} }
+
+// DoMem is Do for memory stores: the caller holds its store's lock, and fn must leave the store
+// unchanged when it returns an error.
+func DoMem[R proto.Message](t *MemTable, method, requestID string, req proto.Message, newResp func() R, fn func() (R, error)) (R, error) {
+	var zero R
+	if err := CheckRequestID(requestID); err != nil {
+		return zero, err
+	}
+	h, err := hash(req)
+	if err != nil {
+		return zero, err
+	}
+	key := [2]string{method, requestID}
+	if e, ok := t.entries[key]; ok && requestID != "" {
+		if !bytes.Equal(e.hash, h) {
+			return zero, errs.RequestIDReused
+		}
+		prev := newResp()
+		return prev, proto.Unmarshal(e.response, prev)
+	}
+	resp, err := fn()
+	if err != nil || requestID == "" {
+		return resp, err
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return zero, err
+	}
+	t.entries[key] = memEntry{hash: h, response: b}
+	return resp, nil
+}
