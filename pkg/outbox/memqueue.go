@@ -106,3 +106,17 @@ func (q *MemQueue) Len() int {
 	defer q.mu.Unlock()
 	return len(q.rows)
 }
+
+// Pending lists undelivered live rows, oldest first.
+func (q *MemQueue) Pending(_ context.Context, limit int) ([]Row, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Row
+	for _, r := range q.rows {
+		if !r.dead {
+			out = append(out, r.Row)
+		}
+	}
+	slices.SortFunc(out, func(a, b Row) int { return int(a.ID - b.ID) })
+	return out[:min(limit, len(out))], nil
+}

@@ -90,6 +90,8 @@ type Queue interface {
 	Retry(ctx context.Context, id int64, at time.Time, lastErr string) error
 	// Park keeps a row the receiver refused for good out of the way, wiping a sensitive payload.
 	Park(ctx context.Context, id int64, now time.Time, lastErr string) error
+	// Pending lists up to limit undelivered live rows, oldest first (tests, status pages).
+	Pending(ctx context.Context, limit int) ([]Row, error)
 }
 
 // Relay delivers outbox rows. Any number of replicas may run: each claims rows with

@@ -99,6 +99,9 @@ func TestTwoRelaysDeliverEachRowOnce(t *testing.T) {
 			for i := range n {
 				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
 			}
+			if pending, err := e.queue.Pending(context.Background(), 1000); err != nil || len(pending) != n || pending[0].Target != "peer.Call" {
+				t.Fatalf("pending before delivery: %d rows, %v", len(pending), err)
+			}
 			var wg sync.WaitGroup
 			for _, r := range []*outbox.Relay{newRelay(), newRelay()} {
 				wg.Go(func() {
@@ -167,6 +170,9 @@ func TestRetryAndDead(t *testing.T) {
 			}
 			if got := e.left(t); got != 1 {
 				t.Errorf("rows left = %d, want only the dead one", got)
+			}
+			if pending, err := e.queue.Pending(ctx, 10); err != nil || len(pending) != 0 {
+				t.Errorf("pending = %v, %v; want none (the dead row is parked)", pending, err)
 			}
 		})
 	}

@@ -55,3 +55,17 @@ func (q PGQueue) Park(ctx context.Context, id int64, now time.Time, lastErr stri
 		payload = CASE WHEN sensitive THEN ''::bytea ELSE payload END WHERE id = $1`, id, now, lastErr)
 	return err
 }
+
+// Pending lists undelivered live rows, oldest first.
+func (q PGQueue) Pending(ctx context.Context, limit int) ([]Row, error) {
+	rows, err := q.Pool.Query(ctx, `SELECT id, target, payload, attempts FROM outbox
+		WHERE dead_at IS NULL ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
+		var x Row
+		err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts)
+		return x, err
+	})
+}
