@@ -27,7 +27,7 @@ const (
 const ReasonInvalidIDNumber = "INVALID_ID_NUMBER"
 
 var (
-	passportRE = regexp.MustCompile(`^[A-Z0-9]{5,17}$`)
+	passportRE = regexp.MustCompile(`^[A-Z0-9]{6,17}$`) // at least 6: the verifier types the last 6
 	hkMacaoRE  = regexp.MustCompile(`^[HM][0-9]{8}([0-9]{2})?$`)
 	taiwanRE   = regexp.MustCompile(`^[0-9]{8}([0-9]{2})?$`)
 	foreignOld = regexp.MustCompile(`^[A-Z]{3}[0-9]{12}$`)

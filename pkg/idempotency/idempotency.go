@@ -99,6 +99,13 @@ func Do[R proto.Message](ctx context.Context, pool *pgxpool.Pool, now time.Time,
 	}
 	for attempt := 0; attempt < 2; attempt++ {
 		err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			if requestID != "" {
+				// Twins of one request queue here, so the second reads the first one's answer instead of
+				// running fn against the state the first one left (which could refuse it).
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, method+" "+requestID); err != nil {
+					return err
+				}
+			}
 			prev := newResp()
 			found, err := Lookup(ctx, tx, method, requestID, req, prev)
 			if err != nil {

@@ -46,7 +46,9 @@ func TestDoRunsOnce(t *testing.T) {
 			t.Fatalf("answers differ: %v", answers)
 		}
 	}
-	// Twins may each run fn inside their own transaction, but only one commit survives.
+	if runs.Load() != 1 {
+		t.Fatalf("the effect ran %d times for one request_id, want once", runs.Load())
+	}
 	var stored int
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM idempotency_keys").Scan(&stored); err != nil || stored != 1 {
 		t.Fatalf("stored %d keys, %v", stored, err)

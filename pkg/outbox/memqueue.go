@@ -77,21 +77,21 @@ func (q *MemQueue) Delivered(_ context.Context, id int64) error {
 	return nil
 }
 
-// Retry makes the row due at at.
-func (q *MemQueue) Retry(_ context.Context, id int64, at time.Time, lastErr string) error {
+// Retry makes the row due at at, if no later claim took it.
+func (q *MemQueue) Retry(_ context.Context, row Row, at time.Time, lastErr string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if r, ok := q.rows[id]; ok {
+	if r, ok := q.rows[row.ID]; ok && r.Attempts == row.Attempts {
 		r.availableAt, r.lastErr = at, lastErr
 	}
 	return nil
 }
 
-// Park marks the row dead and wipes a sensitive payload.
-func (q *MemQueue) Park(_ context.Context, id int64, _ time.Time, lastErr string) error {
+// Park marks the row dead and wipes a sensitive payload, if no later claim took it.
+func (q *MemQueue) Park(_ context.Context, row Row, _ time.Time, lastErr string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if r, ok := q.rows[id]; ok {
+	if r, ok := q.rows[row.ID]; ok && r.Attempts == row.Attempts {
 		r.dead, r.lastErr = true, lastErr
 		if r.sensitive {
 			r.Payload = nil

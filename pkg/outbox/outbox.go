@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	
+
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -86,10 +86,11 @@ type Queue interface {
 	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error)
 	// Delivered removes a delivered row.
 	Delivered(ctx context.Context, id int64) error
-	// Retry makes a row due again at at.
-	Retry(ctx context.Context, id int64, at time.Time, lastErr string) error
-	// Park keeps a row the receiver refused for good out of the way, wiping a sensitive payload.
-	Park(ctx context.Context, id int64, now time.Time, lastErr string) error
+	// Retry makes a row due again at at, unless another claim took it since (attempts moved on).
+	Retry(ctx context.Context, row Row, at time.Time, lastErr string) error
+	// Park keeps a row the receiver refused for good out of the way, wiping a sensitive payload,
+	// unless another claim took it since.
+	Park(ctx context.Context, row Row, now time.Time, lastErr string) error
 	// Pending lists up to limit undelivered live rows, oldest first (tests, status pages).
 	Pending(ctx context.Context, limit int) ([]Row, error)
 }
@@ -134,7 +135,10 @@ func (r *Relay) init() {
 			r.CallTimeout = 10 * time.Second
 		}
 		if r.Lease == 0 {
-			r.Lease = 3 * r.CallTimeout
+			// A batch is delivered Parallel at a time: its last row may start only after
+			// ceil(Batch/Parallel)-1 rounds of CallTimeout, and must still be ours when it ends.
+			rounds := (r.Batch + r.Parallel - 1) / r.Parallel
+			r.Lease = time.Duration(rounds+1) * r.CallTimeout
 		}
 		if r.Poll == 0 {
 			r.Poll = 250 * time.Millisecond
@@ -203,13 +207,13 @@ func (r *Relay) deliver(ctx context.Context, x Row) {
 		}
 	case permanent(err):
 		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
-		if err := r.Queue.Park(bg, x.ID, r.Clock.Now(), err.Error()); err != nil {
+		if err := r.Queue.Park(bg, x, r.Clock.Now(), err.Error()); err != nil {
 			log.Warn("outbox: could not park the row", zap.Error(err))
 		}
 	default:
 		delay := Backoff(x.Attempts)
 		log.Warn("outbox: delivery failed, will retry", zap.Duration("retry_in", delay), zap.Error(err))
-		if err := r.Queue.Retry(bg, x.ID, r.Clock.Now().Add(delay), err.Error()); err != nil {
+		if err := r.Queue.Retry(bg, x, r.Clock.Now().Add(delay), err.Error()); err != nil {
 			log.Warn("outbox: could not reschedule the row", zap.Error(err))
 		}
 	}

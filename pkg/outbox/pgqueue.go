@@ -43,16 +43,18 @@ func (q PGQueue) Delivered(ctx context.Context, id int64) error {
 	return err
 }
 
-// Retry makes the row due at at.
-func (q PGQueue) Retry(ctx context.Context, id int64, at time.Time, lastErr string) error {
-	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET available_at = $2, last_error = $3 WHERE id = $1`, id, at, lastErr)
+// Retry makes the row due at at, if no later claim took it.
+func (q PGQueue) Retry(ctx context.Context, row Row, at time.Time, lastErr string) error {
+	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET available_at = $3, last_error = $4 WHERE id = $1 AND attempts = $2`,
+		row.ID, row.Attempts, at, lastErr)
 	return err
 }
 
-// Park marks the row dead and wipes a sensitive payload.
-func (q PGQueue) Park(ctx context.Context, id int64, now time.Time, lastErr string) error {
-	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET dead_at = $2, last_error = $3,
-		payload = CASE WHEN sensitive THEN ''::bytea ELSE payload END WHERE id = $1`, id, now, lastErr)
+// Park marks the row dead and wipes a sensitive payload, if no later claim took it.
+func (q PGQueue) Park(ctx context.Context, row Row, now time.Time, lastErr string) error {
+	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET dead_at = $3, last_error = $4,
+		payload = CASE WHEN sensitive THEN ''::bytea ELSE payload END WHERE id = $1 AND attempts = $2`,
+		row.ID, row.Attempts, now, lastErr)
 	return err
 }
 

@@ -39,7 +39,7 @@ func ToStatus(log *zap.Logger, method string, err error) error {
 		return nil
 	}
 	var de *errs.Error
-	if errors.As(err, &de) {
+	if errors.As(err, &de) && kindCodes[de.Kind] != codes.OK {
 		st := status.New(kindCodes[de.Kind], de.Message)
 		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: de.Reason, Domain: ErrorDomain, Metadata: de.Metadata}}
 		if de.Field != "" {

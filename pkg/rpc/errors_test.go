@@ -35,6 +35,8 @@ func TestToStatus(t *testing.T) {
 			codes.ResourceExhausted, "RESEND_TOO_SOON", "", 42 * time.Second, "wait"},
 		{"driver error hidden", errors.New(`pq: duplicate key value violates "orders_pkey" phone=+8613812345678`),
 			codes.Internal, "", "", 0, "internal error"},
+		{"domain error without a kind is internal", &errs.Error{Reason: "X", Message: "m"},
+			codes.Internal, "", "", 0, "internal error"},
 		{"downstream unavailable", status.Error(codes.Unavailable, "connection refused 10.0.0.1"),
 			codes.Unavailable, "", "", 0, "a dependency is unavailable, retry later"},
 	}
