@@ -1,5 +1,6 @@
-// Package server wires sms-dispatch together: flags, logger, database, store, provider, dispatcher
-// and the gRPC service. Run is exported so a one-process development server can start every service.
+// Package server wires sms-dispatch together: flags, logger, storage (PostgreSQL, or memory with
+// --store=memory), provider, dispatcher and the gRPC service. Run is exported so a one-process
+// development server can start every service.
 package server
 
 import (
@@ -24,7 +25,14 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/memstore"
 )
+
+// Store is what the handlers and the dispatcher need; both engines implement it.
+type Store interface {
+	grpcapi.Store
+	dispatcher.Store
+}
 
 // Options are the service's own flags.
 type Options struct {
@@ -80,32 +88,41 @@ func Run(ctx context.Context, args []string) error {
 	defer log.Sync() //nolint:errcheck
 
 	sms, sendTimeout := opts.provider()
-	if opts.Provider == "console" {
-		log.Warn("the console SMS provider is for development only: it prints each text, codes included, to stdout and sends nothing")
+	// Development mode: the console provider prints every text anyway, so the API may show it too.
+	dev := opts.Provider == "console"
+	if dev {
+		log.Warn("the console SMS provider is for development only: it prints each text, codes included, to stdout, " +
+			"sends nothing, and GetMessage/ListMessages show the texts")
 	}
 
-	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
-	if err != nil {
-		return err
+	var st Store
+	if common.Memory() {
+		log.Warn("in-memory store: development only, nothing survives a restart")
+		st = memstore.New()
+	} else {
+		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := pg.Migrate(ctx, pool, store.Migrations); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		st = store.New(pool)
 	}
-	defer pool.Close()
-	if err := pg.Migrate(ctx, pool, store.Migrations); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	st := store.New(pool)
 	clk := clock.Real{}
 
 	disp := &dispatcher.Dispatcher{
 		Store: st, Provider: sms, Clock: clk, Log: log, Caps: opts.Caps, Sender: opts.Sender,
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers,
-		SendTimeout: sendTimeout, Lease: opts.Lease,
+		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
 	}
 	srv := rpc.NewServer(log)
 	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{
-		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Wake: disp.Wake,
+		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Wake: disp.Wake, ShowText: dev,
 	})
 	srv.Go("dispatcher", disp.Run)
-	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.Int("dispatch_workers", opts.DispatchWorkers),
+	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay))
 	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)

@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +33,7 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--database-url", "postgres://x", "--max-attempts", "0"}, "--max-attempts"},
 		{[]string{"--database-url", "postgres://x", "--rate-per-hour", "-1"}, "must not be negative"},
 		{[]string{}, "--database-url"},
+		{[]string{"--store", "sqlite"}, "--store"},
 	} {
 		err := server.Run(context.Background(), tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -38,8 +42,9 @@ func TestFlagValidation(t *testing.T) {
 	}
 }
 
-// TestRunEndToEnd starts the whole service with the console provider and checks that a message
-// is stored, sent by the background dispatcher and redacted.
+// TestRunEndToEnd starts the whole service on PostgreSQL with the console provider (development
+// mode) and checks that a message is stored and sent by the background dispatcher, and that the API
+// still shows its text afterwards, as the CLI needs.
 func TestRunEndToEnd(t *testing.T) {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -51,18 +56,42 @@ func TestRunEndToEnd(t *testing.T) {
 			pool.Close()
 		}
 	})
+	client := run(t, "--database-url", pgtest.URL(), "--database-schema", schema)
+	m := sendAndWait(t, client)
+	if m.GetProvider() != "console" || m.GetRedacted() || !strings.Contains(m.GetBody(), "123456") {
+		t.Fatalf("sent message = %v", m)
+	}
+}
+
+// TestRunMemory starts the service with --store=memory (no database) and the webhook provider: the
+// message is sent to the gateway, and no response carries its text.
+func TestRunMemory(t *testing.T) {
+	var posts atomic.Int32
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		posts.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(gateway.Close)
+	client := run(t, "--store", "memory", "--sms-provider", "webhook", "--webhook-url", gateway.URL)
+	m := sendAndWait(t, client)
+	if m.GetProvider() != "webhook" || !m.GetRedacted() || m.GetBody() != "" || posts.Load() != 1 {
+		t.Fatalf("sent message = %v, gateway posts %d", m, posts.Load())
+	}
+}
+
+// run starts server.Run with args on a free port until the test ends and returns a client.
+func run(t *testing.T, args ...string) smsv1.SmsDispatchServiceClient {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Run(ctx, []string{"--grpc-addr", addr, "--database-url", pgtest.URL(), "--database-schema", schema,
-			"--log-level", "error", "--shutdown-timeout", "2s"})
+		done <- server.Run(ctx, append([]string{"--grpc-addr", addr, "--log-level", "error", "--shutdown-timeout", "2s"}, args...))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -70,19 +99,23 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-
 	conn, err := rpc.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := smsv1.NewSmsDispatchServiceClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return smsv1.NewSmsDispatchServiceClient(conn)
+}
+
+// sendAndWait sends one message (retrying until the server is up) and waits until it is SENT.
+func sendAndWait(t *testing.T, client smsv1.SmsDispatchServiceClient) *smsv1.Message {
+	t.Helper()
 	req := &smsv1.SendMessageRequest{MessageId: "vc-e2e-1", Phone: "13812345678", Template: smsv1.Template_TEMPLATE_VERIFICATION_CODE,
 		Params: map[string]string{"code": "123456"}, ExpireTime: timestamppb.New(time.Now().Add(time.Hour)), OrderId: "order-e2e"}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		callCtx, c := context.WithTimeout(context.Background(), time.Second)
-		_, err = client.SendMessage(callCtx, req)
+		_, err := client.SendMessage(callCtx, req)
 		c()
 		if err == nil {
 			break
@@ -98,10 +131,7 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		if m := resp.GetMessage(); m.GetState() == smsv1.MessageState_MESSAGE_STATE_SENT {
-			if m.GetProvider() != "console" || !m.GetRedacted() || m.GetBody() != "" {
-				t.Fatalf("sent message = %v", m)
-			}
-			return
+			return m
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("message not sent: %v", resp.GetMessage())

@@ -22,11 +22,12 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
 )
 
-// Store is what the dispatcher needs from storage (implemented by store.Store).
+// Store is what the dispatcher needs from storage (implemented by store.Store and memstore.Store).
+// Every call after Claim is fenced by the claimed message's Attempts.
 type Store interface {
 	Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error)
-	Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps) (domain.Decision, error)
-	MarkSent(ctx context.Context, id, provider string, now time.Time) (bool, error)
+	Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error)
+	MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error)
 	SendFailed(ctx context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string, final bool, retryAt time.Time) (bool, error)
 	Fail(ctx context.Context, m domain.Message, lastErr string) error
 }
@@ -50,6 +51,9 @@ type Dispatcher struct {
 	SendTimeout time.Duration
 	// Poll is the idle wait when nothing woke the workers.
 	Poll time.Duration
+	// KeepText keeps the text of sent messages (development mode, console provider only) so that the
+	// CLI and tests can read codes through GetMessage; otherwise it is wiped on acceptance.
+	KeepText bool
 	// Jitter returns a number in [0,1) that spreads retries; math/rand by default.
 	Jitter func() float64
 
@@ -153,11 +157,14 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	}
 	// Microseconds, as PostgreSQL stores them: SendFailed finds the reservation by this instant.
 	now := d.Clock.Now().Truncate(time.Microsecond)
-	dec, err := d.Store.Reserve(ctx, m, now, d.Caps)
+	dec, err := d.Store.Reserve(ctx, m, now, d.Caps, d.SendTimeout)
 	if err != nil {
 		return err
 	}
 	switch dec.Action {
+	case domain.ActionLostClaim:
+		log.Warn("claim no longer current (lease ran out or another worker took the message); not sending")
+		return nil
 	case domain.ActionReschedule:
 		log.Info("per-phone cap reached; message waits", zap.Time("next_attempt", dec.At))
 		return nil
@@ -170,7 +177,7 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	sendErr := d.Provider.Send(sendCtx, provider.Message{ID: m.ID, Phone: m.Phone, Text: m.Body, Sender: d.Sender})
 	cancel()
 	if sendErr == nil {
-		ok, err := d.Store.MarkSent(ctx, m.ID, d.Provider.Name(), d.Clock.Now())
+		ok, err := d.Store.MarkSent(ctx, m, d.Provider.Name(), d.Clock.Now(), d.KeepText)
 		if err != nil {
 			// The provider has it; the lease will bring it back and it goes out again with the
 			// same message id, which the gateway dedups.
@@ -179,7 +186,7 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 		if ok {
 			log.Info("message sent")
 		} else {
-			log.Warn("message accepted but already final (lease expired and another worker finished it)")
+			log.Warn("message accepted but the claim was no longer current (superseded, or the lease ran out)")
 		}
 		return nil
 	}

@@ -56,6 +56,7 @@ const (
 	ActionSend       Action = iota + 1 // reserve the slot and call the provider now
 	ActionReschedule                   // over the cap: try again at At
 	ActionFail                         // give up with Error
+	ActionLostClaim                    // the claim is no longer this worker's (see ClaimCurrent): do nothing
 )
 
 // Decision is the dispatcher's verdict for one claimed message.

@@ -79,6 +79,7 @@ const (
 	ErrorExpired       = "expired"
 	ErrorRateLimited   = "rate limited"
 	ErrorNothingToSend = "no message text to send"
+	ErrorSuperseded    = "superseded" // a newer message for the same order, phone and template was stored
 )
 
 // Template parameters.
@@ -196,9 +197,39 @@ func SameRequest(stored, repeat Message) bool {
 	return stored.Phone == repeat.Phone && stored.Template == repeat.Template
 }
 
-// Redact wipes the parts of m that may hold a code.
-func (m *Message) Redact() {
+// MarkSent records the provider's acceptance at now. The text with the code is wiped (redacted) unless
+// keepText: only development mode (console provider) keeps it, so the CLI and tests can read codes.
+func (m *Message) MarkSent(provider string, now time.Time, keepText bool) {
+	m.State, m.Provider, m.SentAt, m.LastError = StateSent, provider, now, ""
+	if !keepText {
+		m.redact()
+	}
+}
+
+// MarkFailed ends the message with lastErr and wipes its text: it will never be sent, so the code is
+// not needed, in any mode.
+func (m *Message) MarkFailed(lastErr string) {
+	m.State, m.LastError = StateFailed, lastErr
+	m.redact()
+}
+
+func (m *Message) redact() {
 	m.Body = ""
 	m.Params = map[string]string{}
 	m.Redacted = true
+}
+
+// Supersedes tells whether storing newer makes older pointless: a message still QUEUED for the same
+// order, phone and template carries a code the resend replaced, and sending it would spend a cap slot
+// and delay the new code. Messages without an order are never superseded (nothing ties them).
+func Supersedes(newer, older Message) bool {
+	return newer.OrderID != "" && older.ID != newer.ID && older.State == StateQueued &&
+		older.OrderID == newer.OrderID && older.Phone == newer.Phone && older.Template == newer.Template
+}
+
+// ClaimCurrent tells whether a worker's claim (the attempts it read when claiming) still holds the
+// stored message at now with enough lease left for one provider call: otherwise another worker may
+// reclaim it mid-send, or already has, and this worker must not call the provider.
+func ClaimCurrent(stored Message, attempts int, now time.Time, sendTimeout time.Duration) bool {
+	return stored.State == StateQueued && stored.Attempts == attempts && !stored.NextAttempt.Before(now.Add(sendTimeout))
 }

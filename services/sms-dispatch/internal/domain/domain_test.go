@@ -28,8 +28,10 @@ func TestRender(t *testing.T) {
 		{name: "en crosses midnight in UTC+8", locale: LocaleEn, params: map[string]string{"code": "123456"}, expire: time.Date(2026, 11, 27, 16, 5, 0, 0, time.UTC),
 			want: "[ICP Filing] Your SMS verification code is 123456. Complete verification in the filing system before 2026-11-28 00:05 (UTC+8)."},
 		{name: "missing code", locale: LocaleZhCN, params: map[string]string{}, expire: deadline, wantField: "params.code"},
-		{name: "bad deadline", locale: LocaleZhCN, params: map[string]string{"code": "1", "deadline": "tomorrow"}, expire: deadline, wantField: "params.deadline"},
-		{name: "no deadline at all", locale: LocaleZhCN, params: map[string]string{"code": "1"}, wantField: "params.deadline"},
+		{name: "bad deadline", locale: LocaleZhCN, params: map[string]string{"code": "123456", "deadline": "tomorrow"}, expire: deadline, wantField: "params.deadline"},
+		{name: "no deadline at all", locale: LocaleZhCN, params: map[string]string{"code": "123456"}, wantField: "params.deadline"},
+		{name: "code too short", locale: LocaleZhCN, params: map[string]string{"code": "12345"}, expire: deadline, wantField: "params.code"},
+		{name: "code not digits", locale: LocaleZhCN, params: map[string]string{"code": "１２３４５６"}, expire: deadline, wantField: "params.code"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +71,7 @@ func TestNewMessageValidation(t *testing.T) {
 		{name: "long id", mod: func(in *SendInput) { in.MessageID = string(long) }, wantField: "message_id"},
 		{name: "bad phone", mod: func(in *SendInput) { in.Phone = "12345" }, wantField: "phone"},
 		{name: "no template", mod: func(in *SendInput) { in.Template = TemplateUnspecified }, wantField: "template"},
+		{name: "code not 6 digits", mod: func(in *SendInput) { in.Params = map[string]string{"code": "12345a"} }, wantField: "params.code"},
 		{name: "no code", mod: func(in *SendInput) { in.Params = map[string]string{"deadline": "2026-11-27T10:00:00+08:00"} }, wantField: "params.code"},
 		{name: "bad locale", mod: func(in *SendInput) { in.Locale = "fr" }, wantField: "locale"},
 		{name: "no expiry", mod: func(in *SendInput) { in.ExpireAt = time.Time{} }, wantField: "expire_time"},
@@ -179,7 +182,7 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestSameRequestAndRedact(t *testing.T) {
+func TestSameRequest(t *testing.T) {
 	a := Message{Phone: "+8613812345678", Template: TemplateVerificationCode, Body: "x", Params: map[string]string{"code": "1"}}
 	b := a
 	b.Params = map[string]string{"code": "2"}
@@ -190,8 +193,102 @@ func TestSameRequestAndRedact(t *testing.T) {
 	if SameRequest(a, b) {
 		t.Fatal("different phone should not match")
 	}
-	a.Redact()
-	if a.Body != "" || len(a.Params) != 0 || !a.Redacted {
-		t.Fatalf("redact left %+v", a)
+}
+
+func TestMarkSentAndFailed(t *testing.T) {
+	queued := func() Message {
+		return Message{ID: "m", State: StateQueued, Body: "text 123456", Params: map[string]string{"code": "123456"}, LastError: "HTTP 500"}
+	}
+	tests := []struct {
+		name     string
+		apply    func(*Message)
+		state    State
+		redacted bool
+	}{
+		{"sent", func(m *Message) { m.MarkSent("webhook", t0, false) }, StateSent, true},
+		{"sent, development keeps the text", func(m *Message) { m.MarkSent("console", t0, true) }, StateSent, false},
+		{"failed", func(m *Message) { m.MarkFailed(ErrorExpired) }, StateFailed, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := queued()
+			tc.apply(&m)
+			if m.State != tc.state || m.Redacted != tc.redacted || (m.Body == "") != tc.redacted || (len(m.Params) == 0) != tc.redacted {
+				t.Fatalf("got %+v", m)
+			}
+			if tc.state == StateSent && (!m.SentAt.Equal(t0) || m.LastError != "") {
+				t.Fatalf("sent: %+v", m)
+			}
+		})
+	}
+}
+
+func TestSupersedes(t *testing.T) {
+	newer := Message{ID: "g2", OrderID: "o1", Phone: "+8613812345678", Template: TemplateVerificationCode, State: StateQueued}
+	tests := []struct {
+		name string
+		mod  func(*Message)
+		want bool
+	}{
+		{"older queued, same key", func(*Message) {}, true},
+		{"itself", func(m *Message) { m.ID = "g2" }, false},
+		{"already sent", func(m *Message) { m.State = StateSent }, false},
+		{"other order", func(m *Message) { m.OrderID = "o2" }, false},
+		{"other phone", func(m *Message) { m.Phone = "+8613912345678" }, false},
+		{"other template", func(m *Message) { m.Template = TemplateUnspecified }, false},
+		{"no order", func(m *Message) { m.OrderID = "" }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			older := newer
+			older.ID = "g1"
+			tc.mod(&older)
+			n := newer
+			if older.OrderID == "" {
+				n.OrderID = ""
+			}
+			if got := Supersedes(n, older); got != tc.want {
+				t.Fatalf("Supersedes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestClaimCurrent(t *testing.T) {
+	claimed := Message{State: StateQueued, Attempts: 2, NextAttempt: t0.Add(30 * time.Second)}
+	tests := []struct {
+		name     string
+		mod      func(*Message)
+		attempts int
+		now      time.Time
+		want     bool
+	}{
+		{"fresh claim", func(*Message) {}, 2, t0, true},
+		{"lease exactly covers the send", func(*Message) {}, 2, t0.Add(20 * time.Second), true},
+		{"lease too short for the send", func(*Message) {}, 2, t0.Add(20*time.Second + time.Microsecond), false},
+		{"reclaimed by another worker", func(m *Message) { m.Attempts = 3 }, 2, t0, false},
+		{"finished by another worker", func(m *Message) { m.State = StateSent }, 2, t0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := claimed
+			tc.mod(&m)
+			if got := ClaimCurrent(m, tc.attempts, tc.now, 10*time.Second); got != tc.want {
+				t.Fatalf("ClaimCurrent = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPageToken(t *testing.T) {
+	at := t0.Add(123 * time.Microsecond)
+	gotAt, gotID, err := DecodePageToken(EncodePageToken(at, "vc-1:2"))
+	if err != nil || !gotAt.Equal(at) || gotID != "vc-1:2" {
+		t.Fatalf("round trip = %v %q %v", gotAt, gotID, err)
+	}
+	for _, bad := range []string{"%%%", "bm9jb2xvbg", "eDp5"} {
+		if _, _, err := DecodePageToken(bad); errs.Reason(err) != ReasonInvalidPageToken {
+			t.Errorf("DecodePageToken(%q) = %v", bad, err)
+		}
 	}
 }

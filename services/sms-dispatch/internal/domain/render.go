@@ -31,6 +31,9 @@ func Render(t Template, locale, signature string, params map[string]string, expi
 	if code == "" {
 		return "", errs.Invalid("params.code", ReasonMissingParam, "the verification code template needs params.code")
 	}
+	if !isCode(code) {
+		return "", errs.Invalid("params.code", ReasonInvalidParam, "params.code must be 6 digits")
+	}
 	deadline := expireAt
 	if s, ok := params[ParamDeadline]; ok && s != "" {
 		d, err := time.Parse(time.RFC3339, s)
@@ -54,4 +57,17 @@ func Render(t Template, locale, signature string, params map[string]string, expi
 		"{code}", code,
 		"{deadline}", deadline.In(CST).Format(DeadlineLayout),
 	).Replace(tmpl), nil
+}
+
+// isCode tells whether s is a verification code: exactly 6 ASCII digits.
+func isCode(s string) bool {
+	if len(s) != 6 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

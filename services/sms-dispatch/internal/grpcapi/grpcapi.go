@@ -1,6 +1,7 @@
 // Package grpcapi is the gRPC face of sms-dispatch: it checks requests, converts between proto and
 // domain types and calls the store. Errors are domain errors; pkg/rpc turns them into statuses.
-// Responses never carry a whole phone number, and the text only while it is not redacted.
+// Responses never carry a whole phone number, and the text (which holds the code) only in development
+// mode: see Server.ShowText.
 package grpcapi
 
 import (
@@ -19,7 +20,7 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 )
 
-// Store is what the handlers need; store.Store implements it (an in-memory engine could too).
+// Store is what the handlers need; store.Store (PostgreSQL) and memstore.Store implement it.
 type Store interface {
 	Create(ctx context.Context, m domain.Message) (domain.Message, bool, error)
 	Get(ctx context.Context, id string) (domain.Message, error)
@@ -32,6 +33,11 @@ type Server struct {
 	Store Store
 	Clock clock.Clock
 	Log   *zap.Logger
+	// ShowText is development mode (--sms-provider=console, which prints every text anyway): responses
+	// carry the body in full, and the dispatcher keeps it after sending, so the CLI and tests can read
+	// codes. In every other mode no response carries a body, not even while the message is QUEUED
+	// (which can be up to a day behind the caps): redacted is true in every response.
+	ShowText bool
 	// Signature is the 【signature】 rendered into zh-CN texts.
 	Signature string
 	// Wake, when set, tells the dispatcher a new message is due (so it need not wait for its poll).
@@ -69,7 +75,7 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 			s.Wake()
 		}
 	}
-	return &smsv1.SendMessageResponse{Message: toProto(stored)}, nil
+	return &smsv1.SendMessageResponse{Message: s.toProto(stored)}, nil
 }
 
 // GetMessage returns one message.
@@ -81,7 +87,7 @@ func (s *Server) GetMessage(ctx context.Context, req *smsv1.GetMessageRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &smsv1.GetMessageResponse{Message: toProto(m)}, nil
+	return &smsv1.GetMessageResponse{Message: s.toProto(m)}, nil
 }
 
 // ListMessages pages through messages, newest first (page_size default 50, at most 200).
@@ -101,7 +107,7 @@ func (s *Server) ListMessages(ctx context.Context, req *smsv1.ListMessagesReques
 	}
 	out := &smsv1.ListMessagesResponse{NextPageToken: next}
 	for _, m := range msgs {
-		out.Messages = append(out.Messages, toProto(m))
+		out.Messages = append(out.Messages, s.toProto(m))
 	}
 	return out, nil
 }
@@ -132,7 +138,8 @@ func stateToProto(s domain.State) smsv1.MessageState {
 	return smsv1.MessageState_MESSAGE_STATE_UNSPECIFIED
 }
 
-func toProto(m domain.Message) *smsv1.Message {
+// toProto converts m for a response: the phone masked, the body only in development mode.
+func (s *Server) toProto(m domain.Message) *smsv1.Message {
 	p := &smsv1.Message{
 		MessageId:   m.ID,
 		OrderId:     m.OrderID,
@@ -143,10 +150,10 @@ func toProto(m domain.Message) *smsv1.Message {
 		Provider:    m.Provider,
 		LastError:   m.LastError,
 		CreateTime:  timestamppb.New(m.CreatedAt),
-		Redacted:    m.Redacted,
+		Redacted:    true,
 	}
-	if !m.Redacted {
-		p.Body = m.Body
+	if s.ShowText {
+		p.Body, p.Redacted = m.Body, m.Redacted
 	}
 	if !m.SentAt.IsZero() {
 		p.SentTime = timestamppb.New(m.SentAt)

@@ -38,13 +38,15 @@ type fixture struct {
 	clock  *clock.Fake
 }
 
-func start(t *testing.T) fixture {
+// start serves the API on PostgreSQL; dev is development mode (the console provider): the API shows
+// the text and the dispatcher keeps it after sending.
+func start(t *testing.T, dev bool) fixture {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "smsapi", store.Migrations)
 	st := store.New(pool)
 	clk := clock.NewFake(t0)
 	srv := rpc.NewServer(zap.NewNop())
-	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案"})
+	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案", ShowText: dev})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +59,11 @@ func start(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(); cancel(); <-done })
-	disp := &dispatcher.Dispatcher{Store: st, Provider: okProvider{}, Clock: clk, Log: zap.NewNop(), Caps: domain.DefaultCaps, Sender: "12381"}
+	disp := &dispatcher.Dispatcher{Store: st, Provider: okProvider{}, Clock: clk, Log: zap.NewNop(), Caps: domain.DefaultCaps, Sender: "12381", KeepText: dev}
 	return fixture{client: smsv1.NewSmsDispatchServiceClient(conn), disp: disp, clock: clk}
 }
+
+const wantBody = "[ICP Filing] Your SMS verification code is 123456. Complete verification in the filing system before 2026-11-27 10:00 (UTC+8)."
 
 func validReq(id string) *smsv1.SendMessageRequest {
 	return &smsv1.SendMessageRequest{MessageId: id, Phone: "+8613812345678", Template: smsv1.Template_TEMPLATE_VERIFICATION_CODE,
@@ -69,15 +73,15 @@ func validReq(id string) *smsv1.SendMessageRequest {
 
 func TestSendGetList(t *testing.T) {
 	t.Parallel()
-	f := start(t)
+	f := start(t, false)
 	ctx := context.Background()
 	resp, err := f.client.SendMessage(ctx, validReq("vc-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Outside development mode no response carries the text, not even while the message is queued.
 	m := resp.GetMessage()
-	wantBody := "[ICP Filing] Your SMS verification code is 123456. Complete verification in the filing system before 2026-11-27 10:00 (UTC+8)."
-	if m.GetPhoneMasked() != "138****5678" || m.GetState() != smsv1.MessageState_MESSAGE_STATE_QUEUED || m.GetBody() != wantBody || m.GetRedacted() {
+	if m.GetPhoneMasked() != "138****5678" || m.GetState() != smsv1.MessageState_MESSAGE_STATE_QUEUED || m.GetBody() != "" || !m.GetRedacted() {
 		t.Fatalf("SendMessage = %v", m)
 	}
 	// A repeat returns the stored message.
@@ -104,6 +108,10 @@ func TestSendGetList(t *testing.T) {
 		t.Fatalf("GetMessage after send = %v", gm)
 	}
 
+	page0, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{})
+	if err != nil || len(page0.GetMessages()) != 1 || page0.GetMessages()[0].GetBody() != "" || !page0.GetMessages()[0].GetRedacted() {
+		t.Fatalf("ListMessages = %v, %v", page0, err)
+	}
 	for i := range 4 {
 		r := validReq(fmt.Sprintf("vc-%d", i+2))
 		if i%2 == 0 {
@@ -134,7 +142,7 @@ func TestSendGetList(t *testing.T) {
 
 func TestInvalidArgumentNamesField(t *testing.T) {
 	t.Parallel()
-	f := start(t)
+	f := start(t, false)
 	tests := []struct {
 		field string
 		mod   func(*smsv1.SendMessageRequest)
@@ -143,6 +151,7 @@ func TestInvalidArgumentNamesField(t *testing.T) {
 		{"phone", func(r *smsv1.SendMessageRequest) { r.Phone = "123" }},
 		{"template", func(r *smsv1.SendMessageRequest) { r.Template = smsv1.Template_TEMPLATE_UNSPECIFIED }},
 		{"params.code", func(r *smsv1.SendMessageRequest) { delete(r.Params, "code") }},
+		{"params.code", func(r *smsv1.SendMessageRequest) { r.Params["code"] = "12345" }},
 		{"params.deadline", func(r *smsv1.SendMessageRequest) { r.Params["deadline"] = "soon" }},
 		{"locale", func(r *smsv1.SendMessageRequest) { r.Locale = "fr" }},
 		{"expire_time", func(r *smsv1.SendMessageRequest) { r.ExpireTime = nil }},
@@ -168,12 +177,38 @@ func TestInvalidArgumentNamesField(t *testing.T) {
 
 func TestGetUnknownIsNotFound(t *testing.T) {
 	t.Parallel()
-	f := start(t)
+	f := start(t, false)
 	_, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{MessageId: "nope"})
 	if status.Code(err) != codes.NotFound || rpc.Reason(err) != domain.ReasonMessageNotFound {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("empty id: %v", err)
+	}
+}
+
+// TestDevelopmentShowsText: with the console provider (ShowText, KeepText) the CLI reads the text,
+// code included, from GetMessage and ListMessages, before and after sending.
+func TestDevelopmentShowsText(t *testing.T) {
+	t.Parallel()
+	f := start(t, true)
+	ctx := context.Background()
+	resp, err := f.client.SendMessage(ctx, validReq("vc-dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := resp.GetMessage(); m.GetBody() != wantBody || m.GetRedacted() {
+		t.Fatalf("SendMessage = %v", m)
+	}
+	if _, err := f.disp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.client.GetMessage(ctx, &smsv1.GetMessageRequest{MessageId: "vc-dev"})
+	if m := got.GetMessage(); err != nil || m.GetState() != smsv1.MessageState_MESSAGE_STATE_SENT || m.GetBody() != wantBody || m.GetRedacted() {
+		t.Fatalf("GetMessage after send = %v, %v", m, err)
+	}
+	list, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{OrderId: "order-1"})
+	if err != nil || len(list.GetMessages()) != 1 || list.GetMessages()[0].GetBody() != wantBody {
+		t.Fatalf("ListMessages = %v, %v", list, err)
 	}
 }

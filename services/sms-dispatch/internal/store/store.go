@@ -6,9 +6,7 @@ package store
 import (
 	"context"
 	"embed"
-	"encoding/base64"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -69,42 +67,70 @@ func scanMessage(row pgx.Row) (domain.Message, error) {
 
 // Create stores m as QUEUED unless its message id exists. It returns the stored message and whether
 // this call created it. A repeat naming another phone or template is refused with MESSAGE_ID_REUSED.
+// A new message supersedes (domain.Supersedes) the QUEUED ones of the same order, phone and template
+// in the same transaction: they fail as "superseded" and their text is wiped.
 func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, bool, error) {
-	row := s.pool.QueryRow(ctx, `
-		INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
-			next_attempt_at, expire_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 0, $8, $9, $10)
-		ON CONFLICT (message_id) DO NOTHING
-		RETURNING `+columns,
-		m.ID, m.OrderID, m.Phone, m.Template.String(), m.Params, m.Locale, m.Body, m.NextAttempt, m.ExpireAt, m.CreatedAt)
-	created, err := scanMessage(row)
-	if err == nil {
-		return created, true, nil
-	}
-	if !pg.IsNoRows(err) {
-		return domain.Message{}, false, fmt.Errorf("insert message: %w", err)
-	}
-	existing, err := s.Get(ctx, m.ID)
-	if err != nil {
+	var (
+		stored  domain.Message
+		created bool
+	)
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		stored, err = scanMessage(tx.QueryRow(ctx, `
+			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+				next_attempt_at, expire_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 0, $8, $9, $10)
+			ON CONFLICT (message_id) DO NOTHING
+			RETURNING `+columns,
+			m.ID, m.OrderID, m.Phone, m.Template.String(), m.Params, m.Locale, m.Body, m.NextAttempt, m.ExpireAt, m.CreatedAt))
+		created = err == nil
+		if pg.IsNoRows(err) {
+			stored, err = get(ctx, tx, m.ID)
+			if err != nil {
+				return err
+			}
+			if !domain.SameRequest(stored, m) {
+				return errs.AlreadyExists(domain.ReasonMessageIDReused, "this message_id was already used for a different phone or template")
+			}
+			return nil
+		}
+		if err != nil || m.OrderID == "" {
+			return err
+		}
+		// Rows are locked in message_id order so that two concurrent resends cannot deadlock.
+		_, err = tx.Exec(ctx, `UPDATE messages SET state = 'FAILED', last_error = $5, body = NULL, params = '{}', redacted = true
+			WHERE message_id IN (SELECT message_id FROM messages
+				WHERE order_id = $1 AND phone = $2 AND template = $3 AND state = 'QUEUED' AND message_id <> $4
+				ORDER BY message_id FOR UPDATE)`,
+			m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded)
+		return err
+	})
+	if errs.Reason(err) == domain.ReasonMessageIDReused {
 		return domain.Message{}, false, err
 	}
-	if !domain.SameRequest(existing, m) {
-		return domain.Message{}, false, errs.AlreadyExists(domain.ReasonMessageIDReused,
-			"this message_id was already used for a different phone or template")
+	if err != nil {
+		return domain.Message{}, false, fmt.Errorf("create message: %w", err)
 	}
-	return existing, false, nil
+	return stored, created, nil
 }
 
 // Get returns one message, or NotFound.
 func (s *Store) Get(ctx context.Context, id string) (domain.Message, error) {
-	m, err := scanMessage(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM messages WHERE message_id = $1`, id))
+	m, err := get(ctx, s.pool, id)
+	if err != nil && errs.Reason(err) != domain.ReasonMessageNotFound {
+		return domain.Message{}, fmt.Errorf("get message: %w", err)
+	}
+	return m, err
+}
+
+func get(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, id string) (domain.Message, error) {
+	m, err := scanMessage(q.QueryRow(ctx, `SELECT `+columns+` FROM messages WHERE message_id = $1`, id))
 	if pg.IsNoRows(err) {
 		return domain.Message{}, errs.NotFound(domain.ReasonMessageNotFound, "no message with this message_id")
 	}
-	if err != nil {
-		return domain.Message{}, fmt.Errorf("get message: %w", err)
-	}
-	return m, nil
+	return m, err
 }
 
 // List returns a page of messages, newest first, optionally of one order, and the token of the next
@@ -117,7 +143,7 @@ func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToke
 	)
 	if pageToken != "" {
 		var err error
-		afterAt, afterID, err = decodeToken(pageToken)
+		afterAt, afterID, err = domain.DecodePageToken(pageToken)
 		if err != nil {
 			return nil, "", err
 		}
@@ -139,30 +165,9 @@ func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToke
 	if len(msgs) > pageSize {
 		msgs = msgs[:pageSize]
 		last := msgs[len(msgs)-1]
-		next = encodeToken(last.CreatedAt, last.ID)
+		next = domain.EncodePageToken(last.CreatedAt, last.ID)
 	}
 	return msgs, next, nil
-}
-
-func encodeToken(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + ":" + id))
-}
-
-func decodeToken(tok string) (time.Time, string, error) {
-	bad := errs.Invalid("page_token", domain.ReasonInvalidPageToken, "page_token is not one this service returned")
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	micros, id, ok := strings.Cut(string(b), ":")
-	if !ok {
-		return time.Time{}, "", bad
-	}
-	n, err := strconv.ParseInt(micros, 10, 64)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	return time.UnixMicro(n).UTC(), id, nil
 }
 
 // Claim takes up to limit due QUEUED messages for this worker: it hides them until now+lease (so a
@@ -173,7 +178,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 		WITH due AS (
 			SELECT message_id FROM messages
 			WHERE state = 'QUEUED' AND next_attempt_at <= $1
-			ORDER BY next_attempt_at
+			ORDER BY next_attempt_at, message_id
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
 		)
@@ -199,14 +204,29 @@ func prefixed(alias, cols string) string {
 }
 
 // Reserve decides, for a claimed message m, whether the per-phone caps let it go at now, and acts on
-// the decision in the same transaction: ActionSend records the send in the phone's log (the slot is
+// the decision in the same transaction. It first re-reads the message under a row lock and answers
+// ActionLostClaim, without touching anything, unless the claim is still current and its lease covers
+// a provider call of sendTimeout (domain.ClaimCurrent): a stalled worker whose message another worker
+// reclaimed must not call the provider too. ActionSend records the send in the phone's log (the slot is
 // reserved before the provider is called), ActionReschedule moves the message to the next allowed
 // instant (the cap wait does not use up an attempt), ActionFail ends it. A transaction-scoped
 // advisory lock on the phone serialises the count-and-insert, so two workers cannot both pass a cap.
-func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps) (domain.Decision, error) {
+func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error) {
 	var d domain.Decision
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, m.Phone); err != nil {
+			return err
+		}
+		// The same predicate as domain.ClaimCurrent; FOR UPDATE holds the row until the reservation commits.
+		var current bool
+		err := tx.QueryRow(ctx, `SELECT true FROM messages
+			WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2 AND next_attempt_at >= $3::timestamptz + $4::interval
+			FOR UPDATE`, m.ID, m.Attempts, now, sendTimeout).Scan(&current)
+		if pg.IsNoRows(err) {
+			d = domain.Decision{Action: domain.ActionLostClaim}
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		// Sends older than the longest window never count again; dropping them here keeps the log small.
@@ -243,17 +263,17 @@ func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, ca
 	return d, nil
 }
 
-// failSQL ends a claimed message and wipes its code: it will never be sent, so the text is not needed.
+// failSQL ends a claimed message and wipes its code (domain.Message.MarkFailed).
 const failSQL = `UPDATE messages SET state = 'FAILED', last_error = $3, body = NULL, params = '{}', redacted = true
 	WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`
 
-// MarkSent records the provider's acceptance and redacts the message in the same update: the text
-// with the code is kept only until the provider has it. It reports false if the message was no
-// longer QUEUED (another worker, after this one's lease expired, got there first).
-func (s *Store) MarkSent(ctx context.Context, id, provider string, now time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE messages SET state = 'SENT', provider = $2, sent_at = $3, last_error = '',
-			body = NULL, params = '{}', redacted = true
-		WHERE message_id = $1 AND state = 'QUEUED'`, id, provider, now)
+// MarkSent records the provider's acceptance of the claim m (fenced by its attempts) and, in the same
+// update, redacts the message unless keepText (development mode): the text with the code is kept only
+// until the provider has it. It reports false if the claim was no longer current.
+func (s *Store) MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE messages SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
+			body = CASE WHEN $5::boolean THEN body END, params = CASE WHEN $5 THEN params ELSE '{}' END, redacted = NOT $5
+		WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`, m.ID, m.Attempts, provider, now, keepText)
 	if err != nil {
 		return false, fmt.Errorf("mark sent: %w", err)
 	}
@@ -267,9 +287,6 @@ func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt tim
 	final bool, retryAt time.Time) (bool, error) {
 	var ok bool
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2`, m.ID, reservedAt); err != nil {
-			return err
-		}
 		var tag pgconn.CommandTag
 		var err error
 		if final {
@@ -281,8 +298,12 @@ func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt tim
 		if err != nil {
 			return err
 		}
-		ok = tag.RowsAffected() == 1
-		return nil
+		// Only the current claim gives its slot back: a stale one's reservation is not its own.
+		if ok = tag.RowsAffected() == 1; !ok {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2`, m.ID, reservedAt)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("record send failure: %w", err)

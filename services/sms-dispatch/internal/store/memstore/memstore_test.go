@@ -1,0 +1,17 @@
+package memstore_test
+
+import (
+	"testing"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/memstore"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/storetest"
+)
+
+// TestMemory runs the engine suite on the in-memory engine.
+func TestMemory(t *testing.T) {
+	storetest.Run(t, func(*testing.T, *clock.Fake) storetest.Engine {
+		return storetest.Engine{Store: memstore.New()}
+	})
+}
