@@ -114,10 +114,13 @@ type Message struct {
 	CreatedAt   time.Time
 	SentAt      time.Time // zero until SENT
 	Redacted    bool
+	// Sequence orders the messages of one (order, phone, template); see Supersedes.
+	Sequence int32
 }
 
 // SendInput is a SendMessage request before validation.
 type SendInput struct {
+	Sequence  int32
 	MessageID string
 	Phone     string
 	Template  Template
@@ -162,6 +165,7 @@ func NewMessage(in SendInput, signature string, now time.Time) (Message, error) 
 	m := Message{
 		ID:          in.MessageID,
 		OrderID:     in.OrderID,
+		Sequence:    in.Sequence,
 		Phone:       e164,
 		Template:    in.Template,
 		Params:      params,
@@ -222,9 +226,20 @@ func (m *Message) redact() {
 // Supersedes tells whether storing newer makes older pointless: a message still QUEUED for the same
 // order, phone and template carries a code the resend replaced, and sending it would spend a cap slot
 // and delay the new code. Messages without an order are never superseded (nothing ties them).
+// Only a higher sequence supersedes: deliveries may arrive out of order, and a late older code must
+// never replace the newer one.
 func Supersedes(newer, older Message) bool {
-	return newer.OrderID != "" && older.ID != newer.ID && older.State == StateQueued &&
-		older.OrderID == newer.OrderID && older.Phone == newer.Phone && older.Template == newer.Template
+	return older.State == StateQueued && SameThread(newer, older) && older.Sequence < newer.Sequence
+}
+
+// SameThread tells whether two distinct messages belong to one (order, phone, template).
+func SameThread(a, b Message) bool {
+	return a.OrderID != "" && a.ID != b.ID && a.OrderID == b.OrderID && a.Phone == b.Phone && a.Template == b.Template
+}
+
+// ArrivedLate tells whether stored, already in the thread, makes the new message m pointless on arrival.
+func ArrivedLate(m, stored Message) bool {
+	return SameThread(m, stored) && stored.Sequence > m.Sequence
 }
 
 // ClaimCurrent tells whether a worker's claim (the attempts it read when claiming) still holds the

@@ -224,7 +224,7 @@ func TestMarkSentAndFailed(t *testing.T) {
 }
 
 func TestSupersedes(t *testing.T) {
-	newer := Message{ID: "g2", OrderID: "o1", Phone: "+8613812345678", Template: TemplateVerificationCode, State: StateQueued}
+	newer := Message{ID: "g2", OrderID: "o1", Phone: "+8613812345678", Template: TemplateVerificationCode, State: StateQueued, Sequence: 2}
 	tests := []struct {
 		name string
 		mod  func(*Message)
@@ -237,11 +237,13 @@ func TestSupersedes(t *testing.T) {
 		{"other phone", func(m *Message) { m.Phone = "+8613912345678" }, false},
 		{"other template", func(m *Message) { m.Template = TemplateUnspecified }, false},
 		{"no order", func(m *Message) { m.OrderID = "" }, false},
+		{"same sequence", func(m *Message) { m.Sequence = 2 }, false},
+		{"higher sequence: delivered out of order", func(m *Message) { m.Sequence = 3 }, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			older := newer
-			older.ID = "g1"
+			older.ID, older.Sequence = "g1", 1
 			tc.mod(&older)
 			n := newer
 			if older.OrderID == "" {
@@ -251,6 +253,23 @@ func TestSupersedes(t *testing.T) {
 				t.Fatalf("Supersedes = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestArrivedLate(t *testing.T) {
+	stored := Message{ID: "g2", OrderID: "o1", Phone: "+8613812345678", Template: TemplateVerificationCode, State: StateSent, Sequence: 2}
+	late := stored
+	late.ID, late.Sequence, late.State = "g1", 1, StateQueued
+	if !ArrivedLate(late, stored) {
+		t.Error("g1 arriving after g2 must be recognised as late")
+	}
+	if ArrivedLate(stored, late) {
+		t.Error("g2 arriving after g1 is not late")
+	}
+	other := late
+	other.OrderID = "o2"
+	if ArrivedLate(other, stored) {
+		t.Error("another order's message is never late against this one")
 	}
 }
 

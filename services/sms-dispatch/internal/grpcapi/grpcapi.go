@@ -54,6 +54,7 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 		Params:    req.GetParams(),
 		Locale:    req.GetLocale(),
 		OrderID:   req.GetOrderId(),
+		Sequence:  req.GetSequence(),
 	}
 	if ts := req.GetExpireTime(); ts != nil {
 		if err := ts.CheckValid(); err != nil {

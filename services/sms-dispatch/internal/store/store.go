@@ -35,7 +35,7 @@ type Store struct {
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 const columns = `message_id, order_id, phone, template, params, locale, body, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted`
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence`
 
 func scanMessage(row pgx.Row) (domain.Message, error) {
 	var (
@@ -46,7 +46,7 @@ func scanMessage(row pgx.Row) (domain.Message, error) {
 		sentAt   *time.Time
 	)
 	err := row.Scan(&m.ID, &m.OrderID, &m.Phone, &template, &m.Params, &m.Locale, &body, &state, &m.Attempts,
-		&m.NextAttempt, &m.ExpireAt, &m.Provider, &m.LastError, &m.CreatedAt, &sentAt, &m.Redacted)
+		&m.NextAttempt, &m.ExpireAt, &m.Provider, &m.LastError, &m.CreatedAt, &sentAt, &m.Redacted, &m.Sequence)
 	if err != nil {
 		return domain.Message{}, err
 	}
@@ -78,11 +78,11 @@ func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, b
 		var err error
 		stored, err = scanMessage(tx.QueryRow(ctx, `
 			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
-				next_attempt_at, expire_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 0, $8, $9, $10)
+				next_attempt_at, expire_at, created_at, sequence)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 0, $8, $9, $10, $11)
 			ON CONFLICT (message_id) DO NOTHING
 			RETURNING `+columns,
-			m.ID, m.OrderID, m.Phone, m.Template.String(), m.Params, m.Locale, m.Body, m.NextAttempt, m.ExpireAt, m.CreatedAt))
+			m.ID, m.OrderID, m.Phone, m.Template.String(), m.Params, m.Locale, m.Body, m.NextAttempt, m.ExpireAt, m.CreatedAt, m.Sequence))
 		created = err == nil
 		if pg.IsNoRows(err) {
 			stored, err = get(ctx, tx, m.ID)
@@ -100,9 +100,20 @@ func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, b
 		// Rows are locked in message_id order so that two concurrent resends cannot deadlock.
 		_, err = tx.Exec(ctx, `UPDATE messages SET state = 'FAILED', last_error = $5, body = NULL, params = '{}', redacted = true
 			WHERE message_id IN (SELECT message_id FROM messages
-				WHERE order_id = $1 AND phone = $2 AND template = $3 AND state = 'QUEUED' AND message_id <> $4
+				WHERE order_id = $1 AND phone = $2 AND template = $3 AND state = 'QUEUED' AND message_id <> $4 AND sequence < $6
 				ORDER BY message_id FOR UPDATE)`,
-			m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded)
+			m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded, m.Sequence)
+		if err != nil {
+			return err
+		}
+		// Delivered out of order: a newer message of this thread is already here, so this one never goes out.
+		stored, err = scanMessage(tx.QueryRow(ctx, `UPDATE messages SET state = 'FAILED', last_error = $5, body = NULL, params = '{}', redacted = true
+			WHERE message_id = $4 AND EXISTS (SELECT 1 FROM messages
+				WHERE order_id = $1 AND phone = $2 AND template = $3 AND message_id <> $4 AND sequence > $6)
+			RETURNING `+columns, m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded, m.Sequence))
+		if pg.IsNoRows(err) {
+			stored, err = get(ctx, tx, m.ID)
+		}
 		return err
 	})
 	if errs.Reason(err) == domain.ReasonMessageIDReused {

@@ -138,7 +138,11 @@ type SendMessageRequest struct {
 	// expire_time: give up delivering after this instant (a code is useless after its deadline).
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// order_id ties the message to an order for status pages.
-	OrderId       string `protobuf:"bytes,7,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	OrderId string `protobuf:"bytes,7,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// sequence orders the messages of one (order_id, phone, template), e.g. a verifier's code generations:
+	// a message supersedes QUEUED ones with a lower sequence, and one arriving after a higher sequence
+	// was stored is kept as FAILED ("superseded") and never sent. 0: no ordering.
+	Sequence      int32 `protobuf:"varint,8,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +224,13 @@ func (x *SendMessageRequest) GetOrderId() string {
 		return x.OrderId
 	}
 	return ""
+}
+
+func (x *SendMessageRequest) GetSequence() int32 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
 }
 
 type SendMessageResponse struct {
@@ -605,7 +616,7 @@ var File_icp_smsdispatch_v1_smsdispatch_proto protoreflect.FileDescriptor
 
 const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\n" +
-	"$icp/smsdispatch/v1/smsdispatch.proto\x12\x12icp.smsdispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x02\n" +
+	"$icp/smsdispatch/v1/smsdispatch.proto\x12\x12icp.smsdispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n" +
 	"\x12SendMessageRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x14\n" +
@@ -615,7 +626,8 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\x06locale\x18\x05 \x01(\tR\x06locale\x12;\n" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x19\n" +
-	"\border_id\x18\a \x01(\tR\aorderId\x1a9\n" +
+	"\border_id\x18\a \x01(\tR\aorderId\x12\x1a\n" +
+	"\bsequence\x18\b \x01(\x05R\bsequence\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +

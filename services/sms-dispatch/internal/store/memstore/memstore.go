@@ -73,6 +73,9 @@ func (s *Store) Create(_ context.Context, m domain.Message) (domain.Message, boo
 		if domain.Supersedes(stored, *old) {
 			old.MarkFailed(domain.ErrorSuperseded)
 		}
+		if domain.ArrivedLate(stored, *old) && stored.State == domain.StateQueued {
+			stored.MarkFailed(domain.ErrorSuperseded)
+		}
 	}
 	s.messages[m.ID] = &stored
 	return clone(&stored), true, nil

@@ -51,6 +51,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"SentRedactsAndFailedReleasesSlot", testSentRedactsAndFailedReleasesSlot},
 		{"SentKeepsTextInDevelopment", testSentKeepsTextInDevelopment},
 		{"NewMessageSupersedesOlderQueued", testNewMessageSupersedesOlderQueued},
+		{"LateOlderMessageNeverSent", testLateOlderMessageNeverSent},
 		{"StoredBeforeSendAndRedactedAfter", testStoredBeforeSendAndRedactedAfter},
 		{"RepeatSendMessageDoesNotSendTwice", testRepeatSendMessageDoesNotSendTwice},
 		{"ProviderFailureRetriedWithBackoff", testProviderFailureRetriedWithBackoff},
@@ -75,6 +76,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 type env struct {
 	store Store
 	clock *clock.Fake
+	seq   int32 // each message gets a higher sequence than the ones made before it
 }
 
 var ctx = context.Background()
@@ -83,8 +85,9 @@ var ctx = context.Background()
 func (e *env) message(t *testing.T, id, phone string, expire time.Duration) domain.Message {
 	t.Helper()
 	now := e.clock.Now()
+	e.seq++
 	m, err := domain.NewMessage(domain.SendInput{MessageID: id, Phone: phone, Template: domain.TemplateVerificationCode,
-		Params: map[string]string{"code": "123456"}, ExpireAt: now.Add(expire), OrderID: "order-1"}, "ICP备案", now)
+		Params: map[string]string{"code": "123456"}, ExpireAt: now.Add(expire), OrderID: "order-1", Sequence: e.seq}, "ICP备案", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,6 +402,24 @@ func testSentKeepsTextInDevelopment(t *testing.T, e *env) {
 	got := e.get(t, "a")
 	if got.State != domain.StateSent || got.Redacted || got.Body != a.Body || got.Params["code"] != "123456" {
 		t.Fatalf("after sent in development: %+v", got)
+	}
+}
+
+// testLateOlderMessageNeverSent: a resend's message can overtake the first code's in delivery; the
+// older one then arrives superseded and is never sent, and the newer stays queued.
+func testLateOlderMessageNeverSent(t *testing.T, e *env) {
+	g1 := e.message(t, "g1", "13812345678", 24*time.Hour)
+	e.create(t, "g2", "13812345678", 24*time.Hour)
+	stored, created, err := e.store.Create(ctx, g1)
+	if err != nil || !created || stored.State != domain.StateFailed || stored.LastError != domain.ErrorSuperseded || stored.Body != "" {
+		t.Fatalf("late g1 = %+v, created %v, %v; want stored FAILED superseded and wiped", stored, created, err)
+	}
+	if got := e.get(t, "g2"); got.State != domain.StateQueued {
+		t.Fatalf("g2 = %+v, want still queued", got)
+	}
+	claimed, err := e.store.Claim(ctx, e.clock.Now(), time.Minute, 10)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != "g2" {
+		t.Fatalf("claim = %v, %v; want only g2", claimed, err)
 	}
 }
 
