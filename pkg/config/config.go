@@ -29,7 +29,17 @@ func EnvName(flagName string) string {
 // Flags is a flag set whose flags fall back to environment variables.
 type Flags struct {
 	*flag.FlagSet
-	envErrs []error
+	// EnvNames overrides the environment variable of some flags (flag name -> variable), for
+	// flags whose derived name would be too generic, such as a CLI's --output.
+	EnvNames map[string]string
+	envErrs  []error
+}
+
+func (f *Flags) envName(flagName string) string {
+	if e, ok := f.EnvNames[flagName]; ok {
+		return e
+	}
+	return EnvName(flagName)
 }
 
 // NewFlags returns an empty flag set for the named binary.
@@ -39,46 +49,46 @@ func NewFlags(name string) *Flags {
 
 // String declares a string flag.
 func (f *Flags) String(name, def, usage string) *string {
-	if v, ok := os.LookupEnv(EnvName(name)); ok {
+	if v, ok := os.LookupEnv(f.envName(name)); ok {
 		def = v
 	}
-	return f.FlagSet.String(name, def, fmt.Sprintf("%s (env %s)", usage, EnvName(name)))
+	return f.FlagSet.String(name, def, fmt.Sprintf("%s (env %s)", usage, f.envName(name)))
 }
 
 // Duration declares a duration flag.
 func (f *Flags) Duration(name string, def time.Duration, usage string) *time.Duration {
-	if v, ok := os.LookupEnv(EnvName(name)); ok {
+	if v, ok := os.LookupEnv(f.envName(name)); ok {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", EnvName(name), err))
+			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", f.envName(name), err))
 		}
 		def = d
 	}
-	return f.FlagSet.Duration(name, def, fmt.Sprintf("%s (env %s)", usage, EnvName(name)))
+	return f.FlagSet.Duration(name, def, fmt.Sprintf("%s (env %s)", usage, f.envName(name)))
 }
 
 // Int declares an int flag.
 func (f *Flags) Int(name string, def int, usage string) *int {
-	if v, ok := os.LookupEnv(EnvName(name)); ok {
+	if v, ok := os.LookupEnv(f.envName(name)); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", EnvName(name), err))
+			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", f.envName(name), err))
 		}
 		def = n
 	}
-	return f.FlagSet.Int(name, def, fmt.Sprintf("%s (env %s)", usage, EnvName(name)))
+	return f.FlagSet.Int(name, def, fmt.Sprintf("%s (env %s)", usage, f.envName(name)))
 }
 
 // Bool declares a bool flag.
 func (f *Flags) Bool(name string, def bool, usage string) *bool {
-	if v, ok := os.LookupEnv(EnvName(name)); ok {
+	if v, ok := os.LookupEnv(f.envName(name)); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", EnvName(name), err))
+			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", f.envName(name), err))
 		}
 		def = b
 	}
-	return f.FlagSet.Bool(name, def, fmt.Sprintf("%s (env %s)", usage, EnvName(name)))
+	return f.FlagSet.Bool(name, def, fmt.Sprintf("%s (env %s)", usage, f.envName(name)))
 }
 
 // Parse parses the command line after the environment was read.

@@ -1,6 +1,7 @@
-// Package server wires the filing service: flags, logger, database and migrations, the store, the
-// gRPC handlers and the outbox relay that delivers calls to verification and deadline. Run is
-// exported so a one-process dev server can start every service of the suite side by side.
+// Package server wires the filing service: flags, logger, the store (PostgreSQL with its migrations,
+// or memory for the one-process dev server), the gRPC handlers and the outbox relay that delivers
+// calls to verification and deadline. Run is exported so a one-process dev server can start every
+// service of the suite side by side.
 package server
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/filing/internal/store"
+	"github.com/icpverify/icpverify/services/filing/internal/store/memstore"
 )
 
 // Run serves the filing service until ctx ends. args are the command-line arguments without the
@@ -55,13 +57,31 @@ func Run(ctx context.Context, args []string) error {
 	}
 	defer log.Sync() //nolint:errcheck
 
-	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
-		return err
+	clk := clock.Real{}
+	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
+	cfg := store.Config{Rules: rules, VerificationWindow: *window, Locale: *locale}
+	// The two engines differ only in storage: the handlers and the relay see the same interfaces.
+	var (
+		st        grpcapi.Store
+		queue     outbox.Queue
+		onEnqueue *func()
+	)
+	if common.Memory() {
+		log.Warn("in-memory store: development only, nothing survives a restart")
+		mq := outbox.NewMemQueue()
+		ms := memstore.New(clk, cfg, mq)
+		st, queue, onEnqueue = ms, mq, &ms.OnEnqueue
+	} else {
+		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
+			return err
+		}
+		ps := store.New(pool, clk, cfg)
+		st, queue, onEnqueue = ps, outbox.PGQueue{Pool: pool}, &ps.OnEnqueue
 	}
 
 	verificationConn, err := rpc.Dial(*verificationAddr)
@@ -77,11 +97,8 @@ func Run(ctx context.Context, args []string) error {
 	verification := verificationv1.NewVerificationInternalServiceClient(verificationConn)
 	deadline := deadlinev1.NewDeadlineServiceClient(deadlineConn)
 
-	clk := clock.Real{}
-	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
-	st := store.New(pool, clk, store.Config{Rules: rules, VerificationWindow: *window, Locale: *locale})
 	relay := &outbox.Relay{
-		Queue: outbox.PGQueue{Pool: pool},
+		Queue: queue,
 		Log:   log.With(zap.String("loop", "outbox")),
 		Clock: clk,
 		Handlers: map[string]outbox.Handler{
@@ -91,12 +108,12 @@ func Run(ctx context.Context, args []string) error {
 			store.TargetCancelDeadline:   outbox.Call(deadline.CancelDeadline),
 		},
 	}
-	st.OnEnqueue = relay.Wake
+	*onEnqueue = relay.Wake
 
 	srv := rpc.NewServer(log)
 	grpcapi.Register(srv.GRPC, st, rules)
 	srv.Go("outbox", relay.Run)
 	log.Info("filing service starting", zap.String("verification_addr", *verificationAddr), zap.String("deadline_addr", *deadlineAddr),
-		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal))
+		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))
 	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
 }

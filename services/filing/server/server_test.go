@@ -94,14 +94,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// TestRunDeliversThroughOutbox starts the real binary's Run with recording peers and checks that a
-// submit and a cancel reach verification and deadline through the outbox relay.
+// TestRunDeliversThroughOutbox starts the real binary's Run on PostgreSQL with recording peers and
+// checks that a submit and a cancel reach verification and deadline through the outbox relay.
 func TestRunDeliversThroughOutbox(t *testing.T) {
 	pool := pgtest.NewSchema(t, "filing_srv", store.Migrations, outbox.Migrations, idempotency.Migrations)
 	var schema string
 	if err := pool.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
 		t.Fatal(err)
 	}
+	runFlow(t, []string{"--database-url", pgtest.URL(), "--database-schema", schema}, func() {
+		var left int
+		waitFor(t, "the outbox to drain", func() bool {
+			_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&left)
+			return left == 0
+		})
+	})
+}
+
+// TestRunInMemory is the same flow with --store=memory: no database at all.
+func TestRunInMemory(t *testing.T) {
+	runFlow(t, []string{"--store", "memory"}, func() {})
+}
+
+// runFlow starts Run with storeArgs and recording peers, creates, submits and cancels an order,
+// waits for the four calls to arrive through the outbox relay, and runs then before stopping Run.
+func runFlow(t *testing.T, storeArgs []string, then func()) {
+	t.Helper()
 	fake := &peers{}
 	peerSrv := grpc.NewServer()
 	verificationv1.RegisterVerificationInternalServiceServer(peerSrv, fake)
@@ -117,9 +135,9 @@ func TestRunDeliversThroughOutbox(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Run(ctx, []string{"--grpc-addr", addr, "--database-url", pgtest.URL(), "--database-schema", schema,
+		done <- server.Run(ctx, append([]string{"--grpc-addr", addr,
 			"--verification-addr", peerLis.Addr().String(), "--deadline-addr", peerLis.Addr().String(),
-			"--verification-window", "2h", "--sms-locale", "en", "--log-level", "error"})
+			"--verification-window", "2h", "--sms-locale", "en", "--log-level", "error"}, storeArgs...))
 	}()
 	defer func() {
 		cancel()
@@ -163,9 +181,5 @@ func TestRunDeliversThroughOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "CancelSession and CancelDeadline", func() bool { return fake.has("CancelSession", "CancelDeadline") })
-	var left int
-	waitFor(t, "the outbox to drain", func() bool {
-		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&left)
-		return left == 0
-	})
+	then()
 }

@@ -172,6 +172,18 @@ func TestValidationErrors(t *testing.T) {
 			"spec.principal.id_type", "INVALID_ID_TYPE"},
 		{"bad check digit", Rules{}, Spec{FilingType: FirstFiling, Principal: person("张三", "110101199003074510", "13812345678")},
 			"spec.principal.id_number", "INVALID_ID_NUMBER"},
+		// subject_changed belongs to CHANGE_FILING and ADD_WEBSITE only: on ADD_ACCESS it would let an
+		// unverified principal number into the record at approval.
+		{"subject changed on add access", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", SubjectChanged: true, Principal: ok,
+			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+		{"subject changed on deregister subject", Rules{}, Spec{FilingType: DeregisterSubject, SubjectID: "s", SubjectChanged: true, Principal: ok},
+			"spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+		{"subject changed on first filing", Rules{}, Spec{FilingType: FirstFiling, SubjectChanged: true, Principal: ok,
+			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+		{"website changed on add website", Rules{}, Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{
+			{Domain: "a.cn", Person: ok}, {Domain: "b.cn", Person: ok, Changed: true}}}, "spec.websites[1].changed", "UNEXPECTED_WEBSITE_CHANGED"},
+		{"website changed on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s", Websites: []Website{
+			{Domain: "a.cn", Person: ok, Changed: true}}}, "spec.websites[0].changed", "UNEXPECTED_WEBSITE_CHANGED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,6 +227,9 @@ func TestPhoneChangeRule(t *testing.T) {
 	samePrincipal := person("张三", idA, "+86 138 1234 5678")
 	newA := Website{Domain: "a.cn", Person: person("李四", idB, "13600000001")}
 	sameA := Website{Domain: "a.cn", Person: person("李四", idB, "13912345678")}
+	otherIDPrincipal := person("张三", idC, "13812345678") // the record's number, another person's ID
+	passportPrincipal := &Person{Name: "张三", IDType: iddoc.Passport, IDNumber: "E12345678", Phone: "13812345678"}
+	otherIDA := Website{Domain: "a.cn", Person: person("李四", idC, "13912345678")}
 	tests := []struct {
 		name  string
 		rules Rules
@@ -234,8 +249,31 @@ func TestPhoneChangeRule(t *testing.T) {
 		{"change filing may carry a new website number", Rules{}, Spec{FilingType: ChangeFiling, Websites: []Website{{Domain: "a.cn", Person: newA.Person, Changed: true}}}, ""},
 		{"add website may carry a new principal number", Rules{AddWebsitePrincipal: true}, Spec{FilingType: AddWebsite, Principal: newPrincipal,
 			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ""},
-		{"change access: nobody verifies, nothing compared", Rules{}, Spec{FilingType: ChangeAccess, Principal: newPrincipal}, ""},
-		{"non-verifying principal of add access is not compared", Rules{}, Spec{FilingType: AddAccess, Principal: newPrincipal, Websites: []Website{sameA}}, ""},
+		// Every person given is compared on the types that must match the record, not only those who verify.
+		{"change access: a given principal on a new number", Rules{}, Spec{FilingType: ChangeAccess, Principal: newPrincipal}, ReasonPhoneChangeRequiresChangeFiling},
+		{"add access: the non-verifying principal on a new number", Rules{}, Spec{FilingType: AddAccess, Principal: newPrincipal, Websites: []Website{sameA}},
+			ReasonPhoneChangeRequiresChangeFiling},
+		{"add access: the record's principal", Rules{}, Spec{FilingType: AddAccess, Principal: samePrincipal, Websites: []Website{sameA}}, ""},
+		// The ID document must be the record's, or the submitter picks the tail the verifier is checked against.
+		{"deregister subject, record's number, another ID", Rules{}, Spec{FilingType: DeregisterSubject, Principal: otherIDPrincipal}, ReasonIDMismatchWithRecord},
+		{"deregister subject, another ID type", Rules{}, Spec{FilingType: DeregisterSubject, Principal: passportPrincipal}, ReasonIDMismatchWithRecord},
+		{"deregister website, another ID", Rules{}, Spec{FilingType: DeregisterWebsite, Websites: []Website{otherIDA}}, ReasonIDMismatchWithRecord},
+		{"add access, another ID", Rules{}, Spec{FilingType: AddAccess, Websites: []Website{otherIDA}}, ReasonIDMismatchWithRecord},
+		{"change access, principal with another ID", Rules{}, Spec{FilingType: ChangeAccess, Principal: otherIDPrincipal}, ReasonIDMismatchWithRecord},
+		{"change filing, unchanged website with another ID", Rules{}, Spec{FilingType: ChangeFiling, Websites: []Website{otherIDA}}, ReasonIDMismatchWithRecord},
+		{"change filing, unchanged subject with another principal ID", Rules{}, Spec{FilingType: ChangeFiling, Principal: otherIDPrincipal,
+			Websites: []Website{{Domain: "a.cn", Person: newA.Person, Changed: true}}}, ReasonIDMismatchWithRecord},
+		{"change filing, changed website with a new person", Rules{}, Spec{FilingType: ChangeFiling,
+			Websites: []Website{{Domain: "a.cn", Person: otherIDA.Person, Changed: true}}}, ""},
+		{"change filing, changed subject with a new principal", Rules{}, Spec{FilingType: ChangeFiling, SubjectChanged: true, Principal: passportPrincipal}, ""},
+		{"add website, unchanged subject with another principal ID", Rules{}, Spec{FilingType: AddWebsite, Principal: otherIDPrincipal,
+			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ReasonIDMismatchWithRecord},
+		{"add website, changed subject with a new principal", Rules{}, Spec{FilingType: AddWebsite, SubjectChanged: true, Principal: otherIDPrincipal,
+			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ""},
+		// Record membership.
+		{"add website of a domain already in the record", Rules{}, Spec{FilingType: AddWebsite, Websites: []Website{sameA}}, ReasonWebsiteAlreadyInRecord},
+		{"change filing of a website not in the record", Rules{}, Spec{FilingType: ChangeFiling,
+			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000"), Changed: true}}}, ReasonWebsiteNotInRecord},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,6 +286,11 @@ func TestPhoneChangeRule(t *testing.T) {
 				var de *errs.Error
 				if errors.As(err, &de); de.Kind != errs.KindFailedPrecondition {
 					t.Fatalf("kind = %d, want FailedPrecondition", de.Kind)
+				}
+				for _, n := range []string{idA, idB, idC, "E12345678"} {
+					if strings.Contains(de.Message, n) || strings.Contains(de.Message, iddoc.Tail(n)) {
+						t.Fatalf("message %q shows an ID number", de.Message)
+					}
 				}
 			}
 		})
@@ -290,6 +333,12 @@ func TestApplyApproval(t *testing.T) {
 	removed := ApplyApproval(Spec{FilingType: DeregisterWebsite, Websites: []Website{{Domain: "a.cn"}}}, changed, "")
 	if _, ok := removed.Website("a.cn"); ok || len(removed.Websites) != 1 {
 		t.Fatalf("deregister website record = %+v", removed)
+	}
+	// ADD_ACCESS never touches subject data, whatever the spec says (validation refuses subject_changed
+	// there; this is the second line of defence).
+	if acc := ApplyApproval(Spec{FilingType: AddAccess, SubjectChanged: true, Principal: p, SubjectName: "x",
+		Websites: []Website{{Domain: "b.cn", Person: wb.Person}}}, changed, ""); acc.Principal.Phone != pNew.Phone || acc.Name != "公司" {
+		t.Fatalf("add access changed subject data: %+v", acc)
 	}
 	if gone := ApplyApproval(Spec{FilingType: DeregisterSubject}, removed, ""); !gone.Deregistered {
 		t.Fatal("deregister subject did not mark the record")

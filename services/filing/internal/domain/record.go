@@ -29,43 +29,77 @@ func (s Subject) Website(domain string) (Website, bool) {
 const (
 	ReasonPhoneChangeRequiresChangeFiling = "PHONE_CHANGE_REQUIRES_CHANGE_FILING"
 	ReasonWebsiteNotInRecord              = "WEBSITE_NOT_IN_RECORD"
+	ReasonWebsiteAlreadyInRecord          = "WEBSITE_ALREADY_IN_RECORD"
+	ReasonIDMismatchWithRecord            = "ID_MISMATCH_WITH_RECORD"
 	ReasonSubjectNotFound                 = "SUBJECT_NOT_FOUND"
 )
 
-// phoneChangeAllowed lists the types that may carry a verifying person's new number (only the new
-// number then receives a code); every other type must use the numbers of the approved record.
+// phoneChangeAllowed lists the types that may carry a person's new number (only the new number then
+// receives a code); every other type must use the numbers of the approved record.
 func phoneChangeAllowed(t FilingType) bool { return t == ChangeFiling || t == AddWebsite }
 
-// CheckAgainstRecord applies the phone-change rule of domain.md to a normalized spec of any type but
-// FIRST_FILING: each verifying person's phone must equal the approved record's phone for that role,
-// except for CHANGE_FILING and ADD_WEBSITE. ADD_ACCESS and DEREGISTER_WEBSITE must name websites of the record.
-func (r Rules) CheckAgainstRecord(s Spec, rec Subject) error {
-	if s.FilingType == AddAccess || s.FilingType == DeregisterWebsite {
-		for _, w := range s.Websites {
-			if _, ok := rec.Website(w.Domain); !ok {
-				return errs.FailedPrecondition(ReasonWebsiteNotInRecord,
-					"website %s is not in the subject's approved record", w.Domain)
-			}
+// givenPerson is one person an order names, with the role it holds in the record.
+type givenPerson struct {
+	role   string
+	domain string // "" for the principal
+	person Person
+	// changes is set for the data the order changes (a new principal of a subject_changed order, a
+	// new or changed website): it is the data under review, so nothing in the record binds it.
+	changes bool
+}
+
+func givenPersons(s Spec) []givenPerson {
+	var out []givenPerson
+	if s.Principal != nil {
+		out = append(out, givenPerson{role: RolePrincipal, person: *s.Principal, changes: s.SubjectChanged})
+	}
+	for _, w := range s.Websites {
+		if w.Person != nil {
+			out = append(out, givenPerson{role: WebsiteRole(w.Domain), domain: w.Domain, person: *w.Person,
+				changes: s.FilingType == AddWebsite || w.Changed})
 		}
 	}
-	if phoneChangeAllowed(s.FilingType) {
-		return nil
+	return out
+}
+
+// CheckAgainstRecord checks a normalized spec of any type but FIRST_FILING against the subject's
+// approved record:
+//   - ADD_WEBSITE names websites that are not in the record yet; every other type names websites of the record;
+//   - every person the order names, except the data it changes, holds the record's ID document for
+//     that role: the verifier is checked against the tail of that document, so it must not be the
+//     submitter's choice;
+//   - the phone-change rule of domain.md: except on CHANGE_FILING and ADD_WEBSITE, every person the
+//     order names (verifying or not) has the record's phone for that role.
+func (r Rules) CheckAgainstRecord(s Spec, rec Subject) error {
+	for _, w := range s.Websites {
+		_, inRecord := rec.Website(w.Domain)
+		switch {
+		case s.FilingType == AddWebsite && inRecord:
+			return errs.FailedPrecondition(ReasonWebsiteAlreadyInRecord,
+				"website %s is already in the subject's approved record; change it with a CHANGE_FILING", w.Domain)
+		case s.FilingType != AddWebsite && !inRecord:
+			return errs.FailedPrecondition(ReasonWebsiteNotInRecord,
+				"website %s is not in the subject's approved record", w.Domain)
+		}
 	}
-	for _, vp := range r.verifyingPersons(s) {
+	for _, gp := range givenPersons(s) {
 		var recorded *Person
-		if vp.domain == "" {
+		if gp.domain == "" {
 			recorded = rec.Principal
-		} else if w, ok := rec.Website(vp.domain); ok {
+		} else if w, ok := rec.Website(gp.domain); ok {
 			recorded = w.Person
 		}
 		if recorded == nil {
-			// Nothing recorded for this role (a website added by an order that never listed its
-			// person): there is no number to compare with, so nothing was changed.
+			// Nothing recorded for this role: there is nothing to compare with.
 			continue
 		}
-		if recorded.Phone != vp.person.Phone {
+		if !gp.changes && (recorded.IDType != gp.person.IDType || recorded.IDNumber != gp.person.IDNumber) {
+			return errs.FailedPrecondition(ReasonIDMismatchWithRecord,
+				"the ID document of %s differs from the approved record; a new person is filed with a CHANGE_FILING (变更备案)", gp.role)
+		}
+		if !phoneChangeAllowed(s.FilingType) && recorded.Phone != gp.person.Phone {
 			return errs.FailedPrecondition(ReasonPhoneChangeRequiresChangeFiling,
-				"the phone of %s differs from the approved record; complete a CHANGE_FILING (变更备案) with the new number first", vp.role)
+				"the phone of %s differs from the approved record; complete a CHANGE_FILING (变更备案) with the new number first", gp.role)
 		}
 	}
 	return nil
@@ -82,8 +116,13 @@ func ApplyApproval(s Spec, rec Subject, newID string) Subject {
 			out.Websites = append(out.Websites, w)
 		}
 		return out
-	case AddWebsite, AddAccess:
+	case AddWebsite:
 		rec = updateSubjectData(rec, s)
+		for _, w := range s.Websites {
+			rec = upsertWebsite(rec, w)
+		}
+	case AddAccess:
+		// The websites move to this provider as the record has them; subject data never changes here.
 		for _, w := range s.Websites {
 			rec = upsertWebsite(rec, w)
 		}

@@ -47,6 +47,9 @@ func websiteVerifies(s Spec, w Website) bool {
 	return false
 }
 
+// subjectMayChange lists the types whose order may change subject data (subject_changed).
+func subjectMayChange(t FilingType) bool { return t == ChangeFiling || t == AddWebsite }
+
 // websitesRequired lists the types whose order must name at least one website.
 func websitesRequired(t FilingType) bool {
 	return t == FirstFiling || t == AddWebsite || t == AddAccess || t == DeregisterWebsite
@@ -68,6 +71,12 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 		return s, errs.Invalid("spec.subject_id", "UNEXPECTED_SUBJECT_ID", "a first filing creates its subject: leave subject_id empty")
 	case s.FilingType != FirstFiling && s.SubjectID == "":
 		return s, errs.Invalid("spec.subject_id", "MISSING_SUBJECT_ID", "subject_id is required for a %s order", s.FilingType)
+	}
+	if s.SubjectChanged && !subjectMayChange(s.FilingType) {
+		// On any other type an approval would write subject data (the principal's phone among it)
+		// that the phone-change rule never checked.
+		return s, errs.Invalid("spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED",
+			"subject_changed is for CHANGE_FILING and ADD_WEBSITE orders only")
 	}
 	if s.Principal == nil && r.principalVerifies(s) {
 		return s, errs.Invalid("spec.principal", "MISSING_PRINCIPAL", "the principal responsible person is required for this order")
@@ -98,6 +107,9 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 			return s, errs.Invalid(path+".domain", "DUPLICATE_DOMAIN", "the domain is already listed as websites[%d]", j)
 		}
 		seen[w.Domain] = i
+		if w.Changed && s.FilingType != ChangeFiling {
+			return s, errs.Invalid(path+".changed", "UNEXPECTED_WEBSITE_CHANGED", "changed is for CHANGE_FILING orders only")
+		}
 		if w.Person == nil && websiteVerifies(s, w) {
 			return s, errs.Invalid(path+".person", "MISSING_PERSON", "the website's responsible person is required for this order")
 		}

@@ -112,6 +112,10 @@ func TestBadInputNamesTheField(t *testing.T) {
 	dup.Websites[1].Domain = "EXAMPLE.cn"
 	badID := validSpec()
 	badID.Principal.IdNumber = "110101199003074510"
+	access := validSpec()
+	access.FilingType, access.SubjectId, access.SubjectChanged = filingv1.FilingType_FILING_TYPE_ADD_ACCESS, "sub_1", true
+	websiteChanged := validSpec()
+	websiteChanged.Websites[0].Changed = true
 	tests := []struct {
 		name          string
 		call          func() error
@@ -126,6 +130,12 @@ func TestBadInputNamesTheField(t *testing.T) {
 			"spec.websites[1].domain", "DUPLICATE_DOMAIN"},
 		{"bad id check digit", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: badID}); return err },
 			"spec.principal.id_number", "INVALID_ID_NUMBER"},
+		{"subject changed on add access", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: access}); return err },
+			"spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+		{"website changed on first filing", func() error {
+			_, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: websiteChanged})
+			return err
+		}, "spec.websites[0].changed", "UNEXPECTED_WEBSITE_CHANGED"},
 		{"no order id", func() error { _, err := c.pub.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{}); return err },
 			"order_id", "MISSING_ORDER_ID"},
 		{"no submission", func() error {
@@ -185,6 +195,12 @@ func TestUnknownOrderIsNotFound(t *testing.T) {
 		if status.Code(err) != codes.NotFound || rpc.Reason(err) != store.ReasonOrderNotFound {
 			t.Errorf("%s: %v, want NotFound ORDER_NOT_FOUND", name, err)
 		}
+	}
+	// An unknown subject_id named in the request is NotFound too.
+	spec := &filingv1.OrderSpec{FilingType: filingv1.FilingType_FILING_TYPE_CHANGE_ACCESS, SubjectId: "sub_unknown"}
+	_, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: spec})
+	if status.Code(err) != codes.NotFound || rpc.Reason(err) != domain.ReasonSubjectNotFound {
+		t.Errorf("CreateOrder of an unknown subject: %v, want NotFound SUBJECT_NOT_FOUND", err)
 	}
 }
 

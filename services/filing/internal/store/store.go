@@ -8,20 +8,14 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
-	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
-	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
@@ -34,24 +28,6 @@ var fs embed.FS
 // Migrations creates the filing tables.
 var Migrations = pg.Source{Name: "filing", FS: fs}
 
-// Outbox targets this service writes; the relay in server.Run has a handler for each.
-const (
-	TargetOpenSession      = "verification.OpenSession"
-	TargetCancelSession    = "verification.CancelSession"
-	TargetScheduleDeadline = "deadline.ScheduleDeadline"
-	TargetCancelDeadline   = "deadline.CancelDeadline"
-)
-
-// ReasonOrderNotFound is the reason of an unknown order id.
-const ReasonOrderNotFound = "ORDER_NOT_FOUND"
-
-// Config holds the settings the store's rules depend on.
-type Config struct {
-	Rules              domain.Rules
-	VerificationWindow time.Duration // how long the verifiers have after SubmitOrder
-	Locale             string        // SMS locale passed to verification.OpenSession
-}
-
 // Store is the PostgreSQL store.
 type Store struct {
 	pool  *pgxpool.Pool
@@ -63,18 +39,10 @@ type Store struct {
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, clk clock.Clock, cfg Config) *Store {
-	if cfg.VerificationWindow <= 0 {
-		cfg.VerificationWindow = 24 * time.Hour
-	}
-	if cfg.Locale == "" {
-		cfg.Locale = "zh-CN"
-	}
-	return &Store{pool: pool, clock: clk, cfg: cfg}
+	return &Store{pool: pool, clock: clk, cfg: cfg.WithDefaults()}
 }
 
-// now is truncated to PostgreSQL's microsecond precision, so the first answer (kept by idempotency)
-// and later reads show the same times.
-func (s *Store) now() time.Time { return s.clock.Now().UTC().Truncate(time.Microsecond) }
+func (s *Store) now() time.Time { return Now(s.clock) }
 
 func (s *Store) woke() {
 	if s.OnEnqueue != nil {
@@ -82,13 +50,18 @@ func (s *Store) woke() {
 	}
 }
 
-// NewID returns an id with prefix: a UUIDv7 (time-ordered, so indexes stay compact) without dashes.
-func NewID(prefix string) string {
-	u, err := uuid.NewV7()
-	if err != nil {
-		u = uuid.New()
+// enqueue writes msgs to the outbox inside tx.
+func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, msgs []Message) error {
+	for _, m := range msgs {
+		add := outbox.Enqueue
+		if m.Sensitive {
+			add = outbox.EnqueueSensitive
+		}
+		if err := add(ctx, tx, now, m.Target, m.Msg); err != nil {
+			return err
+		}
 	}
-	return prefix + strings.ReplaceAll(u.String(), "-", "")
+	return nil
 }
 
 type querier interface {
@@ -159,7 +132,7 @@ func loadDetails(ctx context.Context, q querier, orders []*domain.Order) error {
 		o.Verifiers, o.History = nil, nil
 	}
 	rows, err := q.Query(ctx, `
-		SELECT v.order_id, v.phone, v.roles, v.id_tails
+		SELECT v.order_id, v.phone, v.roles
 		FROM order_verifiers v JOIN unnest($1::text[], $2::int[]) AS cur(order_id, submission)
 		  ON v.order_id = cur.order_id AND v.submission = cur.submission
 		ORDER BY v.order_id, v.position`, ids, subs)
@@ -169,7 +142,7 @@ func loadDetails(ctx context.Context, q querier, orders []*domain.Order) error {
 	for rows.Next() {
 		var id string
 		var v domain.Verifier
-		if err := rows.Scan(&id, &v.Phone, &v.Roles, &v.IDTails); err != nil {
+		if err := rows.Scan(&id, &v.Phone, &v.Roles); err != nil {
 			rows.Close()
 			return fmt.Errorf("load verifiers: %w", err)
 		}
@@ -235,6 +208,9 @@ func (s *Store) CreateOrder(ctx context.Context, req *filingv1.CreateOrderReques
 	return idempotency.Do(ctx, s.pool, now, filingv1.FilingService_CreateOrder_FullMethodName, req.GetRequestId(), req,
 		func() *filingv1.CreateOrderResponse { return &filingv1.CreateOrderResponse{} },
 		func(tx pgx.Tx) (*filingv1.CreateOrderResponse, error) {
+			if err := checkSubject(ctx, tx, spec); err != nil {
+				return nil, err
+			}
 			id := NewID("ord_")
 			b, err := json.Marshal(spec)
 			if err != nil {
@@ -265,6 +241,9 @@ func (s *Store) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderReques
 			if err := domain.CheckUpdatable(o.State); err != nil {
 				return nil, err
 			}
+			if err := checkSubject(ctx, tx, spec); err != nil {
+				return nil, err
+			}
 			b, err := json.Marshal(spec)
 			if err != nil {
 				return nil, err
@@ -278,32 +257,39 @@ func (s *Store) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderReques
 		})
 }
 
-// lockSubject reads a live subject's approved record and locks it for the rest of tx.
-func lockSubject(ctx context.Context, tx pgx.Tx, id string) (domain.Subject, error) {
+// readSubject reads a live subject's approved record; forUpdate locks it for the rest of tx (an
+// approval writes it, a submission is checked against it).
+func readSubject(ctx context.Context, q querier, id string, forUpdate bool) (domain.Subject, bool, error) {
 	var rec domain.Subject
 	var b []byte
-	err := tx.QueryRow(ctx, `SELECT record FROM subjects WHERE subject_id = $1 AND deregistered_at IS NULL FOR UPDATE`, id).Scan(&b)
+	sql := `SELECT record FROM subjects WHERE subject_id = $1 AND deregistered_at IS NULL`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	err := q.QueryRow(ctx, sql, id).Scan(&b)
 	if pg.IsNoRows(err) {
-		return rec, errs.NotFound(domain.ReasonSubjectNotFound, "no approved subject with this subject_id")
+		return rec, false, nil
 	}
 	if err != nil {
-		return rec, fmt.Errorf("load subject: %w", err)
+		return rec, false, fmt.Errorf("load subject: %w", err)
 	}
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("decode subject: %w", err)
+		return rec, false, fmt.Errorf("decode subject: %w", err)
 	}
-	return rec, nil
+	return rec, true, nil
 }
 
-// Subject returns a subject's approved record.
-func (s *Store) Subject(ctx context.Context, id string) (domain.Subject, error) {
-	var rec domain.Subject
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		rec, err = lockSubject(ctx, tx, id)
-		return err
-	})
-	return rec, err
+// checkSubject refuses an order that names a subject without a live approved record; the request
+// names it, so it is NotFound (SubmitOrder checks the record again, see domain.PlanSubmit).
+func checkSubject(ctx context.Context, q querier, spec domain.Spec) error {
+	if spec.FilingType == domain.FirstFiling {
+		return nil
+	}
+	_, found, err := readSubject(ctx, q, spec.SubjectID, false)
+	if err == nil && !found {
+		err = domain.UnknownSubject()
+	}
+	return err
 }
 
 // SubmitOrder computes the verifiers of a DRAFT or RETURNED order and opens a new submission: with
@@ -320,56 +306,35 @@ func (s *Store) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderReques
 			if err != nil {
 				return nil, err
 			}
-			if _, err := domain.Next(o.State, domain.EventSubmit, true); err != nil {
-				return nil, err
-			}
-			// The rules may have changed since the order was stored (configuration), so check again.
-			spec, err := s.cfg.Rules.Normalize(o.Spec)
+			p, err := s.cfg.Rules.PlanSubmit(o, now, s.cfg.VerificationWindow, func(id string) (domain.Subject, bool, error) {
+				return readSubject(ctx, tx, id, true)
+			})
 			if err != nil {
 				return nil, err
 			}
-			if spec.FilingType != domain.FirstFiling {
-				rec, err := lockSubject(ctx, tx, spec.SubjectID)
-				if err != nil {
-					return nil, err
-				}
-				if err := s.cfg.Rules.CheckAgainstRecord(spec, rec); err != nil {
-					return nil, err
-				}
-			}
-			verifiers := s.cfg.Rules.Verifiers(spec)
-			to, err := domain.Next(o.State, domain.EventSubmit, len(verifiers) > 0)
-			if err != nil {
-				return nil, err
-			}
-			sub := o.Submission + 1
 			var deadline *time.Time
-			reason := fmt.Sprintf("submission %d: %d verifier(s)", sub, len(verifiers))
-			if len(verifiers) > 0 {
-				d := now.Add(s.cfg.VerificationWindow)
-				deadline = &d
-			} else {
-				reason = fmt.Sprintf("submission %d: nobody must verify, straight to review", sub)
+			if !p.DeadlineAt.IsZero() {
+				deadline = &p.DeadlineAt
 			}
 			if _, err := tx.Exec(ctx, `UPDATE orders SET state = $2, submission = $3, deadline_at = $4, return_reason = 0,
-				updated_at = $5 WHERE order_id = $1`, o.ID, to.String(), sub, deadline, now); err != nil {
+				updated_at = $5 WHERE order_id = $1`, o.ID, p.To.String(), p.Number, deadline, now); err != nil {
 				return nil, fmt.Errorf("submit order: %w", err)
 			}
-			for i, v := range verifiers {
-				if _, err := tx.Exec(ctx, `INSERT INTO order_verifiers (order_id, submission, position, phone, roles, id_tails)
-					VALUES ($1, $2, $3, $4, $5, $6)`, o.ID, sub, i, v.Phone, v.Roles, v.IDTails); err != nil {
+			// The ID tails go only to verification (in the outbox payload): this service never reads them back.
+			for i, v := range p.Verifiers {
+				if _, err := tx.Exec(ctx, `INSERT INTO order_verifiers (order_id, submission, position, phone, roles)
+					VALUES ($1, $2, $3, $4, $5)`, o.ID, p.Number, i, v.Phone, v.Roles); err != nil {
 					return nil, fmt.Errorf("insert verifier: %w", err)
 				}
 			}
-			if err := addHistory(ctx, tx, o.ID, now, o.State, to, domain.ActorPortal, reason); err != nil {
+			if err := addHistory(ctx, tx, o.ID, now, o.State, p.To, domain.ActorPortal, p.Reason); err != nil {
 				return nil, err
 			}
-			if deadline != nil {
-				if err := s.enqueueOpen(ctx, tx, now, o.ID, sub, *deadline, verifiers); err != nil {
-					return nil, err
-				}
-				enqueued = true
+			msgs := SubmitMessages(o.ID, p, s.cfg.Locale)
+			if err := enqueue(ctx, tx, now, msgs); err != nil {
+				return nil, err
 			}
+			enqueued = len(msgs) > 0
 			out, err := reload(ctx, tx, o.ID)
 			return &filingv1.SubmitOrderResponse{Order: out}, err
 		})
@@ -377,25 +342,6 @@ func (s *Store) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderReques
 		s.woke()
 	}
 	return resp, err
-}
-
-func (s *Store) enqueueOpen(ctx context.Context, tx pgx.Tx, now time.Time, id string, sub int32, deadline time.Time, verifiers []domain.Verifier) error {
-	specs := make([]*verificationv1.VerifierSpec, len(verifiers))
-	for i, v := range verifiers {
-		specs[i] = &verificationv1.VerifierSpec{Phone: v.Phone, Roles: v.Roles, IdTails: v.IDTails}
-	}
-	open := &verificationv1.OpenSessionRequest{
-		RequestId: fmt.Sprintf("filing:open-session:%s:%d", id, sub), OrderId: id, Submission: sub,
-		DeadlineAt: timestamppb.New(deadline), Verifiers: specs, Locale: s.cfg.Locale,
-	}
-	if err := outbox.EnqueueSensitive(ctx, tx, now, TargetOpenSession, open); err != nil {
-		return err
-	}
-	schedule := &deadlinev1.ScheduleDeadlineRequest{
-		RequestId: fmt.Sprintf("filing:schedule-deadline:%s:%d", id, sub), OrderId: id, Submission: sub,
-		DueTime: timestamppb.New(deadline),
-	}
-	return outbox.Enqueue(ctx, tx, now, TargetScheduleDeadline, schedule)
 }
 
 // CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order; cancelling an order in
@@ -421,20 +367,11 @@ func (s *Store) CancelOrder(ctx context.Context, req *filingv1.CancelOrderReques
 			if err := addHistory(ctx, tx, o.ID, now, o.State, to, domain.ActorPortal, req.GetReason()); err != nil {
 				return nil, err
 			}
-			if o.State == domain.StateAwaitingVerification {
-				msgs := map[string]proto.Message{
-					TargetCancelSession: &verificationv1.CancelSessionRequest{
-						RequestId: fmt.Sprintf("filing:cancel-session:%s:%d", o.ID, o.Submission), OrderId: o.ID, Submission: o.Submission},
-					TargetCancelDeadline: &deadlinev1.CancelDeadlineRequest{
-						RequestId: fmt.Sprintf("filing:cancel-deadline:%s:%d", o.ID, o.Submission), OrderId: o.ID, Submission: o.Submission},
-				}
-				for _, target := range []string{TargetCancelSession, TargetCancelDeadline} {
-					if err := outbox.Enqueue(ctx, tx, now, target, msgs[target]); err != nil {
-						return nil, err
-					}
-				}
-				enqueued = true
+			msgs := CancelMessages(o)
+			if err := enqueue(ctx, tx, now, msgs); err != nil {
+				return nil, err
 			}
+			enqueued = len(msgs) > 0
 			out, err := reload(ctx, tx, o.ID)
 			return &filingv1.CancelOrderResponse{Order: out}, err
 		})
@@ -458,12 +395,7 @@ func (s *Store) verificationOutcome(ctx context.Context, tx pgx.Tx, now time.Tim
 	if !apply {
 		return OrderProto(o), nil
 	}
-	text := "all verifiers passed"
-	if ev == domain.EventReturn {
-		text = reason.String()
-	} else {
-		reason = domain.ReturnNone
-	}
+	text, reason := OutcomeText(ev, reason)
 	if err := setState(ctx, tx, o, now, to, reason); err != nil {
 		return nil, err
 	}
@@ -507,10 +439,7 @@ func (s *Store) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordRev
 			if err != nil {
 				return nil, err
 			}
-			ev := domain.EventReject
-			if req.GetOutcome() == filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED {
-				ev = domain.EventApprove
-			}
+			ev := ReviewEvent(req.GetOutcome() == filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED)
 			to, err := domain.Next(o.State, ev, true)
 			if err != nil {
 				return nil, err
@@ -554,9 +483,13 @@ func (s *Store) applyApproval(ctx context.Context, tx pgx.Tx, now time.Time, o d
 		}
 		return nil
 	}
-	rec, err := lockSubject(ctx, tx, o.Spec.SubjectID)
+	rec, found, err := readSubject(ctx, tx, o.Spec.SubjectID, true)
 	if err != nil {
 		return err
+	}
+	if !found {
+		// Deregistered while the order was under review.
+		return errs.FailedPrecondition(domain.ReasonSubjectNotFound, "the order's subject has no live approved record")
 	}
 	rec = domain.ApplyApproval(o.Spec, rec, "")
 	b, err := json.Marshal(rec)
@@ -576,14 +509,9 @@ func (s *Store) applyApproval(ctx context.Context, tx pgx.Tx, now time.Time, o d
 
 // GetOrder returns one order, rendered with masked personal data.
 func (s *Store) GetOrder(ctx context.Context, id string) (*filingv1.Order, error) {
-	o, err := s.Order(ctx, id)
+	o, err := loadOrder(ctx, s.pool, id, false)
 	if err != nil {
 		return nil, err
 	}
 	return OrderProto(o), nil
-}
-
-// Order returns one order unmasked, for rules and tests inside this service.
-func (s *Store) Order(ctx context.Context, id string) (domain.Order, error) {
-	return loadOrder(ctx, s.pool, id, false)
 }

@@ -2,7 +2,9 @@
 -- entered it after normalisation: phones in E.164, ID numbers cleaned; the columns beside it are
 -- what queries filter and lock on.
 CREATE TABLE orders (
-    order_id      text        PRIMARY KEY,
+    -- "C": ids compare bytewise, so the listing order (created_at, order_id) is the same on every
+    -- database collation and in the memory engine.
+    order_id      text        COLLATE "C" PRIMARY KEY,
     filing_type   integer     NOT NULL,
     subject_id    text        NOT NULL DEFAULT '',
     spec          jsonb       NOT NULL,
@@ -20,13 +22,13 @@ CREATE INDEX orders_state_newest ON orders (state, created_at DESC, order_id DES
 CREATE INDEX orders_subject ON orders (subject_id) WHERE subject_id <> '';
 
 -- Who must verify, per submission: one row per distinct E.164 phone, in the order they were computed.
+-- The ID tails are not kept here: they go to verification in the OpenSession call only.
 CREATE TABLE order_verifiers (
     order_id   text    NOT NULL REFERENCES orders (order_id),
     submission integer NOT NULL,
     position   integer NOT NULL,
     phone      text    NOT NULL,
     roles      text[]  NOT NULL,
-    id_tails   text[]  NOT NULL,
     PRIMARY KEY (order_id, submission, position),
     UNIQUE (order_id, submission, phone)
 );
