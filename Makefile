@@ -10,18 +10,23 @@ SERVICES := filing verification sms-dispatch deadline
 MODULES   = $(shell go list -m -f '{{.Dir}}')
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: help run run-postgres build test test-unit test-e2e proto proto-check lint breaking tools clean
+.PHONY: help run run-postgres demo build test test-unit test-e2e proto proto-check lint breaking tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-run: run-postgres ## start the whole suite (today: the four services on the local PostgreSQL)
+run: build ## the whole suite in one process on the in-memory store (no database needed); Ctrl-C stops it
+	$(BIN)/icpdev
 
-run-postgres: build ## start the four services as processes on $$DATABASE_URL and print where they listen
+run-postgres: build ## the four services as separate processes on $$DATABASE_URL, printing where they listen
 	DATABASE_URL='$(DATABASE_URL)' ./scripts/run-postgres.sh
 
-build: ## build the four service binaries into bin/
+demo: build ## walk an order through verification against the running suite (make run in another terminal)
+	$(BIN)/icpctl demo
+
+build: ## build the four services, icpdev and icpctl into bin/
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s/cmd/$$s; done
+	@go build -o $(BIN)/ ./cmd/icpdev ./cmd/icpctl
 
 test: proto-check lint ## everything CI runs: generated code fresh, lint, unit, store and end-to-end tests
 	@for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test -count=1 ./...); done
