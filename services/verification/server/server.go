@@ -1,10 +1,12 @@
-// Package server wires the verification service: flags, logger, database, HMAC keys, store, gRPC
-// handlers and the outbox relay that delivers SMS requests, filing verdicts and deadline cancels.
+// Package server wires the verification service: flags, logger, storage engine (PostgreSQL, or memory
+// for the one-process development server), HMAC keys, store, gRPC handlers and the outbox relay that
+// delivers SMS requests, filing verdicts and deadline cancels.
 // Run is exported so a one-process dev server can start every service in one binary.
 package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
+	"github.com/icpverify/icpverify/services/verification/internal/store/memstore"
 )
 
 // Run parses args, serves until ctx ends and returns after a graceful shutdown.
@@ -34,7 +37,9 @@ func Run(ctx context.Context, args []string) error {
 	filingAddr := f.String("filing-addr", config.DefaultFilingAddr, "filing service address")
 	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "deadline service address")
 	hmacKeys := f.String("hmac-keys", "", `HMAC keys for codes and ID tails: "kid:hexkey[,kid:hexkey...]", at least 32 bytes each; `+
-		`the first signs, all verify (rotation). Empty: a random key for development only`)
+		`the first signs, all verify (rotation). Required with --store=postgres; with --store=memory empty means a random key`)
+	minResponse := f.Duration("min-response-time", 150*time.Millisecond, "public Verify and ResendCode answer no earlier than this "+
+		"after the request arrived, so the response time does not tell whether a phone has a pending verification; 0 disables")
 	maxFailed := f.Int("max-failed-attempts", domain.DefaultLimits.MaxFailedAttempts, "consecutive wrong entries that lock a verifier and return the order")
 	maxResends := f.Int("max-resends", domain.DefaultLimits.MaxResends, "new codes a verifier may request per window")
 	resendInterval := f.Duration("resend-interval", domain.DefaultLimits.ResendInterval, "minimum time between two codes sent to one verifier")
@@ -48,6 +53,14 @@ func Run(ctx context.Context, args []string) error {
 	if err := limits.Validate(); err != nil {
 		return err
 	}
+	if *minResponse < 0 {
+		return errors.New("--min-response-time must not be negative")
+	}
+	if *hmacKeys == "" && !common.Memory() {
+		// A random key per process would make replicas disagree and every restart invalidate the codes.
+		return errors.New("--hmac-keys (HMAC_KEYS) is required with --store=postgres: every replica and restart must use " +
+			`the same key; make one with: HMAC_KEYS="k1:$(openssl rand -hex 32)"`)
+	}
 
 	log, err := logging.New("verification", *common.LogLevel)
 	if err != nil {
@@ -57,15 +70,6 @@ func Run(ctx context.Context, args []string) error {
 
 	hasher, err := newHasher(log, *hmacKeys)
 	if err != nil {
-		return err
-	}
-
-	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
 		return err
 	}
 
@@ -90,29 +94,47 @@ func Run(ctx context.Context, args []string) error {
 
 	clk := clock.Real{}
 	relay := &outbox.Relay{
-		Queue: outbox.PGQueue{Pool: pool},
 		Log:   log.Named("outbox"),
 		Clock: clk,
 		Handlers: map[string]outbox.Handler{
-			store.TargetSendMessage:    outbox.Call(sms.SendMessage),
-			store.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
-			store.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
-			store.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
+			domain.TargetSendMessage:    outbox.Call(sms.SendMessage),
+			domain.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
+			domain.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
+			domain.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
 		},
 	}
-	st := store.New(pool, clk, hasher, limits, log, relay.Wake)
+	var st grpcapi.Store
+	if common.Memory() {
+		log.Warn("in-memory store: development only, nothing survives a restart")
+		q := outbox.NewMemQueue()
+		relay.Queue = q
+		st = memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
+	} else {
+		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
+			return err
+		}
+		relay.Queue = outbox.PGQueue{Pool: pool}
+		st = store.New(pool, clk, hasher, limits, log, relay.Wake)
+	}
 
 	srv := rpc.NewServer(log)
-	pb.RegisterVerificationServiceServer(srv.GRPC, &grpcapi.Public{Store: st})
+	pb.RegisterVerificationServiceServer(srv.GRPC, &grpcapi.Public{Store: st, MinResponseTime: *minResponse})
 	pb.RegisterVerificationInternalServiceServer(srv.GRPC, &grpcapi.Internal{Store: st})
 	srv.Go("outbox", relay.Run)
 	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),
-		zap.Duration("resend_interval", limits.ResendInterval))
+		zap.Duration("resend_interval", limits.ResendInterval),
+		zap.Duration("min_response_time", *minResponse), zap.String("store", *common.Store))
 	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
 }
 
-// newHasher parses --hmac-keys; with none it makes an ephemeral key and says loudly what that means.
+// newHasher parses --hmac-keys; with none (allowed only with --store=memory) it makes an ephemeral key
+// and says loudly what that means.
 func newHasher(log *zap.Logger, spec string) (*domain.Hasher, error) {
 	if spec == "" {
 		k, err := domain.EphemeralKey()
@@ -120,8 +142,7 @@ func newHasher(log *zap.Logger, spec string) (*domain.Hasher, error) {
 			return nil, err
 		}
 		log.Warn("NO --hmac-keys (HMAC_KEYS) CONFIGURED: using a random ephemeral key, FOR DEVELOPMENT ONLY. " +
-			"Codes and ID tails hashed before a restart will NOT verify after it; every replica has a different key. " +
-			"Set HMAC_KEYS=kid:hexkey (>= 32 bytes) in production.")
+			"Set HMAC_KEYS=kid:hexkey (>= 32 bytes) for anything else.")
 		return domain.NewHasher([]domain.Key{k})
 	}
 	keys, err := domain.ParseKeys(spec)

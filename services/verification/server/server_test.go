@@ -81,20 +81,9 @@ func eventually(t *testing.T, what string, ok func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// TestRunWiresRelay starts the whole service with Run against fake peers and checks that the outbox
-// targets reach the right peer methods: codes to sms-dispatch, the verdict to filing and deadline.
+// TestRunWiresRelay starts the whole service with Run on PostgreSQL against fake peers.
 func TestRunWiresRelay(t *testing.T) {
-	p := &peers{}
-	peerSrv := grpc.NewServer()
-	smsv1.RegisterSmsDispatchServiceServer(peerSrv, p)
-	filingv1.RegisterFilingInternalServiceServer(peerSrv, p)
-	deadlinev1.RegisterDeadlineServiceServer(peerSrv, p)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go peerSrv.Serve(lis) //nolint:errcheck
-	t.Cleanup(peerSrv.Stop)
+	p, peerAddr := startPeers(t)
 
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -106,13 +95,43 @@ func TestRunWiresRelay(t *testing.T) {
 			pool.Close()
 		}
 	})
+	addr := startRun(t, "--database-url", pgtest.URL(), "--database-schema", schema,
+		"--sms-dispatch-addr", peerAddr, "--filing-addr", peerAddr, "--deadline-addr", peerAddr,
+		"--hmac-keys", "k1:"+strings.Repeat("ab", 32))
+	openAndVerify(t, p, addr)
+}
+
+// TestRunMemory starts the service on the in-memory engine (no database, no HMAC key) and runs the
+// same flow through the relay.
+func TestRunMemory(t *testing.T) {
+	p, peerAddr := startPeers(t)
+	addr := startRun(t, "--store", "memory", "--database-url", "",
+		"--sms-dispatch-addr", peerAddr, "--filing-addr", peerAddr, "--deadline-addr", peerAddr)
+	openAndVerify(t, p, addr)
+}
+
+func startPeers(t *testing.T) (*peers, string) {
+	p := &peers{}
+	peerSrv := grpc.NewServer()
+	smsv1.RegisterSmsDispatchServiceServer(peerSrv, p)
+	filingv1.RegisterFilingInternalServiceServer(peerSrv, p)
+	deadlinev1.RegisterDeadlineServiceServer(peerSrv, p)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go peerSrv.Serve(lis) //nolint:errcheck
+	t.Cleanup(peerSrv.Stop)
+	return p, lis.Addr().String()
+}
+
+// startRun runs the service on a free port until the test ends and returns its address.
+func startRun(t *testing.T, args ...string) string {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, []string{"--grpc-addr", addr, "--database-url", pgtest.URL(), "--database-schema", schema,
-			"--sms-dispatch-addr", lis.Addr().String(), "--filing-addr", lis.Addr().String(), "--deadline-addr", lis.Addr().String(),
-			"--hmac-keys", "k1:" + strings.Repeat("ab", 32), "--log-level", "error"})
+		done <- Run(ctx, append([]string{"--grpc-addr", addr, "--log-level", "error", "--min-response-time", "0"}, args...))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -120,7 +139,12 @@ func TestRunWiresRelay(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	return addr
+}
 
+// openAndVerify checks that the outbox targets reach the right peer methods: codes to sms-dispatch,
+// the verdict to filing and deadline.
+func openAndVerify(t *testing.T, p *peers, addr string) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +184,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"no database", []string{"--database-url", ""}, "database-url"},
 		{"short key", []string{"--database-url", "postgres://x", "--hmac-keys", "k1:abcd"}, "at least 32"},
 		{"zero failures", []string{"--database-url", "postgres://x", "--max-failed-attempts", "0"}, "max-failed-attempts"},
+		{"no key with postgres", []string{"--database-url", "postgres://x"}, "HMAC_KEYS"},
+		{"key recipe", []string{"--database-url", "postgres://x"}, "openssl rand -hex 32"},
+		{"negative floor", []string{"--store", "memory", "--min-response-time", "-1s"}, "min-response-time"},
 	}
 	for _, tc := range cases {
 		err := Run(context.Background(), tc.args)

@@ -5,11 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/icpverify/icpverify/pkg/errs"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 )
 
 func TestNewCodeShapeAndUniformity(t *testing.T) {
@@ -388,11 +392,78 @@ func TestNormalizeOpen(t *testing.T) {
 			}
 		})
 	}
-	if err := CheckOpenDeadline(t0, t0); reasonOf(err) != "DEADLINE_IN_PAST" {
-		t.Errorf("deadline == now accepted: %v", err)
+}
+
+func TestDecideOpen(t *testing.T) {
+	spec := OpenSpec{OrderID: "o", Submission: 2, DeadlineAt: t0.Add(time.Hour)}
+	tests := []struct {
+		name   string
+		now    time.Time
+		exists bool
+		latest int32
+		want   OpenAction
+		reason string
+	}{
+		{"new", t0, false, 0, OpenNew, ""},
+		{"newer than the latest", t0, false, 1, OpenNew, ""},
+		{"replay wins over everything", t0.Add(2 * time.Hour), true, 5, OpenReplay, ""},
+		{"stale", t0, false, 3, 0, ReasonStaleSubmission},
+		{"stale even when late", t0.Add(2 * time.Hour), false, 3, 0, ReasonStaleSubmission},
+		{"1ns before the deadline opens", spec.DeadlineAt.Add(-time.Nanosecond), false, 0, OpenNew, ""},
+		{"at the deadline it is born timed out", spec.DeadlineAt, false, 0, OpenExpired, ""},
+		{"after the deadline it is born timed out", spec.DeadlineAt.Add(time.Hour), false, 1, OpenExpired, ""},
 	}
-	if err := CheckOpenDeadline(t0, t0.Add(time.Nanosecond)); err != nil {
-		t.Errorf("future deadline refused: %v", err)
+	for _, tc := range tests {
+		got, err := DecideOpen(tc.now, tc.exists, tc.latest, spec)
+		if reasonOf(err) != tc.reason || (err == nil && got != tc.want) {
+			t.Errorf("%s: got %v, %v; want %v, %q", tc.name, got, err, tc.want, tc.reason)
+		}
+	}
+}
+
+func TestDecideResendByPhone(t *testing.T) {
+	deadline := t0.Add(time.Hour)
+	cand := func(failed int, tail bool, created time.Time) ResendCandidate {
+		return ResendCandidate{Check: Candidate{SessionState: SessionOpen, ChallengeState: ChallengePending, DeadlineAt: deadline,
+			FailedAttempts: failed, CodeMatches: true}, TailMatches: tail, CreatedAt: created}
+	}
+	tests := []struct {
+		name      string
+		now       time.Time
+		cands     []ResendCandidate
+		wantFound int
+		wantFails []Failure
+	}{
+		{"nothing pending", t0, nil, -1, nil},
+		{"match", t0, []ResendCandidate{cand(0, true, t0)}, 0, nil},
+		{"newest matching session wins", t0, []ResendCandidate{cand(0, true, t0.Add(time.Minute)), cand(0, false, t0.Add(time.Hour)),
+			cand(0, true, t0)}, 0, nil},
+		{"a match past the deadline is still found (the limits answer)", deadline, []ResendCandidate{cand(0, true, t0)}, 0, nil},
+		{"mismatch counts on every pending challenge", t0, []ResendCandidate{cand(0, false, t0), cand(3, false, t0)}, -1,
+			[]Failure{{0, 1, false}, {1, 4, false}}},
+		{"fifth failure locks", t0, []ResendCandidate{cand(4, false, t0)}, -1, []Failure{{0, 5, true}}},
+		{"mismatch past the deadline counts nothing", deadline, []ResendCandidate{cand(0, false, t0)}, -1, nil},
+	}
+	for _, tc := range tests {
+		found, fails := DecideResendByPhone(tc.now, tc.cands, 5)
+		if found != tc.wantFound || fmt.Sprint(fails) != fmt.Sprint(tc.wantFails) {
+			t.Errorf("%s: got %d %v; want %d %v", tc.name, found, fails, tc.wantFound, tc.wantFails)
+		}
+	}
+}
+
+func TestRedactOpenRequest(t *testing.T) {
+	keys, _ := ParseKeys("k1:" + hexKey(1))
+	h, _ := NewHasher(keys)
+	req := &pb.OpenSessionRequest{RequestId: "r", OrderId: "o", Verifiers: []*pb.VerifierSpec{
+		{Phone: "+8613812345678", IdTails: []string{"12345X", "654321"}}}}
+	red := RedactOpenRequest(req, h)
+	if s := red.String(); strings.Contains(s, "13812345678") || strings.Contains(s, "12345X") || strings.Contains(s, "654321") {
+		t.Fatalf("redacted request still holds personal data: %v", red)
+	}
+	if req.GetVerifiers()[0].GetPhone() != "+8613812345678" || red.GetOrderId() != "o" ||
+		!proto.Equal(red, RedactOpenRequest(req, h)) {
+		t.Fatalf("redaction must leave the request alone and be deterministic")
 	}
 }
 

@@ -241,8 +241,8 @@ type OpenSpec struct {
 	Verifiers  []VerifierSpec
 }
 
-// NormalizeOpen checks the shape of an OpenSession request. The deadline-in-the-future rule is
-// CheckOpenDeadline, applied after the idempotent replay check so a redelivery still answers.
+// NormalizeOpen checks the shape of an OpenSession request. A deadline in the past is not a shape
+// error: DecideOpen records such a session as timed out, so the order is still returned.
 func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 	if in.OrderID == "" {
 		return OpenSpec{}, errs.Invalid("order_id", "MISSING_ORDER_ID", "order_id is required")
@@ -294,14 +294,6 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 		out.Verifiers[i] = VerifierSpec{Phone: p, Roles: append([]string(nil), v.Roles...), Tails: tails}
 	}
 	return out, nil
-}
-
-// CheckOpenDeadline refuses a new session whose deadline is not in the future.
-func CheckOpenDeadline(now, deadlineAt time.Time) error {
-	if !now.Before(deadlineAt) {
-		return errs.Invalid("deadline_at", "DEADLINE_IN_PAST", "deadline_at must be in the future")
-	}
-	return nil
 }
 
 // VerifierID is the short, stable id of the i-th (0-based) verifier of a session: v1, v2, ...

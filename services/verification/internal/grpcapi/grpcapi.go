@@ -5,6 +5,7 @@ package grpcapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
@@ -13,8 +14,8 @@ import (
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
-// Store is what the handlers need from storage; the PostgreSQL store implements it, and an
-// in-memory engine for a one-process dev server could too. Mutating calls take the request so the
+// Store is what the handlers need from storage; the PostgreSQL store (package store) and the
+// in-memory one for the one-process dev server (package memstore) implement it. Mutating calls take the request so the
 // store can answer a retried request_id with the first answer, in the same transaction as the effect.
 type Store interface {
 	OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec domain.OpenSpec) (*pb.OpenSessionResponse, error)
@@ -30,6 +31,35 @@ type Store interface {
 type Public struct {
 	pb.UnimplementedVerificationServiceServer
 	Store Store
+	// MinResponseTime is the earliest Verify and ResendCode answer, counted from the request's arrival.
+	// A phone with pending challenges costs database writes (failure counts) and an unknown phone none;
+	// without a floor the response time would tell an outsider which phones are being verified. 0: off.
+	MinResponseTime time.Duration
+	// Sleep waits d or until ctx ends; nil is a real timer. Tests replace it so they need not wait.
+	Sleep func(ctx context.Context, d time.Duration)
+}
+
+// hold makes a public answer wait until MinResponseTime has passed since start. This is wall-clock
+// time on purpose: it is about what a caller can measure, not about the business clock.
+func (h *Public) hold(ctx context.Context, start time.Time) {
+	rest := h.MinResponseTime - time.Since(start)
+	if h.MinResponseTime <= 0 || rest <= 0 {
+		return
+	}
+	sleep := h.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	sleep(ctx, rest)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // Internal serves VerificationInternalService, called by filing, deadline and operators.
@@ -41,6 +71,7 @@ type Internal struct {
 // Verify checks phone + code + ID tail. Only the shape of the input gets a specific error; every
 // other failure is the uniform VERIFICATION_NOT_MATCHED from the store.
 func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyResponse, error) {
+	defer h.hold(ctx, time.Now())
 	in, err := domain.NormalizeVerify(req.GetPhone(), req.GetCode(), req.GetIdTail())
 	if err != nil {
 		return nil, err
@@ -48,8 +79,11 @@ func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyR
 	return h.Store.Verify(ctx, in)
 }
 
-// ResendCode sends a new code to the verifier identified by phone + ID tail.
+// ResendCode sends a new code to the verifier identified by phone + ID tail. Every "no" is the uniform
+// VERIFICATION_NOT_MATCHED (a wrong tail also counts as a failed check) unless phone and tail matched a
+// verifier: only then may the answer say "too soon", "limit reached" or "not pending".
 func (h *Public) ResendCode(ctx context.Context, req *pb.ResendCodeRequest) (*pb.ResendCodeResponse, error) {
+	defer h.hold(ctx, time.Now())
 	p, err := phone.Normalize("phone", req.GetPhone())
 	if err != nil {
 		return nil, err

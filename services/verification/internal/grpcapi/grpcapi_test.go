@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
+	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
 )
 
 var start = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -38,7 +40,10 @@ type env struct {
 	internal pb.VerificationInternalServiceClient
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, &grpcapi.Public{}) }
+
+// newEnvWith serves public (its Store is filled in) and the internal API on a real PostgreSQL store.
+func newEnvWith(t *testing.T, public *grpcapi.Public) *env {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "verification", store.Migrations, outbox.Migrations, idempotency.Migrations)
 	clk := clock.NewFake(start)
@@ -51,8 +56,10 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	st := store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil)
+	st.SetRand(&storetest.SeqRand{})
+	public.Store = st
 	srv := rpc.NewServer(zap.NewNop())
-	pb.RegisterVerificationServiceServer(srv.GRPC, &grpcapi.Public{Store: st})
+	pb.RegisterVerificationServiceServer(srv.GRPC, public)
 	pb.RegisterVerificationInternalServiceServer(srv.GRPC, &grpcapi.Internal{Store: st})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +79,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) code(t *testing.T, phone string) string {
 	t.Helper()
-	rows, err := e.pool.Query(context.Background(), `SELECT payload FROM outbox WHERE target = $1 ORDER BY id`, store.TargetSendMessage)
+	rows, err := e.pool.Query(context.Background(), `SELECT payload FROM outbox WHERE target = $1 ORDER BY id`, domain.TargetSendMessage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +200,6 @@ func TestInvalidArguments(t *testing.T) {
 			_, err := e.internal.OpenSession(ctx, &pb.OpenSessionRequest{OrderId: "o", Submission: 1, DeadlineAt: timestamppb.New(start.Add(time.Hour))})
 			return err
 		}, "verifiers"},
-		{"open past deadline", func() error {
-			_, err := e.internal.OpenSession(ctx, &pb.OpenSessionRequest{OrderId: "o", Submission: 1, DeadlineAt: timestamppb.New(start),
-				Verifiers: []*pb.VerifierSpec{{Phone: "+8613812345678", IdTails: []string{"12345X"}}}})
-			return err
-		}, "deadline_at"},
 		{"close without submission", func() error {
 			_, err := e.internal.CloseIfIncomplete(ctx, &pb.CloseIfIncompleteRequest{OrderId: "o"})
 			return err
@@ -234,10 +236,16 @@ func TestResendAndCloseThroughGRPC(t *testing.T) {
 		rpc.Reason(err) != domain.ReasonVerifierNotFound {
 		t.Fatalf("unknown verifier = %v", err)
 	}
-	if fresh := e.code(t, "+8613812345678"); fresh != old {
-		if _, err := e.public.Verify(ctx, &pb.VerifyRequest{Phone: "13812345678", Code: old, IdTail: "12345X"}); rpc.Reason(err) != domain.ReasonNotMatched {
-			t.Fatalf("old code after resend = %v", err)
-		}
+	if fresh := e.code(t, "+8613812345678"); fresh == old {
+		t.Fatalf("the deterministic source drew the same code twice")
+	}
+	if _, err := e.public.Verify(ctx, &pb.VerifyRequest{Phone: "13812345678", Code: old, IdTail: "12345X"}); rpc.Reason(err) != domain.ReasonNotMatched {
+		t.Fatalf("old code after resend = %v", err)
+	}
+	// The wrong-tail resend and the old code each counted as a failure.
+	if st, err := e.public.GetVerificationStatus(ctx, &pb.GetVerificationStatusRequest{OrderId: "o1"}); err != nil ||
+		st.GetStatus().GetVerifiers()[0].GetFailedAttempts() != 2 {
+		t.Fatalf("status = %v, %v", st, err)
 	}
 	closeReq := &pb.CloseIfIncompleteRequest{RequestId: "deadline:close:o1:1", OrderId: "o1", Submission: 1}
 	if _, err := e.internal.CloseIfIncomplete(ctx, closeReq); status.Code(err) != codes.FailedPrecondition || rpc.Reason(err) != domain.ReasonDeadlineNotReached {
@@ -255,5 +263,60 @@ func TestResendAndCloseThroughGRPC(t *testing.T) {
 	cs, err := e.internal.CancelSession(ctx, &pb.CancelSessionRequest{RequestId: "c", OrderId: "o1", Submission: 1})
 	if err != nil || cs.GetStatus().GetState() != pb.SessionState_SESSION_STATE_TIMED_OUT {
 		t.Fatalf("cancel timed-out = %v, %v", cs, err)
+	}
+}
+
+// TestOpenSessionAfterDeadline: filing's OpenSession delivered after deadline_at is accepted as an
+// already timed-out session (the order is returned at once), so the deadline sweeper's close finds it.
+func TestOpenSessionAfterDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	r, err := e.internal.OpenSession(ctx, &pb.OpenSessionRequest{RequestId: "filing:open-session:o:1", OrderId: "o", Submission: 1,
+		DeadlineAt: timestamppb.New(start), Verifiers: []*pb.VerifierSpec{{Phone: "+8613812345678", IdTails: []string{"12345X"}}}})
+	if err != nil || r.GetStatus().GetState() != pb.SessionState_SESSION_STATE_TIMED_OUT {
+		t.Fatalf("late open = %v, %v", r, err)
+	}
+	cr, err := e.internal.CloseIfIncomplete(ctx, &pb.CloseIfIncompleteRequest{RequestId: "deadline:close:o:1", OrderId: "o", Submission: 1})
+	if err != nil || !cr.GetClosed() {
+		t.Fatalf("close = %v, %v", cr, err)
+	}
+}
+
+// TestMinResponseTime: with the floor set, a fast answer (here an unknown phone, which touches no row)
+// is held until the floor; the injected Sleep records the wait instead of sleeping.
+func TestMinResponseTime(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var waits []time.Duration
+	const floor = time.Hour
+	e := newEnvWith(t, &grpcapi.Public{MinResponseTime: floor, Sleep: func(_ context.Context, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+	}})
+	ctx := context.Background()
+	began := time.Now()
+	if _, err := e.public.Verify(ctx, &pb.VerifyRequest{Phone: "13700000000", Code: "123456", IdTail: "12345X"}); rpc.Reason(err) != domain.ReasonNotMatched {
+		t.Fatalf("verify = %v", err)
+	}
+	if _, err := e.public.ResendCode(ctx, &pb.ResendCodeRequest{Phone: "13700000000", IdTail: "12345X"}); rpc.Reason(err) != domain.ReasonNotMatched {
+		t.Fatalf("resend = %v", err)
+	}
+	elapsed := time.Since(began)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waits) != 2 {
+		t.Fatalf("waits = %v, want one per call", waits)
+	}
+	for _, w := range waits {
+		// Each call was held until the floor: what it had spent plus the wait reaches it.
+		if w > floor || w+elapsed < floor {
+			t.Fatalf("wait %s: the answer would leave before the %s floor (calls took %s)", w, floor, elapsed)
+		}
+	}
+	// The internal API and GetVerificationStatus are not held.
+	if _, err := e.public.GetVerificationStatus(ctx, &pb.GetVerificationStatusRequest{OrderId: "nope"}); status.Code(err) != codes.NotFound || len(waits) != 2 {
+		t.Fatalf("status = %v, waits %v", err, waits)
 	}
 }

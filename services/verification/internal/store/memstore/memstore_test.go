@@ -1,0 +1,24 @@
+package memstore_test
+
+import (
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+	"github.com/icpverify/icpverify/services/verification/internal/store/memstore"
+	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
+)
+
+func TestMemStoreSuite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
+		q := outbox.NewMemQueue()
+		db := memstore.NewDB(q)
+		newStore := func(clk clock.Clock, h *domain.Hasher) storetest.Store {
+			return memstore.New(db, clk, h, domain.DefaultLimits, zap.NewNop(), nil)
+		}
+		return storetest.Engine{Store: newStore(clk, storetest.Hasher(t)), Outbox: q, Replica: newStore}
+	})
+}
