@@ -1,4 +1,5 @@
-// Package server wires the deadline service: flags, logger, database, the gRPC API and the sweeper.
+// Package server wires the deadline service: flags, logger, storage (PostgreSQL, or memory for the
+// one-process development server), the gRPC API and the sweeper.
 // Run is exported so a one-process dev server can start every service side by side.
 package server
 
@@ -21,8 +22,16 @@ import (
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/deadline/internal/store"
+	"github.com/icpverify/icpverify/services/deadline/internal/store/memstore"
 	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
 )
+
+// engine is what the service needs from storage: the handlers' and the sweeper's interfaces, which
+// the PostgreSQL store and the memory engine both implement.
+type engine interface {
+	grpcapi.Store
+	sweeper.Store
+}
 
 // Run parses args, serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, args []string) error {
@@ -59,13 +68,20 @@ func Run(ctx context.Context, args []string) error {
 	}
 	defer log.Sync() //nolint:errcheck
 
-	pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := pg.Migrate(ctx, pool, store.Migrations, idempotency.Migrations); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	var st engine
+	if common.Memory() {
+		log.Warn("in-memory store: development only, nothing survives a restart")
+		st = memstore.New()
+	} else {
+		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := pg.Migrate(ctx, pool, store.Migrations, idempotency.Migrations); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		st = store.New(pool)
 	}
 
 	conn, err := rpc.Dial(*verificationAddr)
@@ -75,7 +91,6 @@ func Run(ctx context.Context, args []string) error {
 	defer conn.Close()
 
 	clk := clock.Real{}
-	st := store.New(pool)
 	sw := &sweeper.Sweeper{
 		Store:        st,
 		Verification: verificationv1.NewVerificationInternalServiceClient(conn),

@@ -4,6 +4,9 @@
 package domain
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
@@ -18,9 +21,6 @@ const (
 	Fired     State = "FIRED"
 	Cancelled State = "CANCELLED"
 )
-
-// Final tells whether no transition leaves s.
-func (s State) Final() bool { return s == Fired || s == Cancelled }
 
 // Key names one timer: one submission of one order.
 type Key struct {
@@ -99,28 +99,54 @@ func ValidateSchedule(k Key, hasDue bool, due time.Time) error {
 	return nil
 }
 
-// New is the timer a first schedule creates. A submission older than one already scheduled for the
-// order is created CANCELLED: a late, re-delivered schedule of a superseded submission must not
-// close anything.
-func New(k Key, due, now time.Time, newerExists bool) Deadline {
+// New is the timer a first schedule creates, pending until due. Insert decides whether it stays
+// pending next to the order's other timers.
+func New(k Key, due, now time.Time) Deadline {
 	d := Deadline{Key: k, DueAt: NormalizeTime(due), State: Pending, CreatedAt: NormalizeTime(now)}
 	d.NextAttemptAt = d.DueAt
-	if newerExists {
-		d.State = Cancelled
-	}
 	return d
 }
 
+// Placeholder is the timer a cancel of a submission not scheduled yet leaves behind: the cancel
+// overtook ScheduleDeadline in delivery, and the placeholder makes that late schedule a no-op instead
+// of arming a timer for an order that is already decided. Its due time is the cancel's time (there is
+// no other), so listings and the table's rule next_attempt_at >= due_at hold for it like any timer.
+func Placeholder(k Key, now time.Time) Deadline {
+	d := New(k, now, now)
+	d.State = Cancelled
+	return d
+}
+
+// Insert decides what adding the new timer d does to an order whose other timers are others: d is
+// cancelled when a newer submission exists (a late, re-delivered schedule of a superseded submission
+// must not close anything), and the pending timers of older submissions are cancelled (returned, to be
+// stored). Both engines store exactly what Insert returns.
+func Insert(d Deadline, others []Deadline) (Deadline, []Deadline) {
+	var superseded []Deadline
+	for _, o := range others {
+		if o.Submission > d.Submission {
+			d.State = Cancelled
+		}
+		if Supersedes(d.Submission, o) {
+			o, _ = Cancel(o)
+			superseded = append(superseded, o)
+		}
+	}
+	return d, superseded
+}
+
 // Reschedule decides a repeated schedule of an existing timer: the same due time returns the timer
-// unchanged; a different one is a conflict (a submission has one deadline, fixed at submit time).
+// unchanged; a different one is a conflict (a submission has one deadline, fixed at submit time). A
+// cancelled timer is returned unchanged whatever the due time: nothing of it will fire, and it may be
+// the Placeholder of a cancel that overtook this schedule.
 func Reschedule(existing Deadline, due time.Time) (Deadline, error) {
-	if !existing.DueAt.Equal(NormalizeTime(due)) {
+	if existing.State != Cancelled && !existing.DueAt.Equal(NormalizeTime(due)) {
 		return Deadline{}, errs.AlreadyExists(ReasonConflict, "this submission already has a different deadline")
 	}
 	return existing, nil
 }
 
-// Supersedes tells whether scheduling submission sub cancels the pending timer d of the same order.
+// Supersedes tells whether a timer of submission sub cancels the pending timer d of the same order.
 func Supersedes(sub int32, d Deadline) bool {
 	return d.State == Pending && d.Submission < sub
 }
@@ -135,9 +161,25 @@ func Cancel(d Deadline) (out Deadline, changed bool) {
 	return d, true
 }
 
-// Fire records that the close call succeeded. Only a pending timer fires; anything else is unchanged.
-func Fire(d Deadline, now time.Time, closed bool) (out Deadline, changed bool) {
-	if d.State != Pending {
+// Claimable tells whether a sweeper may claim d at now: pending, not leased or backing off, and due.
+// The PostgreSQL claim states the same condition as its WHERE clause, which its index needs.
+func Claimable(d Deadline, now time.Time) bool {
+	return d.State == Pending && !d.NextAttemptAt.After(now) && !d.DueAt.After(now)
+}
+
+// Claim is d taken by a sweeper at now: hidden from other sweepers until now+lease, with the attempt
+// counted. The new Attempts is the claim's token: Fire and Rearm only accept the latest claim's.
+func Claim(d Deadline, now time.Time, lease time.Duration) Deadline {
+	d.Attempts++
+	d.NextAttemptAt = NormalizeTime(now.Add(lease))
+	return d
+}
+
+// Fire records that the close call of the claim numbered attempts succeeded. Only a pending timer
+// still held by that claim fires; anything else (cancelled meanwhile, or re-claimed after the lease
+// ran out) is unchanged, so a timer fires exactly once.
+func Fire(d Deadline, attempts int32, now time.Time, closed bool) (out Deadline, changed bool) {
+	if d.State != Pending || d.Attempts != attempts {
 		return d, false
 	}
 	d.State = Fired
@@ -145,6 +187,70 @@ func Fire(d Deadline, now time.Time, closed bool) (out Deadline, changed bool) {
 	d.Closed = closed
 	d.LastError = ""
 	return d, true
+}
+
+// Rearm sets when a timer whose close call of the claim numbered attempts did not fire is claimed
+// again, with the same guard as Fire. A next before the due time is refused: it would fire early.
+func Rearm(d Deadline, attempts int32, next time.Time, lastError string) (out Deadline, changed bool, err error) {
+	if d.State != Pending || d.Attempts != attempts {
+		return d, false, nil
+	}
+	next = NormalizeTime(next)
+	if next.Before(d.DueAt) {
+		return d, false, fmt.Errorf("re-arm %s/%d at %s, before its due time %s", d.OrderID, d.Submission, next, d.DueAt)
+	}
+	d.NextAttemptAt = next
+	d.LastError = lastError
+	return d, true, nil
+}
+
+// ListLess is the order of ListDeadlines: soonest due first, then by order id and submission, so
+// that a page token (the last row's key) resumes exactly after it.
+func ListLess(a, b Deadline) bool {
+	if !a.DueAt.Equal(b.DueAt) {
+		return a.DueAt.Before(b.DueAt)
+	}
+	if a.OrderID != b.OrderID {
+		return a.OrderID < b.OrderID
+	}
+	return a.Submission < b.Submission
+}
+
+// PageToken is the opaque cursor of ListDeadlines: the last row's sort key and the filter it was
+// issued for, so a token cannot be replayed against another filter.
+type PageToken struct {
+	DueAt      time.Time `json:"d"`
+	OrderID    string    `json:"o"`
+	Submission int32     `json:"s"`
+	State      string    `json:"f"`
+}
+
+// After tells whether d comes after the token's row in ListLess order.
+func (t PageToken) After(d Deadline) bool {
+	return ListLess(Deadline{Key: Key{OrderID: t.OrderID, Submission: t.Submission}, DueAt: t.DueAt}, d)
+}
+
+// EncodePageToken is the token that resumes a listing filtered by state after last.
+func EncodePageToken(last Deadline, state State) string {
+	b, _ := json.Marshal(PageToken{DueAt: last.DueAt, OrderID: last.OrderID, Submission: last.Submission, State: string(state)}) // cannot fail: plain fields
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// DecodePageToken reads a token issued for a listing filtered by state; "" gives nil (the first page).
+func DecodePageToken(token string, state State) (*PageToken, error) {
+	if token == "" {
+		return nil, nil
+	}
+	bad := errs.Invalid("page_token", ReasonInvalidPageToken, "page_token is not one this service issued for this filter")
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return nil, bad
+	}
+	var t PageToken
+	if err := json.Unmarshal(b, &t); err != nil || t.State != string(state) {
+		return nil, bad
+	}
+	return &t, nil
 }
 
 // NotReachedDelay is how long after the due time a timer is tried again when verification answered

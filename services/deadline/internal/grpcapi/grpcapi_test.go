@@ -112,9 +112,26 @@ func TestNotFound(t *testing.T) {
 	if status.Code(err) != codes.NotFound || rpc.Reason(err) != domain.ReasonNotFound {
 		t.Fatalf("get: %v", err)
 	}
-	_, err = c.CancelDeadline(ctx, &deadlinev1.CancelDeadlineRequest{RequestId: "c", OrderId: "nope", Submission: 1})
-	if status.Code(err) != codes.NotFound || rpc.Reason(err) != domain.ReasonNotFound {
-		t.Fatalf("cancel: %v", err)
+}
+
+// A CancelDeadline that overtakes its ScheduleDeadline answers OK (the caller's outbox must not park
+// it), and the late schedule then answers the CANCELLED timer instead of arming one.
+func TestCancelBeforeSchedule(t *testing.T) {
+	t.Parallel()
+	c := startServer(t)
+	ctx := context.Background()
+	cr, err := c.CancelDeadline(ctx, &deadlinev1.CancelDeadlineRequest{RequestId: "verification:cancel-deadline:o1:1", OrderId: "o1", Submission: 1})
+	if err != nil || cr.GetDeadline().GetState() != deadlinev1.DeadlineState_DEADLINE_STATE_CANCELLED {
+		t.Fatalf("cancel: %v %v", cr, err)
+	}
+	sr, err := c.ScheduleDeadline(ctx, &deadlinev1.ScheduleDeadlineRequest{RequestId: "filing:schedule-deadline:o1:1", OrderId: "o1",
+		Submission: 1, DueTime: timestamppb.New(t0.Add(24 * time.Hour))})
+	if err != nil || sr.GetDeadline().GetState() != deadlinev1.DeadlineState_DEADLINE_STATE_CANCELLED {
+		t.Fatalf("late schedule: %v %v", sr, err)
+	}
+	g, err := c.GetDeadline(ctx, &deadlinev1.GetDeadlineRequest{OrderId: "o1"})
+	if err != nil || g.GetDeadline().GetState() != deadlinev1.DeadlineState_DEADLINE_STATE_CANCELLED {
+		t.Fatalf("get: %v %v", g, err)
 	}
 }
 

@@ -6,8 +6,6 @@ package store
 import (
 	"context"
 	"embed"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -70,14 +68,83 @@ func notFound() error {
 	return errs.NotFound(domain.ReasonNotFound, "no deadline for this order submission")
 }
 
+// lockOrder makes one order's schedules and cancels run one at a time, so "is there a newer
+// submission" and "cancel the older ones" cannot interleave between two submissions written
+// concurrently (row locks cannot cover a row not inserted yet).
+func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('deadline:' || $1))`, orderID)
+	return err
+}
+
+// getForUpdate reads one timer and locks its row; found is false when there is none.
+func getForUpdate(ctx context.Context, tx pgx.Tx, k domain.Key) (d domain.Deadline, found bool, err error) {
+	d, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2 FOR UPDATE`,
+		k.OrderID, k.Submission))
+	if pg.IsNoRows(err) {
+		return d, false, nil
+	}
+	return d, err == nil, err
+}
+
+// save writes the mutable columns of a timer domain code has changed.
+func save(ctx context.Context, tx pgx.Tx, d domain.Deadline) error {
+	var firedAt *time.Time
+	if !d.FiredAt.IsZero() {
+		firedAt = &d.FiredAt
+	}
+	_, err := tx.Exec(ctx, `UPDATE deadlines SET state = $3, next_attempt_at = $4, attempts = $5, last_error = $6,
+		fired_at = $7, closed = $8 WHERE order_id = $1 AND submission = $2`,
+		d.OrderID, d.Submission, string(d.State), d.NextAttemptAt, d.Attempts, d.LastError, firedAt, d.Closed)
+	return err
+}
+
+// insert stores the new timer d (New or Placeholder) as domain.Insert decides next to the order's
+// other timers, whose superseded ones it cancels. The caller holds lockOrder.
+func insert(ctx context.Context, tx pgx.Tx, d domain.Deadline) (domain.Deadline, error) {
+	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 FOR UPDATE`, d.OrderID)
+	if err != nil {
+		return domain.Deadline{}, err
+	}
+	others, err := collect(rows)
+	if err != nil {
+		return domain.Deadline{}, err
+	}
+	d, superseded := domain.Insert(d, others)
+	if _, err := tx.Exec(ctx, `INSERT INTO deadlines (order_id, submission, due_at, state, next_attempt_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, d.OrderID, d.Submission, d.DueAt, string(d.State), d.NextAttemptAt, d.CreatedAt); err != nil {
+		if pg.IsUniqueViolation(err) {
+			return domain.Deadline{}, errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")
+		}
+		return domain.Deadline{}, err
+	}
+	for _, o := range superseded {
+		if err := save(ctx, tx, o); err != nil {
+			return domain.Deadline{}, err
+		}
+	}
+	return d, nil
+}
+
 // Schedule creates the timer of one submission, or returns the existing one (a repeat with another
-// due time is DEADLINE_CONFLICT). Creating it cancels the order's older pending timers. req is the
-// API request, hashed for the request_id check.
+// due time is DEADLINE_CONFLICT, unless the existing one is cancelled). Creating it cancels the
+// order's older pending timers. req is the API request, hashed for the request_id check.
 func (s *Store) Schedule(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
 	out, err := idempotency.Do(ctx, s.pool, now, MethodSchedule, requestID, req,
 		func() *deadlinev1.Deadline { return &deadlinev1.Deadline{} },
 		func(tx pgx.Tx) (*deadlinev1.Deadline, error) {
-			d, err := scheduleTx(ctx, tx, now, k, due)
+			if err := lockOrder(ctx, tx, k.OrderID); err != nil {
+				return nil, err
+			}
+			existing, found, err := getForUpdate(ctx, tx, k)
+			var d domain.Deadline
+			switch {
+			case err != nil:
+				return nil, err
+			case found:
+				d, err = domain.Reschedule(existing, due)
+			default:
+				d, err = insert(ctx, tx, domain.New(k, due, now))
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -89,62 +156,27 @@ func (s *Store) Schedule(ctx context.Context, now time.Time, requestID string, r
 	return convert.FromProto(out), nil
 }
 
-func scheduleTx(ctx context.Context, tx pgx.Tx, now time.Time, k domain.Key, due time.Time) (domain.Deadline, error) {
-	// One order's schedules run one at a time, so "is there a newer submission" and "cancel the older
-	// ones" cannot interleave between two submissions scheduled concurrently.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('deadline:' || $1))`, k.OrderID); err != nil {
-		return domain.Deadline{}, err
-	}
-	existing, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2`,
-		k.OrderID, k.Submission))
-	if err == nil {
-		return domain.Reschedule(existing, due)
-	}
-	if !pg.IsNoRows(err) {
-		return domain.Deadline{}, err
-	}
-	var newer bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deadlines WHERE order_id = $1 AND submission > $2)`,
-		k.OrderID, k.Submission).Scan(&newer); err != nil {
-		return domain.Deadline{}, err
-	}
-	d := domain.New(k, due, now, newer)
-	if _, err := tx.Exec(ctx, `INSERT INTO deadlines (order_id, submission, due_at, state, next_attempt_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, d.OrderID, d.Submission, d.DueAt, string(d.State), d.NextAttemptAt, d.CreatedAt); err != nil {
-		if pg.IsUniqueViolation(err) {
-			return domain.Deadline{}, errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")
-		}
-		return domain.Deadline{}, err
-	}
-	if d.State == domain.Pending {
-		// domain.Supersedes, applied to every older timer of the order at once.
-		if _, err := tx.Exec(ctx, `UPDATE deadlines SET state = 'CANCELLED'
-			WHERE order_id = $1 AND submission < $2 AND state = 'PENDING'`, k.OrderID, k.Submission); err != nil {
-			return domain.Deadline{}, err
-		}
-	}
-	return d, nil
-}
-
-// Cancel cancels a pending timer; a fired or cancelled one is returned unchanged.
+// Cancel cancels a pending timer; a fired or cancelled one is returned unchanged. A submission not
+// scheduled yet (the cancel overtook the schedule) gets a CANCELLED placeholder, which the late
+// schedule then returns instead of arming a timer.
 func (s *Store) Cancel(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	out, err := idempotency.Do(ctx, s.pool, now, MethodCancel, requestID, req,
 		func() *deadlinev1.Deadline { return &deadlinev1.Deadline{} },
 		func(tx pgx.Tx) (*deadlinev1.Deadline, error) {
-			d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2 FOR UPDATE`,
-				k.OrderID, k.Submission))
-			if pg.IsNoRows(err) {
-				return nil, notFound()
+			if err := lockOrder(ctx, tx, k.OrderID); err != nil {
+				return nil, err
 			}
+			d, found, err := getForUpdate(ctx, tx, k)
 			if err != nil {
 				return nil, err
 			}
-			d, changed := domain.Cancel(d)
-			if changed {
-				if _, err := tx.Exec(ctx, `UPDATE deadlines SET state = $3 WHERE order_id = $1 AND submission = $2`,
-					k.OrderID, k.Submission, string(d.State)); err != nil {
-					return nil, err
-				}
+			if !found {
+				d, err = insert(ctx, tx, domain.Placeholder(k, now))
+			} else if d2, changed := domain.Cancel(d); changed {
+				d, err = d2, save(ctx, tx, d2)
+			}
+			if err != nil {
+				return nil, err
 			}
 			return convert.ToProto(d), nil
 		})
@@ -174,40 +206,20 @@ func (s *Store) GetKey(ctx context.Context, k domain.Key) (domain.Deadline, erro
 	return d, err
 }
 
-// pageToken is the opaque cursor of ListDeadlines: the last row's sort key and the filter it was
-// issued for, so a token cannot be replayed against another filter.
-type pageToken struct {
-	DueAt      time.Time `json:"d"`
-	OrderID    string    `json:"o"`
-	Submission int32     `json:"s"`
-	State      string    `json:"f"`
-}
-
-func badToken() error {
-	return errs.Invalid("page_token", domain.ReasonInvalidPageToken, "page_token is not one this service issued for this filter")
-}
-
-// List pages through timers soonest first, optionally only those in state (""= all).
+// List pages through timers in domain.ListLess order (soonest first), optionally only those in
+// state (""= all). Order ids compare bytewise (COLLATE "C"), as Go compares strings.
 func (s *Store) List(ctx context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error) {
-	var after *pageToken
-	if token != "" {
-		b, err := base64.RawURLEncoding.DecodeString(token)
-		if err != nil {
-			return nil, "", badToken()
-		}
-		var t pageToken
-		if err := json.Unmarshal(b, &t); err != nil || t.State != string(state) {
-			return nil, "", badToken()
-		}
-		after = &t
+	after, err := domain.DecodePageToken(token, state)
+	if err != nil {
+		return nil, "", err
 	}
 	q := `SELECT ` + columns + ` FROM deadlines WHERE ($1 = '' OR state = $1)`
 	args := []any{string(state), pageSize + 1}
 	if after != nil {
-		q += ` AND (due_at, order_id, submission) > ($3, $4, $5)`
+		q += ` AND (due_at, order_id COLLATE "C", submission) > ($3, $4, $5)`
 		args = append(args, after.DueAt, after.OrderID, after.Submission)
 	}
-	q += ` ORDER BY due_at, order_id, submission LIMIT $2`
+	q += ` ORDER BY due_at, order_id COLLATE "C", submission LIMIT $2`
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", err
@@ -220,60 +232,86 @@ func (s *Store) List(ctx context.Context, state domain.State, pageSize int, toke
 		return list, "", nil
 	}
 	list = list[:pageSize]
-	last := list[len(list)-1]
-	b, err := json.Marshal(pageToken{DueAt: last.DueAt, OrderID: last.OrderID, Submission: last.Submission, State: string(state)})
-	if err != nil {
-		return nil, "", err
-	}
-	return list, base64.RawURLEncoding.EncodeToString(b), nil
+	return list, domain.EncodePageToken(list[len(list)-1], state), nil
 }
 
-// Claim takes up to batch pending timers due at now, hides them from other sweepers until
-// now+lease and counts the attempt. Rows another sweeper holds locked are skipped, not waited for.
-// The returned Attempts identifies this claim for MarkFired and Rearm.
+// Claim takes up to batch timers claimable at now (domain.Claimable, stated as the WHERE clause the
+// partial index serves), hides them from other sweepers until now+lease and counts the attempt
+// (domain.Claim). Rows another sweeper holds locked are skipped, not waited for. The returned
+// Attempts identifies this claim for MarkFired and Rearm.
 func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.Duration) ([]domain.Deadline, error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH due AS (
-			SELECT order_id, submission FROM deadlines
+	var claimed []domain.Deadline
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		claimed = nil
+		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM deadlines
 			WHERE state = 'PENDING' AND next_attempt_at <= $1 AND due_at <= $1
 			ORDER BY next_attempt_at
 			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE deadlines d SET next_attempt_at = $3, attempts = d.attempts + 1
-		FROM due WHERE d.order_id = due.order_id AND d.submission = due.submission
-		RETURNING `+prefixed, now, batch, domain.NormalizeTime(now.Add(lease)))
+			FOR UPDATE SKIP LOCKED`, now, batch)
+		if err != nil {
+			return err
+		}
+		due, err := collect(rows)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, d := range due {
+			if !domain.Claimable(d, now) {
+				continue
+			}
+			d = domain.Claim(d, now, lease)
+			claimed = append(claimed, d)
+			b.Queue(`UPDATE deadlines SET next_attempt_at = $3, attempts = $4 WHERE order_id = $1 AND submission = $2`,
+				d.OrderID, d.Submission, d.NextAttemptAt, d.Attempts)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim deadlines: %w", err)
 	}
-	return collect(rows)
+	return claimed, nil
 }
 
-const prefixed = `d.order_id, d.submission, d.due_at, d.state, d.next_attempt_at, d.attempts, d.last_error, d.fired_at, d.closed, d.created_at`
-
-// MarkFired records a successful close, but only if the timer is still pending and still held by
-// the claim that counted attempts: a worker whose lease ran out (and was re-claimed by another)
-// changes nothing. It reports whether this call fired the timer.
+// MarkFired records a successful close as domain.Fire decides: only if the timer is still pending
+// and still held by the claim that counted attempts, so a worker whose lease ran out (and was
+// re-claimed by another) changes nothing. It reports whether this call fired the timer.
 func (s *Store) MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE deadlines SET state = 'FIRED', fired_at = $4, closed = $5, last_error = ''
-		WHERE order_id = $1 AND submission = $2 AND state = 'PENDING' AND attempts = $3`,
-		k.OrderID, k.Submission, attempts, domain.NormalizeTime(now), closed)
+	var changed bool
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		d, found, err := getForUpdate(ctx, tx, k)
+		if err != nil || !found {
+			return err
+		}
+		if d, changed = domain.Fire(d, attempts, now, closed); changed {
+			return save(ctx, tx, d)
+		}
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("mark deadline fired: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return changed, nil
 }
 
-// Rearm sets when a timer that did not fire is claimed again, with the same guard as MarkFired.
-// next must not be before the due time (the table refuses it).
+// Rearm sets when a timer that did not fire is claimed again, as domain.Rearm decides (the same
+// guard as MarkFired; never before the due time, which the table refuses too).
 func (s *Store) Rearm(ctx context.Context, k domain.Key, attempts int32, next time.Time, lastError string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE deadlines SET next_attempt_at = $4, last_error = $5
-		WHERE order_id = $1 AND submission = $2 AND state = 'PENDING' AND attempts = $3`,
-		k.OrderID, k.Submission, attempts, domain.NormalizeTime(next), lastError)
+	var changed bool
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		d, found, err := getForUpdate(ctx, tx, k)
+		if err != nil || !found {
+			return err
+		}
+		if d, changed, err = domain.Rearm(d, attempts, next, lastError); err != nil || !changed {
+			return err
+		}
+		return save(ctx, tx, d)
+	})
 	if err != nil {
 		return false, fmt.Errorf("re-arm deadline: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return changed, nil
 }
 
 // NextDue returns the earliest next_attempt_at of a pending timer, so the sweeper can sleep until

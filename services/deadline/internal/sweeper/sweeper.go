@@ -84,8 +84,8 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			s.Log.Warn("deadline claim failed", zap.Error(err))
 		}
-		if err == nil && n == s.Batch {
-			continue
+		if err == nil && n == s.Batch && ctx.Err() == nil {
+			continue // more may be due; but a long backlog must not delay shutdown
 		}
 		wait := s.Interval
 		if err == nil {

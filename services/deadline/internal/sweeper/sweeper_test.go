@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,13 +16,10 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
-	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
-	"github.com/icpverify/icpverify/pkg/pg"
-	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
-	"github.com/icpverify/icpverify/services/deadline/internal/store"
+	"github.com/icpverify/icpverify/services/deadline/internal/store/memstore"
 	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
 )
 
@@ -72,18 +67,20 @@ func (f *fakeVerification) count(key string) int {
 // statusErr builds the status a real verification server would send for a domain error.
 func statusErr(e *errs.Error) error { return rpc.ToStatus(zap.NewNop(), "test", e) }
 
-func setup(t *testing.T) (*store.Store, *clock.Fake, *fakeVerification, *sweeper.Sweeper, *pgxpool.Pool) {
+// setup runs the sweeper on the memory engine: its logic does not depend on the engine, and both
+// engines' claims, leases and guards are tested by the store suite (storetest), which also runs two
+// sweepers against each engine.
+func setup(t *testing.T) (*memstore.Store, *clock.Fake, *fakeVerification, *sweeper.Sweeper) {
 	t.Helper()
-	pool := pgtest.NewSchema(t, "deadline", store.Migrations, idempotency.Migrations)
-	st := store.New(pool)
+	st := memstore.New()
 	clk := clock.NewFake(t0)
 	fake := newFake(clk)
 	sw := &sweeper.Sweeper{Store: st, Verification: fake, Clock: clk, Log: zap.NewNop(), Interval: 10 * time.Millisecond,
 		Batch: 100, Concurrency: 8, Lease: 30 * time.Second}
-	return st, clk, fake, sw, pool
+	return st, clk, fake, sw
 }
 
-func schedule(t *testing.T, st *store.Store, fake *fakeVerification, order string, sub int32, due time.Time) {
+func schedule(t *testing.T, st *memstore.Store, fake *fakeVerification, order string, sub int32, due time.Time) {
 	t.Helper()
 	req := &deadlinev1.ScheduleDeadlineRequest{OrderId: order, Submission: sub}
 	if _, err := st.Schedule(context.Background(), t0, "", req, domain.Key{OrderID: order, Submission: sub}, due); err != nil {
@@ -94,7 +91,7 @@ func schedule(t *testing.T, st *store.Store, fake *fakeVerification, order strin
 	fake.mu.Unlock()
 }
 
-func get(t *testing.T, st *store.Store, order string, sub int32) domain.Deadline {
+func get(t *testing.T, st *memstore.Store, order string, sub int32) domain.Deadline {
 	t.Helper()
 	d, err := st.GetKey(context.Background(), domain.Key{OrderID: order, Submission: sub})
 	if err != nil {
@@ -114,7 +111,7 @@ func runOnce(t *testing.T, sw *sweeper.Sweeper) int {
 
 func TestNeverEarly(t *testing.T) {
 	t.Parallel()
-	st, clk, fake, sw, _ := setup(t)
+	st, clk, fake, sw := setup(t)
 	due := t0.Add(time.Hour)
 	schedule(t, st, fake, "o1", 1, due)
 	if n := runOnce(t, sw); n != 0 || fake.count("o1:1") != 0 {
@@ -143,7 +140,7 @@ func TestNeverEarly(t *testing.T) {
 
 func TestNotReachedRearms(t *testing.T) {
 	t.Parallel()
-	st, clk, fake, sw, _ := setup(t)
+	st, clk, fake, sw := setup(t)
 	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
 		if n == 1 {
 			return nil, statusErr(errs.FailedPrecondition("DEADLINE_NOT_REACHED", "not yet"))
@@ -174,7 +171,7 @@ func TestNotReachedRearms(t *testing.T) {
 
 func TestTransientErrorRetriedWithBackoff(t *testing.T) {
 	t.Parallel()
-	st, clk, fake, sw, _ := setup(t)
+	st, clk, fake, sw := setup(t)
 	fake.answer = func(req *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
 		switch {
 		case req.GetOrderId() == "lag" && n == 1:
@@ -214,96 +211,9 @@ func TestTransientErrorRetriedWithBackoff(t *testing.T) {
 	}
 }
 
-// countingStore counts successful MarkFired per timer across sweepers.
-type countingStore struct {
-	sweeper.Store
-	mu    *sync.Mutex
-	fired map[domain.Key]int
-}
-
-func (c countingStore) MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error) {
-	ok, err := c.Store.MarkFired(ctx, k, attempts, now, closed)
-	if ok {
-		c.mu.Lock()
-		c.fired[k]++
-		c.mu.Unlock()
-	}
-	return ok, err
-}
-
-func TestTwoSweepersFireEachTimerOnce(t *testing.T) {
-	t.Parallel()
-	st, clk, fake, _, pool := setup(t)
-	var schema string
-	if err := pool.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	const n = 500
-	for i := range n {
-		schedule(t, st, fake, fmt.Sprintf("o%03d", i), 1, t0.Add(time.Duration(i%50)*time.Second))
-	}
-	// Slow, sometimes failing calls so the two sweepers overlap and retries happen.
-	var calls atomic.Int64
-	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, _ int) (*verificationv1.CloseIfIncompleteResponse, error) {
-		c := calls.Add(1)
-		time.Sleep(time.Millisecond)
-		if c%17 == 0 {
-			return nil, status.Error(codes.Unavailable, "flaky")
-		}
-		return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
-	}
-	ctx := context.Background()
-	pool2, err := pg.Connect(ctx, zap.NewNop(), pgtest.URL(), schema, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool2.Close()
-
-	// Nothing is due at t0-1s; then time moves on in steps while the sweepers run.
-	clk.Set(t0.Add(-time.Second))
-	mu := &sync.Mutex{}
-	fired := map[domain.Key]int{}
-	runCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, s := range []*store.Store{st, store.New(pool2)} {
-		sw := &sweeper.Sweeper{Store: countingStore{Store: s, mu: mu, fired: fired}, Verification: fake, Clock: clk,
-			Log: zap.NewNop(), Interval: 5 * time.Millisecond, Batch: 37, Concurrency: 8, Lease: 30 * time.Second}
-		wg.Go(func() { _ = sw.Run(runCtx) })
-	}
-	var firedCount int
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM deadlines WHERE state = 'FIRED'`).Scan(&firedCount); err != nil {
-			t.Fatal(err)
-		}
-		if firedCount == n {
-			break
-		}
-		clk.Advance(time.Second)
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	wg.Wait()
-	if firedCount != n {
-		t.Fatalf("FIRED %d, want %d", firedCount, n)
-	}
-	for i := range n {
-		k := domain.Key{OrderID: fmt.Sprintf("o%03d", i), Submission: 1}
-		if fired[k] != 1 {
-			t.Fatalf("%v fired %d times", k, fired[k])
-		}
-		if fake.count(fmt.Sprintf("%s:1", k.OrderID)) < 1 {
-			t.Fatalf("%v never reached verification", k)
-		}
-	}
-	if len(fake.early) != 0 {
-		t.Fatalf("%d calls before the due time, e.g. %s", len(fake.early), fake.early[0])
-	}
-}
-
 func TestLateWorkerAfterLeaseExpiryCannotOverwrite(t *testing.T) {
 	t.Parallel()
-	st, clk, fake, slow, _ := setup(t)
+	st, clk, fake, slow := setup(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
 		if n == 1 { // the first worker hangs past its lease
@@ -327,5 +237,33 @@ func TestLateWorkerAfterLeaseExpiryCannotOverwrite(t *testing.T) {
 	d := get(t, st, "o1", 1)
 	if d.State != domain.Fired || !d.Closed || d.Attempts != 2 || fake.count("o1:1") != 2 {
 		t.Fatalf("late worker overwrote the result: %+v, calls %d", d, fake.count("o1:1"))
+	}
+}
+
+// backlogStore always has another full batch due, like a huge backlog.
+type backlogStore struct{ sweeper.Store }
+
+func (backlogStore) Claim(context.Context, time.Time, int, time.Duration) ([]domain.Deadline, error) {
+	return []domain.Deadline{{Key: domain.Key{OrderID: "o", Submission: 1}, DueAt: t0, State: domain.Pending, Attempts: 1}}, nil
+}
+
+func (backlogStore) MarkFired(context.Context, domain.Key, int32, time.Time, bool) (bool, error) {
+	return true, nil
+}
+
+func (backlogStore) NextDue(context.Context) (time.Time, bool, error) { return t0, true, nil }
+
+func TestRunStopsDuringBacklog(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(t0)
+	sw := &sweeper.Sweeper{Store: backlogStore{}, Verification: newFake(clk), Clock: clk, Log: zap.NewNop(), Batch: 1}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sw.Run(ctx) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run kept claiming full batches after its context ended")
 	}
 }

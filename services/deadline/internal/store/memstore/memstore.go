@@ -1,0 +1,217 @@
+// Package memstore keeps deadline timers in memory, for the one-process development server: nothing
+// survives a restart. It behaves exactly like the PostgreSQL store (the same suite, storetest, runs
+// on both): one mutex makes every operation atomic, as a transaction would, and every decision is
+// the one internal/domain makes for the PostgreSQL store too, so the engines differ only in storage.
+package memstore
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/services/deadline/internal/convert"
+	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/store"
+)
+
+// Store is the memory engine. Timers are held by value, so everything it returns is a copy.
+type Store struct {
+	mu     sync.Mutex
+	timers map[domain.Key]domain.Deadline
+	idem   *idempotency.MemTable
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{timers: map[domain.Key]domain.Deadline{}, idem: idempotency.NewMemTable()}
+}
+
+func notFound() error {
+	return errs.NotFound(domain.ReasonNotFound, "no deadline for this order submission")
+}
+
+// insert stores the new timer d as domain.Insert decides next to the order's other timers.
+func (s *Store) insert(d domain.Deadline) domain.Deadline {
+	var others []domain.Deadline
+	for k, o := range s.timers {
+		if k.OrderID == d.OrderID {
+			others = append(others, o)
+		}
+	}
+	d, superseded := domain.Insert(d, others)
+	s.timers[d.Key] = d
+	for _, o := range superseded {
+		s.timers[o.Key] = o
+	}
+	return d
+}
+
+func newResp() *deadlinev1.Deadline { return &deadlinev1.Deadline{} }
+
+// Schedule creates the timer of one submission, or returns the existing one; see store.Store.Schedule.
+func (s *Store) Schedule(_ context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out, err := idempotency.DoMem(s.idem, store.MethodSchedule, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
+		if existing, ok := s.timers[k]; ok {
+			d, err := domain.Reschedule(existing, due)
+			if err != nil {
+				return nil, err
+			}
+			return convert.ToProto(d), nil
+		}
+		return convert.ToProto(s.insert(domain.New(k, due, now))), nil
+	})
+	if err != nil {
+		return domain.Deadline{}, err
+	}
+	return convert.FromProto(out), nil
+}
+
+// Cancel cancels a pending timer, or leaves a CANCELLED placeholder for a submission not scheduled
+// yet; see store.Store.Cancel.
+func (s *Store) Cancel(_ context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out, err := idempotency.DoMem(s.idem, store.MethodCancel, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
+		d, ok := s.timers[k]
+		if !ok {
+			return convert.ToProto(s.insert(domain.Placeholder(k, now))), nil
+		}
+		d, _ = domain.Cancel(d)
+		s.timers[k] = d
+		return convert.ToProto(d), nil
+	})
+	if err != nil {
+		return domain.Deadline{}, err
+	}
+	return convert.FromProto(out), nil
+}
+
+// Get returns the timer of the order's latest submission.
+func (s *Store) Get(_ context.Context, orderID string) (domain.Deadline, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var latest domain.Deadline
+	found := false
+	for k, d := range s.timers {
+		if k.OrderID == orderID && (!found || k.Submission > latest.Submission) {
+			latest, found = d, true
+		}
+	}
+	if !found {
+		return domain.Deadline{}, notFound()
+	}
+	return latest, nil
+}
+
+// GetKey returns one submission's timer.
+func (s *Store) GetKey(_ context.Context, k domain.Key) (domain.Deadline, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.timers[k]
+	if !ok {
+		return domain.Deadline{}, notFound()
+	}
+	return d, nil
+}
+
+// List pages through timers in domain.ListLess order (soonest first), optionally only those in
+// state (""= all).
+func (s *Store) List(_ context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error) {
+	after, err := domain.DecodePageToken(token, state)
+	if err != nil {
+		return nil, "", err
+	}
+	s.mu.Lock()
+	var list []domain.Deadline
+	for _, d := range s.timers {
+		if (state == "" || d.State == state) && (after == nil || after.After(d)) {
+			list = append(list, d)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(list, func(a, b domain.Deadline) int {
+		switch {
+		case domain.ListLess(a, b):
+			return -1
+		case domain.ListLess(b, a):
+			return 1
+		}
+		return 0
+	})
+	if len(list) <= pageSize {
+		return list, "", nil
+	}
+	list = list[:pageSize]
+	return list, domain.EncodePageToken(list[len(list)-1], state), nil
+}
+
+// Claim takes up to batch timers claimable at now, soonest next attempt first, hides them until
+// now+lease and counts the attempt; see store.Store.Claim.
+func (s *Store) Claim(_ context.Context, now time.Time, batch int, lease time.Duration) ([]domain.Deadline, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []domain.Deadline
+	for _, d := range s.timers {
+		if domain.Claimable(d, now) {
+			due = append(due, d)
+		}
+	}
+	slices.SortFunc(due, func(a, b domain.Deadline) int { return a.NextAttemptAt.Compare(b.NextAttemptAt) })
+	if len(due) > batch {
+		due = due[:batch]
+	}
+	for i, d := range due {
+		due[i] = domain.Claim(d, now, lease)
+		s.timers[d.Key] = due[i]
+	}
+	return due, nil
+}
+
+// MarkFired records a successful close as domain.Fire decides; see store.Store.MarkFired.
+func (s *Store) MarkFired(_ context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.timers[k]
+	if !ok {
+		return false, nil
+	}
+	d, changed := domain.Fire(d, attempts, now, closed)
+	s.timers[k] = d
+	return changed, nil
+}
+
+// Rearm sets when a timer that did not fire is claimed again, as domain.Rearm decides.
+func (s *Store) Rearm(_ context.Context, k domain.Key, attempts int32, next time.Time, lastError string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.timers[k]
+	if !ok {
+		return false, nil
+	}
+	d, changed, err := domain.Rearm(d, attempts, next, lastError)
+	if err != nil {
+		return false, err
+	}
+	s.timers[k] = d
+	return changed, nil
+}
+
+// NextDue returns the earliest next attempt of a pending timer; ok is false when nothing is pending.
+func (s *Store) NextDue(_ context.Context) (next time.Time, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.timers {
+		if d.State == domain.Pending && (!ok || d.NextAttemptAt.Before(next)) {
+			next, ok = d.NextAttemptAt, true
+		}
+	}
+	return next, ok, nil
+}

@@ -1,0 +1,560 @@
+// Package storetest is the behaviour suite every deadline storage engine must pass: the PostgreSQL
+// store and the memory engine run the same tests, through the interfaces the handlers and the sweeper
+// use, so the two cannot drift apart. Concurrency tests are here too: the memory engine must be just
+// as exact as row locks.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/errs"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+// Store is what an engine offers: the handlers' and the sweeper's interfaces, plus GetKey for tests.
+type Store interface {
+	grpcapi.Store
+	sweeper.Store
+	GetKey(ctx context.Context, k domain.Key) (domain.Deadline, error)
+}
+
+// Engine is one storage engine under test.
+type Engine struct {
+	Store Store
+	// Replica is a second handle on the same data, as another replica of the service has: its own
+	// connection pool on PostgreSQL, the same store in memory.
+	Replica Store
+}
+
+// T0 is the fake clock's start in every test.
+var T0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+// Run runs the whole suite against the engine newEngine builds (a fresh, empty one per test).
+func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, e Engine, clk *clock.Fake)
+	}{
+		{"ScheduleIdempotentAndConflict", testScheduleIdempotentAndConflict},
+		{"ScheduleConcurrentSameKey", testScheduleConcurrentSameKey},
+		{"ScheduleConcurrentSubmissions", testScheduleConcurrentSubmissions},
+		{"NewerSubmissionCancelsOlder", testNewerSubmissionCancelsOlder},
+		{"Cancel", testCancel},
+		{"CancelOvertakesSchedule", testCancelOvertakesSchedule},
+		{"ClaimHonoursNowAndLease", testClaimHonoursNowAndLease},
+		{"ConcurrentClaimsDisjoint", testConcurrentClaimsDisjoint},
+		{"List", testList},
+		{"TwoSweepersFireEachTimerOnce", testTwoSweepersFireEachTimerOnce},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clk := clock.NewFake(T0)
+			tc.fn(t, newEngine(t, clk), clk)
+		})
+	}
+}
+
+func key(order string, sub int32) domain.Key { return domain.Key{OrderID: order, Submission: sub} }
+
+func schedule(s Store, reqID, order string, sub int32, due time.Time) (domain.Deadline, error) {
+	req := &deadlinev1.ScheduleDeadlineRequest{RequestId: reqID, OrderId: order, Submission: sub}
+	return s.Schedule(context.Background(), T0, reqID, req, key(order, sub), due)
+}
+
+func mustSchedule(t *testing.T, s Store, order string, sub int32, due time.Time) domain.Deadline {
+	t.Helper()
+	d, err := schedule(s, "", order, sub, due)
+	if err != nil {
+		t.Fatalf("schedule %s/%d: %v", order, sub, err)
+	}
+	return d
+}
+
+func cancel(s Store, now time.Time, reqID string, k domain.Key) (domain.Deadline, error) {
+	req := &deadlinev1.CancelDeadlineRequest{RequestId: reqID, OrderId: k.OrderID, Submission: k.Submission}
+	return s.Cancel(context.Background(), now, reqID, req, k)
+}
+
+func mustGet(t *testing.T, s Store, k domain.Key) domain.Deadline {
+	t.Helper()
+	d, err := s.GetKey(context.Background(), k)
+	if err != nil {
+		t.Fatalf("get %v: %v", k, err)
+	}
+	return d
+}
+
+// listAll pages through every timer in state ("" = all).
+func listAll(t *testing.T, s Store, state domain.State, pageSize int) []domain.Deadline {
+	t.Helper()
+	var all []domain.Deadline
+	token := ""
+	for {
+		page, next, err := s.List(context.Background(), state, pageSize, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all
+		}
+		token = next
+	}
+}
+
+func testScheduleIdempotentAndConflict(t *testing.T, e Engine, _ *clock.Fake) {
+	s := e.Store
+	due := T0.Add(24 * time.Hour)
+	d, err := schedule(s, "r1", "o1", 1, due)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != domain.Pending || !d.DueAt.Equal(due) {
+		t.Fatalf("scheduled %+v", d)
+	}
+	// Same business key, another request_id: the existing timer.
+	again, err := schedule(s, "r2", "o1", 1, due)
+	if err != nil || again.State != domain.Pending || !again.DueAt.Equal(due) {
+		t.Fatalf("repeat: %+v %v", again, err)
+	}
+	// Same key, different due time: conflict, and nothing changed.
+	if _, err := schedule(s, "r3", "o1", 1, due.Add(time.Minute)); errs.Reason(err) != domain.ReasonConflict {
+		t.Fatalf("conflict: got %v", err)
+	}
+	// Same request_id, different request: refused.
+	if _, err := schedule(s, "r1", "o1", 2, due); errs.Reason(err) != "REQUEST_ID_REUSED" {
+		t.Fatalf("reused request id: got %v", err)
+	}
+	// The refused request_id was not remembered with a failed answer: r3 runs again.
+	if _, err := schedule(s, "r3", "o1", 1, due); err != nil {
+		t.Fatalf("r3 after a refusal: %v", err)
+	}
+	got := mustGet(t, s, key("o1", 1))
+	if !got.NextAttemptAt.Equal(due) || got.Attempts != 0 || !got.DueAt.Equal(due) {
+		t.Fatalf("stored %+v", got)
+	}
+	if _, err := s.GetKey(context.Background(), key("o1", 2)); errs.Reason(err) != domain.ReasonNotFound {
+		t.Fatalf("o1/2: %v", err)
+	}
+}
+
+func testScheduleConcurrentSameKey(t *testing.T, e Engine, _ *clock.Fake) {
+	due := T0.Add(time.Hour)
+	var wg sync.WaitGroup
+	errc := make(chan error, 20)
+	for i := range 20 {
+		s := e.Store
+		if i%2 == 1 {
+			s = e.Replica
+		}
+		wg.Go(func() {
+			_, err := schedule(s, fmt.Sprintf("r%d", i%4), "o1", 1, due)
+			errc <- err
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Errorf("concurrent schedule: %v", err)
+		}
+	}
+	if all := listAll(t, e.Store, "", 50); len(all) != 1 || all[0].State != domain.Pending {
+		t.Fatalf("timers %+v", all)
+	}
+}
+
+// Submissions of one order scheduled at once, delivered in any order: only the newest stays pending.
+func testScheduleConcurrentSubmissions(t *testing.T, e Engine, _ *clock.Fake) {
+	const subs = 8
+	for round := range 5 {
+		order := fmt.Sprintf("o%d", round)
+		var wg sync.WaitGroup
+		for sub := int32(1); sub <= subs; sub++ {
+			s := e.Store
+			if sub%2 == 0 {
+				s = e.Replica
+			}
+			wg.Go(func() {
+				if _, err := schedule(s, fmt.Sprintf("%s-%d", order, sub), order, sub, T0.Add(time.Hour)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		for sub := int32(1); sub <= subs; sub++ {
+			want := domain.Cancelled
+			if sub == subs {
+				want = domain.Pending
+			}
+			if d := mustGet(t, e.Store, key(order, sub)); d.State != want {
+				t.Fatalf("%s/%d is %s, want %s", order, sub, d.State, want)
+			}
+		}
+	}
+}
+
+func testNewerSubmissionCancelsOlder(t *testing.T, e Engine, _ *clock.Fake) {
+	s := e.Store
+	mustSchedule(t, s, "o1", 1, T0.Add(time.Hour))
+	mustSchedule(t, s, "other", 1, T0.Add(time.Hour))
+	mustSchedule(t, s, "o1", 2, T0.Add(2*time.Hour))
+	if old := mustGet(t, s, key("o1", 1)); old.State != domain.Cancelled {
+		t.Fatalf("old submission %s, want CANCELLED", old.State)
+	}
+	if other := mustGet(t, s, key("other", 1)); other.State != domain.Pending {
+		t.Fatalf("other order touched: %s", other.State)
+	}
+	latest, err := s.Get(context.Background(), "o1")
+	if err != nil || latest.Submission != 2 || latest.State != domain.Pending {
+		t.Fatalf("latest %+v %v", latest, err)
+	}
+	// A late delivery of an older submission is stored but never armed.
+	if late := mustSchedule(t, s, "o3", 5, T0.Add(time.Hour)); late.State != domain.Pending {
+		t.Fatal(late.State)
+	}
+	if d := mustSchedule(t, s, "o3", 4, T0.Add(time.Hour)); d.State != domain.Cancelled {
+		t.Fatalf("superseded late schedule %s, want CANCELLED", d.State)
+	}
+	if d := mustGet(t, s, key("o3", 5)); d.State != domain.Pending {
+		t.Fatalf("late older schedule touched the newer timer: %s", d.State)
+	}
+}
+
+func testCancel(t *testing.T, e Engine, _ *clock.Fake) {
+	s := e.Store
+	ctx := context.Background()
+	k := key("o1", 1)
+	mustSchedule(t, s, "o1", 1, T0)
+	d, err := cancel(s, T0, "c1", k)
+	if err != nil || d.State != domain.Cancelled {
+		t.Fatalf("cancel %+v %v", d, err)
+	}
+	if d, err := cancel(s, T0, "c2", k); err != nil || d.State != domain.Cancelled {
+		t.Fatalf("cancel again %+v %v", d, err)
+	}
+	if d, err := cancel(s, T0, "c1", k); err != nil || d.State != domain.Cancelled {
+		t.Fatalf("replay %+v %v", d, err)
+	}
+	// A fired timer is returned unchanged.
+	k2 := key("o2", 1)
+	mustSchedule(t, s, "o2", 1, T0)
+	claimed, err := s.Claim(ctx, T0, 10, time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim %v %v", claimed, err)
+	}
+	if ok, err := s.MarkFired(ctx, k2, claimed[0].Attempts, T0, true); !ok || err != nil {
+		t.Fatalf("fire %v %v", ok, err)
+	}
+	if d, err := cancel(s, T0, "c3", k2); err != nil || d.State != domain.Fired || !d.Closed || !d.FiredAt.Equal(T0) {
+		t.Fatalf("cancel fired %+v %v", d, err)
+	}
+	// Cancelled and fired timers are never claimed, and cancelling a fired one did not re-arm it.
+	if claimed, _ := s.Claim(ctx, T0.Add(time.Hour), 10, time.Minute); len(claimed) != 0 {
+		t.Fatalf("claimed %d cancelled/fired timers", len(claimed))
+	}
+	if _, ok, err := s.NextDue(ctx); ok || err != nil {
+		t.Fatalf("NextDue with nothing pending: %v %v", ok, err)
+	}
+}
+
+// A CancelDeadline that overtook its ScheduleDeadline in delivery answers OK with a CANCELLED
+// placeholder, and the late schedule returns it instead of arming a timer for a decided order.
+func testCancelOvertakesSchedule(t *testing.T, e Engine, _ *clock.Fake) {
+	s := e.Store
+	ctx := context.Background()
+	k := key("o1", 2)
+	older := mustSchedule(t, s, "o1", 1, T0.Add(time.Hour)) // still pending: submission 2's schedule is late
+	now := T0.Add(time.Minute)
+	d, err := cancel(s, now, "verification:cancel-deadline:o1:2", k)
+	if err != nil || d.State != domain.Cancelled || d.Key != k || !d.DueAt.Equal(now) {
+		t.Fatalf("cancel of an unknown submission: %+v %v", d, err)
+	}
+	// The cancel is proof that submission 2 exists, so submission 1 is superseded like by a schedule.
+	if o := mustGet(t, s, older.Key); o.State != domain.Cancelled {
+		t.Fatalf("older submission left %s", o.State)
+	}
+	if d, err := cancel(s, now.Add(time.Second), "another", k); err != nil || d.State != domain.Cancelled || !d.DueAt.Equal(now) {
+		t.Fatalf("second cancel: %+v %v", d, err)
+	}
+	late, err := schedule(s, "filing:schedule-deadline:o1:2", "o1", 2, T0.Add(24*time.Hour))
+	if err != nil || late.State != domain.Cancelled || !late.DueAt.Equal(now) {
+		t.Fatalf("late schedule: %+v %v", late, err)
+	}
+	if got, err := s.Get(ctx, "o1"); err != nil || got.Submission != 2 || got.State != domain.Cancelled {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if l := listAll(t, s, domain.Cancelled, 50); len(l) != 2 {
+		t.Fatalf("cancelled list %+v", l)
+	}
+	if l := listAll(t, s, domain.Pending, 50); len(l) != 0 {
+		t.Fatalf("pending list %+v", l)
+	}
+	if claimed, err := s.Claim(ctx, T0.Add(48*time.Hour), 10, time.Minute); err != nil || len(claimed) != 0 {
+		t.Fatalf("claimed %+v %v", claimed, err)
+	}
+}
+
+func testClaimHonoursNowAndLease(t *testing.T, e Engine, _ *clock.Fake) {
+	s := e.Store
+	ctx := context.Background()
+	for i := range 5 {
+		mustSchedule(t, s, fmt.Sprintf("o%d", i), 1, T0.Add(time.Duration(i)*time.Minute))
+	}
+	if got, _ := s.Claim(ctx, T0.Add(-time.Microsecond), 10, time.Minute); len(got) != 0 {
+		t.Fatalf("claimed %d before due", len(got))
+	}
+	got, err := s.Claim(ctx, T0.Add(2*time.Minute), 10, 30*time.Second)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("claimed %d, want 3 (%v)", len(got), err)
+	}
+	for i, d := range got {
+		if d.OrderID != fmt.Sprintf("o%d", i) || d.Attempts != 1 || !d.NextAttemptAt.Equal(T0.Add(2*time.Minute+30*time.Second)) {
+			t.Fatalf("claimed %+v", d)
+		}
+	}
+	// Leased: invisible until the lease ends.
+	if again, _ := s.Claim(ctx, T0.Add(2*time.Minute+29*time.Second), 10, time.Minute); len(again) != 0 {
+		t.Fatalf("claimed %d leased timers", len(again))
+	}
+	// Lease over: claimed again with a new attempt number; the stale claim can no longer write.
+	again, err := s.Claim(ctx, T0.Add(2*time.Minute+30*time.Second), 10, time.Minute)
+	if err != nil || len(again) != 3 || again[0].Attempts != 2 {
+		t.Fatalf("re-claim %+v %v", again, err)
+	}
+	k := got[0].Key
+	if ok, _ := s.MarkFired(ctx, k, 1, T0, false); ok {
+		t.Fatal("stale claim fired the timer")
+	}
+	if ok, _ := s.Rearm(ctx, k, 1, T0.Add(time.Hour), "x"); ok {
+		t.Fatal("stale claim re-armed the timer")
+	}
+	if ok, err := s.MarkFired(ctx, k, 2, T0.Add(3*time.Minute), true); !ok || err != nil {
+		t.Fatalf("current claim could not fire: %v", err)
+	}
+	if ok, _ := s.MarkFired(ctx, k, 2, T0.Add(3*time.Minute), true); ok {
+		t.Fatal("fired twice")
+	}
+	if d := mustGet(t, s, k); d.State != domain.Fired || !d.Closed || !d.FiredAt.Equal(T0.Add(3*time.Minute)) {
+		t.Fatalf("fired %+v", d)
+	}
+	if ok, _ := s.MarkFired(ctx, key("nope", 1), 1, T0, true); ok {
+		t.Fatal("fired an unknown timer")
+	}
+	// Rearm refuses to move a timer before its due time, and re-arms the current claim.
+	if _, err := s.Rearm(ctx, again[1].Key, 2, T0, "x"); err == nil {
+		t.Fatal("re-armed before due")
+	}
+	if ok, err := s.Rearm(ctx, again[1].Key, 2, T0.Add(10*time.Minute), "Unavailable: x"); !ok || err != nil {
+		t.Fatalf("re-arm: %v %v", ok, err)
+	}
+	if d := mustGet(t, s, again[1].Key); d.State != domain.Pending || d.LastError != "Unavailable: x" || !d.NextAttemptAt.Equal(T0.Add(10*time.Minute)) {
+		t.Fatalf("re-armed %+v", d)
+	}
+	// Batch limits the claim, soonest next attempt first: o3 (3:00) before o2 (3:30) and o4 (4:00).
+	if one, err := s.Claim(ctx, T0.Add(4*time.Minute), 1, time.Minute); err != nil || len(one) != 1 || one[0].OrderID != "o3" {
+		t.Fatalf("batch of one: %+v %v", one, err)
+	}
+	next, ok, err := s.NextDue(ctx)
+	if err != nil || !ok || !next.Equal(T0.Add(3*time.Minute+30*time.Second)) {
+		t.Fatalf("NextDue %v %v %v", next, ok, err)
+	}
+}
+
+func testConcurrentClaimsDisjoint(t *testing.T, e Engine, _ *clock.Fake) {
+	ctx := context.Background()
+	const n = 300
+	for i := range n {
+		mustSchedule(t, e.Store, fmt.Sprintf("o%03d", i), 1, T0)
+	}
+	stores := []Store{e.Store, e.Replica}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for {
+				got, err := stores[w%2].Claim(ctx, T0, 7, time.Hour)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, d := range got {
+					seen[d.OrderID]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("claimed %d distinct timers, want %d", len(seen), n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s claimed %d times within one lease", id, c)
+		}
+	}
+}
+
+func testList(t *testing.T, e Engine, _ *clock.Fake) {
+	s := e.Store
+	ctx := context.Background()
+	for i := range 7 {
+		mustSchedule(t, s, fmt.Sprintf("o%d", 6-i), 1, T0.Add(time.Duration(i)*time.Minute))
+	}
+	mustSchedule(t, s, "o6", 2, T0.Add(time.Hour)) // cancels o6/1 (the soonest)
+	// Same due time: by order id bytewise ("B" < "a"), then submission.
+	mustSchedule(t, s, "a", 1, T0.Add(2*time.Hour))
+	mustSchedule(t, s, "B", 1, T0.Add(2*time.Hour))
+	all := listAll(t, s, "", 3)
+	var got []string
+	for _, d := range all {
+		got = append(got, fmt.Sprintf("%s/%d", d.OrderID, d.Submission))
+	}
+	if want := "[o6/1 o5/1 o4/1 o3/1 o2/1 o1/1 o0/1 o6/2 B/1 a/1]"; fmt.Sprint(got) != want {
+		t.Fatalf("list %v, want %s", got, want)
+	}
+	pending, next, err := s.List(ctx, domain.Pending, 50, "")
+	if err != nil || len(pending) != 9 || next != "" {
+		t.Fatalf("pending %d %q %v", len(pending), next, err)
+	}
+	if c := listAll(t, s, domain.Cancelled, 1); len(c) != 1 || c[0].Key != key("o6", 1) {
+		t.Fatalf("cancelled %+v", c)
+	}
+	_, next, _ = s.List(ctx, domain.Pending, 2, "")
+	if _, _, err := s.List(ctx, domain.Cancelled, 2, next); errs.Reason(err) != domain.ReasonInvalidPageToken {
+		t.Fatalf("token for another filter: %v", err)
+	}
+	if _, _, err := s.List(ctx, "", 2, "%%%"); errs.Reason(err) != domain.ReasonInvalidPageToken {
+		t.Fatalf("garbage token: %v", err)
+	}
+}
+
+// fakeVerification answers CloseIfIncomplete and records, per timer, the calls, the failures it
+// injected and any call before the due time.
+type fakeVerification struct {
+	clk      clock.Clock
+	calls    atomic.Int64
+	mu       sync.Mutex
+	perKey   map[domain.Key]int
+	failures map[domain.Key]int
+	dues     map[domain.Key]time.Time
+	early    []domain.Key
+}
+
+func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificationv1.CloseIfIncompleteRequest, _ ...grpc.CallOption) (*verificationv1.CloseIfIncompleteResponse, error) {
+	k := key(req.GetOrderId(), req.GetSubmission())
+	c := f.calls.Add(1)
+	time.Sleep(time.Millisecond) // slow enough for the two sweepers to overlap
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.perKey[k]++
+	if f.clk.Now().Before(f.dues[k]) {
+		f.early = append(f.early, k)
+	}
+	if req.GetRequestId() != sweeper.RequestID(k) {
+		return nil, status.Error(codes.InvalidArgument, "bad request id")
+	}
+	if c%17 == 0 {
+		f.failures[k]++
+		return nil, status.Error(codes.Unavailable, "flaky")
+	}
+	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+}
+
+// countingStore counts successful MarkFired per timer across sweepers.
+type countingStore struct {
+	sweeper.Store
+	mu    *sync.Mutex
+	fired map[domain.Key]int
+}
+
+func (c countingStore) MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error) {
+	ok, err := c.Store.MarkFired(ctx, k, attempts, now, closed)
+	if ok {
+		c.mu.Lock()
+		c.fired[k]++
+		c.mu.Unlock()
+	}
+	return ok, err
+}
+
+// Two sweepers on two handles of one engine, with flaky close calls: every timer fires exactly once,
+// verification is called once per timer plus once per injected failure (no duplicate call from two
+// sweepers holding one timer), and never before the due time.
+func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
+	const n = 500
+	fake := &fakeVerification{clk: clk, perKey: map[domain.Key]int{}, failures: map[domain.Key]int{}, dues: map[domain.Key]time.Time{}}
+	for i := range n {
+		due := T0.Add(time.Duration(i%50) * time.Second)
+		d := mustSchedule(t, e.Store, fmt.Sprintf("o%03d", i), 1, due)
+		fake.dues[d.Key] = due
+	}
+	// Nothing is due at T0-1s; then time moves on in steps while the sweepers run.
+	clk.Set(T0.Add(-time.Second))
+	mu := &sync.Mutex{}
+	fired := map[domain.Key]int{}
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range []Store{e.Store, e.Replica} {
+		// The lease is far longer than the test can take, so a second call for one timer can only come
+		// from two sweepers holding it at once, never from a lease running out.
+		sw := &sweeper.Sweeper{Store: countingStore{Store: s, mu: mu, fired: fired}, Verification: fake, Clock: clk,
+			Log: zap.NewNop(), Interval: 5 * time.Millisecond, Batch: 37, Concurrency: 8, Lease: 24 * time.Hour}
+		wg.Go(func() { _ = sw.Run(runCtx) })
+	}
+	var firedCount int
+	stop := time.Now().Add(30 * time.Second)
+	for time.Now().Before(stop) {
+		if firedCount = len(listAll(t, e.Store, domain.Fired, domain.MaxPageSize)); firedCount == n {
+			break
+		}
+		clk.Advance(time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancelRun()
+	wg.Wait()
+	if firedCount != n {
+		t.Fatalf("FIRED %d, want %d", firedCount, n)
+	}
+	var failed int
+	for k, due := range fake.dues {
+		if fired[k] != 1 {
+			t.Fatalf("%v fired %d times", k, fired[k])
+		}
+		if calls, want := fake.perKey[k], 1+fake.failures[k]; calls != want {
+			t.Fatalf("%v: %d close calls, want %d (1 + %d injected failures)", k, calls, want, fake.failures[k])
+		}
+		failed += fake.failures[k]
+		if d := mustGet(t, e.Store, k); d.Attempts != int32(1+fake.failures[k]) || !d.Closed || d.FiredAt.Before(due) {
+			t.Fatalf("%v after firing: %+v", k, d)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no failure injected: the test did not exercise retries")
+	}
+	if len(fake.early) != 0 {
+		t.Fatalf("%d calls before the due time, e.g. %v", len(fake.early), fake.early[0])
+	}
+}
