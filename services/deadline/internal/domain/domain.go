@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
@@ -202,6 +203,18 @@ func Rearm(d Deadline, attempts int32, next time.Time, lastError string) (out De
 	d.NextAttemptAt = next
 	d.LastError = lastError
 	return d, true, nil
+}
+
+// ClaimCompare orders claims: soonest next attempt first, ties by order id and submission, so both
+// engines claim the same timers in the same order.
+func ClaimCompare(a, b Deadline) int {
+	if c := a.NextAttemptAt.Compare(b.NextAttemptAt); c != 0 {
+		return c
+	}
+	if a.OrderID != b.OrderID {
+		return strings.Compare(a.OrderID, b.OrderID)
+	}
+	return int(a.Submission - b.Submission)
 }
 
 // ListLess is the order of ListDeadlines: soonest due first, then by order id and submission, so

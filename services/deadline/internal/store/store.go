@@ -245,7 +245,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.
 		claimed = nil
 		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM deadlines
 			WHERE state = 'PENDING' AND next_attempt_at <= $1 AND due_at <= $1
-			ORDER BY next_attempt_at
+			ORDER BY next_attempt_at, order_id COLLATE "C", submission
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED`, now, batch)
 		if err != nil {

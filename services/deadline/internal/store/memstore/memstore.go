@@ -164,7 +164,7 @@ func (s *Store) Claim(_ context.Context, now time.Time, batch int, lease time.Du
 			due = append(due, d)
 		}
 	}
-	slices.SortFunc(due, func(a, b domain.Deadline) int { return a.NextAttemptAt.Compare(b.NextAttemptAt) })
+	slices.SortFunc(due, domain.ClaimCompare)
 	if len(due) > batch {
 		due = due[:batch]
 	}
