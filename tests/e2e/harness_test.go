@@ -44,13 +44,15 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
+	pkgs := []string{"github.com/icpverify/icpverify/cmd/icpdev", "github.com/icpverify/icpverify/cmd/icpctl"}
 	for _, s := range services {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, s), "github.com/icpverify/icpverify/services/"+s+"/cmd/"+s)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", s, err)
-			os.Exit(1)
-		}
+		pkgs = append(pkgs, "github.com/icpverify/icpverify/services/"+s+"/cmd/"+s)
+	}
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n", err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -143,6 +145,12 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.Write(p)
+}
+
+func (w lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func (p *proc) start(t *testing.T) {

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freeBasePort finds four consecutive free ports for icpdev's --base-port.
+func freeBasePort(t *testing.T) int {
+	for range 50 {
+		base := freePortNumber(t)
+		ok := true
+		for i := 1; i < 4 && ok; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok && base+3 < 65536 {
+			return base
+		}
+	}
+	t.Fatal("no four consecutive free ports")
+	return 0
+}
+
+func freePortNumber(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The one-process dev server needs no database: with PostgreSQL unreachable, the demo walks an
+// order to UNDER_REVIEW.
+func TestDevServerDemoWithoutDatabase(t *testing.T) {
+	base := freeBasePort(t)
+	var devOut bytes.Buffer
+	dev := exec.Command(filepath.Join(binDir, "icpdev"), fmt.Sprintf("--base-port=%d", base))
+	// Point every PostgreSQL setting at a closed port: the memory store must not need any of them.
+	dev.Env = append(os.Environ(), "DATABASE_URL=postgres://nobody@127.0.0.1:1/none?connect_timeout=1", "PGHOST=127.0.0.1", "PGPORT=1")
+	w := lockedWriter{mu: new(sync.Mutex), buf: &devOut}
+	dev.Stdout, dev.Stderr = w, w
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = dev.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { _ = dev.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = dev.Process.Kill()
+			t.Error("icpdev did not stop within 20s of Ctrl-C")
+		}
+		if t.Failed() {
+			t.Logf("icpdev output:\n%s", tail(w.String(), 6000))
+		}
+	})
+	eventually(t, 30*time.Second, "icpdev to print its four listening lines", func() (bool, string) {
+		return strings.Count(w.String(), "listening on") == 4, w.String()
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	demo := exec.CommandContext(ctx, filepath.Join(binDir, "icpctl"),
+		fmt.Sprintf("--filing-addr=127.0.0.1:%d", base), fmt.Sprintf("--verification-addr=127.0.0.1:%d", base+1),
+		fmt.Sprintf("--sms-dispatch-addr=127.0.0.1:%d", base+2), fmt.Sprintf("--deadline-addr=127.0.0.1:%d", base+3), "demo")
+	out, err := demo.CombinedOutput()
+	if err != nil {
+		t.Fatalf("icpctl demo: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{"VERIFICATION_NOT_MATCHED", "PASSED_WAITING_FOR_OTHERS", "ALL_PASSED",
+		"您的短信核验已全部完成，该请求将提交管局审核", "UNDER_REVIEW"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	if lines := strings.Split(strings.TrimSpace(text), "\n"); !strings.Contains(lines[len(lines)-1], "UNDER_REVIEW") {
+		t.Errorf("the demo must end with the order UNDER_REVIEW; last line: %q", lines[len(lines)-1])
+	}
+}
