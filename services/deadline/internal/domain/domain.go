@@ -4,9 +4,8 @@
 package domain
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"strings"
 	"time"
 
@@ -47,8 +46,6 @@ type Deadline struct {
 // Limits on input.
 const (
 	MaxOrderIDLength = 128
-	DefaultPageSize  = 50
-	MaxPageSize      = 200
 )
 
 // Reasons of the errors this service returns.
@@ -56,8 +53,6 @@ const (
 	ReasonInvalidOrderID    = "INVALID_ORDER_ID"
 	ReasonInvalidSubmission = "INVALID_SUBMISSION"
 	ReasonInvalidDueTime    = "INVALID_DUE_TIME"
-	ReasonInvalidPageSize   = "INVALID_PAGE_SIZE"
-	ReasonInvalidPageToken  = "INVALID_PAGE_TOKEN"
 	ReasonInvalidState      = "INVALID_STATE"
 	ReasonNotFound          = "DEADLINE_NOT_FOUND"
 	ReasonConflict          = "DEADLINE_CONFLICT"
@@ -229,13 +224,11 @@ func ListLess(a, b Deadline) bool {
 	return a.Submission < b.Submission
 }
 
-// PageToken is the opaque cursor of ListDeadlines: the last row's sort key and the filter it was
-// issued for, so a token cannot be replayed against another filter.
+// PageToken is the position of ListDeadlines' page tokens (pkg/pagetoken): the last row's sort key.
 type PageToken struct {
 	DueAt      time.Time `json:"d"`
 	OrderID    string    `json:"o"`
 	Submission int32     `json:"s"`
-	State      string    `json:"f"`
 }
 
 // After tells whether d comes after the token's row in ListLess order.
@@ -245,25 +238,12 @@ func (t PageToken) After(d Deadline) bool {
 
 // EncodePageToken is the token that resumes a listing filtered by state after last.
 func EncodePageToken(last Deadline, state State) string {
-	b, _ := json.Marshal(PageToken{DueAt: last.DueAt, OrderID: last.OrderID, Submission: last.Submission, State: string(state)}) // cannot fail: plain fields
-	return base64.RawURLEncoding.EncodeToString(b)
+	return pagetoken.Encode(PageToken{DueAt: last.DueAt, OrderID: last.OrderID, Submission: last.Submission}, string(state))
 }
 
 // DecodePageToken reads a token issued for a listing filtered by state; "" gives nil (the first page).
 func DecodePageToken(token string, state State) (*PageToken, error) {
-	if token == "" {
-		return nil, nil
-	}
-	bad := errs.Invalid("page_token", ReasonInvalidPageToken, "page_token is not one this service issued for this filter")
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
-		return nil, bad
-	}
-	var t PageToken
-	if err := json.Unmarshal(b, &t); err != nil || t.State != string(state) {
-		return nil, bad
-	}
-	return &t, nil
+	return pagetoken.Decode[PageToken](token, string(state))
 }
 
 // NotReachedDelay is how long after the due time a timer is tried again when verification answered
@@ -311,17 +291,4 @@ func NextAttempt(o Outcome, due, now time.Time, backoff time.Duration) time.Time
 		next = due
 	}
 	return NormalizeTime(next)
-}
-
-// PageSize applies the default and the maximum to a requested page size.
-func PageSize(n int32) (int, error) {
-	switch {
-	case n < 0:
-		return 0, errs.Invalid("page_size", ReasonInvalidPageSize, "page_size must not be negative")
-	case n == 0:
-		return DefaultPageSize, nil
-	case n > MaxPageSize:
-		return MaxPageSize, nil
-	}
-	return int(n), nil
 }

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"testing"
 	"time"
 
@@ -236,7 +237,7 @@ func TestPageToken(t *testing.T) {
 		tok   string
 		state State
 	}{{tok, Cancelled}, {tok, ""}, {"%%%", Pending}, {"bm9wZQ", Pending}} {
-		if _, err := DecodePageToken(bad.tok, bad.state); errs.Reason(err) != ReasonInvalidPageToken {
+		if _, err := DecodePageToken(bad.tok, bad.state); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
 			t.Errorf("DecodePageToken(%q, %q) = %v", bad.tok, bad.state, err)
 		}
 	}
@@ -294,20 +295,5 @@ func TestClassifyAndNextAttempt(t *testing.T) {
 				t.Fatalf("NextAttempt = %v, want %v", got, c.next)
 			}
 		})
-	}
-}
-
-func TestPageSize(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		in      int32
-		want    int
-		wantErr bool
-	}{{0, DefaultPageSize, false}, {1, 1, false}, {200, 200, false}, {201, MaxPageSize, false}, {-1, 0, true}}
-	for _, c := range cases {
-		got, err := PageSize(c.in)
-		if (err != nil) != c.wantErr || got != c.want {
-			t.Errorf("PageSize(%d) = %d, %v", c.in, got, err)
-		}
 	}
 }

@@ -5,6 +5,7 @@ package grpcapi
 
 import (
 	"context"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -89,7 +90,7 @@ func (s *Server) GetDeadline(ctx context.Context, req *deadlinev1.GetDeadlineReq
 
 // ListDeadlines pages through timers soonest first.
 func (s *Server) ListDeadlines(ctx context.Context, req *deadlinev1.ListDeadlinesRequest) (*deadlinev1.ListDeadlinesResponse, error) {
-	size, err := domain.PageSize(req.GetPageSize())
+	size, err := pagetoken.Size(req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}

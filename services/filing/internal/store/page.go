@@ -1,18 +1,11 @@
 package store
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
-)
-
-// Page sizes of ListOrders.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 200
 )
 
 // Page is one ListOrders query, decoded: orders newest first by (CreatedAt, ID), only those in
@@ -37,12 +30,10 @@ func (p Position) Before(createdAt time.Time, id string) bool {
 	return id < p.OrderID
 }
 
-// pageToken is the position after the last order of a page; it also carries the filter, so a token
-// cannot be replayed against another query. Clients treat it as opaque.
-type pageToken struct {
+// tokenPosition is the page token's position (pkg/pagetoken); the token also carries the state filter.
+type tokenPosition struct {
 	CreatedAt int64  `json:"c"` // unix microseconds
 	OrderID   string `json:"o"`
-	State     string `json:"s,omitempty"`
 }
 
 func filterName(s domain.State) string {
@@ -54,24 +45,17 @@ func filterName(s domain.State) string {
 
 // ParsePage checks a ListOrders query and clamps its page size.
 func ParsePage(state domain.State, pageSize int, token string) (Page, error) {
-	switch {
-	case pageSize <= 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
-	}
-	p := Page{State: state, Size: pageSize}
-	if token == "" {
-		return p, nil
-	}
-	bad := errs.Invalid("page_token", "INVALID_PAGE_TOKEN", "page_token was not returned by this query")
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	size, err := pagetoken.Size(int32(min(pageSize, pagetoken.MaxSize+1)))
 	if err != nil {
-		return p, bad
+		return Page{}, err
 	}
-	var t pageToken
-	if json.Unmarshal(b, &t) != nil || t.OrderID == "" || t.State != filterName(state) {
-		return p, bad
+	p := Page{State: state, Size: size}
+	t, err := pagetoken.Decode[tokenPosition](token, filterName(state))
+	if err != nil || t == nil {
+		return p, err
+	}
+	if t.OrderID == "" {
+		return p, errs.Invalid("page_token", pagetoken.ReasonInvalidPageToken, "page_token was not issued by this service for this query")
 	}
 	p.After = &Position{CreatedAt: time.UnixMicro(t.CreatedAt).UTC(), OrderID: t.OrderID}
 	return p, nil
@@ -85,6 +69,5 @@ func (p Page) Next(orders []*domain.Order) ([]*domain.Order, string) {
 	}
 	orders = orders[:p.Size]
 	last := orders[p.Size-1]
-	b, _ := json.Marshal(pageToken{CreatedAt: last.CreatedAt.UnixMicro(), OrderID: last.ID, State: filterName(p.State)})
-	return orders, base64.RawURLEncoding.EncodeToString(b)
+	return orders, pagetoken.Encode(tokenPosition{CreatedAt: last.CreatedAt.UnixMicro(), OrderID: last.ID}, filterName(p.State))
 }

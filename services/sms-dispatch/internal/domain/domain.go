@@ -70,8 +70,6 @@ const (
 	ReasonInvalidOrderID    = "INVALID_ORDER_ID"
 	ReasonMessageIDReused   = "MESSAGE_ID_REUSED"
 	ReasonMessageNotFound   = "MESSAGE_NOT_FOUND"
-	ReasonInvalidPageToken  = "INVALID_PAGE_TOKEN"
-	ReasonInvalidPageSize   = "INVALID_PAGE_SIZE"
 )
 
 // last_error values of messages the dispatcher gave up on without a provider error.
@@ -87,12 +85,6 @@ const (
 	ParamCode           = "code"
 	ParamDeadline       = "deadline"
 	MaxParamValueLength = 256
-)
-
-// Paging of ListMessages.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 200
 )
 
 // Message is one outgoing SMS as the service stores it. Phone is E.164; Body and Params are wiped

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"testing"
 	"time"
 
@@ -301,12 +302,17 @@ func TestClaimCurrent(t *testing.T) {
 
 func TestPageToken(t *testing.T) {
 	at := t0.Add(123 * time.Microsecond)
-	gotAt, gotID, err := DecodePageToken(EncodePageToken(at, "vc-1:2"))
+	tok := EncodePageToken(at, "vc-1:2", "ord_1")
+	gotAt, gotID, err := DecodePageToken(tok, "ord_1")
 	if err != nil || !gotAt.Equal(at) || gotID != "vc-1:2" {
 		t.Fatalf("round trip = %v %q %v", gotAt, gotID, err)
 	}
+	// A token is bound to the order filter it was issued for.
+	if _, _, err := DecodePageToken(tok, "ord_2"); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
+		t.Errorf("token replayed on another filter: %v", err)
+	}
 	for _, bad := range []string{"%%%", "bm9jb2xvbg", "eDp5"} {
-		if _, _, err := DecodePageToken(bad); errs.Reason(err) != ReasonInvalidPageToken {
+		if _, _, err := DecodePageToken(bad, ""); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
 			t.Errorf("DecodePageToken(%q) = %v", bad, err)
 		}
 	}

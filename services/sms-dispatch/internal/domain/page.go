@@ -1,36 +1,30 @@
 package domain
 
 import (
-	"encoding/base64"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
-// EncodePageToken returns the opaque ListMessages token for the position after the message created
-// at at with id id (pages run newest first by (created_at, message_id)).
-func EncodePageToken(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + ":" + id))
+// pagePosition is where a ListMessages page ends: (created_at, message_id), newest first.
+type pagePosition struct {
+	At time.Time `json:"a"`
+	ID string    `json:"i"`
 }
 
-// DecodePageToken reads a token EncodePageToken returned.
-func DecodePageToken(tok string) (time.Time, string, error) {
-	bad := errs.Invalid("page_token", ReasonInvalidPageToken, "page_token is not one this service returned")
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return time.Time{}, "", bad
+// EncodePageToken returns the opaque ListMessages token for the position after the message created
+// at at with id id, for the listing filtered by orderID.
+func EncodePageToken(at time.Time, id, orderID string) string {
+	return pagetoken.Encode(pagePosition{At: at, ID: id}, orderID)
+}
+
+// DecodePageToken reads a token EncodePageToken returned for the same orderID filter.
+func DecodePageToken(tok, orderID string) (time.Time, string, error) {
+	p, err := pagetoken.Decode[pagePosition](tok, orderID)
+	if err != nil || p == nil {
+		return time.Time{}, "", err
 	}
-	micros, id, ok := strings.Cut(string(b), ":")
-	if !ok {
-		return time.Time{}, "", bad
-	}
-	n, err := strconv.ParseInt(micros, 10, 64)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	return time.UnixMicro(n).UTC(), id, nil
+	return p.At.UTC(), p.ID, nil
 }
 
 // Before tells whether a comes before b in ListMessages order (newest first, then message_id

@@ -6,6 +6,7 @@ package grpcapi
 
 import (
 	"context"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,14 +94,9 @@ func (s *Server) GetMessage(ctx context.Context, req *smsv1.GetMessageRequest) (
 
 // ListMessages pages through messages, newest first (page_size default 50, at most 200).
 func (s *Server) ListMessages(ctx context.Context, req *smsv1.ListMessagesRequest) (*smsv1.ListMessagesResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, errs.Invalid("page_size", domain.ReasonInvalidPageSize, "page_size must not be negative")
-	case size == 0:
-		size = domain.DefaultPageSize
-	case size > domain.MaxPageSize:
-		size = domain.MaxPageSize
+	size, err := pagetoken.Size(req.GetPageSize())
+	if err != nil {
+		return nil, err
 	}
 	msgs, next, err := s.Store.List(ctx, req.GetOrderId(), size, req.GetPageToken())
 	if err != nil {

@@ -154,7 +154,7 @@ func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToke
 	)
 	if pageToken != "" {
 		var err error
-		afterAt, afterID, err = domain.DecodePageToken(pageToken)
+		afterAt, afterID, err = domain.DecodePageToken(pageToken, orderID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -176,7 +176,7 @@ func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToke
 	if len(msgs) > pageSize {
 		msgs = msgs[:pageSize]
 		last := msgs[len(msgs)-1]
-		next = domain.EncodePageToken(last.CreatedAt, last.ID)
+		next = domain.EncodePageToken(last.CreatedAt, last.ID, orderID)
 	}
 	return msgs, next, nil
 }

@@ -7,6 +7,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -443,10 +444,10 @@ func testList(t *testing.T, e Engine, _ *clock.Fake) {
 		t.Fatalf("cancelled %+v", c)
 	}
 	_, next, _ = s.List(ctx, domain.Pending, 2, "")
-	if _, _, err := s.List(ctx, domain.Cancelled, 2, next); errs.Reason(err) != domain.ReasonInvalidPageToken {
+	if _, _, err := s.List(ctx, domain.Cancelled, 2, next); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
 		t.Fatalf("token for another filter: %v", err)
 	}
-	if _, _, err := s.List(ctx, "", 2, "%%%"); errs.Reason(err) != domain.ReasonInvalidPageToken {
+	if _, _, err := s.List(ctx, "", 2, "%%%"); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
 		t.Fatalf("garbage token: %v", err)
 	}
 }
@@ -527,7 +528,7 @@ func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
 	var firedCount int
 	stop := time.Now().Add(30 * time.Second)
 	for time.Now().Before(stop) {
-		if firedCount = len(listAll(t, e.Store, domain.Fired, domain.MaxPageSize)); firedCount == n {
+		if firedCount = len(listAll(t, e.Store, domain.Fired, pagetoken.MaxSize)); firedCount == n {
 			break
 		}
 		clk.Advance(time.Second)

@@ -96,7 +96,7 @@ func (s *Store) Get(_ context.Context, id string) (domain.Message, error) {
 func (s *Store) List(_ context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error) {
 	var after *domain.Message
 	if pageToken != "" {
-		at, id, err := domain.DecodePageToken(pageToken)
+		at, id, err := domain.DecodePageToken(pageToken, orderID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -115,7 +115,7 @@ func (s *Store) List(_ context.Context, orderID string, pageSize int, pageToken 
 	if len(msgs) > pageSize {
 		msgs = msgs[:pageSize]
 		last := msgs[len(msgs)-1]
-		next = domain.EncodePageToken(last.CreatedAt, last.ID)
+		next = domain.EncodePageToken(last.CreatedAt, last.ID, orderID)
 	}
 	return msgs, next, nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"sync"
 	"testing"
 	"time"
@@ -208,7 +209,7 @@ func testListPagesNewestFirst(t *testing.T, e *env) {
 	if err != nil || next != "" || len(page) != 3 || page[0].ID != "m-5" {
 		t.Fatalf("order filter: %v %q %v", page, next, err)
 	}
-	if _, _, err := e.store.List(ctx, "", 3, "%%%"); errs.Reason(err) != domain.ReasonInvalidPageToken {
+	if _, _, err := e.store.List(ctx, "", 3, "%%%"); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
 		t.Fatalf("bad token: %v", err)
 	}
 }
