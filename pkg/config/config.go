@@ -146,3 +146,137 @@ func (c Common) Check() error {
 	}
 	return nil
 }
+
+// Float64 declares a float64 flag.
+func (f *Flags) Float64(name string, def float64, usage string) *float64 {
+	if v, ok := os.LookupEnv(f.envName(name)); ok {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("env %s: %w", f.envName(name), err))
+		}
+		def = n
+	}
+	return f.FlagSet.Float64(name, def, fmt.Sprintf("%s (env %s)", usage, f.envName(name)))
+}
+
+// SecurityParts says which security flags a service takes besides those every service takes.
+type SecurityParts int
+
+// The optional parts of the security flags.
+const (
+	// PublicAPI: the service serves public (portal) services, so it takes the portal-auth flags.
+	PublicAPI SecurityParts = 1 << iota
+	// Peers: the service calls other services, so it takes the peer TLS flags.
+	Peers
+)
+
+// The portal authentication modes (--portal-auth).
+const (
+	PortalAuthNone   = "none"
+	PortalAuthAPIKey = "api-key"
+	PortalAuthJWT    = "jwt"
+)
+
+// Security holds the flags of the security edge: listeners, TLS, the internal credential, portal
+// authentication. Pointers of parts a service did not register are nil (see Get).
+type Security struct {
+	InternalGRPCAddr  *string
+	TLSCertFile       *string
+	TLSKeyFile        *string
+	TLSClientCAFile   *string
+	InternalTokenFile *string
+
+	PeerTLSCAFile   *string
+	PeerTLSCertFile *string
+	PeerTLSKeyFile  *string
+
+	PortalAuth  *string
+	APIKeysFile *string
+	JWTKeyFile  *string
+	JWTIssuer   *string
+	JWTAudience *string
+}
+
+// Get returns *p, or "" when p is nil (a flag the service does not take).
+func Get(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// RegisterSecurity declares the security flags; every one defaults to today's development behaviour:
+// one plaintext listener, no credentials.
+func RegisterSecurity(f *Flags, parts SecurityParts) Security {
+	s := Security{
+		InternalGRPCAddr: f.String("internal-grpc-addr", "", "address of a separate listener for the internal services "+
+			"(empty: they are served on --grpc-addr with the public ones)"),
+		TLSCertFile: f.String("tls-cert-file", "", "PEM server certificate (chain) for the gRPC listeners; with --tls-key-file enables TLS, "+
+			"re-read when the file changes"),
+		TLSKeyFile: f.String("tls-key-file", "", "PEM private key of --tls-cert-file"),
+		TLSClientCAFile: f.String("tls-client-ca-file", "", "PEM CA bundle: internal RPCs then require a client certificate it verifies "+
+			"(mutual TLS; the internal listener refuses connections without one)"),
+		InternalTokenFile: f.String("internal-token-file", "", "file with the shared internal token(s), one per line: internal RPCs "+
+			"require 'authorization: Bearer <token>' matching one; peer calls send the first. Re-read when the file changes"),
+	}
+	if parts&Peers != 0 {
+		s.PeerTLSCAFile = f.String("peer-tls-ca-file", "", "PEM CA bundle that verifies the peers' server certificates; "+
+			"setting any --peer-tls-* flag makes peer calls use TLS")
+		s.PeerTLSCertFile = f.String("peer-tls-cert-file", "", "PEM client certificate presented to peers (mutual TLS)")
+		s.PeerTLSKeyFile = f.String("peer-tls-key-file", "", "PEM private key of --peer-tls-cert-file")
+	}
+	if parts&PublicAPI != 0 {
+		s.PortalAuth = f.String("portal-auth", PortalAuthNone, "how portal callers of the public services authenticate: "+
+			"none (development), api-key or jwt")
+		s.APIKeysFile = f.String("api-keys-file", "", `with --portal-auth=api-key: lines "key_id:sha256-hex-of-key"; `+
+			"re-read when the file changes")
+		s.JWTKeyFile = f.String("jwt-key-file", "", "with --portal-auth=jwt: an HS256 secret (at least 32 bytes) or a PEM RSA/EC/Ed25519 public key")
+		s.JWTIssuer = f.String("jwt-issuer", "", "with --portal-auth=jwt: the required iss claim (empty: not checked)")
+		s.JWTAudience = f.String("jwt-audience", "", "with --portal-auth=jwt: the required aud claim (empty: not checked)")
+	}
+	return s
+}
+
+// Check reports missing or contradictory security flags.
+func (s Security) Check() error {
+	var problems []error
+	if (Get(s.TLSCertFile) == "") != (Get(s.TLSKeyFile) == "") {
+		problems = append(problems, errors.New("--tls-cert-file and --tls-key-file go together"))
+	}
+	if Get(s.TLSClientCAFile) != "" && Get(s.TLSCertFile) == "" {
+		problems = append(problems, errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file (mutual TLS is TLS)"))
+	}
+	if (Get(s.PeerTLSCertFile) == "") != (Get(s.PeerTLSKeyFile) == "") {
+		problems = append(problems, errors.New("--peer-tls-cert-file and --peer-tls-key-file go together"))
+	}
+	switch Get(s.PortalAuth) {
+	case "", PortalAuthNone:
+	case PortalAuthAPIKey:
+		if Get(s.APIKeysFile) == "" {
+			problems = append(problems, errors.New("--portal-auth=api-key needs --api-keys-file"))
+		}
+	case PortalAuthJWT:
+		if Get(s.JWTKeyFile) == "" {
+			problems = append(problems, errors.New("--portal-auth=jwt needs --jwt-key-file"))
+		}
+	default:
+		problems = append(problems, fmt.Errorf("--portal-auth %q: use none, api-key or jwt", Get(s.PortalAuth)))
+	}
+	return errors.Join(problems...)
+}
+
+// PortalAuthEnabled tells whether public callers must authenticate.
+func (s Security) PortalAuthEnabled() bool {
+	m := Get(s.PortalAuth)
+	return m != "" && m != PortalAuthNone
+}
+
+// InternalCredential tells whether internal RPCs require a credential (client certificate or token).
+func (s Security) InternalCredential() bool {
+	return Get(s.TLSClientCAFile) != "" || Get(s.InternalTokenFile) != ""
+}
+
+// PeerTLS tells whether peer calls use TLS.
+func (s Security) PeerTLS() bool {
+	return Get(s.PeerTLSCAFile) != "" || Get(s.PeerTLSCertFile) != "" || Get(s.PeerTLSKeyFile) != ""
+}

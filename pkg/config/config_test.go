@@ -55,3 +55,34 @@ func TestBadEnvironmentValue(t *testing.T) {
 		t.Fatal("an unparsable SHUTDOWN_TIMEOUT was accepted")
 	}
 }
+
+func TestSecurityCheck(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"--tls-cert-file=c"}, false},
+		{[]string{"--tls-client-ca-file=ca"}, false},
+		{[]string{"--tls-cert-file=c", "--tls-key-file=k", "--tls-client-ca-file=ca"}, true},
+		{[]string{"--peer-tls-cert-file=c"}, false},
+		{[]string{"--portal-auth=api-key"}, false},
+		{[]string{"--portal-auth=api-key", "--api-keys-file=f"}, true},
+		{[]string{"--portal-auth=jwt"}, false},
+		{[]string{"--portal-auth=basic"}, false},
+	} {
+		f := NewFlags("svc")
+		sec := RegisterSecurity(f, PublicAPI|Peers)
+		if err := f.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := sec.Check(); (err == nil) != tt.ok {
+			t.Errorf("%v: Check() = %v, want ok=%v", tt.args, err, tt.ok)
+		}
+	}
+	f := NewFlags("sms-dispatch")
+	sec := RegisterSecurity(f, 0)
+	if sec.PortalAuth != nil || sec.PeerTLSCAFile != nil || f.Lookup("portal-auth") != nil {
+		t.Error("a service without a public API or peers got their flags")
+	}
+}

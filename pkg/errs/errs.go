@@ -21,6 +21,8 @@ const (
 	KindResourceExhausted                  // ResourceExhausted
 	KindUnavailable                        // Unavailable
 	KindAborted                            // Aborted
+	KindUnauthenticated                    // Unauthenticated
+	KindPermissionDenied                   // PermissionDenied
 )
 
 // Error is a domain error safe to show to the caller: Message must never hold a code, a full phone
@@ -86,3 +88,13 @@ func Reason(err error) string {
 // RequestIDReused is returned when a request_id comes back with a different request.
 var RequestIDReused = &Error{Kind: KindAlreadyExists, Reason: "REQUEST_ID_REUSED", Field: "request_id",
 	Message: "this request_id was already used for a different request"}
+
+// Unauthenticated reports a missing or invalid credential.
+func Unauthenticated(reason, format string, args ...any) *Error {
+	return &Error{Kind: KindUnauthenticated, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// PermissionDenied reports a known caller that may not do this.
+func PermissionDenied(reason, format string, args ...any) *Error {
+	return &Error{Kind: KindPermissionDenied, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}

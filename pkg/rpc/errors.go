@@ -29,6 +29,8 @@ var kindCodes = map[errs.Kind]codes.Code{
 	errs.KindResourceExhausted:  codes.ResourceExhausted,
 	errs.KindUnavailable:        codes.Unavailable,
 	errs.KindAborted:            codes.Aborted,
+	errs.KindUnauthenticated:    codes.Unauthenticated,
+	errs.KindPermissionDenied:   codes.PermissionDenied,
 }
 
 // ToStatus turns any error a handler returns into the status the caller sees: domain errors keep

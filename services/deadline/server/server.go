@@ -37,6 +37,7 @@ type engine interface {
 func Run(ctx context.Context, args []string) error {
 	f := config.NewFlags("deadline")
 	common := config.RegisterCommon(f, config.DefaultDeadlineAddr, "deadline")
+	sec := config.RegisterSecurity(f, config.Peers)
 	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr, "address of the verification service (CloseIfIncomplete)")
 	sweepInterval := f.Duration("sweep-interval", 500*time.Millisecond, "idle wait between sweeper claims (shorter when a timer falls due sooner)")
 	sweepBatch := f.Int("sweep-batch", 100, "how many due timers one sweeper claim takes")
@@ -48,7 +49,7 @@ func Run(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	if err := common.Check(); err != nil {
+	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
 	}
 	switch {
@@ -67,6 +68,14 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	srv, err := rpc.NewSecureServer(log, sec)
+	if err != nil {
+		return err
+	}
+	peers, err := rpc.NewDialer(log, sec)
+	if err != nil {
+		return err
+	}
 
 	var st engine
 	if common.Memory() {
@@ -84,7 +93,7 @@ func Run(ctx context.Context, args []string) error {
 		st = store.New(pool)
 	}
 
-	conn, err := rpc.Dial(*verificationAddr)
+	conn, err := peers.Dial(*verificationAddr)
 	if err != nil {
 		return err
 	}
@@ -102,8 +111,7 @@ func Run(ctx context.Context, args []string) error {
 		Lease:        *lease,
 	}
 
-	srv := rpc.NewServer(log)
-	deadlinev1.RegisterDeadlineServiceServer(srv.GRPC, grpcapi.New(st, clk))
+	deadlinev1.RegisterDeadlineServiceServer(srv.Internal(), grpcapi.New(st, clk))
 	srv.Go("sweeper", sw.Run)
 	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
 }

@@ -32,6 +32,7 @@ import (
 func Run(ctx context.Context, args []string) error {
 	f := config.NewFlags("filing")
 	common := config.RegisterCommon(f, config.DefaultFilingAddr, "filing")
+	sec := config.RegisterSecurity(f, config.PublicAPI|config.Peers)
 	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr, "address of the verification service")
 	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "address of the deadline service")
 	window := f.Duration("verification-window", 24*time.Hour, "how long the verifiers of a submission have to pass (CONFIGURABLE, domain.md)")
@@ -41,7 +42,7 @@ func Run(ctx context.Context, args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	if err := common.Check(); err != nil {
+	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
 	}
 	if *window <= 0 {
@@ -56,6 +57,14 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	srv, err := rpc.NewSecureServer(log, sec)
+	if err != nil {
+		return err
+	}
+	peers, err := rpc.NewDialer(log, sec)
+	if err != nil {
+		return err
+	}
 
 	clk := clock.Real{}
 	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
@@ -84,12 +93,12 @@ func Run(ctx context.Context, args []string) error {
 		st, queue, onEnqueue = ps, outbox.PGQueue{Pool: pool}, &ps.OnEnqueue
 	}
 
-	verificationConn, err := rpc.Dial(*verificationAddr)
+	verificationConn, err := peers.Dial(*verificationAddr)
 	if err != nil {
 		return err
 	}
 	defer verificationConn.Close()
-	deadlineConn, err := rpc.Dial(*deadlineAddr)
+	deadlineConn, err := peers.Dial(*deadlineAddr)
 	if err != nil {
 		return err
 	}
@@ -110,8 +119,7 @@ func Run(ctx context.Context, args []string) error {
 	}
 	*onEnqueue = relay.Wake
 
-	srv := rpc.NewServer(log)
-	grpcapi.Register(srv.GRPC, st, rules)
+	grpcapi.Register(srv.Public(), srv.Internal(), st, rules)
 	srv.Go("outbox", relay.Run)
 	log.Info("filing service starting", zap.String("verification_addr", *verificationAddr), zap.String("deadline_addr", *deadlineAddr),
 		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))

@@ -52,6 +52,7 @@ type Options struct {
 func Run(ctx context.Context, args []string) error {
 	f := config.NewFlags("sms-dispatch")
 	common := config.RegisterCommon(f, config.DefaultSMSDispatchAddr, "sms_dispatch")
+	sec := config.RegisterSecurity(f, 0)
 	prov := f.String("sms-provider", "console", "SMS provider: console (development only: prints the text, sends nothing) or webhook")
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
@@ -68,7 +69,7 @@ func Run(ctx context.Context, args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	if err := common.Check(); err != nil {
+	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
 	}
 	opts := Options{
@@ -86,6 +87,10 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	srv, err := rpc.NewSecureServer(log, sec)
+	if err != nil {
+		return err
+	}
 
 	sms, sendTimeout := opts.provider()
 	// Development mode: the console provider prints every text anyway, so the API may show it too.
@@ -117,8 +122,7 @@ func Run(ctx context.Context, args []string) error {
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers,
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
 	}
-	srv := rpc.NewServer(log)
-	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{
+	smsv1.RegisterSmsDispatchServiceServer(srv.Internal(), &grpcapi.Server{
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Wake: disp.Wake, ShowText: dev,
 	})
 	srv.Go("dispatcher", disp.Run)

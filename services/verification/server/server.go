@@ -33,6 +33,7 @@ import (
 func Run(ctx context.Context, args []string) error {
 	f := config.NewFlags("verification")
 	common := config.RegisterCommon(f, config.DefaultVerificationAddr, "verification")
+	sec := config.RegisterSecurity(f, config.PublicAPI|config.Peers)
 	smsAddr := f.String("sms-dispatch-addr", config.DefaultSMSDispatchAddr, "sms-dispatch service address")
 	filingAddr := f.String("filing-addr", config.DefaultFilingAddr, "filing service address")
 	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "deadline service address")
@@ -43,10 +44,15 @@ func Run(ctx context.Context, args []string) error {
 	maxFailed := f.Int("max-failed-attempts", domain.DefaultLimits.MaxFailedAttempts, "consecutive wrong entries that lock a verifier and return the order")
 	maxResends := f.Int("max-resends", domain.DefaultLimits.MaxResends, "new codes a verifier may request per window")
 	resendInterval := f.Duration("resend-interval", domain.DefaultLimits.ResendInterval, "minimum time between two codes sent to one verifier")
+	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per caller (API key, JWT subject, or IP with --portal-auth=none), "+
+		"against code guessing; 0: no limit")
+	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a caller may make at once before --verify-rate applies")
+	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per caller, against SMS pumping; 0: no limit")
+	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a caller may make at once before --resend-rate applies")
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	if err := common.Check(); err != nil {
+	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
 	}
 	limits := domain.Limits{MaxFailedAttempts: *maxFailed, MaxResends: *maxResends, ResendInterval: *resendInterval}
@@ -67,23 +73,33 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	srv, err := rpc.NewSecureServer(log, sec,
+		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst},
+		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst})
+	if err != nil {
+		return err
+	}
+	peers, err := rpc.NewDialer(log, sec)
+	if err != nil {
+		return err
+	}
 
 	hasher, err := newHasher(log, *hmacKeys)
 	if err != nil {
 		return err
 	}
 
-	smsConn, err := rpc.Dial(*smsAddr)
+	smsConn, err := peers.Dial(*smsAddr)
 	if err != nil {
 		return err
 	}
 	defer smsConn.Close()
-	filingConn, err := rpc.Dial(*filingAddr)
+	filingConn, err := peers.Dial(*filingAddr)
 	if err != nil {
 		return err
 	}
 	defer filingConn.Close()
-	deadlineConn, err := rpc.Dial(*deadlineAddr)
+	deadlineConn, err := peers.Dial(*deadlineAddr)
 	if err != nil {
 		return err
 	}
@@ -122,9 +138,8 @@ func Run(ctx context.Context, args []string) error {
 		st = store.New(pool, clk, hasher, limits, log, relay.Wake)
 	}
 
-	srv := rpc.NewServer(log)
-	pb.RegisterVerificationServiceServer(srv.GRPC, &grpcapi.Public{Store: st, MinResponseTime: *minResponse})
-	pb.RegisterVerificationInternalServiceServer(srv.GRPC, &grpcapi.Internal{Store: st})
+	pb.RegisterVerificationServiceServer(srv.Public(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse})
+	pb.RegisterVerificationInternalServiceServer(srv.Internal(), &grpcapi.Internal{Store: st})
 	srv.Go("outbox", relay.Run)
 	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),

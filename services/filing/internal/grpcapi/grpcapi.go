@@ -38,9 +38,9 @@ const (
 )
 
 // Register registers both filing services on s.
-func Register(s grpc.ServiceRegistrar, st Store, rules domain.Rules) {
-	filingv1.RegisterFilingServiceServer(s, &Public{store: st, rules: rules})
-	filingv1.RegisterFilingInternalServiceServer(s, &Internal{store: st})
+func Register(public, internal grpc.ServiceRegistrar, st Store, rules domain.Rules) {
+	filingv1.RegisterFilingServiceServer(public, &Public{store: st, rules: rules})
+	filingv1.RegisterFilingInternalServiceServer(internal, &Internal{store: st})
 }
 
 // Public implements icp.filing.v1.FilingService.

@@ -34,7 +34,7 @@ func start(t *testing.T) clients {
 	pool := pgtest.NewSchema(t, "filing_api", store.Migrations, outbox.Migrations, idempotency.Migrations)
 	st := store.New(pool, clock.NewFake(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)), store.Config{})
 	srv := rpc.NewServer(zap.NewNop())
-	grpcapi.Register(srv.GRPC, st, domain.Rules{})
+	grpcapi.Register(srv.Public(), srv.Internal(), st, domain.Rules{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc"
+)
+
+// The verification binary with split listeners, API keys, an internal token and a tight Verify limit:
+// the flags reach the edge of a real process.
+func TestSecurityEdgeOfAProcess(t *testing.T) {
+	dir := t.TempDir()
+	sum := sha256.Sum256([]byte("portal-key-1"))
+	keys := filepath.Join(dir, "api-keys")
+	token := filepath.Join(dir, "internal-token")
+	if err := os.WriteFile(keys, []byte("portal-a:"+hex.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(token, []byte("internal-token-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pubAddr, intAddr := freeAddr(t), freeAddr(t)
+	s := &suite{t: t, procs: map[string]*proc{}}
+	p := &proc{name: "verification", out: &bytes.Buffer{}, args: []string{"--store=memory", "--grpc-addr=" + pubAddr,
+		"--internal-grpc-addr=" + intAddr, "--portal-auth=api-key", "--api-keys-file=" + keys, "--internal-token-file=" + token,
+		"--verify-rate=0.01", "--verify-burst=1", "--min-response-time=0"}}
+	p.start(t)
+	s.procs["verification"] = p
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _, _ = p.cmd.Process.Wait() })
+	pubConn, intConn := s.dial(pubAddr), s.dial(intAddr)
+	s.waitHealthy("verification", pubConn)
+	s.waitHealthy("verification", intConn)
+
+	call := func(md ...string) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		t.Cleanup(cancel)
+		return metadata.AppendToOutgoingContext(ctx, md...)
+	}
+	pub := verificationv1.NewVerificationServiceClient(pubConn)
+	req := &verificationv1.VerifyRequest{Phone: "13812345678", Code: "123456", IdTail: "31002X"}
+	check := func(what string, err error, code codes.Code, reason string) {
+		t.Helper()
+		if status.Code(err) != code || rpc.Reason(err) != reason {
+			t.Errorf("%s: %v (reason %q), want %v %s\n%s", what, err, rpc.Reason(err), code, reason, tail(p.Output(), 2000))
+		}
+	}
+	_, err := pub.Verify(call(), req)
+	check("Verify without a key", err, codes.Unauthenticated, rpc.ReasonCredentialMissing)
+	_, err = pub.Verify(call("x-api-key", "portal-key-1"), req)
+	check("Verify with the key reaches the handler", err, codes.NotFound, "VERIFICATION_NOT_MATCHED")
+	_, err = pub.Verify(call("x-api-key", "portal-key-1"), req)
+	check("Verify over the limit", err, codes.ResourceExhausted, rpc.ReasonRateLimited)
+	if rpc.RetryDelay(err) <= 0 {
+		t.Errorf("no retry delay: %v", err)
+	}
+
+	cancelReq := &verificationv1.CancelSessionRequest{RequestId: "c1", OrderId: "ord_unknown"}
+	_, err = verificationv1.NewVerificationInternalServiceClient(pubConn).CancelSession(call("authorization", "Bearer internal-token-1"), cancelReq)
+	check("internal RPC on the public listener", err, codes.Unimplemented, "")
+	internal := verificationv1.NewVerificationInternalServiceClient(intConn)
+	_, err = internal.CancelSession(call("authorization", "Bearer portal-key-1"), cancelReq)
+	check("portal key on an internal RPC", err, codes.Unauthenticated, rpc.ReasonCredentialInvalid)
+	_, err = internal.CancelSession(call("authorization", "Bearer internal-token-1"), cancelReq)
+	if c := status.Code(err); c == codes.Unauthenticated || c == codes.Unimplemented || c == codes.Unavailable {
+		t.Errorf("internal token on the internal listener: %v", err)
+	}
+	if bytes.Contains([]byte(p.Output()), []byte("portal-key-1")) || bytes.Contains([]byte(p.Output()), []byte("internal-token-1")) {
+		t.Error("a credential appears in the log")
+	}
+}
