@@ -107,6 +107,10 @@ type Common struct {
 	DatabaseSchema  *string
 	LogLevel        *string
 	ShutdownTimeout *time.Duration
+	// Observability (see pkg/observe); every one defaults to off.
+	AdminAddr        *string
+	OTLPEndpoint     *string
+	TraceSampleRatio *float64
 }
 
 // RegisterCommon declares the shared flags with a service's defaults.
@@ -118,6 +122,12 @@ func RegisterCommon(f *Flags, defaultAddr, defaultSchema string) Common {
 		DatabaseSchema:  f.String("database-schema", defaultSchema, "PostgreSQL schema this service owns; created and migrated at start"),
 		LogLevel:        f.String("log-level", "info", "log level: debug, info, warn, error"),
 		ShutdownTimeout: f.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight RPCs may finish before a hard stop"),
+		AdminAddr: f.String("admin-addr", "", "address of the admin HTTP listener serving /healthz, /readyz and /metrics "+
+			"(Prometheus), e.g. 0.0.0.0:9090; empty: none"),
+		OTLPEndpoint: f.String("otlp-endpoint", "", "OpenTelemetry collector (OTLP/gRPC) that traces are exported to: host:port "+
+			"(plaintext) or https://host:port; empty: tracing off"),
+		TraceSampleRatio: f.Float64("trace-sample-ratio", 1, "with --otlp-endpoint: the share of new traces recorded, 0 to 1 "+
+			"(a sampled caller's trace is always continued)"),
 	}
 }
 
@@ -143,6 +153,9 @@ func (c Common) Check() error {
 	}
 	if *c.GRPCAddr == "" {
 		return errors.New("--grpc-addr (or GRPC_ADDR) is required")
+	}
+	if c.TraceSampleRatio != nil && (*c.TraceSampleRatio < 0 || *c.TraceSampleRatio > 1) {
+		return fmt.Errorf("--trace-sample-ratio %v: must be between 0 and 1", *c.TraceSampleRatio)
 	}
 	return nil
 }

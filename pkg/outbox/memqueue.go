@@ -21,6 +21,7 @@ type MemQueue struct {
 type memRow struct {
 	Row
 	availableAt time.Time
+	createdAt   time.Time
 	sensitive   bool
 	dead        bool
 	lastErr     string
@@ -40,7 +41,7 @@ func (q *MemQueue) Add(now time.Time, target string, msg proto.Message, sensitiv
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.nextID++
-	q.rows[q.nextID] = &memRow{Row: Row{ID: q.nextID, Target: target, Payload: payload}, availableAt: now, sensitive: sensitive}
+	q.rows[q.nextID] = &memRow{Row: Row{ID: q.nextID, Target: target, Payload: payload}, availableAt: now, createdAt: now, sensitive: sensitive}
 	return nil
 }
 
@@ -119,4 +120,31 @@ func (q *MemQueue) Pending(_ context.Context, limit int) ([]Row, error) {
 	}
 	slices.SortFunc(out, func(a, b Row) int { return int(a.ID - b.ID) })
 	return out[:min(limit, len(out))], nil
+}
+
+// Stats counts the rows per target.
+func (q *MemQueue) Stats(context.Context) ([]TargetStats, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	by := map[string]*TargetStats{}
+	for _, r := range q.rows {
+		st := by[r.Target]
+		if st == nil {
+			st = &TargetStats{Target: r.Target}
+			by[r.Target] = st
+		}
+		if r.dead {
+			st.Dead++
+			continue
+		}
+		st.Pending++
+		if st.Oldest.IsZero() || r.createdAt.Before(st.Oldest) {
+			st.Oldest = r.createdAt
+		}
+	}
+	out := make([]TargetStats, 0, len(by))
+	for _, st := range by {
+		out = append(out, *st)
+	}
+	return out, nil
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/pg"
 )
 
@@ -66,6 +67,7 @@ func Call[T any, PT interface {
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return status.Errorf(codes.InvalidArgument, "outbox payload: %v", err)
 		}
+		noteIDs(ctx, req)
 		_, err := call(ctx, req)
 		return err
 	}
@@ -108,9 +110,12 @@ type Relay struct {
 	Lease, CallTimeout time.Duration
 	// Poll is the idle wait between claims when nothing woke the relay.
 	Poll time.Duration
+	// Observer, when set, gets the relay's metrics (icp_outbox_*) and a span per delivery.
+	Observer *observe.Observer
 
 	wakeOnce sync.Once
 	wake     chan struct{}
+	metrics  *metrics
 }
 
 // Wake makes the relay look for rows now instead of at its next poll; call it after a commit.
@@ -142,6 +147,9 @@ func (r *Relay) init() {
 		}
 		if r.Poll == 0 {
 			r.Poll = 250 * time.Millisecond
+		}
+		if r.Observer != nil {
+			r.metrics = r.observe(r.Observer)
 		}
 	})
 }
@@ -187,7 +195,8 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 }
 
 func (r *Relay) deliver(ctx context.Context, x Row) {
-	log := r.Log.With(zap.Int64("outbox_id", x.ID), zap.String("target", x.Target), zap.Int("attempt", x.Attempts))
+	note := &delivery{}
+	ctx, span := r.metrics.startSpan(context.WithValue(ctx, deliveryKey{}, note), x)
 	h, ok := r.Handlers[x.Target]
 	var err error
 	if !ok {
@@ -197,21 +206,36 @@ func (r *Relay) deliver(ctx context.Context, x Row) {
 		err = h(callCtx, x.Payload)
 		cancel()
 	}
+	endSpan(span, err, note)
+	fields := []zap.Field{zap.Int64("outbox_id", x.ID), zap.String("target", x.Target), zap.Int("attempt", x.Attempts)}
+	if note.orderID != "" {
+		fields = append(fields, zap.String("order_id", note.orderID))
+	}
+	if note.requestID != "" {
+		fields = append(fields, zap.String("request_id", note.requestID))
+	}
+	if id := observe.TraceID(ctx); id != "" {
+		fields = append(fields, zap.String("trace_id", id))
+	}
+	log := r.Log.With(fields...)
 	// The bookkeeping must land even while shutting down, or the row is delivered again after its lease.
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	switch {
 	case err == nil:
+		r.metrics.count(x.Target, resultDelivered)
 		if err := r.Queue.Delivered(bg, x.ID); err != nil {
 			log.Warn("outbox: delivered but not deleted; it will be delivered again", zap.Error(err))
 		}
 	case permanent(err):
+		r.metrics.count(x.Target, resultParked)
 		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
 		if err := r.Queue.Park(bg, x, r.Clock.Now(), err.Error()); err != nil {
 			log.Warn("outbox: could not park the row", zap.Error(err))
 		}
 	default:
 		delay := Backoff(x.Attempts)
+		r.metrics.count(x.Target, resultRetried)
 		log.Warn("outbox: delivery failed, will retry", zap.Duration("retry_in", delay), zap.Error(err))
 		if err := r.Queue.Retry(bg, x, r.Clock.Now().Add(delay), err.Error()); err != nil {
 			log.Warn("outbox: could not reschedule the row", zap.Error(err))

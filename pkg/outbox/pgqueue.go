@@ -71,3 +71,21 @@ func (q PGQueue) Pending(ctx context.Context, limit int) ([]Row, error) {
 		return x, err
 	})
 }
+
+// Stats counts the rows per target: one aggregate over a table that holds only undelivered rows.
+func (q PGQueue) Stats(ctx context.Context) ([]TargetStats, error) {
+	rows, err := q.Pool.Query(ctx, `SELECT target, count(*) FILTER (WHERE dead_at IS NULL), count(*) FILTER (WHERE dead_at IS NOT NULL),
+		min(created_at) FILTER (WHERE dead_at IS NULL) FROM outbox GROUP BY target`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(cr pgx.CollectableRow) (TargetStats, error) {
+		var x TargetStats
+		var oldest *time.Time
+		err := cr.Scan(&x.Target, &x.Pending, &x.Dead, &oldest)
+		if oldest != nil {
+			x.Oldest = *oldest
+		}
+		return x, err
+	})
+}

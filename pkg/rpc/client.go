@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/pkg/observe"
 )
 
 // Dial returns a plaintext client connection without credentials (development, tools, tests).
@@ -24,7 +25,12 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 type Dialer struct {
 	creds credentials.TransportCredentials // nil: plaintext
 	token credentials.PerRPCCredentials    // nil: none
+	obs   *observe.Observer                // nil: no client spans
 }
+
+// Observe makes the calls of the connections dialed from now on start client spans and carry the
+// trace context to the peer, when o has tracing on.
+func (d *Dialer) Observe(o *observe.Observer) { d.obs = o }
 
 // NewDialer returns the dialer the security flags describe.
 func NewDialer(log *zap.Logger, sec config.Security) (*Dialer, error) {
@@ -63,6 +69,9 @@ func (d *Dialer) Dial(addr string) (*grpc.ClientConn, error) {
 	}
 	if d.token != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(d.token))
+	}
+	if h := d.obs.ClientHandler(); h != nil {
+		opts = append(opts, grpc.WithStatsHandler(h))
 	}
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {

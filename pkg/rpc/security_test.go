@@ -140,9 +140,9 @@ type served struct {
 }
 
 // serve starts a secure server on loopback listeners (two when sec splits them).
-func serve(t *testing.T, sec config.Security, limits ...RateLimit) served {
+func serve(t *testing.T, sec config.Security, opts ...ServerOption) served {
 	t.Helper()
-	srv, err := NewSecureServer(zap.NewNop(), sec, limits...)
+	srv, err := NewSecureServer(zap.NewNop(), sec, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

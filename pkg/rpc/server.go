@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/pkg/observe"
 )
 
 // Server is the gRPC edge of one service plus its background loops (outbox relays, dispatchers,
@@ -46,7 +47,21 @@ type Server struct {
 	portal       authenticator
 	intern       authenticator
 	limits       map[string]*limiter
+	obs          *observe.Observer // nil: no metrics, no tracing, no admin listener
 }
+
+// ServerOption configures NewSecureServer: a RateLimit, or WithObserver.
+type ServerOption interface{ serverOption() }
+
+func (RateLimit) serverOption() {}
+
+type withObserver struct{ o *observe.Observer }
+
+func (withObserver) serverOption() {}
+
+// WithObserver gives the server its observability: grpc_server_* metrics on every RPC of both
+// listeners, a span per RPC when tracing is on, the admin listener (--admin-addr) while serving.
+func WithObserver(o *observe.Observer) ServerOption { return withObserver{o} }
 
 type namedLoop struct {
 	name string
@@ -71,8 +86,8 @@ func NewServer(log *zap.Logger, opts ...grpc.ServerOption) *Server {
 }
 
 // NewSecureServer returns a server configured by the security flags (see config.RegisterSecurity),
-// with the given per-caller rate limits. Without security flags it behaves like NewServer.
-func NewSecureServer(log *zap.Logger, sec config.Security, limits ...RateLimit) (*Server, error) {
+// with the given per-caller rate limits and observer. Without security flags it behaves like NewServer.
+func NewSecureServer(log *zap.Logger, sec config.Security, opts ...ServerOption) (*Server, error) {
 	if err := sec.Check(); err != nil {
 		return nil, err
 	}
@@ -94,6 +109,15 @@ func NewSecureServer(log *zap.Logger, sec config.Security, limits ...RateLimit) 
 		}
 	}
 	s.intern = ia
+	var limits []RateLimit
+	for _, o := range opts {
+		switch o := o.(type) {
+		case RateLimit:
+			limits = append(limits, o)
+		case withObserver:
+			s.obs = o.o
+		}
+	}
 	for _, l := range limits {
 		if l.Rate < 0 || l.Burst < 0 {
 			return nil, fmt.Errorf("rate limit of %s: rate and burst must not be negative", l.Method)
@@ -128,7 +152,18 @@ func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, spli
 	s.Health = health.NewServer()
 	s.kinds = map[string]serviceKind{healthpb.Health_ServiceDesc.ServiceName: kindOpen}
 	newGRPC := func(creds credentials.TransportCredentials) *grpc.Server {
-		o := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryInterceptor()), grpc.ChainStreamInterceptor(s.streamInterceptor())}
+		unary := []grpc.UnaryServerInterceptor{s.unaryInterceptor()}
+		stream := []grpc.StreamServerInterceptor{s.streamInterceptor()}
+		var o []grpc.ServerOption
+		if s.obs != nil {
+			// Outermost, so the metrics see the status the edge maps every error (and panic) to.
+			unary = append([]grpc.UnaryServerInterceptor{s.obs.GRPC.UnaryServerInterceptor()}, unary...)
+			stream = append([]grpc.StreamServerInterceptor{s.obs.GRPC.StreamServerInterceptor()}, stream...)
+			if h := s.obs.ServerHandler(); h != nil {
+				o = append(o, grpc.StatsHandler(h))
+			}
+		}
+		o = append(o, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 		if creds != nil {
 			o = append(o, grpc.Creds(creds))
 		}
@@ -204,6 +239,19 @@ func (s *Server) ServeListeners(ctx context.Context, public, internal net.Listen
 	} else if internal != nil {
 		internal.Close()
 	}
+	stopAdmin := func() {}
+	if s.obs != nil {
+		var err error
+		if stopAdmin, err = s.obs.StartAdmin(); err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		for _, g := range servers {
+			s.obs.GRPC.InitializeMetrics(g)
+		}
+	}
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, g := range servers {
 		for name := range g.GetServiceInfo() {
@@ -228,15 +276,24 @@ func (s *Server) ServeListeners(ctx context.Context, public, internal net.Listen
 		fields = append(fields, zap.String("internal_addr", internal.Addr().String()))
 	}
 	s.log.Info("listening", fields...)
+	if s.obs != nil {
+		s.obs.SetServing(true)
+	}
 
 	var err error
 	select {
 	case err = <-serveErr:
+		if s.obs != nil {
+			s.obs.SetServing(false)
+		}
 		for _, g := range servers { // one listener failed: the service is down, stop the other too
 			g.Stop()
 		}
 	case <-ctx.Done():
 		s.log.Info("shutting down", zap.Duration("grace", shutdownTimeout))
+		if s.obs != nil {
+			s.obs.SetServing(false) // /readyz answers 503 from now on, while the in-flight RPCs finish
+		}
 		s.Health.Shutdown()
 		done := make(chan struct{})
 		go func() {
@@ -258,6 +315,14 @@ func (s *Server) ServeListeners(ctx context.Context, public, internal net.Listen
 	}
 	stopLoops()
 	wg.Wait()
+	if s.obs != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := s.obs.Shutdown(flushCtx); ferr != nil {
+			s.log.Warn("could not flush the last spans", zap.Error(ferr))
+		}
+		cancel()
+	}
+	stopAdmin()
 	s.log.Info("stopped")
 	return err
 }
@@ -327,6 +392,9 @@ func (s *Server) unaryInterceptor() grpc.UnaryServerInterceptor {
 			}
 			if r := Reason(err); r != "" {
 				fields = append(fields, zap.String("reason", r))
+			}
+			if id := observe.TraceID(ctx); id != "" {
+				fields = append(fields, zap.String("trace_id", id))
 			}
 			switch status.Code(err) {
 			case codes.Internal, codes.Unknown, codes.DataLoss:

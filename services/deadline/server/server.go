@@ -18,6 +18,7 @@ import (
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
@@ -31,6 +32,7 @@ import (
 type engine interface {
 	grpcapi.Store
 	sweeper.Store
+	sweeper.Counter
 }
 
 // Run parses args, serves until ctx ends, then shuts down gracefully.
@@ -68,7 +70,11 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	srv, err := rpc.NewSecureServer(log, sec)
+	obs, err := observe.FromFlags(log, "deadline", common)
+	if err != nil {
+		return err
+	}
+	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs))
 	if err != nil {
 		return err
 	}
@@ -76,6 +82,7 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	peers.Observe(obs)
 
 	var st engine
 	if common.Memory() {
@@ -87,6 +94,7 @@ func Run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pool.Close()
+		obs.Ready("database", pool.Ping)
 		if err := pg.Migrate(ctx, pool, store.Migrations, idempotency.Migrations); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
@@ -109,6 +117,7 @@ func Run(ctx context.Context, args []string) error {
 		Batch:        *sweepBatch,
 		Concurrency:  *fireConcurrency,
 		Lease:        *lease,
+		Metrics:      sweeper.NewMetrics(obs, st, clk.Now, *lease),
 	}
 
 	deadlinev1.RegisterDeadlineServiceServer(srv.Internal(), grpcapi.New(st, clk))

@@ -18,6 +18,7 @@ import (
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -57,7 +58,11 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	srv, err := rpc.NewSecureServer(log, sec)
+	obs, err := observe.FromFlags(log, "filing", common)
+	if err != nil {
+		return err
+	}
+	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs))
 	if err != nil {
 		return err
 	}
@@ -65,6 +70,7 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	peers.Observe(obs)
 
 	clk := clock.Real{}
 	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
@@ -86,6 +92,7 @@ func Run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pool.Close()
+		obs.Ready("database", pool.Ping)
 		if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
 			return err
 		}
@@ -107,9 +114,10 @@ func Run(ctx context.Context, args []string) error {
 	deadline := deadlinev1.NewDeadlineServiceClient(deadlineConn)
 
 	relay := &outbox.Relay{
-		Queue: queue,
-		Log:   log.With(zap.String("loop", "outbox")),
-		Clock: clk,
+		Observer: obs,
+		Queue:    queue,
+		Log:      log.With(zap.String("loop", "outbox")),
+		Clock:    clk,
 		Handlers: map[string]outbox.Handler{
 			store.TargetOpenSession:      outbox.Call(verification.OpenSession),
 			store.TargetCancelSession:    outbox.Call(verification.CancelSession),

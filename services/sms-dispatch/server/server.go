@@ -17,6 +17,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/config"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/rpc"
 
@@ -87,7 +88,11 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	srv, err := rpc.NewSecureServer(log, sec)
+	obs, err := observe.FromFlags(log, "sms-dispatch", common)
+	if err != nil {
+		return err
+	}
+	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs))
 	if err != nil {
 		return err
 	}
@@ -110,6 +115,7 @@ func Run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pool.Close()
+		obs.Ready("database", pool.Ping)
 		if err := pg.Migrate(ctx, pool, store.Migrations); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
@@ -121,6 +127,7 @@ func Run(ctx context.Context, args []string) error {
 		Store: st, Provider: sms, Clock: clk, Log: log, Caps: opts.Caps, Sender: opts.Sender,
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers,
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
+		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
 	}
 	smsv1.RegisterSmsDispatchServiceServer(srv.Internal(), &grpcapi.Server{
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Wake: disp.Wake, ShowText: dev,

@@ -20,6 +20,7 @@ import (
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -73,7 +74,11 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	srv, err := rpc.NewSecureServer(log, sec,
+	obs, err := observe.FromFlags(log, "verification", common)
+	if err != nil {
+		return err
+	}
+	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs),
 		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst},
 		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst})
 	if err != nil {
@@ -83,6 +88,7 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	peers.Observe(obs)
 
 	hasher, err := newHasher(log, *hmacKeys)
 	if err != nil {
@@ -110,8 +116,9 @@ func Run(ctx context.Context, args []string) error {
 
 	clk := clock.Real{}
 	relay := &outbox.Relay{
-		Log:   log.Named("outbox"),
-		Clock: clk,
+		Observer: obs,
+		Log:      log.Named("outbox"),
+		Clock:    clk,
 		Handlers: map[string]outbox.Handler{
 			domain.TargetSendMessage:    outbox.Call(sms.SendMessage),
 			domain.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
@@ -119,27 +126,33 @@ func Run(ctx context.Context, args []string) error {
 			domain.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
 		},
 	}
+	metrics := grpcapi.NewMetrics(obs.Registry)
 	var st grpcapi.Store
 	if common.Memory() {
 		log.Warn("in-memory store: development only, nothing survives a restart")
 		q := outbox.NewMemQueue()
 		relay.Queue = q
-		st = memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
+		ms := memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
+		ms.OnLock = metrics.Locked
+		st = ms
 	} else {
 		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
+		obs.Ready("database", pool.Ping)
 		if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
 			return err
 		}
 		relay.Queue = outbox.PGQueue{Pool: pool}
-		st = store.New(pool, clk, hasher, limits, log, relay.Wake)
+		ps := store.New(pool, clk, hasher, limits, log, relay.Wake)
+		ps.OnLock = metrics.Locked
+		st = ps
 	}
 
-	pb.RegisterVerificationServiceServer(srv.Public(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse})
-	pb.RegisterVerificationInternalServiceServer(srv.Internal(), &grpcapi.Internal{Store: st})
+	pb.RegisterVerificationServiceServer(srv.Public(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics})
+	pb.RegisterVerificationInternalServiceServer(srv.Internal(), &grpcapi.Internal{Store: st, Metrics: metrics})
 	srv.Go("outbox", relay.Run)
 	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),

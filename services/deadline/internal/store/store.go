@@ -327,3 +327,11 @@ func (s *Store) NextDue(ctx context.Context) (next time.Time, ok bool, err error
 	}
 	return next.UTC(), true, nil
 }
+
+// CountPending counts the pending timers and those due before overdueBefore (metrics); it reads only
+// the pending rows, through the partial index the sweeper's claim uses.
+func (s *Store) CountPending(ctx context.Context, overdueBefore time.Time) (pending, overdue int, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE due_at < $1) FROM deadlines WHERE state = 'PENDING'`,
+		overdueBefore).Scan(&pending, &overdue)
+	return pending, overdue, err
+}

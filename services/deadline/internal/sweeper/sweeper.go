@@ -48,6 +48,8 @@ type Sweeper struct {
 	Batch, Concurrency int
 	// Lease hides a claimed timer from other sweepers; it must exceed CallTimeout.
 	Lease, CallTimeout time.Duration
+	// Metrics counts fired and re-armed timers; nil counts nothing.
+	Metrics *Metrics
 
 	once sync.Once
 }
@@ -148,6 +150,7 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) {
 		case !ok:
 			log.Info("deadline no longer ours (cancelled, or re-claimed after the lease ran out); left as it is")
 		default:
+			s.Metrics.firedOne(resp.GetClosed())
 			log.Info("deadline fired", zap.Bool("closed", resp.GetClosed()))
 		}
 		return
@@ -156,10 +159,13 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) {
 	fields := []zap.Field{zap.Time("next_attempt", next), zap.String("grpc_code", status.Code(err).String()), zap.String("reason", reason)}
 	switch {
 	case outcome == domain.OutcomeNotReached:
+		s.Metrics.rearmedOne("not_reached")
 		log.Info("verification says the deadline is not reached yet; re-armed", fields...)
 	case reason == "SESSION_NOT_FOUND":
+		s.Metrics.rearmedOne("error")
 		log.Warn("verification has no session for this submission yet (OpenSession may lag); will retry", fields...)
 	default:
+		s.Metrics.rearmedOne("error")
 		log.Warn("close call failed; will retry", append(fields, zap.Error(err))...)
 	}
 	if _, rerr := s.Store.Rearm(bg, d.Key, d.Attempts, next, lastError(err)); rerr != nil {

@@ -56,6 +56,8 @@ type Dispatcher struct {
 	KeepText bool
 	// Jitter returns a number in [0,1) that spreads retries; math/rand by default.
 	Jitter func() float64
+	// Metrics counts the outcomes; nil counts nothing.
+	Metrics *Metrics
 
 	once sync.Once
 	wake chan struct{}
@@ -153,6 +155,7 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 		zap.Int("attempt", m.Attempts))
 	if m.Body == "" {
 		log.Error("queued message has no text; failing it")
+		d.Metrics.count(d.Provider.Name(), ResultFailed)
 		return d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
 	}
 	// Microseconds, as PostgreSQL stores them: SendFailed finds the reservation by this instant.
@@ -167,16 +170,21 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 		return nil
 	case domain.ActionReschedule:
 		log.Info("per-phone cap reached; message waits", zap.Time("next_attempt", dec.At))
+		d.Metrics.count(d.Provider.Name(), ResultCapped)
 		return nil
 	case domain.ActionFail:
 		log.Warn("message failed", zap.String("reason", dec.Error))
+		d.Metrics.count(d.Provider.Name(), ResultFailed)
 		return nil
 	}
 
 	sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
+	sendStart := time.Now()
 	sendErr := d.Provider.Send(sendCtx, provider.Message{ID: m.ID, Phone: m.Phone, Text: m.Body, Sender: d.Sender})
+	d.Metrics.timed(d.Provider.Name(), time.Since(sendStart))
 	cancel()
 	if sendErr == nil {
+		d.Metrics.count(d.Provider.Name(), ResultSent)
 		ok, err := d.Store.MarkSent(ctx, m, d.Provider.Name(), d.Clock.Now(), d.KeepText)
 		if err != nil {
 			// The provider has it; the lease will bring it back and it goes out again with the
@@ -198,8 +206,10 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 		return errors.Join(sendErr, err)
 	}
 	if final {
+		d.Metrics.count(d.Provider.Name(), ResultFailed)
 		log.Warn("provider refused the message; giving up", zap.Error(sendErr))
 	} else {
+		d.Metrics.count(d.Provider.Name(), ResultRetried)
 		log.Warn("provider refused the message; will retry", zap.Error(sendErr), zap.Time("next_attempt", retryAt))
 	}
 	return nil

@@ -37,6 +37,8 @@ type Public struct {
 	MinResponseTime time.Duration
 	// Sleep waits d or until ctx ends; nil is a real timer. Tests replace it so they need not wait.
 	Sleep func(ctx context.Context, d time.Duration)
+	// Metrics counts the outcomes; nil counts nothing.
+	Metrics *Metrics
 }
 
 // hold makes a public answer wait until MinResponseTime has passed since start. This is wall-clock
@@ -66,12 +68,15 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 type Internal struct {
 	pb.UnimplementedVerificationInternalServiceServer
 	Store Store
+	// Metrics counts the resends; nil counts nothing.
+	Metrics *Metrics
 }
 
 // Verify checks phone + code + ID tail. Only the shape of the input gets a specific error; every
 // other failure is the uniform VERIFICATION_NOT_MATCHED from the store.
-func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyResponse, error) {
+func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (resp *pb.VerifyResponse, err error) {
 	defer h.hold(ctx, time.Now())
+	defer func() { h.Metrics.verified(resp, err) }()
 	in, err := domain.NormalizeVerify(req.GetPhone(), req.GetCode(), req.GetIdTail())
 	if err != nil {
 		return nil, err
@@ -82,8 +87,9 @@ func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyR
 // ResendCode sends a new code to the verifier identified by phone + ID tail. Every "no" is the uniform
 // VERIFICATION_NOT_MATCHED (a wrong tail also counts as a failed check) unless phone and tail matched a
 // verifier: only then may the answer say "too soon", "limit reached" or "not pending".
-func (h *Public) ResendCode(ctx context.Context, req *pb.ResendCodeRequest) (*pb.ResendCodeResponse, error) {
+func (h *Public) ResendCode(ctx context.Context, req *pb.ResendCodeRequest) (_ *pb.ResendCodeResponse, err error) {
 	defer h.hold(ctx, time.Now())
+	defer func() { h.Metrics.resent(err) }()
 	p, err := phone.Normalize("phone", req.GetPhone())
 	if err != nil {
 		return nil, err
@@ -127,7 +133,8 @@ func (h *Internal) OpenSession(ctx context.Context, req *pb.OpenSessionRequest) 
 }
 
 // ResendVerifierCode sends a new code to one verifier of an order, under the same limits as ResendCode.
-func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error) {
+func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifierCodeRequest) (_ *pb.ResendVerifierCodeResponse, err error) {
+	defer func() { h.Metrics.resent(err) }()
 	if err := requireOrderID(req.GetOrderId()); err != nil {
 		return nil, err
 	}

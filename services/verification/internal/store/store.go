@@ -36,6 +36,8 @@ var Migrations = pg.Source{Name: "verification", FS: fs}
 
 // Store is the PostgreSQL verification store.
 type Store struct {
+	// OnLock, when set, is called after a verifier was locked by too many failed attempts (metrics).
+	OnLock func()
 	pool   *pgxpool.Pool
 	clock  clock.Clock
 	hasher *domain.Hasher
@@ -272,6 +274,9 @@ func (s *Store) countFailures(ctx context.Context, tx pgx.Tx, now time.Time, ses
 			return false, err
 		}
 		enqueued = true
+		if s.OnLock != nil {
+			s.OnLock()
+		}
 		s.log.Warn("verifier locked after too many failed attempts; order returned", logging.OrderID(sess.OrderID),
 			logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
 	}

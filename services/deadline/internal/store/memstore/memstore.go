@@ -215,3 +215,19 @@ func (s *Store) NextDue(_ context.Context) (next time.Time, ok bool, err error) 
 	}
 	return next, ok, nil
 }
+
+// CountPending counts the pending timers and those due before overdueBefore (metrics).
+func (s *Store) CountPending(_ context.Context, overdueBefore time.Time) (pending, overdue int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.timers {
+		if d.State != domain.Pending {
+			continue
+		}
+		pending++
+		if d.DueAt.Before(overdueBefore) {
+			overdue++
+		}
+	}
+	return pending, overdue, nil
+}

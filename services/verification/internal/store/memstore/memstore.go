@@ -55,6 +55,8 @@ func NewDB(q *outbox.MemQueue) *DB {
 
 // Store is the in-memory verification store.
 type Store struct {
+	// OnLock, when set, is called after a verifier was locked by too many failed attempts (metrics).
+	OnLock func()
 	db     *DB
 	clock  clock.Clock
 	hasher *domain.Hasher
@@ -222,6 +224,9 @@ func (s *Store) countFailures(now time.Time, sessions map[string]domain.Session,
 			return enqueued, err
 		}
 		enqueued = true
+		if s.OnLock != nil {
+			s.OnLock()
+		}
 		s.log.Warn("verifier locked after too many failed attempts; order returned", logging.OrderID(sess.OrderID),
 			logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
 	}

@@ -1,0 +1,54 @@
+package dispatcher
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The results of icp_sms_messages_total.
+const (
+	ResultSent    = "sent"    // the provider accepted the message
+	ResultRetried = "retried" // the provider refused it; it is tried again later
+	ResultFailed  = "failed"  // given up: attempts exhausted, expired, or nothing to send
+	ResultCapped  = "capped"  // a per-phone cap made it wait
+)
+
+// Metrics counts provider outcomes by provider and result, and times provider calls. A nil *Metrics
+// counts nothing. Never a phone or message id as a label.
+type Metrics struct {
+	messages *prometheus.CounterVec
+	send     *prometheus.HistogramVec
+}
+
+// NewMetrics registers the dispatcher metrics in reg, with the series of provider at zero.
+func NewMetrics(reg prometheus.Registerer, provider string) *Metrics {
+	m := &Metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icp_sms_messages_total",
+			Help: "SMS dispatch outcomes by provider and result (sent, retried, failed, capped).",
+		}, []string{"provider", "result"}),
+		send: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "icp_sms_send_seconds",
+			Help:    "Duration of one provider call, by provider.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"provider"}),
+	}
+	for _, r := range []string{ResultSent, ResultRetried, ResultFailed, ResultCapped} {
+		m.messages.WithLabelValues(provider, r)
+	}
+	reg.MustRegister(m.messages, m.send)
+	return m
+}
+
+func (m *Metrics) count(provider, result string) {
+	if m != nil {
+		m.messages.WithLabelValues(provider, result).Inc()
+	}
+}
+
+func (m *Metrics) timed(provider string, d time.Duration) {
+	if m != nil {
+		m.send.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}

@@ -1,0 +1,182 @@
+package deploy
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// composeFile is deploy/compose.yaml, decoded (YAML merge keys resolved).
+func composeFile(t *testing.T) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := yamlDocs(t, data)
+	if len(docs) != 1 {
+		t.Fatalf("compose.yaml: %d documents", len(docs))
+	}
+	return docs[0]
+}
+
+// composeLaunch is how compose starts svc: the image's ENTRYPOINT/ENV, env_file, environment, secrets.
+func composeLaunch(t *testing.T, c map[string]any, svc string) launch {
+	t.Helper()
+	deployDir := filepath.Join(repoRoot, "deploy")
+	img, _ := imageLaunch(t, svc)
+	l := launch{source: "deploy/compose.yaml service " + svc, service: svc, args: img.args,
+		env: map[string]string{}, envFrom: map[string]string{}, files: map[string][]byte{}}
+	for k, v := range img.env {
+		l.env[k], l.envFrom[k] = v, "Dockerfile ENV"
+	}
+	s := dig(c, "services", svc)
+	for _, f := range list(dig(s, "env_file")) {
+		for k, v := range readEnvFile(t, filepath.Join(deployDir, str(f))) {
+			l.env[k], l.envFrom[k] = v, "env_file "+str(f)
+		}
+	}
+	switch e := dig(s, "environment").(type) {
+	case map[string]any:
+		for k, v := range e {
+			l.env[k], l.envFrom[k] = str(v), "environment"
+		}
+	case []any:
+		for _, kv := range e {
+			k, v, _ := strings.Cut(str(kv), "=")
+			l.env[k], l.envFrom[k] = v, "environment"
+		}
+	}
+	for _, a := range list(dig(s, "command")) {
+		l.args = append(l.args, str(a))
+	}
+	for _, name := range list(dig(s, "secrets")) {
+		file := str(dig(c, "secrets", str(name), "file"))
+		if file == "" {
+			t.Errorf("%s: secret %v is not declared with a file", l.source, name)
+			continue
+		}
+		if !strings.HasSuffix(file, ".example") {
+			t.Errorf("%s: secret %v comes from %s: the repository holds only *.example secrets", l.source, name, file)
+		}
+		data, err := os.ReadFile(filepath.Join(deployDir, file))
+		if err != nil {
+			t.Errorf("%s: secret %v: %v", l.source, name, err)
+		}
+		l.files["/run/secrets/"+str(name)] = data
+	}
+	return l
+}
+
+func TestCompose(t *testing.T) {
+	c := composeFile(t)
+	deployDir := filepath.Join(repoRoot, "deploy")
+
+	pg := dig(c, "services", "postgres")
+	if img := str(dig(pg, "image")); img != "postgres:15" {
+		t.Errorf("postgres image %q, want postgres:15", img)
+	}
+	if len(list(dig(pg, "volumes"))) == 0 || dig(pg, "healthcheck", "test") == nil {
+		t.Error("postgres needs a volume and a healthcheck")
+	}
+	pgPassword, _ := os.ReadFile(filepath.Join(deployDir, str(dig(c, "secrets", "postgres_password", "file"))))
+
+	launches := map[string]launch{}
+	for _, svc := range services {
+		launches[svc] = composeLaunch(t, c, svc)
+	}
+	for _, svc := range services {
+		t.Run(svc, func(t *testing.T) {
+			l := launches[svc]
+			s := dig(c, "services", svc)
+			if s == nil {
+				t.Fatalf("compose.yaml has no service %s", svc)
+			}
+			if ctx := filepath.Join(deployDir, str(dig(s, "build", "context"))); filepath.Clean(ctx) != repoRoot {
+				t.Errorf("%s: build context %s, want the repository root", l.source, ctx)
+			}
+			if df := filepath.Join(repoRoot, str(dig(s, "build", "dockerfile"))); df != dockerfilePath(svc) {
+				t.Errorf("%s: dockerfile %s, want %s", l.source, df, dockerfilePath(svc))
+			}
+			if str(dig(s, "restart")) == "" {
+				t.Errorf("%s: no restart policy", l.source)
+			}
+			if cond := str(dig(s, "depends_on", "postgres", "condition")); cond != "service_healthy" {
+				t.Errorf("%s: depends_on postgres condition %q, want service_healthy", l.source, cond)
+			}
+			checkAccepted(t, l)
+			checkFileFlags(t, l)
+			checkHMACKeys(t, l)
+			checkProductionSettings(t, l)
+
+			// Published: only the public gRPC listener, and only for the services with public services.
+			var published []string
+			for _, p := range list(dig(s, "ports")) {
+				parts := strings.Split(str(p), ":")
+				cport := portOf("x:" + parts[len(parts)-1])
+				published = append(published, parts[len(parts)-1])
+				if kind := l.listenerByPort(cport); kind != lisGRPC {
+					t.Errorf("%s: publishes container port %d, which is %q, not the public gRPC listener", l.source, cport, kind)
+				}
+			}
+			if publicAPI[svc] && len(published) != 1 {
+				t.Errorf("%s: want the public listener published, got %v", l.source, published)
+			}
+			// The image's HEALTHCHECK still asks a listener of this configuration.
+			if dig(s, "healthcheck") == nil {
+				_, d := imageLaunch(t, svc)
+				checkHealthcheck(t, d, l)
+			}
+			// Peers: the compose service name and the peer's internal listener.
+			for flag, peer := range peerFlags {
+				if _, ok := binaries[svc].flags[flag]; !ok {
+					continue
+				}
+				want := net.JoinHostPort(peer, portString(launches[peer].internalAddr()))
+				if got := l.value(flag); got != want {
+					t.Errorf("%s: --%s=%s, want %s (the peer's internal listener)", l.source, flag, got, want)
+				}
+			}
+			// The database is the compose postgres, with its user, database and password.
+			u, err := url.Parse(l.value("database-url"))
+			if err != nil {
+				t.Fatalf("%s: DATABASE_URL: %v", l.source, err)
+			}
+			pw, _ := u.User.Password()
+			if u.Hostname() != "postgres" || u.User.Username() != str(dig(pg, "environment", "POSTGRES_USER")) ||
+				strings.TrimPrefix(u.Path, "/") != str(dig(pg, "environment", "POSTGRES_DB")) || pw != strings.TrimSpace(string(pgPassword)) {
+				t.Errorf("%s: DATABASE_URL does not match the postgres service (host, user, database, password secret)", l.source)
+			}
+		})
+	}
+}
+
+// checkProductionSettings: what "configured as in production" means for every manifest.
+func checkProductionSettings(t *testing.T, l launch) {
+	t.Helper()
+	if l.value("store") != "postgres" {
+		t.Errorf("%s: --store=%s, want postgres", l.source, l.value("store"))
+	}
+	if l.value("internal-token-file") == "" && l.value("tls-client-ca-file") == "" {
+		t.Errorf("%s: internal RPCs need a credential (--internal-token-file or --tls-client-ca-file)", l.source)
+	}
+	if publicAPI[l.service] {
+		if l.value("internal-grpc-addr") == "" {
+			t.Errorf("%s: the public and internal listeners must be split (--internal-grpc-addr)", l.source)
+		}
+		if a := l.value("portal-auth"); a != "api-key" && a != "jwt" {
+			t.Errorf("%s: --portal-auth=%s: portal callers must authenticate", l.source, a)
+		}
+	}
+	if l.service == "sms-dispatch" && l.value("sms-provider") != "webhook" {
+		t.Errorf("%s: --sms-provider=%s: the console provider is for development only", l.source, l.value("sms-provider"))
+	}
+}
+
+func portString(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
