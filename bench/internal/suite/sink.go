@@ -1,0 +1,124 @@
+package suite
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Post is one message the SMS gateway received.
+type Post struct {
+	MessageID string `json:"message_id"`
+	Phone     string `json:"phone"`
+	Text      string `json:"text"`
+	Sender    string `json:"sender"`
+}
+
+var codeRE = regexp.MustCompile(`\d{6}`)
+
+// Sink is an SMS gateway for the webhook provider: it accepts every POST (202) and keeps, per phone,
+// the code of the latest message, and counts distinct message ids.
+type Sink struct {
+	URL string
+
+	srv      *http.Server
+	mu       sync.Mutex
+	codes    map[string]string // phone -> latest code
+	seen     map[string]struct{}
+	posts    atomic.Int64 // POSTs including repeats
+	distinct atomic.Int64
+	first    atomic.Int64 // unix nanos of the first distinct message since Reset
+	last     atomic.Int64 // unix nanos of the latest distinct message
+	conns    atomic.Int64 // TCP connections accepted
+	// Fail, when set, answers 503 to every POST (for fault drills).
+	Fail atomic.Bool
+}
+
+// NewSink starts the gateway on a free loopback port.
+func NewSink() (*Sink, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{URL: "http://" + l.Addr().String() + "/sms", codes: map[string]string{}, seen: map[string]struct{}{}}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}}
+	go func() { _ = s.srv.Serve(l) }()
+	return s, nil
+}
+
+func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var p Post
+	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.Fail.Load() {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.posts.Add(1)
+	if id := r.Header.Get("Idempotency-Key"); id != "" {
+		p.MessageID = id
+	}
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	_, dup := s.seen[p.MessageID]
+	if !dup {
+		s.seen[p.MessageID] = struct{}{}
+		s.codes[p.Phone] = codeRE.FindString(p.Text)
+	}
+	s.mu.Unlock()
+	if !dup {
+		s.distinct.Add(1)
+		s.first.CompareAndSwap(0, now)
+		s.last.Store(now)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write([]byte(`{"accepted":true}`))
+}
+
+// Code returns the latest code sent to phone (E.164).
+func (s *Sink) Code(phone string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.codes[phone]
+	return c, ok
+}
+
+// Distinct is how many distinct message ids arrived; Posts counts repeats too.
+func (s *Sink) Distinct() int64 { return s.distinct.Load() }
+func (s *Sink) Posts() int64    { return s.posts.Load() }
+
+// Conns is how many TCP connections the gateway accepted.
+func (s *Sink) Conns() int64 { return s.conns.Load() }
+
+// Window returns the arrival times of the first and latest distinct message since ResetWindow.
+func (s *Sink) Window() (first, last time.Time) {
+	return time.Unix(0, s.first.Load()), time.Unix(0, s.last.Load())
+}
+
+// ResetWindow starts a new first/last window.
+func (s *Sink) ResetWindow() { s.first.Store(0); s.last.Store(0) }
+
+// WaitDistinct waits until at least n distinct messages arrived, or limit passes; it reports success.
+func (s *Sink) WaitDistinct(n int64, limit time.Duration) bool {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		if s.Distinct() >= n {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.Distinct() >= n
+}
+
+// Close stops the gateway.
+func (s *Sink) Close() error { return s.srv.Close() }
