@@ -40,11 +40,14 @@ func TestFromFlags(t *testing.T) {
 	}
 	_, span := o.TracerProvider().Tracer("t").Start(context.Background(), "x")
 	span.End()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// The collector is down: the flush fails, but Shutdown must give up when its context ends, so a
+	// missing collector cannot hold up the service's stop.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = o.Shutdown(ctx) // the collector is down: the flush fails, within the timeout
-	if ctx.Err() != nil {
-		t.Error("Shutdown outlived its context")
+	start := time.Now()
+	_ = o.Shutdown(ctx)
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Errorf("Shutdown took %v with a 1s context", waited)
 	}
 
 	f = config.NewFlags("svc")
