@@ -176,7 +176,8 @@ func (o Options) check() error {
 // provider builds the configured provider and the time one Send may take.
 func (o Options) provider() (provider.Provider, time.Duration) {
 	if o.Provider == "webhook" {
-		return provider.NewWebhook(o.WebhookURL, o.WebhookToken, o.WebhookTimeout), o.WebhookTimeout + time.Second
+		// One idle connection per worker: each worker has at most one request in flight.
+		return provider.NewWebhookConns(o.WebhookURL, o.WebhookToken, o.WebhookTimeout, o.DispatchWorkers), o.WebhookTimeout + time.Second
 	}
 	return provider.NewConsole(os.Stdout), 5 * time.Second
 }

@@ -1,6 +1,8 @@
 // Package dispatcher delivers queued messages. N workers (in any number of replicas) claim due
-// messages with FOR UPDATE SKIP LOCKED and a lease, check expiry and the per-phone caps, reserve the
-// cap slot, call the provider, and record the outcome. A message is SENT once; only a crash between
+// messages in batches with FOR UPDATE SKIP LOCKED and a lease, check expiry and the per-phone caps,
+// reserve the cap slot (only when a cap is on; otherwise the claim's lease alone fences the send),
+// call the provider, and record the outcome (the acceptances of a batch in one statement). Each
+// stored message wakes at most one idle worker. A message is SENT once; only a crash between
 // the provider's acceptance and the SENT update makes it go out again, after its lease, with the same
 // message id (the webhook's Idempotency-Key), which the gateway dedups: at least once, never twice
 // in normal operation.
@@ -11,9 +13,11 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/logging"
@@ -28,9 +32,15 @@ type Store interface {
 	Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error)
 	Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error)
 	MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error)
+	// MarkSentAll is MarkSent for several claims in one statement; it returns the ids whose claim
+	// was still current (the others were left alone).
+	MarkSentAll(ctx context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error)
 	SendFailed(ctx context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string, final bool, retryAt time.Time) (bool, error)
 	Fail(ctx context.Context, m domain.Message, lastErr string) error
 }
+
+// DefaultBatch is how many messages one worker claims at most in one statement.
+const DefaultBatch = 16
 
 // Dispatcher runs the workers.
 type Dispatcher struct {
@@ -43,8 +53,11 @@ type Dispatcher struct {
 	Sender string
 	// MaxAttempts is how many provider calls a message gets before it FAILS.
 	MaxAttempts int
-	// Workers is how many messages this process sends at once.
+	// Workers is how many messages this process sends at once (and how many claim loops it runs).
 	Workers int
+	// Batch is how many due messages one claim takes at most (DefaultBatch when 0). A woken worker
+	// claims as many as were stored since the last claim, up to Batch; a poll claims up to Batch.
+	Batch int
 	// Lease hides a claimed message from other workers; it must exceed SendTimeout.
 	Lease time.Duration
 	// SendTimeout bounds one provider call.
@@ -60,13 +73,26 @@ type Dispatcher struct {
 	Metrics *Metrics
 
 	once sync.Once
-	wake chan struct{}
+	// pending counts messages stored (Wake) that no claim has accounted for yet: a counting
+	// semaphore. signal wakes one idle worker per Wake; a worker that finds pending at 0 sleeps.
+	pending atomic.Int64
+	signal  chan struct{}
+	// claimSlots bounds the claims in flight; while they run, Wakes accumulate in pending, so the
+	// next claim takes them all in one statement (batches grow with the load, no added latency).
+	claimSlots chan struct{}
+	// sendSlots bounds the provider calls in flight to Workers.
+	sendSlots chan struct{}
+	// lastClaim (UnixNano of the real clock) lets a poll skip its claim when another one just ran.
+	lastClaim atomic.Int64
 }
 
 func (d *Dispatcher) init() {
 	d.once.Do(func() {
 		if d.Workers <= 0 {
 			d.Workers = 1
+		}
+		if d.Batch <= 0 {
+			d.Batch = DefaultBatch
 		}
 		if d.MaxAttempts <= 0 {
 			d.MaxAttempts = 10
@@ -83,18 +109,33 @@ func (d *Dispatcher) init() {
 		if d.Jitter == nil {
 			d.Jitter = rand.Float64
 		}
-		d.wake = make(chan struct{}, d.Workers)
+		d.signal = make(chan struct{}, d.Workers)
+		d.claimSlots = make(chan struct{}, min(2, d.Workers))
+		d.sendSlots = make(chan struct{}, d.Workers)
 	})
 }
 
-// Wake makes idle workers look for messages now; SendMessage calls it after storing a message.
+// Wake tells the workers that one more message was stored; SendMessage calls it after storing a
+// message. It wakes at most one idle worker.
 func (d *Dispatcher) Wake() {
 	d.init()
-	for range d.Workers {
-		select {
-		case d.wake <- struct{}{}:
-		default:
-			return
+	d.pending.Add(1)
+	select {
+	case d.signal <- struct{}{}:
+	default: // every worker already has a wake-up waiting
+	}
+}
+
+// takeTokens takes up to n of the pending Wakes.
+func (d *Dispatcher) takeTokens(n int) int {
+	for {
+		p := d.pending.Load()
+		if p <= 0 {
+			return 0
+		}
+		k := min(p, int64(n))
+		if d.pending.CompareAndSwap(p, p-k) {
+			return int(k)
 		}
 	}
 }
@@ -111,71 +152,223 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 func (d *Dispatcher) work(ctx context.Context) {
+	poll := true // look for a backlog at start
+	timer := time.NewTimer(d.Poll)
+	defer timer.Stop()
 	for ctx.Err() == nil {
-		did, err := d.RunOnce(ctx)
+		if !poll && d.pending.Load() <= 0 {
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(d.Poll)
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.signal:
+			case <-timer.C:
+				// Retries and cap waits become due without a Wake. One claim per Poll in the process
+				// is enough to find them: skip when another worker claimed recently.
+				poll = time.Since(time.Unix(0, d.lastClaim.Load())) >= d.Poll
+			}
+		}
+		full, err := d.claimAndHandle(ctx, poll)
 		if err != nil && ctx.Err() == nil {
 			d.Log.Warn("dispatch failed", zap.Error(err))
 		}
-		if did && err == nil {
-			continue // more may be due
-		}
-		select {
-		case <-ctx.Done():
-		case <-d.wake:
-		case <-time.After(d.Poll):
-		}
+		// A full batch means more may be due: claim again at once.
+		poll = full && err == nil
 	}
 }
 
-// RunOnce claims one due message and handles it; it reports whether there was one.
-func (d *Dispatcher) RunOnce(ctx context.Context) (bool, error) {
-	d.init()
-	msgs, err := d.Store.Claim(ctx, d.Clock.Now(), d.Lease, 1)
+// claimAndHandle takes the pending Wakes (up to Batch) and claims that many messages, or Batch when
+// poll; it handles them and reports whether the claim came back full.
+func (d *Dispatcher) claimAndHandle(ctx context.Context, poll bool) (bool, error) {
+	select {
+	case d.claimSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	limit := d.takeTokens(d.Batch)
+	if poll {
+		limit = d.Batch
+	}
+	if limit == 0 { // another worker took the Wakes
+		<-d.claimSlots
+		return false, nil
+	}
+	d.lastClaim.Store(time.Now().UnixNano())
+	msgs, err := d.Store.Claim(ctx, d.Clock.Now(), d.Lease, limit)
+	<-d.claimSlots
 	if err != nil || len(msgs) == 0 {
 		return false, err
 	}
 	// The outcome must be recorded even while shutting down, or the message waits for its lease.
-	return true, d.handle(context.WithoutCancel(ctx), msgs[0])
+	return len(msgs) == limit, d.handleBatch(context.WithoutCancel(ctx), msgs)
 }
 
-// Drain handles due messages until none is left; for tests and tools.
+// RunOnce claims up to Batch due messages and handles them; it reports whether there was one.
+func (d *Dispatcher) RunOnce(ctx context.Context) (bool, error) {
+	n, err := d.runOnce(ctx)
+	return n > 0, err
+}
+
+func (d *Dispatcher) runOnce(ctx context.Context) (int, error) {
+	d.init()
+	msgs, err := d.Store.Claim(ctx, d.Clock.Now(), d.Lease, d.Batch)
+	if err != nil || len(msgs) == 0 {
+		return 0, err
+	}
+	return len(msgs), d.handleBatch(context.WithoutCancel(ctx), msgs)
+}
+
+// Drain handles due messages until none is left; for tests and tools. It returns how many it handled.
 func (d *Dispatcher) Drain(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		did, err := d.RunOnce(ctx)
-		if err != nil || !did {
+		k, err := d.runOnce(ctx)
+		n += k
+		if err != nil || k == 0 {
 			return n, err
 		}
-		n++
 	}
 }
 
-func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
-	log := d.Log.With(logging.MessageID(m.ID), logging.Phone(m.Phone), zap.String("provider", d.Provider.Name()),
-		zap.Int("attempt", m.Attempts))
+// handleBatch handles claimed messages: those of different phones at once (each taking a send
+// slot), those of one phone one after another in claim order (so the caps see them in due order).
+// The acceptances are recorded together in one statement at the end.
+func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) error {
+	var (
+		mu   sync.Mutex
+		sent []domain.Message
+		errs []error
+	)
+	run := func(group []domain.Message) {
+		for _, m := range group {
+			select {
+			case d.sendSlots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			ok, err := d.handle(ctx, m)
+			<-d.sendSlots
+			mu.Lock()
+			if ok {
+				sent = append(sent, m)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+			mu.Unlock()
+		}
+	}
+	if len(msgs) == 1 {
+		run(msgs)
+	} else {
+		groups := make(map[string][]domain.Message, len(msgs))
+		var phones []string
+		for _, m := range msgs {
+			if _, ok := groups[m.Phone]; !ok {
+				phones = append(phones, m.Phone)
+			}
+			groups[m.Phone] = append(groups[m.Phone], m)
+		}
+		var wg sync.WaitGroup
+		for _, p := range phones[1:] {
+			wg.Go(func() { run(groups[p]) })
+		}
+		run(groups[phones[0]])
+		wg.Wait()
+	}
+	if len(sent) > 0 {
+		if err := d.recordSent(ctx, sent); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recordSent marks the accepted messages SENT (and redacts them) in one statement.
+func (d *Dispatcher) recordSent(ctx context.Context, sent []domain.Message) error {
+	ids, err := d.Store.MarkSentAll(ctx, sent, d.Provider.Name(), d.Clock.Now(), d.KeepText)
+	if err != nil {
+		// The provider has them; the lease will bring them back and they go out again with the
+		// same message ids, which the gateway dedups.
+		return err
+	}
+	if len(ids) == len(sent) && !d.Log.Core().Enabled(zap.InfoLevel) {
+		return nil
+	}
+	current := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		current[id] = true
+	}
+	for _, m := range sent {
+		if current[m.ID] {
+			d.logMsg(zap.InfoLevel, "message sent", m)
+		} else {
+			d.logMsg(zap.WarnLevel, "message accepted but the claim was no longer current (superseded, or the lease ran out)", m)
+		}
+	}
+	return nil
+}
+
+// logMsg logs about m; the fields are built only when the level is enabled.
+func (d *Dispatcher) logMsg(lvl zapcore.Level, msg string, m domain.Message, fields ...zap.Field) {
+	ce := d.Log.Check(lvl, msg)
+	if ce == nil {
+		return
+	}
+	ce.Write(append([]zap.Field{logging.MessageID(m.ID), logging.Phone(m.Phone), zap.String("provider", d.Provider.Name()),
+		zap.Int("attempt", m.Attempts)}, fields...)...)
+}
+
+// handle decides about one claimed message and calls the provider; it reports whether the provider
+// accepted it (the caller records that). Every other outcome is recorded here.
+func (d *Dispatcher) handle(ctx context.Context, m domain.Message) (bool, error) {
 	if m.Body == "" {
-		log.Error("queued message has no text; failing it")
+		d.logMsg(zap.ErrorLevel, "queued message has no text; failing it", m)
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		return d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
+		return false, d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
 	}
 	// Microseconds, as PostgreSQL stores them: SendFailed finds the reservation by this instant.
 	now := d.Clock.Now().Truncate(time.Microsecond)
-	dec, err := d.Store.Reserve(ctx, m, now, d.Caps, d.SendTimeout)
-	if err != nil {
-		return err
+	var dec domain.Decision
+	if d.Caps.Off() {
+		// No cap to count against, so no reservation: the claim itself is the fence. It still must
+		// cover a provider call (the same rule Reserve applies in the database), and an expired
+		// message still fails.
+		switch {
+		case !domain.ClaimCurrent(m, m.Attempts, now, d.SendTimeout):
+			dec = domain.Decision{Action: domain.ActionLostClaim}
+		default:
+			dec = domain.Decide(now, m.ExpireAt, d.Caps, nil)
+			if dec.Action == domain.ActionFail {
+				if err := d.Store.Fail(ctx, m, dec.Error); err != nil {
+					return false, err
+				}
+			}
+		}
+	} else {
+		var err error
+		if dec, err = d.Store.Reserve(ctx, m, now, d.Caps, d.SendTimeout); err != nil {
+			return false, err
+		}
 	}
 	switch dec.Action {
 	case domain.ActionLostClaim:
-		log.Warn("claim no longer current (lease ran out or another worker took the message); not sending")
-		return nil
+		d.logMsg(zap.WarnLevel, "claim no longer current (lease ran out or another worker took the message); not sending", m)
+		return false, nil
 	case domain.ActionReschedule:
-		log.Info("per-phone cap reached; message waits", zap.Time("next_attempt", dec.At))
+		d.logMsg(zap.InfoLevel, "per-phone cap reached; message waits", m, zap.Time("next_attempt", dec.At))
 		d.Metrics.count(d.Provider.Name(), ResultCapped)
-		return nil
+		return false, nil
 	case domain.ActionFail:
-		log.Warn("message failed", zap.String("reason", dec.Error))
+		d.logMsg(zap.WarnLevel, "message failed", m, zap.String("reason", dec.Error))
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		return nil
+		return false, nil
 	}
 
 	sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
@@ -185,34 +378,23 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	cancel()
 	if sendErr == nil {
 		d.Metrics.count(d.Provider.Name(), ResultSent)
-		ok, err := d.Store.MarkSent(ctx, m, d.Provider.Name(), d.Clock.Now(), d.KeepText)
-		if err != nil {
-			// The provider has it; the lease will bring it back and it goes out again with the
-			// same message id, which the gateway dedups.
-			return err
-		}
-		if ok {
-			log.Info("message sent")
-		} else {
-			log.Warn("message accepted but the claim was no longer current (superseded, or the lease ran out)")
-		}
-		return nil
+		return true, nil
 	}
 
 	final := m.Attempts >= d.MaxAttempts
 	retryAt := d.Clock.Now().Add(domain.Backoff(m.Attempts, d.Jitter()))
 	lastErr := truncate(sendErr.Error(), 500)
 	if _, err := d.Store.SendFailed(ctx, m, now, d.Provider.Name(), lastErr, final, retryAt); err != nil {
-		return errors.Join(sendErr, err)
+		return false, errors.Join(sendErr, err)
 	}
 	if final {
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		log.Warn("provider refused the message; giving up", zap.Error(sendErr))
+		d.logMsg(zap.WarnLevel, "provider refused the message; giving up", m, zap.Error(sendErr))
 	} else {
 		d.Metrics.count(d.Provider.Name(), ResultRetried)
-		log.Warn("provider refused the message; will retry", zap.Error(sendErr), zap.Time("next_attempt", retryAt))
+		d.logMsg(zap.WarnLevel, "provider refused the message; will retry", m, zap.Error(sendErr), zap.Time("next_attempt", retryAt))
 	}
-	return nil
+	return false, nil
 }
 
 func truncate(s string, n int) string {

@@ -10,6 +10,10 @@ type Caps struct {
 	PerMinute, PerHour, PerDay int
 }
 
+// Off tells whether every window is disabled: then nothing is counted, and the dispatcher needs no
+// reservation (no phone_sends row, no per-phone lock) before a send.
+func (c Caps) Off() bool { return c.PerMinute <= 0 && c.PerHour <= 0 && c.PerDay <= 0 }
+
 // DefaultCaps are the limits the big providers apply: 1 a minute, 5 an hour, 10 a day.
 var DefaultCaps = Caps{PerMinute: 1, PerHour: 5, PerDay: 10}
 

@@ -72,7 +72,9 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 		return nil, err
 	}
 	if created {
-		s.Log.Info("message queued", logging.MessageID(stored.ID), logging.Phone(stored.Phone), logging.OrderID(stored.OrderID))
+		if ce := s.Log.Check(zap.InfoLevel, "message queued"); ce != nil {
+			ce.Write(logging.MessageID(stored.ID), logging.Phone(stored.Phone), logging.OrderID(stored.OrderID))
+		}
 		if s.Wake != nil {
 			s.Wake()
 		}

@@ -60,9 +60,23 @@ type Webhook struct {
 	Client *http.Client
 }
 
-// NewWebhook returns a webhook provider with the given per-request timeout.
+// NewWebhook returns a webhook provider with the given per-request timeout, keeping up to 64 idle
+// connections to the gateway (see NewWebhookConns).
 func NewWebhook(url, token string, timeout time.Duration) *Webhook {
-	return &Webhook{URL: url, Token: token, Client: &http.Client{Timeout: timeout}}
+	return NewWebhookConns(url, token, timeout, 64)
+}
+
+// NewWebhookConns returns a webhook provider with the given per-request timeout whose transport keeps
+// up to conns idle keep-alive connections to the gateway: at least the number of concurrent sends,
+// or every send beyond them opens (and leaves in TIME_WAIT) a new TCP connection.
+func NewWebhookConns(url, token string, timeout time.Duration, conns int) *Webhook {
+	conns = max(conns, 2)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = max(tr.MaxIdleConns, conns)
+	tr.MaxIdleConnsPerHost = conns
+	tr.IdleConnTimeout = 90 * time.Second
+	tr.DisableKeepAlives = false
+	return &Webhook{URL: url, Token: token, Client: &http.Client{Timeout: timeout, Transport: tr}}
 }
 
 // Name is "webhook".

@@ -121,3 +121,11 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("console wrote %q", buf.String())
 	}
 }
+
+func TestWebhookKeepsIdleConnsForEveryWorker(t *testing.T) {
+	w := NewWebhookConns("http://127.0.0.1:1/sms", "", time.Second, 64)
+	tr, ok := w.Client.Transport.(*http.Transport)
+	if !ok || tr.MaxIdleConnsPerHost != 64 || tr.MaxIdleConns < 64 || tr.DisableKeepAlives {
+		t.Fatalf("transport = %+v", w.Client.Transport)
+	}
+}

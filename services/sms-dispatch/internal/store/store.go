@@ -107,12 +107,15 @@ func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, b
 			return err
 		}
 		// Delivered out of order: a newer message of this thread is already here, so this one never goes out.
+		inserted := stored
 		stored, err = scanMessage(tx.QueryRow(ctx, `UPDATE messages SET state = 'FAILED', last_error = $5, body = NULL, params = '{}', redacted = true
 			WHERE message_id = $4 AND EXISTS (SELECT 1 FROM messages
 				WHERE order_id = $1 AND phone = $2 AND template = $3 AND message_id <> $4 AND sequence > $6)
 			RETURNING `+columns, m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded, m.Sequence))
 		if pg.IsNoRows(err) {
-			stored, err = get(ctx, tx, m.ID)
+			// Not late: the row is as inserted (the supersede above touches only other rows, and
+			// no other transaction can change an uncommitted one), so no need to read it again.
+			stored, err = inserted, nil
 		}
 		return err
 	})
@@ -289,6 +292,45 @@ func (s *Store) MarkSent(ctx context.Context, m domain.Message, provider string,
 		return false, fmt.Errorf("mark sent: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// MarkSentAll is MarkSent for several claims in one statement: it records the acceptance of each
+// claim still current (fenced by its attempts) and returns their ids. The rows are locked in
+// message_id order, as Create locks them, so that it cannot deadlock with a concurrent supersede.
+func (s *Store) MarkSentAll(ctx context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error) {
+	if len(ms) == 1 {
+		ok, err := s.MarkSent(ctx, ms[0], provider, now, keepText)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []string{ms[0].ID}, nil
+	}
+	ids := make([]string, len(ms))
+	attempts := make([]int32, len(ms))
+	for i, m := range ms {
+		ids[i], attempts[i] = m.ID, int32(m.Attempts)
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH claimed AS (
+			SELECT m.message_id FROM messages m
+			JOIN unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
+				ON m.message_id = c.message_id AND m.attempts = c.attempts
+			WHERE m.state = 'QUEUED'
+			ORDER BY m.message_id
+			FOR UPDATE OF m
+		)
+		UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
+			body = CASE WHEN $5::boolean THEN m.body END, params = CASE WHEN $5 THEN m.params ELSE '{}' END, redacted = NOT $5
+		FROM claimed WHERE m.message_id = claimed.message_id
+		RETURNING m.message_id`, ids, attempts, provider, now, keepText)
+	if err != nil {
+		return nil, fmt.Errorf("mark sent: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("mark sent: %w", err)
+	}
+	return done, nil
 }
 
 // SendFailed records a provider error on the claim with the given attempts: it gives the reserved

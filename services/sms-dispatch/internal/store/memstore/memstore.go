@@ -204,6 +204,20 @@ func (s *Store) MarkSent(_ context.Context, m domain.Message, provider string, n
 	return true, nil
 }
 
+// MarkSentAll is MarkSent for several claims at once; it returns the ids of those still current.
+func (s *Store) MarkSentAll(_ context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for _, m := range ms {
+		if stored, ok := s.current(m); ok {
+			stored.MarkSent(provider, micro(now), keepText)
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids, nil
+}
+
 // SendFailed gives the reserved cap slot back and schedules a retry or, when final, fails the claim.
 func (s *Store) SendFailed(_ context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string,
 	final bool, retryAt time.Time) (bool, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -376,14 +377,25 @@ type crashingStore struct {
 }
 
 func (c *crashingStore) MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error) {
-	c.mu.Lock()
-	first := !c.crashed
-	c.crashed = true
-	c.mu.Unlock()
-	if first {
+	if c.crash() {
 		return false, errors.New("connection lost")
 	}
 	return c.Store.MarkSent(ctx, m, provider, now, keepText)
+}
+
+func (c *crashingStore) MarkSentAll(ctx context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error) {
+	if c.crash() {
+		return nil, errors.New("connection lost")
+	}
+	return c.Store.MarkSentAll(ctx, ms, provider, now, keepText)
+}
+
+func (c *crashingStore) crash() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := !c.crashed
+	c.crashed = true
+	return first
 }
 
 // testCrashAfterAcceptanceResendsWithSameID is the documented at-least-once edge: the message
@@ -414,5 +426,160 @@ func testCrashAfterAcceptanceResendsWithSameID(t *testing.T, e *env) {
 	}
 	if m := e.get(t, "m1"); m.State != domain.StateSent || !m.Redacted {
 		t.Fatalf("after resend: %+v", m)
+	}
+}
+
+// countingStore counts the store calls the dispatcher makes.
+type countingStore struct {
+	dispatcher.Store
+	mu                                  sync.Mutex
+	claims, reserves, marks, markedMsgs int
+}
+
+func (c *countingStore) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error) {
+	c.mu.Lock()
+	c.claims++
+	c.mu.Unlock()
+	return c.Store.Claim(ctx, now, lease, limit)
+}
+
+func (c *countingStore) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error) {
+	c.mu.Lock()
+	c.reserves++
+	c.mu.Unlock()
+	return c.Store.Reserve(ctx, m, now, caps, sendTimeout)
+}
+
+func (c *countingStore) MarkSentAll(ctx context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error) {
+	c.mu.Lock()
+	c.marks++
+	c.markedMsgs += len(ms)
+	c.mu.Unlock()
+	return c.Store.MarkSentAll(ctx, ms, provider, now, keepText)
+}
+
+// testCapsOffSendsWithoutReservation: with every cap off the dispatcher reserves nothing (no
+// per-phone lock, no send-log row); many messages to one phone all go out at once, an expired one
+// still fails, and each is sent once and redacted.
+func testCapsOffSendsWithoutReservation(t *testing.T, e *env) {
+	p := newFake(0)
+	cs := &countingStore{Store: e.store}
+	d := e.dispatcher(p, 1)
+	d.Store, d.Caps = cs, domain.Caps{}
+	for i := range 5 {
+		m := e.message(t, fmt.Sprintf("m-%d", i), "13812345678", 24*time.Hour)
+		m.OrderID = fmt.Sprintf("order-%d", i)
+		e.createMsg(t, m)
+	}
+	late := e.message(t, "late", "13912345678", time.Second)
+	late.OrderID = "order-late"
+	e.createMsg(t, late)
+	e.clock.Advance(time.Second)
+	if n, err := d.Drain(ctx); err != nil || n != 6 {
+		t.Fatalf("Drain = %d, %v", n, err)
+	}
+	if cs.reserves != 0 {
+		t.Fatalf("%d reservations with the caps off", cs.reserves)
+	}
+	for i := range 5 {
+		id := fmt.Sprintf("m-%d", i)
+		if got := e.get(t, id); got.State != domain.StateSent || !got.Redacted || got.Body != "" || p.sentCount(id) != 1 {
+			t.Fatalf("%s = %+v, sent %d times", id, got, p.sentCount(id))
+		}
+	}
+	if got := e.get(t, "late"); got.State != domain.StateFailed || got.LastError != domain.ErrorExpired || p.sentCount("late") != 0 {
+		t.Fatalf("late = %+v", got)
+	}
+	// Turning the caps back on: the sends above left no reservations, so the phone is free.
+	m := e.message(t, "capped", "13812345678", 24*time.Hour)
+	m.OrderID = "order-capped"
+	e.createMsg(t, m)
+	d.Caps = domain.DefaultCaps
+	if n, err := d.Drain(ctx); err != nil || n != 1 || p.sentCount("capped") != 1 || cs.reserves != 1 {
+		t.Fatalf("Drain with caps = %d, %v; sent %d, reserves %d", n, err, p.sentCount("capped"), cs.reserves)
+	}
+}
+
+// testStalledWorkerDoesNotSendCapsOff is testStalledWorkerDoesNotSend without the reservation: the
+// claim's own lease still fences a worker that stalled past it.
+func testStalledWorkerDoesNotSendCapsOff(t *testing.T, e *env) {
+	p := newFake(0)
+	e.create(t, "m1", "13812345678", 24*time.Hour)
+	b := e.dispatcher(p, 1)
+	b.Caps = domain.Caps{}
+	a := e.dispatcher(p, 1)
+	a.Caps = domain.Caps{}
+	a.Store = &claimHook{Store: e.store, after: func() {
+		e.clock.Advance(30 * time.Second)
+		if n, err := b.Drain(ctx); n != 1 || err != nil {
+			t.Errorf("B drained %d, %v", n, err)
+		}
+	}}
+	if did, err := a.RunOnce(ctx); !did || err != nil {
+		t.Fatalf("A: %v %v", did, err)
+	}
+	if n := p.callCount("m1"); n != 1 {
+		t.Fatalf("provider saw m1 %d times", n)
+	}
+	if m := e.get(t, "m1"); m.State != domain.StateSent || m.Attempts != 2 {
+		t.Fatalf("m1 = %+v", m)
+	}
+	// Too little lease left for a provider call: not sent either.
+	e.create(t, "m2", "13912345678", 24*time.Hour)
+	c := e.dispatcher(p, 1)
+	c.Caps, c.Lease = domain.Caps{}, 500*time.Millisecond // shorter than SendTimeout (1s)
+	if n, err := c.Drain(ctx); n != 1 || err != nil || p.callCount("m2") != 0 {
+		t.Fatalf("short lease: drained %d, %v, provider saw m2 %d times", n, err, p.callCount("m2"))
+	}
+}
+
+// testBatchClaimAndMarkSent: 20 due messages are taken in claims of up to 16 and their acceptances
+// recorded in one statement per batch; MarkSentAll is fenced per message.
+func testBatchClaimAndMarkSent(t *testing.T, e *env) {
+	p := newFake(0)
+	cs := &countingStore{Store: e.store}
+	d := e.dispatcher(p, 4)
+	d.Store, d.Caps = cs, domain.Caps{}
+	const n = 20
+	for i := range n {
+		e.create(t, fmt.Sprintf("b-%02d", i), fmt.Sprintf("+86138%08d", i), 24*time.Hour)
+	}
+	if got, err := d.Drain(ctx); err != nil || got != n {
+		t.Fatalf("Drain = %d, %v", got, err)
+	}
+	// 16 + 4, then the empty claim that ends the drain.
+	if cs.claims != 3 || cs.marks != 2 || cs.markedMsgs != n || p.totalSent() != n {
+		t.Fatalf("claims %d, MarkSentAll %d for %d messages, sent %d", cs.claims, cs.marks, cs.markedMsgs, p.totalSent())
+	}
+	for i := range n {
+		if m := e.get(t, fmt.Sprintf("b-%02d", i)); m.State != domain.StateSent || !m.Redacted {
+			t.Fatalf("%s = %+v", m.ID, m)
+		}
+	}
+	// The fence: a stale claim among current ones is left alone.
+	for i, id := range []string{"x", "y", "z"} {
+		e.create(t, id, fmt.Sprintf("+86137%08d", i), 24*time.Hour)
+	}
+	stale, err := e.store.Claim(ctx, e.clock.Now(), time.Second, 3)
+	if err != nil || len(stale) != 3 {
+		t.Fatalf("claim: %v %v", stale, err)
+	}
+	e.clock.Advance(time.Second)
+	fresh, err := e.store.Claim(ctx, e.clock.Now(), time.Minute, 1)
+	if err != nil || len(fresh) != 1 || fresh[0].ID != "x" || fresh[0].Attempts != 2 {
+		t.Fatalf("reclaim: %v %v", fresh, err)
+	}
+	ids, err := e.store.MarkSentAll(ctx, stale, "fake", e.clock.Now(), false)
+	if err != nil || fmt.Sprint(slices.Sorted(slices.Values(ids))) != "[y z]" {
+		t.Fatalf("MarkSentAll of x (stale), y, z = %v, %v", ids, err)
+	}
+	if x := e.get(t, "x"); x.State != domain.StateQueued || x.Attempts != 2 || x.Body == "" {
+		t.Fatalf("x = %+v", x)
+	}
+	if z := e.get(t, "z"); z.State != domain.StateSent || !z.Redacted || z.Provider != "fake" {
+		t.Fatalf("z = %+v", z)
+	}
+	if ids, err := e.store.MarkSentAll(ctx, fresh, "fake", e.clock.Now(), false); err != nil || len(ids) != 1 {
+		t.Fatalf("MarkSentAll of the current claim of x = %v, %v", ids, err)
 	}
 }

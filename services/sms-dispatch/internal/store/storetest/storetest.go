@@ -64,6 +64,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"TwoDispatchersSendEachOnce", testTwoDispatchersSendEachOnce},
 		{"CapHoldsWithTwoDispatchers", testCapHoldsWithTwoDispatchers},
 		{"CrashAfterAcceptanceResendsWithSameID", testCrashAfterAcceptanceResendsWithSameID},
+		{"CapsOffSendsWithoutReservation", testCapsOffSendsWithoutReservation},
+		{"StalledWorkerDoesNotSendCapsOff", testStalledWorkerDoesNotSendCapsOff},
+		{"BatchClaimAndMarkSent", testBatchClaimAndMarkSent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
