@@ -70,11 +70,13 @@ func (q *MemQueue) Claim(_ context.Context, now time.Time, limit int, lease time
 	return out, nil
 }
 
-// Delivered removes the row.
-func (q *MemQueue) Delivered(_ context.Context, id int64) error {
+// Delivered removes the rows.
+func (q *MemQueue) Delivered(_ context.Context, ids ...int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	delete(q.rows, id)
+	for _, id := range ids {
+		delete(q.rows, id)
+	}
 	return nil
 }
 

@@ -86,8 +86,8 @@ type Row struct {
 type Queue interface {
 	// Claim hides up to limit rows due at now for lease and returns them.
 	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error)
-	// Delivered removes a delivered row.
-	Delivered(ctx context.Context, id int64) error
+	// Delivered removes delivered rows, all of them in one statement (the relay passes a batch's).
+	Delivered(ctx context.Context, ids ...int64) error
 	// Retry makes a row due again at at, unless another claim took it since (attempts moved on).
 	Retry(ctx context.Context, row Row, at time.Time, lastErr string) error
 	// Park keeps a row the receiver refused for good out of the way, wiping a sensitive payload,
@@ -99,13 +99,17 @@ type Queue interface {
 
 // Relay delivers outbox rows. Any number of replicas may run: each claims rows with
 // FOR UPDATE SKIP LOCKED and hides them for Lease; a crashed replica's rows reappear after it.
+// Run claims the next batch while earlier ones are still being delivered (up to Pipeline batches in
+// flight, each delivered Parallel at a time), and deletes a batch's delivered rows in one statement.
 type Relay struct {
 	Queue    Queue
 	Log      *zap.Logger
 	Clock    clock.Clock
 	Handlers map[string]Handler
-	// Batch is how many rows one claim takes; Parallel how many are delivered at once.
+	// Batch is how many rows one claim takes; Parallel how many of one batch are delivered at once.
 	Batch, Parallel int
+	// Pipeline is how many claimed batches Run delivers at once (so up to Pipeline*Parallel calls).
+	Pipeline int
 	// Lease hides a claimed row from other replicas; it must exceed CallTimeout.
 	Lease, CallTimeout time.Duration
 	// Poll is the idle wait between claims when nothing woke the relay.
@@ -131,10 +135,13 @@ func (r *Relay) init() {
 	r.wakeOnce.Do(func() {
 		r.wake = make(chan struct{}, 1)
 		if r.Batch == 0 {
-			r.Batch = 64
+			r.Batch = 128
 		}
 		if r.Parallel == 0 {
-			r.Parallel = 16
+			r.Parallel = 32
+		}
+		if r.Pipeline == 0 {
+			r.Pipeline = 2
 		}
 		if r.CallTimeout == 0 {
 			r.CallTimeout = 10 * time.Second
@@ -154,15 +161,33 @@ func (r *Relay) init() {
 	})
 }
 
-// Run delivers until ctx ends.
+// Run delivers until ctx ends. A full batch is followed by the next claim at once, delivered
+// alongside it (at most Pipeline batches in flight); otherwise it waits for Wake or Poll. It
+// returns once the batches in flight have been delivered and recorded.
 func (r *Relay) Run(ctx context.Context) error {
 	r.init()
+	slots := make(chan struct{}, r.Pipeline)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
 	for {
-		n, err := r.RunOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case slots <- struct{}{}:
+		}
+		batch, err := r.Queue.Claim(ctx, r.Clock.Now(), r.Batch, r.Lease)
 		if err != nil && ctx.Err() == nil {
 			r.Log.Warn("outbox claim failed", zap.Error(err))
 		}
-		if n == r.Batch && err == nil {
+		if len(batch) > 0 {
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				r.deliverBatch(ctx, batch)
+			})
+		} else {
+			<-slots
+		}
+		if len(batch) == r.Batch && err == nil {
 			continue // more may be waiting
 		}
 		select {
@@ -181,20 +206,46 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	r.deliverBatch(ctx, batch)
+	return len(batch), nil
+}
+
+// deliverBatch delivers a claimed batch Parallel at a time, then deletes the delivered rows in one
+// statement (failed ones were rescheduled or parked one by one, fenced by their attempts).
+func (r *Relay) deliverBatch(ctx context.Context, batch []Row) {
+	if len(batch) == 0 {
+		return
+	}
 	sem := make(chan struct{}, r.Parallel)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	delivered := make([]int64, 0, len(batch))
 	for _, x := range batch {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r.deliver(ctx, x)
+			if r.deliver(ctx, x) {
+				mu.Lock()
+				delivered = append(delivered, x.ID)
+				mu.Unlock()
+			}
 		})
 	}
 	wg.Wait()
-	return len(batch), nil
+	if len(delivered) == 0 {
+		return
+	}
+	// The bookkeeping must land even while shutting down, or the rows are delivered again after their lease.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.Queue.Delivered(bg, delivered...); err != nil {
+		r.Log.Warn("outbox: delivered but not deleted; they will be delivered again", zap.Int("rows", len(delivered)), zap.Error(err))
+	}
 }
 
-func (r *Relay) deliver(ctx context.Context, x Row) {
+// deliver makes one call and records a failure; it reports whether the call succeeded (the caller
+// deletes delivered rows by the batch).
+func (r *Relay) deliver(ctx context.Context, x Row) bool {
 	note := &delivery{}
 	ctx, span := r.metrics.startSpan(context.WithValue(ctx, deliveryKey{}, note), x)
 	h, ok := r.Handlers[x.Target]
@@ -224,9 +275,7 @@ func (r *Relay) deliver(ctx context.Context, x Row) {
 	switch {
 	case err == nil:
 		r.metrics.count(x.Target, resultDelivered)
-		if err := r.Queue.Delivered(bg, x.ID); err != nil {
-			log.Warn("outbox: delivered but not deleted; it will be delivered again", zap.Error(err))
-		}
+		return true
 	case permanent(err):
 		r.metrics.count(x.Target, resultParked)
 		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
@@ -241,6 +290,7 @@ func (r *Relay) deliver(ctx context.Context, x Row) {
 			log.Warn("outbox: could not reschedule the row", zap.Error(err))
 		}
 	}
+	return false
 }
 
 // Backoff is the wait before retry number attempts+1: 200ms doubling to at most 30s.

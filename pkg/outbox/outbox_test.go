@@ -190,3 +190,143 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("Backoff(100) = %v, want the 30s cap", got)
 	}
 }
+
+// countingQueue counts the Delivered calls a relay makes and the ids they carry.
+type countingQueue struct {
+	outbox.Queue
+	mu    sync.Mutex
+	calls int
+	ids   []int64
+}
+
+func (q *countingQueue) Delivered(ctx context.Context, ids ...int64) error {
+	q.mu.Lock()
+	q.calls++
+	q.ids = append(q.ids, ids...)
+	q.mu.Unlock()
+	return q.Queue.Delivered(ctx, ids...)
+}
+
+// Delivered removes exactly the given rows in one call; the relay deletes a batch's delivered rows
+// with one such call, and leaves a failed row to its retry.
+func TestDeliveredBatch(t *testing.T) {
+	t.Parallel()
+	for name, newEngine := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t)
+			ctx := context.Background()
+			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			for i := range 5 {
+				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
+			}
+			rows, err := e.queue.Claim(ctx, clk.Now(), 5, time.Minute)
+			if err != nil || len(rows) != 5 {
+				t.Fatalf("claimed %d rows, %v", len(rows), err)
+			}
+			if err := e.queue.Delivered(ctx); err != nil {
+				t.Fatalf("empty Delivered: %v", err)
+			}
+			if err := e.queue.Delivered(ctx, rows[0].ID, rows[2].ID, rows[4].ID, 1<<40); err != nil {
+				t.Fatal(err)
+			}
+			if left := e.left(t); left != 2 {
+				t.Fatalf("%d rows left, want 2", left)
+			}
+			pending, err := e.queue.Pending(ctx, 10)
+			if err != nil || len(pending) != 2 || pending[0].ID != rows[1].ID || pending[1].ID != rows[3].ID {
+				t.Fatalf("pending = %v, %v; want rows %d and %d", pending, err, rows[1].ID, rows[3].ID)
+			}
+			if err := e.queue.Delivered(ctx, rows[1].ID); err != nil {
+				t.Fatal(err)
+			}
+			if left := e.left(t); left != 1 {
+				t.Fatalf("%d rows left, want 1", left)
+			}
+
+			// A relay batch: 9 calls succeed, one fails for now; one Delivered call for the 9.
+			const n = 10
+			for i := range n {
+				e.add(t, clk.Now(), "peer.Call", wrapperspb.String("batch "+time.Duration(i).String()), false)
+			}
+			clk.Advance(2 * time.Minute) // the leftover row from above falls due again too
+			var calls atomic.Int32
+			q := &countingQueue{Queue: e.queue}
+			relay := &outbox.Relay{Queue: q, Log: zap.NewNop(), Clock: clk, Batch: n + 1, Parallel: 4,
+				Handlers: map[string]outbox.Handler{"peer.Call": func(context.Context, []byte) error {
+					if calls.Add(1) == 3 {
+						return status.Error(codes.Unavailable, "down")
+					}
+					return nil
+				}}}
+			if got, err := relay.RunOnce(ctx); err != nil || got != n+1 {
+				t.Fatalf("claimed %d, %v; want %d", got, err, n+1)
+			}
+			if q.calls != 1 || len(q.ids) != n {
+				t.Fatalf("Delivered called %d times with %d ids, want once with %d", q.calls, len(q.ids), n)
+			}
+			if left := e.left(t); left != 1 {
+				t.Fatalf("%d rows left, want the failed one", left)
+			}
+			clk.Advance(outbox.Backoff(1))
+			if got, _ := relay.RunOnce(ctx); got != 1 {
+				t.Fatalf("retry claimed %d, want 1", got)
+			}
+			if left := e.left(t); left != 0 {
+				t.Fatalf("%d rows left after the retry", left)
+			}
+		})
+	}
+}
+
+// Run keeps claiming while batches are in flight, delivers every row once, and returns after the
+// batches in flight are recorded.
+func TestRunPipelines(t *testing.T) {
+	t.Parallel()
+	for name, newEngine := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t)
+			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			const n = 100
+			for i := range n {
+				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
+			}
+			var mu sync.Mutex
+			seen := map[string]int{}
+			ctx, cancel := context.WithCancel(context.Background())
+			relay := &outbox.Relay{Queue: e.queue, Log: zap.NewNop(), Clock: clk, Batch: 8, Parallel: 3, Poll: 5 * time.Millisecond,
+				Handlers: map[string]outbox.Handler{"peer.Call": func(_ context.Context, payload []byte) error {
+					var v wrapperspb.StringValue
+					if err := proto.Unmarshal(payload, &v); err != nil {
+						return err
+					}
+					mu.Lock()
+					seen[v.Value]++
+					mu.Unlock()
+					return nil
+				}}}
+			done := make(chan error)
+			go func() { done <- relay.Run(ctx) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for e.left(t) != 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			if left := e.left(t); left != 0 {
+				t.Fatalf("%d rows left", left)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) != n {
+				t.Fatalf("delivered %d distinct rows, want %d", len(seen), n)
+			}
+			for v, c := range seen {
+				if c != 1 {
+					t.Errorf("row %q delivered %d times", v, c)
+				}
+			}
+		})
+	}
+}

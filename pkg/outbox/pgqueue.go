@@ -37,9 +37,16 @@ func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time
 	})
 }
 
-// Delivered deletes the row.
-func (q PGQueue) Delivered(ctx context.Context, id int64) error {
-	_, err := q.Pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, id)
+// Delivered deletes the rows in one statement.
+func (q PGQueue) Delivered(ctx context.Context, ids ...int64) error {
+	switch len(ids) {
+	case 0:
+		return nil
+	case 1:
+		_, err := q.Pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, ids[0])
+		return err
+	}
+	_, err := q.Pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
 	return err
 }
 

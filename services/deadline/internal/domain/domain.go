@@ -185,6 +185,15 @@ func Fire(d Deadline, attempts int32, now time.Time, closed bool) (out Deadline,
 	return d, true
 }
 
+// Firing is one successful close call to record: Fire(d, Attempts, At, Closed) of the timer Key.
+// The sweeper records a claimed batch's firings together.
+type Firing struct {
+	Key      Key
+	Attempts int32
+	At       time.Time
+	Closed   bool
+}
+
 // Rearm sets when a timer whose close call of the claim numbered attempts did not fire is claimed
 // again, with the same guard as Fire. A next before the due time is refused: it would fire early.
 func Rearm(d Deadline, attempts int32, next time.Time, lastError string) (out Deadline, changed bool, err error) {

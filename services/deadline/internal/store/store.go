@@ -235,16 +235,21 @@ func (s *Store) List(ctx context.Context, state domain.State, pageSize int, toke
 	return list, domain.EncodePageToken(list[len(list)-1], state), nil
 }
 
-// Claim takes up to batch timers claimable at now (domain.Claimable, stated as the WHERE clause the
-// partial index serves), hides them from other sweepers until now+lease and counts the attempt
-// (domain.Claim). Rows another sweeper holds locked are skipped, not waited for. The returned
-// Attempts identifies this claim for MarkFired and Rearm.
+// Claim takes up to batch timers claimable at now (domain.Claimable), hides them from other sweepers
+// until now+lease and counts the attempt (domain.Claim). Rows another sweeper holds locked are skipped,
+// not waited for. The returned Attempts identifies this claim for MarkFired and Rearm.
+//
+// The WHERE clause is domain.Claimable without "due_at <= now", which the table's CHECK
+// (next_attempt_at >= due_at) implies: stated in SQL, the planner would multiply the selectivities of
+// the two correlated conditions, expect a handful of rows and sort every due row instead of walking the
+// partial index deadlines_pending_next, which is in exactly the claim order, and stopping after batch
+// rows. domain.Claimable still checks every row before it is claimed, due time included.
 func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.Duration) ([]domain.Deadline, error) {
 	var claimed []domain.Deadline
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		claimed = nil
 		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM deadlines
-			WHERE state = 'PENDING' AND next_attempt_at <= $1 AND due_at <= $1
+			WHERE state = 'PENDING' AND next_attempt_at <= $1
 			ORDER BY next_attempt_at, order_id COLLATE "C", submission
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED`, now, batch)
@@ -292,6 +297,61 @@ func (s *Store) MarkFired(ctx context.Context, k domain.Key, attempts int32, now
 		return false, fmt.Errorf("mark deadline fired: %w", err)
 	}
 	return changed, nil
+}
+
+// MarkFiredBatch records successful closes as domain.Fire decides, in one statement (one
+// transaction) for a whole batch: each row changes only if it is still pending and still held by the
+// claim that counted its attempts, so a stale claim changes nothing. fired[i] tells whether fs[i]
+// fired its timer. A key given twice fires at most once.
+func (s *Store) MarkFiredBatch(ctx context.Context, fs []domain.Firing) ([]bool, error) {
+	fired := make([]bool, len(fs))
+	if len(fs) == 0 {
+		return fired, nil
+	}
+	orders := make([]string, len(fs))
+	subs := make([]int32, len(fs))
+	attempts := make([]int32, len(fs))
+	ats := make([]time.Time, len(fs))
+	closed := make([]bool, len(fs))
+	for i, f := range fs {
+		orders[i], subs[i], attempts[i], ats[i], closed[i] = f.Key.OrderID, f.Key.Submission, f.Attempts, domain.NormalizeTime(f.At), f.Closed
+	}
+	// The guard is re-checked on the locked row (a concurrent cancel or re-claim wins or loses
+	// whole); rows are locked in key order, as a claim walks them, to keep batches from deadlocking.
+	rows, err := s.pool.Query(ctx, `
+		WITH f AS (
+			SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::timestamptz[], $5::bool[], $6::int[])
+				AS f(order_id, submission, attempts, fired_at, closed, i)
+		), target AS (
+			SELECT d.order_id, d.submission, d.attempts, f.fired_at, f.closed, f.i FROM deadlines d JOIN f
+				ON d.order_id = f.order_id AND d.submission = f.submission AND d.attempts = f.attempts
+			WHERE d.state = 'PENDING'
+			ORDER BY d.order_id COLLATE "C", d.submission
+			FOR UPDATE OF d
+		)
+		UPDATE deadlines d SET state = 'FIRED', fired_at = t.fired_at, closed = t.closed, last_error = ''
+		FROM (SELECT DISTINCT ON (order_id, submission) * FROM target ORDER BY order_id, submission, i) t
+		WHERE d.order_id = t.order_id AND d.submission = t.submission AND d.state = 'PENDING' AND d.attempts = t.attempts
+		RETURNING t.i`, orders, subs, attempts, ats, closed, seq(len(fs)))
+	if err != nil {
+		return nil, fmt.Errorf("mark deadlines fired: %w", err)
+	}
+	idx, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("mark deadlines fired: %w", err)
+	}
+	for _, i := range idx {
+		fired[i] = true
+	}
+	return fired, nil
+}
+
+func seq(n int) []int32 {
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(i)
+	}
+	return out
 }
 
 // Rearm sets when a timer that did not fire is claimed again, as domain.Rearm decides (the same

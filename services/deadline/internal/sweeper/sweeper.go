@@ -25,7 +25,9 @@ import (
 // Store is what the sweeper needs from storage.
 type Store interface {
 	Claim(ctx context.Context, now time.Time, batch int, lease time.Duration) ([]domain.Deadline, error)
-	MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error)
+	// MarkFiredBatch records a batch's successful closes at once; fired[i] tells whether fs[i]
+	// fired its timer (false: cancelled meanwhile, or re-claimed after the lease ran out).
+	MarkFiredBatch(ctx context.Context, fs []domain.Firing) (fired []bool, err error)
 	Rearm(ctx context.Context, k domain.Key, attempts int32, next time.Time, lastError string) (bool, error)
 	NextDue(ctx context.Context) (time.Time, bool, error)
 }
@@ -77,16 +79,42 @@ func (s *Sweeper) init() {
 	})
 }
 
-// Run sweeps until ctx ends. A full batch is followed by another claim at once; otherwise it waits
-// Interval, or less when the earliest pending timer falls due sooner.
+// pipeline is how many claimed batches Run fires at once: the next batch is claimed as soon as the
+// previous one's close calls have all started, so the Concurrency call slots (shared by the batches
+// in flight) do not sit idle while a batch's last calls finish, its firings are recorded and the next
+// claim runs.
+const pipeline = 2
+
+// Run sweeps until ctx ends. A full batch is followed by another claim as soon as its calls have all
+// started; otherwise it waits Interval, or less when the earliest pending timer falls due sooner. It
+// returns once the batches in flight are recorded.
 func (s *Sweeper) Run(ctx context.Context) error {
 	s.init()
+	sem := make(chan struct{}, s.Concurrency)
+	slots := make(chan struct{}, pipeline)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
 	for {
-		n, err := s.RunOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case slots <- struct{}{}:
+		}
+		batch, err := s.Store.Claim(ctx, s.Clock.Now(), s.Batch, s.Lease)
 		if err != nil && ctx.Err() == nil {
 			s.Log.Warn("deadline claim failed", zap.Error(err))
 		}
-		if err == nil && n == s.Batch && ctx.Err() == nil {
+		if len(batch) == 0 {
+			<-slots
+		} else {
+			started := make(chan struct{})
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				s.fireBatch(ctx, batch, sem, started)
+			})
+			<-started
+		}
+		if err == nil && len(batch) == s.Batch && ctx.Err() == nil {
 			continue // more may be due; but a long backlog must not delay shutdown
 		}
 		wait := s.Interval
@@ -110,17 +138,52 @@ func (s *Sweeper) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	sem := make(chan struct{}, s.Concurrency)
+	s.fireBatch(ctx, batch, make(chan struct{}, s.Concurrency), nil)
+	return len(batch), nil
+}
+
+// fireBatch makes the close calls of a claimed batch, at most cap(sem) at once, closes started (if
+// not nil) once every call has started, re-arms the timers that did not fire one by one and records
+// the fired ones together in one MarkFiredBatch.
+func (s *Sweeper) fireBatch(ctx context.Context, batch []domain.Deadline, sem chan struct{}, started chan<- struct{}) {
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	firings := make([]domain.Firing, 0, len(batch))
 	for _, d := range batch {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s.fire(ctx, d)
+			if f, ok := s.fire(ctx, d); ok {
+				mu.Lock()
+				firings = append(firings, f)
+				mu.Unlock()
+			}
 		})
 	}
+	if started != nil {
+		close(started)
+	}
 	wg.Wait()
-	return len(batch), nil
+	if len(firings) == 0 {
+		return
+	}
+	// The bookkeeping must land even while shutting down, or the timers wait for their lease to expire.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	fired, err := s.Store.MarkFiredBatch(bg, firings)
+	if err != nil {
+		s.Log.Warn("deadlines closed but not recorded; they will be tried again after their lease", zap.Int("timers", len(firings)), zap.Error(err))
+		return
+	}
+	for i, f := range firings {
+		log := s.Log.With(logging.OrderID(f.Key.OrderID), logging.Submission(f.Key.Submission), zap.Int32("attempt", f.Attempts))
+		if !fired[i] {
+			log.Info("deadline no longer ours (cancelled, or re-claimed after the lease ran out); left as it is")
+			continue
+		}
+		s.Metrics.firedOne(f.Closed)
+		log.Info("deadline fired", zap.Bool("closed", f.Closed))
+	}
 }
 
 // RequestID is the deterministic request_id of the close call of one timer, so verification
@@ -129,7 +192,9 @@ func RequestID(k domain.Key) string {
 	return fmt.Sprintf("deadline:close:%s:%d", k.OrderID, k.Submission)
 }
 
-func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) {
+// fire makes the close call of one claimed timer. A timer that fired is returned (ok) for the batch to
+// record; one that did not is re-armed here.
+func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing, ok bool) {
 	log := s.Log.With(logging.OrderID(d.OrderID), logging.Submission(d.Submission), zap.Int32("attempt", d.Attempts))
 	callCtx, cancel := context.WithTimeout(ctx, s.CallTimeout)
 	resp, err := s.Verification.CloseIfIncomplete(callCtx, &verificationv1.CloseIfIncompleteRequest{
@@ -143,17 +208,7 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) {
 	reason := rpc.Reason(err)
 	outcome := domain.Classify(err == nil, reason)
 	if outcome == domain.OutcomeFired {
-		ok, err := s.Store.MarkFired(bg, d.Key, d.Attempts, now, resp.GetClosed())
-		switch {
-		case err != nil:
-			log.Warn("deadline closed but not recorded; it will be tried again after its lease", zap.Error(err))
-		case !ok:
-			log.Info("deadline no longer ours (cancelled, or re-claimed after the lease ran out); left as it is")
-		default:
-			s.Metrics.firedOne(resp.GetClosed())
-			log.Info("deadline fired", zap.Bool("closed", resp.GetClosed()))
-		}
-		return
+		return domain.Firing{Key: d.Key, Attempts: d.Attempts, At: now, Closed: resp.GetClosed()}, true
 	}
 	next := domain.NextAttempt(outcome, d.DueAt, now, outbox.Backoff(int(d.Attempts)))
 	fields := []zap.Field{zap.Time("next_attempt", next), zap.String("grpc_code", status.Code(err).String()), zap.String("reason", reason)}
@@ -171,6 +226,7 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) {
 	if _, rerr := s.Store.Rearm(bg, d.Key, d.Attempts, next, lastError(err)); rerr != nil {
 		log.Warn("could not re-arm deadline; it will be tried again after its lease", zap.Error(rerr))
 	}
+	return domain.Firing{}, false
 }
 
 // lastError is what the timer row keeps of a failure: the code, the reason and the status message,

@@ -247,8 +247,12 @@ func (backlogStore) Claim(context.Context, time.Time, int, time.Duration) ([]dom
 	return []domain.Deadline{{Key: domain.Key{OrderID: "o", Submission: 1}, DueAt: t0, State: domain.Pending, Attempts: 1}}, nil
 }
 
-func (backlogStore) MarkFired(context.Context, domain.Key, int32, time.Time, bool) (bool, error) {
-	return true, nil
+func (backlogStore) MarkFiredBatch(_ context.Context, fs []domain.Firing) ([]bool, error) {
+	fired := make([]bool, len(fs))
+	for i := range fired {
+		fired[i] = true
+	}
+	return fired, nil
 }
 
 func (backlogStore) NextDue(context.Context) (time.Time, bool, error) { return t0, true, nil }

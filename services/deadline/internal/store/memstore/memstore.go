@@ -188,6 +188,23 @@ func (s *Store) MarkFired(_ context.Context, k domain.Key, attempts int32, now t
 	return changed, nil
 }
 
+// MarkFiredBatch records successful closes as domain.Fire decides, each on its own; see
+// store.Store.MarkFiredBatch. fired[i] tells whether fs[i] fired its timer.
+func (s *Store) MarkFiredBatch(_ context.Context, fs []domain.Firing) ([]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fired := make([]bool, len(fs))
+	for i, f := range fs {
+		d, ok := s.timers[f.Key]
+		if !ok {
+			continue
+		}
+		d, fired[i] = domain.Fire(d, f.Attempts, f.At, f.Closed)
+		s.timers[f.Key] = d
+	}
+	return fired, nil
+}
+
 // Rearm sets when a timer that did not fire is claimed again, as domain.Rearm decides.
 func (s *Store) Rearm(_ context.Context, k domain.Key, attempts int32, next time.Time, lastError string) (bool, error) {
 	s.mu.Lock()

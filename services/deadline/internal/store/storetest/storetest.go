@@ -32,6 +32,8 @@ type Store interface {
 	grpcapi.Store
 	sweeper.Store
 	GetKey(ctx context.Context, k domain.Key) (domain.Deadline, error)
+	// MarkFired is MarkFiredBatch of one firing.
+	MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error)
 }
 
 // Engine is one storage engine under test.
@@ -59,6 +61,8 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"CancelOvertakesSchedule", testCancelOvertakesSchedule},
 		{"ClaimHonoursNowAndLease", testClaimHonoursNowAndLease},
 		{"ConcurrentClaimsDisjoint", testConcurrentClaimsDisjoint},
+		{"MarkFiredBatch", testMarkFiredBatch},
+		{"MarkFiredBatchRacesCancel", testMarkFiredBatchRacesCancel},
 		{"List", testList},
 		{"TwoSweepersFireEachTimerOnce", testTwoSweepersFireEachTimerOnce},
 	}
@@ -484,19 +488,21 @@ func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificatio
 	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
 }
 
-// countingStore counts successful MarkFired per timer across sweepers.
+// countingStore counts successful firings per timer across sweepers.
 type countingStore struct {
 	sweeper.Store
 	mu    *sync.Mutex
 	fired map[domain.Key]int
 }
 
-func (c countingStore) MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error) {
-	ok, err := c.Store.MarkFired(ctx, k, attempts, now, closed)
-	if ok {
-		c.mu.Lock()
-		c.fired[k]++
-		c.mu.Unlock()
+func (c countingStore) MarkFiredBatch(ctx context.Context, fs []domain.Firing) ([]bool, error) {
+	ok, err := c.Store.MarkFiredBatch(ctx, fs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, f := range fs {
+		if err == nil && ok[i] {
+			c.fired[f.Key]++
+		}
 	}
 	return ok, err
 }
@@ -557,5 +563,123 @@ func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
 	}
 	if len(fake.early) != 0 {
 		t.Fatalf("%d calls before the due time, e.g. %v", len(fake.early), fake.early[0])
+	}
+}
+
+// MarkFiredBatch fires each timer of a batch on its own terms: only a pending timer still held by the
+// claim that counted its attempts fires; a stale claim, a cancelled timer, an unknown key and a
+// repeated key change nothing, and the others of the batch fire all the same.
+func testMarkFiredBatch(t *testing.T, e Engine, _ *clock.Fake) {
+	ctx := context.Background()
+	s := e.Store
+	for i := range 6 {
+		mustSchedule(t, s, fmt.Sprintf("o%d", i), 1, T0)
+	}
+	claimed, err := s.Claim(ctx, T0, 10, time.Minute)
+	if err != nil || len(claimed) != 6 {
+		t.Fatalf("claimed %d, %v", len(claimed), err)
+	}
+	// o1 is cancelled meanwhile; o2's lease runs out and another claim takes it (attempts 2).
+	if _, err := s.Cancel(ctx, T0, "c1", &deadlinev1.CancelDeadlineRequest{}, claimed[1].Key); err != nil {
+		t.Fatal(err)
+	}
+	if fired, err := s.MarkFiredBatch(ctx, nil); err != nil || len(fired) != 0 {
+		t.Fatalf("empty batch: %v, %v", fired, err)
+	}
+	fired, err := s.MarkFiredBatch(ctx, []domain.Firing{
+		{Key: claimed[0].Key, Attempts: 1, At: T0.Add(time.Second), Closed: true},
+		{Key: claimed[1].Key, Attempts: 1, At: T0.Add(time.Second), Closed: true},
+		{Key: claimed[2].Key, Attempts: 2, At: T0.Add(time.Second), Closed: true}, // not this claim's
+		{Key: key("nope", 1), Attempts: 1, At: T0, Closed: true},
+		{Key: claimed[3].Key, Attempts: 1, At: T0.Add(2 * time.Second), Closed: false},
+		{Key: claimed[3].Key, Attempts: 1, At: T0.Add(3 * time.Second), Closed: true}, // repeated
+		{Key: claimed[4].Key, Attempts: 1, At: T0.Add(1500 * time.Nanosecond), Closed: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, false, false, false, true, false, true}; fmt.Sprint(fired) != fmt.Sprint(want) {
+		t.Fatalf("fired %v, want %v", fired, want)
+	}
+	want := map[int]domain.Deadline{
+		0: {State: domain.Fired, Closed: true, FiredAt: T0.Add(time.Second), Attempts: 1},
+		1: {State: domain.Cancelled, Attempts: 1},
+		2: {State: domain.Pending, Attempts: 1},
+		3: {State: domain.Fired, Closed: false, FiredAt: T0.Add(2 * time.Second), Attempts: 1},
+		4: {State: domain.Fired, Closed: true, FiredAt: T0.Add(time.Microsecond), Attempts: 1},
+		5: {State: domain.Pending, Attempts: 1},
+	}
+	for i, w := range want {
+		d := mustGet(t, s, claimed[i].Key)
+		if d.State != w.State || d.Closed != w.Closed || !d.FiredAt.Equal(w.FiredAt) || d.Attempts != w.Attempts {
+			t.Errorf("%s after the batch: %+v, want %+v", claimed[i].OrderID, d, w)
+		}
+	}
+	// A second recording of the same batch changes nothing.
+	fired, err = s.MarkFiredBatch(ctx, []domain.Firing{{Key: claimed[0].Key, Attempts: 1, At: T0.Add(time.Hour), Closed: false}})
+	if err != nil || fired[0] {
+		t.Fatalf("fired twice: %v, %v", fired, err)
+	}
+	if d := mustGet(t, s, claimed[0].Key); !d.FiredAt.Equal(T0.Add(time.Second)) || !d.Closed {
+		t.Fatalf("re-recorded: %+v", d)
+	}
+	// Through the other handle, the single-timer MarkFired agrees.
+	if ok, err := e.Replica.MarkFired(ctx, claimed[5].Key, 1, T0, true); !ok || err != nil {
+		t.Fatalf("MarkFired: %v, %v", ok, err)
+	}
+}
+
+// Batches racing cancels on other handles: each timer ends either FIRED by exactly one batch or
+// CANCELLED, never both, and a batch's report matches what it did.
+func testMarkFiredBatchRacesCancel(t *testing.T, e Engine, _ *clock.Fake) {
+	ctx := context.Background()
+	const n = 60
+	for i := range n {
+		mustSchedule(t, e.Store, fmt.Sprintf("r%02d", i), 1, T0)
+	}
+	claimed, err := e.Store.Claim(ctx, T0, n, time.Minute)
+	if err != nil || len(claimed) != n {
+		t.Fatalf("claimed %d, %v", len(claimed), err)
+	}
+	fs := make([]domain.Firing, n)
+	for i, d := range claimed {
+		fs[i] = domain.Firing{Key: d.Key, Attempts: d.Attempts, At: T0, Closed: true}
+	}
+	var wg sync.WaitGroup
+	results := make([][]bool, 2)
+	for j, s := range []Store{e.Store, e.Replica} {
+		wg.Go(func() {
+			fired, err := s.MarkFiredBatch(ctx, fs)
+			if err != nil {
+				t.Error(err)
+			}
+			results[j] = fired
+		})
+	}
+	for i := 0; i < n; i += 3 {
+		wg.Go(func() {
+			if _, err := e.Replica.Cancel(ctx, T0, fmt.Sprintf("c%d", i), &deadlinev1.CancelDeadlineRequest{}, claimed[i].Key); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i, d := range claimed {
+		got := mustGet(t, e.Store, d.Key)
+		fired := 0
+		for _, r := range results {
+			if r[i] {
+				fired++
+			}
+		}
+		switch {
+		case got.State == domain.Fired && fired == 1:
+		case got.State == domain.Cancelled && fired == 0 && i%3 == 0:
+		default:
+			t.Errorf("%s: state %s, reported fired by %d batches", d.OrderID, got.State, fired)
+		}
 	}
 }
