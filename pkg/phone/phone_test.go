@@ -1,6 +1,7 @@
 package phone
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/icpverify/icpverify/pkg/errs"
@@ -46,4 +47,53 @@ func asErr(err error, target **errs.Error) bool {
 	e, ok := err.(*errs.Error)
 	*target = e
 	return ok
+}
+
+// TestFastPathAgreesWithSlowPath: for every +861[3-9]xx prefix (with several subscriber numbers each)
+// the E.164 fast path answers exactly what the full parse answers, valid or not.
+func TestFastPathAgreesWithSlowPath(t *testing.T) {
+	t.Parallel()
+	suffixes := []string{"0000000", "1234567", "5555555", "8765432", "9999999", "0102030"}
+	fast, checked := 0, 0
+	for p := 1300; p <= 1999; p++ {
+		for _, suf := range suffixes {
+			in := "+86" + strconv.Itoa(p) + suf
+			got, gotErr := Normalize("phone", in)
+			want, wantErr := normalizeSlow("phone", in)
+			if got != want || (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+				t.Fatalf("Normalize(%q) = %q, %v; slow path %q, %v", in, got, gotErr, want, wantErr)
+			}
+			if n, ok := cnMobileE164(in); ok && validMobile(n) {
+				fast++
+			}
+			checked++
+		}
+	}
+	if fast == 0 || fast == checked {
+		t.Fatalf("fast path taken for %d of %d numbers: the test does not cover both outcomes", fast, checked)
+	}
+	for _, in := range []string{"+8613812345678", "+8619912345678", "+8614012345678", "+8612345678901", "+861381234567",
+		"+86138123456789", "+8613812345a78", "+8610812345678", "+8513812345678"} {
+		got, gotErr := Normalize("phone", in)
+		want, wantErr := normalizeSlow("phone", in)
+		if got != want || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("Normalize(%q) = %q, %v; slow path %q, %v", in, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+func BenchmarkNormalizeE164(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		if _, err := Normalize("phone", "+8613812345678"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNormalizeSlow(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		if _, err := normalizeSlow("phone", "+8613812345678"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,6 +1,6 @@
 // Package store keeps verification sessions and challenges in PostgreSQL. Every check, resend and
-// close of a submission runs in one transaction that locks the session row first and its challenge
-// rows second (ordered by id), so attempt counting is exact and "all passed" versus "timed out" is
+// close of a submission runs in one transaction that locks the session row before its challenge
+// rows (sessions in id order), so attempt counting is exact and "all passed" versus "timed out" is
 // decided once. Effects on other services are outbox rows written in the same transaction. The rules
 // are internal/domain's; this package and memstore differ only in storage.
 package store
@@ -11,6 +11,8 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,13 +84,6 @@ func scanChallenge(row pgx.Row) (domain.Challenge, error) {
 	return c, err
 }
 
-func collectSessions(rows pgx.Rows, err error) ([]domain.Session, error) {
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Session, error) { return scanSession(r) })
-}
-
 func collectChallenges(rows pgx.Rows, err error) ([]domain.Challenge, error) {
 	if err != nil {
 		return nil, err
@@ -118,57 +113,66 @@ func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
 	return err
 }
 
-// lockPhone locks, in the global order (sessions by id, then challenges by id), the open sessions
-// that have a pending challenge for phone, and those challenges. Rows are re-read after the lock, so
-// states are the committed ones.
-func lockPhone(ctx context.Context, tx pgx.Tx, phone string) (map[string]domain.Session, []domain.Challenge, error) {
-	sessions, err := collectSessions(tx.Query(ctx, `SELECT `+sessionCols+` FROM sessions
-		WHERE state = 'OPEN' AND id IN (SELECT session_id FROM challenges WHERE phone = $1 AND state = 'PENDING')
-		ORDER BY id FOR UPDATE`, phone))
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock sessions: %w", err)
-	}
-	byID := make(map[string]domain.Session, len(sessions))
-	ids := make([]string, 0, len(sessions))
-	for _, s := range sessions {
-		byID[s.ID] = s
-		ids = append(ids, s.ID)
-	}
-	if len(ids) == 0 {
-		return byID, nil, nil
-	}
-	chs, err := collectChallenges(tx.Query(ctx, `SELECT `+challengeCols+` FROM challenges
-		WHERE session_id = ANY($1::uuid[]) AND phone = $2 ORDER BY id FOR UPDATE`, ids, phone))
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock challenges: %w", err)
-	}
-	return byID, chs, nil
-}
+// lockPhoneSQL locks the open sessions that have a pending challenge for phone ($1) and those
+// challenges in one statement. The rows are locked in ORDER BY order, session then challenge of each
+// row (FOR UPDATE OF s, c), so sessions are taken in id order and a challenge only under its session's
+// lock, like every other writer: no deadlock. Rows changed by a transaction we waited for are re-checked
+// (READ COMMITTED), so the states are the committed ones. The ID-tail hashes ride along in the row
+// (paired by ordering both arrays on the primary key).
+const lockPhoneSQL = `SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at,
+	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
+	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at,
+	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
+	(SELECT array_agg(t.tail_hash ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id)
+	FROM sessions s JOIN challenges c ON c.session_id = s.id
+	WHERE c.phone = $1 AND c.state = 'PENDING' AND s.state = 'OPEN'
+	ORDER BY s.id, c.id
+	FOR UPDATE OF s, c`
 
-func loadTails(ctx context.Context, tx pgx.Tx, chs []domain.Challenge) (map[string][]domain.TailHash, error) {
-	ids := make([]string, len(chs))
-	for i, c := range chs {
-		ids[i] = c.ID
-	}
-	out := map[string][]domain.TailHash{}
-	if len(ids) == 0 {
-		return out, nil
-	}
-	rows, err := tx.Query(ctx, `SELECT challenge_id::text, key_id, tail_hash FROM challenge_id_tails
-		WHERE challenge_id = ANY($1::uuid[])`, ids)
+// lockPhone locks the open sessions that have a pending challenge for phone, and those challenges,
+// and returns them (challenges ordered by id) with each challenge's ID-tail hashes, in one round trip.
+func lockPhone(ctx context.Context, tx pgx.Tx, phone string) (map[string]domain.Session, []domain.Challenge,
+	map[string][]domain.TailHash, error) {
+	rows, err := tx.Query(ctx, lockPhoneSQL, phone)
 	if err != nil {
-		return nil, fmt.Errorf("load tails: %w", err)
+		return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 	}
 	defer rows.Close()
+	byID := map[string]domain.Session{}
+	tails := map[string][]domain.TailHash{}
+	var chs []domain.Challenge
 	for rows.Next() {
-		var id string
-		var t domain.TailHash
-		if err := rows.Scan(&id, &t.KeyID, &t.Hash); err != nil {
-			return nil, err
+		var sess domain.Session
+		var c domain.Challenge
+		var sessState, chState string
+		var keyIDs []string
+		var hashes [][]byte
+		if err := rows.Scan(&sess.ID, &sess.OrderID, &sess.Submission, &sessState, &sess.DeadlineAt, &sess.Locale, &sess.CreatedAt,
+			&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
+			&c.Failed, &c.ResendsUsed, &c.LastSentAt, &chState, &c.PassedAt, &keyIDs, &hashes); err != nil {
+			return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 		}
-		out[id] = append(out[id], t)
+		if len(keyIDs) != len(hashes) {
+			return nil, nil, nil, fmt.Errorf("lock phone: %d tail key ids for %d tail hashes", len(keyIDs), len(hashes))
+		}
+		sess.State = domain.SessionState(sessState)
+		c.State = domain.ChallengeState(chState)
+		byID[sess.ID] = sess
+		chs = append(chs, c)
+		if len(hashes) > 0 {
+			ts := make([]domain.TailHash, len(hashes))
+			for i := range hashes {
+				ts[i] = domain.TailHash{KeyID: keyIDs[i], Hash: hashes[i]}
+			}
+			tails[c.ID] = ts
+		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
+	}
+	// Rows come in lock order (session id first); the rules see the challenges by id, as before.
+	slices.SortFunc(chs, func(a, b domain.Challenge) int { return strings.Compare(a.ID, b.ID) })
+	return byID, chs, tails, nil
 }
 
 // Verify checks one entry. A pass answers PASSED_WAITING_FOR_OTHERS or ALL_PASSED; every mismatch
@@ -178,11 +182,7 @@ func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyRe
 	var enqueued bool
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		resp, enqueued = nil, false
-		sessions, chs, err := lockPhone(ctx, tx, in.Phone)
-		if err != nil {
-			return err
-		}
-		tails, err := loadTails(ctx, tx, chs)
+		sessions, chs, tails, err := lockPhone(ctx, tx, in.Phone)
 		if err != nil {
 			return err
 		}
@@ -216,30 +216,34 @@ func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyRe
 	return resp, nil
 }
 
+// passSQL marks challenge $1 passed at $2 and answers whether every challenge of its session has now
+// passed; when so it also closes the session ($3) as PASSED, all in one statement. The statement's
+// snapshot is taken under the session lock, so the other challenges' states are the committed ones; the
+// CTE's own update is not visible to the outer query, hence "OR c.id = $1".
+const passSQL = `WITH up AS (
+		UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = $1 RETURNING session_id
+	), agg AS (
+		SELECT coalesce(bool_and(c.state = 'PASSED' OR c.id = $1), false) AS all_passed
+		FROM challenges c WHERE c.session_id = (SELECT session_id FROM up)
+	), closed AS (
+		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = $3 AND (SELECT all_passed FROM agg)
+		RETURNING id
+	)
+	SELECT all_passed, (SELECT count(*) FROM closed) FROM agg`
+
 func (s *Store) pass(ctx context.Context, tx pgx.Tx, now time.Time, sess domain.Session, c domain.Challenge) (*pb.VerifyResponse, bool, error) {
-	if _, err := tx.Exec(ctx, `UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = $1`, c.ID, now); err != nil {
+	var all bool
+	var closed int64
+	if err := tx.QueryRow(ctx, passSQL, c.ID, now, sess.ID).Scan(&all, &closed); err != nil {
 		return nil, false, fmt.Errorf("pass challenge: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT state FROM challenges WHERE session_id = $1`, sess.ID)
-	if err != nil {
-		return nil, false, err
-	}
-	states, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.ChallengeState, error) {
-		var st string
-		err := r.Scan(&st)
-		return domain.ChallengeState(st), err
-	})
-	if err != nil {
-		return nil, false, err
+	if all != (closed == 1) {
+		return nil, false, fmt.Errorf("pass challenge: all passed %v but %d sessions closed", all, closed)
 	}
 	s.log.Info("verifier passed", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
-	all := domain.AllPassed(states)
 	if !all {
 		return domain.PassAnswer(sess, false), false, nil
-	}
-	if err := closeSession(ctx, tx, now, sess.ID, domain.SessionPassed); err != nil {
-		return nil, false, err
 	}
 	if err := enqueue(ctx, tx, now, domain.PassedEffects(sess)...); err != nil {
 		return nil, false, err
@@ -403,7 +407,7 @@ func (s *Store) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, ph
 	// Do would roll back. Lookup and Save run in this one transaction instead.
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		resp, notMatched, enqueued = nil, false, false
-		sessions, chs, err := lockPhone(ctx, tx, phone)
+		sessions, chs, tails, err := lockPhone(ctx, tx, phone)
 		if err != nil {
 			return err
 		}
@@ -411,10 +415,6 @@ func (s *Store) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, ph
 		prev := &pb.ResendCodeResponse{}
 		if found, err := idempotency.Lookup(ctx, tx, method, req.GetRequestId(), fingerprint, prev); err != nil || found {
 			resp = prev
-			return err
-		}
-		tails, err := loadTails(ctx, tx, chs)
-		if err != nil {
 			return err
 		}
 		now := s.clock.Now()
