@@ -235,11 +235,33 @@ func (r *Relay) deliverBatch(ctx context.Context, batch []Row) {
 	if len(delivered) == 0 {
 		return
 	}
-	// The bookkeeping must land even while shutting down, or the rows are delivered again after their lease.
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := r.Queue.Delivered(bg, delivered...); err != nil {
+	if err := bookkeep(ctx, func(bg context.Context) error { return r.Queue.Delivered(bg, delivered...) }); err != nil {
 		r.Log.Warn("outbox: delivered but not deleted; they will be delivered again", zap.Int("rows", len(delivered)), zap.Error(err))
+	}
+}
+
+// BookkeepingLimit bounds how long the relay keeps trying to record an outcome.
+const BookkeepingLimit = 10 * time.Second
+
+// bookkeep records an outcome, retrying with a short backoff while the database is unreachable
+// (a restart): a row whose outcome is lost stays hidden for its whole lease, which would delay an
+// SMS code or an order's return by tens of seconds. It must land even while shutting down, so it
+// does not follow ctx's cancellation, only BookkeepingLimit.
+func bookkeep(ctx context.Context, record func(context.Context) error) error {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), BookkeepingLimit)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		err := record(bg)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-bg.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
@@ -269,9 +291,6 @@ func (r *Relay) deliver(ctx context.Context, x Row) bool {
 		fields = append(fields, zap.String("trace_id", id))
 	}
 	log := r.Log.With(fields...)
-	// The bookkeeping must land even while shutting down, or the row is delivered again after its lease.
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	switch {
 	case err == nil:
 		r.metrics.count(x.Target, resultDelivered)
@@ -279,14 +298,14 @@ func (r *Relay) deliver(ctx context.Context, x Row) bool {
 	case permanent(err):
 		r.metrics.count(x.Target, resultParked)
 		log.Error("outbox: receiver refused the call for good; parked as dead", zap.Error(err))
-		if err := r.Queue.Park(bg, x, r.Clock.Now(), err.Error()); err != nil {
+		if err := bookkeep(ctx, func(bg context.Context) error { return r.Queue.Park(bg, x, r.Clock.Now(), err.Error()) }); err != nil {
 			log.Warn("outbox: could not park the row", zap.Error(err))
 		}
 	default:
 		delay := Backoff(x.Attempts)
 		r.metrics.count(x.Target, resultRetried)
 		log.Warn("outbox: delivery failed, will retry", zap.Duration("retry_in", delay), zap.Error(err))
-		if err := r.Queue.Retry(bg, x, r.Clock.Now().Add(delay), err.Error()); err != nil {
+		if err := bookkeep(ctx, func(bg context.Context) error { return r.Queue.Retry(bg, x, r.Clock.Now().Add(delay), err.Error()) }); err != nil {
 			log.Warn("outbox: could not reschedule the row", zap.Error(err))
 		}
 	}

@@ -7,9 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"regexp"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -151,3 +155,27 @@ func IsUniqueViolation(err error) bool { return sqlState(err) == "23505" }
 
 // IsNoRows tells an empty single-row result.
 func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// IsUnavailable tells a database that cannot be reached or is going away (a restart, a failover,
+// a dropped connection) from a real failure: the caller may retry, so the edge answers Unavailable.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return true
+	}
+	switch s := sqlState(err); {
+	case strings.HasPrefix(s, "08"): // connection exception
+		return true
+	case s == "57P01", s == "57P02", s == "57P03": // admin shutdown, crash shutdown, cannot connect now
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pg"
 )
 
 // ErrorDomain is the ErrorInfo domain of every error the suite returns.
@@ -62,6 +63,10 @@ func ToStatus(log *zap.Logger, method string, err error) error {
 		return status.Error(codes.Canceled, "request cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	if pg.IsUnavailable(err) {
+		log.Warn("database unavailable", zap.String("method", method), zap.Error(err))
+		return status.Error(codes.Unavailable, "the database is unavailable, retry later")
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
 		return status.Error(codes.Unavailable, "a dependency is unavailable, retry later")

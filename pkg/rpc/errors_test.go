@@ -3,9 +3,12 @@ package rpc
 import (
 	"errors"
 	"fmt"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc/codes"
@@ -36,6 +39,12 @@ func TestToStatus(t *testing.T) {
 		{"driver error hidden", errors.New(`pq: duplicate key value violates "orders_pkey" phone=+8613812345678`),
 			codes.Internal, "", "", 0, "internal error"},
 		{"domain error without a kind is internal", &errs.Error{Reason: "X", Message: "m"},
+			codes.Internal, "", "", 0, "internal error"},
+		{"database restarting", fmt.Errorf("lock phone: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}),
+			codes.Unavailable, "", "", 0, "the database is unavailable, retry later"},
+		{"database unreachable", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED},
+			codes.Unavailable, "", "", 0, "the database is unavailable, retry later"},
+		{"constraint violation stays internal", &pgconn.PgError{Code: "23505", Message: "duplicate key"},
 			codes.Internal, "", "", 0, "internal error"},
 		{"downstream unavailable", status.Error(codes.Unavailable, "connection refused 10.0.0.1"),
 			codes.Unavailable, "", "", 0, "a dependency is unavailable, retry later"},
