@@ -10,7 +10,7 @@ SERVICES := filing verification sms-dispatch deadline
 MODULES   = $(shell go list -m -f '{{.Dir}}')
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: help run run-postgres demo bench build test test-unit test-e2e proto proto-check lint breaking tools clean
+.PHONY: help run run-postgres demo bench chaos build test test-unit test-e2e proto proto-check lint breaking tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ demo: build ## walk an order through verification against the running suite (mak
 
 bench: ## measure the suite on PostgreSQL (pgbench baseline, Verify, SubmitOrder, SMS, 1M deadlines, RSS) -> bench/results.txt; BENCH_FLAGS=--quick for a smoke run
 	go run ./bench/cmd/icpbench $(BENCH_FLAGS)
+
+chaos: ## fault drills against the processes on PostgreSQL (SIGKILL, PostgreSQL restart, two deadline replicas, SIGTERM); not part of make test
+	go run ./bench/cmd/icpchaos $(CHAOS_FLAGS)
 
 build: ## build the four services, icpdev and icpctl into bin/
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s/cmd/$$s; done

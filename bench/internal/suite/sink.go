@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,9 @@ type Sink struct {
 	mu       sync.Mutex
 	codes    map[string]string // phone -> latest code
 	seen     map[string]struct{}
-	posts    atomic.Int64 // POSTs including repeats
+	byID     map[string][]string // message id -> distinct codes received under it
+	byPhone  map[string][]string // phone -> distinct message ids, in arrival order
+	posts    atomic.Int64        // POSTs including repeats
 	distinct atomic.Int64
 	first    atomic.Int64 // unix nanos of the first distinct message since Reset
 	last     atomic.Int64 // unix nanos of the latest distinct message
@@ -44,7 +47,8 @@ func NewSink() (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{URL: "http://" + l.Addr().String() + "/sms", codes: map[string]string{}, seen: map[string]struct{}{}}
+	s := &Sink{URL: "http://" + l.Addr().String() + "/sms", codes: map[string]string{}, seen: map[string]struct{}{},
+		byID: map[string][]string{}, byPhone: map[string][]string{}}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			s.conns.Add(1)
@@ -71,9 +75,14 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UnixNano()
 	s.mu.Lock()
 	_, dup := s.seen[p.MessageID]
+	code := codeRE.FindString(p.Text)
 	if !dup {
 		s.seen[p.MessageID] = struct{}{}
-		s.codes[p.Phone] = codeRE.FindString(p.Text)
+		s.codes[p.Phone] = code
+		s.byPhone[p.Phone] = append(s.byPhone[p.Phone], p.MessageID)
+	}
+	if !slices.Contains(s.byID[p.MessageID], code) {
+		s.byID[p.MessageID] = append(s.byID[p.MessageID], code)
 	}
 	s.mu.Unlock()
 	if !dup {
@@ -91,6 +100,21 @@ func (s *Sink) Code(phone string) (string, bool) {
 	defer s.mu.Unlock()
 	c, ok := s.codes[phone]
 	return c, ok
+}
+
+// MessageIDs returns the distinct message ids phone received, in arrival order.
+func (s *Sink) MessageIDs(phone string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.byPhone[phone])
+}
+
+// Codes returns the distinct codes that arrived under one message id (more than one is a duplicate
+// send with a different text, which the idempotency key forbids).
+func (s *Sink) Codes(messageID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.byID[messageID])
 }
 
 // Distinct is how many distinct message ids arrived; Posts counts repeats too.

@@ -292,7 +292,7 @@ type Suite struct {
 func (s *Suite) Args(name string) []string {
 	c := s.Cfg
 	url := c.DatabaseURL
-	if n := c.PoolMaxConns[name]; n > 0 {
+	if n := c.PoolMaxConns[strings.SplitN(name, "#", 2)[0]]; n > 0 {
 		url = WithParams(url, fmt.Sprintf("pool_max_conns=%d", n))
 	}
 	lvl := c.LogLevel
@@ -300,7 +300,8 @@ func (s *Suite) Args(name string) []string {
 		lvl = "warn"
 	}
 	args := []string{"--database-url=" + url, "--log-level=" + lvl}
-	switch name {
+	// A replica key such as "deadline#2" gets the flags of its service.
+	switch strings.SplitN(name, "#", 2)[0] {
 	case "filing":
 		args = append(args, "--verification-addr="+s.Addrs["verification"], "--deadline-addr="+s.Addrs["deadline"])
 	case "verification":
