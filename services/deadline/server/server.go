@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,10 +16,7 @@ import (
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
-	"github.com/icpverify/icpverify/pkg/logging"
-	"github.com/icpverify/icpverify/pkg/observe"
-	"github.com/icpverify/icpverify/pkg/pg"
-	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/service"
 	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/deadline/internal/store"
 	"github.com/icpverify/icpverify/services/deadline/internal/store/memstore"
@@ -65,39 +61,22 @@ func Run(ctx context.Context, args []string) error {
 		return errors.New("--fire-concurrency must be positive")
 	}
 
-	log, err := logging.New("deadline", *common.LogLevel)
+	base, err := service.Start("deadline", common, sec)
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck
-	obs, err := observe.FromFlags(log, "deadline", common)
-	if err != nil {
-		return err
-	}
-	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs))
-	if err != nil {
-		return err
-	}
-	peers, err := rpc.NewDialer(log, sec)
-	if err != nil {
-		return err
-	}
-	peers.Observe(obs)
+	defer base.Close()
+	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	var st engine
 	if common.Memory() {
-		log.Warn("in-memory store: development only, nothing survives a restart")
 		st = memstore.New()
 	} else {
-		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		pool, err := base.Postgres(ctx, store.Migrations, idempotency.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		obs.Ready("database", pool.Ping)
-		if err := pg.Migrate(ctx, pool, store.Migrations, idempotency.Migrations); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
 		st = store.New(pool)
 	}
 
@@ -122,5 +101,5 @@ func Run(ctx context.Context, args []string) error {
 
 	deadlinev1.RegisterDeadlineServiceServer(srv.Internal(), grpcapi.New(st, clk))
 	srv.Go("sweeper", sw.Run)
-	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+	return base.Serve(ctx)
 }

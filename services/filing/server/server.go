@@ -17,11 +17,8 @@ import (
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
-	"github.com/icpverify/icpverify/pkg/logging"
-	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/outbox"
-	"github.com/icpverify/icpverify/pkg/pg"
-	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/service"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/filing/internal/store"
@@ -53,24 +50,12 @@ func Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--sms-locale %q: use zh-CN or en", *locale)
 	}
 
-	log, err := logging.New("filing", *common.LogLevel)
+	base, err := service.Start("filing", common, sec)
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck
-	obs, err := observe.FromFlags(log, "filing", common)
-	if err != nil {
-		return err
-	}
-	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs))
-	if err != nil {
-		return err
-	}
-	peers, err := rpc.NewDialer(log, sec)
-	if err != nil {
-		return err
-	}
-	peers.Observe(obs)
+	defer base.Close()
+	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	clk := clock.Real{}
 	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
@@ -82,20 +67,15 @@ func Run(ctx context.Context, args []string) error {
 		onEnqueue *func()
 	)
 	if common.Memory() {
-		log.Warn("in-memory store: development only, nothing survives a restart")
 		mq := outbox.NewMemQueue()
 		ms := memstore.New(clk, cfg, mq)
 		st, queue, onEnqueue = ms, mq, &ms.OnEnqueue
 	} else {
-		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations, idempotency.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		obs.Ready("database", pool.Ping)
-		if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
-			return err
-		}
 		ps := store.New(pool, clk, cfg)
 		st, queue, onEnqueue = ps, outbox.PGQueue{Pool: pool}, &ps.OnEnqueue
 	}
@@ -131,5 +111,5 @@ func Run(ctx context.Context, args []string) error {
 	srv.Go("outbox", relay.Run)
 	log.Info("filing service starting", zap.String("verification_addr", *verificationAddr), zap.String("deadline_addr", *deadlineAddr),
 		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))
-	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+	return base.Serve(ctx)
 }

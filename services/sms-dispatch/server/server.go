@@ -16,10 +16,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/config"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
-	"github.com/icpverify/icpverify/pkg/logging"
-	"github.com/icpverify/icpverify/pkg/observe"
-	"github.com/icpverify/icpverify/pkg/pg"
-	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/service"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -83,19 +80,12 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	log, err := logging.New("sms-dispatch", *common.LogLevel)
+	base, err := service.Start("sms-dispatch", common, sec)
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck
-	obs, err := observe.FromFlags(log, "sms-dispatch", common)
-	if err != nil {
-		return err
-	}
-	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs))
-	if err != nil {
-		return err
-	}
+	defer base.Close()
+	log, obs, srv := base.Log, base.Obs, base.Server
 
 	sms, sendTimeout := opts.provider()
 	// Development mode: the console provider prints every text anyway, so the API may show it too.
@@ -107,18 +97,13 @@ func Run(ctx context.Context, args []string) error {
 
 	var st Store
 	if common.Memory() {
-		log.Warn("in-memory store: development only, nothing survives a restart")
 		st = memstore.New()
 	} else {
-		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		pool, err := base.Postgres(ctx, store.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		obs.Ready("database", pool.Ping)
-		if err := pg.Migrate(ctx, pool, store.Migrations); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
 		st = store.New(pool)
 	}
 	clk := clock.Real{}
@@ -136,7 +121,7 @@ func Run(ctx context.Context, args []string) error {
 	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay))
-	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+	return base.Serve(ctx)
 }
 
 func (o Options) check() error {

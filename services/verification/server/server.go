@@ -19,11 +19,9 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
-	"github.com/icpverify/icpverify/pkg/logging"
-	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/outbox"
-	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/service"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
@@ -69,26 +67,14 @@ func Run(ctx context.Context, args []string) error {
 			`the same key; make one with: HMAC_KEYS="k1:$(openssl rand -hex 32)"`)
 	}
 
-	log, err := logging.New("verification", *common.LogLevel)
-	if err != nil {
-		return err
-	}
-	defer log.Sync() //nolint:errcheck
-	obs, err := observe.FromFlags(log, "verification", common)
-	if err != nil {
-		return err
-	}
-	srv, err := rpc.NewSecureServer(log, sec, rpc.WithObserver(obs),
+	base, err := service.Start("verification", common, sec,
 		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst},
 		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst})
 	if err != nil {
 		return err
 	}
-	peers, err := rpc.NewDialer(log, sec)
-	if err != nil {
-		return err
-	}
-	peers.Observe(obs)
+	defer base.Close()
+	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	hasher, err := newHasher(log, *hmacKeys)
 	if err != nil {
@@ -129,22 +115,17 @@ func Run(ctx context.Context, args []string) error {
 	metrics := grpcapi.NewMetrics(obs.Registry)
 	var st grpcapi.Store
 	if common.Memory() {
-		log.Warn("in-memory store: development only, nothing survives a restart")
 		q := outbox.NewMemQueue()
 		relay.Queue = q
 		ms := memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
 		ms.OnLock = metrics.Locked
 		st = ms
 	} else {
-		pool, err := pg.Connect(ctx, log, *common.DatabaseURL, *common.DatabaseSchema, 30*time.Second)
+		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations, idempotency.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		obs.Ready("database", pool.Ping)
-		if err := pg.Migrate(ctx, pool, store.Migrations, outbox.Migrations, idempotency.Migrations); err != nil {
-			return err
-		}
 		relay.Queue = outbox.PGQueue{Pool: pool}
 		ps := store.New(pool, clk, hasher, limits, log, relay.Wake)
 		ps.OnLock = metrics.Locked
@@ -158,7 +139,7 @@ func Run(ctx context.Context, args []string) error {
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),
 		zap.Duration("resend_interval", limits.ResendInterval),
 		zap.Duration("min_response_time", *minResponse), zap.String("store", *common.Store))
-	return srv.Serve(ctx, *common.GRPCAddr, *common.ShutdownTimeout)
+	return base.Serve(ctx)
 }
 
 // newHasher parses --hmac-keys; with none (allowed only with --store=memory) it makes an ephemeral key

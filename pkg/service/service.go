@@ -1,0 +1,80 @@
+// Package service is the start-up every service shares: the JSON logger, the observer (metrics,
+// tracing, admin listener), the gRPC server behind the security edge, the peer dialer, and the
+// PostgreSQL pool with readiness and migrations. Each service's server.Run wires only its own parts.
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/observe"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/rpc"
+)
+
+// DatabaseWait is how long a starting service waits for PostgreSQL (containers may start first).
+const DatabaseWait = 30 * time.Second
+
+// Base is what every service builds before its own wiring.
+type Base struct {
+	Log    *zap.Logger
+	Obs    *observe.Observer
+	Server *rpc.Server
+	Peers  *rpc.Dialer
+	common config.Common
+}
+
+// Start builds the base of the named service from its parsed flags; opts add to the server's
+// (rate limits, for instance). Call Close when Run returns.
+func Start(name string, common config.Common, sec config.Security, opts ...rpc.ServerOption) (*Base, error) {
+	log, err := logging.New(name, *common.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := observe.FromFlags(log, name, common)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := rpc.NewSecureServer(log, sec, append([]rpc.ServerOption{rpc.WithObserver(obs)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	peers, err := rpc.NewDialer(log, sec)
+	if err != nil {
+		return nil, err
+	}
+	peers.Observe(obs)
+	if common.Memory() {
+		log.Warn("in-memory store: development only, nothing survives a restart")
+	}
+	return &Base{Log: log, Obs: obs, Server: srv, Peers: peers, common: common}, nil
+}
+
+// Close flushes the logger.
+func (b *Base) Close() { _ = b.Log.Sync() }
+
+// Postgres connects to the service's own schema, makes /readyz follow the database and applies the
+// migrations. The caller closes the pool.
+func (b *Base) Postgres(ctx context.Context, migrations ...pg.Source) (*pgxpool.Pool, error) {
+	pool, err := pg.Connect(ctx, b.Log, *b.common.DatabaseURL, *b.common.DatabaseSchema, DatabaseWait)
+	if err != nil {
+		return nil, err
+	}
+	b.Obs.Ready("database", pool.Ping)
+	if err := pg.Migrate(ctx, pool, migrations...); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return pool, nil
+}
+
+// Serve serves until ctx ends (see rpc.Server.Serve).
+func (b *Base) Serve(ctx context.Context) error {
+	return b.Server.Serve(ctx, *b.common.GRPCAddr, *b.common.ShutdownTimeout)
+}
