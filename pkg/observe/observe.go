@@ -53,8 +53,6 @@ type Config struct {
 
 // Observer is the observability of one service.
 type Observer struct {
-	// Service names the service (the service.name of its spans).
-	Service string
 	// Registry holds every metric the service exposes on /metrics.
 	Registry *prometheus.Registry
 	// GRPC are the grpc_server_* metrics, fed by the interceptors pkg/rpc installs.
@@ -87,7 +85,7 @@ func New(log *zap.Logger, service string, cfg Config) (*Observer, error) {
 		log = zap.NewNop()
 	}
 	o := &Observer{
-		Service: service, Registry: prometheus.NewRegistry(), log: log, adminAddr: cfg.AdminAddr,
+		Registry: prometheus.NewRegistry(), log: log, adminAddr: cfg.AdminAddr,
 		tp:   noop.NewTracerProvider(),
 		prop: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 	}
@@ -136,8 +134,6 @@ func (o *Observer) TracerProvider() trace.TracerProvider {
 	return o.tp
 }
 
-// Propagator is W3C trace context (and baggage).
-func (o *Observer) Propagator() propagation.TextMapPropagator { return o.prop }
 
 // ServerHandler is the gRPC server stats handler that starts a span per RPC, continuing the
 // caller's trace; nil when tracing is off.

@@ -151,7 +151,7 @@ func main() {
 		o.minRespRun = map[bool]time.Duration{false: 10 * time.Second, true: 4 * time.Second}[o.quick]
 	}
 	if o.root == "" {
-		o.root = findRoot()
+		o.root = suite.FindRoot()
 	}
 	if o.out == "" {
 		o.out = filepath.Join(o.root, "bench", "results.txt")
@@ -166,18 +166,6 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-func findRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
-}
 
 func run(o options) error {
 	ctx := context.Background()
@@ -648,28 +636,14 @@ func rpcReason(err error) string { return rpc.Reason(err) }
 
 // ---------- SubmitOrder ----------
 
-func residentID(prefix17 string) string {
-	weights := []int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i, c := range prefix17 {
-		sum += int(c-'0') * weights[i]
-	}
-	return prefix17 + string("10X98765432"[sum%11])
-}
-
-func person(name, phone string, i int) *filingv1.Person {
-	return &filingv1.Person{Name: name, IdType: filingv1.IdDocumentType_ID_DOCUMENT_TYPE_RESIDENT_ID_CARD,
-		IdNumber: residentID(fmt.Sprintf("1101051980%02d%02d%03d", (i/28000)%12+1, (i/1000)%28+1, i%1000)), Phone: phone}
-}
-
 func submit(ctx context.Context, o options, fig *figures, sink *suite.Sink, client func(int64) filingv1.FilingServiceClient) ([]string, error) {
 	n := int64(o.submitOrders)
 	ids := make([]string, n)
 	logf("creating %d draft orders (2 verifiers each)", n)
 	start := time.Now()
 	res, err := runN(ctx, o.clients, n, func(ctx context.Context, i int64) error {
-		principal := person("张三", fmt.Sprintf("+86139%08d", 2*i), int(2*i))
-		web := person("李四", fmt.Sprintf("+86139%08d", 2*i+1), int(2*i+1))
+		principal := suite.Person("张三", fmt.Sprintf("+86139%08d", 2*i), int(2*i))
+		web := suite.Person("李四", fmt.Sprintf("+86139%08d", 2*i+1), int(2*i+1))
 		resp, err := client(i).CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: fmt.Sprintf("bench-create-%d", i),
 			Spec: &filingv1.OrderSpec{
 				FilingType: filingv1.FilingType_FILING_TYPE_FIRST_FILING, SubjectName: fmt.Sprintf("杭州示例科技有限公司%d", i),

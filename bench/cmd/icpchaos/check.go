@@ -4,23 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 )
-
-func residentID(prefix17 string) string {
-	weights := []int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i, c := range prefix17 {
-		sum += int(c-'0') * weights[i]
-	}
-	return prefix17 + string("10X98765432"[sum%11])
-}
-
-func person(name, phone string, i int) *filingv1.Person {
-	return &filingv1.Person{Name: name, IdType: filingv1.IdDocumentType_ID_DOCUMENT_TYPE_RESIDENT_ID_CARD,
-		IdNumber: residentID(fmt.Sprintf("1101051980%02d%02d%03d", (i/28000)%12+1, (i/1000)%28+1, i%1000)), Phone: phone}
-}
 
 // row is what the four schemas hold about one order.
 type row struct {

@@ -179,8 +179,8 @@ func (d *driver) orderList() []*order {
 func (d *driver) create(ctx context.Context) (*order, error) {
 	n := seq.Add(1)
 	o := &order{n: n}
-	principal := person("张三", fmt.Sprintf("+86137%08d", 2*n), int(2*n))
-	web := person("李四", fmt.Sprintf("+86137%08d", 2*n+1), int(2*n+1))
+	principal := suite.Person("张三", fmt.Sprintf("+86137%08d", 2*n), int(2*n))
+	web := suite.Person("李四", fmt.Sprintf("+86137%08d", 2*n+1), int(2*n+1))
 	o.phones = [2]string{principal.Phone, web.Phone}
 	o.tails = [2]string{principal.IdNumber[12:], web.IdNumber[12:]}
 	req := &filingv1.CreateOrderRequest{RequestId: fmt.Sprintf("chaos-create-%d-%d", runID, n),

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -62,7 +61,7 @@ func main() {
 	flag.Parse()
 	o.drills = strings.Split(*drills, ",")
 	if o.root == "" {
-		o.root = findRoot()
+		o.root = suite.FindRoot()
 	}
 	ok, err := run(o)
 	if err != nil {
@@ -71,18 +70,6 @@ func main() {
 	}
 	if !ok {
 		os.Exit(1)
-	}
-}
-
-func findRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
 	}
 }
 

@@ -124,13 +124,10 @@ func (s *Sink) Posts() int64    { return s.posts.Load() }
 // Conns is how many TCP connections the gateway accepted.
 func (s *Sink) Conns() int64 { return s.conns.Load() }
 
-// Window returns the arrival times of the first and latest distinct message since ResetWindow.
+// Window returns the arrival times of the first and latest distinct message.
 func (s *Sink) Window() (first, last time.Time) {
 	return time.Unix(0, s.first.Load()), time.Unix(0, s.last.Load())
 }
-
-// ResetWindow starts a new first/last window.
-func (s *Sink) ResetWindow() { s.first.Store(0); s.last.Store(0) }
 
 // WaitDistinct waits until at least n distinct messages arrived, or limit passes; it reports success.
 func (s *Sink) WaitDistinct(n int64, limit time.Duration) bool {

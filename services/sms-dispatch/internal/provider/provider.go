@@ -60,12 +60,6 @@ type Webhook struct {
 	Client *http.Client
 }
 
-// NewWebhook returns a webhook provider with the given per-request timeout, keeping up to 64 idle
-// connections to the gateway (see NewWebhookConns).
-func NewWebhook(url, token string, timeout time.Duration) *Webhook {
-	return NewWebhookConns(url, token, timeout, 64)
-}
-
 // NewWebhookConns returns a webhook provider with the given per-request timeout whose transport keeps
 // up to conns idle keep-alive connections to the gateway: at least the number of concurrent sends,
 // or every send beyond them opens (and leaves in TIME_WAIT) a new TCP connection.

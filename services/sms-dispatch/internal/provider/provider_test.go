@@ -25,7 +25,7 @@ func TestWebhookAccepted(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer srv.Close()
-	w := NewWebhook(srv.URL, "s3cret", time.Second)
+	w := NewWebhookConns(srv.URL, "s3cret", time.Second, 2)
 	if err := w.Send(context.Background(), msg); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -44,7 +44,7 @@ func TestWebhookNoTokenNoAuthorization(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	if err := NewWebhook(srv.URL, "", time.Second).Send(context.Background(), msg); err != nil {
+	if err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -64,7 +64,7 @@ func TestWebhookRetriedWithSameKey(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
-	w := NewWebhook(srv.URL, "", time.Second)
+	w := NewWebhookConns(srv.URL, "", time.Second, 2)
 	err := w.Send(context.Background(), msg)
 	if err == nil || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("first Send = %v, want an error naming HTTP 500", err)
@@ -92,7 +92,7 @@ func TestWebhookTimeoutIsRetryable(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	err := NewWebhook(srv.URL, "", 50*time.Millisecond).Send(context.Background(), msg)
+	err := NewWebhookConns(srv.URL, "", 50*time.Millisecond, 2).Send(context.Background(), msg)
 	if err == nil {
 		t.Fatal("Send succeeded against a hanging gateway")
 	}
@@ -105,7 +105,7 @@ func TestWebhookTransportError(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	if err := NewWebhook(url, "", time.Second).Send(context.Background(), msg); err == nil {
+	if err := NewWebhookConns(url, "", time.Second, 2).Send(context.Background(), msg); err == nil {
 		t.Fatal("Send to a closed server succeeded")
 	}
 }

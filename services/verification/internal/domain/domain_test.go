@@ -338,11 +338,11 @@ func TestDecideClose(t *testing.T) {
 		reason string
 	}{
 		{"never early", deadline.Add(-time.Nanosecond), SessionOpen, CloseDecision{}, ReasonDeadlineNotReached},
-		{"open at the deadline times out", deadline, SessionOpen, CloseDecision{SessionTimedOut, true, true}, ""},
-		{"timed out is idempotent", deadline.Add(time.Hour), SessionTimedOut, CloseDecision{SessionTimedOut, true, false}, ""},
-		{"passed stays", deadline, SessionPassed, CloseDecision{SessionPassed, false, false}, ""},
-		{"failed stays", deadline, SessionFailed, CloseDecision{SessionFailed, false, false}, ""},
-		{"cancelled stays", deadline, SessionCancelled, CloseDecision{SessionCancelled, false, false}, ""},
+		{"open at the deadline times out", deadline, SessionOpen, CloseDecision{Closed: true, Return: true}, ""},
+		{"timed out is idempotent", deadline.Add(time.Hour), SessionTimedOut, CloseDecision{Closed: true, Return: false}, ""},
+		{"passed stays", deadline, SessionPassed, CloseDecision{Closed: false, Return: false}, ""},
+		{"failed stays", deadline, SessionFailed, CloseDecision{Closed: false, Return: false}, ""},
+		{"cancelled stays", deadline, SessionCancelled, CloseDecision{Closed: false, Return: false}, ""},
 	}
 	for _, tc := range tests {
 		got, err := DecideClose(tc.now, tc.state, deadline)

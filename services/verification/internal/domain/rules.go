@@ -204,9 +204,8 @@ func ResendsLeft(used int, l Limits) int { return max(l.MaxResends-used, 0) }
 
 // CloseDecision is the answer of CloseIfIncomplete for one session state.
 type CloseDecision struct {
-	NewState SessionState // the state after the call
-	Closed   bool         // the session is TIMED_OUT (now or before)
-	Return   bool         // this call closed it: the order must be returned
+	Closed bool // the session is TIMED_OUT (now or before)
+	Return bool // this call closed it: the order must be returned
 }
 
 // DecideClose applies the deadline: before deadline_at nothing closes (DEADLINE_NOT_REACHED); an open
@@ -217,11 +216,11 @@ func DecideClose(now time.Time, state SessionState, deadlineAt time.Time) (Close
 	}
 	switch state {
 	case SessionOpen:
-		return CloseDecision{NewState: SessionTimedOut, Closed: true, Return: true}, nil
+		return CloseDecision{Closed: true, Return: true}, nil
 	case SessionTimedOut:
-		return CloseDecision{NewState: SessionTimedOut, Closed: true}, nil
+		return CloseDecision{Closed: true}, nil
 	default:
-		return CloseDecision{NewState: state}, nil
+		return CloseDecision{}, nil
 	}
 }
 
