@@ -134,7 +134,6 @@ func (o *Observer) TracerProvider() trace.TracerProvider {
 	return o.tp
 }
 
-
 // ServerHandler is the gRPC server stats handler that starts a span per RPC, continuing the
 // caller's trace; nil when tracing is off.
 func (o *Observer) ServerHandler() stats.Handler {
