@@ -40,13 +40,16 @@ func EnqueueSensitive(ctx context.Context, tx pgx.Tx, now time.Time, target stri
 	return enqueue(ctx, tx, now, target, msg, true)
 }
 
+// InsertSQL writes one row: target $1, payload $2, now $3, sensitive $4. Exported for stores that
+// queue it in a pgx.Batch instead of running it on a pgx.Tx.
+const InsertSQL = `INSERT INTO outbox (target, payload, created_at, available_at, sensitive) VALUES ($1, $2, $3, $3, $4)`
+
 func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message, sensitive bool) error {
 	payload, err := proto.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("outbox: marshal %s: %w", target, err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO outbox (target, payload, created_at, available_at, sensitive) VALUES ($1, $2, $3, $3, $4)`,
-		target, payload, now, sensitive)
+	_, err = tx.Exec(ctx, InsertSQL, target, payload, now, sensitive)
 	if err != nil {
 		return fmt.Errorf("outbox: enqueue %s: %w", target, err)
 	}

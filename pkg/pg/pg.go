@@ -120,18 +120,25 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, sources ...Source) error {
 const MaxTxAttempts = 5
 
 // InTx runs fn in a READ COMMITTED transaction and commits when fn returns nil. Serialization
-// failures (40001) and deadlocks (40P01) are retried with a short backoff, at most MaxTxAttempts times.
+// failures (40001) and deadlocks (40P01) are retried (see Retry).
 func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	return Retry(ctx, func() error { return pgx.BeginFunc(ctx, pool, fn) })
+}
+
+// Retry runs one whole transaction attempt, again after a serialization failure or deadlock, with a
+// short backoff, at most MaxTxAttempts times. For stores that drive a transaction themselves (for
+// instance pipelined in batches) the way InTx does.
+func Retry(ctx context.Context, attempt func() error) error {
 	var err error
-	for attempt := 1; attempt <= MaxTxAttempts; attempt++ {
-		err = pgx.BeginFunc(ctx, pool, fn)
-		if !isRetryable(err) {
+	for n := 1; n <= MaxTxAttempts; n++ {
+		err = attempt()
+		if !IsRetryable(err) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+		case <-time.After(time.Duration(n*n) * 5 * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("transaction failed after %d attempts: %w", MaxTxAttempts, err)
@@ -145,7 +152,8 @@ func sqlState(err error) string {
 	return ""
 }
 
-func isRetryable(err error) bool {
+// IsRetryable tells a serialization failure (40001) or deadlock (40P01): the transaction may be retried.
+func IsRetryable(err error) bool {
 	s := sqlState(err)
 	return s == "40001" || s == "40P01"
 }

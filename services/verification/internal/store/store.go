@@ -137,6 +137,11 @@ func lockPhone(ctx context.Context, tx pgx.Tx, phone string) (map[string]domain.
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 	}
+	return scanLockRows(rows)
+}
+
+// scanLockRows reads and closes the rows of lockPhoneSQL.
+func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge, map[string][]domain.TailHash, error) {
 	defer rows.Close()
 	byID := map[string]domain.Session{}
 	tails := map[string][]domain.TailHash{}
@@ -175,88 +180,12 @@ func lockPhone(ctx context.Context, tx pgx.Tx, phone string) (map[string]domain.
 	return byID, chs, tails, nil
 }
 
-// Verify checks one entry. A pass answers PASSED_WAITING_FOR_OTHERS or ALL_PASSED; every mismatch
-// commits its failure counts and then answers the uniform VERIFICATION_NOT_MATCHED.
-func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
-	var resp *pb.VerifyResponse
-	var enqueued bool
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		resp, enqueued = nil, false
-		sessions, chs, tails, err := lockPhone(ctx, tx, in.Phone)
-		if err != nil {
-			return err
-		}
-		// Read after the locks: a check that queued behind another one across deadline_at is late.
-		now := s.clock.Now()
-		cands := make([]domain.Candidate, len(chs))
-		for i, c := range chs {
-			cands[i] = s.hasher.Candidate(sessions[c.SessionID], c, tails[c.ID], in.Code, in.Tail)
-		}
-		if len(chs) == 0 {
-			s.hasher.Burn(in.Code, in.Tail)
-		}
-		d := domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts)
-		if d.Pass >= 0 {
-			c := chs[d.Pass]
-			resp, enqueued, err = s.pass(ctx, tx, now, sessions[c.SessionID], c)
-			return err
-		}
-		enqueued, err = s.countFailures(ctx, tx, now, sessions, chs, d.Failures)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if enqueued {
-		s.wake()
-	}
-	if resp == nil {
-		return nil, domain.ErrNotMatched()
-	}
-	return resp, nil
-}
-
-// passSQL marks challenge $1 passed at $2 and answers whether every challenge of its session has now
-// passed; when so it also closes the session ($3) as PASSED, all in one statement. The statement's
-// snapshot is taken under the session lock, so the other challenges' states are the committed ones; the
-// CTE's own update is not visible to the outer query, hence "OR c.id = $1".
-const passSQL = `WITH up AS (
-		UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = $1 RETURNING session_id
-	), agg AS (
-		SELECT coalesce(bool_and(c.state = 'PASSED' OR c.id = $1), false) AS all_passed
-		FROM challenges c WHERE c.session_id = (SELECT session_id FROM up)
-	), closed AS (
-		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = $3 AND (SELECT all_passed FROM agg)
-		RETURNING id
-	)
-	SELECT all_passed, (SELECT count(*) FROM closed) FROM agg`
-
-func (s *Store) pass(ctx context.Context, tx pgx.Tx, now time.Time, sess domain.Session, c domain.Challenge) (*pb.VerifyResponse, bool, error) {
-	var all bool
-	var closed int64
-	if err := tx.QueryRow(ctx, passSQL, c.ID, now, sess.ID).Scan(&all, &closed); err != nil {
-		return nil, false, fmt.Errorf("pass challenge: %w", err)
-	}
-	if all != (closed == 1) {
-		return nil, false, fmt.Errorf("pass challenge: all passed %v but %d sessions closed", all, closed)
-	}
-	s.log.Info("verifier passed", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
-		zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
-	if !all {
-		return domain.PassAnswer(sess, false), false, nil
-	}
-	if err := enqueue(ctx, tx, now, domain.PassedEffects(sess)...); err != nil {
-		return nil, false, err
-	}
-	s.log.Info("session passed", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission))
-	return domain.PassAnswer(sess, true), true, nil
-}
-
-// countFailures records one more failure on each challenge of fs; at the limit a challenge locks, its
-// session fails and filing is owed a return and deadline a cancel. It reports whether it enqueued.
-func (s *Store) countFailures(ctx context.Context, tx pgx.Tx, now time.Time, sessions map[string]domain.Session,
-	chs []domain.Challenge, fs []domain.Failure) (bool, error) {
-	enqueued := false
+// queueFailures queues one more failure on each challenge of fs into b; at the limit a challenge
+// locks, its session fails and filing is owed a return and deadline a cancel (outbox rows). It returns
+// the verifiers it locked, to report once the transaction committed.
+func queueFailures(b *pgx.Batch, now time.Time, sessions map[string]domain.Session, chs []domain.Challenge,
+	fs []domain.Failure) ([]lockedVerifier, error) {
+	var locked []lockedVerifier
 	for _, f := range fs {
 		c := chs[f.Index]
 		sess := sessions[c.SessionID]
@@ -264,27 +193,21 @@ func (s *Store) countFailures(ctx context.Context, tx pgx.Tx, now time.Time, ses
 		if f.Lock {
 			state = domain.ChallengeLocked
 		}
-		if _, err := tx.Exec(ctx, `UPDATE challenges SET failed_attempts = $2, state = $3 WHERE id = $1`,
-			c.ID, f.FailedAttempts, string(state)); err != nil {
-			return false, fmt.Errorf("count failure: %w", err)
-		}
+		b.Queue(`UPDATE challenges SET failed_attempts = $2, state = $3 WHERE id = $1`, c.ID, f.FailedAttempts, string(state))
 		if !f.Lock {
 			continue
 		}
-		if err := closeSession(ctx, tx, now, sess.ID, domain.SessionFailed); err != nil {
-			return false, err
+		b.Queue(`UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1`, sess.ID, string(domain.SessionFailed), now)
+		targets, payloads, sensitive, err := outboxRows(domain.LockedEffects(sess))
+		if err != nil {
+			return nil, err
 		}
-		if err := enqueue(ctx, tx, now, domain.LockedEffects(sess)...); err != nil {
-			return false, err
+		for i := range targets {
+			b.Queue(outbox.InsertSQL, targets[i], payloads[i], now, sensitive[i])
 		}
-		enqueued = true
-		if s.OnLock != nil {
-			s.OnLock()
-		}
-		s.log.Warn("verifier locked after too many failed attempts; order returned", logging.OrderID(sess.OrderID),
-			logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
+		locked = append(locked, lockedVerifier{sess: sess, c: c})
 	}
-	return enqueued, nil
+	return locked, nil
 }
 
 func closeSession(ctx context.Context, tx pgx.Tx, now time.Time, id string, state domain.SessionState) error {
@@ -403,10 +326,11 @@ func (s *Store) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, ph
 	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: s.hasher.Fingerprint(phone, tail)}
 	var resp *pb.ResendCodeResponse
 	var notMatched, enqueued bool
+	var locked []lockedVerifier
 	// Not idempotency.Do: a mismatch must commit its failure counts and still answer an error, which
 	// Do would roll back. Lookup and Save run in this one transaction instead.
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		resp, notMatched, enqueued = nil, false, false
+		resp, notMatched, enqueued, locked = nil, false, false, nil
 		sessions, chs, tails, err := lockPhone(ctx, tx, phone)
 		if err != nil {
 			return err
@@ -430,8 +354,12 @@ func (s *Store) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, ph
 		found, failures := domain.DecideResendByPhone(now, cands, s.limits.MaxFailedAttempts)
 		if found < 0 {
 			notMatched = true
-			enqueued, err = s.countFailures(ctx, tx, now, sessions, chs, failures)
-			return err
+			b := &pgx.Batch{}
+			if locked, err = queueFailures(b, now, sessions, chs, failures); err != nil {
+				return err
+			}
+			enqueued = len(locked) > 0
+			return tx.SendBatch(ctx, b).Close()
 		}
 		c := chs[found]
 		r, err := s.applyResend(ctx, tx, now, sessions[c.SessionID], c)
@@ -445,6 +373,7 @@ func (s *Store) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, ph
 	if err != nil {
 		return nil, err
 	}
+	s.reportVerify(verifyResult{locked: locked})
 	if enqueued {
 		s.wake()
 	}
