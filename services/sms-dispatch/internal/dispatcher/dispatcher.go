@@ -84,6 +84,8 @@ type Dispatcher struct {
 	sendSlots chan struct{}
 	// lastClaim (UnixNano of the real clock) lets a poll skip its claim when another one just ran.
 	lastClaim atomic.Int64
+	// idle counts workers parked waiting for a Wake or their poll timer.
+	idle atomic.Int64
 }
 
 func (d *Dispatcher) init() {
@@ -164,11 +166,15 @@ func (d *Dispatcher) work(ctx context.Context) {
 				}
 			}
 			timer.Reset(d.Poll)
+			d.idle.Add(1)
 			select {
 			case <-ctx.Done():
+				d.idle.Add(-1)
 				return
 			case <-d.signal:
+				d.idle.Add(-1)
 			case <-timer.C:
+				d.idle.Add(-1)
 				// Retries and cap waits become due without a Wake. One claim per Poll in the process
 				// is enough to find them: skip when another worker claimed recently.
 				poll = time.Since(time.Unix(0, d.lastClaim.Load())) >= d.Poll

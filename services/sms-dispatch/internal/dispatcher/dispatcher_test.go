@@ -51,11 +51,11 @@ func TestWakeWakesOneWorker(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	// At start every worker looks for a backlog once.
 	waitUntil(t, func() bool { return len(cs.claims()) == 16 })
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, d.settled)
 	before := len(cs.claims())
 	d.Wake()
 	waitUntil(t, func() bool { return len(cs.claims()) > before })
-	time.Sleep(100 * time.Millisecond)
+	waitUntil(t, d.settled)
 	got := cs.claims()[before:]
 	if len(got) != 1 || got[0] != 1 {
 		t.Fatalf("claims after one Wake: %v, want one claim of 1", got)
@@ -65,10 +65,16 @@ func TestWakeWakesOneWorker(t *testing.T) {
 	before = len(cs.claims())
 	d.Wake()
 	waitUntil(t, func() bool { return len(cs.claims()) > before })
-	time.Sleep(100 * time.Millisecond)
+	waitUntil(t, d.settled)
 	if got := cs.claims()[before:]; len(got) != 1 || got[0] != 6 {
 		t.Fatalf("claims after 6 pending Wakes: %v, want one claim of 6", got)
 	}
+}
+
+// settled: every worker is parked and no wake-up is waiting, so no further claim can start (the
+// poll is an hour away): whatever claims a step caused have all been recorded.
+func (d *Dispatcher) settled() bool {
+	return d.idle.Load() == int64(d.Workers) && len(d.signal) == 0 && d.pending.Load() == 0
 }
 
 func waitUntil(t *testing.T, cond func() bool) {
