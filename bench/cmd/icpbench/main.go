@@ -62,9 +62,16 @@ type options struct {
 	keep          bool
 	skipDeadline  bool
 	extra         map[string][]string
-	pprof         bool
+	pprof         string
 	dbParams      []string
+	phases        map[string]bool
 }
+
+// phaseNames are the parts of a run, in order; --phases picks some (verify seeds its population,
+// deadline needs submit's orders).
+var phaseNames = []string{"pgbench", "noop", "sms", "verify", "submit", "deadline"}
+
+func (o options) on(phase string) bool { return o.phases[phase] }
 
 type figures struct {
 	mu   sync.Mutex
@@ -119,13 +126,29 @@ func main() {
 	flag.StringVar(&o.adminURL, "database-url", suite.AdminURL(), "PostgreSQL server to create the benchmark databases on")
 	flag.BoolVar(&o.keep, "keep", false, "keep the databases afterwards")
 	flag.BoolVar(&o.skipDeadline, "skip-deadline", false, "skip the 1M-timer deadline run")
-	flag.BoolVar(&o.pprof, "pprof", false, "run verification with net/http/pprof (bench/cmd/pprofverification) and save a CPU profile of the Verify run to bench/verify_cpu.pprof")
+	flag.StringVar(&o.pprof, "pprof", "", "run this service (verification, sms-dispatch, filing or deadline) with net/http/pprof (bench/cmd/pprofservice) and save a CPU profile of each phase to bench/<service>_<phase>_cpu.pprof")
+	phases := flag.String("phases", strings.Join(phaseNames, ","), "the phases to run, comma-separated (deadline implies submit)")
 	var dbParams multiFlag
 	flag.Var(&dbParams, "db-param", "extra query parameter on every service's database URL, e.g. options=-c%20synchronous_commit%3Doff (a diagnostic, not an operator setting; repeatable)")
 	var extraFlags multiFlag
 	flag.Var(&extraFlags, "service-flag", "extra flag for a service, as service=--flag=value (repeatable; a later flag wins)")
 	flag.Parse()
 	o.dbParams = dbParams
+	o.phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		if !slices.Contains(phaseNames, p) {
+			fmt.Fprintf(os.Stderr, "--phases: unknown phase %q (known: %s)\n", p, strings.Join(phaseNames, ","))
+			os.Exit(2)
+		}
+		o.phases[p] = true
+	}
+	if o.phases["deadline"] {
+		o.phases["submit"] = true
+	}
+	if o.pprof != "" && !slices.Contains(suite.Services, o.pprof) {
+		fmt.Fprintf(os.Stderr, "--pprof: unknown service %q\n", o.pprof)
+		os.Exit(2)
+	}
 	for _, e := range extraFlags {
 		svc, fl, ok := strings.Cut(e, "=")
 		if !ok {
@@ -180,8 +203,10 @@ func run(o options) error {
 		started.UTC().Format(time.RFC3339), o.quick, o.clients, o.duration, o.population, runtime.NumCPU(), runtime.Version())
 
 	// 1. PostgreSQL's own limit.
-	if err := pgbench(ctx, o, fig); err != nil {
-		return fmt.Errorf("pgbench: %w", err)
+	if o.on("pgbench") {
+		if err := pgbench(ctx, o, fig); err != nil {
+			return fmt.Errorf("pgbench: %w", err)
+		}
 	}
 
 	// 2. The suite: binaries, database, SMS gateway, four processes.
@@ -195,16 +220,15 @@ func run(o options) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	env := map[string][]string{}
-	pprofAddr := ""
-	if o.pprof {
+	if o.pprof != "" {
 		if pprofAddr, err = suite.FreeAddr(); err != nil {
 			return err
 		}
-		env["verification"] = []string{"PPROF_ADDR=" + pprofAddr}
-		b := exec.Command("go", "build", "-o", filepath.Join(binDir, "verification"), "./bench/cmd/pprofverification")
+		env[o.pprof] = []string{"PPROF_ADDR=" + pprofAddr, "PPROF_SERVICE=" + o.pprof}
+		b := exec.Command("go", "build", "-o", filepath.Join(binDir, o.pprof), "./bench/cmd/pprofservice")
 		b.Dir, b.Stdout, b.Stderr = o.root, os.Stderr, os.Stderr
 		if err := b.Run(); err != nil {
-			return fmt.Errorf("build pprofverification: %w", err)
+			return fmt.Errorf("build pprofservice: %w", err)
 		}
 	}
 	dbName, dbURL, err := suite.CreateDatabase(ctx, o.adminURL, "icpbench")
@@ -267,28 +291,83 @@ func run(o options) error {
 	}
 
 	// 3. The transport's own limit: grpc.health.v1 Check on verification, through the same server stack.
-	logf("no-op RPC (grpc.health.v1 Check on verification) for %s", o.duration)
-	noop := runLoad(ctx, o.clients, o.duration, func(ctx context.Context, seq int64) (bool, error) {
-		_, err := healthpb.NewHealthClient(pick("verification", seq)).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil, nil
-	})
-	fig.add("grpc_noop_rps", noop.rps(), "rps")
-	fig.add("grpc_noop_p50_ms", ms(noop.pct(50)), "ms")
+	var noop loadResult
+	if o.on("noop") {
+		logf("no-op RPC (grpc.health.v1 Check on verification) for %s", o.duration)
+		noop = runLoad(ctx, o.clients, o.duration, func(ctx context.Context, seq int64) (bool, error) {
+			_, err := healthpb.NewHealthClient(pick("verification", seq)).Check(ctx, &healthpb.HealthCheckRequest{})
+			return err == nil, nil
+		})
+		fig.add("grpc_noop_rps", noop.rps(), "rps")
+		fig.add("grpc_noop_p50_ms", ms(noop.pct(50)), "ms")
+	}
 
 	// 4. SMS dispatch: SendMessage straight to sms-dispatch, counted at the gateway.
 	cpuOf = func() map[string]float64 { return cpuSnapshot(s) }
-	if err := smsDispatch(ctx, o, fig, sink, func(i int64) smsv1.SmsDispatchServiceClient {
-		return smsv1.NewSmsDispatchServiceClient(pick("sms-dispatch", i))
-	}); err != nil {
-		return err
+	if o.on("sms") {
+		profile(o, "sms", 10*time.Second)
+		if err := smsDispatch(ctx, o, fig, sink, func(i int64) smsv1.SmsDispatchServiceClient {
+			return smsv1.NewSmsDispatchServiceClient(pick("sms-dispatch", i))
+		}); err != nil {
+			return err
+		}
+	}
+	var vr loadResult
+	if o.on("verify") {
+		var err error
+		if vr, err = verifyPhases(ctx, o, fig, s, sink, db, dbName, pick); err != nil {
+			return err
+		}
 	}
 
+	// 7. SubmitOrder through to the messages handed to the provider.
+	var orders []string
+	if o.on("submit") {
+		var err error
+		if orders, err = submit(ctx, o, fig, sink, func(i int64) filingv1.FilingServiceClient {
+			return filingv1.NewFilingServiceClient(pick("filing", i))
+		}); err != nil {
+			return err
+		}
+	}
+
+	// 8. The deadline sweeper with 1M pending timers.
+	if o.on("deadline") && !o.skipDeadline {
+		if err := deadlineRun(ctx, o, fig, db, orders, func(i int64) filingv1.FilingServiceClient {
+			return filingv1.NewFilingServiceClient(pick("filing", i))
+		}); err != nil {
+			return err
+		}
+	}
+
+	// Ratios, from figures of this run.
+	ratio := func(name string, a, b float64) {
+		if a > 0 && b > 0 {
+			fig.add(name, a/b, "ratio")
+		}
+	}
+	ratio("verify_vs_pgbench", vr.rps(), pgbenchTPS)
+	ratio("verify_vs_noop", vr.rps(), noop.rps())
+	ratio("submit_vs_pgbench", submitRPS, pgbenchTPS)
+	for _, name := range suite.Services {
+		if !s.Procs[name].Running() {
+			return fmt.Errorf("%s exited during the run:\n%s", name, s.Procs[name].Output())
+		}
+	}
+	fig.add("bench_wall_seconds", time.Since(started).Seconds(), "s")
+	return nil
+}
+
+// verifyPhases seeds the population and runs Verify with the default anti-timing floor and at
+// saturation (with each service's peak RSS meanwhile).
+func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, sink *suite.Sink, db *pgxpool.Pool, dbName string,
+	pick func(string, int64) *grpc.ClientConn) (loadResult, error) {
 	// 5. The population: open verifiers through verification's internal OpenSession.
 	pop, err := seed(ctx, o, fig, sink, func(i int64) verificationv1.VerificationInternalServiceClient {
 		return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
 	})
 	if err != nil {
-		return err
+		return loadResult{}, err
 	}
 	verifyClient := func(i int64) verificationv1.VerificationServiceClient {
 		return verificationv1.NewVerificationServiceClient(pick("verification", i))
@@ -297,13 +376,13 @@ func run(o options) error {
 	// 6a. Verify with the default anti-timing floor (150ms), to show its cost.
 	logf("restarting verification with the default --min-response-time=150ms")
 	if err := s.Restart("verification", "--min-response-time=150ms"); err != nil {
-		return err
+		return loadResult{}, err
 	}
 	r150 := pop.run(ctx, o.clients, o.minRespRun, verifyClient)
 	fig.add("verify_minresp150_rps", r150.rps(), "rps")
 	fig.add("verify_minresp150_p50_ms", ms(r150.pct(50)), "ms")
 	if err := s.Restart("verification", "--min-response-time=0"); err != nil {
-		return err
+		return loadResult{}, err
 	}
 	time.Sleep(time.Second)
 
@@ -330,9 +409,7 @@ func run(o options) error {
 	})
 	statsBefore, _ := dbStats(ctx, db, dbName)
 	cpu0 := cpuSnapshot(s)
-	if o.pprof {
-		rssWG.Go(func() { profile(pprofAddr, o, min(o.duration-3*time.Second, 20*time.Second)) })
-	}
+	profile(o, "verify", min(o.duration-3*time.Second, 20*time.Second))
 	vr := pop.run(ctx, o.clients, o.duration, verifyClient)
 	cpu1 := cpuSnapshot(s)
 	statsAfter, _ := dbStats(ctx, db, dbName)
@@ -350,40 +427,9 @@ func run(o options) error {
 		fig.add("rss_mb_"+under(name)+"_verify_load", float64(peak[name])/1024, "MB")
 	}
 
-	// 7. SubmitOrder through to the messages handed to the provider.
-	orders, err := submit(ctx, o, fig, sink, func(i int64) filingv1.FilingServiceClient {
-		return filingv1.NewFilingServiceClient(pick("filing", i))
-	})
-	if err != nil {
-		return err
-	}
-
-	// 8. The deadline sweeper with 1M pending timers.
-	if !o.skipDeadline {
-		if err := deadlineRun(ctx, o, fig, db, orders, func(i int64) filingv1.FilingServiceClient {
-			return filingv1.NewFilingServiceClient(pick("filing", i))
-		}); err != nil {
-			return err
-		}
-	}
-
-	// Ratios, from figures of this run.
-	ratio := func(name string, a, b float64) {
-		if b > 0 {
-			fig.add(name, a/b, "ratio")
-		}
-	}
-	ratio("verify_vs_pgbench", vr.rps(), pgbenchTPS)
-	ratio("verify_vs_noop", vr.rps(), noop.rps())
-	ratio("submit_vs_pgbench", submitRPS, pgbenchTPS)
-	for _, name := range suite.Services {
-		if !s.Procs[name].Running() {
-			return fmt.Errorf("%s exited during the run:\n%s", name, s.Procs[name].Output())
-		}
-	}
-	fig.add("bench_wall_seconds", time.Since(started).Seconds(), "s")
-	return nil
+	return vr, nil
 }
+
 
 // cpuCores adds <prefix>_cpu_cores_<process> for the CPU each process used between two snapshots.
 func cpuCores(fig *figures, prefix string, a, b map[string]float64, d time.Duration) {
@@ -402,23 +448,31 @@ func cpuSnapshot(s *suite.Suite) map[string]float64 {
 	return m
 }
 
-// profile saves a CPU profile of verification, taken during the Verify run, and prints its top.
-func profile(addr string, o options, d time.Duration) {
-	time.Sleep(2 * time.Second)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
-	if err != nil {
-		logf("pprof: %v", err)
+// pprofAddr is where the --pprof service serves net/http/pprof.
+var pprofAddr string
+
+// profile starts, in the background, a CPU profile of the --pprof service over the next d of the
+// phase, saved to bench/<service>_<phase>_cpu.pprof. It does nothing without --pprof.
+func profile(o options, phase string, d time.Duration) {
+	if o.pprof == "" {
 		return
 	}
-	defer resp.Body.Close()
-	path := filepath.Join(o.root, "bench", "verify_cpu.pprof")
-	f, err := os.Create(path)
-	if err != nil {
-		return
-	}
-	_, _ = io.Copy(f, resp.Body)
-	f.Close()
-	logf("CPU profile of verification under the Verify load: %s (go tool pprof -top %s)", path, path)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, max(1, int(d.Seconds()))))
+		if err != nil {
+			logf("pprof: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		path := filepath.Join(o.root, "bench", under(o.pprof)+"_"+phase+"_cpu.pprof")
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+		logf("CPU profile of %s during %s: %s (go tool pprof -top %s)", o.pprof, phase, path, path)
+	}()
 }
 
 func under(s string) string { return strings.ReplaceAll(s, "-", "_") }
@@ -665,6 +719,7 @@ func submit(ctx context.Context, o options, fig *figures, sink *suite.Sink, clie
 	before := sink.Distinct()
 	c0, _ := dbStats(ctx, statsDB, statsName)
 	cpu0 := cpuOf()
+	profile(o, "submit", 10*time.Second)
 	start = time.Now()
 	res, err = runN(ctx, o.clients, n, func(ctx context.Context, i int64) error {
 		_, err := client(i).SubmitOrder(ctx, &filingv1.SubmitOrderRequest{RequestId: "bench-submit-" + ids[i], OrderId: ids[i]})
@@ -706,7 +761,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM deadline.deadlines WHERE order_id = ANY($1) AND state = 'PENDING'`, orders).Scan(&k); err != nil {
 			return err
 		}
-		if k == due {
+		if k >= due {
 			break
 		}
 		if time.Now().After(end) {
@@ -800,18 +855,21 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	}
 	c0, _ := dbStats(ctx, statsDB, statsName)
 	cpu0 := cpuOf()
+	profile(o, "deadline", 10*time.Second)
 	for {
 		var k int
-		if err := db.QueryRow(ctx, `SELECT count(*) FROM filing.orders WHERE order_id = ANY($1) AND state = 'RETURNED'`, orders).Scan(&k); err != nil {
+		// Only the due orders can be RETURNED; counting them by state is an index scan that costs the
+		// database next to nothing (looking up 10,000 ids every poll would take CPU from the run).
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM filing.orders WHERE state = 'RETURNED'`).Scan(&k); err != nil {
 			return err
 		}
-		if k == due {
+		if k >= due {
 			break
 		}
 		if time.Now().After(T.Add(5 * time.Minute)) {
 			return fmt.Errorf("only %d of %d returned 5 minutes after T", k, due)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	observed := time.Since(T)
 	cpuCores(fig, "deadline", cpu0, cpuOf(), observed)

@@ -1,0 +1,171 @@
+// Package batch coalesces concurrent calls into batches (group commit): calls that arrive while a
+// batch is in flight wait, and the next batch takes them all in one go. Under load a batch grows with
+// the concurrency, so one database round trip and one commit serve many calls; a lone call runs at
+// once, alone, without waiting for company.
+//
+// There is no background goroutine: the first caller to find a free flight leads (runs batches
+// until its own call is done) and then hands the lead to the oldest waiting call.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Result is one call's answer from a batch.
+type Result[Out any] struct {
+	Value Out
+	Err   error
+}
+
+// Group runs batches of In with Run. The zero value is not usable: set Run (and optionally
+// MaxBatch and Flights) before the first Do, and do not change them afterwards.
+type Group[In, Out any] struct {
+	// Run executes one batch and returns one Result per input, in order. ctx carries no
+	// cancellation from any one caller (a batch is shared): Run bounds its own work.
+	Run func(ctx context.Context, in []In) []Result[Out]
+	// MaxBatch bounds a batch (64 when 0).
+	MaxBatch int
+	// Flights bounds the batches in flight at once (1 when 0).
+	Flights int
+
+	mu      sync.Mutex
+	queue   []*call[In, Out]
+	leaders int
+}
+
+type call[In, Out any] struct {
+	in  In
+	res Result[Out]
+	// wake receives true when this call must lead, false when its result is set.
+	wake chan bool
+	// led marks that the lead was handed to this call (under mu), queued that it still waits in queue.
+	led, queued bool
+}
+
+// Do adds in to the next batch and returns its result. A caller whose ctx ends while its call
+// still waits in the queue leaves with ctx.Err() and its input never runs; once its batch runs, the
+// caller waits for the result (a batch is short) or, if ctx ends meanwhile, leaves without knowing
+// whether its input took effect, like any RPC that times out.
+func (g *Group[In, Out]) Do(ctx context.Context, in In) (Out, error) {
+	c := &call[In, Out]{in: in, wake: make(chan bool, 1), queued: true}
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	lead := g.leaders < max(g.Flights, 1)
+	if lead {
+		g.leaders++
+		c.led = true
+	}
+	g.mu.Unlock()
+	if !lead {
+		select {
+		case lead = <-c.wake:
+		case <-ctx.Done():
+			g.mu.Lock()
+			if !c.led && c.queued {
+				g.remove(c)
+				g.mu.Unlock()
+				var zero Out
+				return zero, ctx.Err()
+			}
+			lead = c.led
+			g.mu.Unlock()
+			if !lead { // in a running batch: its outcome is unknown to this caller
+				var zero Out
+				return zero, ctx.Err()
+			}
+			<-c.wake // the lead token that was sent
+		}
+		if !lead {
+			return c.res.Value, c.res.Err
+		}
+	}
+	g.lead(ctx, c)
+	return c.res.Value, c.res.Err
+}
+
+// lead runs batches from the head of the queue until c's own is done, then hands the lead on.
+func (g *Group[In, Out]) lead(ctx context.Context, c *call[In, Out]) {
+	runCtx := context.WithoutCancel(ctx)
+	limit := g.MaxBatch
+	if limit <= 0 {
+		limit = 64
+	}
+	for {
+		g.mu.Lock()
+		n := min(limit, len(g.queue))
+		calls := make([]*call[In, Out], n)
+		copy(calls, g.queue[:n])
+		g.queue = g.queue[n:]
+		mine := false
+		for _, k := range calls {
+			k.queued = false
+			mine = mine || k == c
+		}
+		g.mu.Unlock()
+
+		ins := make([]In, n)
+		for i, k := range calls {
+			ins[i] = k.in
+		}
+		results := g.run(runCtx, ins)
+		for i, k := range calls {
+			k.res = results[i]
+			if k != c {
+				k.wake <- false
+			}
+		}
+		if mine {
+			break
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		g.leaders--
+		return
+	}
+	next := g.queue[0]
+	next.led = true
+	next.wake <- true
+}
+
+// run calls Run, turning a panic or a short answer into errors for every input, so that no
+// caller waits forever.
+func (g *Group[In, Out]) run(ctx context.Context, ins []In) (out []Result[Out]) {
+	defer func() {
+		if p := recover(); p != nil {
+			out = failAll[Out](len(ins), &panicError{p})
+		}
+	}()
+	out = g.Run(ctx, ins)
+	if len(out) != len(ins) {
+		return failAll[Out](len(ins), errShortAnswer)
+	}
+	return out
+}
+
+func (g *Group[In, Out]) remove(c *call[In, Out]) {
+	for i, k := range g.queue {
+		if k == c {
+			g.queue = append(g.queue[:i], g.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+func failAll[Out any](n int, err error) []Result[Out] {
+	out := make([]Result[Out], n)
+	for i := range out {
+		out[i].Err = err
+	}
+	return out
+}
+
+type panicError struct{ v any }
+
+func (e *panicError) Error() string { return fmt.Sprintf("batch: Run panicked: %v", e.v) }
+
+var errShortAnswer = errors.New("batch: Run returned a result count other than its input count")
