@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/pg"
 
@@ -28,11 +30,20 @@ var Migrations = pg.Source{Name: "sms-dispatch", FS: fs}
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	creates *batch.Group[domain.Message, created]
 }
 
+// createFlights is how many batches of Creates may be in flight at once: while they run, the next
+// Creates queue up and go together.
+const createFlights = 2
+
 // New returns a store on pool (whose search_path is the service's schema).
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.creates = &batch.Group[domain.Message, created]{Run: s.createBatch, Flights: createFlights, MaxBatch: 100}
+	return s
+}
 
 const columns = `message_id, order_id, phone, template, params, locale, body, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence`
@@ -68,64 +79,131 @@ func scanMessage(row pgx.Row) (domain.Message, error) {
 // Create stores m as QUEUED unless its message id exists. It returns the stored message and whether
 // this call created it. A repeat naming another phone or template is refused with MESSAGE_ID_REUSED.
 // A new message supersedes (domain.Supersedes) the QUEUED ones of the same order, phone and template
-// in the same transaction: they fail as "superseded" and their text is wiped.
+// in the same transaction: they fail as "superseded" and their text is wiped; a message that arrives
+// after a newer one of its thread fails the same way at once.
+//
+// Concurrent Creates are committed together (pkg/batch): one round trip and one commit for all the
+// messages that arrived while the previous batch was in flight.
 func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, bool, error) {
-	var (
-		stored  domain.Message
-		created bool
-	)
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		stored, err = scanMessage(tx.QueryRow(ctx, `
-			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
-				next_attempt_at, expire_at, created_at, sequence)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 0, $8, $9, $10, $11)
-			ON CONFLICT (message_id) DO NOTHING
-			RETURNING `+columns,
-			m.ID, m.OrderID, m.Phone, m.Template.String(), m.Params, m.Locale, m.Body, m.NextAttempt, m.ExpireAt, m.CreatedAt, m.Sequence))
-		created = err == nil
-		if pg.IsNoRows(err) {
-			stored, err = get(ctx, tx, m.ID)
-			if err != nil {
-				return err
-			}
-			if !domain.SameRequest(stored, m) {
-				return errs.AlreadyExists(domain.ReasonMessageIDReused, "this message_id was already used for a different phone or template")
-			}
-			return nil
-		}
-		if err != nil || m.OrderID == "" {
-			return err
-		}
-		// Rows are locked in message_id order so that two concurrent resends cannot deadlock.
-		_, err = tx.Exec(ctx, `UPDATE messages SET state = 'FAILED', last_error = $5, body = NULL, params = '{}', redacted = true
-			WHERE message_id IN (SELECT message_id FROM messages
-				WHERE order_id = $1 AND phone = $2 AND template = $3 AND state = 'QUEUED' AND message_id <> $4 AND sequence < $6
-				ORDER BY message_id FOR UPDATE)`,
-			m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded, m.Sequence)
+	r, err := s.creates.Do(ctx, m)
+	if err != nil {
+		return domain.Message{}, false, err
+	}
+	return r.msg, r.created, nil
+}
+
+type created struct {
+	msg     domain.Message
+	created bool
+}
+
+// createTimeout bounds one batch of Creates: it runs detached from any one caller's context.
+const createTimeout = 15 * time.Second
+
+// createBatch stores a batch of new messages in one implicit transaction (a pipeline of four
+// statements and one Sync): insert the new ids, supersede older QUEUED messages of each thread, fail
+// the late ones, read every message of the batch back. A batch that fails as a whole (a deadlock
+// with another replica, a lost connection) is retried message by message, so that one message's
+// error is only its own.
+func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Result[created] {
+	ctx, cancel := context.WithTimeout(ctx, createTimeout)
+	defer cancel()
+	out, err := s.createAll(ctx, ms)
+	if err == nil {
+		return out
+	}
+	out = make([]batch.Result[created], len(ms))
+	for i, m := range ms {
+		r, err := s.createAll(ctx, []domain.Message{m})
 		if err != nil {
-			return err
+			out[i].Err = err
+			continue
 		}
-		// Delivered out of order: a newer message of this thread is already here, so this one never goes out.
-		inserted := stored
-		stored, err = scanMessage(tx.QueryRow(ctx, `UPDATE messages SET state = 'FAILED', last_error = $5, body = NULL, params = '{}', redacted = true
-			WHERE message_id = $4 AND EXISTS (SELECT 1 FROM messages
-				WHERE order_id = $1 AND phone = $2 AND template = $3 AND message_id <> $4 AND sequence > $6)
-			RETURNING `+columns, m.OrderID, m.Phone, m.Template.String(), m.ID, domain.ErrorSuperseded, m.Sequence))
-		if pg.IsNoRows(err) {
-			// Not late: the row is as inserted (the supersede above touches only other rows, and
-			// no other transaction can change an uncommitted one), so no need to read it again.
-			stored, err = inserted, nil
+		out[i] = r[0]
+	}
+	return out
+}
+
+func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Result[created], error) {
+	n := len(ms)
+	var (
+		ids, orders, phones, templates, params, locales, bodies = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		next, expire, at = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		seqs             = make([]int32, n)
+	)
+	for i, m := range ms {
+		p, err := json.Marshal(m.Params)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], orders[i], phones[i], templates[i], params[i], locales[i], bodies[i] =
+			m.ID, m.OrderID, m.Phone, m.Template.String(), string(p), m.Locale, m.Body
+		next[i], expire[i], at[i], seqs[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence)
+	}
+	b := &pgx.Batch{}
+	var inserted map[string]bool
+	b.Queue(`INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+			next_attempt_at, expire_at, created_at, sequence)
+		SELECT id, ord, phone, tpl, p::jsonb, loc, body, 'QUEUED', 0, nxt, exp, at, seq
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[]) AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq)
+		ON CONFLICT (message_id) DO NOTHING
+		RETURNING message_id`, ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs).
+		Query(func(rows pgx.Rows) error {
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			inserted = make(map[string]bool, len(got))
+			for _, id := range got {
+				inserted[id] = true
+			}
+			return err
+		})
+	// Each message of the batch, as stored, supersedes the older QUEUED ones of its thread (a repeat
+	// did so when it was first stored: doing it again changes nothing). Rows are locked in message_id
+	// order so that two concurrent batches cannot deadlock on them.
+	b.Queue(`UPDATE messages SET state = 'FAILED', last_error = $2, body = NULL, params = '{}', redacted = true
+		WHERE message_id IN (SELECT r.message_id FROM unnest($1::text[]) AS i(id)
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id AND order_id <> '') n
+			JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
+			WHERE r.state = 'QUEUED' AND r.message_id <> n.message_id AND r.sequence < n.sequence
+			ORDER BY r.message_id FOR UPDATE OF r)`, ids, domain.ErrorSuperseded)
+	// Delivered out of order: a newer message of the thread is already here, so this one never goes out.
+	b.Queue(`UPDATE messages n SET state = 'FAILED', last_error = $2, body = NULL, params = '{}', redacted = true
+		FROM unnest($1::text[]) AS i(id)
+		WHERE n.message_id = i.id AND n.order_id <> '' AND n.state = 'QUEUED'
+		  AND EXISTS (SELECT 1 FROM messages o WHERE o.order_id = n.order_id AND o.phone = n.phone
+			AND o.template = n.template AND o.message_id <> n.message_id AND o.sequence > n.sequence)`, ids, domain.ErrorSuperseded)
+	stored := make(map[string]domain.Message, n)
+	// LATERAL: one primary-key lookup per id, whatever plan the prepared statement settled on
+	// (`message_id = ANY($1)` could settle on a sequential scan while the table was small).
+	b.Queue(`SELECT `+prefixed("m", columns)+` FROM unnest($1::text[]) AS i(id)
+		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id) m`, ids).Query(func(rows pgx.Rows) error {
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+		for _, m := range got {
+			stored[m.ID] = m
 		}
 		return err
 	})
-	if errs.Reason(err) == domain.ReasonMessageIDReused {
-		return domain.Message{}, false, err
+	// Without BEGIN, the statements of one batch run as one implicit transaction: all or nothing.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("create messages: %w", err)
 	}
-	if err != nil {
-		return domain.Message{}, false, fmt.Errorf("create message: %w", err)
+	out := make([]batch.Result[created], n)
+	for i, m := range ms {
+		got, ok := stored[m.ID]
+		switch {
+		case !ok:
+			// Cannot happen inside one transaction; a clear error rather than a zero message.
+			out[i].Err = fmt.Errorf("create message: %s not found after insert", m.ID)
+		case !domain.SameRequest(got, m):
+			out[i].Err = errs.AlreadyExists(domain.ReasonMessageIDReused, "this message_id was already used for a different phone or template")
+		default:
+			// Only the first of several calls with one id in a batch created it.
+			out[i].Value = created{msg: got, created: inserted[m.ID]}
+			inserted[m.ID] = false
+		}
 	}
-	return stored, created, nil
+	return out, nil
 }
 
 // Get returns one message, or NotFound.

@@ -44,6 +44,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 	}{
 		{"CreateIsIdempotentByMessageID", testCreateIsIdempotentByMessageID},
 		{"ConcurrentCreateStoresOnce", testConcurrentCreateStoresOnce},
+		{"ConcurrentThreadsKeepOnlyTheNewest", testConcurrentThreadsKeepOnlyTheNewest},
 		{"GetNotFound", testGetNotFound},
 		{"ListPagesNewestFirst", testListPagesNewestFirst},
 		{"ConcurrentClaimsNeverShare", testConcurrentClaimsNeverShare},
@@ -170,6 +171,81 @@ func testConcurrentCreateStoresOnce(t *testing.T, e *env) {
 	wg.Wait()
 	if createdN != 1 {
 		t.Fatalf("created %d times", createdN)
+	}
+}
+
+// Many threads (order, phone, template) get their messages at once, out of sequence order, with
+// repeats and a reused id among them (the PostgreSQL engine commits them in batches): whatever the
+// interleaving, each thread ends with exactly its highest sequence QUEUED and the rest FAILED as
+// superseded, each message id is created once, and the reused id is refused.
+func testConcurrentThreadsKeepOnlyTheNewest(t *testing.T, e *env) {
+	const threads, perThread = 20, 6
+	now := e.clock.Now()
+	msg := func(th, seq int, phone string) domain.Message {
+		m, err := domain.NewMessage(domain.SendInput{MessageID: fmt.Sprintf("th%d-seq%d", th, seq), Phone: phone,
+			Template: domain.TemplateVerificationCode, Params: map[string]string{"code": "123456"}, ExpireAt: now.Add(time.Hour),
+			OrderID: fmt.Sprintf("order-%d", th), Sequence: int32(seq)}, "ICP备案", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created = map[string]int{}
+		reused  int
+	)
+	for th := range threads {
+		phone := fmt.Sprintf("+861380000%04d", th)
+		for k := range perThread {
+			seq := perThread - k // newest first: every older one arrives late
+			if th%2 == 0 {
+				seq = k + 1 // oldest first: every newer one supersedes
+			}
+			for rep := range 2 { // each message twice (a retry)
+				wg.Go(func() {
+					m := msg(th, seq, phone)
+					if rep == 1 && seq == 1 && th == 0 {
+						m.Phone = "+8613900000000" // the id reused for another phone
+					}
+					_, c, err := e.store.Create(ctx, m)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case errs.Reason(err) == domain.ReasonMessageIDReused:
+						reused++
+					case err != nil:
+						t.Error(err)
+					case c:
+						created[m.ID]++
+					}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	if reused > 1 {
+		t.Errorf("%d calls refused as reused ids, want at most 1", reused)
+	}
+	for th := range threads {
+		for seq := 1; seq <= perThread; seq++ {
+			id := fmt.Sprintf("th%d-seq%d", th, seq)
+			if created[id] != 1 {
+				t.Errorf("%s created %d times", id, created[id])
+			}
+			got := e.get(t, id)
+			wantQueued := seq == perThread
+			if got.Phone == "+8613900000000" {
+				wantQueued = true // the reused id's call won the race: alone in its own thread
+			}
+			if (got.State == domain.StateQueued) != wantQueued {
+				t.Errorf("%s: state %s, want QUEUED only for the highest sequence", id, got.State)
+			}
+			if !wantQueued && (got.LastError != domain.ErrorSuperseded || got.Body != "") {
+				t.Errorf("%s: %s %q, body kept %v; want FAILED as superseded with its text wiped", id, got.State, got.LastError, got.Body != "")
+			}
+		}
 	}
 }
 
