@@ -115,7 +115,7 @@ func Run(ctx context.Context, args []string) error {
 		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
 	}
 	smsv1.RegisterSmsDispatchServiceServer(srv.Internal(), &grpcapi.Server{
-		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Wake: disp.Wake, ShowText: dev,
+		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
 	})
 	srv.Go("dispatcher", disp.Run)
 	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),

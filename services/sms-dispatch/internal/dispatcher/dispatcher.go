@@ -86,7 +86,18 @@ type Dispatcher struct {
 	lastClaim atomic.Int64
 	// idle counts workers parked waiting for a Wake or their poll timer.
 	idle atomic.Int64
+
+	// handed carries messages SendMessage stored already claimed (Reserve/Handoff) straight to a
+	// worker: no claim statement, no wait. reserved counts the slots promised and not yet resolved.
+	handed   chan domain.Message
+	reserved atomic.Int64
+	// closed is set when Run ends: Reserve refuses from then on.
+	closed atomic.Bool
 }
+
+// handoffDepth is how many handed messages may wait per worker; beyond that, SendMessage stores
+// messages unclaimed and the workers' claims pick them up.
+const handoffDepth = 4
 
 func (d *Dispatcher) init() {
 	d.once.Do(func() {
@@ -114,8 +125,35 @@ func (d *Dispatcher) init() {
 		d.signal = make(chan struct{}, d.Workers)
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
+		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
 	})
 }
+
+// Reserve offers to take a message straight from SendMessage. When it answers ok, the caller
+// stores the message already claimed by this process (attempt 1, hidden until leaseUntil) and then
+// calls Handoff with the stored message, or Release if it was not stored as new and QUEUED. When
+// it answers false (the queue is full, or the dispatcher stopped), the caller stores the message
+// unclaimed and calls Wake. A process that dies holding a handed message loses nothing: the lease
+// runs out and a claim takes it, as for a crash after any claim.
+func (d *Dispatcher) Reserve(now time.Time) (leaseUntil time.Time, ok bool) {
+	d.init()
+	if d.closed.Load() {
+		return time.Time{}, false
+	}
+	if d.reserved.Add(1) > int64(cap(d.handed)) {
+		d.reserved.Add(-1)
+		return time.Time{}, false
+	}
+	return now.Add(d.Lease), true
+}
+
+// Handoff gives a worker the stored, claimed message m of an earlier Reserve.
+func (d *Dispatcher) Handoff(m domain.Message) {
+	d.handed <- m // never blocks: Reserve kept a slot
+}
+
+// Release gives back the slot of a Reserve whose message was not stored as new.
+func (d *Dispatcher) Release() { d.reserved.Add(-1) }
 
 // Wake tells the workers that one more message was stored; SendMessage calls it after storing a
 // message. It wakes at most one idle worker.
@@ -150,7 +188,43 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Go(func() { d.work(ctx) })
 	}
 	wg.Wait()
+	d.drainHanded()
 	return ctx.Err()
+}
+
+// drainHanded sends what SendMessage handed over until every Reserve made before the stop is
+// resolved (bounded by a lease: a message left over comes back through a claim).
+func (d *Dispatcher) drainHanded() {
+	d.closed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), d.Lease)
+	defer cancel()
+	for d.reserved.Load() > 0 {
+		select {
+		case m := <-d.handed:
+			d.handleHanded(ctx, m)
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond): // a Reserve still between Create and Release
+		}
+	}
+}
+
+// handleHanded handles m and whatever else was handed over meanwhile (up to Batch) as one batch.
+func (d *Dispatcher) handleHanded(ctx context.Context, m domain.Message) {
+	msgs := []domain.Message{m}
+	for len(msgs) < d.Batch {
+		select {
+		case m := <-d.handed:
+			msgs = append(msgs, m)
+			continue
+		default:
+		}
+		break
+	}
+	d.reserved.Add(-int64(len(msgs)))
+	if err := d.handleBatch(context.WithoutCancel(ctx), msgs); err != nil && ctx.Err() == nil {
+		d.Log.Warn("dispatch failed", zap.Error(err))
+	}
 }
 
 func (d *Dispatcher) work(ctx context.Context) {
@@ -171,6 +245,10 @@ func (d *Dispatcher) work(ctx context.Context) {
 			case <-ctx.Done():
 				d.idle.Add(-1)
 				return
+			case m := <-d.handed:
+				d.idle.Add(-1)
+				d.handleHanded(ctx, m)
+				continue
 			case <-d.signal:
 				d.idle.Add(-1)
 			case <-timer.C:

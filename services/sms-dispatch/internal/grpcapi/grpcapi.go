@@ -41,8 +41,18 @@ type Server struct {
 	ShowText bool
 	// Signature is the 【signature】 rendered into zh-CN texts.
 	Signature string
-	// Wake, when set, tells the dispatcher a new message is due (so it need not wait for its poll).
-	Wake func()
+	// Dispatcher, when set, takes new messages straight away (so they need not wait for its poll).
+	Dispatcher Dispatcher
+}
+
+// Dispatcher is the part of dispatcher.Dispatcher that SendMessage feeds.
+type Dispatcher interface {
+	// Reserve offers to take the next message in memory: store it claimed until leaseUntil, then
+	// Handoff it; or, if it was not stored as new, Release. !ok: store it unclaimed and Wake.
+	Reserve(now time.Time) (leaseUntil time.Time, ok bool)
+	Handoff(m domain.Message)
+	Release()
+	Wake()
 }
 
 // SendMessage stores the message as QUEUED; the dispatcher sends it. A repeat of a message_id
@@ -63,20 +73,34 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 		}
 		in.ExpireAt = ts.AsTime()
 	}
-	m, err := domain.NewMessage(in, s.Signature, s.Clock.Now().Truncate(time.Microsecond))
+	now := s.Clock.Now().Truncate(time.Microsecond)
+	m, err := domain.NewMessage(in, s.Signature, now)
 	if err != nil {
 		return nil, err
 	}
+	handed := false
+	if s.Dispatcher != nil {
+		var leaseUntil time.Time
+		if leaseUntil, handed = s.Dispatcher.Reserve(now); handed {
+			m.Attempts, m.NextAttempt = 1, leaseUntil // claimed by this process's dispatcher
+		}
+	}
 	stored, created, err := s.Store.Create(ctx, m)
+	queued := err == nil && created && stored.State == domain.StateQueued
+	switch {
+	case handed && queued:
+		s.Dispatcher.Handoff(stored)
+	case handed:
+		s.Dispatcher.Release()
+	case queued && s.Dispatcher != nil:
+		s.Dispatcher.Wake()
+	}
 	if err != nil {
 		return nil, err
 	}
 	if created {
 		if ce := s.Log.Check(zap.InfoLevel, "message queued"); ce != nil {
 			ce.Write(logging.MessageID(stored.ID), logging.Phone(stored.Phone), logging.OrderID(stored.OrderID))
-		}
-		if s.Wake != nil {
-			s.Wake()
 		}
 	}
 	return &smsv1.SendMessageResponse{Message: s.toProto(stored)}, nil

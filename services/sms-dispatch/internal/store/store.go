@@ -76,7 +76,8 @@ func scanMessage(row pgx.Row) (domain.Message, error) {
 	return m, nil
 }
 
-// Create stores m as QUEUED unless its message id exists. It returns the stored message and whether
+// Create stores m as QUEUED unless its message id exists; m.Attempts and m.NextAttempt are stored
+// as given (1 and a lease when the caller's dispatcher claimed it in memory, see dispatcher.Reserve). It returns the stored message and whether
 // this call created it. A repeat naming another phone or template is refused with MESSAGE_ID_REUSED.
 // A new message supersedes (domain.Supersedes) the QUEUED ones of the same order, phone and template
 // in the same transaction: they fail as "superseded" and their text is wiped; a message that arrives
@@ -130,7 +131,7 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Res
 		ids, orders, phones, templates, params, locales, bodies = make([]string, n), make([]string, n), make([]string, n),
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		next, expire, at = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-		seqs             = make([]int32, n)
+		seqs, attempts   = make([]int32, n), make([]int32, n)
 	)
 	for i, m := range ms {
 		p, err := json.Marshal(m.Params)
@@ -139,17 +140,18 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Res
 		}
 		ids[i], orders[i], phones[i], templates[i], params[i], locales[i], bodies[i] =
 			m.ID, m.OrderID, m.Phone, m.Template.String(), string(p), m.Locale, m.Body
-		next[i], expire[i], at[i], seqs[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence)
+		next[i], expire[i], at[i], seqs[i], attempts[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence), int32(m.Attempts)
 	}
 	b := &pgx.Batch{}
 	var inserted map[string]bool
 	b.Queue(`INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
 			next_attempt_at, expire_at, created_at, sequence)
-		SELECT id, ord, phone, tpl, p::jsonb, loc, body, 'QUEUED', 0, nxt, exp, at, seq
+		SELECT id, ord, phone, tpl, p::jsonb, loc, body, 'QUEUED', att, nxt, exp, at, seq
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[]) AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq)
+			$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
+			AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att)
 		ON CONFLICT (message_id) DO NOTHING
-		RETURNING message_id`, ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs).
+		RETURNING message_id`, ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts).
 		Query(func(rows pgx.Rows) error {
 			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
 			inserted = make(map[string]bool, len(got))

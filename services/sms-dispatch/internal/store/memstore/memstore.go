@@ -66,7 +66,7 @@ func (s *Store) Create(_ context.Context, m domain.Message) (domain.Message, boo
 		return clone(old), false, nil
 	}
 	stored := clone(&m)
-	stored.State, stored.Attempts, stored.Provider, stored.LastError = domain.StateQueued, 0, "", ""
+	stored.State, stored.Provider, stored.LastError = domain.StateQueued, "", ""
 	stored.SentAt, stored.Redacted = time.Time{}, false
 	stored.NextAttempt, stored.ExpireAt, stored.CreatedAt = micro(m.NextAttempt), micro(m.ExpireAt), micro(m.CreatedAt)
 	for _, old := range s.messages {
