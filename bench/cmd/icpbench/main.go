@@ -430,7 +430,6 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 	return vr, nil
 }
 
-
 // cpuCores adds <prefix>_cpu_cores_<process> for the CPU each process used between two snapshots.
 func cpuCores(fig *figures, prefix string, a, b map[string]float64, d time.Duration) {
 	for _, k := range []string{"postgres", "filing", "verification", "sms_dispatch", "deadline", "loadgen"} {

@@ -151,8 +151,11 @@ func loadDetails(ctx context.Context, q querier, orders []*domain.Order) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load verifiers: %w", err)
 	}
-	rows, err = q.Query(ctx, `SELECT order_id, at, from_state, to_state, actor, reason FROM order_history
-		WHERE order_id = ANY($1) ORDER BY order_id, id`, ids)
+	// One index scan per order (LATERAL): with `order_id = ANY($1) ORDER BY order_id, id` a cached
+	// generic plan could walk the whole index in order, which grows with every order ever filed.
+	rows, err = q.Query(ctx, `SELECT h.order_id, h.at, h.from_state, h.to_state, h.actor, h.reason
+		FROM unnest($1::text[]) AS i(order_id)
+		CROSS JOIN LATERAL (SELECT * FROM order_history WHERE order_id = i.order_id ORDER BY id) h`, ids)
 	if err != nil {
 		return fmt.Errorf("load history: %w", err)
 	}

@@ -1,11 +1,13 @@
-// Package dispatcher delivers queued messages. N workers (in any number of replicas) claim due
-// messages in batches with FOR UPDATE SKIP LOCKED and a lease, check expiry and the per-phone caps,
-// reserve the cap slot (only when a cap is on; otherwise the claim's lease alone fences the send),
-// call the provider, and record the outcome (the acceptances of a batch in one statement). Each
-// stored message wakes at most one idle worker. A message is SENT once; only a crash between
-// the provider's acceptance and the SENT update makes it go out again, after its lease, with the same
-// message id (the webhook's Idempotency-Key), which the gateway dedups: at least once, never twice
-// in normal operation.
+// Package dispatcher delivers queued messages. SendMessage hands each new message straight to a
+// local worker, stored already claimed (Reserve/Handoff); the workers' claims (FOR UPDATE SKIP
+// LOCKED and a lease, shared by any number of replicas) pick up the rest: retries, cap waits,
+// messages stored while the local queue was full, and those of a process that died. A worker checks
+// expiry and the per-phone caps, reserves the cap slot (only when a cap is on; otherwise the claim's
+// lease alone fences the send), calls the provider, and records the outcome (the acceptances of
+// concurrent sends in one statement). A message is SENT once; only a crash between the provider's
+// acceptance and the SENT update makes it go out again, after its lease, with the same message id
+// (the webhook's Idempotency-Key), which the gateway dedups: at least once, never twice in normal
+// operation.
 package dispatcher
 
 import (
@@ -19,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/logging"
 
@@ -86,6 +89,8 @@ type Dispatcher struct {
 	lastClaim atomic.Int64
 	// idle counts workers parked waiting for a Wake or their poll timer.
 	idle atomic.Int64
+	// marks coalesces the SENT updates of concurrent sends into one statement.
+	marks *batch.Group[domain.Message, bool]
 
 	// handed carries messages SendMessage stored already claimed (Reserve/Handoff) straight to a
 	// worker: no claim statement, no wait. reserved counts the slots promised and not yet resolved.
@@ -126,6 +131,7 @@ func (d *Dispatcher) init() {
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
+		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256}
 	})
 }
 
@@ -322,11 +328,9 @@ func (d *Dispatcher) Drain(ctx context.Context) (int, error) {
 
 // handleBatch handles claimed messages: those of different phones at once (each taking a send
 // slot), those of one phone one after another in claim order (so the caps see them in due order).
-// The acceptances are recorded together in one statement at the end.
 func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) error {
 	var (
 		mu   sync.Mutex
-		sent []domain.Message
 		errs []error
 	)
 	run := func(group []domain.Message) {
@@ -336,65 +340,69 @@ func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) err
 			case <-ctx.Done():
 				return
 			}
-			ok, err := d.handle(ctx, m)
+			err := d.handle(ctx, m)
 			<-d.sendSlots
-			mu.Lock()
-			if ok {
-				sent = append(sent, m)
-			}
 			if err != nil {
+				mu.Lock()
 				errs = append(errs, err)
+				mu.Unlock()
 			}
-			mu.Unlock()
 		}
 	}
 	if len(msgs) == 1 {
 		run(msgs)
-	} else {
-		groups := make(map[string][]domain.Message, len(msgs))
-		var phones []string
-		for _, m := range msgs {
-			if _, ok := groups[m.Phone]; !ok {
-				phones = append(phones, m.Phone)
-			}
-			groups[m.Phone] = append(groups[m.Phone], m)
-		}
-		var wg sync.WaitGroup
-		for _, p := range phones[1:] {
-			wg.Go(func() { run(groups[p]) })
-		}
-		run(groups[phones[0]])
-		wg.Wait()
+		return errors.Join(errs...)
 	}
-	if len(sent) > 0 {
-		if err := d.recordSent(ctx, sent); err != nil {
-			errs = append(errs, err)
+	groups := make(map[string][]domain.Message, len(msgs))
+	var phones []string
+	for _, m := range msgs {
+		if _, ok := groups[m.Phone]; !ok {
+			phones = append(phones, m.Phone)
 		}
+		groups[m.Phone] = append(groups[m.Phone], m)
 	}
+	var wg sync.WaitGroup
+	for _, p := range phones[1:] {
+		wg.Go(func() { run(groups[p]) })
+	}
+	run(groups[phones[0]])
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// recordSent marks the accepted messages SENT (and redacts them) in one statement.
-func (d *Dispatcher) recordSent(ctx context.Context, sent []domain.Message) error {
+// markSentBatch records the acceptances that arrived together (d.marks) in one statement.
+func (d *Dispatcher) markSentBatch(ctx context.Context, sent []domain.Message) []batch.Result[bool] {
+	out := make([]batch.Result[bool], len(sent))
 	ids, err := d.Store.MarkSentAll(ctx, sent, d.Provider.Name(), d.Clock.Now(), d.KeepText)
 	if err != nil {
-		// The provider has them; the lease will bring them back and they go out again with the
-		// same message ids, which the gateway dedups.
-		return err
-	}
-	if len(ids) == len(sent) && !d.Log.Core().Enabled(zap.InfoLevel) {
-		return nil
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
 	}
 	current := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		current[id] = true
 	}
-	for _, m := range sent {
-		if current[m.ID] {
-			d.logMsg(zap.InfoLevel, "message sent", m)
-		} else {
-			d.logMsg(zap.WarnLevel, "message accepted but the claim was no longer current (superseded, or the lease ran out)", m)
-		}
+	for i, m := range sent {
+		out[i].Value = current[m.ID]
+	}
+	return out
+}
+
+// recordSent marks one accepted message SENT (and redacts it); the acceptances of concurrent sends
+// share one statement.
+func (d *Dispatcher) recordSent(ctx context.Context, m domain.Message) error {
+	current, err := d.marks.Do(ctx, m)
+	if err != nil {
+		// The provider has it; the lease will bring it back and it goes out again with the same
+		// message id, which the gateway dedups.
+		return err
+	}
+	if current {
+		d.logMsg(zap.InfoLevel, "message sent", m)
+	} else {
+		d.logMsg(zap.WarnLevel, "message accepted but the claim was no longer current (superseded, or the lease ran out)", m)
 	}
 	return nil
 }
@@ -409,13 +417,12 @@ func (d *Dispatcher) logMsg(lvl zapcore.Level, msg string, m domain.Message, fie
 		zap.Int("attempt", m.Attempts)}, fields...)...)
 }
 
-// handle decides about one claimed message and calls the provider; it reports whether the provider
-// accepted it (the caller records that). Every other outcome is recorded here.
-func (d *Dispatcher) handle(ctx context.Context, m domain.Message) (bool, error) {
+// handle decides about one claimed message, calls the provider and records the outcome.
+func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	if m.Body == "" {
 		d.logMsg(zap.ErrorLevel, "queued message has no text; failing it", m)
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		return false, d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
+		return d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
 	}
 	// Microseconds, as PostgreSQL stores them: SendFailed finds the reservation by this instant.
 	now := d.Clock.Now().Truncate(time.Microsecond)
@@ -431,28 +438,28 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) (bool, error)
 			dec = domain.Decide(now, m.ExpireAt, d.Caps, nil)
 			if dec.Action == domain.ActionFail {
 				if err := d.Store.Fail(ctx, m, dec.Error); err != nil {
-					return false, err
+					return err
 				}
 			}
 		}
 	} else {
 		var err error
 		if dec, err = d.Store.Reserve(ctx, m, now, d.Caps, d.SendTimeout); err != nil {
-			return false, err
+			return err
 		}
 	}
 	switch dec.Action {
 	case domain.ActionLostClaim:
 		d.logMsg(zap.WarnLevel, "claim no longer current (lease ran out or another worker took the message); not sending", m)
-		return false, nil
+		return nil
 	case domain.ActionReschedule:
 		d.logMsg(zap.InfoLevel, "per-phone cap reached; message waits", m, zap.Time("next_attempt", dec.At))
 		d.Metrics.count(d.Provider.Name(), ResultCapped)
-		return false, nil
+		return nil
 	case domain.ActionFail:
 		d.logMsg(zap.WarnLevel, "message failed", m, zap.String("reason", dec.Error))
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		return false, nil
+		return nil
 	}
 
 	sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
@@ -462,14 +469,14 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) (bool, error)
 	cancel()
 	if sendErr == nil {
 		d.Metrics.count(d.Provider.Name(), ResultSent)
-		return true, nil
+		return d.recordSent(ctx, m)
 	}
 
 	final := m.Attempts >= d.MaxAttempts
 	retryAt := d.Clock.Now().Add(domain.Backoff(m.Attempts, d.Jitter()))
 	lastErr := truncate(sendErr.Error(), 500)
 	if _, err := d.Store.SendFailed(ctx, m, now, d.Provider.Name(), lastErr, final, retryAt); err != nil {
-		return false, errors.Join(sendErr, err)
+		return errors.Join(sendErr, err)
 	}
 	if final {
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
@@ -478,7 +485,7 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) (bool, error)
 		d.Metrics.count(d.Provider.Name(), ResultRetried)
 		d.logMsg(zap.WarnLevel, "provider refused the message; will retry", m, zap.Error(sendErr), zap.Time("next_attempt", retryAt))
 	}
-	return false, nil
+	return nil
 }
 
 func truncate(s string, n int) string {

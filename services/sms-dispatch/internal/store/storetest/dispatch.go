@@ -547,8 +547,10 @@ func testBatchClaimAndMarkSent(t *testing.T, e *env) {
 	if got, err := d.Drain(ctx); err != nil || got != n {
 		t.Fatalf("Drain = %d, %v", got, err)
 	}
-	// 16 + 4, then the empty claim that ends the drain.
-	if cs.claims != 3 || cs.marks != 2 || cs.markedMsgs != n || p.totalSent() != n {
+	// 16 + 4, then the empty claim that ends the drain. The SENT updates of concurrent sends share
+	// statements (how many depends on timing: pkg/batch's tests pin the coalescing down); each
+	// message is marked once.
+	if cs.claims != 3 || cs.marks < 1 || cs.marks > n || cs.markedMsgs != n || p.totalSent() != n {
 		t.Fatalf("claims %d, MarkSentAll %d for %d messages, sent %d", cs.claims, cs.marks, cs.markedMsgs, p.totalSent())
 	}
 	for i := range n {
