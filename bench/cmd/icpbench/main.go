@@ -91,6 +91,16 @@ func (f *figures) add(name string, value float64, unit string) {
 	}
 }
 
+// note adds a comment line ("# ...") to the results: how the run was set up.
+func (f *figures) note(text string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fmt.Println("# " + text)
+	if f.out != nil {
+		fmt.Fprintln(f.out, "# "+text)
+	}
+}
+
 func decimals(v float64) int {
 	switch {
 	case v == float64(int64(v)):
@@ -202,6 +212,12 @@ func run(o options) error {
 	fmt.Fprintf(f, "# icpbench %s quick=%v clients=%d duration=%s population=%d cpus=%d go=%s\n",
 		started.UTC().Format(time.RFC3339), o.quick, o.clients, o.duration, o.population, runtime.NumCPU(), runtime.Version())
 
+	restore, err := ensureAutovacuum(ctx, o.adminURL, fig)
+	if err != nil {
+		return err
+	}
+	defer restore()
+
 	// 1. PostgreSQL's own limit.
 	if o.on("pgbench") {
 		if err := pgbench(ctx, o, fig); err != nil {
@@ -302,20 +318,41 @@ func run(o options) error {
 		fig.add("grpc_noop_p50_ms", ms(noop.pct(50)), "ms")
 	}
 
-	// 4. SMS dispatch: SendMessage straight to sms-dispatch, counted at the gateway.
 	cpuOf = func() map[string]float64 { return cpuSnapshot(s) }
+	stmts := newStatements(ctx, db, o.root)
+
+	// 4. The Verify population, seeded first: the SMS run then meets tables of a running system
+	// (100,000 messages), not empty ones.
+	var pop *population
+	if o.on("verify") {
+		var err error
+		if pop, err = seed(ctx, o, fig, sink, func(i int64) verificationv1.VerificationInternalServiceClient {
+			return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
+		}); err != nil {
+			return err
+		}
+		if err := analyze(ctx, db); err != nil {
+			return err
+		}
+	}
+
+	// 5. SMS dispatch: SendMessage straight to sms-dispatch, counted at the gateway.
 	if o.on("sms") {
 		profile(o, "sms", 10*time.Second)
+		stmts.begin(ctx)
 		if err := smsDispatch(ctx, o, fig, sink, func(i int64) smsv1.SmsDispatchServiceClient {
 			return smsv1.NewSmsDispatchServiceClient(pick("sms-dispatch", i))
 		}); err != nil {
 			return err
 		}
+		stmts.end(ctx, "sms")
 	}
+
+	// 6. Verify, with the default anti-timing floor and at saturation.
 	var vr loadResult
 	if o.on("verify") {
 		var err error
-		if vr, err = verifyPhases(ctx, o, fig, s, sink, db, dbName, pick); err != nil {
+		if vr, err = verifyPhases(ctx, o, fig, s, pop, db, dbName, stmts, pick); err != nil {
 			return err
 		}
 	}
@@ -324,16 +361,18 @@ func run(o options) error {
 	var orders []string
 	if o.on("submit") {
 		var err error
+		stmts.begin(ctx)
 		if orders, err = submit(ctx, o, fig, sink, func(i int64) filingv1.FilingServiceClient {
 			return filingv1.NewFilingServiceClient(pick("filing", i))
 		}); err != nil {
 			return err
 		}
+		stmts.end(ctx, "submit")
 	}
 
 	// 8. The deadline sweeper with 1M pending timers.
 	if o.on("deadline") && !o.skipDeadline {
-		if err := deadlineRun(ctx, o, fig, db, orders, func(i int64) filingv1.FilingServiceClient {
+		if err := deadlineRun(ctx, o, fig, db, stmts, orders, func(i int64) filingv1.FilingServiceClient {
 			return filingv1.NewFilingServiceClient(pick("filing", i))
 		}); err != nil {
 			return err
@@ -360,15 +399,8 @@ func run(o options) error {
 
 // verifyPhases seeds the population and runs Verify with the default anti-timing floor and at
 // saturation (with each service's peak RSS meanwhile).
-func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, sink *suite.Sink, db *pgxpool.Pool, dbName string,
-	pick func(string, int64) *grpc.ClientConn) (loadResult, error) {
-	// 5. The population: open verifiers through verification's internal OpenSession.
-	pop, err := seed(ctx, o, fig, sink, func(i int64) verificationv1.VerificationInternalServiceClient {
-		return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
-	})
-	if err != nil {
-		return loadResult{}, err
-	}
+func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, pop *population, db *pgxpool.Pool, dbName string,
+	stmts *statements, pick func(string, int64) *grpc.ClientConn) (loadResult, error) {
 	verifyClient := func(i int64) verificationv1.VerificationServiceClient {
 		return verificationv1.NewVerificationServiceClient(pick("verification", i))
 	}
@@ -409,9 +441,11 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 	})
 	statsBefore, _ := dbStats(ctx, db, dbName)
 	cpu0 := cpuSnapshot(s)
+	stmts.begin(ctx)
 	profile(o, "verify", min(o.duration-3*time.Second, 20*time.Second))
 	vr := pop.run(ctx, o.clients, o.duration, verifyClient)
 	cpu1 := cpuSnapshot(s)
+	stmts.end(ctx, "verify")
 	statsAfter, _ := dbStats(ctx, db, dbName)
 	close(stopRSS)
 	rssWG.Wait()
@@ -749,7 +783,7 @@ const claimSQL = `SELECT order_id, submission, due_at, state, next_attempt_at, a
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED`
 
-func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool, orders []string,
+func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool, stmts *statements, orders []string,
 	client func(int64) filingv1.FilingServiceClient) error {
 	due := len(orders)
 	far := o.deadlineTotal - due
@@ -791,7 +825,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)
 	}
-	if _, err := db.Exec(ctx, `ANALYZE deadline.deadlines`); err != nil {
+	if err := analyze(ctx, db); err != nil {
 		return err
 	}
 	logf("copied %d rows in %s", n, time.Since(start).Round(time.Millisecond))
@@ -825,7 +859,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
-	if _, err := db.Exec(ctx, `ANALYZE deadline.deadlines`); err != nil {
+	if err := analyze(ctx, db); err != nil {
 		return err
 	}
 
@@ -855,6 +889,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	c0, _ := dbStats(ctx, statsDB, statsName)
 	cpu0 := cpuOf()
 	profile(o, "deadline", 10*time.Second)
+	stmts.begin(ctx)
 	for {
 		var k int
 		// Only the due orders can be RETURNED; counting them by state is an index scan that costs the
@@ -871,6 +906,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		time.Sleep(200 * time.Millisecond)
 	}
 	observed := time.Since(T)
+	stmts.end(ctx, "deadline")
 	cpuCores(fig, "deadline", cpu0, cpuOf(), observed)
 	c1, _ := dbStats(ctx, statsDB, statsName)
 	fig.add("deadline_db_commits_per_order", float64(c1.commits-c0.commits)/float64(due), "tx/order")
