@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -172,4 +173,98 @@ func DoMem[R proto.Message](t *MemTable, method, requestID string, req proto.Mes
 	}
 	t.entries[key] = memEntry{hash: h, response: b}
 	return resp, nil
+}
+
+// Set-based helpers for a handler that serves many requests in one transaction (pkg/batch): the
+// same table, lock keys and hashes as Do, one statement for all the requests of a batch.
+
+// Stored is a saved answer, as LookupAll reads it.
+type Stored struct {
+	hash, response []byte
+}
+
+// QueueLocks queues, on b, the advisory locks Do takes for (method, requestID), for every non-empty
+// id, in sorted order so that two batches never wait for each other in a cycle. They are held to
+// the end of the transaction: a twin of a request in this batch waits, then finds its answer.
+func QueueLocks(b *pgx.Batch, method string, requestIDs []string) {
+	keys := make([]string, 0, len(requestIDs))
+	for _, id := range requestIDs {
+		if id != "" {
+			keys = append(keys, method+" "+id)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, keys)
+}
+
+// QueueLookup queues, on b, the lookup of the stored answers to (method, id) for the non-empty ids;
+// into is filled, by request id, when the batch runs. Queue it after QueueLocks.
+func QueueLookup(b *pgx.Batch, method string, requestIDs []string, into map[string]Stored) {
+	ids := slices.DeleteFunc(slices.Clone(requestIDs), func(id string) bool { return id == "" })
+	if len(ids) == 0 {
+		return
+	}
+	// One primary-key lookup per id (LATERAL), whatever plan the prepared statement settled on.
+	b.Queue(`SELECT k.request_id, k.request_hash, k.response FROM unnest($2::text[]) AS i(id)
+		CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE method = $1 AND request_id = i.id) k`, method, ids).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var st Stored
+				if err := rows.Scan(&id, &st.hash, &st.response); err != nil {
+					return err
+				}
+				into[id] = st
+			}
+			return rows.Err()
+		})
+}
+
+// Replay answers req from a stored answer, as Lookup does: resp is filled and true returned, or
+// REQUEST_ID_REUSED when req is not the request that was answered.
+func Replay(st Stored, req, resp proto.Message) (bool, error) {
+	h, err := hash(req)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(h, st.hash) {
+		return false, errs.RequestIDReused
+	}
+	return true, proto.Unmarshal(st.response, resp)
+}
+
+// Answer is one request's answer to save with QueueSave.
+type Answer struct {
+	RequestID string
+	Req, Resp proto.Message
+}
+
+// QueueSave queues, on b, one insert of every answer with a request id, as Save does.
+func QueueSave(b *pgx.Batch, now time.Time, method string, answers []Answer) error {
+	var ids []string
+	var hashes, resps [][]byte
+	for _, a := range answers {
+		if a.RequestID == "" {
+			continue
+		}
+		h, err := hash(a.Req)
+		if err != nil {
+			return err
+		}
+		r, err := proto.Marshal(a.Resp)
+		if err != nil {
+			return err
+		}
+		ids, hashes, resps = append(ids, a.RequestID), append(hashes, h), append(resps, r)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	b.Queue(`INSERT INTO idempotency_keys (method, request_id, request_hash, response, created_at)
+		SELECT $1, id, h, r, $2 FROM unnest($3::text[], $4::bytea[], $5::bytea[]) AS t(id, h, r)`, method, now, ids, hashes, resps)
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
@@ -49,6 +50,8 @@ type Store struct {
 	rand io.Reader
 	// wake is called after a commit that wrote outbox rows (the relay's Wake), so they leave at once.
 	wake func()
+	// closes serves concurrent CloseIfIncomplete calls in batches (closeBatch).
+	closes *batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]
 }
 
 // New returns a store; wake may be nil.
@@ -56,7 +59,9 @@ func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, limits doma
 	if wake == nil {
 		wake = func() {}
 	}
-	return &Store{pool: pool, clock: clk, hasher: hasher, limits: limits, log: log, rand: rand.Reader, wake: wake}
+	s := &Store{pool: pool, clock: clk, hasher: hasher, limits: limits, log: log, rand: rand.Reader, wake: wake}
+	s.closes = &batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]{Run: s.closeBatch, MaxBatch: 128}
+	return s
 }
 
 // SetRand replaces the code source, so tests draw known, distinct codes. Call it before any use.
@@ -434,46 +439,6 @@ func (s *Store) applyResend(ctx context.Context, tx pgx.Tx, now time.Time, sess 
 	s.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
 	return domain.ResendAnswer(now, sess, c, s.limits), nil
-}
-
-// CloseIfIncomplete applies the deadline to one submission: an open session at or after deadline_at
-// becomes TIMED_OUT and owes filing a return (VERIFICATION_TIMEOUT); before the deadline nothing closes.
-func (s *Store) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
-	var enqueued bool
-	resp, err := idempotency.Do(ctx, s.pool, s.clock.Now(), pb.VerificationInternalService_CloseIfIncomplete_FullMethodName,
-		req.GetRequestId(), req, func() *pb.CloseIfIncompleteResponse { return &pb.CloseIfIncompleteResponse{} },
-		func(tx pgx.Tx) (*pb.CloseIfIncompleteResponse, error) {
-			enqueued = false
-			sess, err := lockSession(ctx, tx, req.GetOrderId(), req.GetSubmission())
-			if err != nil {
-				return nil, err
-			}
-			now := s.clock.Now()
-			d, err := domain.DecideClose(now, sess.State, sess.DeadlineAt)
-			if err != nil {
-				return nil, err
-			}
-			if d.Return {
-				if err := closeSession(ctx, tx, now, sess.ID, domain.SessionTimedOut); err != nil {
-					return nil, err
-				}
-				if err := enqueue(ctx, tx, now, domain.TimedOutEffects(sess)...); err != nil {
-					return nil, err
-				}
-				enqueued = true
-				sess.State = domain.SessionTimedOut
-				s.log.Info("session timed out; order returned", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission))
-			}
-			st, err := s.statusOf(ctx, tx, sess)
-			return &pb.CloseIfIncompleteResponse{Closed: d.Closed, Status: st}, err
-		})
-	if err != nil {
-		return nil, err
-	}
-	if enqueued {
-		s.wake()
-	}
-	return resp, nil
 }
 
 // CancelSession closes an open session because its order was cancelled; other states stay. When the

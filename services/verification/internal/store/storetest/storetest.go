@@ -113,6 +113,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ConcurrentWrongVerifiesLockExactlyOnce", testConcurrentWrongVerifies},
 		{"DeadlineRace", testDeadlineRace},
 		{"CloseIfIncomplete", testCloseIfIncomplete},
+		{"ConcurrentClosesReturnEachOrderOnce", testConcurrentCloses},
 		{"ResendReplacesCodeKeepsFailuresAndLimits", testResend},
 		{"PublicResendMismatchCountsAsFailure", testResendMismatchCounts},
 		{"ConcurrentResendMismatchesCountExactly", testConcurrentResendMismatches},
@@ -516,6 +517,77 @@ func testDeadlineRace(e *env) {
 				t.Fatalf("%s #%d: early close answered %v", tc.name, i, cerr)
 			}
 		}
+	}
+}
+
+// testConcurrentCloses fires a burst of closes, as the sweeper does when many windows end in the same
+// second (the PostgreSQL engine serves them in batches): repeats with the same and with other request
+// ids, an unknown session and one whose window is still open among them. Each order is returned
+// exactly once, every answer says closed with the same status, and the odd ones get their own errors
+// without holding up the others.
+func testConcurrentCloses(e *env) {
+	t, s, clk := e.t, e.Store, e.clk
+	const n = 30
+	deadline := Start.Add(time.Hour)
+	for i := range n {
+		e.open(s, fmt.Sprintf("c%02d", i), 1, deadline,
+			domain.VerifierSpec{Phone: fmt.Sprintf("+86137000000%02d", i), Roles: []string{"PRINCIPAL"}, Tails: []string{tailA}})
+	}
+	e.open(s, "later", 1, deadline.Add(time.Hour), vA())
+	clk.Set(deadline)
+
+	type call struct {
+		req  *pb.CloseIfIncompleteRequest
+		resp *pb.CloseIfIncompleteResponse
+		err  error
+	}
+	var calls []*call
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		for _, rid := range []string{"deadline:close:" + id, "deadline:close:" + id, "again:" + id} {
+			calls = append(calls, &call{req: &pb.CloseIfIncompleteRequest{RequestId: rid, OrderId: id, Submission: 1}})
+		}
+	}
+	calls = append(calls,
+		&call{req: &pb.CloseIfIncompleteRequest{RequestId: "deadline:close:nope", OrderId: "nope", Submission: 1}},
+		&call{req: &pb.CloseIfIncompleteRequest{RequestId: "deadline:close:later", OrderId: "later", Submission: 1}})
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() { c.resp, c.err = s.CloseIfIncomplete(context.Background(), c.req) })
+	}
+	wg.Wait()
+	for _, c := range calls {
+		switch c.req.GetOrderId() {
+		case "nope":
+			if errs.Reason(c.err) != domain.ReasonSessionNotFound {
+				t.Errorf("unknown session: %v", c.err)
+			}
+		case "later":
+			if errs.Reason(c.err) != domain.ReasonDeadlineNotReached {
+				t.Errorf("open window: %v", c.err)
+			}
+		default:
+			if c.err != nil || !c.resp.GetClosed() || c.resp.GetStatus().GetState() != pb.SessionState_SESSION_STATE_TIMED_OUT ||
+				c.resp.GetStatus().GetOrderId() != c.req.GetOrderId() || len(c.resp.GetStatus().GetVerifiers()) != 1 {
+				t.Errorf("close %s (%s) = %v, %v", c.req.GetOrderId(), c.req.GetRequestId(), c.resp, c.err)
+			}
+		}
+	}
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		if rets := e.returns(id); len(rets) != 1 || rets[0].GetReason() != filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT {
+			t.Errorf("%s: returns = %v, want exactly one VERIFICATION_TIMEOUT", id, rets)
+		}
+		if st := e.status(id); st.GetState() != pb.SessionState_SESSION_STATE_TIMED_OUT {
+			t.Errorf("%s: %v", id, st.GetState())
+		}
+	}
+	if st := e.status("later"); st.GetState() != pb.SessionState_SESSION_STATE_OPEN || len(e.returns("later")) != 0 {
+		t.Errorf("the session whose window is open: %v", st.GetState())
+	}
+	// A request id answered in the burst, reused for another order, is refused.
+	if _, err := s.CloseIfIncomplete(context.Background(), &pb.CloseIfIncompleteRequest{RequestId: "deadline:close:c00", OrderId: "c01", Submission: 1}); !errors.Is(err, errs.RequestIDReused) {
+		t.Errorf("reused request id: %v", err)
 	}
 }
 

@@ -1,0 +1,231 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/icpverify/icpverify/pkg/batch"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+)
+
+// CloseIfIncomplete applies the deadline to one submission: an open session at or after deadline_at
+// becomes TIMED_OUT and owes filing a return (VERIFICATION_TIMEOUT); before the deadline nothing closes.
+//
+// The deadline sweeper fires many timers at once (an order's 24 h window closes for every order
+// submitted in the same second): concurrent calls are served together (pkg/batch), one transaction
+// and four round trips for the whole batch, each call keeping its own idempotency and answer.
+func (s *Store) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return s.closes.Do(ctx, req)
+}
+
+const closeMethod = pb.VerificationInternalService_CloseIfIncomplete_FullMethodName
+
+// closeTimeout bounds one batch of closes: it runs detached from any one caller's context.
+const closeTimeout = 15 * time.Second
+
+type sessionKey struct {
+	orderID    string
+	submission int32
+}
+
+// closeBatch serves a batch of CloseIfIncomplete calls. Calls that name a request id or a session
+// already in the batch run after it, alone: in one transaction the second would not see the first's
+// close. A batch that fails as a whole (a deadlock with another replica, a lost connection) is
+// retried call by call, so that one call's error is only its own.
+func (s *Store) closeBatch(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest) []batch.Result[*pb.CloseIfIncompleteResponse] {
+	ctx, cancel := context.WithTimeout(ctx, closeTimeout)
+	defer cancel()
+	out := make([]batch.Result[*pb.CloseIfIncompleteResponse], len(reqs))
+	var first, later []int
+	seenID, seenSession := map[string]bool{}, map[sessionKey]bool{}
+	for i, r := range reqs {
+		k := sessionKey{r.GetOrderId(), r.GetSubmission()}
+		if seenSession[k] || (r.GetRequestId() != "" && seenID[r.GetRequestId()]) {
+			later = append(later, i)
+			continue
+		}
+		seenSession[k], seenID[r.GetRequestId()] = true, true
+		first = append(first, i)
+	}
+	run := func(idx []int) {
+		part := make([]*pb.CloseIfIncompleteRequest, len(idx))
+		for j, i := range idx {
+			part[j] = reqs[i]
+		}
+		res, err := s.closeAll(ctx, part)
+		if err != nil && len(idx) > 1 {
+			for _, i := range idx {
+				s.runOne(ctx, reqs, out, i)
+			}
+			return
+		}
+		for j, i := range idx {
+			if err != nil {
+				out[i].Err = err
+			} else {
+				out[i] = res[j]
+			}
+		}
+	}
+	run(first)
+	for _, i := range later {
+		s.runOne(ctx, reqs, out, i)
+	}
+	return out
+}
+
+func (s *Store) runOne(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest, out []batch.Result[*pb.CloseIfIncompleteResponse], i int) {
+	res, err := s.closeAll(ctx, reqs[i:i+1])
+	if err != nil {
+		out[i].Err = err
+		return
+	}
+	out[i] = res[0]
+}
+
+// closeAll closes, in one transaction, the sessions of reqs (distinct request ids and sessions):
+// BEGIN; one pipeline of the idempotency locks and lookups and the sessions, locked in (order_id,
+// submission) order, with their challenges; the decisions in Go (domain.DecideClose); one pipeline
+// of the writes (sessions, outbox, idempotency answers); COMMIT. The error is the whole batch's.
+func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest) ([]batch.Result[*pb.CloseIfIncompleteResponse], error) {
+	ids := make([]string, len(reqs))
+	keys := make([]sessionKey, len(reqs))
+	for i, r := range reqs {
+		ids[i], keys[i] = r.GetRequestId(), sessionKey{r.GetOrderId(), r.GetSubmission()}
+	}
+	sorted := slices.Clone(keys)
+	slices.SortFunc(sorted, func(a, b sessionKey) int {
+		if c := strings.Compare(a.orderID, b.orderID); c != 0 {
+			return c
+		}
+		return int(a.submission - b.submission)
+	})
+	orders, subs := make([]string, len(sorted)), make([]int32, len(sorted))
+	for i, k := range sorted {
+		orders[i], subs[i] = k.orderID, k.submission
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("close sessions: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+
+	reads := &pgx.Batch{}
+	idempotency.QueueLocks(reads, closeMethod, ids)
+	stored := map[string]idempotency.Stored{}
+	idempotency.QueueLookup(reads, closeMethod, ids, stored)
+	sessions := map[sessionKey]domain.Session{}
+	reads.Queue(`SELECT s.* FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS k(order_id, submission, n)
+		CROSS JOIN LATERAL (SELECT `+sessionCols+` FROM sessions
+			WHERE order_id = k.order_id AND submission = k.submission FOR UPDATE) s
+		ORDER BY k.n`, orders, subs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			sess, err := scanSession(rows)
+			if err != nil {
+				return err
+			}
+			sessions[sessionKey{sess.OrderID, sess.Submission}] = sess
+		}
+		return rows.Err()
+	})
+	challenges := map[string][]domain.Challenge{}
+	reads.Queue(`SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
+		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission) s
+		CROSS JOIN LATERAL (SELECT `+challengeCols+` FROM challenges WHERE session_id = s.id) c`, orders, subs).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				c, err := scanChallenge(rows)
+				if err != nil {
+					return err
+				}
+				challenges[c.SessionID] = append(challenges[c.SessionID], c)
+			}
+			return rows.Err()
+		})
+	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
+		return nil, fmt.Errorf("close sessions: %w", err)
+	}
+
+	now := s.clock.Now()
+	out := make([]batch.Result[*pb.CloseIfIncompleteResponse], len(reqs))
+	var (
+		closing []string
+		effects []domain.Effect
+		answers []idempotency.Answer
+		closed  []domain.Session
+	)
+	for i, r := range reqs {
+		if st, ok := stored[r.GetRequestId()]; ok && r.GetRequestId() != "" {
+			resp := &pb.CloseIfIncompleteResponse{}
+			if _, err := idempotency.Replay(st, r, resp); err != nil {
+				out[i].Err = err
+			} else {
+				out[i].Value = resp
+			}
+			continue
+		}
+		sess, ok := sessions[keys[i]]
+		if !ok {
+			out[i].Err = domain.ErrSessionNotFound()
+			continue
+		}
+		d, err := domain.DecideClose(now, sess.State, sess.DeadlineAt)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		if d.Return {
+			closing = append(closing, sess.ID)
+			effects = append(effects, domain.TimedOutEffects(sess)...)
+			sess.State = domain.SessionTimedOut
+			closed = append(closed, sess)
+		}
+		resp := &pb.CloseIfIncompleteResponse{Closed: d.Closed, Status: domain.Status(sess, challenges[sess.ID])}
+		out[i].Value = resp
+		answers = append(answers, idempotency.Answer{RequestID: r.GetRequestId(), Req: r, Resp: resp})
+	}
+
+	writes := &pgx.Batch{}
+	if len(closing) > 0 {
+		writes.Queue(`UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id`,
+			closing, string(domain.SessionTimedOut), now)
+		targets, payloads, sensitive, err := outboxRows(effects)
+		if err != nil {
+			return nil, err
+		}
+		writes.Queue(`INSERT INTO outbox (target, payload, created_at, available_at, sensitive)
+			SELECT t.target, t.payload, $1, $1, t.sensitive
+			FROM unnest($2::text[], $3::bytea[], $4::boolean[]) WITH ORDINALITY AS t(target, payload, sensitive, n)
+			ORDER BY t.n`, now, targets, payloads, sensitive)
+	}
+	if err := idempotency.QueueSave(writes, now, closeMethod, answers); err != nil {
+		return nil, err
+	}
+	if writes.Len() > 0 {
+		if err := tx.SendBatch(ctx, writes).Close(); err != nil {
+			return nil, fmt.Errorf("close sessions: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("close sessions: %w", err)
+	}
+	for _, sess := range closed {
+		s.log.Info("session timed out; order returned", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission))
+	}
+	if len(closed) > 0 {
+		s.wake()
+	}
+	return out, nil
+}
