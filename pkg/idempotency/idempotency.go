@@ -208,9 +208,11 @@ func QueueLookup(b *pgx.Batch, method string, requestIDs []string, into map[stri
 	if len(ids) == 0 {
 		return
 	}
-	// One primary-key lookup per id (LATERAL), whatever plan the prepared statement settled on.
+	// One primary-key lookup per id: OFFSET 0 keeps the LATERAL subquery from being flattened into
+	// a join that the planner, misled by statistics a burst has outdated (no row of this method at
+	// the last ANALYZE), runs as an index scan of every row of the method per batch.
 	b.Queue(`SELECT k.request_id, k.request_hash, k.response FROM unnest($2::text[]) AS i(id)
-		CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE method = $1 AND request_id = i.id) k`, method, ids).
+		CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE method = $1 AND request_id = i.id OFFSET 0) k`, method, ids).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string

@@ -165,7 +165,7 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Res
 	// order so that two concurrent batches cannot deadlock on them.
 	b.Queue(`UPDATE messages SET state = 'FAILED', last_error = $2, body = NULL, params = '{}', redacted = true
 		WHERE message_id IN (SELECT r.message_id FROM unnest($1::text[]) AS i(id)
-			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id AND order_id <> '') n
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id AND order_id <> '' OFFSET 0) n
 			JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
 			WHERE r.state = 'QUEUED' AND r.message_id <> n.message_id AND r.sequence < n.sequence
 			ORDER BY r.message_id FOR UPDATE OF r)`, ids, domain.ErrorSuperseded)
@@ -176,10 +176,11 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Res
 		  AND EXISTS (SELECT 1 FROM messages o WHERE o.order_id = n.order_id AND o.phone = n.phone
 			AND o.template = n.template AND o.message_id <> n.message_id AND o.sequence > n.sequence)`, ids, domain.ErrorSuperseded)
 	stored := make(map[string]domain.Message, n)
-	// LATERAL: one primary-key lookup per id, whatever plan the prepared statement settled on
-	// (`message_id = ANY($1)` could settle on a sequential scan while the table was small).
+	// One primary-key lookup per id, whatever the statistics say: `message_id = ANY($1)`, or a
+	// LATERAL join the planner may flatten (OFFSET 0 prevents it), could settle on a sequential scan
+	// planned while the table was small.
 	b.Queue(`SELECT `+prefixed("m", columns)+` FROM unnest($1::text[]) AS i(id)
-		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id) m`, ids).Query(func(rows pgx.Rows) error {
+		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m`, ids).Query(func(rows pgx.Rows) error {
 		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
 		for _, m := range got {
 			stored[m.ID] = m

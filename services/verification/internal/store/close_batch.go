@@ -127,9 +127,11 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	stored := map[string]idempotency.Stored{}
 	idempotency.QueueLookup(reads, closeMethod, ids, stored)
 	sessions := map[sessionKey]domain.Session{}
+	// Index lookups per key (OFFSET 0: the LATERAL subqueries are not flattened into joins whose
+	// plan depends on statistics a burst of closes has outdated).
 	reads.Queue(`SELECT s.* FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS k(order_id, submission, n)
 		CROSS JOIN LATERAL (SELECT `+sessionCols+` FROM sessions
-			WHERE order_id = k.order_id AND submission = k.submission FOR UPDATE) s
+			WHERE order_id = k.order_id AND submission = k.submission OFFSET 0 FOR UPDATE) s
 		ORDER BY k.n`, orders, subs).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			sess, err := scanSession(rows)
@@ -142,8 +144,8 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	})
 	challenges := map[string][]domain.Challenge{}
 	reads.Queue(`SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
-		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission) s
-		CROSS JOIN LATERAL (SELECT `+challengeCols+` FROM challenges WHERE session_id = s.id) c`, orders, subs).
+		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
+		CROSS JOIN LATERAL (SELECT `+challengeCols+` FROM challenges WHERE session_id = s.id OFFSET 0) c`, orders, subs).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				c, err := scanChallenge(rows)
