@@ -86,7 +86,9 @@ func (g *Group[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	return c.res.Value, c.res.Err
 }
 
-// lead runs batches from the head of the queue until c's own is done, then hands the lead on.
+// lead runs batches from the head of the queue until c's own is done, then gives up its flight.
+// With several flights, c may land in another leader's batch: then c's result arrives on c.wake
+// and this leader stops leading as soon as it sees it (or finds nothing left to take).
 func (g *Group[In, Out]) lead(ctx context.Context, c *call[In, Out]) {
 	runCtx := context.WithoutCancel(ctx)
 	limit := g.MaxBatch
@@ -99,10 +101,14 @@ func (g *Group[In, Out]) lead(ctx context.Context, c *call[In, Out]) {
 		calls := make([]*call[In, Out], n)
 		copy(calls, g.queue[:n])
 		g.queue = g.queue[n:]
-		mine := false
 		for _, k := range calls {
 			k.queued = false
-			mine = mine || k == c
+		}
+		if n == 0 { // c is in another leader's batch
+			g.release()
+			g.mu.Unlock()
+			<-c.wake
+			return
 		}
 		g.mu.Unlock()
 
@@ -111,25 +117,42 @@ func (g *Group[In, Out]) lead(ctx context.Context, c *call[In, Out]) {
 			ins[i] = k.in
 		}
 		results := g.run(runCtx, ins)
+		mine := false
 		for i, k := range calls {
 			k.res = results[i]
-			if k != c {
+			if k == c {
+				mine = true
+			} else {
 				k.wake <- false
 			}
 		}
+		if !mine {
+			select {
+			case <-c.wake: // another leader's batch answered c
+				mine = true
+			default:
+			}
+		}
 		if mine {
-			break
+			g.mu.Lock()
+			g.release()
+			g.mu.Unlock()
+			return
 		}
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
-		g.leaders--
-		return
+}
+
+// release gives up a flight (under mu): to the oldest queued call that does not lead already, or
+// back to the pool when none waits.
+func (g *Group[In, Out]) release() {
+	for _, k := range g.queue {
+		if !k.led {
+			k.led = true
+			k.wake <- true
+			return
+		}
 	}
-	next := g.queue[0]
-	next.led = true
-	next.wake <- true
+	g.leaders--
 }
 
 // run calls Run, turning a panic or a short answer into errors for every input, so that no

@@ -167,3 +167,57 @@ func waitRunning[In, Out any](g *Group[In, Out]) {
 		runtime.Gosched()
 	}
 }
+
+// With several flights a leader's own call can be answered by another leader's batch: every caller
+// still returns, no batch is empty, and no more batches run at once than there are flights.
+func TestSeveralFlightsNeverSpinNorOverlap(t *testing.T) {
+	var empty, running, most atomic.Int64
+	g := &Group[int, int]{Flights: 3, MaxBatch: 4, Run: func(_ context.Context, in []int) []Result[int] {
+		if len(in) == 0 {
+			empty.Add(1)
+		}
+		r := running.Add(1)
+		for {
+			m := most.Load()
+			if r <= m || most.CompareAndSwap(m, r) {
+				break
+			}
+		}
+		runtime.Gosched()
+		running.Add(-1)
+		out := make([]Result[int], len(in))
+		for i, v := range in {
+			out[i].Value = v
+		}
+		return out
+	}}
+	for round := range 300 {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var wrong atomic.Int64
+		for i := range 32 {
+			wg.Go(func() {
+				<-start
+				if v, err := g.Do(context.Background(), i); err != nil || v != i {
+					wrong.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if wrong.Load() != 0 {
+			t.Fatalf("round %d: %d wrong answers", round, wrong.Load())
+		}
+	}
+	if empty.Load() != 0 {
+		t.Errorf("%d empty batches ran", empty.Load())
+	}
+	if most.Load() > 3 {
+		t.Errorf("%d batches ran at once with 3 flights", most.Load())
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.leaders != 0 || len(g.queue) != 0 {
+		t.Errorf("after the calls: %d leaders, %d queued; want 0, 0 (a flight leaked)", g.leaders, len(g.queue))
+	}
+}

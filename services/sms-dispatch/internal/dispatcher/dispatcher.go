@@ -131,7 +131,7 @@ func (d *Dispatcher) init() {
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
-		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256}
+		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256, Flights: 4}
 	})
 }
 
