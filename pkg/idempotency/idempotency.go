@@ -36,6 +36,10 @@ func CheckRequestID(id string) error {
 	return nil
 }
 
+// Hash is the fingerprint of a request stored beside its answer: sha256 of its deterministic
+// encoding. A handler that saves answers itself must use it, so a retry compares equal.
+func Hash(req proto.Message) ([]byte, error) { return hash(req) }
+
 func hash(req proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
@@ -35,11 +36,15 @@ type Store struct {
 	cfg   Config
 	// OnEnqueue, when set, is called after a commit that wrote outbox rows (the relay's Wake).
 	OnEnqueue func()
+	// outcomes commits concurrent MarkVerified and ReturnOrder calls together (see outcome.go).
+	outcomes *batch.Group[outcomeCall, *filingv1.Order]
 }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool, clk clock.Clock, cfg Config) *Store {
-	return &Store{pool: pool, clock: clk, cfg: cfg.WithDefaults()}
+	s := &Store{pool: pool, clock: clk, cfg: cfg.WithDefaults()}
+	s.outcomes = &batch.Group[outcomeCall, *filingv1.Order]{Run: s.outcomeBatch, Flights: outcomeFlights, MaxBatch: outcomeMaxBatch}
+	return s
 }
 
 func (s *Store) now() time.Time { return Now(s.clock) }
@@ -97,6 +102,10 @@ func scanOrder(row pgx.Row) (domain.Order, error) {
 	return o, nil
 }
 
+func errOrderNotFound() error {
+	return errs.NotFound(ReasonOrderNotFound, "no order with this order_id")
+}
+
 // loadOrder reads an order with its current verifiers and history; forUpdate locks the order row
 // for the rest of tx, which serialises every transition of one order.
 func loadOrder(ctx context.Context, q querier, id string, forUpdate bool) (domain.Order, error) {
@@ -106,7 +115,7 @@ func loadOrder(ctx context.Context, q querier, id string, forUpdate bool) (domai
 	}
 	o, err := scanOrder(q.QueryRow(ctx, sql, id))
 	if pg.IsNoRows(err) {
-		return o, errs.NotFound(ReasonOrderNotFound, "no order with this order_id")
+		return o, errOrderNotFound()
 	}
 	if err != nil {
 		return o, fmt.Errorf("load order: %w", err)
@@ -139,34 +148,53 @@ func loadDetails(ctx context.Context, q querier, orders []*domain.Order) error {
 	if err != nil {
 		return fmt.Errorf("load verifiers: %w", err)
 	}
-	for rows.Next() {
-		var id string
-		var v domain.Verifier
-		if err := rows.Scan(&id, &v.Phone, &v.Roles); err != nil {
-			rows.Close()
-			return fmt.Errorf("load verifiers: %w", err)
-		}
-		byID[id].Verifiers = append(byID[id].Verifiers, v)
-	}
-	if err := rows.Err(); err != nil {
+	if err := scanVerifiers(rows, byID); err != nil {
 		return fmt.Errorf("load verifiers: %w", err)
 	}
 	// One index scan per order (LATERAL): with `order_id = ANY($1) ORDER BY order_id, id` a cached
 	// generic plan could walk the whole index in order, which grows with every order ever filed.
-	rows, err = q.Query(ctx, `SELECT h.order_id, h.at, h.from_state, h.to_state, h.actor, h.reason
-		FROM unnest($1::text[]) AS i(order_id)
-		CROSS JOIN LATERAL (SELECT * FROM order_history WHERE order_id = i.order_id ORDER BY id) h`, ids)
+	rows, err = q.Query(ctx, historySQL, ids)
 	if err != nil {
 		return fmt.Errorf("load history: %w", err)
 	}
+	if err := scanHistory(rows, byID); err != nil {
+		return fmt.Errorf("load history: %w", err)
+	}
+	return nil
+}
+
+// historySQL reads the history of the orders $1, each in id order. Each LATERAL subquery here is
+// fenced with OFFSET 0: it stays one index lookup per key instead of being flattened into a join
+// whose plan depends on statistics that a burst of writes has outdated.
+const historySQL = `SELECT h.order_id, h.at, h.from_state, h.to_state, h.actor, h.reason
+	FROM unnest($1::text[]) AS i(order_id)
+	CROSS JOIN LATERAL (SELECT * FROM order_history WHERE order_id = i.order_id ORDER BY id OFFSET 0) h`
+
+// scanVerifiers appends rows of (order_id, phone, roles) to the verifiers of their orders in byID.
+func scanVerifiers(rows pgx.Rows, byID map[string]*domain.Order) error {
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var v domain.Verifier
+		if err := rows.Scan(&id, &v.Phone, &v.Roles); err != nil {
+			return err
+		}
+		byID[id].Verifiers = append(byID[id].Verifiers, v)
+	}
+	return rows.Err()
+}
+
+// scanHistory appends rows of historySQL to the history of their orders in byID.
+func scanHistory(rows pgx.Rows, byID map[string]*domain.Order) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
 			id, from, to string
 			c            domain.StateChange
+			err          error
 		)
 		if err := rows.Scan(&id, &c.At, &from, &to, &c.Actor, &c.Reason); err != nil {
-			return fmt.Errorf("load history: %w", err)
+			return err
 		}
 		c.At = c.At.UTC()
 		c.From, _ = domain.ParseState(from) // "UNSPECIFIED" for the creation
@@ -382,53 +410,6 @@ func (s *Store) CancelOrder(ctx context.Context, req *filingv1.CancelOrderReques
 		s.woke()
 	}
 	return resp, err
-}
-
-// verificationOutcome applies MarkVerified or ReturnOrder: idempotent by (order_id, submission).
-func (s *Store) verificationOutcome(ctx context.Context, tx pgx.Tx, now time.Time, id string, sub int32,
-	ev domain.Event, reason domain.ReturnReason) (*filingv1.Order, error) {
-	o, err := loadOrder(ctx, tx, id, true)
-	if err != nil {
-		return nil, err
-	}
-	to, apply, err := domain.VerificationOutcome(o, ev, sub)
-	if err != nil {
-		return nil, err
-	}
-	if !apply {
-		return OrderProto(o), nil
-	}
-	text, reason := OutcomeText(ev, reason)
-	if err := setState(ctx, tx, o, now, to, reason); err != nil {
-		return nil, err
-	}
-	if err := addHistory(ctx, tx, o.ID, now, o.State, to, domain.ActorVerification, text); err != nil {
-		return nil, err
-	}
-	return reload(ctx, tx, o.ID)
-}
-
-// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
-func (s *Store) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
-	now := s.now()
-	return idempotency.Do(ctx, s.pool, now, filingv1.FilingInternalService_MarkVerified_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.MarkVerifiedResponse { return &filingv1.MarkVerifiedResponse{} },
-		func(tx pgx.Tx) (*filingv1.MarkVerifiedResponse, error) {
-			o, err := s.verificationOutcome(ctx, tx, now, req.GetOrderId(), req.GetSubmission(), domain.EventVerified, domain.ReturnNone)
-			return &filingv1.MarkVerifiedResponse{Order: o}, err
-		})
-}
-
-// ReturnOrder returns an order whose verification failed or timed out.
-func (s *Store) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
-	now := s.now()
-	return idempotency.Do(ctx, s.pool, now, filingv1.FilingInternalService_ReturnOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.ReturnOrderResponse { return &filingv1.ReturnOrderResponse{} },
-		func(tx pgx.Tx) (*filingv1.ReturnOrderResponse, error) {
-			o, err := s.verificationOutcome(ctx, tx, now, req.GetOrderId(), req.GetSubmission(), domain.EventReturn,
-				domain.ReturnReason(req.GetReason()))
-			return &filingv1.ReturnOrderResponse{Order: o}, err
-		})
 }
 
 // RecordReviewOutcome records the administration's decision; an approval creates or updates the

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/errs"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/filing/internal/domain"
+)
+
+// MarkVerified and ReturnOrder come from verification's outbox relay, many at once: concurrent calls
+// are committed together (pkg/batch), one transaction in two pipelined round trips for the whole
+// batch instead of about thirteen round trips and a commit per call. Each call keeps the guarantees
+// of idempotency.Do: its answer is stored under its request_id in the same transaction, twins queue
+// on the same advisory lock, a call refused by the rules changes and stores nothing.
+
+const (
+	// outcomeFlights batches may be in flight at once; while they run the next calls queue up. A
+	// batch mostly waits for its commit, so a second one keeps the database busy meanwhile.
+	outcomeFlights = 2
+	// outcomeMaxBatch bounds a batch (the relay sends up to 32 calls at a time per replica).
+	outcomeMaxBatch = 64
+	// outcomeTimeout bounds one batch: it runs detached from any one caller's context.
+	outcomeTimeout = 15 * time.Second
+)
+
+// outcomeCall is one MarkVerified or ReturnOrder call.
+type outcomeCall struct {
+	method     string // full gRPC method name, the idempotency scope
+	requestID  string
+	hash       []byte // of the request (requestHash); nil without request_id
+	orderID    string
+	submission int32
+	ev         domain.Event // EventVerified or EventReturn
+	reason     domain.ReturnReason
+}
+
+type idemKey struct{ method, requestID string }
+
+// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
+func (s *Store) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
+	o, err := s.outcome(ctx, req, outcomeCall{method: filingv1.FilingInternalService_MarkVerified_FullMethodName,
+		requestID: req.GetRequestId(), orderID: req.GetOrderId(), submission: req.GetSubmission(), ev: domain.EventVerified})
+	if err != nil {
+		return nil, err
+	}
+	return &filingv1.MarkVerifiedResponse{Order: o}, nil
+}
+
+// ReturnOrder returns an order whose verification failed or timed out.
+func (s *Store) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
+	o, err := s.outcome(ctx, req, outcomeCall{method: filingv1.FilingInternalService_ReturnOrder_FullMethodName,
+		requestID: req.GetRequestId(), orderID: req.GetOrderId(), submission: req.GetSubmission(), ev: domain.EventReturn,
+		reason: domain.ReturnReason(req.GetReason())})
+	if err != nil {
+		return nil, err
+	}
+	return &filingv1.ReturnOrderResponse{Order: o}, nil
+}
+
+func (s *Store) outcome(ctx context.Context, req proto.Message, c outcomeCall) (*filingv1.Order, error) {
+	if err := idempotency.CheckRequestID(c.requestID); err != nil {
+		return nil, err
+	}
+	if c.requestID != "" {
+		h, err := idempotency.Hash(req)
+		if err != nil {
+			return nil, err
+		}
+		c.hash = h
+	}
+	return s.outcomes.Do(ctx, c)
+}
+
+// outcomeResponse is the response message of c's method, the form its answer is stored in.
+func outcomeResponse(ev domain.Event, o *filingv1.Order) interface {
+	proto.Message
+	GetOrder() *filingv1.Order
+} {
+	if ev == domain.EventReturn {
+		return &filingv1.ReturnOrderResponse{Order: o}
+	}
+	return &filingv1.MarkVerifiedResponse{Order: o}
+}
+
+// outcomeBatch runs a batch as one transaction. A batch that fails as a whole (a deadlock, a lost
+// connection, an order that cannot be read) is retried call by call, so that one call's error stays
+// its own; a call alone is retried like idempotency.Do in pg.InTx.
+func (s *Store) outcomeBatch(ctx context.Context, calls []outcomeCall) []batch.Result[*filingv1.Order] {
+	ctx, cancel := context.WithTimeout(ctx, outcomeTimeout)
+	defer cancel()
+	if len(calls) > 1 {
+		if out, err := s.outcomeAll(ctx, calls); err == nil {
+			return out
+		}
+	}
+	out := make([]batch.Result[*filingv1.Order], len(calls))
+	for i, c := range calls {
+		out[i] = s.outcomeOne(ctx, c)
+	}
+	return out
+}
+
+func (s *Store) outcomeOne(ctx context.Context, c outcomeCall) batch.Result[*filingv1.Order] {
+	for range 2 {
+		var out []batch.Result[*filingv1.Order]
+		err := pg.Retry(ctx, func() error {
+			var err error
+			out, err = s.outcomeAll(ctx, []outcomeCall{c})
+			return err
+		})
+		if pg.IsUniqueViolation(err) && c.requestID != "" {
+			continue // a twin outside the advisory lock committed first: the next attempt reads its answer
+		}
+		if err != nil {
+			return batch.Result[*filingv1.Order]{Err: err}
+		}
+		return out[0]
+	}
+	return batch.Result[*filingv1.Order]{Err: fmt.Errorf("idempotency: request %s kept conflicting", c.method)}
+}
+
+// advisorySQL takes the advisory lock of idempotency.Do for each "method request_id" of $1, once
+// each and in lock-key order, so that two batches cannot deadlock on them.
+const advisorySQL = `SELECT pg_advisory_xact_lock(h)
+	FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS u(k) ORDER BY h) l`
+
+// lookupSQL reads the stored answers of the (method, request_id) pairs $1, $2.
+const lookupSQL = `SELECT k.method, k.request_id, k.request_hash, k.response
+	FROM unnest($1::text[], $2::text[]) AS i(method, request_id)
+	CROSS JOIN LATERAL (SELECT method, request_id, request_hash, response FROM idempotency_keys
+		WHERE method = i.method AND request_id = i.request_id OFFSET 0) k`
+
+// lockOrdersSQL reads and locks the orders $1 one primary-key lookup at a time, in array order
+// (sorted by the caller): concurrent batches lock in the same order and cannot deadlock.
+const lockOrdersSQL = `SELECT o.* FROM unnest($1::text[]) AS i(order_id)
+	CROSS JOIN LATERAL (SELECT ` + orderColumns + ` FROM orders WHERE order_id = i.order_id OFFSET 0 FOR UPDATE) o`
+
+// currentVerifiersSQL reads the verifiers of the current submission of each order $1 (locked
+// before, so the submission cannot change). The subquery rather than a join with orders: the two
+// order_id columns differ in collation, and such a join cannot use order_verifiers' primary key.
+const currentVerifiersSQL = `SELECT i.order_id, v.phone, v.roles
+	FROM unnest($1::text[]) AS i(order_id)
+	CROSS JOIN LATERAL (SELECT phone, roles FROM order_verifiers
+		WHERE order_id = i.order_id AND submission = (SELECT submission FROM orders WHERE order_id = i.order_id)
+		ORDER BY position OFFSET 0) v`
+
+const updateOrdersSQL = `UPDATE orders o SET state = u.state, return_reason = u.reason, updated_at = $4::timestamptz
+	FROM unnest($1::text[], $2::text[], $3::integer[]) AS u(order_id, state, reason)
+	WHERE o.order_id = u.order_id`
+
+// insertHistorySQL keeps array order, so each order's entries get increasing ids (historySQL's order).
+const insertHistorySQL = `INSERT INTO order_history (order_id, at, from_state, to_state, actor, reason)
+	SELECT h.order_id, $2::timestamptz, h.from_state, h.to_state, $5::text, h.reason
+	FROM unnest($1::text[], $3::text[], $4::text[], $6::text[]) WITH ORDINALITY AS h(order_id, from_state, to_state, reason, n)
+	ORDER BY h.n`
+
+const saveAnswersSQL = `INSERT INTO idempotency_keys (method, request_id, request_hash, response, created_at)
+	SELECT method, request_id, request_hash, response, $5::timestamptz
+	FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS k(method, request_id, request_hash, response)`
+
+// outcomeAll runs calls in one transaction on one connection, in two pipelined round trips: BEGIN,
+// the advisory locks, the stored answers, the orders locked with their verifiers and history; then
+// the writes and COMMIT. In between, the calls are decided in Go one after the other against the
+// orders in memory, as if they had run one by one in batch order. It returns an error only when the
+// batch failed as a whole (then nothing of it was committed).
+func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Result[*filingv1.Order], error) {
+	var keys, methods, requestIDs, ids []string
+	seenKey := map[idemKey]bool{}
+	for _, c := range calls {
+		ids = append(ids, c.orderID)
+		k := idemKey{c.method, c.requestID}
+		if c.requestID == "" || seenKey[k] {
+			continue
+		}
+		seenKey[k] = true
+		keys = append(keys, c.method+" "+c.requestID) // the lock key of idempotency.Do
+		methods, requestIDs = append(methods, c.method), append(requestIDs, c.requestID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("verification outcome: %w", err)
+	}
+	defer release(ctx, conn)
+
+	// Round trip 1. Each statement runs after the previous one has its locks, with a fresh snapshot
+	// (READ COMMITTED): the lookups see a twin committed while we waited, the details an order's
+	// last committed change.
+	stored := map[idemKey]storedAnswer{}
+	orders := make(map[string]*domain.Order, len(ids))
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	if len(keys) > 0 {
+		b.Queue(advisorySQL, keys)
+		b.Queue(lookupSQL, methods, requestIDs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k idemKey
+				var a storedAnswer
+				if err := rows.Scan(&k.method, &k.requestID, &a.hash, &a.response); err != nil {
+					return err
+				}
+				stored[k] = a
+			}
+			return rows.Err()
+		})
+	}
+	b.Queue(lockOrdersSQL, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			o, err := scanOrder(rows)
+			if err != nil {
+				return err
+			}
+			orders[o.ID] = &o
+		}
+		return rows.Err()
+	})
+	b.Queue(currentVerifiersSQL, ids).Query(func(rows pgx.Rows) error { return scanVerifiers(rows, orders) })
+	b.Queue(historySQL, ids).Query(func(rows pgx.Rows) error { return scanHistory(rows, orders) })
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("verification outcome: load: %w", err)
+	}
+
+	// The clock is read after the locks: a batch that waited for another change of an order records
+	// a later time than that change.
+	now := s.now()
+	loaded := make(map[string]int, len(orders)) // history length before this batch
+	for id, o := range orders {
+		loaded[id] = len(o.History)
+	}
+	out := make([]batch.Result[*filingv1.Order], len(calls))
+	rendered := map[string]bool{}
+	var saves []save
+	for i, c := range calls {
+		k := idemKey{c.method, c.requestID}
+		if c.requestID != "" {
+			if a, ok := stored[k]; ok {
+				if !bytes.Equal(a.hash, c.hash) {
+					out[i].Err = errs.RequestIDReused
+					continue
+				}
+				resp := outcomeResponse(c.ev, nil)
+				if err := proto.Unmarshal(a.response, resp); err != nil {
+					return nil, fmt.Errorf("verification outcome: stored answer: %w", err)
+				}
+				out[i].Value = resp.GetOrder()
+				continue
+			}
+		}
+		o := orders[c.orderID]
+		if o == nil {
+			out[i].Err = errOrderNotFound()
+			continue
+		}
+		to, apply, err := domain.VerificationOutcome(*o, c.ev, c.submission)
+		if err != nil {
+			out[i].Err = err // refused: changes and stores nothing, like a rolled back call
+			continue
+		}
+		if apply {
+			// The change as a reload would read it back: now already has PostgreSQL's precision (Now).
+			text, reason := OutcomeText(c.ev, c.reason)
+			o.History = append(o.History, domain.StateChange{From: o.State, To: to, At: now,
+				Actor: domain.ActorVerification, Reason: text})
+			o.State, o.ReturnReason, o.UpdatedAt = to, reason, now
+		}
+		answer := OrderProto(*o)
+		if rendered[o.ID] {
+			answer = proto.Clone(answer).(*filingv1.Order) // answers of one order share no slices
+		}
+		rendered[o.ID] = true
+		out[i].Value = answer
+		if c.requestID != "" {
+			resp, err := proto.Marshal(outcomeResponse(c.ev, answer))
+			if err != nil {
+				return nil, fmt.Errorf("verification outcome: store answer: %w", err)
+			}
+			// A twin later in this batch reads this answer, as it would after this call's commit.
+			stored[k] = storedAnswer{hash: c.hash, response: resp}
+			saves = append(saves, save{key: k, storedAnswer: stored[k]})
+		}
+	}
+
+	// Round trip 2: the writes, in order_id order (the lock order), and COMMIT.
+	var (
+		upIDs, upStates            []string
+		upReasons                  []int32
+		hIDs, hFrom, hTo, hReasons []string
+		sMethods, sRequestIDs      []string
+		sHashes, sResponses        [][]byte
+	)
+	for _, id := range ids {
+		o := orders[id]
+		if o == nil || len(o.History) == loaded[id] {
+			continue
+		}
+		upIDs, upStates, upReasons = append(upIDs, id), append(upStates, o.State.String()), append(upReasons, int32(o.ReturnReason))
+		for _, h := range o.History[loaded[id]:] {
+			hIDs, hFrom, hTo, hReasons = append(hIDs, id), append(hFrom, h.From.String()), append(hTo, h.To.String()), append(hReasons, h.Reason)
+		}
+	}
+	for _, sv := range saves {
+		sMethods, sRequestIDs = append(sMethods, sv.key.method), append(sRequestIDs, sv.key.requestID)
+		sHashes, sResponses = append(sHashes, sv.hash), append(sResponses, sv.response)
+	}
+	b = &pgx.Batch{}
+	if len(upIDs) > 0 {
+		b.Queue(updateOrdersSQL, upIDs, upStates, upReasons, now).Exec(func(ct pgconn.CommandTag) error {
+			if ct.RowsAffected() != int64(len(upIDs)) {
+				return fmt.Errorf("updated %d orders, want %d", ct.RowsAffected(), len(upIDs))
+			}
+			return nil
+		})
+		b.Queue(insertHistorySQL, hIDs, now, hFrom, hTo, domain.ActorVerification, hReasons)
+	}
+	if len(saves) > 0 {
+		b.Queue(saveAnswersSQL, sMethods, sRequestIDs, sHashes, sResponses, now)
+	}
+	b.Queue(`COMMIT`).Exec(func(ct pgconn.CommandTag) error {
+		if ct.String() != "COMMIT" {
+			return pgx.ErrTxCommitRollback
+		}
+		return nil
+	})
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("verification outcome: write: %w", err)
+	}
+	return out, nil
+}
+
+type storedAnswer struct{ hash, response []byte }
+
+type save struct {
+	key idemKey
+	storedAnswer
+}
+
+// release returns conn to the pool outside any transaction: an open or aborted one is rolled back,
+// and a connection that cannot roll back is closed (the pool then discards it).
+func release(ctx context.Context, conn *pgxpool.Conn) {
+	if !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = conn.Conn().Close(closeCtx)
+			cancel()
+		}
+	}
+	conn.Release()
+}
