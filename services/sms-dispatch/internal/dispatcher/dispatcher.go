@@ -131,7 +131,7 @@ func (d *Dispatcher) init() {
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
-		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256, Flights: 4}
+		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256}
 	})
 }
 
@@ -143,10 +143,9 @@ func (d *Dispatcher) init() {
 // runs out and a claim takes it, as for a crash after any claim.
 func (d *Dispatcher) Reserve(now time.Time) (leaseUntil time.Time, ok bool) {
 	d.init()
-	if d.closed.Load() {
-		return time.Time{}, false
-	}
-	if d.reserved.Add(1) > int64(cap(d.handed)) {
+	// Count first, then look at closed: drainHanded sets closed and then waits for the count, so
+	// it either sees this reservation or this call sees closed.
+	if d.reserved.Add(1) > int64(cap(d.handed)) || d.closed.Load() {
 		d.reserved.Add(-1)
 		return time.Time{}, false
 	}
@@ -238,6 +237,14 @@ func (d *Dispatcher) work(ctx context.Context) {
 	timer := time.NewTimer(d.Poll)
 	defer timer.Stop()
 	for ctx.Err() == nil {
+		// Handed messages first: they were stored claimed, and under load the Wakes of the messages
+		// that found the local queue full would otherwise keep every worker claiming.
+		select {
+		case m := <-d.handed:
+			d.handleHanded(ctx, m)
+			continue
+		default:
+		}
 		if !poll && d.pending.Load() <= 0 {
 			if !timer.Stop() {
 				select {

@@ -2,17 +2,22 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/memstore"
 )
@@ -199,4 +204,65 @@ func TestHandedMessageOfDeadProcessComesBack(t *testing.T) {
 	if got.State != domain.StateSent || got.Attempts != 2 || len(rec.sent()) != 1 {
 		t.Fatalf("after the lease: %s attempt %d, sent %v", got.State, got.Attempts, rec.sent())
 	}
+}
+
+// gate is a provider that reports each send and waits to be let go.
+type gate struct {
+	sending chan string
+	proceed chan struct{}
+}
+
+func (*gate) Name() string { return "gate" }
+func (g *gate) Send(_ context.Context, m provider.Message) error {
+	g.sending <- m.ID
+	<-g.proceed
+	return nil
+}
+
+// Under load the local queue fills and later messages are stored unclaimed with a Wake; the handed
+// ones, stored first, must still go first instead of waiting behind the Wakes for their lease.
+func TestHandedMessagesGoBeforeWokenOnes(t *testing.T) {
+	st := &claimCounter{Store: memstore.New()}
+	g := &gate{sending: make(chan string), proceed: make(chan struct{})}
+	d := &dispatcher.Dispatcher{Store: st, Provider: g, Clock: clock.NewFake(t0), Log: zap.NewNop(),
+		Workers: 1, Poll: time.Hour, SendTimeout: time.Second}
+	srv := &grpcapi.Server{Store: st, Clock: clock.NewFake(t0), Log: zap.NewNop(), Dispatcher: d, Signature: "ICP备案"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	eventually(t, func() bool { return st.claims.Load() == 1 })
+	send := func(id string, k int) {
+		t.Helper()
+		if _, err := srv.SendMessage(context.Background(), &smsv1.SendMessageRequest{MessageId: id, Phone: fmt.Sprintf("138%08d", k),
+			Template: smsv1.Template_TEMPLATE_VERIFICATION_CODE, Params: map[string]string{"code": "123456"},
+			ExpireTime: timestamppb.New(t0.Add(time.Hour))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("m0", 0)
+	if id := <-g.sending; id != "m0" { // the only worker is now busy with m0
+		t.Fatalf("first send %s", id)
+	}
+	for i := range 4 { // handed: the local queue (4 per worker) is full
+		send(fmt.Sprintf("h%d", i), 1+i)
+	}
+	for i := range 3 { // stored unclaimed, each with a Wake
+		send(fmt.Sprintf("w%d", i), 10+i)
+	}
+	var order []string
+	for range 7 {
+		g.proceed <- struct{}{}
+		order = append(order, <-g.sending)
+	}
+	// (a batch sends different phones at once: any order among the handed ones)
+	if got := fmt.Sprint(slices.Sorted(slices.Values(order[:4]))); got != "[h0 h1 h2 h3]" {
+		t.Errorf("send order %v: want the 4 handed messages first", order)
+	}
+	cancel()
+	go func() {
+		for range g.sending {
+		}
+	}()
+	close(g.proceed)
+	<-done
 }

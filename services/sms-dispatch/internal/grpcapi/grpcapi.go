@@ -85,7 +85,13 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 			m.Attempts, m.NextAttempt = 1, leaseUntil // claimed by this process's dispatcher
 		}
 	}
-	stored, created, err := s.Store.Create(ctx, m)
+	createCtx := ctx
+	if handed {
+		// Stored claimed, the message is this process's to send: a caller that gives up while its
+		// batch commits must not leave it hidden for a whole lease (the batch bounds its own time).
+		createCtx = context.WithoutCancel(ctx)
+	}
+	stored, created, err := s.Store.Create(createCtx, m)
 	queued := err == nil && created && stored.State == domain.StateQueued
 	switch {
 	case handed && queued:
@@ -94,6 +100,9 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 		s.Dispatcher.Release()
 	case queued && s.Dispatcher != nil:
 		s.Dispatcher.Wake()
+	}
+	if err == nil {
+		err = ctx.Err()
 	}
 	if err != nil {
 		return nil, err

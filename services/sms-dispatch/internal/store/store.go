@@ -37,7 +37,7 @@ type Store struct {
 // createFlights is how many batches of Creates may be in flight at once: while they run, the next
 // Creates queue up and go together. A batch spends most of its time waiting for its commit to reach
 // the disk, so several in flight keep the database busy (PostgreSQL flushes their commits together).
-const createFlights = 8
+const createFlights = 2
 
 // New returns a store on pool (whose search_path is the service's schema).
 func New(pool *pgxpool.Pool) *Store {
@@ -110,13 +110,18 @@ const createTimeout = 15 * time.Second
 func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Result[created] {
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	out, err := s.createAll(ctx, ms)
+	out, err := s.createAll(ctx, ms, false)
 	if err == nil {
 		return out
 	}
 	out = make([]batch.Result[created], len(ms))
 	for i, m := range ms {
-		r, err := s.createAll(ctx, []domain.Message{m})
+		var r []batch.Result[created]
+		err := pg.Retry(ctx, func() error {
+			var err error
+			r, err = s.createAll(ctx, []domain.Message{m}, true)
+			return err
+		})
 		if err != nil {
 			out[i].Err = err
 			continue
@@ -126,7 +131,8 @@ func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Re
 	return out
 }
 
-func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Result[created], error) {
+// retrying says the batch failed as a whole and this is its message-by-message retry.
+func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying bool) ([]batch.Result[created], error) {
 	n := len(ms)
 	var (
 		ids, orders, phones, templates, params, locales, bodies = make([]string, n), make([]string, n), make([]string, n),
@@ -202,8 +208,12 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message) ([]batch.Res
 		case !domain.SameRequest(got, m):
 			out[i].Err = errs.AlreadyExists(domain.ReasonMessageIDReused, "this message_id was already used for a different phone or template")
 		default:
-			// Only the first of several calls with one id in a batch created it.
-			out[i].Value = created{msg: got, created: inserted[m.ID]}
+			// Only the first of several calls with one id in a batch created it. On the retry of a
+			// batch that committed and then failed (a lost connection), a row stored claimed with
+			// this call's own instant and lease is its own insert: its sender must still get it.
+			own := inserted[m.ID] || (retrying && m.Attempts > 0 && got.CreatedAt.Equal(m.CreatedAt) &&
+				got.Attempts == m.Attempts && got.NextAttempt.Equal(m.NextAttempt))
+			out[i].Value = created{msg: got, created: own}
 			inserted[m.ID] = false
 		}
 	}

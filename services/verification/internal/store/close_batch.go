@@ -95,8 +95,8 @@ func (s *Store) runOne(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest,
 }
 
 // closeAll closes, in one transaction, the sessions of reqs (distinct request ids and sessions):
-// BEGIN; one pipeline of the idempotency locks and lookups and the sessions, locked in (order_id,
-// submission) order, with their challenges; the decisions in Go (domain.DecideClose); one pipeline
+// BEGIN; one pipeline of the idempotency locks and lookups and the sessions, locked in id order,
+// with their challenges; the decisions in Go (domain.DecideClose); one pipeline
 // of the writes (sessions, outbox, idempotency answers); COMMIT. The error is the whole batch's.
 func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest) ([]batch.Result[*pb.CloseIfIncompleteResponse], error) {
 	ids := make([]string, len(reqs))
@@ -127,12 +127,14 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	stored := map[string]idempotency.Stored{}
 	idempotency.QueueLookup(reads, closeMethod, ids, stored)
 	sessions := map[sessionKey]domain.Session{}
-	// Index lookups per key (OFFSET 0: the LATERAL subqueries are not flattened into joins whose
-	// plan depends on statistics a burst of closes has outdated).
-	reads.Queue(`SELECT s.* FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS k(order_id, submission, n)
-		CROSS JOIN LATERAL (SELECT `+sessionCols+` FROM sessions
-			WHERE order_id = k.order_id AND submission = k.submission OFFSET 0 FOR UPDATE) s
-		ORDER BY k.n`, orders, subs).Query(func(rows pgx.Rows) error {
+	// The sessions are locked in id order, as every other writer locks them (lockPhoneSQL): a batch
+	// that took them in key order could deadlock with a Verify of a phone two of them share. The
+	// lookups are index lookups per key (OFFSET 0: the LATERAL subquery is not flattened into a
+	// join whose plan depends on statistics a burst of closes has outdated).
+	reads.Queue(`SELECT `+sessionCols+` FROM sessions WHERE id IN (
+			SELECT s.id FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
+			CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s)
+		ORDER BY id FOR UPDATE`, orders, subs).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			sess, err := scanSession(rows)
 			if err != nil {
