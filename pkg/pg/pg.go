@@ -187,3 +187,17 @@ func IsUnavailable(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
+
+// Release returns a connection that ran a pipelined transaction (BEGIN and COMMIT sent inside
+// pgx batches, so no pgx.Tx tracks it) to the pool outside any transaction: an open or aborted one is
+// rolled back, and a connection that cannot roll back is closed (the pool then discards it).
+func Release(ctx context.Context, conn *pgxpool.Conn) {
+	if !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = conn.Conn().Close(closeCtx)
+			cancel()
+		}
+	}
+	conn.Release()
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/batch"
@@ -196,7 +195,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 	if err != nil {
 		return nil, fmt.Errorf("verification outcome: %w", err)
 	}
-	defer release(ctx, conn)
+	defer pg.Release(ctx, conn)
 
 	// Round trip 1. Each statement runs after the previous one has its locks, with a fresh snapshot
 	// (READ COMMITTED): the lookups see a twin committed while we waited, the details an order's
@@ -347,17 +346,4 @@ type storedAnswer struct{ hash, response []byte }
 type save struct {
 	key idemKey
 	storedAnswer
-}
-
-// release returns conn to the pool outside any transaction: an open or aborted one is rolled back,
-// and a connection that cannot roll back is closed (the pool then discards it).
-func release(ctx context.Context, conn *pgxpool.Conn) {
-	if !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
-		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
-			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = conn.Conn().Close(closeCtx)
-			cancel()
-		}
-	}
-	conn.Release()
 }

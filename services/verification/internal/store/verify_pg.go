@@ -3,10 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -121,7 +119,7 @@ func (s *Store) verifyOnce(ctx context.Context, in domain.VerifyInput) (verifyRe
 	if err != nil {
 		return res, err
 	}
-	defer release(ctx, conn)
+	defer pg.Release(ctx, conn)
 
 	// Round trip 1: BEGIN and the locks.
 	b := &pgx.Batch{}
@@ -211,17 +209,4 @@ func readLockBatch(br pgx.BatchResults) (map[string]domain.Session, []domain.Cha
 		return nil, nil, nil, err
 	}
 	return sessions, chs, tails, nil
-}
-
-// release returns conn to the pool outside any transaction: an open or aborted one is rolled back,
-// and a connection that cannot roll back is closed (the pool then discards it).
-func release(ctx context.Context, conn *pgxpool.Conn) {
-	if !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
-		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
-			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = conn.Conn().Close(closeCtx)
-			cancel()
-		}
-	}
-	conn.Release()
 }
