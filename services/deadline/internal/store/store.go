@@ -12,13 +12,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
-	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
-	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/pg"
-	"github.com/icpverify/icpverify/services/deadline/internal/convert"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
 
@@ -37,10 +34,16 @@ const (
 // Store is the PostgreSQL store.
 type Store struct {
 	pool *pgxpool.Pool
+	// timers serves concurrent Schedule and Cancel calls in batches (timerBatch).
+	timers *batch.Group[timerCall, domain.Deadline]
 }
 
 // New returns a store on pool (whose search_path is the service's schema).
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.timers = &batch.Group[timerCall, domain.Deadline]{Run: s.timerBatch, MaxBatch: 128, Flights: 2}
+	return s
+}
 
 const columns = `order_id, submission, due_at, state, next_attempt_at, attempts, last_error, fired_at, closed, created_at`
 
@@ -71,12 +74,6 @@ func notFound() error {
 
 // lockOrder makes one order's schedules and cancels run one at a time, so "is there a newer
 // submission" and "cancel the older ones" cannot interleave between two submissions written
-// concurrently (row locks cannot cover a row not inserted yet).
-func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('deadline:' || $1))`, orderID)
-	return err
-}
-
 // getForUpdate reads one timer and locks its row; found is false when there is none.
 func getForUpdate(ctx context.Context, tx pgx.Tx, k domain.Key) (d domain.Deadline, found bool, err error) {
 	d, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2 FOR UPDATE`,
@@ -99,93 +96,6 @@ func save(ctx context.Context, tx pgx.Tx, d domain.Deadline) error {
 	return err
 }
 
-// insert stores the new timer d (New or Placeholder) as domain.Insert decides next to the order's
-// other timers, whose superseded ones it cancels. The caller holds lockOrder.
-func insert(ctx context.Context, tx pgx.Tx, d domain.Deadline) (domain.Deadline, error) {
-	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 FOR UPDATE`, d.OrderID)
-	if err != nil {
-		return domain.Deadline{}, err
-	}
-	others, err := collect(rows)
-	if err != nil {
-		return domain.Deadline{}, err
-	}
-	d, superseded := domain.Insert(d, others)
-	if _, err := tx.Exec(ctx, `INSERT INTO deadlines (order_id, submission, due_at, state, next_attempt_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, d.OrderID, d.Submission, d.DueAt, string(d.State), d.NextAttemptAt, d.CreatedAt); err != nil {
-		if pg.IsUniqueViolation(err) {
-			return domain.Deadline{}, errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")
-		}
-		return domain.Deadline{}, err
-	}
-	for _, o := range superseded {
-		if err := save(ctx, tx, o); err != nil {
-			return domain.Deadline{}, err
-		}
-	}
-	return d, nil
-}
-
-// Schedule creates the timer of one submission, or returns the existing one (a repeat with another
-// due time is DEADLINE_CONFLICT, unless the existing one is cancelled). Creating it cancels the
-// order's older pending timers. req is the API request, hashed for the request_id check.
-func (s *Store) Schedule(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
-	out, err := idempotency.Do(ctx, s.pool, now, MethodSchedule, requestID, req,
-		func() *deadlinev1.Deadline { return &deadlinev1.Deadline{} },
-		func(tx pgx.Tx) (*deadlinev1.Deadline, error) {
-			if err := lockOrder(ctx, tx, k.OrderID); err != nil {
-				return nil, err
-			}
-			existing, found, err := getForUpdate(ctx, tx, k)
-			var d domain.Deadline
-			switch {
-			case err != nil:
-				return nil, err
-			case found:
-				d, err = domain.Reschedule(existing, due)
-			default:
-				d, err = insert(ctx, tx, domain.New(k, due, now))
-			}
-			if err != nil {
-				return nil, err
-			}
-			return convert.ToProto(d), nil
-		})
-	if err != nil {
-		return domain.Deadline{}, err
-	}
-	return convert.FromProto(out), nil
-}
-
-// Cancel cancels a pending timer; a fired or cancelled one is returned unchanged. A submission not
-// scheduled yet (the cancel overtook the schedule) gets a CANCELLED placeholder, which the late
-// schedule then returns instead of arming a timer.
-func (s *Store) Cancel(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
-	out, err := idempotency.Do(ctx, s.pool, now, MethodCancel, requestID, req,
-		func() *deadlinev1.Deadline { return &deadlinev1.Deadline{} },
-		func(tx pgx.Tx) (*deadlinev1.Deadline, error) {
-			if err := lockOrder(ctx, tx, k.OrderID); err != nil {
-				return nil, err
-			}
-			d, found, err := getForUpdate(ctx, tx, k)
-			if err != nil {
-				return nil, err
-			}
-			if !found {
-				d, err = insert(ctx, tx, domain.Placeholder(k, now))
-			} else if d2, changed := domain.Cancel(d); changed {
-				d, err = d2, save(ctx, tx, d2)
-			}
-			if err != nil {
-				return nil, err
-			}
-			return convert.ToProto(d), nil
-		})
-	if err != nil {
-		return domain.Deadline{}, err
-	}
-	return convert.FromProto(out), nil
-}
 
 // Get returns the timer of the order's latest submission.
 func (s *Store) Get(ctx context.Context, orderID string) (domain.Deadline, error) {

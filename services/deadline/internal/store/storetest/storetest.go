@@ -58,6 +58,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ScheduleConcurrentSubmissions", testScheduleConcurrentSubmissions},
 		{"NewerSubmissionCancelsOlder", testNewerSubmissionCancelsOlder},
 		{"Cancel", testCancel},
+		{"ConcurrentSchedulesAndCancels", testConcurrentSchedulesAndCancels},
 		{"CancelOvertakesSchedule", testCancelOvertakesSchedule},
 		{"ClaimHonoursNowAndLease", testClaimHonoursNowAndLease},
 		{"ConcurrentClaimsDisjoint", testConcurrentClaimsDisjoint},
@@ -212,6 +213,76 @@ func testScheduleConcurrentSubmissions(t *testing.T, e Engine, _ *clock.Fake) {
 				t.Fatalf("%s/%d is %s, want %s", order, sub, d.State, want)
 			}
 		}
+	}
+}
+
+// testConcurrentSchedulesAndCancels fires the mix the outbox relays deliver at once (the PostgreSQL
+// engine serves it in batches), on two replicas: schedules of 40 orders, each twice with its request
+// id, and cancels of every odd order racing its schedule. Whatever the interleaving, an even order
+// ends PENDING at its due time, an odd one CANCELLED (a cancel that overtook the schedule leaves a
+// placeholder the schedule then returns), every repeat answers what its first call answered, and a
+// schedule with another due time for an armed timer is refused.
+func testConcurrentSchedulesAndCancels(t *testing.T, e Engine, _ *clock.Fake) {
+	const n = 40
+	due := func(i int) time.Time { return T0.Add(time.Duration(i+1) * time.Minute) }
+	type call struct {
+		order  int
+		cancel bool
+		d      domain.Deadline
+		err    error
+	}
+	var calls []*call
+	for i := range n {
+		calls = append(calls, &call{order: i}, &call{order: i})
+		if i%2 == 1 {
+			calls = append(calls, &call{order: i, cancel: true}, &call{order: i, cancel: true})
+		}
+	}
+	var wg sync.WaitGroup
+	for j, c := range calls {
+		s := e.Store
+		if j%2 == 1 {
+			s = e.Replica
+		}
+		wg.Go(func() {
+			order := fmt.Sprintf("b%02d", c.order)
+			if c.cancel {
+				c.d, c.err = cancel(s, T0, "cancel:"+order, key(order, 1))
+			} else {
+				c.d, c.err = schedule(s, "schedule:"+order, order, 1, due(c.order))
+			}
+		})
+	}
+	wg.Wait()
+	first := map[string]domain.Deadline{}
+	for _, c := range calls {
+		order := fmt.Sprintf("b%02d", c.order)
+		if c.err != nil {
+			t.Errorf("%s cancel=%v: %v", order, c.cancel, c.err)
+			continue
+		}
+		id := fmt.Sprint(order, c.cancel)
+		if f, ok := first[id]; ok && f != c.d {
+			t.Errorf("%s cancel=%v: a repeat answered %+v, the first %+v", order, c.cancel, c.d, f)
+		}
+		first[id] = c.d
+		if !c.cancel && c.order%2 == 0 && (c.d.State != domain.Pending || !c.d.DueAt.Equal(due(c.order))) {
+			t.Errorf("%s: schedule answered %s due %v", order, c.d.State, c.d.DueAt)
+		}
+	}
+	for i := range n {
+		order := fmt.Sprintf("b%02d", i)
+		d := mustGet(t, e.Store, key(order, 1))
+		want := domain.Pending
+		if i%2 == 1 {
+			want = domain.Cancelled
+		}
+		if d.State != want {
+			t.Errorf("%s ends %s, want %s", order, d.State, want)
+		}
+	}
+	if _, err := schedule(e.Store, "again:b00", "b00", 1, due(5)); errs.Reason(err) != domain.ReasonConflict {
+		t.Errorf("another due time for an armed timer: %v, want %s", err, domain.ReasonConflict)
 	}
 }
 

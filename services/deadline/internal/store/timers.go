@@ -1,0 +1,277 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/errs"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/deadline/internal/convert"
+	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+)
+
+// Schedule creates the timer of one submission, or returns the existing one (a repeat with another
+// request_id, or a placeholder a cancel left: see Cancel). A different due time for an existing timer
+// is a conflict.
+//
+// ScheduleDeadline and CancelDeadline arrive from the other services' outbox relays, up to 32 at a
+// time: concurrent calls are served together (pkg/batch), one transaction and four round trips for
+// the whole batch, each call keeping its own idempotency and answer.
+func (s *Store) Schedule(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
+	if err := idempotency.CheckRequestID(requestID); err != nil {
+		return domain.Deadline{}, err
+	}
+	return s.timers.Do(ctx, timerCall{method: MethodSchedule, now: now, requestID: requestID, req: req, key: k, due: due})
+}
+
+// Cancel cancels a pending timer; a fired or cancelled one is returned unchanged. A submission not
+// scheduled yet (the cancel overtook the schedule) gets a CANCELLED placeholder, which the late
+// schedule then returns instead of arming a timer.
+func (s *Store) Cancel(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
+	if err := idempotency.CheckRequestID(requestID); err != nil {
+		return domain.Deadline{}, err
+	}
+	return s.timers.Do(ctx, timerCall{method: MethodCancel, now: now, requestID: requestID, req: req, key: k})
+}
+
+type timerCall struct {
+	method    string // MethodSchedule or MethodCancel
+	now       time.Time
+	requestID string
+	req       proto.Message
+	key       domain.Key
+	due       time.Time // Schedule only
+}
+
+// timerTimeout bounds one batch: it runs detached from any one caller's context.
+const timerTimeout = 15 * time.Second
+
+// timerBatch serves a batch of Schedule and Cancel calls. Calls that share a request id or an order
+// with an earlier call of the batch run after it, alone (a schedule supersedes the order's other
+// timers, so one order's calls must see each other's writes). A batch that fails as a whole (a
+// deadlock, a lost connection, a concurrent insert of the same timer) is retried call by call, as
+// idempotency.Do retries one call, so that one call's error is only its own.
+func (s *Store) timerBatch(ctx context.Context, calls []timerCall) []batch.Result[domain.Deadline] {
+	ctx, cancel := context.WithTimeout(ctx, timerTimeout)
+	defer cancel()
+	out := make([]batch.Result[domain.Deadline], len(calls))
+	var first, later []int
+	seenID, seenOrder := map[string]bool{}, map[string]bool{}
+	for i, c := range calls {
+		id := c.method + " " + c.requestID
+		if seenOrder[c.key.OrderID] || (c.requestID != "" && seenID[id]) {
+			later = append(later, i)
+			continue
+		}
+		seenOrder[c.key.OrderID], seenID[id] = true, true
+		first = append(first, i)
+	}
+	part := make([]timerCall, len(first))
+	for j, i := range first {
+		part[j] = calls[i]
+	}
+	if res, err := s.timerAll(ctx, part); err == nil {
+		for j, i := range first {
+			out[i] = res[j]
+		}
+	} else {
+		later = append(first, later...)
+		slices.Sort(later)
+	}
+	for _, i := range later {
+		out[i] = s.timerOne(ctx, calls[i])
+	}
+	return out
+}
+
+// timerOne runs one call alone, retrying like idempotency.Do: serialization failures and deadlocks
+// (pg.Retry), and a unique violation of a twin that committed first (the retry reads its answer).
+func (s *Store) timerOne(ctx context.Context, c timerCall) batch.Result[domain.Deadline] {
+	for range 2 {
+		var res []batch.Result[domain.Deadline]
+		err := pg.Retry(ctx, func() error {
+			var err error
+			res, err = s.timerAll(ctx, []timerCall{c})
+			return err
+		})
+		if pg.IsUniqueViolation(err) {
+			continue
+		}
+		if err != nil {
+			return batch.Result[domain.Deadline]{Err: err}
+		}
+		return res[0]
+	}
+	return batch.Result[domain.Deadline]{Err: errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")}
+}
+
+// timerAll runs calls (distinct request ids and orders) in one transaction: BEGIN; one pipeline of
+// the idempotency locks (Schedule's, then Cancel's, each sorted) and lookups, the order locks (the
+// advisory lock per order, sorted) and every timer of those orders, locked in key order as the
+// sweeper's MarkFiredBatch locks them; the decisions in Go (domain.Insert, Reschedule, Cancel); one
+// pipeline of the writes (new timers, changed timers, idempotency answers); COMMIT.
+func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result[domain.Deadline], error) {
+	idsByMethod := map[string][]string{}
+	var orders []string
+	for _, c := range calls {
+		idsByMethod[c.method] = append(idsByMethod[c.method], c.requestID)
+		orders = append(orders, c.key.OrderID)
+	}
+	slices.SortFunc(orders, strings.Compare) // byte order: COLLATE "C", as the sweeper locks
+	orders = slices.Compact(orders)
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("deadlines: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+
+	reads := &pgx.Batch{}
+	stored := map[string]map[string]idempotency.Stored{}
+	for _, m := range []string{MethodSchedule, MethodCancel} {
+		if ids := idsByMethod[m]; len(ids) > 0 {
+			stored[m] = map[string]idempotency.Stored{}
+			idempotency.QueueLocks(reads, m, ids)
+			idempotency.QueueLookup(reads, m, ids, stored[m])
+		}
+	}
+	reads.Queue(`SELECT pg_advisory_xact_lock(hashtext('deadline:' || o)) FROM unnest($1::text[]) WITH ORDINALITY AS t(o, n) ORDER BY n`, orders)
+	timers := map[string][]domain.Deadline{} // by order, in submission order
+	reads.Queue(`SELECT d.* FROM unnest($1::text[]) WITH ORDINALITY AS i(order_id, n)
+		CROSS JOIN LATERAL (SELECT `+columns+` FROM deadlines WHERE order_id = i.order_id
+			ORDER BY submission OFFSET 0 FOR UPDATE) d
+		ORDER BY i.n`, orders).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			d, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			timers[d.OrderID] = append(timers[d.OrderID], d)
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
+		return nil, fmt.Errorf("deadlines: %w", err)
+	}
+
+	out := make([]batch.Result[domain.Deadline], len(calls))
+	var (
+		inserts []domain.Deadline
+		changed = map[domain.Key]domain.Deadline{}
+		answers = map[string][]idempotency.Answer{}
+	)
+	for i, c := range calls {
+		if st, ok := stored[c.method][c.requestID]; ok && c.requestID != "" {
+			resp := &deadlinev1.Deadline{}
+			if _, err := idempotency.Replay(st, c.req, resp); err != nil {
+				out[i].Err = err
+			} else {
+				out[i].Value = convert.FromProto(resp)
+			}
+			continue
+		}
+		existing, found := find(timers[c.key.OrderID], c.key)
+		var d domain.Deadline
+		switch {
+		case c.method == MethodSchedule && found:
+			d, err = domain.Reschedule(existing, c.due)
+		case c.method == MethodCancel && found:
+			var ch bool
+			if d, ch = domain.Cancel(existing); ch {
+				changed[d.Key] = d
+			}
+		default: // a new timer: the schedule's, or the placeholder of a cancel that overtook it
+			d = domain.New(c.key, c.due, c.now)
+			if c.method == MethodCancel {
+				d = domain.Placeholder(c.key, c.now)
+			}
+			var superseded []domain.Deadline
+			d, superseded = domain.Insert(d, timers[c.key.OrderID])
+			inserts = append(inserts, d)
+			for _, o := range superseded {
+				changed[o.Key] = o
+			}
+		}
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		// The answer is what a replay of it will be: the stored proto, converted back.
+		resp := convert.ToProto(d)
+		out[i].Value = convert.FromProto(resp)
+		answers[c.method] = append(answers[c.method], idempotency.Answer{RequestID: c.requestID, Req: c.req, Resp: resp})
+	}
+
+	writes := &pgx.Batch{}
+	if len(inserts) > 0 {
+		n := len(inserts)
+		ords, subs, states := make([]string, n), make([]int32, n), make([]string, n)
+		dues, nexts, created := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		for i, d := range inserts {
+			ords[i], subs[i], states[i], dues[i], nexts[i], created[i] = d.OrderID, d.Submission, string(d.State), d.DueAt, d.NextAttemptAt, d.CreatedAt
+		}
+		writes.Queue(`INSERT INTO deadlines (order_id, submission, due_at, state, next_attempt_at, created_at)
+			SELECT * FROM unnest($1::text[], $2::integer[], $3::timestamptz[], $4::text[], $5::timestamptz[], $6::timestamptz[])`,
+			ords, subs, dues, states, nexts, created)
+	}
+	if len(changed) > 0 {
+		var (
+			ords, states, lastErrs []string
+			subs, attempts         []int32
+			nexts                  []time.Time
+			fired                  []*time.Time
+			closed                 []bool
+		)
+		for _, d := range changed {
+			var f *time.Time
+			if !d.FiredAt.IsZero() {
+				f = &d.FiredAt
+			}
+			ords, subs, states, nexts = append(ords, d.OrderID), append(subs, d.Submission), append(states, string(d.State)), append(nexts, d.NextAttemptAt)
+			attempts, lastErrs, fired, closed = append(attempts, d.Attempts), append(lastErrs, d.LastError), append(fired, f), append(closed, d.Closed)
+		}
+		// The same columns as save.
+		writes.Queue(`UPDATE deadlines d SET state = u.state, next_attempt_at = u.next_attempt_at, attempts = u.attempts,
+				last_error = u.last_error, fired_at = u.fired_at, closed = u.closed
+			FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::integer[], $6::text[], $7::timestamptz[], $8::boolean[])
+				AS u(order_id, submission, state, next_attempt_at, attempts, last_error, fired_at, closed)
+			WHERE d.order_id = u.order_id AND d.submission = u.submission`,
+			ords, subs, states, nexts, attempts, lastErrs, fired, closed)
+	}
+	for _, m := range []string{MethodSchedule, MethodCancel} {
+		if err := idempotency.QueueSave(writes, calls[0].now, m, answers[m]); err != nil {
+			return nil, err
+		}
+	}
+	if writes.Len() > 0 {
+		if err := tx.SendBatch(ctx, writes).Close(); err != nil {
+			if pg.IsUniqueViolation(err) && len(calls) == 1 && calls[0].requestID == "" {
+				return nil, errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")
+			}
+			return nil, fmt.Errorf("deadlines: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("deadlines: %w", err)
+	}
+	return out, nil
+}
+
+// find returns the timer of k among one order's timers.
+func find(ds []domain.Deadline, k domain.Key) (domain.Deadline, bool) {
+	for _, d := range ds {
+		if d.Key == k {
+			return d, true
+		}
+	}
+	return domain.Deadline{}, false
+}
