@@ -96,7 +96,6 @@ func save(ctx context.Context, tx pgx.Tx, d domain.Deadline) error {
 	return err
 }
 
-
 // Get returns the timer of the order's latest submission.
 func (s *Store) Get(ctx context.Context, orderID string) (domain.Deadline, error) {
 	d, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1
