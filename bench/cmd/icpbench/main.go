@@ -51,6 +51,7 @@ type options struct {
 	duration      time.Duration
 	population    int
 	wrongPct      int
+	wrongWindow   int
 	smsMessages   int
 	submitOrders  int
 	deadlineTotal int
@@ -126,6 +127,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 0, "length of each saturation run (pgbench, noop, Verify); default 30s, quick 8s")
 	flag.IntVar(&o.population, "population", 0, "open verifiers seeded before the Verify run; default 100000, quick 10000")
 	flag.IntVar(&o.wrongPct, "wrong-percent", 20, "share of Verify checks that are wrong")
+	flag.IntVar(&o.wrongWindow, "wrong-window", 4096, "a verifier's 4 wrong checks are spread over this many others' (1: four in a row, as clients racing on one verifier)")
 	flag.IntVar(&o.smsMessages, "sms-messages", 0, "messages for the dispatch run; default 10000, quick 3000")
 	flag.IntVar(&o.submitOrders, "submit-orders", 0, "orders submitted (2 verifiers each); they are also the due deadlines; default 10000, quick 1000")
 	flag.IntVar(&o.deadlineTotal, "deadline-total", 0, "pending deadline timers in all; default 1000000, quick 100000")
@@ -623,18 +625,21 @@ type population struct {
 	tails  []string
 	sink   *suite.Sink
 	// order is a random permutation: correct checks take verifiers in this order from the front,
-	// wrong checks from the back (4 per verifier at most, below the lock at 5).
-	order      []int32
-	next       atomic.Int64 // correct checks taken
-	nextWrong  atomic.Int64 // wrong checks taken
-	wrongPct   int
-	passed     atomic.Int64
-	mismatched atomic.Int64
+	// wrong checks from the back (4 per verifier at most, below the lock at 5, spread by wrongWindow).
+	order     []int32
+	next      atomic.Int64 // correct checks taken
+	nextWrong atomic.Int64 // wrong checks taken
+	wrongPct  int
+	// wrongWindow spreads each verifier's wrong checks over that many others (1: four in a row).
+	wrongWindow int
+	passed      atomic.Int64
+	mismatched  atomic.Int64
 }
 
 func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, client func(int64) verificationv1.VerificationInternalServiceClient) (*population, error) {
 	n := o.population
-	p := &population{phones: make([]string, n), tails: make([]string, n), sink: sink, wrongPct: o.wrongPct}
+	p := &population{phones: make([]string, n), tails: make([]string, n), sink: sink, wrongPct: o.wrongPct,
+		wrongWindow: max(o.wrongWindow, 1)}
 	for i := range n {
 		p.phones[i] = fmt.Sprintf("+86138%08d", i)
 		p.tails[i] = fmt.Sprintf("%06d", (i*7919)%1000000)
@@ -685,10 +690,14 @@ func (p *population) run(ctx context.Context, clients int, d time.Duration, clie
 		var v int32
 		if wrong {
 			j := p.nextWrong.Add(1) - 1
-			if j >= 4*n {
+			// Blocks of 4·W wrong checks: each of W verifiers gets its 4, spaced W checks apart (a person
+			// retyping a code), not 4 at once from 4 clients queueing on one session lock.
+			w := int64(p.wrongWindow)
+			idx := (j/(4*w))*w + j%w
+			if j >= 4*int64(n) || idx >= int64(n) {
 				return false, stopErr{}
 			}
-			v = p.order[n-1-j/4]
+			v = p.order[int64(n)-1-idx]
 		} else {
 			j := p.next.Add(1) - 1
 			if j >= n {
