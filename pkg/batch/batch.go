@@ -47,8 +47,9 @@ type call[In, Out any] struct {
 
 // Do adds in to the next batch and returns its result. A caller whose ctx ends while its call
 // still waits in the queue leaves with ctx.Err() and its input never runs; once its batch runs, the
-// caller waits for the result (a batch is short) or, if ctx ends meanwhile, leaves without knowing
-// whether its input took effect, like any RPC that times out.
+// caller leaves with ctx.Err() without knowing whether its input took effect, like any RPC that
+// times out. A caller that was handed the lead just as its ctx ended leads anyway (others wait for
+// that batch) and returns its result.
 func (g *Group[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	c := &call[In, Out]{in: in, wake: make(chan bool, 1), queued: true}
 	g.mu.Lock()
