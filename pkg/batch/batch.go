@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -193,3 +194,45 @@ type panicError struct{ v any }
 func (e *panicError) Error() string { return fmt.Sprintf("batch: Run panicked: %v", e.v) }
 
 var errShortAnswer = errors.New("batch: Run returned a result count other than its input count")
+
+// AllOrEach is the usual Run of a store: it runs ins together with all and, if that batch fails as
+// a whole (a deadlock with another replica, a lost connection), runs each input alone with one, so
+// that one input's error is only its own. An input whose keys (key may be nil) meet an earlier
+// input's is held out of the batch and runs alone after it: in one transaction it would not see the
+// earlier input's writes.
+func AllOrEach[In, Out any](ctx context.Context, ins []In, key func(In) []string,
+	all func(context.Context, []In) ([]Result[Out], error), one func(context.Context, In) Result[Out]) []Result[Out] {
+	out := make([]Result[Out], len(ins))
+	var first, later []int
+	seen := map[string]bool{}
+	for i, in := range ins {
+		var keys []string
+		if key != nil {
+			keys = key(in)
+		}
+		if slices.ContainsFunc(keys, func(k string) bool { return seen[k] }) {
+			later = append(later, i)
+			continue
+		}
+		for _, k := range keys {
+			seen[k] = true
+		}
+		first = append(first, i)
+	}
+	part := make([]In, len(first))
+	for j, i := range first {
+		part[j] = ins[i]
+	}
+	if res, err := all(ctx, part); err == nil {
+		for j, i := range first {
+			out[i] = res[j]
+		}
+	} else {
+		later = append(first, later...)
+		slices.Sort(later)
+	}
+	for _, i := range later {
+		out[i] = one(ctx, ins[i])
+	}
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -219,5 +220,40 @@ func TestSeveralFlightsNeverSpinNorOverlap(t *testing.T) {
 	defer g.mu.Unlock()
 	if g.leaders != 0 || len(g.queue) != 0 {
 		t.Errorf("after the calls: %d leaders, %d queued; want 0, 0 (a flight leaked)", g.leaders, len(g.queue))
+	}
+}
+
+// AllOrEach runs the inputs together; one whose key meets an earlier one's runs alone after the
+// batch, and a batch that fails as a whole is run input by input.
+func TestAllOrEach(t *testing.T) {
+	var batches [][]string
+	all := func(_ context.Context, in []string) ([]Result[string], error) {
+		batches = append(batches, slices.Clone(in))
+		if slices.Contains(in, "poison") && len(in) > 1 {
+			return nil, errors.New("the whole batch failed")
+		}
+		out := make([]Result[string], len(in))
+		for i, v := range in {
+			out[i].Value = "all:" + v
+		}
+		return out, nil
+	}
+	one := func(_ context.Context, v string) Result[string] {
+		if v == "poison" {
+			return Result[string]{Err: errors.New("poison")}
+		}
+		return Result[string]{Value: "one:" + v}
+	}
+	key := func(v string) []string { return []string{v[:1]} } // inputs with the same first letter conflict
+
+	got := AllOrEach(context.Background(), []string{"a1", "b1", "a2"}, key, all, one)
+	if fmt.Sprint(batches) != "[[a1 b1]]" || got[0].Value != "all:a1" || got[1].Value != "all:b1" || got[2].Value != "one:a2" {
+		t.Fatalf("batches %v, results %v", batches, got)
+	}
+
+	batches = nil
+	got = AllOrEach(context.Background(), []string{"x", "poison", "y"}, nil, all, one)
+	if got[0].Value != "one:x" || got[1].Err == nil || got[2].Value != "one:y" {
+		t.Fatalf("after a failed batch %v: results %v, want each input alone with only poison failing", batches, got)
 	}
 }

@@ -63,34 +63,14 @@ const timerTimeout = 15 * time.Second
 func (s *Store) timerBatch(ctx context.Context, calls []timerCall) []batch.Result[domain.Deadline] {
 	ctx, cancel := context.WithTimeout(ctx, timerTimeout)
 	defer cancel()
-	out := make([]batch.Result[domain.Deadline], len(calls))
-	var first, later []int
-	seenID, seenOrder := map[string]bool{}, map[string]bool{}
-	for i, c := range calls {
-		id := c.method + " " + c.requestID
-		if seenOrder[c.key.OrderID] || (c.requestID != "" && seenID[id]) {
-			later = append(later, i)
-			continue
+	key := func(c timerCall) []string {
+		keys := []string{"order " + c.key.OrderID}
+		if c.requestID != "" {
+			keys = append(keys, "request "+c.method+" "+c.requestID)
 		}
-		seenOrder[c.key.OrderID], seenID[id] = true, true
-		first = append(first, i)
+		return keys
 	}
-	part := make([]timerCall, len(first))
-	for j, i := range first {
-		part[j] = calls[i]
-	}
-	if res, err := s.timerAll(ctx, part); err == nil {
-		for j, i := range first {
-			out[i] = res[j]
-		}
-	} else {
-		later = append(first, later...)
-		slices.Sort(later)
-	}
-	for _, i := range later {
-		out[i] = s.timerOne(ctx, calls[i])
-	}
-	return out
+	return batch.AllOrEach(ctx, calls, key, s.timerAll, s.timerOne)
 }
 
 // timerOne runs one call alone, retrying like idempotency.Do: serialization failures and deadlocks

@@ -100,16 +100,7 @@ func outcomeResponse(ev domain.Event, o *filingv1.Order) interface {
 func (s *Store) outcomeBatch(ctx context.Context, calls []outcomeCall) []batch.Result[*filingv1.Order] {
 	ctx, cancel := context.WithTimeout(ctx, outcomeTimeout)
 	defer cancel()
-	if len(calls) > 1 {
-		if out, err := s.outcomeAll(ctx, calls); err == nil {
-			return out
-		}
-	}
-	out := make([]batch.Result[*filingv1.Order], len(calls))
-	for i, c := range calls {
-		out[i] = s.outcomeOne(ctx, c)
-	}
-	return out
+	return batch.AllOrEach(ctx, calls, nil, s.outcomeAll, s.outcomeOne)
 }
 
 func (s *Store) outcomeOne(ctx context.Context, c outcomeCall) batch.Result[*filingv1.Order] {

@@ -110,25 +110,23 @@ const createTimeout = 15 * time.Second
 func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Result[created] {
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	out, err := s.createAll(ctx, ms, false)
-	if err == nil {
-		return out
+	return batch.AllOrEach(ctx, ms, nil, func(ctx context.Context, ms []domain.Message) ([]batch.Result[created], error) {
+		return s.createAll(ctx, ms, false)
+	}, s.createOne)
+}
+
+// createOne stores one message after its batch failed, retrying like pg.InTx.
+func (s *Store) createOne(ctx context.Context, m domain.Message) batch.Result[created] {
+	var r []batch.Result[created]
+	err := pg.Retry(ctx, func() error {
+		var err error
+		r, err = s.createAll(ctx, []domain.Message{m}, true)
+		return err
+	})
+	if err != nil {
+		return batch.Result[created]{Err: err}
 	}
-	out = make([]batch.Result[created], len(ms))
-	for i, m := range ms {
-		var r []batch.Result[created]
-		err := pg.Retry(ctx, func() error {
-			var err error
-			r, err = s.createAll(ctx, []domain.Message{m}, true)
-			return err
-		})
-		if err != nil {
-			out[i].Err = err
-			continue
-		}
-		out[i] = r[0]
-	}
-	return out
+	return r[0]
 }
 
 // retrying says the batch failed as a whole and this is its message-by-message retry.

@@ -46,52 +46,23 @@ type sessionKey struct {
 func (s *Store) closeBatch(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest) []batch.Result[*pb.CloseIfIncompleteResponse] {
 	ctx, cancel := context.WithTimeout(ctx, closeTimeout)
 	defer cancel()
-	out := make([]batch.Result[*pb.CloseIfIncompleteResponse], len(reqs))
-	var first, later []int
-	seenID, seenSession := map[string]bool{}, map[sessionKey]bool{}
-	for i, r := range reqs {
-		k := sessionKey{r.GetOrderId(), r.GetSubmission()}
-		if seenSession[k] || (r.GetRequestId() != "" && seenID[r.GetRequestId()]) {
-			later = append(later, i)
-			continue
+	key := func(r *pb.CloseIfIncompleteRequest) []string {
+		keys := []string{fmt.Sprintf("session %s %d", r.GetOrderId(), r.GetSubmission())}
+		if r.GetRequestId() != "" {
+			keys = append(keys, "request "+r.GetRequestId())
 		}
-		seenSession[k], seenID[r.GetRequestId()] = true, true
-		first = append(first, i)
+		return keys
 	}
-	run := func(idx []int) {
-		part := make([]*pb.CloseIfIncompleteRequest, len(idx))
-		for j, i := range idx {
-			part[j] = reqs[i]
-		}
-		res, err := s.closeAll(ctx, part)
-		if err != nil && len(idx) > 1 {
-			for _, i := range idx {
-				s.runOne(ctx, reqs, out, i)
-			}
-			return
-		}
-		for j, i := range idx {
-			if err != nil {
-				out[i].Err = err
-			} else {
-				out[i] = res[j]
-			}
-		}
-	}
-	run(first)
-	for _, i := range later {
-		s.runOne(ctx, reqs, out, i)
-	}
-	return out
+	return batch.AllOrEach(ctx, reqs, key, s.closeAll, s.closeOne)
 }
 
-func (s *Store) runOne(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest, out []batch.Result[*pb.CloseIfIncompleteResponse], i int) {
-	res, err := s.closeAll(ctx, reqs[i:i+1])
+// closeOne runs one call alone.
+func (s *Store) closeOne(ctx context.Context, r *pb.CloseIfIncompleteRequest) batch.Result[*pb.CloseIfIncompleteResponse] {
+	res, err := s.closeAll(ctx, []*pb.CloseIfIncompleteRequest{r})
 	if err != nil {
-		out[i].Err = err
-		return
+		return batch.Result[*pb.CloseIfIncompleteResponse]{Err: err}
 	}
-	out[i] = res[0]
+	return res[0]
 }
 
 // closeAll closes, in one transaction, the sessions of reqs (distinct request ids and sessions):
