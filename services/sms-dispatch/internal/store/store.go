@@ -8,6 +8,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,9 +103,9 @@ type created struct {
 // createTimeout bounds one batch of Creates: it runs detached from any one caller's context.
 const createTimeout = 15 * time.Second
 
-// createBatch stores a batch of new messages in one implicit transaction (a pipeline of four
-// statements and one Sync): insert the new ids, supersede older QUEUED messages of each thread, fail
-// the late ones, read every message of the batch back. A batch that fails as a whole (a deadlock
+// createBatch stores a batch of new messages in one statement: insert the new ids (the late ones
+// FAILED at once), supersede older QUEUED messages of each thread, read every message of the batch
+// back. A batch that fails as a whole (a deadlock
 // with another replica, a lost connection) is retried message by message, so that one message's
 // error is only its own.
 func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Result[created] {
@@ -147,61 +148,86 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 			m.ID, m.OrderID, m.Phone, m.Template.String(), string(p), m.Locale, m.Body
 		next[i], expire[i], at[i], seqs[i], attempts[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence), int32(m.Attempts)
 	}
+	// One statement, one snapshot: an input is late when a newer message of its thread is stored or
+	// is in this batch; it is stored FAILED at once and never goes out. Each stored QUEUED one
+	// supersedes the older QUEUED ones of its thread, locked in message_id order as MarkSentAll locks
+	// them, so that the two cannot deadlock. The answer is every input's row: the inserted
+	// ones (RETURNING; the statement's own writes are invisible to its other parts) and the repeats
+	// (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics say).
 	b := &pgx.Batch{}
-	var inserted map[string]bool
-	b.Queue(`INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
-			next_attempt_at, expire_at, created_at, sequence)
-		SELECT id, ord, phone, tpl, p::jsonb, loc, body, 'QUEUED', att, nxt, exp, at, seq
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
-			AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att)
-		ON CONFLICT (message_id) DO NOTHING
-		RETURNING message_id`, ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts).
+	queueThreadLocks(b, ms)
+	inserted := make(map[string]bool, n)
+	stored := make(map[string]domain.Message, n)
+	b.Queue(`WITH t AS MATERIALIZED (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
+				WITH ORDINALITY AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att, n)
+		), late AS (
+			SELECT t.id FROM t WHERE t.ord <> '' AND (
+				EXISTS (SELECT 1 FROM t o WHERE o.ord = t.ord AND o.phone = t.phone AND o.tpl = t.tpl
+					AND o.id <> t.id AND o.seq > t.seq)
+				OR EXISTS (SELECT 1 FROM (SELECT * FROM messages o WHERE o.order_id = t.ord AND o.phone = t.phone
+					AND o.template = t.tpl AND o.message_id <> t.id AND o.sequence > t.seq OFFSET 0) o))
+		), ins AS (
+			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+				next_attempt_at, expire_at, created_at, sequence, last_error, redacted)
+			SELECT id, ord, phone, tpl, CASE WHEN l THEN '{}' ELSE p::jsonb END, loc, CASE WHEN l THEN NULL ELSE body END,
+				CASE WHEN l THEN 'FAILED' ELSE 'QUEUED' END, att, nxt, exp, at, seq, CASE WHEN l THEN $13 ELSE '' END, l
+			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t) t
+			ORDER BY n
+			ON CONFLICT (message_id) DO NOTHING
+			RETURNING `+columns+`
+		), superseded AS (
+			UPDATE messages SET state = 'FAILED', last_error = $13, body = NULL, params = '{}', redacted = true
+			WHERE message_id IN (SELECT r.message_id FROM ins n
+				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
+				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
+				ORDER BY r.message_id FOR UPDATE OF r)
+		)
+		SELECT true, `+columns+` FROM ins
+		UNION ALL
+		SELECT false, `+prefixed("m", columns)+` FROM t
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
+			WHERE t.id NOT IN (SELECT message_id FROM ins)`,
+		ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
 		Query(func(rows pgx.Rows) error {
-			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			inserted = make(map[string]bool, len(got))
-			for _, id := range got {
-				inserted[id] = true
-			}
+			_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+				var own bool
+				m, err := scanMessage(prefixedRow{r, &own})
+				if err == nil {
+					stored[m.ID], inserted[m.ID] = m, own
+				}
+				return struct{}{}, err
+			})
 			return err
 		})
-	// Each message of the batch, as stored, supersedes the older QUEUED ones of its thread (a repeat
-	// did so when it was first stored: doing it again changes nothing). Rows are locked in message_id
-	// order so that two concurrent batches cannot deadlock on them.
-	b.Queue(`UPDATE messages SET state = 'FAILED', last_error = $2, body = NULL, params = '{}', redacted = true
-		WHERE message_id IN (SELECT r.message_id FROM unnest($1::text[]) AS i(id)
-			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id AND order_id <> '' OFFSET 0) n
-			JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
-			WHERE r.state = 'QUEUED' AND r.message_id <> n.message_id AND r.sequence < n.sequence
-			ORDER BY r.message_id FOR UPDATE OF r)`, ids, domain.ErrorSuperseded)
-	// Delivered out of order: a newer message of the thread is already here, so this one never goes out.
-	b.Queue(`UPDATE messages n SET state = 'FAILED', last_error = $2, body = NULL, params = '{}', redacted = true
-		FROM unnest($1::text[]) AS i(id)
-		WHERE n.message_id = i.id AND n.order_id <> '' AND n.state = 'QUEUED'
-		  AND EXISTS (SELECT 1 FROM messages o WHERE o.order_id = n.order_id AND o.phone = n.phone
-			AND o.template = n.template AND o.message_id <> n.message_id AND o.sequence > n.sequence)`, ids, domain.ErrorSuperseded)
-	stored := make(map[string]domain.Message, n)
-	// One primary-key lookup per id, whatever the statistics say: `message_id = ANY($1)`, or a
-	// LATERAL join the planner may flatten (OFFSET 0 prevents it), could settle on a sequential scan
-	// planned while the table was small.
-	b.Queue(`SELECT `+prefixed("m", columns)+` FROM unnest($1::text[]) AS i(id)
-		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m`, ids).Query(func(rows pgx.Rows) error {
-		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
-		for _, m := range got {
-			stored[m.ID] = m
-		}
-		return err
-	})
 	// Without BEGIN, the statements of one batch run as one implicit transaction: all or nothing.
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("create messages: %w", err)
+	}
+	// A repeat whose first insert was still in flight in another transaction when this statement
+	// took its snapshot: ON CONFLICT waited for it, the lookup above could not see it. Read it now.
+	var missing []string
+	for _, id := range ids {
+		if _, ok := stored[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		got, err := s.getAll(ctx, missing)
+		if err != nil {
+			return nil, fmt.Errorf("create messages: %w", err)
+		}
+		for _, m := range got {
+			stored[m.ID] = m
+		}
 	}
 	out := make([]batch.Result[created], n)
 	for i, m := range ms {
 		got, ok := stored[m.ID]
 		switch {
 		case !ok:
-			// Cannot happen inside one transaction; a clear error rather than a zero message.
+			// Cannot happen (it was read again above); a clear error rather than a zero message.
 			out[i].Err = fmt.Errorf("create message: %s not found after insert", m.ID)
 		case !domain.SameRequest(got, m):
 			out[i].Err = errs.AlreadyExists(domain.ReasonMessageIDReused, "this message_id was already used for a different phone or template")
@@ -216,6 +242,45 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 		}
 	}
 	return out, nil
+}
+
+// queueThreadLocks queues, on b, a transaction lock on the thread (order, phone, template) of each
+// message that has one, in sorted order so that two batches never wait for each other in a cycle.
+// The create statement that follows takes its snapshot once they are held, so it sees every message
+// of its threads that a concurrent create committed: one of two racing messages supersedes the other.
+func queueThreadLocks(b *pgx.Batch, ms []domain.Message) {
+	var keys []string
+	for _, m := range ms {
+		if m.OrderID != "" {
+			// Two threads that spell the same key share a lock: harmless, they only wait for each other.
+			keys = append(keys, m.OrderID+" "+m.Phone+" "+m.Template.String())
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('sms-thread ' || k, 0))
+		FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, keys)
+}
+
+// prefixedRow scans a row whose first column, into first, precedes the columns of a message.
+type prefixedRow struct {
+	pgx.Row
+	first any
+}
+
+func (r prefixedRow) Scan(dest ...any) error { return r.Row.Scan(append([]any{r.first}, dest...)...) }
+
+// getAll returns the stored messages among ids, one primary-key lookup each.
+func (s *Store) getAll(ctx context.Context, ids []string) ([]domain.Message, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+prefixed("m", columns)+` FROM unnest($1::text[]) AS i(id)
+		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m`, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
 }
 
 // Get returns one message, or NotFound.
@@ -402,10 +467,9 @@ func (s *Store) MarkSentAll(ctx context.Context, ms []domain.Message, provider s
 	}
 	rows, err := s.pool.Query(ctx, `
 		WITH claimed AS (
-			SELECT m.message_id FROM messages m
-			JOIN unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
-				ON m.message_id = c.message_id AND m.attempts = c.attempts
-			WHERE m.state = 'QUEUED'
+			SELECT m.message_id FROM unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) m
+			WHERE m.attempts = c.attempts AND m.state = 'QUEUED'
 			ORDER BY m.message_id
 			FOR UPDATE OF m
 		)
