@@ -148,6 +148,9 @@ func NewSecureServer(log *zap.Logger, sec config.Security, opts ...ServerOption)
 	return s, nil
 }
 
+// streamWorkers is the number of goroutines kept to serve RPCs (grpc.NumStreamWorkers).
+const streamWorkers = 32
+
 func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, split bool, opts ...grpc.ServerOption) {
 	s.Health = health.NewServer()
 	s.kinds = map[string]serviceKind{healthpb.Health_ServiceDesc.ServiceName: kindOpen}
@@ -163,7 +166,11 @@ func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, spli
 				o = append(o, grpc.StatsHandler(h))
 			}
 		}
-		o = append(o, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+		// Stream workers are goroutines that serve one RPC after another: a handler's stack, grown once
+		// (pgx, protobuf), is reused instead of grown again by every RPC's new goroutine (7% of
+		// verification's CPU under load). Past streamWorkers concurrent RPCs, gRPC starts goroutines.
+		o = append(o, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...),
+			grpc.NumStreamWorkers(streamWorkers))
 		if creds != nil {
 			o = append(o, grpc.Creds(creds))
 		}
@@ -379,6 +386,15 @@ func (s *Server) unaryInterceptor() grpc.UnaryServerInterceptor {
 				log.Error("panic in handler", zap.String("method", info.FullMethod), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 				resp, err = nil, status.Error(codes.Internal, "internal error")
 			}
+			lvl := zap.InfoLevel
+			switch status.Code(err) {
+			case codes.Internal, codes.Unknown, codes.DataLoss:
+				lvl = zap.ErrorLevel
+			}
+			ce := log.Check(lvl, "rpc")
+			if ce == nil {
+				return // the fields below cost more than the RPC's own work when nobody reads them
+			}
 			fields := []zap.Field{zap.String("method", info.FullMethod), zap.String("grpc_code", status.Code(err).String()),
 				zap.Duration("duration", time.Since(start))}
 			if c := CallerFrom(ctx); c.ID != "" {
@@ -396,12 +412,7 @@ func (s *Server) unaryInterceptor() grpc.UnaryServerInterceptor {
 			if id := observe.TraceID(ctx); id != "" {
 				fields = append(fields, zap.String("trace_id", id))
 			}
-			switch status.Code(err) {
-			case codes.Internal, codes.Unknown, codes.DataLoss:
-				log.Error("rpc", fields...)
-			default:
-				log.Info("rpc", fields...)
-			}
+			ce.Write(fields...)
 		}()
 		ctx, err = s.admit(ctx, info.FullMethod)
 		if err == nil {
