@@ -100,6 +100,13 @@ type Queue interface {
 	Pending(ctx context.Context, limit int) ([]Row, error)
 }
 
+// DefaultParallel and DefaultPipeline are a Relay's defaults: up to 2 batches of 32 calls at once,
+// the concurrency a receiver sees from one replica (the benchmark drives SendMessage with it).
+const (
+	DefaultParallel = 32
+	DefaultPipeline = 2
+)
+
 // Relay delivers outbox rows. Any number of replicas may run: each claims rows with
 // FOR UPDATE SKIP LOCKED and hides them for Lease; a crashed replica's rows reappear after it.
 // Run claims the next batch while earlier ones are still being delivered (up to Pipeline batches in
@@ -141,10 +148,10 @@ func (r *Relay) init() {
 			r.Batch = 128
 		}
 		if r.Parallel == 0 {
-			r.Parallel = 32
+			r.Parallel = DefaultParallel
 		}
 		if r.Pipeline == 0 {
-			r.Pipeline = 2
+			r.Pipeline = DefaultPipeline
 		}
 		if r.CallTimeout == 0 {
 			r.CallTimeout = 10 * time.Second
