@@ -39,6 +39,7 @@ import (
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/rpc"
 
 	"github.com/icpverify/icpverify/bench/internal/suite"
@@ -53,6 +54,7 @@ type options struct {
 	wrongPct      int
 	wrongWindow   int
 	smsMessages   int
+	smsClients    int
 	submitOrders  int
 	deadlineTotal int
 	pgbenchScale  int
@@ -129,6 +131,8 @@ func main() {
 	flag.IntVar(&o.wrongPct, "wrong-percent", 20, "share of Verify checks that are wrong")
 	flag.IntVar(&o.wrongWindow, "wrong-window", 4096, "a verifier's 4 wrong checks are spread over this many others' (1: four in a row, as clients racing on one verifier)")
 	flag.IntVar(&o.smsMessages, "sms-messages", 0, "messages for the dispatch run; default 10000, quick 3000")
+	flag.IntVar(&o.smsClients, "sms-clients", outbox.DefaultPipeline*outbox.DefaultParallel,
+		"concurrent SendMessage calls in the dispatch run: by default those of its production caller, one verification replica's outbox relay")
 	flag.IntVar(&o.submitOrders, "submit-orders", 0, "orders submitted (2 verifiers each); they are also the due deadlines; default 10000, quick 1000")
 	flag.IntVar(&o.deadlineTotal, "deadline-total", 0, "pending deadline timers in all; default 1000000, quick 100000")
 	flag.IntVar(&o.pgbenchScale, "pgbench-scale", 0, "pgbench -s; default the client count")
@@ -263,8 +267,10 @@ func run(o options) error {
 	defer sink.Close()
 	extra := map[string][]string{
 		"verification": {"--min-response-time=0", "--verify-rate=0", "--resend-rate=0"},
-		"sms-dispatch": {"--rate-per-minute=0", "--rate-per-hour=0", "--rate-per-day=0", "--dispatch-workers=64"},
-		"deadline":     {"--sweep-batch=500", "--fire-concurrency=32"},
+		// the gateway's batch endpoint: a worker's messages in one POST, as an operator runs it for speed
+		"sms-dispatch": {"--rate-per-minute=0", "--rate-per-hour=0", "--rate-per-day=0", "--dispatch-workers=64",
+			"--webhook-batch-url=" + sink.BatchURL},
+		"deadline": {"--sweep-batch=500", "--fire-concurrency=32"},
 	}
 	for svc, fl := range o.extra {
 		extra[svc] = append(extra[svc], fl...)
@@ -584,15 +590,16 @@ func pgbench(ctx context.Context, o options, fig *figures) error {
 
 func smsDispatch(ctx context.Context, o options, fig *figures, sink *suite.Sink, client func(int64) smsv1.SmsDispatchServiceClient) error {
 	n := int64(o.smsMessages)
-	logf("SMS dispatch: %d SendMessage calls, counted at the gateway", n)
+	logf("SMS dispatch: %d SendMessage calls (%d at once), counted at the gateway", n, o.smsClients)
 	before := sink.Distinct()
+	batches0 := sink.Batches()
 	conns0 := sink.Conns()
 	c0, _ := dbStats(ctx, statsDB, statsName)
 	cpu0 := cpuOf()
 	expire := timestamppb.New(time.Now().Add(24 * time.Hour))
 	deadline := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
 	start := time.Now()
-	res, err := runN(ctx, o.clients, n, func(ctx context.Context, i int64) error {
+	res, err := runN(ctx, o.smsClients, n, func(ctx context.Context, i int64) error {
 		_, err := client(i).SendMessage(ctx, &smsv1.SendMessageRequest{
 			MessageId: fmt.Sprintf("bench-sms-%d", i), Phone: fmt.Sprintf("+86137%08d", i),
 			Template:   smsv1.Template_TEMPLATE_VERIFICATION_CODE,
@@ -614,6 +621,9 @@ func smsDispatch(ctx context.Context, o options, fig *figures, sink *suite.Sink,
 	c1, _ := dbStats(ctx, statsDB, statsName)
 	fig.add("sms_db_commits_per_msg", float64(c1.commits-c0.commits)/float64(n), "tx/msg")
 	fig.add("sms_gateway_tcp_conns", float64(sink.Conns()-conns0), "conns")
+	if b := sink.Batches() - batches0; b > 0 {
+		fig.add("sms_msgs_per_gateway_batch", float64(n)/float64(b), "msg/POST")
+	}
 	cpuCores(fig, "sms", cpu0, cpuOf(), all)
 	return nil
 }

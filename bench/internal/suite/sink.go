@@ -22,9 +22,12 @@ type Post struct {
 var codeRE = regexp.MustCompile(`\d{6}`)
 
 // Sink is an SMS gateway for the webhook provider: it accepts every POST (202) and keeps, per phone,
-// the code of the latest message, and counts distinct message ids.
+// the code of the latest message, and counts distinct message ids. It serves one message per POST
+// at URL and many at BatchURL (the webhook's batch mode, --webhook-batch-url), each message of a
+// batch recorded as if it had come in a POST of its own.
 type Sink struct {
-	URL string
+	URL      string
+	BatchURL string
 
 	srv      *http.Server
 	mu       sync.Mutex
@@ -32,12 +35,13 @@ type Sink struct {
 	seen     map[string]struct{}
 	byID     map[string][]string // message id -> distinct codes received under it
 	byPhone  map[string][]string // phone -> distinct message ids, in arrival order
-	posts    atomic.Int64        // POSTs including repeats
+	posts    atomic.Int64        // messages received including repeats (a batch counts each of its messages)
+	batches  atomic.Int64        // batch POSTs accepted
 	distinct atomic.Int64
 	first    atomic.Int64 // unix nanos of the first distinct message since Reset
 	last     atomic.Int64 // unix nanos of the latest distinct message
 	conns    atomic.Int64 // TCP connections accepted
-	// Fail, when set, answers 503 to every POST (for fault drills).
+	// Fail, when set, answers 503 to every POST, batch or not (for fault drills).
 	Fail atomic.Bool
 }
 
@@ -47,7 +51,8 @@ func NewSink() (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{URL: "http://" + l.Addr().String() + "/sms", codes: map[string]string{}, seen: map[string]struct{}{},
+	base := "http://" + l.Addr().String()
+	s := &Sink{URL: base + "/sms", BatchURL: base + batchPath, codes: map[string]string{}, seen: map[string]struct{}{},
 		byID: map[string][]string{}, byPhone: map[string][]string{}}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
@@ -58,7 +63,21 @@ func NewSink() (*Sink, error) {
 	return s, nil
 }
 
+// batchPath is the path of the batch endpoint; every other path takes one message.
+const batchPath = "/sms/batch"
+
+// BatchItem is one message's answer in a batch reply.
+type BatchItem struct {
+	MessageID string `json:"message_id"`
+	Accepted  bool   `json:"accepted"`
+	Error     string `json:"error,omitempty"`
+}
+
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == batchPath {
+		s.serveBatch(w, r)
+		return
+	}
 	var p Post
 	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -68,10 +87,44 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	s.posts.Add(1)
 	if id := r.Header.Get("Idempotency-Key"); id != "" {
 		p.MessageID = id
 	}
+	s.record(p)
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write([]byte(`{"accepted":true}`))
+}
+
+// serveBatch takes {"messages":[Post,...]}: 503 for the whole batch under Fail, else each message
+// recorded as a single POST would be (its message_id is its idempotency key) and accepted.
+func (s *Sink) serveBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Messages []Post `json:"messages"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.Fail.Load() {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.batches.Add(1)
+	res := struct {
+		Results []BatchItem `json:"results"`
+	}{Results: make([]BatchItem, len(req.Messages))}
+	for i, p := range req.Messages {
+		s.record(p)
+		res.Results[i] = BatchItem{MessageID: p.MessageID, Accepted: true}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+// record counts one received message: a repeat of a message id counts in Posts, not in Distinct.
+func (s *Sink) record(p Post) {
+	s.posts.Add(1)
 	now := time.Now().UnixNano()
 	s.mu.Lock()
 	_, dup := s.seen[p.MessageID]
@@ -90,8 +143,6 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.first.CompareAndSwap(0, now)
 		s.last.Store(now)
 	}
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write([]byte(`{"accepted":true}`))
 }
 
 // Code returns the latest code sent to phone (E.164).
@@ -117,9 +168,11 @@ func (s *Sink) Codes(messageID string) []string {
 	return slices.Clone(s.byID[messageID])
 }
 
-// Distinct is how many distinct message ids arrived; Posts counts repeats too.
+// Distinct is how many distinct message ids arrived; Posts counts repeats too (each message of a
+// batch counts as one post); Batches is how many batch POSTs were accepted.
 func (s *Sink) Distinct() int64 { return s.distinct.Load() }
 func (s *Sink) Posts() int64    { return s.posts.Load() }
+func (s *Sink) Batches() int64  { return s.batches.Load() }
 
 // Conns is how many TCP connections the gateway accepted.
 func (s *Sink) Conns() int64 { return s.conns.Load() }

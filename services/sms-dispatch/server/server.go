@@ -38,6 +38,8 @@ type Options struct {
 	WebhookURL      string
 	WebhookTimeout  time.Duration
 	WebhookToken    string
+	WebhookBatchURL string
+	WebhookBatchMax int
 	Sender          string
 	Signature       string
 	MaxAttempts     int
@@ -55,6 +57,9 @@ func Run(ctx context.Context, args []string) error {
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
 	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
+	webhookBatchURL := f.String("webhook-batch-url", "",
+		"webhook provider: the gateway's batch URL; when set, a worker's messages go in one POST there instead of one POST each")
+	webhookBatchMax := f.Int("webhook-batch-max", provider.DefaultBatchMax, "webhook provider: messages per batch POST at most")
 	sender := f.String("sms-sender", "12381", "sender number handed to the provider")
 	signature := f.String("sms-signature", domain.DefaultSignature, "signature shown as 【signature】 at the start of zh-CN texts")
 	maxAttempts := f.Int("max-attempts", 10, "provider calls per message before it FAILS")
@@ -72,6 +77,7 @@ func Run(ctx context.Context, args []string) error {
 	}
 	opts := Options{
 		Provider: *prov, WebhookURL: *webhookURL, WebhookTimeout: *webhookTimeout, WebhookToken: *webhookToken,
+		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax,
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
 		DispatchWorkers: *workers, Lease: *lease,
@@ -118,7 +124,9 @@ func Run(ctx context.Context, args []string) error {
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
 	})
 	srv.Go("dispatcher", disp.Run)
-	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
+	_, batched := sms.(provider.BatchProvider)
+	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.Bool("provider_batch", batched),
+		zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay))
 	return base.Serve(ctx)
@@ -129,12 +137,17 @@ func (o Options) check() error {
 	switch o.Provider {
 	case "console":
 	case "webhook":
-		u, err := url.Parse(o.WebhookURL)
-		if o.WebhookURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !httpURL(o.WebhookURL) {
 			problems = append(problems, errors.New("--webhook-url (or WEBHOOK_URL) must be an http(s) URL with --sms-provider=webhook"))
 		}
 		if o.WebhookTimeout <= 0 {
 			problems = append(problems, errors.New("--webhook-timeout must be positive"))
+		}
+		if o.WebhookBatchURL != "" && !httpURL(o.WebhookBatchURL) {
+			problems = append(problems, errors.New("--webhook-batch-url (or WEBHOOK_BATCH_URL) must be an http(s) URL"))
+		}
+		if o.WebhookBatchMax < 1 {
+			problems = append(problems, errors.New("--webhook-batch-max must be at least 1"))
 		}
 	default:
 		problems = append(problems, fmt.Errorf("--sms-provider %q: use console or webhook", o.Provider))
@@ -158,11 +171,20 @@ func (o Options) check() error {
 	return errors.Join(problems...)
 }
 
-// provider builds the configured provider and the time one Send may take.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return s != "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// provider builds the configured provider and the time one provider call (Send, or SendBatch) may take.
 func (o Options) provider() (provider.Provider, time.Duration) {
 	if o.Provider == "webhook" {
 		// One idle connection per worker: each worker has at most one request in flight.
-		return provider.NewWebhookConns(o.WebhookURL, o.WebhookToken, o.WebhookTimeout, o.DispatchWorkers), o.WebhookTimeout + time.Second
+		w := provider.NewWebhookConns(o.WebhookURL, o.WebhookToken, o.WebhookTimeout, o.DispatchWorkers)
+		if o.WebhookBatchURL != "" {
+			return w.WithBatch(o.WebhookBatchURL, o.WebhookBatchMax), o.WebhookTimeout + time.Second
+		}
+		return w, o.WebhookTimeout + time.Second
 	}
 	return provider.NewConsole(os.Stdout), 5 * time.Second
 }

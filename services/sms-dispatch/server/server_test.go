@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +31,10 @@ func TestFlagValidation(t *testing.T) {
 	}{
 		{[]string{"--database-url", "postgres://x", "--sms-provider", "carrier-pigeon"}, "--sms-provider"},
 		{[]string{"--database-url", "postgres://x", "--sms-provider", "webhook"}, "--webhook-url"},
+		{[]string{"--database-url", "postgres://x", "--sms-provider", "webhook", "--webhook-url", "http://gw/sms",
+			"--webhook-batch-url", "gw/batch"}, "--webhook-batch-url"},
+		{[]string{"--database-url", "postgres://x", "--sms-provider", "webhook", "--webhook-url", "http://gw/sms",
+			"--webhook-batch-url", "http://gw/batch", "--webhook-batch-max", "0"}, "--webhook-batch-max"},
 		{[]string{"--database-url", "postgres://x", "--max-attempts", "0"}, "--max-attempts"},
 		{[]string{"--database-url", "postgres://x", "--rate-per-hour", "-1"}, "must not be negative"},
 		{[]string{}, "--database-url"},
@@ -76,6 +81,47 @@ func TestRunMemory(t *testing.T) {
 	m := sendAndWait(t, client)
 	if m.GetProvider() != "webhook" || !m.GetRedacted() || m.GetBody() != "" || posts.Load() != 1 {
 		t.Fatalf("sent message = %v, gateway posts %d", m, posts.Load())
+	}
+}
+
+// TestRunMemoryBatch: with --webhook-batch-url the message goes to the gateway's batch endpoint
+// (and nothing to the single one), and is SENT once the gateway's result accepts it.
+func TestRunMemoryBatch(t *testing.T) {
+	var single, batches atomic.Int32
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/batch" {
+			single.Add(1)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		batches.Add(1)
+		var req struct {
+			Messages []struct {
+				MessageID string `json:"message_id"`
+			} `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		type result struct {
+			MessageID string `json:"message_id"`
+			Accepted  bool   `json:"accepted"`
+		}
+		var res struct {
+			Results []result `json:"results"`
+		}
+		for _, m := range req.Messages {
+			res.Results = append(res.Results, result{MessageID: m.MessageID, Accepted: true})
+		}
+		_ = json.NewEncoder(w).Encode(res)
+	}))
+	t.Cleanup(gateway.Close)
+	client := run(t, "--store", "memory", "--sms-provider", "webhook", "--webhook-url", gateway.URL+"/sms",
+		"--webhook-batch-url", gateway.URL+"/batch", "--webhook-batch-max", "50")
+	m := sendAndWait(t, client)
+	if m.GetProvider() != "webhook" || !m.GetRedacted() || batches.Load() != 1 || single.Load() != 0 {
+		t.Fatalf("sent message = %v, gateway batch posts %d, single posts %d", m, batches.Load(), single.Load())
 	}
 }
 

@@ -4,19 +4,24 @@
 // messages stored while the local queue was full, and those of a process that died. A worker checks
 // expiry and the per-phone caps, reserves the cap slot (only when a cap is on; otherwise the claim's
 // lease alone fences the send), calls the provider, and records the outcome (the acceptances of
-// concurrent sends in one statement). A message is SENT once; only a crash between the provider's
-// acceptance and the SENT update makes it go out again, after its lease, with the same message id
-// (the webhook's Idempotency-Key), which the gateway dedups: at least once, never twice in normal
+// concurrent sends in one statement). With a batch provider (provider.BatchProvider) the messages of
+// a batch that may go are sent in one provider call and their acceptances recorded in one statement.
+// A message is SENT once; only a crash between the provider's acceptance and the SENT update makes it
+// go out again, after its lease, with the same message id (the webhook's Idempotency-Key, or the
+// message_id of a batch item), which the gateway dedups: at least once, never twice in normal
 // operation.
 package dispatcher
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -56,7 +61,8 @@ type Dispatcher struct {
 	Sender string
 	// MaxAttempts is how many provider calls a message gets before it FAILS.
 	MaxAttempts int
-	// Workers is how many messages this process sends at once (and how many claim loops it runs).
+	// Workers is how many provider calls this process has in flight at once (and how many claim loops
+	// it runs); with a batch provider each call carries up to a claim's messages.
 	Workers int
 	// Batch is how many due messages one claim takes at most (DefaultBatch when 0). A woken worker
 	// claims as many as were stored since the last claim, up to Batch; a poll claims up to Batch.
@@ -83,8 +89,11 @@ type Dispatcher struct {
 	// claimSlots bounds the claims in flight; while they run, Wakes accumulate in pending, so the
 	// next claim takes them all in one statement (batches grow with the load, no added latency).
 	claimSlots chan struct{}
-	// sendSlots bounds the provider calls in flight to Workers.
+	// sendSlots bounds the provider calls in flight to Workers. A message sent on its own holds one
+	// from its decision to its recorded outcome; with a batch provider, a chunk of messages does.
 	sendSlots chan struct{}
+	// decideSlots bounds the decisions (cap reservations) in flight with a batch provider to Workers.
+	decideSlots chan struct{}
 	// lastClaim (UnixNano of the real clock) lets a poll skip its claim when another one just ran.
 	lastClaim atomic.Int64
 	// idle counts workers parked waiting for a Wake or their poll timer.
@@ -130,6 +139,7 @@ func (d *Dispatcher) init() {
 		d.signal = make(chan struct{}, d.Workers)
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
+		d.decideSlots = make(chan struct{}, d.Workers)
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
 		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256}
 	})
@@ -333,22 +343,73 @@ func (d *Dispatcher) Drain(ctx context.Context) (int, error) {
 	}
 }
 
-// handleBatch handles claimed messages: those of different phones at once (each taking a send
-// slot), those of one phone one after another in claim order (so the caps see them in due order).
+// handleBatch handles claimed messages. Without a batch provider each message is decided, sent and
+// recorded on its own under a send slot (handle): the messages of different phones at once, those
+// of one phone one after another in claim order (so the caps see them in due order). With one
+// (provider.BatchProvider) the messages go in chunks of at most its MaxBatch, one after another,
+// each chunk in one provider call (handleTogether).
 func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) error {
+	bp, ok := d.Provider.(provider.BatchProvider)
+	if !ok {
+		return d.byPhone(ctx, msgs, d.sendSlots, func(_ int, m domain.Message) error { return d.handle(ctx, m) })
+	}
+	var errs []error
+	for chunk := range slices.Chunk(msgs, max(bp.MaxBatch(), 1)) {
+		errs = append(errs, d.handleTogether(ctx, bp, chunk))
+	}
+	return errors.Join(errs...)
+}
+
+// handleTogether handles msgs (at most bp.MaxBatch()) under one send slot: it decides about each
+// message as handle does (different phones at once, one phone's in claim order, at most Workers
+// decisions in flight in the process), sends those cleared to go in one provider call and records
+// the outcomes.
+func (d *Dispatcher) handleTogether(ctx context.Context, bp provider.BatchProvider, msgs []domain.Message) error {
+	select {
+	case d.sendSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil // as in byPhone: the lease brings the messages back
+	}
+	defer func() { <-d.sendSlots }()
+	// Each index is written by one goroutine of byPhone, and read after it returned.
+	cleared := make([]*toSend, len(msgs))
+	err := d.byPhone(ctx, msgs, d.decideSlots, func(i int, m domain.Message) error {
+		decided := time.Now()
+		reservedAt, ok, err := d.decide(ctx, m)
+		if ok {
+			cleared[i] = &toSend{m: m, reservedAt: reservedAt, decided: decided}
+		}
+		return err
+	})
+	var ready []toSend // in claim order, so one phone's messages keep theirs
+	for _, c := range cleared {
+		if c != nil {
+			ready = append(ready, *c)
+		}
+	}
+	if len(ready) == 0 {
+		return err
+	}
+	return errors.Join(err, d.sendTogether(ctx, bp, ready))
+}
+
+// byPhone runs fn on each message (i its index in msgs), each call holding one of slots: the
+// messages of different phones at once, those of one phone one after another in claim order. It
+// returns the errors of fn joined.
+func (d *Dispatcher) byPhone(ctx context.Context, msgs []domain.Message, slots chan struct{}, fn func(i int, m domain.Message) error) error {
 	var (
 		mu   sync.Mutex
 		errs []error
 	)
-	run := func(group []domain.Message) {
-		for _, m := range group {
+	run := func(group []int) {
+		for _, i := range group {
 			select {
-			case d.sendSlots <- struct{}{}:
+			case slots <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
-			err := d.handle(ctx, m)
-			<-d.sendSlots
+			err := fn(i, msgs[i])
+			<-slots
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
@@ -357,16 +418,16 @@ func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) err
 		}
 	}
 	if len(msgs) == 1 {
-		run(msgs)
+		run([]int{0})
 		return errors.Join(errs...)
 	}
-	groups := make(map[string][]domain.Message, len(msgs))
+	groups := make(map[string][]int, len(msgs))
 	var phones []string
-	for _, m := range msgs {
+	for i, m := range msgs {
 		if _, ok := groups[m.Phone]; !ok {
 			phones = append(phones, m.Phone)
 		}
-		groups[m.Phone] = append(groups[m.Phone], m)
+		groups[m.Phone] = append(groups[m.Phone], i)
 	}
 	var wg sync.WaitGroup
 	for _, p := range phones[1:] {
@@ -374,6 +435,63 @@ func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) err
 	}
 	run(groups[phones[0]])
 	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// toSend is a claimed message that decide cleared to go.
+type toSend struct {
+	m domain.Message
+	// reservedAt is the decision's instant (Clock), by which SendFailed finds the reservation.
+	reservedAt time.Time
+	// decided is when (real time) the decision began: it found the lease long enough for one
+	// provider call from then.
+	decided time.Time
+}
+
+// sendTogether sends cleared messages in one provider call and records the outcomes: the accepted
+// ones SENT in one statement, each refused one as a failed send (handle's rules).
+func (d *Dispatcher) sendTogether(ctx context.Context, bp provider.BatchProvider, sends []toSend) error {
+	// One timeout for the call, counted from the earliest decision: each decision checked that its
+	// lease covers one provider call from its own instant, so the call must end within SendTimeout
+	// of the first of them.
+	first := sends[0].decided
+	pms := make([]provider.Message, len(sends))
+	for i, c := range sends {
+		pms[i] = d.providerMessage(c.m)
+		if c.decided.Before(first) {
+			first = c.decided
+		}
+	}
+	sendCtx, cancel := context.WithDeadline(ctx, first.Add(d.SendTimeout))
+	sendStart := time.Now()
+	sendErrs := bp.SendBatch(sendCtx, pms)
+	d.Metrics.timedBatch(d.Provider.Name(), time.Since(sendStart), len(sends))
+	cancel()
+	if len(sendErrs) != len(sends) { // a provider bug: nothing is known to be accepted
+		err := fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(sendErrs), len(sends))
+		sendErrs = make([]error, len(sends))
+		for i := range sendErrs {
+			sendErrs[i] = err
+		}
+	}
+	var (
+		accepted []domain.Message
+		errs     []error
+	)
+	for i, c := range sends {
+		if sendErrs[i] == nil {
+			d.Metrics.count(d.Provider.Name(), ResultSent)
+			accepted = append(accepted, c.m)
+		}
+	}
+	if len(accepted) > 0 {
+		errs = append(errs, d.recordSentAll(ctx, accepted))
+	}
+	for i, c := range sends {
+		if sendErrs[i] != nil {
+			errs = append(errs, d.recordFailed(ctx, c.m, c.reservedAt, sendErrs[i]))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -406,12 +524,28 @@ func (d *Dispatcher) recordSent(ctx context.Context, m domain.Message) error {
 		// message id, which the gateway dedups.
 		return err
 	}
+	d.logSent(m, current)
+	return nil
+}
+
+// recordSentAll marks the messages one batch call got accepted SENT (and redacts them) in one statement.
+func (d *Dispatcher) recordSentAll(ctx context.Context, ms []domain.Message) error {
+	res := d.markSentBatch(ctx, ms)
+	for i, m := range ms {
+		if res[i].Err != nil {
+			return res[i].Err // as in recordSent: the lease brings them back, the gateway dedups
+		}
+		d.logSent(m, res[i].Value)
+	}
+	return nil
+}
+
+func (d *Dispatcher) logSent(m domain.Message, current bool) {
 	if current {
 		d.logMsg(zap.InfoLevel, "message sent", m)
 	} else {
 		d.logMsg(zap.WarnLevel, "message accepted but the claim was no longer current (superseded, or the lease ran out)", m)
 	}
-	return nil
 }
 
 // logMsg logs about m; the fields are built only when the level is enabled.
@@ -426,10 +560,35 @@ func (d *Dispatcher) logMsg(lvl zapcore.Level, msg string, m domain.Message, fie
 
 // handle decides about one claimed message, calls the provider and records the outcome.
 func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
+	reservedAt, ok, err := d.decide(ctx, m)
+	if err != nil || !ok {
+		return err
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
+	sendStart := time.Now()
+	sendErr := d.Provider.Send(sendCtx, d.providerMessage(m))
+	d.Metrics.timed(d.Provider.Name(), time.Since(sendStart))
+	cancel()
+	if sendErr != nil {
+		return d.recordFailed(ctx, m, reservedAt, sendErr)
+	}
+	d.Metrics.count(d.Provider.Name(), ResultSent)
+	return d.recordSent(ctx, m)
+}
+
+func (d *Dispatcher) providerMessage(m domain.Message) provider.Message {
+	return provider.Message{ID: m.ID, Phone: m.Phone, Text: m.Body, Sender: d.Sender}
+}
+
+// decide applies the claim's fence, expiry and the per-phone caps to one claimed message, reserving
+// its cap slot when a cap is on, and carries out (records, counts, logs) every verdict but "send".
+// It reports whether to call the provider for m now, and the decision's instant, by which
+// SendFailed finds the reservation.
+func (d *Dispatcher) decide(ctx context.Context, m domain.Message) (time.Time, bool, error) {
 	if m.Body == "" {
 		d.logMsg(zap.ErrorLevel, "queued message has no text; failing it", m)
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		return d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
+		return time.Time{}, false, d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
 	}
 	// Microseconds, as PostgreSQL stores them: SendFailed finds the reservation by this instant.
 	now := d.Clock.Now().Truncate(time.Microsecond)
@@ -445,44 +604,39 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 			dec = domain.Decide(now, m.ExpireAt, d.Caps, nil)
 			if dec.Action == domain.ActionFail {
 				if err := d.Store.Fail(ctx, m, dec.Error); err != nil {
-					return err
+					return now, false, err
 				}
 			}
 		}
 	} else {
 		var err error
 		if dec, err = d.Store.Reserve(ctx, m, now, d.Caps, d.SendTimeout); err != nil {
-			return err
+			return now, false, err
 		}
 	}
 	switch dec.Action {
 	case domain.ActionLostClaim:
 		d.logMsg(zap.WarnLevel, "claim no longer current (lease ran out or another worker took the message); not sending", m)
-		return nil
+		return now, false, nil
 	case domain.ActionReschedule:
 		d.logMsg(zap.InfoLevel, "per-phone cap reached; message waits", m, zap.Time("next_attempt", dec.At))
 		d.Metrics.count(d.Provider.Name(), ResultCapped)
-		return nil
+		return now, false, nil
 	case domain.ActionFail:
 		d.logMsg(zap.WarnLevel, "message failed", m, zap.String("reason", dec.Error))
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		return nil
+		return now, false, nil
 	}
+	return now, true, nil
+}
 
-	sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
-	sendStart := time.Now()
-	sendErr := d.Provider.Send(sendCtx, provider.Message{ID: m.ID, Phone: m.Phone, Text: m.Body, Sender: d.Sender})
-	d.Metrics.timed(d.Provider.Name(), time.Since(sendStart))
-	cancel()
-	if sendErr == nil {
-		d.Metrics.count(d.Provider.Name(), ResultSent)
-		return d.recordSent(ctx, m)
-	}
-
+// recordFailed records a provider's refusal of m (reserved at reservedAt): the cap slot is given
+// back and the message retried after a backoff, or FAILED once it has had MaxAttempts.
+func (d *Dispatcher) recordFailed(ctx context.Context, m domain.Message, reservedAt time.Time, sendErr error) error {
 	final := m.Attempts >= d.MaxAttempts
 	retryAt := d.Clock.Now().Add(domain.Backoff(m.Attempts, d.Jitter()))
 	lastErr := truncate(sendErr.Error(), 500)
-	if _, err := d.Store.SendFailed(ctx, m, now, d.Provider.Name(), lastErr, final, retryAt); err != nil {
+	if _, err := d.Store.SendFailed(ctx, m, reservedAt, d.Provider.Name(), lastErr, final, retryAt); err != nil {
 		return errors.Join(sendErr, err)
 	}
 	if final {
@@ -495,9 +649,13 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	return nil
 }
 
+// truncate cuts s to at most n bytes, at a rune boundary (the store keeps valid UTF-8).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

@@ -19,6 +19,7 @@ const (
 type Metrics struct {
 	messages *prometheus.CounterVec
 	send     *prometheus.HistogramVec
+	batch    *prometheus.HistogramVec
 }
 
 // NewMetrics registers the dispatcher metrics in reg, with the series of provider at zero.
@@ -33,11 +34,16 @@ func NewMetrics(reg prometheus.Registerer, provider string) *Metrics {
 			Help:    "Duration of one provider call, by provider.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"provider"}),
+		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "icp_sms_send_batch_messages",
+			Help:    "Messages in one provider batch call, by provider (batch providers only).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}, []string{"provider"}),
 	}
 	for _, r := range []string{ResultSent, ResultRetried, ResultFailed, ResultCapped} {
 		m.messages.WithLabelValues(provider, r)
 	}
-	reg.MustRegister(m.messages, m.send)
+	reg.MustRegister(m.messages, m.send, m.batch)
 	return m
 }
 
@@ -50,5 +56,13 @@ func (m *Metrics) count(provider, result string) {
 func (m *Metrics) timed(provider string, d time.Duration) {
 	if m != nil {
 		m.send.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
+// timedBatch times one batch call of n messages (icp_sms_send_seconds counts it as one call).
+func (m *Metrics) timedBatch(provider string, d time.Duration, n int) {
+	if m != nil {
+		m.send.WithLabelValues(provider).Observe(d.Seconds())
+		m.batch.WithLabelValues(provider).Observe(float64(n))
 	}
 }

@@ -1,6 +1,7 @@
 // Package provider delivers SMS texts to a gateway. Every provider sits behind one interface so the
 // dispatcher neither knows nor cares which is configured. A Send error means "not accepted, retry":
-// the dispatcher decides how often.
+// the dispatcher decides how often. A provider whose gateway takes many messages in one call also
+// implements BatchProvider, and the dispatcher then sends a worker's batch in one call.
 package provider
 
 import (
@@ -12,8 +13,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/icpverify/icpverify/pkg/pii"
 )
@@ -31,6 +36,18 @@ type Message struct {
 type Provider interface {
 	Name() string
 	Send(ctx context.Context, m Message) error
+}
+
+// BatchProvider is a Provider whose gateway also takes several messages in one call (the list APIs
+// of the big SMS providers: many phones, each with its own text).
+type BatchProvider interface {
+	Provider
+	// MaxBatch is how many messages one SendBatch call takes at most.
+	MaxBatch() int
+	// SendBatch sends msgs (at most MaxBatch, distinct ids) in one call and returns one error per
+	// message, in the order of msgs: nil once the gateway accepted that message, else "not accepted,
+	// retry" as for Send. The message id stays each message's idempotency key.
+	SendBatch(ctx context.Context, msgs []Message) []error
 }
 
 // Console is the development provider: it prints the text (with the code) instead of sending it.
@@ -111,6 +128,151 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("webhook: gateway answered HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// DefaultBatchMax is the default of WebhookBatch.Max.
+const DefaultBatchMax = 100
+
+// WebhookBatch is a Webhook whose gateway also has a batch endpoint: SendBatch posts many messages
+// in one request to BatchURL (Send still posts one to URL).
+type WebhookBatch struct {
+	*Webhook
+	BatchURL string
+	Max      int // messages per request; DefaultBatchMax when <= 0
+}
+
+// WithBatch returns w with the batch endpoint batchURL taking up to perRequest messages per request.
+func (w *Webhook) WithBatch(batchURL string, perRequest int) *WebhookBatch {
+	return &WebhookBatch{Webhook: w, BatchURL: batchURL, Max: perRequest}
+}
+
+// MaxBatch is Max, or DefaultBatchMax when unset.
+func (w *WebhookBatch) MaxBatch() int {
+	if w.Max <= 0 {
+		return DefaultBatchMax
+	}
+	return w.Max
+}
+
+type batchRequest struct {
+	Messages []webhookBody `json:"messages"`
+}
+
+type batchResult struct {
+	MessageID string `json:"message_id"`
+	Accepted  bool   `json:"accepted"`
+	Error     string `json:"error,omitempty"`
+}
+
+type batchResponse struct {
+	Results []batchResult `json:"results"`
+}
+
+// maxBatchResponse bounds how much of a batch answer is read; a longer one does not parse.
+const maxBatchResponse = 1 << 20
+
+// SendBatch posts {"messages":[{"message_id","phone","text","sender"},...]} to BatchURL and reads
+// {"results":[{"message_id","accepted","error"},...]} from a 2xx answer. Each message's
+// message_id is its idempotency key (the request has no Idempotency-Key header: a retried batch
+// may hold other messages). A message is accepted only when its result says accepted:true; a
+// message the answer does not list, a non-2xx answer, a timeout, a transport error or an answer that
+// does not parse leave the messages not accepted (retry). Errors name the HTTP status or the cause,
+// never the phone, the text or the response body; a gateway's own error string for one message is
+// kept, shortened and with every run of 4 or more digits masked.
+func (w *WebhookBatch) SendBatch(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return errs
+	}
+	all := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	body := batchRequest{Messages: make([]webhookBody, len(msgs))}
+	for i, m := range msgs {
+		body.Messages[i] = webhookBody{MessageID: m.ID, Phone: m.Phone, Text: m.Text, Sender: m.Sender}
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return all(fmt.Errorf("webhook batch: encode: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.BatchURL, bytes.NewReader(payload))
+	if err != nil {
+		return all(fmt.Errorf("webhook batch: build request: %w", unwrapURLError(err)))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if w.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+w.Token)
+	}
+	resp, err := w.Client.Do(req)
+	if err != nil {
+		return all(fmt.Errorf("webhook batch: request failed: %w", unwrapURLError(err)))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+		return all(fmt.Errorf("webhook batch: gateway answered HTTP %d", resp.StatusCode))
+	}
+	var ans batchResponse
+	// The decoder's error may quote the body: it is not kept.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBatchResponse)).Decode(&ans); err != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return all(fmt.Errorf("webhook batch: gateway answered HTTP %d with a body that is not a batch result", resp.StatusCode))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	// A message listed twice counts as accepted only if no entry refuses it.
+	results := make(map[string]batchResult, len(ans.Results))
+	for _, r := range ans.Results {
+		if old, ok := results[r.MessageID]; ok && !old.Accepted {
+			continue
+		}
+		results[r.MessageID] = r
+	}
+	for i, m := range msgs {
+		r, ok := results[m.ID]
+		switch {
+		case !ok:
+			errs[i] = fmt.Errorf("webhook batch: gateway answered HTTP %d without a result for this message", resp.StatusCode)
+		case !r.Accepted && r.Error != "":
+			errs[i] = fmt.Errorf("webhook batch: gateway refused the message: %s", gatewayError(r.Error))
+		case !r.Accepted:
+			errs[i] = errors.New("webhook batch: gateway refused the message")
+		}
+	}
+	return errs
+}
+
+// maxGatewayError bounds the gateway's error string kept in an error (bytes, cut at a rune).
+const maxGatewayError = 120
+
+// digitRun is a run of 4 or more digits (any script): a phone number or a code a gateway may quote.
+var digitRun = regexp.MustCompile(`\p{Nd}{4,}`)
+
+// gatewayError makes a gateway's error string fit to store and log: invalid UTF-8 and control
+// characters are replaced, every run of 4 or more digits becomes "#", and it is cut to
+// maxGatewayError bytes.
+func gatewayError(s string) string {
+	if len(s) > 4*maxGatewayError {
+		s = s[:4*maxGatewayError]
+	}
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = digitRun.ReplaceAllString(s, "#")
+	if len(s) > maxGatewayError {
+		cut := maxGatewayError
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 func unwrapURLError(err error) error {
