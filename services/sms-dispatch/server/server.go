@@ -40,12 +40,14 @@ type Options struct {
 	WebhookToken    string
 	WebhookBatchURL string
 	WebhookBatchMax int
-	Sender          string
-	Signature       string
-	MaxAttempts     int
-	Caps            domain.Caps
-	DispatchWorkers int
-	Lease           time.Duration
+	// WebhookBatchFlights is how many batch POSTs may be in flight at once.
+	WebhookBatchFlights int
+	Sender              string
+	Signature           string
+	MaxAttempts         int
+	Caps                domain.Caps
+	DispatchWorkers     int
+	Lease               time.Duration
 }
 
 // Run parses args, starts the service and serves until ctx ends.
@@ -58,8 +60,10 @@ func Run(ctx context.Context, args []string) error {
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
 	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
 	webhookBatchURL := f.String("webhook-batch-url", "",
-		"webhook provider: the gateway's batch URL; when set, a worker's messages go in one POST there instead of one POST each")
+		"webhook provider: the gateway's batch URL; when set, concurrent sends go together in one POST there instead of one POST each")
 	webhookBatchMax := f.Int("webhook-batch-max", provider.DefaultBatchMax, "webhook provider: messages per batch POST at most")
+	webhookBatchFlights := f.Int("webhook-batch-flights", 4,
+		"webhook provider: batch POSTs in flight at once; sends that arrive meanwhile go together in the next one")
 	sender := f.String("sms-sender", "12381", "sender number handed to the provider")
 	signature := f.String("sms-signature", domain.DefaultSignature, "signature shown as 【signature】 at the start of zh-CN texts")
 	maxAttempts := f.Int("max-attempts", 10, "provider calls per message before it FAILS")
@@ -77,7 +81,7 @@ func Run(ctx context.Context, args []string) error {
 	}
 	opts := Options{
 		Provider: *prov, WebhookURL: *webhookURL, WebhookTimeout: *webhookTimeout, WebhookToken: *webhookToken,
-		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax,
+		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax, WebhookBatchFlights: *webhookBatchFlights,
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
 		DispatchWorkers: *workers, Lease: *lease,
@@ -116,7 +120,7 @@ func Run(ctx context.Context, args []string) error {
 
 	disp := &dispatcher.Dispatcher{
 		Store: st, Provider: sms, Clock: clk, Log: log, Caps: opts.Caps, Sender: opts.Sender,
-		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers,
+		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers, BatchFlights: opts.WebhookBatchFlights,
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
 		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
 	}
@@ -145,6 +149,9 @@ func (o Options) check() error {
 		}
 		if o.WebhookBatchURL != "" && !httpURL(o.WebhookBatchURL) {
 			problems = append(problems, errors.New("--webhook-batch-url (or WEBHOOK_BATCH_URL) must be an http(s) URL"))
+		}
+		if o.WebhookBatchURL != "" && o.WebhookBatchFlights < 1 {
+			problems = append(problems, errors.New("--webhook-batch-flights must be at least 1"))
 		}
 		if o.WebhookBatchMax < 1 {
 			problems = append(problems, errors.New("--webhook-batch-max must be at least 1"))

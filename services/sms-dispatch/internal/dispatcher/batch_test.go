@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -22,16 +23,18 @@ import (
 )
 
 // batchProvider is a provider.BatchProvider that records each SendBatch call and refuses the
-// messages refuse names.
+// messages refuse names. When hold is set, its first call waits until hold is closed (after
+// recording itself), so that the sends handled meanwhile queue behind it.
 type batchProvider struct {
 	max    int
 	refuse func(id string) error
+	hold   chan struct{}
 
 	mu        sync.Mutex
 	calls     [][]string
 	texts     map[string]string
-	deadlines []time.Duration // time left to each call's deadline when it began
-	singles   int             // Send calls (never expected with a batch provider)
+	deadlines []time.Time // each call's deadline (zero when it had none)
+	singles   int         // Send calls (never expected with a batch provider)
 }
 
 var _ provider.BatchProvider = (*batchProvider)(nil)
@@ -49,7 +52,6 @@ func (b *batchProvider) MaxBatch() int { return b.max }
 
 func (b *batchProvider) SendBatch(ctx context.Context, msgs []provider.Message) []error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.texts == nil {
 		b.texts = map[string]string{}
 	}
@@ -63,10 +65,12 @@ func (b *batchProvider) SendBatch(ctx context.Context, msgs []provider.Message) 
 		}
 	}
 	b.calls = append(b.calls, ids)
-	if dl, ok := ctx.Deadline(); ok {
-		b.deadlines = append(b.deadlines, time.Until(dl))
-	} else {
-		b.deadlines = append(b.deadlines, -1)
+	dl, _ := ctx.Deadline()
+	b.deadlines = append(b.deadlines, dl)
+	first := len(b.calls) == 1
+	b.mu.Unlock()
+	if first && b.hold != nil {
+		<-b.hold
 	}
 	return errs
 }
@@ -75,6 +79,18 @@ func (b *batchProvider) sentCalls() [][]string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.calls)
+}
+
+func (b *batchProvider) singleSends() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.singles
+}
+
+func (b *batchProvider) callDeadlines() []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.deadlines)
 }
 
 // markCounter counts the MarkSentAll statements and their sizes.
@@ -91,21 +107,46 @@ func (m *markCounter) MarkSentAll(ctx context.Context, ms []domain.Message, prov
 	return m.Store.MarkSentAll(ctx, ms, provider, now, keepText)
 }
 
+// marked returns how many messages the MarkSentAll statements carried in all.
+func (m *markCounter) marked() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, k := range m.marks {
+		n += k
+	}
+	return n
+}
+
 // batchEnv is a memory store with a fake clock and a dispatcher on a batch provider: caps off,
-// 4 attempts, send timeout 1s, lease 30s, no jitter.
+// 4 attempts, send timeout 1s, lease 30s, no jitter, one batch call in flight at a time.
 type batchEnv struct {
 	st    *markCounter
 	clock *clock.Fake
 	p     *batchProvider
 	d     *dispatcher.Dispatcher
 	reg   *prometheus.Registry
+
+	// bg tracks the dispatcher work the test started in the background; cancel stops Run.
+	bg          sync.WaitGroup
+	cancel      context.CancelFunc
+	releaseOnce sync.Once
 }
 
-func newBatchEnv(p *batchProvider, workers int, caps domain.Caps) *batchEnv {
+func newBatchEnv(t *testing.T, p *batchProvider, workers int, caps domain.Caps) *batchEnv {
 	e := &batchEnv{st: &markCounter{Store: memstore.New()}, clock: clock.NewFake(t0), p: p, reg: prometheus.NewRegistry()}
 	e.d = &dispatcher.Dispatcher{Store: e.st, Provider: p, Clock: e.clock, Log: zap.NewNop(), Caps: caps, Sender: "12381",
-		MaxAttempts: 4, Workers: workers, SendTimeout: time.Second, Lease: 30 * time.Second, Poll: time.Hour,
+		MaxAttempts: 4, Workers: workers, BatchFlights: 1, SendTimeout: time.Second, Lease: 30 * time.Second, Poll: time.Hour,
 		Jitter: func() float64 { return 0 }, Metrics: dispatcher.NewMetrics(e.reg, p.Name())}
+	// Registered first, so it runs last: a failed test still lets the held call go and waits for its
+	// goroutines, which would otherwise show up in the next test's queuedSends.
+	t.Cleanup(func() {
+		if e.cancel != nil {
+			e.cancel()
+		}
+		e.release()
+		e.bg.Wait()
+	})
 	return e
 }
 
@@ -140,6 +181,89 @@ func (e *batchEnv) drain(t *testing.T) int {
 	return n
 }
 
+// runOnceAsync claims the due messages (one claim, as RunOnce) and handles them in the background;
+// the returned func waits for it to end and fails the test on an error.
+func (e *batchEnv) runOnceAsync(t *testing.T) (wait func()) {
+	done := make(chan error, 1)
+	e.bg.Go(func() {
+		_, err := e.d.RunOnce(context.Background())
+		done <- err
+	})
+	return func() {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("RunOnce did not return")
+		}
+	}
+}
+
+// holdLead stores the message "lead" and handles it in the background; its batch call, the
+// provider's first, blocks until release. holdLead returns once that call has begun: with one call
+// in flight (BatchFlights 1), the sends handled from then on wait for it (see queuedSends).
+func (e *batchEnv) holdLead(t *testing.T) (release, wait func()) {
+	t.Helper()
+	e.p.hold = make(chan struct{})
+	e.create(t, "lead", "13700000000")
+	wait = e.runOnceAsync(t)
+	eventually(t, func() bool { return len(e.p.sentCalls()) == 1 })
+	return e.release, wait
+}
+
+// release lets the held first call (holdLead) return.
+func (e *batchEnv) release() {
+	e.releaseOnce.Do(func() {
+		if e.p.hold != nil {
+			close(e.p.hold)
+		}
+	})
+}
+
+// run starts the dispatcher's workers; the test's cleanup stops them.
+func (e *batchEnv) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.bg.Go(func() { _ = e.d.Run(ctx) })
+}
+
+// queuedSends counts the sends waiting in a dispatcher's batch group for the call in flight to end:
+// goroutines parked in batch.Group.Do (not leading a batch) called by Dispatcher.handle. Once
+// counted, a send is in the group's queue, so it goes in the next call (that is what lets the tests
+// wait for it instead of sleeping). The goroutines of earlier tests are all gone (batchEnv's cleanup).
+func queuedSends() int {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		header, rest, _ := strings.Cut(g, "\n")
+		if !strings.Contains(header, "[select") {
+			continue
+		}
+		var funcs []string // the goroutine's frames, innermost first, without the runtime's
+		for line := range strings.SplitSeq(rest, "\n") {
+			if line != "" && !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, "runtime.") {
+				funcs = append(funcs, line)
+			}
+		}
+		if len(funcs) >= 2 && strings.Contains(funcs[0], "/pkg/batch.(*Group[") && strings.Contains(funcs[0], ").Do(") &&
+			strings.Contains(funcs[1], "/internal/dispatcher.(*Dispatcher).handle(") {
+			count++
+		}
+	}
+	return count
+}
+
 // counter returns icp_sms_messages_total of one result.
 func (e *batchEnv) counter(result string) float64 {
 	mfs, _ := e.reg.Gather()
@@ -170,68 +294,97 @@ func (e *batchEnv) histogram(name string) (uint64, float64) {
 	return 0, 0
 }
 
-// The messages of one claim go to the gateway in one SendBatch call, in claim order, and are
-// marked SENT (and redacted) in one statement; a batch call takes one send slot (one worker here).
-func TestBatchSendsClaimInOneCallAndMarksSent(t *testing.T) {
+func sorted(ids []string) string { return fmt.Sprint(slices.Sorted(slices.Values(ids))) }
+
+// Sends that arrive while a batch call is in flight (BatchFlights 1) wait for it and then go
+// together in the next call, each marked SENT (and redacted); the call's deadline counts from the
+// earliest of their decisions.
+func TestBatchCoalescesConcurrentSends(t *testing.T) {
 	p := &batchProvider{max: 100}
-	e := newBatchEnv(p, 1, domain.Caps{})
+	e := newBatchEnv(t, p, 6, domain.Caps{}) // the held call's slot and one for each of the 5
+	release, waitLead := e.holdLead(t)
 	for i := range 5 {
 		e.create(t, fmt.Sprintf("m%d", i), fmt.Sprintf("1380000000%d", i))
 	}
-	if n := e.drain(t); n != 5 {
-		t.Fatalf("drained %d, want 5", n)
+	start := time.Now() // every decision about m0..m4 comes after this...
+	waitRest := e.runOnceAsync(t)
+	eventually(t, func() bool { return queuedSends() == 5 })
+	queued := time.Now() // ...and before this
+	if calls := p.sentCalls(); len(calls) != 1 {
+		t.Fatalf("provider calls %v while the first was in flight, want the 5 sends waiting", calls)
 	}
-	if calls := p.sentCalls(); len(calls) != 1 || fmt.Sprint(calls[0]) != "[m0 m1 m2 m3 m4]" || p.singles != 0 {
-		t.Fatalf("provider calls %v (and %d single sends), want one batch of m0..m4 in claim order", calls, p.singles)
+	release()
+	waitLead()
+	waitRest()
+
+	calls := p.sentCalls()
+	if len(calls) != 2 || fmt.Sprint(calls[0]) != "[lead]" || sorted(calls[1]) != "[m0 m1 m2 m3 m4]" || p.singleSends() != 0 {
+		t.Fatalf("provider calls %v (and %d single sends), want [lead] then one call of m0..m4", calls, p.singleSends())
 	}
 	if !strings.Contains(p.texts["m3"], "123456") {
 		t.Fatalf("text handed to the provider: %q", p.texts["m3"])
 	}
-	for i := range 5 {
-		got := e.get(t, fmt.Sprintf("m%d", i))
+	for _, id := range []string{"lead", "m0", "m1", "m2", "m3", "m4"} {
+		got := e.get(t, id)
 		if got.State != domain.StateSent || got.Provider != "batch" || !got.Redacted || got.Body != "" || got.Attempts != 1 {
-			t.Fatalf("m%d = %+v, want SENT and redacted", i, got)
+			t.Fatalf("%s = %+v, want SENT and redacted", id, got)
 		}
 	}
-	if fmt.Sprint(e.st.marks) != "[5]" {
-		t.Fatalf("MarkSentAll statements of sizes %v, want one of 5", e.st.marks)
+	if n := e.st.marked(); n != 6 {
+		t.Fatalf("MarkSentAll statements %v carried %d messages, want the 6 acceptances", e.st.marks, n)
 	}
-	// One timeout per call, at most SendTimeout.
-	if dl := p.deadlines[0]; dl <= 0 || dl > time.Second {
-		t.Fatalf("the call had %v left, want a deadline within the send timeout", dl)
+	// One timeout for the call: SendTimeout from the earliest decision, not from the call's start.
+	if dl := p.callDeadlines()[1]; dl.Before(start.Add(time.Second)) || dl.After(queued.Add(time.Second)) {
+		t.Fatalf("the second call's deadline is %v after its sends queued, want within the send timeout of their decisions",
+			dl.Sub(queued))
 	}
-	if n, sum := e.histogram("icp_sms_send_batch_messages"); n != 1 || sum != 5 {
-		t.Fatalf("batch size histogram: %d calls, %v messages", n, sum)
+	if n, sum := e.histogram("icp_sms_send_batch_messages"); n != 2 || sum != 6 {
+		t.Fatalf("batch size histogram: %d calls, %v messages; want 2 calls, 6 messages", n, sum)
 	}
-	if n, _ := e.histogram("icp_sms_send_seconds"); n != 1 {
-		t.Fatalf("send duration histogram: %d calls, want 1", n)
+	if n, _ := e.histogram("icp_sms_send_seconds"); n != 2 {
+		t.Fatalf("send duration histogram: %d calls, want 2", n)
 	}
-	if sent := e.counter(dispatcher.ResultSent); sent != 5 {
-		t.Fatalf("sent counter = %v, want 5", sent)
+	if sent := e.counter(dispatcher.ResultSent); sent != 6 {
+		t.Fatalf("sent counter = %v, want 6", sent)
 	}
 }
 
-// A claim larger than the provider's MaxBatch goes in several calls, each at most MaxBatch, in
-// claim order.
-func TestBatchChunksAtMaxBatch(t *testing.T) {
+// The sends waiting for a call go in calls of at most the provider's MaxBatch, oldest first.
+func TestBatchCallsAtMostMaxBatch(t *testing.T) {
 	p := &batchProvider{max: 2}
-	e := newBatchEnv(p, 4, domain.Caps{})
+	e := newBatchEnv(t, p, 6, domain.Caps{})
+	release, waitLead := e.holdLead(t)
 	for i := range 5 {
 		e.create(t, fmt.Sprintf("m%d", i), fmt.Sprintf("1380000000%d", i))
 	}
-	e.drain(t)
-	if calls := fmt.Sprint(p.sentCalls()); calls != "[[m0 m1] [m2 m3] [m4]]" {
-		t.Fatalf("provider calls %s", calls)
+	waitRest := e.runOnceAsync(t)
+	eventually(t, func() bool { return queuedSends() == 5 })
+	release()
+	waitLead()
+	waitRest()
+
+	calls := p.sentCalls()
+	var sizes []int
+	var later []string
+	for _, c := range calls[1:] {
+		sizes = append(sizes, len(c))
+		later = append(later, c...)
+	}
+	if fmt.Sprint(calls[0]) != "[lead]" || fmt.Sprint(sizes) != "[2 2 1]" || sorted(later) != "[m0 m1 m2 m3 m4]" {
+		t.Fatalf("provider calls %v, want [lead] then m0..m4 in calls of 2, 2 and 1", calls)
 	}
 	for i := range 5 {
 		if got := e.get(t, fmt.Sprintf("m%d", i)); got.State != domain.StateSent {
 			t.Fatalf("m%d = %s", i, got.State)
 		}
 	}
+	if n, sum := e.histogram("icp_sms_send_batch_messages"); n != 4 || sum != 6 {
+		t.Fatalf("batch size histogram: %d calls, %v messages; want 4 calls, 6 messages", n, sum)
+	}
 }
 
 // A message the gateway refuses is retried after the backoff, and FAILED once it had MaxAttempts,
-// while the others of its batch are SENT.
+// while the others of its call are SENT.
 func TestBatchRefusedMessageRetriedThenFailed(t *testing.T) {
 	refusal := errors.New("webhook batch: gateway refused the message: isv.MOBILE_NUMBER_ILLEGAL")
 	p := &batchProvider{max: 100, refuse: func(id string) error {
@@ -240,12 +393,21 @@ func TestBatchRefusedMessageRetriedThenFailed(t *testing.T) {
 		}
 		return nil
 	}}
-	e := newBatchEnv(p, 2, domain.Caps{})
+	e := newBatchEnv(t, p, 4, domain.Caps{})
 	e.d.MaxAttempts = 2
+	release, waitLead := e.holdLead(t)
 	for i := range 3 {
 		e.create(t, fmt.Sprintf("m%d", i), fmt.Sprintf("1380000000%d", i))
 	}
-	e.drain(t)
+	waitRest := e.runOnceAsync(t)
+	eventually(t, func() bool { return queuedSends() == 3 })
+	release()
+	waitLead()
+	waitRest()
+
+	if calls := p.sentCalls(); len(calls) != 2 || sorted(calls[1]) != "[m0 m1 m2]" {
+		t.Fatalf("provider calls %v, want m0, m1 and m2 in one call after the held one", calls)
+	}
 	for _, id := range []string{"m0", "m2"} {
 		if got := e.get(t, id); got.State != domain.StateSent || !got.Redacted {
 			t.Fatalf("%s = %+v, want SENT", id, got)
@@ -256,7 +418,7 @@ func TestBatchRefusedMessageRetriedThenFailed(t *testing.T) {
 		got.LastError != refusal.Error() || got.Provider != "batch" || got.Body == "" {
 		t.Fatalf("m1 after the refusal = %+v, want QUEUED for a retry in 1s", got)
 	}
-	if fmt.Sprint(e.st.marks) != "[2]" || e.counter(dispatcher.ResultRetried) != 1 || e.counter(dispatcher.ResultSent) != 2 {
+	if e.st.marked() != 3 || e.counter(dispatcher.ResultRetried) != 1 || e.counter(dispatcher.ResultSent) != 3 {
 		t.Fatalf("marks %v, retried %v, sent %v", e.st.marks, e.counter(dispatcher.ResultRetried), e.counter(dispatcher.ResultSent))
 	}
 
@@ -270,25 +432,41 @@ func TestBatchRefusedMessageRetriedThenFailed(t *testing.T) {
 	if got.State != domain.StateFailed || got.Attempts != 2 || !got.Redacted || got.LastError != refusal.Error() {
 		t.Fatalf("m1 after MaxAttempts = %+v, want FAILED", got)
 	}
-	if calls := fmt.Sprint(p.sentCalls()); calls != "[[m0 m1 m2] [m1]]" {
-		t.Fatalf("provider calls %s", calls)
+	if calls := p.sentCalls(); len(calls) != 3 || fmt.Sprint(calls[2]) != "[m1]" {
+		t.Fatalf("provider calls %v, want m1's retry alone last", calls)
 	}
 	if e.counter(dispatcher.ResultFailed) != 1 {
 		t.Fatalf("failed counter = %v", e.counter(dispatcher.ResultFailed))
 	}
 }
 
-// A provider answering the wrong number of results leaves every message of the call not accepted.
+// A provider answering the wrong number of results leaves every message of the call not accepted:
+// each is retried, none SENT.
 func TestBatchWrongResultCountIsRetried(t *testing.T) {
-	e := newBatchEnv(&batchProvider{max: 100}, 1, domain.Caps{})
+	e := newBatchEnv(t, &batchProvider{max: 100}, 4, domain.Caps{})
 	e.d.Provider = shortAnswer{e.p}
-	e.create(t, "m0", "13800000000")
-	e.create(t, "m1", "13800000001")
-	e.drain(t)
-	for _, id := range []string{"m0", "m1"} {
-		if got := e.get(t, id); got.State != domain.StateQueued || got.LastError == "" {
+	release, waitLead := e.holdLead(t)
+	for i := range 3 {
+		e.create(t, fmt.Sprintf("m%d", i), fmt.Sprintf("1380000000%d", i))
+	}
+	waitRest := e.runOnceAsync(t)
+	eventually(t, func() bool { return queuedSends() == 3 })
+	release()
+	waitLead()
+	waitRest()
+
+	if calls := e.p.sentCalls(); len(calls) != 2 || sorted(calls[1]) != "[m0 m1 m2]" {
+		t.Fatalf("provider calls %v, want m0, m1 and m2 in one call after the held one", calls)
+	}
+	for _, id := range []string{"lead", "m0", "m1", "m2"} {
+		if got := e.get(t, id); got.State != domain.StateQueued || got.Attempts != 1 || !got.NextAttempt.Equal(t0.Add(time.Second)) ||
+			!strings.Contains(got.LastError, "results for") || got.Body == "" {
 			t.Fatalf("%s = %+v, want QUEUED for a retry", id, got)
 		}
+	}
+	if e.st.marked() != 0 || e.counter(dispatcher.ResultSent) != 0 || e.counter(dispatcher.ResultRetried) != 4 {
+		t.Fatalf("marks %v, sent %v, retried %v; want nothing SENT and 4 retries",
+			e.st.marks, e.counter(dispatcher.ResultSent), e.counter(dispatcher.ResultRetried))
 	}
 }
 
@@ -299,8 +477,9 @@ func (s shortAnswer) SendBatch(ctx context.Context, msgs []provider.Message) []e
 }
 
 // The per-phone caps hold in batch mode: of three messages to one phone due at once only the first
-// goes (in the same call as another phone's message), the others wait for the next minute; the
-// refused send of a message gives its cap slot back.
+// goes (in the same call as another phone's message), the others wait for the next minute with
+// their attempts intact; the refused send of a message gives its cap slot back, to the next message
+// of its phone.
 func TestBatchCapsPerPhone(t *testing.T) {
 	refuseB := true
 	p := &batchProvider{max: 100}
@@ -310,53 +489,103 @@ func TestBatchCapsPerPhone(t *testing.T) {
 		}
 		return nil
 	}
-	e := newBatchEnv(p, 2, domain.Caps{PerMinute: 1, PerHour: 5, PerDay: 10})
+	e := newBatchEnv(t, p, 3, domain.Caps{PerMinute: 1, PerHour: 5, PerDay: 10})
+	release, waitLead := e.holdLead(t)
 	for _, id := range []string{"a1", "a2", "a3"} {
 		e.create(t, id, "13812345678")
 	}
-	e.create(t, "b", "13900000000")
-	e.drain(t)
-	if calls := fmt.Sprint(p.sentCalls()); calls != "[[a1 b]]" {
-		t.Fatalf("provider calls %s, want one call with a1 and b", calls)
+	for _, id := range []string{"b", "b2"} {
+		e.create(t, id, "13900000000")
 	}
-	if got := e.get(t, "a1"); got.State != domain.StateSent {
-		t.Fatalf("a1 = %s", got.State)
+	waitRest := e.runOnceAsync(t)
+	// a1 and b wait for the held call; a2, a3 and b2 wait for a1 or b (one phone's messages go in
+	// claim order).
+	eventually(t, func() bool { return queuedSends() == 2 })
+	release()
+	waitLead()
+	waitRest()
+
+	// b's refused send gave its slot back: b2 took it at once, in a call of its own.
+	if calls := p.sentCalls(); len(calls) != 3 || sorted(calls[1]) != "[a1 b]" || fmt.Sprint(calls[2]) != "[b2]" {
+		t.Fatalf("provider calls %v, want one call with a1 and b after the held one, then b2", calls)
+	}
+	for _, id := range []string{"a1", "b2"} {
+		if got := e.get(t, id); got.State != domain.StateSent {
+			t.Fatalf("%s = %+v, want SENT", id, got)
+		}
+	}
+	if got := e.get(t, "b"); got.State != domain.StateQueued || got.Attempts != 1 || !got.NextAttempt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("b = %+v, want QUEUED for a retry in 1s", got)
 	}
 	for _, id := range []string{"a2", "a3"} {
 		if got := e.get(t, id); got.State != domain.StateQueued || !got.NextAttempt.Equal(t0.Add(time.Minute)) || got.Attempts != 0 {
 			t.Fatalf("%s = %+v, want waiting for the next minute with its attempts intact", id, got)
 		}
 	}
-	if e.counter(dispatcher.ResultCapped) != 2 {
-		t.Fatalf("capped counter = %v, want 2", e.counter(dispatcher.ResultCapped))
+	if e.counter(dispatcher.ResultCapped) != 2 || e.counter(dispatcher.ResultRetried) != 1 {
+		t.Fatalf("capped counter = %v, retried %v; want 2 and 1", e.counter(dispatcher.ResultCapped), e.counter(dispatcher.ResultRetried))
 	}
-	// b's refused send gave its slot back: its retry goes after the backoff, not a minute later.
+	// b's retry is due after the backoff, but b2 holds its phone's minute now.
 	refuseB = false
 	e.clock.Advance(time.Second)
 	e.drain(t)
-	if got := e.get(t, "b"); got.State != domain.StateSent || got.Attempts != 2 {
-		t.Fatalf("b = %+v, want SENT on its retry after 1s", got)
+	if got := e.get(t, "b"); got.State != domain.StateQueued || got.Attempts != 1 || !got.NextAttempt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("b = %+v, want waiting for the minute after b2 with its attempts intact", got)
 	}
 	e.clock.Advance(time.Minute)
 	e.drain(t)
-	if calls := fmt.Sprint(p.sentCalls()); calls != "[[a1 b] [b] [a2]]" {
-		t.Fatalf("provider calls %s, want a2 alone after a minute", calls)
+	calls := p.sentCalls()
+	if len(calls) < 4 || sorted(slices.Concat(calls[3:]...)) != "[a2 b]" {
+		t.Fatalf("provider calls %v, want a2 and b after a minute", calls)
+	}
+	if got := e.get(t, "b"); got.State != domain.StateSent || got.Attempts != 2 {
+		t.Fatalf("b = %+v, want SENT on its second attempt", got)
 	}
 	if got := e.get(t, "a3"); got.State != domain.StateQueued || !got.NextAttempt.Equal(t0.Add(2*time.Minute+time.Second)) {
 		t.Fatalf("a3 = %+v, want waiting for the minute after a2", got)
 	}
 }
 
-// Messages SendMessage handed over go to the gateway together too.
-func TestBatchHandedMessagesGoTogether(t *testing.T) {
+// A lone message, with no call in flight, goes at once in a call of its own: nothing waits for
+// company (the fake clock never moves here, so a wait on it would never end).
+func TestBatchLoneMessageGoesAtOnce(t *testing.T) {
 	p := &batchProvider{max: 100}
-	e := newBatchEnv(p, 1, domain.Caps{})
-	for i := range 3 {
+	e := newBatchEnv(t, p, 4, domain.Caps{})
+	e.create(t, "m0", "13800000000")
+	start := time.Now()
+	if ok, err := e.d.RunOnce(context.Background()); !ok || err != nil {
+		t.Fatalf("RunOnce = %v, %v", ok, err)
+	}
+	end := time.Now()
+	if calls := fmt.Sprint(p.sentCalls()); calls != "[[m0]]" || p.singleSends() != 0 {
+		t.Fatalf("provider calls %s (and %d single sends), want one call of m0", calls, p.singleSends())
+	}
+	if got := e.get(t, "m0"); got.State != domain.StateSent || !got.Redacted {
+		t.Fatalf("m0 = %+v, want SENT", got)
+	}
+	if dl := p.callDeadlines()[0]; dl.Before(start.Add(time.Second)) || dl.After(end.Add(time.Second)) {
+		t.Fatalf("the call's deadline is %v after RunOnce returned, want the send timeout from the decision", dl.Sub(end))
+	}
+	if fmt.Sprint(e.st.marks) != "[1]" {
+		t.Fatalf("MarkSentAll statements of sizes %v, want one of 1", e.st.marks)
+	}
+	if n, sum := e.histogram("icp_sms_send_batch_messages"); n != 1 || sum != 1 {
+		t.Fatalf("batch size histogram: %d calls, %v messages", n, sum)
+	}
+}
+
+// Messages SendMessage handed over (Reserve/Handoff) go through the batch provider too, and those
+// handed over while a call is in flight go together in the next one.
+func TestBatchHandedMessagesGoTogether(t *testing.T) {
+	p := &batchProvider{max: 100, hold: make(chan struct{})}
+	e := newBatchEnv(t, p, 4, domain.Caps{}) // the held call's slot and one for each of the 3
+	hand := func(id, phone string) {
+		t.Helper()
 		until, ok := e.d.Reserve(t0)
 		if !ok {
 			t.Fatal("Reserve refused")
 		}
-		m, err := domain.NewMessage(domain.SendInput{MessageID: fmt.Sprintf("h%d", i), Phone: fmt.Sprintf("1380000000%d", i),
+		m, err := domain.NewMessage(domain.SendInput{MessageID: id, Phone: phone,
 			Template: domain.TemplateVerificationCode, Params: map[string]string{"code": "123456"}, ExpireAt: t0.Add(time.Hour)}, "ICP备案", t0)
 		if err != nil {
 			t.Fatal(err)
@@ -368,12 +597,23 @@ func TestBatchHandedMessagesGoTogether(t *testing.T) {
 		}
 		e.d.Handoff(stored)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = e.d.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
-	eventually(t, func() bool { return e.get(t, "h2").State == domain.StateSent })
-	if calls := fmt.Sprint(p.sentCalls()); calls != "[[h0 h1 h2]]" {
-		t.Fatalf("provider calls %s, want the three handed messages in one call", calls)
+	e.run()
+	hand("h0", "13800000000")
+	eventually(t, func() bool { return len(p.sentCalls()) == 1 })
+	for i := 1; i <= 3; i++ {
+		hand(fmt.Sprintf("h%d", i), fmt.Sprintf("1380000000%d", i))
+	}
+	eventually(t, func() bool { return queuedSends() == 3 })
+	e.release()
+	eventually(t, func() bool {
+		for i := range 4 {
+			if e.get(t, fmt.Sprintf("h%d", i)).State != domain.StateSent {
+				return false
+			}
+		}
+		return true
+	})
+	if calls := p.sentCalls(); len(calls) != 2 || fmt.Sprint(calls[0]) != "[h0]" || sorted(calls[1]) != "[h1 h2 h3]" || p.singleSends() != 0 {
+		t.Fatalf("provider calls %v (and %d single sends), want [h0], then h1..h3 in one call", calls, p.singleSends())
 	}
 }

@@ -4,8 +4,8 @@
 // messages stored while the local queue was full, and those of a process that died. A worker checks
 // expiry and the per-phone caps, reserves the cap slot (only when a cap is on; otherwise the claim's
 // lease alone fences the send), calls the provider, and records the outcome (the acceptances of
-// concurrent sends in one statement). With a batch provider (provider.BatchProvider) the messages of
-// a batch that may go are sent in one provider call and their acceptances recorded in one statement.
+// concurrent sends in one statement). With a batch provider (provider.BatchProvider) the provider
+// calls of concurrent sends are coalesced the same way, into one call (BatchFlights).
 // A message is SENT once; only a crash between the provider's acceptance and the SENT update makes it
 // go out again, after its lease, with the same message id (the webhook's Idempotency-Key, or the
 // message_id of a batch item), which the gateway dedups: at least once, never twice in normal
@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,9 +60,12 @@ type Dispatcher struct {
 	Sender string
 	// MaxAttempts is how many provider calls a message gets before it FAILS.
 	MaxAttempts int
-	// Workers is how many provider calls this process has in flight at once (and how many claim loops
-	// it runs); with a batch provider each call carries up to a claim's messages.
+	// Workers is how many messages this process sends at once (and how many claim loops it runs).
 	Workers int
+	// BatchFlights, with a batch provider, is how many batch calls may be in flight at once (1 when
+	// 0): the sends that arrive meanwhile wait and go together in the next call (group commit), so
+	// a lone message goes at once and calls carry more messages as the load grows.
+	BatchFlights int
 	// Batch is how many due messages one claim takes at most (DefaultBatch when 0). A woken worker
 	// claims as many as were stored since the last claim, up to Batch; a poll claims up to Batch.
 	Batch int
@@ -92,8 +94,9 @@ type Dispatcher struct {
 	// sendSlots bounds the provider calls in flight to Workers. A message sent on its own holds one
 	// from its decision to its recorded outcome; with a batch provider, a chunk of messages does.
 	sendSlots chan struct{}
-	// decideSlots bounds the decisions (cap reservations) in flight with a batch provider to Workers.
-	decideSlots chan struct{}
+	// sends coalesces the provider calls of concurrent sends into one batch call when the provider
+	// takes lists (provider.BatchProvider); nil otherwise.
+	sends *batch.Group[toSend, struct{}]
 	// lastClaim (UnixNano of the real clock) lets a poll skip its claim when another one just ran.
 	lastClaim atomic.Int64
 	// idle counts workers parked waiting for a Wake or their poll timer.
@@ -139,7 +142,11 @@ func (d *Dispatcher) init() {
 		d.signal = make(chan struct{}, d.Workers)
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
-		d.decideSlots = make(chan struct{}, d.Workers)
+		if bp, ok := d.Provider.(provider.BatchProvider); ok {
+			d.sends = &batch.Group[toSend, struct{}]{Run: func(ctx context.Context, ts []toSend) []batch.Result[struct{}] {
+				return d.sendBatch(ctx, bp, ts)
+			}, MaxBatch: max(bp.MaxBatch(), 1), Flights: max(d.BatchFlights, 1)}
+		}
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
 		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256}
 	})
@@ -343,73 +350,22 @@ func (d *Dispatcher) Drain(ctx context.Context) (int, error) {
 	}
 }
 
-// handleBatch handles claimed messages. Without a batch provider each message is decided, sent and
-// recorded on its own under a send slot (handle): the messages of different phones at once, those
-// of one phone one after another in claim order (so the caps see them in due order). With one
-// (provider.BatchProvider) the messages go in chunks of at most its MaxBatch, one after another,
-// each chunk in one provider call (handleTogether).
+// handleBatch handles claimed messages: those of different phones at once (each taking a send
+// slot), those of one phone one after another in claim order (so the caps see them in due order).
 func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) error {
-	bp, ok := d.Provider.(provider.BatchProvider)
-	if !ok {
-		return d.byPhone(ctx, msgs, d.sendSlots, func(_ int, m domain.Message) error { return d.handle(ctx, m) })
-	}
-	var errs []error
-	for chunk := range slices.Chunk(msgs, max(bp.MaxBatch(), 1)) {
-		errs = append(errs, d.handleTogether(ctx, bp, chunk))
-	}
-	return errors.Join(errs...)
-}
-
-// handleTogether handles msgs (at most bp.MaxBatch()) under one send slot: it decides about each
-// message as handle does (different phones at once, one phone's in claim order, at most Workers
-// decisions in flight in the process), sends those cleared to go in one provider call and records
-// the outcomes.
-func (d *Dispatcher) handleTogether(ctx context.Context, bp provider.BatchProvider, msgs []domain.Message) error {
-	select {
-	case d.sendSlots <- struct{}{}:
-	case <-ctx.Done():
-		return nil // as in byPhone: the lease brings the messages back
-	}
-	defer func() { <-d.sendSlots }()
-	// Each index is written by one goroutine of byPhone, and read after it returned.
-	cleared := make([]*toSend, len(msgs))
-	err := d.byPhone(ctx, msgs, d.decideSlots, func(i int, m domain.Message) error {
-		decided := time.Now()
-		reservedAt, ok, err := d.decide(ctx, m)
-		if ok {
-			cleared[i] = &toSend{m: m, reservedAt: reservedAt, decided: decided}
-		}
-		return err
-	})
-	var ready []toSend // in claim order, so one phone's messages keep theirs
-	for _, c := range cleared {
-		if c != nil {
-			ready = append(ready, *c)
-		}
-	}
-	if len(ready) == 0 {
-		return err
-	}
-	return errors.Join(err, d.sendTogether(ctx, bp, ready))
-}
-
-// byPhone runs fn on each message (i its index in msgs), each call holding one of slots: the
-// messages of different phones at once, those of one phone one after another in claim order. It
-// returns the errors of fn joined.
-func (d *Dispatcher) byPhone(ctx context.Context, msgs []domain.Message, slots chan struct{}, fn func(i int, m domain.Message) error) error {
 	var (
 		mu   sync.Mutex
 		errs []error
 	)
-	run := func(group []int) {
-		for _, i := range group {
+	run := func(group []domain.Message) {
+		for _, m := range group {
 			select {
-			case slots <- struct{}{}:
+			case d.sendSlots <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
-			err := fn(i, msgs[i])
-			<-slots
+			err := d.handle(ctx, m)
+			<-d.sendSlots
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
@@ -418,16 +374,16 @@ func (d *Dispatcher) byPhone(ctx context.Context, msgs []domain.Message, slots c
 		}
 	}
 	if len(msgs) == 1 {
-		run([]int{0})
+		run(msgs)
 		return errors.Join(errs...)
 	}
-	groups := make(map[string][]int, len(msgs))
+	groups := make(map[string][]domain.Message, len(msgs))
 	var phones []string
-	for i, m := range msgs {
+	for _, m := range msgs {
 		if _, ok := groups[m.Phone]; !ok {
 			phones = append(phones, m.Phone)
 		}
-		groups[m.Phone] = append(groups[m.Phone], i)
+		groups[m.Phone] = append(groups[m.Phone], m)
 	}
 	var wg sync.WaitGroup
 	for _, p := range phones[1:] {
@@ -441,58 +397,37 @@ func (d *Dispatcher) byPhone(ctx context.Context, msgs []domain.Message, slots c
 // toSend is a claimed message that decide cleared to go.
 type toSend struct {
 	m domain.Message
-	// reservedAt is the decision's instant (Clock), by which SendFailed finds the reservation.
-	reservedAt time.Time
-	// decided is when (real time) the decision began: it found the lease long enough for one
+	// decided is when (real time) its decision began: it found the lease long enough for one
 	// provider call from then.
 	decided time.Time
 }
 
-// sendTogether sends cleared messages in one provider call and records the outcomes: the accepted
-// ones SENT in one statement, each refused one as a failed send (handle's rules).
-func (d *Dispatcher) sendTogether(ctx context.Context, bp provider.BatchProvider, sends []toSend) error {
-	// One timeout for the call, counted from the earliest decision: each decision checked that its
-	// lease covers one provider call from its own instant, so the call must end within SendTimeout
-	// of the first of them.
-	first := sends[0].decided
-	pms := make([]provider.Message, len(sends))
-	for i, c := range sends {
-		pms[i] = d.providerMessage(c.m)
-		if c.decided.Before(first) {
-			first = c.decided
+// sendBatch is the Run of d.sends: one provider call for the messages of concurrent sends. Its
+// timeout counts from the earliest decision: each decision checked that its lease covers one
+// provider call from its own instant.
+func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, ts []toSend) []batch.Result[struct{}] {
+	first := ts[0].decided
+	pms := make([]provider.Message, len(ts))
+	for i, t := range ts {
+		pms[i] = d.providerMessage(t.m)
+		if t.decided.Before(first) {
+			first = t.decided
 		}
 	}
 	sendCtx, cancel := context.WithDeadline(ctx, first.Add(d.SendTimeout))
-	sendStart := time.Now()
-	sendErrs := bp.SendBatch(sendCtx, pms)
-	d.Metrics.timedBatch(d.Provider.Name(), time.Since(sendStart), len(sends))
-	cancel()
-	if len(sendErrs) != len(sends) { // a provider bug: nothing is known to be accepted
-		err := fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(sendErrs), len(sends))
-		sendErrs = make([]error, len(sends))
-		for i := range sendErrs {
-			sendErrs[i] = err
+	defer cancel()
+	start := time.Now()
+	errs := bp.SendBatch(sendCtx, pms)
+	d.Metrics.timedBatch(d.Provider.Name(), time.Since(start), len(ts))
+	out := make([]batch.Result[struct{}], len(ts))
+	for i := range out {
+		if len(errs) != len(ts) { // a provider bug: nothing is known to be accepted
+			out[i].Err = fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(errs), len(ts))
+		} else {
+			out[i].Err = errs[i]
 		}
 	}
-	var (
-		accepted []domain.Message
-		errs     []error
-	)
-	for i, c := range sends {
-		if sendErrs[i] == nil {
-			d.Metrics.count(d.Provider.Name(), ResultSent)
-			accepted = append(accepted, c.m)
-		}
-	}
-	if len(accepted) > 0 {
-		errs = append(errs, d.recordSentAll(ctx, accepted))
-	}
-	for i, c := range sends {
-		if sendErrs[i] != nil {
-			errs = append(errs, d.recordFailed(ctx, c.m, c.reservedAt, sendErrs[i]))
-		}
-	}
-	return errors.Join(errs...)
+	return out
 }
 
 // markSentBatch records the acceptances that arrived together (d.marks) in one statement.
@@ -528,18 +463,6 @@ func (d *Dispatcher) recordSent(ctx context.Context, m domain.Message) error {
 	return nil
 }
 
-// recordSentAll marks the messages one batch call got accepted SENT (and redacts them) in one statement.
-func (d *Dispatcher) recordSentAll(ctx context.Context, ms []domain.Message) error {
-	res := d.markSentBatch(ctx, ms)
-	for i, m := range ms {
-		if res[i].Err != nil {
-			return res[i].Err // as in recordSent: the lease brings them back, the gateway dedups
-		}
-		d.logSent(m, res[i].Value)
-	}
-	return nil
-}
-
 func (d *Dispatcher) logSent(m domain.Message, current bool) {
 	if current {
 		d.logMsg(zap.InfoLevel, "message sent", m)
@@ -560,15 +483,22 @@ func (d *Dispatcher) logMsg(lvl zapcore.Level, msg string, m domain.Message, fie
 
 // handle decides about one claimed message, calls the provider and records the outcome.
 func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
+	decided := time.Now()
 	reservedAt, ok, err := d.decide(ctx, m)
 	if err != nil || !ok {
 		return err
 	}
-	sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
-	sendStart := time.Now()
-	sendErr := d.Provider.Send(sendCtx, d.providerMessage(m))
-	d.Metrics.timed(d.Provider.Name(), time.Since(sendStart))
-	cancel()
+	var sendErr error
+	if d.sends != nil {
+		// Sends that arrive while BatchFlights calls are in flight go together in the next one.
+		_, sendErr = d.sends.Do(ctx, toSend{m: m, decided: decided})
+	} else {
+		sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
+		sendStart := time.Now()
+		sendErr = d.Provider.Send(sendCtx, d.providerMessage(m))
+		d.Metrics.timed(d.Provider.Name(), time.Since(sendStart))
+		cancel()
+	}
 	if sendErr != nil {
 		return d.recordFailed(ctx, m, reservedAt, sendErr)
 	}
