@@ -52,6 +52,8 @@ type Store struct {
 	wake func()
 	// closes serves concurrent CloseIfIncomplete calls in batches (closeBatch).
 	closes *batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]
+	// verifies serves concurrent Verify calls in batches (verifyBatch).
+	verifies *batch.Group[domain.VerifyInput, verifyResult]
 }
 
 // New returns a store; wake may be nil.
@@ -61,6 +63,7 @@ func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, limits doma
 	}
 	s := &Store{pool: pool, clock: clk, hasher: hasher, limits: limits, log: log, rand: rand.Reader, wake: wake}
 	s.closes = &batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]{Run: s.closeBatch, MaxBatch: 128}
+	s.verifies = &batch.Group[domain.VerifyInput, verifyResult]{Run: s.verifyBatch, MaxBatch: verifyMaxBatch, Flights: verifyFlights}
 	return s
 }
 
@@ -118,8 +121,8 @@ func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
 	return err
 }
 
-// lockPhoneSQL locks the open sessions that have a pending challenge for phone ($1) and those
-// challenges in one statement. The rows are locked in ORDER BY order, session then challenge of each
+// lockPhoneSQL locks the open sessions that have a pending challenge for one of the phones ($1) and
+// those challenges in one statement. The rows are locked in ORDER BY order, session then challenge of each
 // row (FOR UPDATE OF s, c), so sessions are taken in id order and a challenge only under its session's
 // lock, like every other writer: no deadlock. Rows changed by a transaction we waited for are re-checked
 // (READ COMMITTED), so the states are the committed ones. The ID-tail hashes ride along in the row
@@ -130,7 +133,7 @@ const lockPhoneSQL = `SELECT s.id::text, s.order_id, s.submission, s.state, s.de
 	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
 	(SELECT array_agg(t.tail_hash ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id)
 	FROM sessions s JOIN challenges c ON c.session_id = s.id
-	WHERE c.phone = $1 AND c.state = 'PENDING' AND s.state = 'OPEN'
+	WHERE c.phone = ANY($1::text[]) AND c.state = 'PENDING' AND s.state = 'OPEN'
 	ORDER BY s.id, c.id
 	FOR UPDATE OF s, c`
 
@@ -138,7 +141,7 @@ const lockPhoneSQL = `SELECT s.id::text, s.order_id, s.submission, s.state, s.de
 // and returns them (challenges ordered by id) with each challenge's ID-tail hashes, in one round trip.
 func lockPhone(ctx context.Context, tx pgx.Tx, phone string) (map[string]domain.Session, []domain.Challenge,
 	map[string][]domain.TailHash, error) {
-	rows, err := tx.Query(ctx, lockPhoneSQL, phone)
+	rows, err := tx.Query(ctx, lockPhoneSQL, []string{phone})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 	}

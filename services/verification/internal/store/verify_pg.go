@@ -3,24 +3,29 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
-// Verify runs in two pipelined round trips on one connection instead of BEGIN, lock, write, COMMIT
-// each on its own: the first batch is BEGIN + the lock query (lockPhoneSQL); the clock is read and the
-// decision taken once those rows are back, under the locks; the second batch is the writes (outbox rows
-// included) + COMMIT. A failing statement makes PostgreSQL skip the rest of its batch (COMMIT too) and
-// leaves the transaction aborted; release then rolls it back, or closes the connection, so the pool
-// never gets a connection inside a transaction. Serialization failures and deadlocks retry the whole
-// attempt like pg.InTx.
+// Verify calls are served in batches (pkg/batch, group commit): concurrent calls share one
+// transaction in two pipelined round trips on one connection. The first is BEGIN + the lock query of
+// every phone of the batch (lockPhoneSQL); the clock is read and the calls decided once those rows
+// are back, under the locks, one after another in arrival order on the locked rows (each decision
+// sees the earlier ones' effects, so the batch is the same as the calls made one by one); the second
+// is every call's writes (outbox rows included) + COMMIT. A failing statement makes PostgreSQL skip
+// the rest of its batch (COMMIT too) and leaves the transaction aborted; release then rolls it back,
+// or closes the connection, so the pool never gets a connection inside a transaction. A batch that
+// fails as a whole (a deadlock, a lost connection) is retried call by call, each like pg.InTx.
 
 // passSQL marks challenge $1 passed at $2 and answers whether every challenge of its session has now
 // passed; when so it also closes the session ($3) as PASSED and writes the session's outbox rows
@@ -73,15 +78,18 @@ type lockedVerifier struct {
 	c    domain.Challenge
 }
 
+// verifyMaxBatch bounds a batch of Verify calls, verifyFlights the batches in flight at once, and
+// verifyTimeout one batch (it runs detached from any one caller's context).
+const (
+	verifyMaxBatch = 64
+	verifyFlights  = 2
+	verifyTimeout  = 15 * time.Second
+)
+
 // Verify checks one entry. A pass answers PASSED_WAITING_FOR_OTHERS or ALL_PASSED; every mismatch
 // commits its failure counts and then answers the uniform VERIFICATION_NOT_MATCHED.
 func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
-	var res verifyResult
-	err := pg.Retry(ctx, func() error {
-		var err error
-		res, err = s.verifyOnce(ctx, in)
-		return err
-	})
+	res, err := s.verifies.Do(ctx, in)
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +101,27 @@ func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyRe
 		return nil, domain.ErrNotMatched()
 	}
 	return res.resp, nil
+}
+
+// verifyBatch serves a batch of Verify calls (the Run of s.verifies).
+func (s *Store) verifyBatch(ctx context.Context, ins []domain.VerifyInput) []batch.Result[verifyResult] {
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
+	return batch.AllOrEach(ctx, ins, nil, s.verifyAll, s.verifyOne)
+}
+
+// verifyOne runs one call alone, retrying serialization failures and deadlocks like pg.InTx.
+func (s *Store) verifyOne(ctx context.Context, in domain.VerifyInput) batch.Result[verifyResult] {
+	var r []batch.Result[verifyResult]
+	err := pg.Retry(ctx, func() error {
+		var err error
+		r, err = s.verifyAll(ctx, []domain.VerifyInput{in})
+		return err
+	})
+	if err != nil {
+		return batch.Result[verifyResult]{Err: err}
+	}
+	return r[0]
 }
 
 func (s *Store) reportVerify(res verifyResult) {
@@ -112,77 +141,115 @@ func (s *Store) reportVerify(res verifyResult) {
 	}
 }
 
-// verifyOnce is one transaction of Verify in two round trips on one acquired connection.
-func (s *Store) verifyOnce(ctx context.Context, in domain.VerifyInput) (verifyResult, error) {
-	var res verifyResult
+// verifyAll is one transaction for the calls ins, in two round trips on one acquired connection.
+func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batch.Result[verifyResult], error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer pg.Release(ctx, conn)
 
 	// Round trip 1: BEGIN and the locks.
+	phones := make([]string, 0, len(ins))
+	for _, in := range ins {
+		phones = append(phones, in.Phone)
+	}
+	slices.Sort(phones)
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(lockPhoneSQL, in.Phone)
-	br := conn.SendBatch(ctx, b)
-	sessions, chs, tails, err := readLockBatch(br)
+	b.Queue(lockPhoneSQL, slices.Compact(phones))
+	sessions, chs, tails, err := readLockBatch(conn.SendBatch(ctx, b))
 	if err != nil {
-		return res, err
+		return nil, err
+	}
+	byPhone := map[string][]int{} // indexes into chs, in challenge id order
+	for i, c := range chs {
+		byPhone[c.Phone] = append(byPhone[c.Phone], i)
 	}
 
 	// Read after the locks: a check that queued behind another one across deadline_at is late.
 	now := s.clock.Now()
-	cands := make([]domain.Candidate, len(chs))
-	for i, c := range chs {
-		cands[i] = s.hasher.Candidate(sessions[c.SessionID], c, tails[c.ID], in.Code, in.Tail)
-	}
-	if len(chs) == 0 {
-		s.hasher.Burn(in.Code, in.Tail)
-	}
-	d := domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts)
-
+	out := make([]batch.Result[verifyResult], len(ins))
+	passes := make([]passOutcome, len(ins))
 	// Round trip 2: the writes and COMMIT.
 	b = &pgx.Batch{}
-	var passRow *pgx.QueuedQuery
-	var all bool
-	var closed, written int64
-	if d.Pass >= 0 {
-		c := chs[d.Pass]
+	for k, in := range ins {
+		idx := byPhone[in.Phone]
+		mine := make([]domain.Challenge, len(idx))
+		cands := make([]domain.Candidate, len(idx))
+		for j, i := range idx {
+			mine[j] = chs[i]
+			cands[j] = s.hasher.Candidate(sessions[chs[i].SessionID], chs[i], tails[chs[i].ID], in.Code, in.Tail)
+		}
+		if len(idx) == 0 {
+			s.hasher.Burn(in.Code, in.Tail)
+		}
+		d := domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts)
+		res := &out[k].Value
+		if d.Pass < 0 {
+			locked, err := queueFailures(b, now, sessions, mine, d.Failures)
+			if err != nil {
+				return nil, err
+			}
+			res.locked, res.enqueued = locked, len(locked) > 0
+			// The later calls of the batch see these failures, as if this call had committed first.
+			for _, f := range d.Failures {
+				c := &chs[idx[f.Index]]
+				c.Failed = f.FailedAttempts
+				if f.Lock {
+					c.State = domain.ChallengeLocked
+					sess := sessions[c.SessionID]
+					sess.State = domain.SessionFailed
+					sessions[c.SessionID] = sess
+				}
+			}
+			continue
+		}
+		c := mine[d.Pass]
 		sess := sessions[c.SessionID]
 		res.passed, res.sess = &c, sess
-		effects := domain.PassedEffects(sess)
-		targets, payloads, sensitive, err := outboxRows(effects)
-		if err != nil {
-			return res, err
+		if err := queuePass(b, now, sess, c, &passes[k]); err != nil {
+			return nil, err
 		}
-		passRow = b.Queue(passSQL, c.ID, now, sess.ID, targets, payloads, sensitive)
-		passRow.QueryRow(func(row pgx.Row) error {
-			if err := row.Scan(&all, &closed, &written); err != nil {
-				return fmt.Errorf("pass challenge: %w", err)
-			}
-			if all != (closed == 1) || (closed == 1) != (written == int64(len(effects))) {
-				return fmt.Errorf("pass challenge: all passed %v but %d sessions closed, %d outbox rows", all, closed, written)
-			}
-			return nil
-		})
-	} else {
-		locked, err := queueFailures(b, now, sessions, chs, d.Failures)
-		if err != nil {
-			return res, err
-		}
-		res.locked, res.enqueued = locked, len(locked) > 0
+		// A later call of the batch for this verifier finds it passed. The session's other pending
+		// challenges, if any, are still pending, so it stays open for them.
+		chs[idx[d.Pass]].State = domain.ChallengePassed
 	}
 	b.Queue(`COMMIT`)
-	// Close reads every result in order (running the QueryRow callback) and returns the first error.
+	// Close reads every result in order (running the QueryRow callbacks) and returns the first error.
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return res, fmt.Errorf("verify: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
-	if passRow != nil {
-		res.enqueued = all
-		res.resp = domain.PassAnswer(res.sess, all)
+	for k := range out {
+		if res := &out[k].Value; res.passed != nil {
+			res.enqueued = passes[k].all
+			res.resp = domain.PassAnswer(res.sess, passes[k].all)
+		}
 	}
-	return res, nil
+	return out, nil
+}
+
+// passOutcome is what passSQL answered for one pass.
+type passOutcome struct{ all bool }
+
+// queuePass queues, on b, passSQL for challenge c of sess; the answer goes to p.
+func queuePass(b *pgx.Batch, now time.Time, sess domain.Session, c domain.Challenge, p *passOutcome) error {
+	effects := domain.PassedEffects(sess)
+	targets, payloads, sensitive, err := outboxRows(effects)
+	if err != nil {
+		return err
+	}
+	b.Queue(passSQL, c.ID, now, sess.ID, targets, payloads, sensitive).QueryRow(func(row pgx.Row) error {
+		var closed, written int64
+		if err := row.Scan(&p.all, &closed, &written); err != nil {
+			return fmt.Errorf("pass challenge: %w", err)
+		}
+		if p.all != (closed == 1) || (closed == 1) != (written == int64(len(effects))) {
+			return fmt.Errorf("pass challenge: all passed %v but %d sessions closed, %d outbox rows", p.all, closed, written)
+		}
+		return nil
+	})
+	return nil
 }
 
 // readLockBatch reads the BEGIN and lockPhoneSQL results of the first batch and closes it.

@@ -111,6 +111,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ConcurrentOpenSessionDrawsOnce", testConcurrentOpen},
 		{"VerifyPassesAllVerifiers", testVerifyPassesAllVerifiers},
 		{"ConcurrentWrongVerifiesLockExactlyOnce", testConcurrentWrongVerifies},
+		{"ConcurrentChecksOfOneSessionPassItOnce", testConcurrentChecksOfOneSession},
 		{"DeadlineRace", testDeadlineRace},
 		{"CloseIfIncomplete", testCloseIfIncomplete},
 		{"ConcurrentClosesReturnEachOrderOnce", testConcurrentCloses},
@@ -461,6 +462,77 @@ func testConcurrentWrongVerifies(e *env) {
 	}
 	if _, err := s.Verify(context.Background(), domain.VerifyInput{Phone: phoneB, Code: e.lastCode(phoneB), Tail: tailB}); !isNotMatched(err) {
 		t.Fatalf("verify other verifier of a failed session = %v", err)
+	}
+}
+
+// testConcurrentChecksOfOneSession checks both verifiers of many sessions at once, each right twice (a
+// double submit) and wrong twice (below the limit), so that checks of one session meet in one batch or
+// race across batches: every session passes once — one ALL_PASSED, one PASSED_WAITING_FOR_OTHERS, the
+// repeats NotFound, one MarkVerified.
+func testConcurrentChecksOfOneSession(e *env) {
+	t, s := e.t, e.Store
+	const sessions = 12
+	type check struct {
+		order string
+		in    domain.VerifyInput
+		right bool
+	}
+	var checks []check
+	for i := range sessions {
+		order := fmt.Sprintf("o%d", i)
+		a := domain.VerifierSpec{Phone: fmt.Sprintf("+8613600000%03d", 2*i), Roles: []string{"PRINCIPAL"}, Tails: []string{tailA}}
+		b := domain.VerifierSpec{Phone: fmt.Sprintf("+8613600000%03d", 2*i+1), Roles: []string{"WEBSITE"}, Tails: []string{tailB}}
+		e.open(s, order, 1, Start.Add(24*time.Hour), a, b)
+		for _, v := range []domain.VerifierSpec{a, b} {
+			code := e.lastCode(v.Phone)
+			for range 2 {
+				checks = append(checks, check{order, domain.VerifyInput{Phone: v.Phone, Code: code, Tail: v.Tails[0]}, true})
+				checks = append(checks, check{order, domain.VerifyInput{Phone: v.Phone, Code: wrongCode(code), Tail: v.Tails[0]}, false})
+			}
+		}
+	}
+	var (
+		mu      sync.Mutex
+		all     = map[string]int{}
+		waiting = map[string]int{}
+		repeats = map[string]int{}
+		wg      sync.WaitGroup
+	)
+	for _, c := range checks {
+		wg.Go(func() {
+			r, err := s.Verify(context.Background(), c.in)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case !c.right && !isNotMatched(err):
+				t.Errorf("%s wrong check = %v, %v; want the uniform NotFound", c.order, r, err)
+			case c.right && isNotMatched(err):
+				repeats[c.order]++
+			case c.right && err != nil:
+				t.Errorf("%s right check: %v", c.order, err)
+			case c.right && r.GetResult() == pb.VerifyResult_VERIFY_RESULT_ALL_PASSED:
+				all[c.order]++
+			case c.right:
+				waiting[c.order]++
+			}
+		})
+	}
+	wg.Wait()
+	for i := range sessions {
+		order := fmt.Sprintf("o%d", i)
+		if all[order] != 1 || waiting[order] != 1 || repeats[order] != 2 {
+			t.Errorf("%s: %d ALL_PASSED, %d PASSED_WAITING_FOR_OTHERS, %d NotFound repeats; want 1, 1, 2", order,
+				all[order], waiting[order], repeats[order])
+		}
+		if st := e.status(order); st.GetState() != pb.SessionState_SESSION_STATE_PASSED {
+			t.Errorf("%s: session %v, want PASSED", order, st.GetState())
+		}
+		if n := e.marked(order); n != 1 {
+			t.Errorf("%s: %d MarkVerified queued, want 1", order, n)
+		}
+	}
+	if n := len(e.payloads(domain.TargetReturnOrder)); n != 0 {
+		t.Errorf("%d ReturnOrder queued, want none", n)
 	}
 }
 
