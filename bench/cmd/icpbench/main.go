@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
@@ -334,8 +335,12 @@ func run(o options) error {
 	var pop *population
 	if o.on("verify") {
 		var err error
-		if pop, err = seed(ctx, o, fig, sink, func(i int64) verificationv1.VerificationInternalServiceClient {
-			return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
+		if pop, err = seed(ctx, o, fig, sink, db, seedClients{
+			sessions: func(i int64) verificationv1.VerificationInternalServiceClient {
+				return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
+			},
+			timers: func(i int64) deadlinev1.DeadlineServiceClient { return deadlinev1.NewDeadlineServiceClient(pick("deadline", i)) },
+			orders: filingv1.NewFilingServiceClient(pick("filing", 0)),
 		}); err != nil {
 			return err
 		}
@@ -646,7 +651,19 @@ type population struct {
 	mismatched  atomic.Int64
 }
 
-func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, client func(int64) verificationv1.VerificationInternalServiceClient) (*population, error) {
+// seedClients are the services the seeding calls.
+type seedClients struct {
+	sessions func(int64) verificationv1.VerificationInternalServiceClient
+	timers   func(int64) deadlinev1.DeadlineServiceClient
+	orders   filingv1.FilingServiceClient
+}
+
+// seed builds the Verify population as a running system holds it: for each pair of verifiers an
+// order awaiting verification in filing, its session in verification (the codes captured at the
+// gateway) and its deadline timer, so that the calls a passed session owes (MarkVerified,
+// CancelDeadline) do the work they do in production.
+func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pgxpool.Pool, cl seedClients) (*population, error) {
+	client, timers := cl.sessions, cl.timers
 	n := o.population
 	p := &population{phones: make([]string, n), tails: make([]string, n), sink: sink, wrongPct: o.wrongPct,
 		wrongWindow: max(o.wrongWindow, 1)}
@@ -662,9 +679,12 @@ func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, client
 	rng.Shuffle(n, func(i, j int) { p.order[i], p.order[j] = p.order[j], p.order[i] })
 
 	sessions := int64(n / 2)
+	deadlineAt := timestamppb.New(time.Now().Add(24 * time.Hour))
+	if err := seedOrders(ctx, db, cl.orders, p, sessions, deadlineAt.AsTime()); err != nil {
+		return nil, err
+	}
 	logf("seeding %d open verifiers: %d OpenSession calls (2 verifiers each), codes captured at the gateway", n, sessions)
 	before := sink.Distinct()
-	deadlineAt := timestamppb.New(time.Now().Add(24 * time.Hour))
 	start := time.Now()
 	res, err := runN(ctx, 2*o.clients, sessions, func(ctx context.Context, i int64) error {
 		a, b := 2*i, 2*i+1
@@ -688,7 +708,92 @@ func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, client
 	all := time.Since(start)
 	fig.add("seed_open_session_rps", float64(sessions)/opened.Seconds(), "rps")
 	fig.add("seed_codes_delivered_per_s", float64(n)/all.Seconds(), "msg/s")
+
+	// Each session's deadline timer, as filing schedules it on submit: a passed session's CancelDeadline
+	// then meets the timers (and idempotency answers) a running system holds, not empty tables.
+	logf("scheduling the %d sessions' deadline timers (ScheduleDeadline, as filing does)", sessions)
+	start = time.Now()
+	res, err = runN(ctx, 2*o.clients, sessions, func(ctx context.Context, i int64) error {
+		order := fmt.Sprintf("ord_benchpop_%d", i)
+		_, err := timers(i).ScheduleDeadline(ctx, &deadlinev1.ScheduleDeadlineRequest{
+			RequestId: fmt.Sprintf("filing:schedule-deadline:%s:1", order), OrderId: order, Submission: 1, DueTime: deadlineAt})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ScheduleDeadline (%d failed): %w", res.errs, err)
+	}
+	fig.add("seed_schedule_deadline_rps", float64(sessions)/time.Since(start).Seconds(), "rps")
 	return p, nil
+}
+
+// seedOrders puts the population's orders into filing, awaiting verification of submission 1:
+// one order made through CreateOrder gives a valid spec, which the others copy (COPY: 50,000 orders
+// through SubmitOrder would take minutes and open sessions the seeding opens itself).
+func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingServiceClient, p *population, n int64, deadline time.Time) error {
+	logf("copying %d orders awaiting verification into filing", n)
+	resp, err := orders.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: "bench-pop-template",
+		Spec: &filingv1.OrderSpec{
+			FilingType: filingv1.FilingType_FILING_TYPE_FIRST_FILING, SubjectName: "杭州示例科技有限公司",
+			SubjectType: filingv1.SubjectType_SUBJECT_TYPE_ORGANIZATION, Principal: suite.Person("张三", p.phones[0], 0),
+			Websites: []*filingv1.Website{{Domain: "benchpop.cn", Name: "示例", Person: suite.Person("李四", p.phones[1], 1)}},
+		}})
+	if err != nil {
+		return fmt.Errorf("template order: %w", err)
+	}
+	var filingType int32
+	var spec []byte
+	if err := db.QueryRow(ctx, `SELECT filing_type, spec FROM filing.orders WHERE order_id = $1`, resp.GetOrder().GetOrderId()).
+		Scan(&filingType, &spec); err != nil {
+		return fmt.Errorf("template order: %w", err)
+	}
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	now := time.Now().UTC()
+	copyRows := func(table string, cols []string, rows int64, row func(i int64) []any) error {
+		var i int64
+		_, err := conn.Conn().CopyFrom(ctx, pgx.Identifier{"filing", table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i >= rows {
+				return nil, nil
+			}
+			i++
+			return row(i - 1), nil
+		}))
+		if err != nil {
+			return fmt.Errorf("copy filing.%s: %w", table, err)
+		}
+		return nil
+	}
+	orderID := func(i int64) string { return fmt.Sprintf("ord_benchpop_%d", i) }
+	if err := copyRows("orders", []string{"order_id", "filing_type", "spec", "state", "submission", "deadline_at", "created_at", "updated_at"}, n,
+		func(i int64) []any {
+			return []any{orderID(i), filingType, spec, "AWAITING_VERIFICATION", int32(1), deadline, now, now}
+		}); err != nil {
+		return err
+	}
+	if err := copyRows("order_verifiers", []string{"order_id", "submission", "position", "phone", "roles"}, 2*n,
+		func(k int64) []any {
+			roles := []string{"PRINCIPAL"}
+			if k%2 == 1 {
+				roles = []string{"WEBSITE_PERSON"}
+			}
+			return []any{orderID(k / 2), int32(1), int32(k % 2), p.phones[k], roles}
+		}); err != nil {
+		return err
+	}
+	if err := copyRows("order_history", []string{"order_id", "at", "from_state", "to_state", "actor", "reason"}, n,
+		func(i int64) []any { return []any{orderID(i), now, "DRAFT", "AWAITING_VERIFICATION", "bench", ""} }); err != nil {
+		return err
+	}
+	// The answers those orders' SubmitOrder calls would have saved: filing's idempotency table then
+	// holds what a running system's does when it is analyzed, rather than the template's one row.
+	hash := make([]byte, 32)
+	return copyRows("idempotency_keys", []string{"method", "request_id", "request_hash", "response", "created_at"}, n,
+		func(i int64) []any {
+			return []any{filingv1.FilingService_SubmitOrder_FullMethodName, "bench-pop-submit-" + orderID(i), hash, []byte{}, now}
+		})
 }
 
 // run drives Verify: wrongPct of the checks carry a wrong code, the rest the right code of a verifier
@@ -810,7 +915,6 @@ const claimSQL = `WITH due AS (
 func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool, stmts *statements, orders []string,
 	client func(int64) filingv1.FilingServiceClient) error {
 	due := len(orders)
-	far := o.deadlineTotal - due
 	// Wait until every submitted order's timer exists (the filing outbox schedules them).
 	end := time.Now().Add(2 * time.Minute)
 	for {
@@ -826,6 +930,12 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The rest of the total: far-future timers (the seeded population's timers count too).
+	var pending int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM deadline.deadlines WHERE state = 'PENDING'`).Scan(&pending); err != nil {
+		return err
+	}
+	far := o.deadlineTotal - pending
 	logf("COPY %d far-future pending timers into deadline.deadlines", far)
 	now := time.Now().UTC()
 	start := time.Now()
