@@ -339,7 +339,9 @@ func run(o options) error {
 			sessions: func(i int64) verificationv1.VerificationInternalServiceClient {
 				return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
 			},
-			timers: func(i int64) deadlinev1.DeadlineServiceClient { return deadlinev1.NewDeadlineServiceClient(pick("deadline", i)) },
+			timers: func(i int64) deadlinev1.DeadlineServiceClient {
+				return deadlinev1.NewDeadlineServiceClient(pick("deadline", i))
+			},
 			orders: filingv1.NewFilingServiceClient(pick("filing", 0)),
 		}); err != nil {
 			return err
