@@ -70,6 +70,18 @@ func (q *MemQueue) Claim(_ context.Context, now time.Time, limit int, lease time
 	return out, nil
 }
 
+// Unclaim makes the rows a Claim(now, lease) hid due at now.
+func (q *MemQueue) Unclaim(_ context.Context, now time.Time, lease time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, r := range q.rows {
+		if !r.dead && r.availableAt.Equal(now.Add(lease)) {
+			r.availableAt = now
+		}
+	}
+	return nil
+}
+
 // Delivered removes the rows.
 func (q *MemQueue) Delivered(_ context.Context, ids ...int64) error {
 	q.mu.Lock()

@@ -89,6 +89,9 @@ type Row struct {
 type Queue interface {
 	// Claim hides up to limit rows due at now for lease and returns them.
 	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error)
+	// Unclaim makes the rows a Claim(now, lease) hid due again at now: after a claim whose answer was
+	// lost (the connection dropped at its COMMIT), they would otherwise wait out the lease unsent.
+	Unclaim(ctx context.Context, now time.Time, lease time.Duration) error
 	// Delivered removes delivered rows, all of them in one statement (the relay passes a batch's).
 	Delivered(ctx context.Context, ids ...int64) error
 	// Retry makes a row due again at at, unless another claim took it since (attempts moved on).
@@ -185,10 +188,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return ctx.Err()
 		case slots <- struct{}{}:
 		}
-		batch, err := r.Queue.Claim(ctx, r.Clock.Now(), r.Batch, r.Lease)
-		if err != nil && ctx.Err() == nil {
-			r.Log.Warn("outbox claim failed", zap.Error(err))
-		}
+		batch, err := r.claim(ctx)
 		if len(batch) > 0 {
 			inflight.Go(func() {
 				defer func() { <-slots }()
@@ -209,10 +209,28 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
+// claim claims the next batch. When the claim fails it may still have committed (a connection lost
+// at COMMIT: a database restart); its rows are then handed back, or they would stay hidden for the
+// whole lease (50 s by default) — an SMS code that late is a failed verification.
+func (r *Relay) claim(ctx context.Context) ([]Row, error) {
+	now := r.Clock.Now()
+	batch, err := r.Queue.Claim(ctx, now, r.Batch, r.Lease)
+	if err == nil {
+		return batch, nil
+	}
+	if ctx.Err() == nil {
+		r.Log.Warn("outbox claim failed", zap.Error(err))
+	}
+	if uerr := bookkeep(ctx, func(bg context.Context) error { return r.Queue.Unclaim(bg, now, r.Lease) }); uerr != nil {
+		r.Log.Warn("outbox: could not hand back the rows of a failed claim; they wait for their lease", zap.Error(uerr))
+	}
+	return nil, err
+}
+
 // RunOnce claims one batch and delivers it; it returns how many rows it claimed.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	r.init()
-	batch, err := r.Queue.Claim(ctx, r.Clock.Now(), r.Batch, r.Lease)
+	batch, err := r.claim(ctx)
 	if err != nil {
 		return 0, err
 	}

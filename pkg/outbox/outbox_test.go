@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -326,6 +327,62 @@ func TestRunPipelines(t *testing.T) {
 				if c != 1 {
 					t.Errorf("row %q delivered %d times", v, c)
 				}
+			}
+		})
+	}
+}
+
+// lostAnswerQueue commits a claim and then reports it failed, as a connection lost at COMMIT does.
+type lostAnswerQueue struct {
+	outbox.Queue
+	lose atomic.Bool
+}
+
+func (q *lostAnswerQueue) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]outbox.Row, error) {
+	rows, err := q.Queue.Claim(ctx, now, limit, lease)
+	if err == nil && q.lose.CompareAndSwap(true, false) {
+		return nil, errors.New("unexpected EOF")
+	}
+	return rows, err
+}
+
+// A claim whose answer was lost hands its rows back: they go out at the next claim, not after the
+// lease (another claim at the same instant takes nothing of the others').
+func TestFailedClaimHandsRowsBack(t *testing.T) {
+	t.Parallel()
+	for name, newEngine := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t)
+			ctx := context.Background()
+			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			for i := range 3 {
+				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
+			}
+			// A row claimed by another relay at another instant stays hidden.
+			clk.Advance(time.Millisecond)
+			other, err := e.queue.Claim(ctx, clk.Now(), 1, time.Hour)
+			if err != nil || len(other) != 1 {
+				t.Fatalf("other claim: %v, %v", other, err)
+			}
+			clk.Advance(time.Millisecond)
+			q := &lostAnswerQueue{Queue: e.queue}
+			q.lose.Store(true)
+			var delivered atomic.Int32
+			relay := &outbox.Relay{Queue: q, Log: zap.NewNop(), Clock: clk, Batch: 10, Lease: time.Hour,
+				Handlers: map[string]outbox.Handler{"peer.Call": func(context.Context, []byte) error {
+					delivered.Add(1)
+					return nil
+				}}}
+			if n, err := relay.RunOnce(ctx); err == nil || n != 0 {
+				t.Fatalf("first RunOnce = %d, %v; want the lost answer's error", n, err)
+			}
+			// Same clock: without the hand-back the two rows would wait an hour.
+			if n, err := relay.RunOnce(ctx); err != nil || n != 2 || delivered.Load() != 2 {
+				t.Fatalf("second RunOnce = %d, %v, %d delivered; want the 2 handed-back rows", n, err, delivered.Load())
+			}
+			if left := e.left(t); left != 1 {
+				t.Fatalf("%d rows left, want only the other relay's", left)
 			}
 		})
 	}
