@@ -63,11 +63,23 @@ func (q *MemQueue) Claim(_ context.Context, now time.Time, limit int, lease time
 	})
 	var out []Row
 	for _, r := range due[:min(limit, len(due))] {
-		r.availableAt = now.Add(lease)
+		r.availableAt = now.Truncate(time.Microsecond).Add(lease) // to the microsecond, as PostgreSQL keeps it
 		r.Attempts++
 		out = append(out, r.Row)
 	}
 	return out, nil
+}
+
+// Extend moves the lease of rows still claimed by their claim (attempts) from from to until.
+func (q *MemQueue) Extend(_ context.Context, rows []Row, from, until time.Time) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, x := range rows {
+		if r, ok := q.rows[x.ID]; ok && r.Attempts == x.Attempts && !r.dead && r.availableAt.Equal(from) {
+			r.availableAt = until
+		}
+	}
+	return nil
 }
 
 // Unclaim makes the rows a Claim(now, lease) hid due at now.
@@ -75,7 +87,7 @@ func (q *MemQueue) Unclaim(_ context.Context, now time.Time, lease time.Duration
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, r := range q.rows {
-		if !r.dead && r.availableAt.Equal(now.Add(lease)) {
+		if !r.dead && r.availableAt.Equal(now.Truncate(time.Microsecond).Add(lease)) {
 			r.availableAt = now
 		}
 	}

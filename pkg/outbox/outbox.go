@@ -89,6 +89,10 @@ type Row struct {
 type Queue interface {
 	// Claim hides up to limit rows due at now for lease and returns them.
 	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error)
+	// Extend moves the lease of claimed rows from from to until, each only if no later claim took it
+	// (attempts) and its available_at is still from (a retry or park since leaves it alone): the lease
+	// of a batch still being delivered.
+	Extend(ctx context.Context, rows []Row, from, until time.Time) error
 	// Unclaim makes the rows a Claim(now, lease) hid due again at now: after a claim whose answer was
 	// lost (the connection dropped at its COMMIT), they would otherwise wait out the lease unsent.
 	Unclaim(ctx context.Context, now time.Time, lease time.Duration) error
@@ -103,6 +107,10 @@ type Queue interface {
 	Pending(ctx context.Context, limit int) ([]Row, error)
 }
 
+// DefaultLease is how long a claimed row stays hidden without a renewal: how late the rows of a
+// replica that died mid-batch go out.
+const DefaultLease = 6 * time.Second
+
 // DefaultParallel and DefaultPipeline are a Relay's defaults: up to 2 batches of 32 calls at once,
 // the concurrency a receiver sees from one replica (the benchmark drives SendMessage with it).
 const (
@@ -111,7 +119,8 @@ const (
 )
 
 // Relay delivers outbox rows. Any number of replicas may run: each claims rows with
-// FOR UPDATE SKIP LOCKED and hides them for Lease; a crashed replica's rows reappear after it.
+// FOR UPDATE SKIP LOCKED and hides them for Lease, which it renews every Lease/3 while the batch is
+// being delivered; a crashed replica's rows reappear within a Lease.
 // Run claims the next batch while earlier ones are still being delivered (up to Pipeline batches in
 // flight, each delivered Parallel at a time), and deletes a batch's delivered rows in one statement.
 type Relay struct {
@@ -123,10 +132,13 @@ type Relay struct {
 	Batch, Parallel int
 	// Pipeline is how many claimed batches Run delivers at once (so up to Pipeline*Parallel calls).
 	Pipeline int
-	// Lease hides a claimed row from other replicas; it must exceed CallTimeout.
+	// Lease hides a claimed row from other replicas (DefaultLease when 0); the relay renews it while
+	// the row's batch is being delivered, so a call may take longer (CallTimeout bounds one call).
 	Lease, CallTimeout time.Duration
 	// Poll is the idle wait between claims when nothing woke the relay.
 	Poll time.Duration
+	// RenewEvery is how often the lease of a batch being delivered is renewed (Lease/3 when 0).
+	RenewEvery time.Duration
 	// Observer, when set, gets the relay's metrics (icp_outbox_*) and a span per delivery.
 	Observer *observe.Observer
 
@@ -160,13 +172,13 @@ func (r *Relay) init() {
 			r.CallTimeout = 10 * time.Second
 		}
 		if r.Lease == 0 {
-			// A batch is delivered Parallel at a time: its last row may start only after
-			// ceil(Batch/Parallel)-1 rounds of CallTimeout, and must still be ours when it ends.
-			rounds := (r.Batch + r.Parallel - 1) / r.Parallel
-			r.Lease = time.Duration(rounds+1) * r.CallTimeout
+			r.Lease = DefaultLease
 		}
 		if r.Poll == 0 {
 			r.Poll = 250 * time.Millisecond
+		}
+		if r.RenewEvery == 0 {
+			r.RenewEvery = r.Lease / 3
 		}
 		if r.Observer != nil {
 			r.metrics = r.observe(r.Observer)
@@ -189,7 +201,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		case slots <- struct{}{}:
 		}
 		batch, err := r.claim(ctx)
-		if len(batch) > 0 {
+		if len(batch.rows) > 0 {
 			inflight.Go(func() {
 				defer func() { <-slots }()
 				r.deliverBatch(ctx, batch)
@@ -197,7 +209,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		} else {
 			<-slots
 		}
-		if len(batch) == r.Batch && err == nil {
+		if len(batch.rows) == r.Batch && err == nil {
 			continue // more may be waiting
 		}
 		select {
@@ -211,12 +223,13 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // claim claims the next batch. When the claim fails it may still have committed (a connection lost
 // at COMMIT: a database restart); its rows are then handed back, or they would stay hidden for the
-// whole lease (50 s by default) — an SMS code that late is a failed verification.
-func (r *Relay) claim(ctx context.Context) ([]Row, error) {
+// whole lease, an SMS code held back with them.
+func (r *Relay) claim(ctx context.Context) (claimed, error) {
 	now := r.Clock.Now()
 	batch, err := r.Queue.Claim(ctx, now, r.Batch, r.Lease)
 	if err == nil {
-		return batch, nil
+		// The lease end as stored: timestamps are kept to the microsecond.
+		return claimed{rows: batch, leaseEnd: now.Truncate(time.Microsecond).Add(r.Lease)}, nil
 	}
 	if ctx.Err() == nil {
 		r.Log.Warn("outbox claim failed", zap.Error(err))
@@ -224,7 +237,13 @@ func (r *Relay) claim(ctx context.Context) ([]Row, error) {
 	if uerr := bookkeep(ctx, func(bg context.Context) error { return r.Queue.Unclaim(bg, now, r.Lease) }); uerr != nil {
 		r.Log.Warn("outbox: could not hand back the rows of a failed claim; they wait for their lease", zap.Error(uerr))
 	}
-	return nil, err
+	return claimed{}, err
+}
+
+// claimed is a claimed batch and the lease end its claim gave the rows.
+type claimed struct {
+	rows     []Row
+	leaseEnd time.Time
 }
 
 // RunOnce claims one batch and delivers it; it returns how many rows it claimed.
@@ -235,12 +254,13 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	r.deliverBatch(ctx, batch)
-	return len(batch), nil
+	return len(batch.rows), nil
 }
 
 // deliverBatch delivers a claimed batch Parallel at a time, then deletes the delivered rows in one
 // statement (failed ones were rescheduled or parked one by one, fenced by their attempts).
-func (r *Relay) deliverBatch(ctx context.Context, batch []Row) {
+func (r *Relay) deliverBatch(ctx context.Context, c claimed) {
+	batch := c.rows
 	if len(batch) == 0 {
 		return
 	}
@@ -248,23 +268,74 @@ func (r *Relay) deliverBatch(ctx context.Context, batch []Row) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	delivered := make([]int64, 0, len(batch))
+	// open holds the rows whose outcome is not recorded yet; their lease is renewed until it is.
+	open := make(map[int64]Row, len(batch))
+	for _, x := range batch {
+		open[x.ID] = x
+	}
+	stopRenew := r.renew(ctx, &mu, open, c.leaseEnd)
 	for _, x := range batch {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if r.deliver(ctx, x) {
-				mu.Lock()
+			ok := r.deliver(ctx, x)
+			mu.Lock()
+			if ok {
 				delivered = append(delivered, x.ID)
-				mu.Unlock()
+			} else {
+				delete(open, x.ID) // rescheduled or parked: no longer ours to keep
 			}
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	stopRenew()
 	if len(delivered) == 0 {
 		return
 	}
 	if err := bookkeep(ctx, func(bg context.Context) error { return r.Queue.Delivered(bg, delivered...) }); err != nil {
 		r.Log.Warn("outbox: delivered but not deleted; they will be delivered again", zap.Int("rows", len(delivered)), zap.Error(err))
+	}
+}
+
+// renew extends the lease of the rows left in open (ending at leaseEnd) every RenewEvery until the
+// returned stop is called. A failed renewal is only logged: the rows may then go out twice, which
+// receivers dedup.
+func (r *Relay) renew(ctx context.Context, mu *sync.Mutex, open map[int64]Row, leaseEnd time.Time) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(r.RenewEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			rows := make([]Row, 0, len(open))
+			for _, x := range open {
+				rows = append(rows, x)
+			}
+			mu.Unlock()
+			if len(rows) == 0 {
+				continue
+			}
+			until := r.Clock.Now().Truncate(time.Microsecond).Add(r.Lease)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.Lease/3)
+			err := r.Queue.Extend(rctx, rows, leaseEnd, until)
+			cancel()
+			if err != nil {
+				r.Log.Warn("outbox: could not renew the lease of rows being delivered", zap.Int("rows", len(rows)), zap.Error(err))
+				continue
+			}
+			leaseEnd = until
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 

@@ -387,3 +387,68 @@ func TestFailedClaimHandsRowsBack(t *testing.T) {
 		})
 	}
 }
+
+// extendCounter counts the Extend calls that moved a lease.
+type extendCounter struct {
+	outbox.Queue
+	calls atomic.Int32
+}
+
+func (q *extendCounter) Extend(ctx context.Context, rows []outbox.Row, from, until time.Time) error {
+	err := q.Queue.Extend(ctx, rows, from, until)
+	if err == nil {
+		q.calls.Add(1)
+	}
+	return err
+}
+
+// A batch whose calls outlast the lease keeps its rows: the relay renews the lease while it
+// delivers, so no other replica claims them; a replica that dies stops renewing.
+func TestLeaseRenewedWhileDelivering(t *testing.T) {
+	t.Parallel()
+	for name, newEngine := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t)
+			ctx := context.Background()
+			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			for i := range 3 {
+				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
+			}
+			q := &extendCounter{Queue: e.queue}
+			release := make(chan struct{})
+			var started atomic.Int32
+			relay := &outbox.Relay{Queue: q, Log: zap.NewNop(), Clock: clk, Batch: 10, Lease: time.Minute,
+				RenewEvery: time.Millisecond,
+				Handlers: map[string]outbox.Handler{"peer.Call": func(context.Context, []byte) error {
+					started.Add(1)
+					<-release
+					return nil
+				}}}
+			done := make(chan error, 1)
+			go func() {
+				_, err := relay.RunOnce(ctx)
+				done <- err
+			}()
+			for started.Load() < 3 {
+				time.Sleep(time.Millisecond) // polling a condition, not timing anything
+			}
+			// An hour later by the clock, after a renewal made at that hour, the rows are still hidden.
+			clk.Advance(time.Hour)
+			n := q.calls.Load()
+			for q.calls.Load() < n+2 {
+				time.Sleep(time.Millisecond) // polling a condition, not timing anything
+			}
+			if rows, err := e.queue.Claim(ctx, clk.Now(), 10, time.Minute); err != nil || len(rows) != 0 {
+				t.Fatalf("another claim took %d rows (%v) of a batch still being delivered", len(rows), err)
+			}
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if left := e.left(t); left != 0 {
+				t.Fatalf("%d rows left after delivery", left)
+			}
+		})
+	}
+}

@@ -62,6 +62,21 @@ func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time
 	return out, nil
 }
 
+// Extend moves the lease of rows still claimed by their claim (attempts) from from to until, one
+// primary-key lookup per row.
+func (q PGQueue) Extend(ctx context.Context, rows []Row, from, until time.Time) error {
+	ids, attempts := make([]int64, len(rows)), make([]int32, len(rows))
+	for i, x := range rows {
+		ids[i], attempts[i] = x.ID, int32(x.Attempts)
+	}
+	_, err := q.Pool.Exec(ctx, `UPDATE outbox SET available_at = $4::timestamptz WHERE id IN (
+			SELECT o.id FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempts)
+			CROSS JOIN LATERAL (SELECT id, attempts, available_at, dead_at FROM outbox WHERE id = r.id OFFSET 0) o
+			WHERE o.attempts = r.attempts AND o.available_at = $3::timestamptz AND o.dead_at IS NULL)`,
+		ids, attempts, from, until)
+	return err
+}
+
 // Unclaim finds the rows of a claim by the lease end it gave them ($1 + $2, to the microsecond), one
 // index lookup in outbox_live. Rows of another claim that ended at the same microsecond would be
 // delivered twice at worst; receivers dedup by request id.

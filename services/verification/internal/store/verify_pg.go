@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -103,12 +105,33 @@ func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyRe
 	return res.resp, nil
 }
 
-// verifyBatch serves a batch of Verify calls (the Run of s.verifies).
+// verifyBatch serves a batch of Verify calls (the Run of s.verifies). A batch that failed is run
+// again call by call only when it certainly did not commit: Verify carries no request id, so a
+// failure counted twice, or a pass answered as a mismatch on its second run, could not be told
+// apart. When the outcome is unknown every call gets the error (Unavailable), as a lone call would.
 func (s *Store) verifyBatch(ctx context.Context, ins []domain.VerifyInput) []batch.Result[verifyResult] {
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	return batch.AllOrEach(ctx, ins, nil, s.verifyAll, s.verifyOne)
+	all := func(ctx context.Context, ins []domain.VerifyInput) ([]batch.Result[verifyResult], error) {
+		res, err := s.verifyAll(ctx, ins)
+		var unknown *outcomeUnknown
+		if errors.As(err, &unknown) {
+			res = make([]batch.Result[verifyResult], len(ins))
+			for i := range res {
+				res[i].Err = unknown.err
+			}
+			return res, nil
+		}
+		return res, err
+	}
+	return batch.AllOrEach(ctx, ins, nil, all, s.verifyOne)
 }
+
+// outcomeUnknown is a batch error after which the batch may or may not have committed.
+type outcomeUnknown struct{ err error }
+
+func (e *outcomeUnknown) Error() string { return e.err.Error() }
+func (e *outcomeUnknown) Unwrap() error { return e.err }
 
 // verifyOne runs one call alone, retrying serialization failures and deadlocks like pg.InTx.
 func (s *Store) verifyOne(ctx context.Context, in domain.VerifyInput) batch.Result[verifyResult] {
@@ -116,6 +139,10 @@ func (s *Store) verifyOne(ctx context.Context, in domain.VerifyInput) batch.Resu
 	err := pg.Retry(ctx, func() error {
 		var err error
 		r, err = s.verifyAll(ctx, []domain.VerifyInput{in})
+		var unknown *outcomeUnknown
+		if errors.As(err, &unknown) {
+			err = unknown.err
+		}
 		return err
 	})
 	if err != nil {
@@ -218,6 +245,12 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 	b.Queue(`COMMIT`)
 	// Close reads every result in order (running the QueryRow callbacks) and returns the first error.
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			// Not the database refusing a statement (which aborts the transaction): the connection
+			// failed or the context ended with COMMIT sent, so the batch may have committed.
+			return nil, &outcomeUnknown{fmt.Errorf("verify: %w", err)}
+		}
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	for k := range out {
