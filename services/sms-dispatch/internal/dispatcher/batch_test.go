@@ -297,8 +297,8 @@ func (e *batchEnv) histogram(name string) (uint64, float64) {
 func sorted(ids []string) string { return fmt.Sprint(slices.Sorted(slices.Values(ids))) }
 
 // Sends that arrive while a batch call is in flight (BatchFlights 1) wait for it and then go
-// together in the next call, each marked SENT (and redacted); the call's deadline counts from the
-// earliest of their decisions.
+// together in the next call, each marked SENT (and redacted); the call gets the whole send timeout,
+// however long its messages waited for it.
 func TestBatchCoalescesConcurrentSends(t *testing.T) {
 	p := &batchProvider{max: 100}
 	e := newBatchEnv(t, p, 6, domain.Caps{}) // the held call's slot and one for each of the 5
@@ -306,13 +306,12 @@ func TestBatchCoalescesConcurrentSends(t *testing.T) {
 	for i := range 5 {
 		e.create(t, fmt.Sprintf("m%d", i), fmt.Sprintf("1380000000%d", i))
 	}
-	start := time.Now() // every decision about m0..m4 comes after this...
 	waitRest := e.runOnceAsync(t)
 	eventually(t, func() bool { return queuedSends() == 5 })
-	queued := time.Now() // ...and before this
 	if calls := p.sentCalls(); len(calls) != 1 {
 		t.Fatalf("provider calls %v while the first was in flight, want the 5 sends waiting", calls)
 	}
+	released := time.Now() // the second call starts after this
 	release()
 	waitLead()
 	waitRest()
@@ -333,10 +332,10 @@ func TestBatchCoalescesConcurrentSends(t *testing.T) {
 	if n := e.st.marked(); n != 6 {
 		t.Fatalf("MarkSentAll statements %v carried %d messages, want the 6 acceptances", e.st.marks, n)
 	}
-	// One timeout for the call: SendTimeout from the earliest decision, not from the call's start.
-	if dl := p.callDeadlines()[1]; dl.Before(start.Add(time.Second)) || dl.After(queued.Add(time.Second)) {
-		t.Fatalf("the second call's deadline is %v after its sends queued, want within the send timeout of their decisions",
-			dl.Sub(queued))
+	// One timeout for the call, SendTimeout from its start: the leases (30 s) are far from their end.
+	if dl := p.callDeadlines()[1]; dl.Before(released.Add(time.Second)) || dl.After(time.Now().Add(time.Second)) {
+		t.Fatalf("the second call's deadline is %v after the first call ended, want the send timeout (1s) from its start",
+			dl.Sub(released))
 	}
 	if n, sum := e.histogram("icp_sms_send_batch_messages"); n != 2 || sum != 6 {
 		t.Fatalf("batch size histogram: %d calls, %v messages; want 2 calls, 6 messages", n, sum)
@@ -350,6 +349,29 @@ func TestBatchCoalescesConcurrentSends(t *testing.T) {
 }
 
 // The sends waiting for a call go in calls of at most the provider's MaxBatch, oldest first.
+// A call ends before the first lease of its messages does: messages that waited until their claims
+// are nearly over get a call that short, so no other worker can reclaim one mid-call.
+func TestBatchCallEndsBeforeTheLeases(t *testing.T) {
+	p := &batchProvider{max: 100}
+	e := newBatchEnv(t, p, 3, domain.Caps{})
+	release, waitLead := e.holdLead(t)
+	e.create(t, "m0", "13800000000")
+	e.create(t, "m1", "13800000001")
+	waitRest := e.runOnceAsync(t)
+	eventually(t, func() bool { return queuedSends() == 2 })
+	e.clock.Advance(29*time.Second + 500*time.Millisecond) // the claims (30 s) have 0.5 s left
+	released := time.Now()
+	release()
+	waitLead()
+	waitRest()
+	if calls := p.sentCalls(); len(calls) != 2 || sorted(calls[1]) != "[m0 m1]" {
+		t.Fatalf("provider calls %v, want [lead] then [m0 m1]", calls)
+	}
+	if dl := p.callDeadlines()[1]; dl.After(time.Now().Add(500*time.Millisecond)) || dl.Before(released.Add(500*time.Millisecond)) {
+		t.Fatalf("the call's deadline is %v after the release, want the 0.5 s left of the leases", dl.Sub(released))
+	}
+}
+
 func TestBatchCallsAtMostMaxBatch(t *testing.T) {
 	p := &batchProvider{max: 2}
 	e := newBatchEnv(t, p, 6, domain.Caps{})

@@ -96,7 +96,7 @@ type Dispatcher struct {
 	sendSlots chan struct{}
 	// sends coalesces the provider calls of concurrent sends into one batch call when the provider
 	// takes lists (provider.BatchProvider); nil otherwise.
-	sends *batch.Group[toSend, struct{}]
+	sends *batch.Group[domain.Message, struct{}]
 	// lastClaim (UnixNano of the real clock) lets a poll skip its claim when another one just ran.
 	lastClaim atomic.Int64
 	// idle counts workers parked waiting for a Wake or their poll timer.
@@ -143,8 +143,8 @@ func (d *Dispatcher) init() {
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
 		if bp, ok := d.Provider.(provider.BatchProvider); ok {
-			d.sends = &batch.Group[toSend, struct{}]{Run: func(ctx context.Context, ts []toSend) []batch.Result[struct{}] {
-				return d.sendBatch(ctx, bp, ts)
+			d.sends = &batch.Group[domain.Message, struct{}]{Run: func(ctx context.Context, ms []domain.Message) []batch.Result[struct{}] {
+				return d.sendBatch(ctx, bp, ms)
 			}, MaxBatch: max(bp.MaxBatch(), 1), Flights: max(d.BatchFlights, 1)}
 		}
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
@@ -394,35 +394,28 @@ func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) err
 	return errors.Join(errs...)
 }
 
-// toSend is a claimed message that decide cleared to go.
-type toSend struct {
-	m domain.Message
-	// decided is when (real time) its decision began: it found the lease long enough for one
-	// provider call from then.
-	decided time.Time
-}
-
-// sendBatch is the Run of d.sends: one provider call for the messages of concurrent sends. Its
-// timeout counts from the earliest decision: each decision checked that its lease covers one
-// provider call from its own instant.
-func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, ts []toSend) []batch.Result[struct{}] {
-	first := ts[0].decided
-	pms := make([]provider.Message, len(ts))
-	for i, t := range ts {
-		pms[i] = d.providerMessage(t.m)
-		if t.decided.Before(first) {
-			first = t.decided
-		}
+// sendBatch is the Run of d.sends: one provider call for the claimed messages of concurrent sends
+// that decide cleared to go.
+func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, ms []domain.Message) []batch.Result[struct{}] {
+	// The call must end while every message's claim still holds (its lease end, NextAttempt) and
+	// takes at most SendTimeout: time a message spent waiting for this call does not shorten it,
+	// unless a lease is that close to its end.
+	now := d.Clock.Now()
+	budget := d.SendTimeout
+	pms := make([]provider.Message, len(ms))
+	for i, m := range ms {
+		pms[i] = d.providerMessage(m)
+		budget = min(budget, m.NextAttempt.Sub(now))
 	}
-	sendCtx, cancel := context.WithDeadline(ctx, first.Add(d.SendTimeout))
+	sendCtx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	start := time.Now()
 	errs := bp.SendBatch(sendCtx, pms)
-	d.Metrics.timedBatch(d.Provider.Name(), time.Since(start), len(ts))
-	out := make([]batch.Result[struct{}], len(ts))
+	d.Metrics.timedBatch(d.Provider.Name(), time.Since(start), len(ms))
+	out := make([]batch.Result[struct{}], len(ms))
 	for i := range out {
-		if len(errs) != len(ts) { // a provider bug: nothing is known to be accepted
-			out[i].Err = fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(errs), len(ts))
+		if len(errs) != len(ms) { // a provider bug: nothing is known to be accepted
+			out[i].Err = fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(errs), len(ms))
 		} else {
 			out[i].Err = errs[i]
 		}
@@ -483,7 +476,6 @@ func (d *Dispatcher) logMsg(lvl zapcore.Level, msg string, m domain.Message, fie
 
 // handle decides about one claimed message, calls the provider and records the outcome.
 func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
-	decided := time.Now()
 	reservedAt, ok, err := d.decide(ctx, m)
 	if err != nil || !ok {
 		return err
@@ -491,7 +483,7 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	var sendErr error
 	if d.sends != nil {
 		// Sends that arrive while BatchFlights calls are in flight go together in the next one.
-		_, sendErr = d.sends.Do(ctx, toSend{m: m, decided: decided})
+		_, sendErr = d.sends.Do(ctx, m)
 	} else {
 		sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
 		sendStart := time.Now()

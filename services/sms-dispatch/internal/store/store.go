@@ -183,17 +183,22 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
 				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
 				ORDER BY r.message_id FOR UPDATE OF r)
+			RETURNING message_id
 		)
-		SELECT true, `+columns+` FROM ins
+		SELECT true, false, `+columns+` FROM ins
 		UNION ALL
-		SELECT false, `+prefixed("m", columns)+` FROM t
+		SELECT false, m.message_id IN (SELECT message_id FROM superseded), `+prefixed("m", columns)+` FROM t
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
 			WHERE t.id NOT IN (SELECT message_id FROM ins)`,
 		ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
 		Query(func(rows pgx.Rows) error {
 			_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-				var own bool
-				m, err := scanMessage(prefixedRow{r, &own})
+				var own, superseded bool
+				m, err := scanMessage(prefixedRow{r, []any{&own, &superseded}})
+				if superseded {
+					// A repeat this statement superseded: its lookup saw the row as it was before.
+					m.MarkFailed(domain.ErrorSuperseded)
+				}
 				if err == nil {
 					stored[m.ID], inserted[m.ID] = m, own
 				}
@@ -265,13 +270,13 @@ func queueThreadLocks(b *pgx.Batch, ms []domain.Message) {
 		FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, keys)
 }
 
-// prefixedRow scans a row whose first column, into first, precedes the columns of a message.
+// prefixedRow scans a row whose first columns, into first, precede the columns of a message.
 type prefixedRow struct {
 	pgx.Row
-	first any
+	first []any
 }
 
-func (r prefixedRow) Scan(dest ...any) error { return r.Row.Scan(append([]any{r.first}, dest...)...) }
+func (r prefixedRow) Scan(dest ...any) error { return r.Row.Scan(append(r.first, dest...)...) }
 
 // getAll returns the stored messages among ids, one primary-key lookup each.
 func (s *Store) getAll(ctx context.Context, ids []string) ([]domain.Message, error) {
@@ -465,9 +470,12 @@ func (s *Store) MarkSentAll(ctx context.Context, ms []domain.Message, provider s
 	for i, m := range ms {
 		ids[i], attempts[i] = m.ID, int32(m.Attempts)
 	}
+	// FOR UPDATE of the LATERAL subquery locks inside each per-id lookup, in the order of the ids:
+	// they are sorted first (by the database's collation, as Create's ORDER BY message_id).
 	rows, err := s.pool.Query(ctx, `
 		WITH claimed AS (
-			SELECT m.message_id FROM unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
+			SELECT m.message_id FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
+				ORDER BY message_id) c
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) m
 			WHERE m.attempts = c.attempts AND m.state = 'QUEUED'
 			ORDER BY m.message_id

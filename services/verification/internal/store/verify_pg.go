@@ -108,7 +108,8 @@ func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyRe
 // verifyBatch serves a batch of Verify calls (the Run of s.verifies). A batch that failed is run
 // again call by call only when it certainly did not commit: Verify carries no request id, so a
 // failure counted twice, or a pass answered as a mismatch on its second run, could not be told
-// apart. When the outcome is unknown every call gets the error (Unavailable), as a lone call would.
+// apart. When the outcome is unknown every call gets the error (Unavailable, or DeadlineExceeded when
+// the batch ran out of time), as a lone call would.
 func (s *Store) verifyBatch(ctx context.Context, ins []domain.VerifyInput) []batch.Result[verifyResult] {
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
