@@ -29,28 +29,31 @@ import (
 // or closes the connection, so the pool never gets a connection inside a transaction. A batch that
 // fails as a whole (a deadlock, a lost connection) is retried call by call, each like pg.InTx.
 
-// passSQL marks challenge $1 passed at $2 and answers whether every challenge of its session has now
-// passed; when so it also closes the session ($3) as PASSED and writes the session's outbox rows
-// (targets $4, payloads $5, sensitive flags $6, in array order), all in one statement. The statement's
-// snapshot is taken under the session lock, so the other challenges' states are the committed ones; the
-// CTE's own update is not visible to the outer query, hence "OR c.id = $1".
-const passSQL = `WITH up AS (
-		UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = $1 RETURNING session_id
+// passAllSQL marks the challenges $1 passed at $2, in one statement for a whole batch, and answers,
+// for each of their sessions, whether every challenge has now passed; those sessions it also closes as
+// PASSED and writes their outbox rows (session $3, target $4, payload $5, sensitive $6, in array
+// order). Its snapshot includes the batch's earlier statements (failures, locks); the CTEs' own
+// updates are not visible to the aggregate, hence "OR c.id = ANY($1)". Array comparisons keep every
+// lookup an index scan whatever the statistics say.
+const passAllSQL = `WITH up AS (
+		UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = ANY($1::uuid[]) RETURNING session_id
 	), agg AS (
-		SELECT coalesce(bool_and(c.state = 'PASSED' OR c.id = $1), false) AS all_passed
-		FROM challenges c WHERE c.session_id = (SELECT session_id FROM up)
+		SELECT c.session_id, bool_and(c.state = 'PASSED' OR c.id = ANY($1::uuid[])) AS all_passed
+		FROM challenges c WHERE c.session_id = ANY(ARRAY(SELECT session_id FROM up))
+		GROUP BY c.session_id
 	), closed AS (
-		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = $3 AND (SELECT all_passed FROM agg)
+		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = ANY(ARRAY(SELECT session_id FROM agg WHERE all_passed))
 		RETURNING id
 	), ob AS (
 		INSERT INTO outbox (target, payload, created_at, available_at, sensitive)
 		SELECT t.target, t.payload, $2, $2, t.sensitive
-		FROM unnest($4::text[], $5::bytea[], $6::boolean[]) WITH ORDINALITY AS t(target, payload, sensitive, n)
-		WHERE EXISTS (SELECT 1 FROM closed)
+		FROM unnest($3::uuid[], $4::text[], $5::bytea[], $6::boolean[]) WITH ORDINALITY AS t(session_id, target, payload, sensitive, n)
+		WHERE t.session_id = ANY(ARRAY(SELECT id FROM closed))
 		ORDER BY t.n
 		RETURNING 1
 	)
-	SELECT all_passed, (SELECT count(*) FROM closed), (SELECT count(*) FROM ob) FROM agg`
+	SELECT a.session_id::text, a.all_passed, a.session_id = ANY(ARRAY(SELECT id FROM closed)), (SELECT count(*) FROM ob)
+	FROM agg a`
 
 // outboxRows marshals effects for the outbox, in order.
 func outboxRows(effects []domain.Effect) (targets []string, payloads [][]byte, sensitive []bool, err error) {
@@ -198,7 +201,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 	// Read after the locks: a check that queued behind another one across deadline_at is late.
 	now := s.clock.Now()
 	out := make([]batch.Result[verifyResult], len(ins))
-	passes := make([]passOutcome, len(ins))
+	var passes []int // indexes into ins of the calls that pass, in arrival order
 	// Round trip 2: the writes and COMMIT.
 	b = &pgx.Batch{}
 	for k, in := range ins {
@@ -234,14 +237,17 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 			continue
 		}
 		c := mine[d.Pass]
-		sess := sessions[c.SessionID]
-		res.passed, res.sess = &c, sess
-		if err := queuePass(b, now, sess, c, &passes[k]); err != nil {
-			return nil, err
-		}
+		res.passed, res.sess = &c, sessions[c.SessionID]
+		passes = append(passes, k)
 		// A later call of the batch for this verifier finds it passed. The session's other pending
 		// challenges, if any, are still pending, so it stays open for them.
 		chs[idx[d.Pass]].State = domain.ChallengePassed
+	}
+	all := map[string]bool{} // session id -> every challenge passed, from passAllSQL
+	if len(passes) > 0 {
+		if err := queuePasses(b, now, out, passes, all); err != nil {
+			return nil, err
+		}
 	}
 	b.Queue(`COMMIT`)
 	// Close reads every result in order (running the QueryRow callbacks) and returns the first error.
@@ -254,32 +260,66 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 		}
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	for k := range out {
-		if res := &out[k].Value; res.passed != nil {
-			res.enqueued = passes[k].all
-			res.resp = domain.PassAnswer(res.sess, passes[k].all)
-		}
+	// A session that all passed is ALL_PASSED for its last pass in the batch, as if the calls had run
+	// one by one; its earlier passes were waiting for others.
+	last := map[string]int{}
+	for _, k := range passes {
+		last[out[k].Value.sess.ID] = k
+	}
+	for _, k := range passes {
+		res := &out[k].Value
+		done := all[res.sess.ID] && last[res.sess.ID] == k
+		res.enqueued = done
+		res.resp = domain.PassAnswer(res.sess, done)
 	}
 	return out, nil
 }
 
-// passOutcome is what passSQL answered for one pass.
-type passOutcome struct{ all bool }
-
-// queuePass queues, on b, passSQL for challenge c of sess; the answer goes to p.
-func queuePass(b *pgx.Batch, now time.Time, sess domain.Session, c domain.Challenge, p *passOutcome) error {
-	effects := domain.PassedEffects(sess)
-	targets, payloads, sensitive, err := outboxRows(effects)
-	if err != nil {
-		return err
-	}
-	b.Queue(passSQL, c.ID, now, sess.ID, targets, payloads, sensitive).QueryRow(func(row pgx.Row) error {
-		var closed, written int64
-		if err := row.Scan(&p.all, &closed, &written); err != nil {
-			return fmt.Errorf("pass challenge: %w", err)
+// queuePasses queues, on b, passAllSQL for the passes of calls ks of out (each with its challenge
+// and session set); the answer goes to all, by session id.
+func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], ks []int, all map[string]bool) error {
+	var chIDs, obSessions []string
+	var targets []string
+	var payloads [][]byte
+	var sensitive []bool
+	rowsOf := map[string]int{} // session id -> outbox rows it owes when it closes
+	for _, k := range ks {
+		res := out[k].Value
+		chIDs = append(chIDs, res.passed.ID)
+		if _, ok := rowsOf[res.sess.ID]; ok {
+			continue
 		}
-		if p.all != (closed == 1) || (closed == 1) != (written == int64(len(effects))) {
-			return fmt.Errorf("pass challenge: all passed %v but %d sessions closed, %d outbox rows", p.all, closed, written)
+		t, p, sv, err := outboxRows(domain.PassedEffects(res.sess))
+		if err != nil {
+			return err
+		}
+		rowsOf[res.sess.ID] = len(t)
+		for range t {
+			obSessions = append(obSessions, res.sess.ID)
+		}
+		targets, payloads, sensitive = append(targets, t...), append(payloads, p...), append(sensitive, sv...)
+	}
+	b.Queue(passAllSQL, chIDs, now, obSessions, targets, payloads, sensitive).Query(func(rows pgx.Rows) error {
+		var want, written int64
+		for rows.Next() {
+			var id string
+			var allPassed, closed bool
+			if err := rows.Scan(&id, &allPassed, &closed, &written); err != nil {
+				return fmt.Errorf("pass challenges: %w", err)
+			}
+			if allPassed != closed {
+				return fmt.Errorf("pass challenges: session %s all passed %v, closed %v", id, allPassed, closed)
+			}
+			all[id] = allPassed
+			if closed {
+				want += int64(rowsOf[id])
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("pass challenges: %w", err)
+		}
+		if len(all) != len(rowsOf) || written != want {
+			return fmt.Errorf("pass challenges: %d of %d sessions answered, %d outbox rows for %d owed", len(all), len(rowsOf), written, want)
 		}
 		return nil
 	})

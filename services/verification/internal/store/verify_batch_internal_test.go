@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/icpverify/icpverify/pkg/clock"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
+)
+
+// One batch that passes one verifier of a session and locks the other (its 5th failure) ends as
+// the two calls made one by one in that order would: the pass answered PASSED_WAITING_FOR_OTHERS, the
+// session FAILED and its order returned, never verified; in the other order the pass is too late.
+func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
+	s := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	s.SetRand(&storetest.SeqRand{})
+	ctx := context.Background()
+	q := outbox.PGQueue{Pool: pool}
+
+	for _, tc := range []struct {
+		order    string
+		passLast bool
+	}{{"o1", false}, {"o2", true}} {
+		pa, pb2 := "+861380000"+tc.order[1:]+"001", "+861380000"+tc.order[1:]+"002"
+		specs := []domain.VerifierSpec{{Phone: pa, Roles: []string{"PRINCIPAL"}, Tails: []string{"111111"}},
+			{Phone: pb2, Roles: []string{"WEBSITE"}, Tails: []string{"222222"}}}
+		req := &pb.OpenSessionRequest{RequestId: "open:" + tc.order, OrderId: tc.order, Submission: 1,
+			DeadlineAt: timestamppb.New(storetest.Start.Add(time.Hour))}
+		for _, v := range specs {
+			req.Verifiers = append(req.Verifiers, &pb.VerifierSpec{Phone: v.Phone, Roles: v.Roles, IdTails: v.Tails})
+		}
+		spec, err := domain.NormalizeOpen(domain.OpenSpec{OrderID: tc.order, Submission: 1, DeadlineAt: storetest.Start.Add(time.Hour), Verifiers: specs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.OpenSession(ctx, req, spec); err != nil {
+			t.Fatal(err)
+		}
+		codes := map[string]string{}
+		rows, err := q.Pending(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			m := &smsv1.SendMessageRequest{}
+			if r.Target == domain.TargetSendMessage && proto.Unmarshal(r.Payload, m) == nil {
+				codes[m.GetPhone()] = m.GetParams()["code"]
+			}
+		}
+		right := domain.VerifyInput{Phone: pa, Code: codes[pa], Tail: "111111"}
+		wrong := domain.VerifyInput{Phone: pb2, Code: "000000", Tail: "222222"}
+		if codes[pb2] == "000000" {
+			wrong.Code = "000001"
+		}
+		for range domain.DefaultLimits.MaxFailedAttempts - 1 {
+			if _, err := s.Verify(ctx, wrong); err == nil {
+				t.Fatal("a wrong code passed")
+			}
+		}
+		ins := []domain.VerifyInput{right, wrong}
+		if tc.passLast {
+			ins = []domain.VerifyInput{wrong, right}
+		}
+		res, err := s.verifyAll(ctx, ins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pass, lock := res[0].Value, res[1].Value
+		if tc.passLast {
+			pass, lock = lock, pass
+		}
+		switch {
+		case len(lock.locked) != 1:
+			t.Errorf("%s: the 5th failure locked %d verifiers, want 1", tc.order, len(lock.locked))
+		case !tc.passLast && pass.resp.GetResult() != pb.VerifyResult_VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS:
+			t.Errorf("%s: the pass before the lock answered %v, want PASSED_WAITING_FOR_OTHERS", tc.order, pass.resp)
+		case tc.passLast && pass.resp != nil:
+			t.Errorf("%s: the pass after the lock answered %v, want a mismatch", tc.order, pass.resp)
+		}
+		st, err := s.Status(ctx, tc.order)
+		if err != nil || st.GetState() != pb.SessionState_SESSION_STATE_FAILED {
+			t.Errorf("%s: session %v, %v; want FAILED", tc.order, st.GetState(), err)
+		}
+		var marked, returned int
+		rows, _ = q.Pending(ctx, 100)
+		for _, r := range rows {
+			switch r.Target {
+			case domain.TargetMarkVerified:
+				marked++
+			case domain.TargetReturnOrder:
+				returned++
+			}
+		}
+		if marked != 0 || returned != 1 {
+			t.Errorf("%s: %d MarkVerified and %d ReturnOrder queued, want 0 and 1", tc.order, marked, returned)
+		}
+		for _, r := range rows { // the next case counts its own rows
+			_ = q.Delivered(ctx, r.ID)
+		}
+	}
+}
