@@ -177,8 +177,8 @@ func (r *Relay) init() {
 		if r.Poll == 0 {
 			r.Poll = 250 * time.Millisecond
 		}
-		if r.RenewEvery == 0 {
-			r.RenewEvery = r.Lease / 3
+		if r.RenewEvery <= 0 {
+			r.RenewEvery = max(r.Lease/3, time.Millisecond) // a ticker needs a positive period
 		}
 		if r.Observer != nil {
 			r.metrics = r.observe(r.Observer)
