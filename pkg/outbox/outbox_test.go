@@ -29,6 +29,9 @@ type engine struct {
 	left, wipedDead func(t *testing.T) int
 }
 
+// start is the fake clock's first instant in every test.
+var start = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
 func engines(t *testing.T) map[string]func(t *testing.T) engine {
 	return map[string]func(t *testing.T) engine{
 		"postgres": func(t *testing.T) engine {
@@ -80,7 +83,7 @@ func TestTwoRelaysDeliverEachRowOnce(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t)
-			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			clk := clock.NewFake(start)
 			var mu sync.Mutex
 			seen := map[string]int{}
 			h := func(_ context.Context, payload []byte) error {
@@ -142,7 +145,7 @@ func TestRetryAndDead(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t)
-			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			clk := clock.NewFake(start)
 			var calls atomic.Int32
 			relay := &outbox.Relay{Queue: e.queue, Log: zap.NewNop(), Clock: clk, Handlers: map[string]outbox.Handler{
 				"flaky.Call": func(context.Context, []byte) error {
@@ -217,7 +220,7 @@ func TestDeliveredBatch(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t)
 			ctx := context.Background()
-			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			clk := clock.NewFake(start)
 			for i := range 5 {
 				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
 			}
@@ -288,7 +291,7 @@ func TestRunPipelines(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t)
-			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			clk := clock.NewFake(start)
 			const n = 100
 			for i := range n {
 				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
@@ -355,7 +358,7 @@ func TestFailedClaimHandsRowsBack(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t)
 			ctx := context.Background()
-			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			clk := clock.NewFake(start)
 			for i := range 3 {
 				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
 			}
@@ -411,7 +414,7 @@ func TestLeaseRenewedWhileDelivering(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t)
 			ctx := context.Background()
-			clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+			clk := clock.NewFake(start)
 			for i := range 3 {
 				e.add(t, clk.Now(), "peer.Call", wrapperspb.String(time.Duration(i).String()), false)
 			}
