@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -453,5 +454,75 @@ func TestLeaseRenewedWhileDelivering(t *testing.T) {
 				t.Fatalf("%d rows left after delivery", left)
 			}
 		})
+	}
+}
+
+// claimRecorder records the size of every claim and signals each one.
+type claimRecorder struct {
+	outbox.Queue
+	mu      sync.Mutex
+	sizes   []int
+	claimed chan struct{}
+}
+
+func (q *claimRecorder) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]outbox.Row, error) {
+	rows, err := q.Queue.Claim(ctx, now, limit, lease)
+	q.mu.Lock()
+	q.sizes = append(q.sizes, len(rows))
+	q.mu.Unlock()
+	select {
+	case q.claimed <- struct{}{}:
+	default:
+	}
+	return rows, err
+}
+
+// Rows committed while the relay lingers after a Wake go out in the same claim as the row that
+// woke it; the relay does not claim before the linger is over.
+func TestLingerGathersRowsIntoOneClaim(t *testing.T) {
+	t.Parallel()
+	mem := outbox.NewMemQueue()
+	q := &claimRecorder{Queue: mem, claimed: make(chan struct{}, 1)}
+	clk := clock.NewFake(start)
+	var delivered atomic.Int32
+	relay := &outbox.Relay{Queue: q, Log: zap.NewNop(), Clock: clk, Poll: time.Hour, Linger: time.Second,
+		Handlers: map[string]outbox.Handler{"peer.Call": func(context.Context, []byte) error {
+			delivered.Add(1)
+			return nil
+		}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- relay.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-q.claimed // the first look finds nothing; the relay now waits for a Wake
+
+	add := func(i int) {
+		if err := mem.Add(clk.Now(), "peer.Call", wrapperspb.Int32(int32(i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(0)
+	relay.Wake()
+	select {
+	case <-q.claimed:
+		t.Fatal("claimed at once after the Wake, without lingering")
+	case <-time.After(200 * time.Millisecond):
+	}
+	for i := 1; i < 5; i++ { // commits during the linger
+		add(i)
+		relay.Wake()
+	}
+	<-q.claimed
+	for deadline := time.Now().Add(10 * time.Second); delivered.Load() < 5 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if got := delivered.Load(); got != 5 {
+		t.Fatalf("delivered %d rows, want 5", got)
+	}
+	// The Wakes of the commits during the linger may cause one more (empty) claim later.
+	if len(q.sizes) < 2 || q.sizes[1] != 5 || slices.ContainsFunc(q.sizes[2:], func(n int) bool { return n > 0 }) {
+		t.Fatalf("claims took %v rows; want [0 5 ...0]: the five rows in one claim", q.sizes)
 	}
 }

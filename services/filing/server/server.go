@@ -96,8 +96,9 @@ func Run(ctx context.Context, args []string) error {
 	relay := &outbox.Relay{
 		Observer: obs,
 		Queue:    queue,
-		Log:      log.With(zap.String("loop", "outbox")),
+		Log:      log.Named("outbox"),
 		Clock:    clk,
+		Linger:   outbox.DefaultLinger,
 		Handlers: map[string]outbox.Handler{
 			store.TargetOpenSession:      outbox.Call(verification.OpenSession),
 			store.TargetCancelSession:    outbox.Call(verification.CancelSession),

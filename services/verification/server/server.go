@@ -105,6 +105,7 @@ func Run(ctx context.Context, args []string) error {
 		Observer: obs,
 		Log:      log.Named("outbox"),
 		Clock:    clk,
+		Linger:   outbox.DefaultLinger,
 		Handlers: map[string]outbox.Handler{
 			domain.TargetSendMessage:    outbox.Call(sms.SendMessage),
 			domain.TargetMarkVerified:   outbox.Call(filing.MarkVerified),

@@ -34,14 +34,16 @@ const (
 // Store is the PostgreSQL store.
 type Store struct {
 	pool *pgxpool.Pool
-	// timers serves concurrent Schedule and Cancel calls in batches (timerBatch).
+	// timers serves concurrent Schedule and Cancel calls in batches (timerBatch), one batch at a
+	// time: the calls come from outbox relays in bursts, which a second flight split into small
+	// batches (as filing's outcome calls).
 	timers *batch.Group[timerCall, domain.Deadline]
 }
 
 // New returns a store on pool (whose search_path is the service's schema).
 func New(pool *pgxpool.Pool) *Store {
 	s := &Store{pool: pool}
-	s.timers = &batch.Group[timerCall, domain.Deadline]{Run: s.timerBatch, MaxBatch: 128, Flights: 2}
+	s.timers = &batch.Group[timerCall, domain.Deadline]{Run: s.timerBatch, MaxBatch: 128, Flights: 1}
 	return s
 }
 

@@ -26,9 +26,11 @@ import (
 // on the same advisory lock, a call refused by the rules changes and stores nothing.
 
 const (
-	// outcomeFlights batches may be in flight at once; while they run the next calls queue up. A
-	// batch mostly waits for its commit, so a second one keeps the database busy meanwhile.
-	outcomeFlights = 2
+	// outcomeFlights batches may be in flight at once; while one runs the next calls queue up.
+	// One: the outcome calls come from outbox relays, a claimed batch's calls together, and with a
+	// second flight a burst was split into small batches (4 orders per batch in the Verify
+	// benchmark, 7.7 with one flight, for the same statements per batch).
+	outcomeFlights = 1
 	// outcomeMaxBatch bounds a batch (the relay sends up to 32 calls at a time per replica).
 	outcomeMaxBatch = 64
 	// outcomeTimeout bounds one batch: it runs detached from any one caller's context.
