@@ -18,6 +18,13 @@ type loadResult struct {
 
 func (r loadResult) rps() float64 { return float64(r.ops) / r.elapsed.Seconds() }
 
+// merge is the result of two runs taken together (their latencies merged in order).
+func (r loadResult) merge(o loadResult) loadResult {
+	lat := append(slices.Clone(r.lat), o.lat...)
+	slices.Sort(lat)
+	return loadResult{ops: r.ops + o.ops, errs: r.errs + o.errs, elapsed: r.elapsed + o.elapsed, lat: lat}
+}
+
 func (r loadResult) pct(p float64) time.Duration {
 	if len(r.lat) == 0 {
 		return 0

@@ -384,22 +384,37 @@ func (s *Suite) StopAll() {
 
 // CPUSeconds is the user+system CPU time pid has used (from /proc/<pid>/stat).
 func CPUSeconds(pid int) (float64, error) {
+	return cpuSeconds(pid, false)
+}
+
+// cpuSeconds reads utime and stime of pid from /proc, plus, with children, the times of its
+// children that have exited and been waited for (cutime, cstime).
+func cpuSeconds(pid int, children bool) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
-	// fields after the ")" that ends comm: state is field 3; utime 14, stime 15.
+	// fields after the ")" that ends comm: state is field 3; utime 14, stime 15, cutime 16, cstime 17.
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+	n := 2
+	if children {
+		n = 4
+	}
+	total := 0.0
+	for _, v := range f[11 : 11+n] {
+		x, _ := strconv.ParseFloat(v, 64)
+		total += x
+	}
+	return total / 100, nil // USER_HZ is 100 on Linux
 }
 
-// PostgresCPUSeconds sums CPUSeconds over every process named postgres (the server and its backends).
+// PostgresCPUSeconds sums the CPU seconds of every process named postgres (the server and its
+// backends), with those of exited backends and autovacuum workers (the postmaster's reaped
+// children): otherwise a process that exits between two snapshots takes its time with it.
 func PostgresCPUSeconds() float64 {
 	ents, _ := os.ReadDir("/proc")
 	total := 0.0
@@ -412,7 +427,7 @@ func PostgresCPUSeconds() float64 {
 		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
 			continue
 		}
-		if c, err := CPUSeconds(pid); err == nil {
+		if c, err := cpuSeconds(pid, true); err == nil {
 			total += c
 		}
 	}
