@@ -34,11 +34,19 @@ const claimSQL = `
 // so the planner otherwise expects one due row and picks a bitmap scan that reads, sorts and
 // rechecks every due row, and every dead index entry, on each claim: a backlog (a receiver down)
 // made each claim cost time in proportion to it (16 ms per claim in the Verify benchmark). The
-// planner settings are local to the claim's transaction, which plans it with its parameters
-// (pg.QueryCustomPlan: one round trip).
+// planner settings are local to the claim's transaction; BEGIN, settings, claim and COMMIT go in one
+// round trip.
 func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error) {
+	conn, err := q.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Release(ctx, conn)
 	var out []Row
-	err := pg.QueryCustomPlan(ctx, q.Pool, []string{"enable_bitmapscan", "off", "enable_seqscan", "off"}, func(rows pgx.Rows) error {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`)
+	b.Queue(claimSQL, now, limit, lease).Query(func(rows pgx.Rows) error {
 		var err error
 		out, err = pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
 			var x Row
@@ -46,8 +54,9 @@ func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time
 			return x, err
 		})
 		return err
-	}, claimSQL, now, limit, lease)
-	if err != nil {
+	})
+	b.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -213,34 +213,3 @@ func Release(ctx context.Context, conn *pgxpool.Conn) {
 	}
 	conn.Release()
 }
-
-// CustomPlans makes the rest of a transaction plan its statements with their parameters. Claims
-// need it under GenericPlans: their best plan depends on how many rows are due ($1) and wanted
-// (LIMIT $2), and a generic plan guesses a tenth of the table and joins it back by a sequential
-// scan (350 ms per deadline claim among 1M timers, against 2 ms).
-const CustomPlans = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
-
-// QueryCustomPlan runs one statement in a transaction of its own, planned with its parameters
-// (CustomPlans) and under settings (extra planner settings, "name", "value", ... local to that
-// transaction), and hands its rows to scan: BEGIN, settings, statement and COMMIT in one round trip.
-func QueryCustomPlan(ctx context.Context, pool *pgxpool.Pool, settings []string, scan func(pgx.Rows) error, sql string, args ...any) error {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer Release(ctx, conn)
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(CustomPlans)
-	for i := 0; i+1 < len(settings); i += 2 {
-		b.Queue(`SELECT set_config($1, $2, true)`, settings[i], settings[i+1])
-	}
-	b.Queue(sql, args...).Query(scan)
-	b.Queue(`COMMIT`).Exec(func(ct pgconn.CommandTag) error {
-		if ct.String() != "COMMIT" {
-			return pgx.ErrTxCommitRollback
-		}
-		return nil
-	})
-	return conn.SendBatch(ctx, b).Close()
-}

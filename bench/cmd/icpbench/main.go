@@ -41,7 +41,6 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/outbox"
-	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/rpc"
 
 	"github.com/icpverify/icpverify/bench/internal/suite"
@@ -1201,12 +1200,7 @@ func claimPlan(ctx context.Context, db *pgxpool.Pool, T time.Time) ([]float64, s
 			return nil, "", err
 		}
 		t0 := time.Now()
-		// prepared and planned with its parameters, as the service runs it (pg.QueryCustomPlan)
-		if _, err := tx.Exec(ctx, pg.CustomPlans); err != nil {
-			_ = tx.Rollback(ctx)
-			return nil, "", err
-		}
-		rows, err := tx.Query(ctx, claimSQL, T, 100, T.Add(30*time.Second))
+		rows, err := tx.Query(ctx, claimSQL, T, 100, T.Add(30*time.Second)) // prepared, as the service runs it
 		if err != nil {
 			_ = tx.Rollback(ctx)
 			return nil, "", err

@@ -157,12 +157,11 @@ func (s *Store) List(ctx context.Context, state domain.State, pageSize int, toke
 // partial index deadlines_pending_next, which is in exactly the claim order, and stopping after batch
 // rows. Lock, lease and attempt count are one statement (ClaimSQL).
 func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.Duration) ([]domain.Deadline, error) {
-	var claimed []domain.Deadline
-	err := pg.QueryCustomPlan(ctx, s.pool, nil, func(rows pgx.Rows) error {
-		var err error
-		claimed, err = collect(rows)
-		return err
-	}, ClaimSQL, now, batch, domain.NormalizeTime(now.Add(lease)))
+	rows, err := s.pool.Query(ctx, ClaimSQL, now, batch, domain.NormalizeTime(now.Add(lease)))
+	if err != nil {
+		return nil, fmt.Errorf("claim deadlines: %w", err)
+	}
+	claimed, err := collect(rows)
 	if err != nil {
 		return nil, fmt.Errorf("claim deadlines: %w", err)
 	}
@@ -173,8 +172,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.
 // ClaimSQL takes up to $2 timers due at $1 in one statement: it locks them in claim order, skipping
 // those another sweeper holds, hides them until $3 and counts the attempt (domain.Claim). The scan is
 // the partial index deadlines_pending_next, in its order, so it stops after $2 rows however many
-// timers are pending (bench/deadline_claim_plan.txt); it is planned with its parameters
-// (pg.QueryCustomPlan), as a generic plan joins the claimed rows back by a sequential scan.
+// timers are pending (bench/deadline_claim_plan.txt).
 const ClaimSQL = `WITH due AS (
 		SELECT order_id, submission FROM deadlines
 		WHERE state = 'PENDING' AND next_attempt_at <= $1

@@ -346,15 +346,9 @@ func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToke
 
 // Claim takes up to limit due QUEUED messages for this worker: it hides them until now+lease (so a
 // crashed worker's messages come back) and counts the attempt. Concurrent workers never claim the
-// same row (SKIP LOCKED). The returned Attempts is the fencing token for the later updates. Planned
-// with its parameters (pg.QueryCustomPlan), as the deadline claim.
+// same row (SKIP LOCKED). The returned Attempts is the fencing token for the later updates.
 func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error) {
-	var msgs []domain.Message
-	err := pg.QueryCustomPlan(ctx, s.pool, nil, func(rows pgx.Rows) error {
-		var err error
-		msgs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
-		return err
-	}, `
+	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
 			SELECT message_id FROM messages
 			WHERE state = 'QUEUED' AND next_attempt_at <= $1
@@ -365,6 +359,10 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 		UPDATE messages m SET next_attempt_at = $1 + $3::interval, attempts = m.attempts + 1
 		FROM due WHERE m.message_id = due.message_id
 		RETURNING `+prefixed("m", columns), now, limit, lease)
+	if err != nil {
+		return nil, fmt.Errorf("claim messages: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
 	if err != nil {
 		return nil, fmt.Errorf("claim messages: %w", err)
 	}
