@@ -12,32 +12,40 @@ import (
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 )
 
-// The services' connections plan prepared statements generically, unless the database URL says
-// otherwise.
-func TestConnectPlansGenericallyUnlessTheURLSaysOtherwise(t *testing.T) {
+// GenericPlans holds for its transaction only: a pooled connection goes back to PostgreSQL's own
+// choice of plans, which the claims and the lists need.
+func TestGenericPlansEndWithTheirTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	sep := "?"
 	if strings.Contains(pgtest.URL(), "?") {
 		sep = "&"
 	}
-	for url, want := range map[string]string{
-		pgtest.URL():                                pg.GenericPlans,
-		pgtest.URL() + sep + "plan_cache_mode=auto": "auto",
-	} {
-		pool, err := pg.Connect(ctx, zap.NewNop(), url, "plan_mode_test", 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		err = pool.QueryRow(ctx, "SHOW plan_cache_mode").Scan(&got)
-		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS plan_mode_test")
-		pool.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("plan_cache_mode = %q, want %q", got, want)
-		}
+	// One connection: what follows the transaction runs where it ran.
+	pool, err := pg.Connect(ctx, zap.NewNop(), pgtest.URL()+sep+"pool_max_conns=1", "generic_plans_test", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	defer pool.Exec(ctx, "DROP SCHEMA IF EXISTS generic_plans_test") //nolint:errcheck
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inside, after string
+	if _, err := tx.Exec(ctx, pg.GenericPlans); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, "SHOW plan_cache_mode").Scan(&inside); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, "SHOW plan_cache_mode").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if inside != "force_generic_plan" || after != "auto" {
+		t.Fatalf("plan_cache_mode %q inside the transaction, %q after it; want force_generic_plan, auto", inside, after)
 	}
 }

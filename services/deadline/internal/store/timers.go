@@ -116,6 +116,7 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
 
 	reads := &pgx.Batch{}
+	reads.Queue(pg.GenericPlans)
 	stored := map[string]map[string]idempotency.Stored{}
 	for _, m := range []string{MethodSchedule, MethodCancel} {
 		if ids := idsByMethod[m]; len(ids) > 0 {

@@ -197,6 +197,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 	orders := make(map[string]*domain.Order, len(ids))
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
+	b.Queue(pg.GenericPlans)
 	if len(keys) > 0 {
 		b.Queue(advisorySQL, keys)
 		b.Queue(lookupSQL, methods, requestIDs).Query(func(rows pgx.Rows) error {

@@ -13,6 +13,7 @@ import (
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -94,6 +95,7 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
 
 	reads := &pgx.Batch{}
+	reads.Queue(pg.GenericPlans)
 	idempotency.QueueLocks(reads, closeMethod, ids)
 	stored := map[string]idempotency.Stored{}
 	idempotency.QueueLookup(reads, closeMethod, ids, stored)

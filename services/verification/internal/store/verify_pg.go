@@ -183,7 +183,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 	}
 	defer pg.Release(ctx, conn)
 
-	// Round trip 1: BEGIN and the locks.
+	// Round trip 1: BEGIN, generic plans (pg.GenericPlans) and the locks.
 	phones := make([]string, 0, len(ins))
 	for _, in := range ins {
 		phones = append(phones, in.Phone)
@@ -191,6 +191,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 	slices.Sort(phones)
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
+	b.Queue(pg.GenericPlans)
 	b.Queue(lockPhoneSQL, slices.Compact(phones))
 	sessions, chs, tails, err := readLockBatch(conn.SendBatch(ctx, b))
 	if err != nil {
@@ -335,6 +336,9 @@ func readLockBatch(br pgx.BatchResults) (map[string]domain.Session, []domain.Cha
 	var chs []domain.Challenge
 	var tails map[string][]domain.TailHash
 	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec() // pg.GenericPlans
+	}
 	if err != nil {
 		err = fmt.Errorf("begin: %w", err)
 	} else {
