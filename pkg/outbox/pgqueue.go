@@ -15,6 +15,10 @@ type PGQueue struct{ Pool *pgxpool.Pool }
 
 var _ Queue = PGQueue{}
 
+// indexScans makes the rest of a transaction use index scans for the outbox, whatever its statistics
+// say: an outbox is analyzed while nearly empty, its rows living for milliseconds.
+const indexScans = `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`
+
 // claimSQL takes due rows with FOR UPDATE SKIP LOCKED, so replicas never claim the same row, and
 // pushes their available_at past the lease.
 const claimSQL = `
@@ -45,7 +49,7 @@ func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time
 	var out []Row
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`)
+	b.Queue(indexScans)
 	b.Queue(claimSQL, now, limit, lease).Query(func(rows pgx.Rows) error {
 		var err error
 		out, err = pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
@@ -86,17 +90,24 @@ func (q PGQueue) Unclaim(ctx context.Context, now time.Time, lease time.Duration
 	return err
 }
 
-// Delivered deletes the rows in one statement.
+// Delivered deletes the rows in one statement, by primary-key lookups whatever the statistics say
+// (indexScans, as Claim): with a stale, nearly empty outbox the planner scanned the whole table,
+// dead rows and all, for each batch of ids (2.1 ms per delete of 35 rows in the Verify benchmark).
 func (q PGQueue) Delivered(ctx context.Context, ids ...int64) error {
-	switch len(ids) {
-	case 0:
+	if len(ids) == 0 {
 		return nil
-	case 1:
-		_, err := q.Pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, ids[0])
+	}
+	conn, err := q.Pool.Acquire(ctx)
+	if err != nil {
 		return err
 	}
-	_, err := q.Pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
-	return err
+	defer pg.Release(ctx, conn)
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(indexScans)
+	b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, ids)
+	b.Queue(`COMMIT`)
+	return conn.SendBatch(ctx, b).Close()
 }
 
 // Retry makes the row due at at, if no later claim took it.
