@@ -231,6 +231,12 @@ func (r *Relay) Run(ctx context.Context) error {
 					return ctx.Err()
 				case <-time.After(r.Linger):
 				}
+				// The commits that woke the relay meanwhile are seen by the claim below: their
+				// wakes would only cause an empty claim after it.
+				select {
+				case <-r.wake:
+				default:
+				}
 			}
 		case <-time.After(r.Poll):
 		}

@@ -336,11 +336,10 @@ func readLockBatch(br pgx.BatchResults) (map[string]domain.Session, []domain.Cha
 	var chs []domain.Challenge
 	var tails map[string][]domain.TailHash
 	_, err := br.Exec()
-	if err == nil {
-		_, err = br.Exec() // pg.GenericPlans
-	}
 	if err != nil {
 		err = fmt.Errorf("begin: %w", err)
+	} else if _, err = br.Exec(); err != nil {
+		err = fmt.Errorf("generic plans: %w", err)
 	} else {
 		var rows pgx.Rows
 		rows, err = br.Query()
