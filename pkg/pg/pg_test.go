@@ -22,7 +22,8 @@ func TestGenericPlansEndWithTheirTransaction(t *testing.T) {
 	}
 	defer pool.Close()
 	defer pool.Exec(ctx, "DROP SCHEMA IF EXISTS generic_plans_test") //nolint:errcheck
-	conn, err := pool.Acquire(ctx)                                   // one connection: what follows the transaction runs where it ran
+	// One connection: what follows the transaction runs where it ran.
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
