@@ -38,32 +38,40 @@ const claimSQL = `
 // so the planner otherwise expects one due row and picks a bitmap scan that reads, sorts and
 // rechecks every due row, and every dead index entry, on each claim: a backlog (a receiver down)
 // made each claim cost time in proportion to it (16 ms per claim in the Verify benchmark). The
-// planner settings are local to the claim's transaction; BEGIN, settings, claim and COMMIT go in one
-// round trip.
+// planner settings are local to the claim's transaction (withIndexScans).
 func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error) {
-	conn, err := q.Pool.Acquire(ctx)
+	var out []Row
+	err := q.withIndexScans(ctx, func(b *pgx.Batch) {
+		b.Queue(claimSQL, now, limit, lease).Query(func(rows pgx.Rows) error {
+			var err error
+			out, err = pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
+				var x Row
+				err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts)
+				return x, err
+			})
+			return err
+		})
+	})
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// withIndexScans runs the statements queue adds in one transaction under indexScans: BEGIN, the
+// settings, the statements and COMMIT in one round trip.
+func (q PGQueue) withIndexScans(ctx context.Context, queue func(*pgx.Batch)) error {
+	conn, err := q.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
 	defer pg.Release(ctx, conn)
-	var out []Row
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(indexScans)
-	b.Queue(claimSQL, now, limit, lease).Query(func(rows pgx.Rows) error {
-		var err error
-		out, err = pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
-			var x Row
-			err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts)
-			return x, err
-		})
-		return err
-	})
+	queue(b)
 	b.Queue(`COMMIT`)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return conn.SendBatch(ctx, b).Close()
 }
 
 // Extend moves the lease of rows still claimed by their claim (attempts) from from to until, one
@@ -97,17 +105,7 @@ func (q PGQueue) Delivered(ctx context.Context, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	conn, err := q.Pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer pg.Release(ctx, conn)
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(indexScans)
-	b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, ids)
-	b.Queue(`COMMIT`)
-	return conn.SendBatch(ctx, b).Close()
+	return q.withIndexScans(ctx, func(b *pgx.Batch) { b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, ids) })
 }
 
 // Retry makes the row due at at, if no later claim took it.
