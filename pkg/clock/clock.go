@@ -11,6 +11,10 @@ type Clock interface {
 	Now() time.Time
 }
 
+// Micro is c's time in UTC at PostgreSQL's microsecond precision, so a first answer (kept by
+// idempotency), later reads and page tokens show the same instants on every storage engine.
+func Micro(c Clock) time.Time { return c.Now().UTC().Truncate(time.Microsecond) }
+
 // Real is the wall clock.
 type Real struct{}
 

@@ -45,6 +45,16 @@ func (q *MemQueue) Add(now time.Time, target string, msg proto.Message, sensitiv
 	return nil
 }
 
+// AddAll queues msgs; the caller holds its store's lock, which makes the rows part of its change.
+func (q *MemQueue) AddAll(now time.Time, msgs []Message) error {
+	for _, m := range msgs {
+		if err := q.Add(now, m.Target, m.Msg, m.Sensitive); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Claim hides up to limit due rows for lease, oldest first.
 func (q *MemQueue) Claim(_ context.Context, now time.Time, limit int, lease time.Duration) ([]Row, error) {
 	q.mu.Lock()

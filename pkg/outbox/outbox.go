@@ -29,6 +29,25 @@ var migrations embed.FS
 // Migrations creates the outbox table in the service's schema.
 var Migrations = pg.Source{Name: "outbox", FS: migrations}
 
+// Message is one call a change owes another service: the engine writes it in the same transaction
+// (or under the same lock) as the change, and the relay delivers it to the Handler of Target.
+type Message struct {
+	Target string
+	Msg    proto.Message
+	// Sensitive payloads (a code, phones, ID tails) are wiped if the row is ever parked.
+	Sensitive bool
+}
+
+// EnqueueAll writes msgs inside tx.
+func EnqueueAll(ctx context.Context, tx pgx.Tx, now time.Time, msgs []Message) error {
+	for _, m := range msgs {
+		if err := enqueue(ctx, tx, now, m.Target, m.Msg, m.Sensitive); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Enqueue writes a call to target (a name the relay has a Handler for) inside tx.
 func Enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message) error {
 	return enqueue(ctx, tx, now, target, msg, false)

@@ -1,6 +1,6 @@
-// Package server wires the filing service: flags, logger, the store (PostgreSQL with its migrations,
-// or memory for the one-process dev server), the gRPC handlers and the outbox relay that delivers
-// calls to verification and deadline. Run is exported so a one-process dev server can start every
+// Package server wires the filing service: flags, logger, the storage engine (PostgreSQL with its
+// migrations, or memory for the one-process dev server), the use cases on it, the gRPC handlers and
+// the outbox relay that delivers calls to verification and deadline. Run is exported so a one-process dev server can start every
 // service of the suite side by side.
 package server
 
@@ -19,6 +19,8 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/service"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/filing/internal/store"
@@ -59,25 +61,21 @@ func Run(ctx context.Context, args []string) error {
 
 	clk := clock.Real{}
 	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
-	cfg := store.Config{Rules: rules, VerificationWindow: *window, Locale: *locale}
-	// The two engines differ only in storage: the handlers and the relay see the same interfaces.
+	// The two engines differ only in storage: the use cases (app) and the relay see the same interfaces.
 	var (
-		st        grpcapi.Store
-		queue     outbox.Queue
-		onEnqueue *func()
+		engine app.Engine
+		relay  = &outbox.Relay{Observer: obs, Log: log.Named("outbox"), Clock: clk, Linger: outbox.DefaultLinger}
 	)
 	if common.Memory() {
 		mq := outbox.NewMemQueue()
-		ms := memstore.New(clk, cfg, mq)
-		st, queue, onEnqueue = ms, mq, &ms.OnEnqueue
+		engine, relay.Queue = memstore.New(clk, mq, relay.Wake), mq
 	} else {
 		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations, idempotency.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		ps := store.New(pool, clk, cfg)
-		st, queue, onEnqueue = ps, outbox.PGQueue{Pool: pool}, &ps.OnEnqueue
+		engine, relay.Queue = store.New(pool, clk, relay.Wake), outbox.PGQueue{Pool: pool}
 	}
 
 	verificationConn, err := peers.Dial(*verificationAddr)
@@ -92,23 +90,15 @@ func Run(ctx context.Context, args []string) error {
 	defer deadlineConn.Close()
 	verification := verificationv1.NewVerificationInternalServiceClient(verificationConn)
 	deadline := deadlinev1.NewDeadlineServiceClient(deadlineConn)
-
-	relay := &outbox.Relay{
-		Observer: obs,
-		Queue:    queue,
-		Log:      log.Named("outbox"),
-		Clock:    clk,
-		Linger:   outbox.DefaultLinger,
-		Handlers: map[string]outbox.Handler{
-			store.TargetOpenSession:      outbox.Call(verification.OpenSession),
-			store.TargetCancelSession:    outbox.Call(verification.CancelSession),
-			store.TargetScheduleDeadline: outbox.Call(deadline.ScheduleDeadline),
-			store.TargetCancelDeadline:   outbox.Call(deadline.CancelDeadline),
-		},
+	relay.Handlers = map[string]outbox.Handler{
+		convert.TargetOpenSession:      outbox.Call(verification.OpenSession),
+		convert.TargetCancelSession:    outbox.Call(verification.CancelSession),
+		convert.TargetScheduleDeadline: outbox.Call(deadline.ScheduleDeadline),
+		convert.TargetCancelDeadline:   outbox.Call(deadline.CancelDeadline),
 	}
-	*onEnqueue = relay.Wake
 
-	grpcapi.Register(srv.Public(), srv.Internal(), st, rules)
+	uses := app.New(engine, app.Config{Rules: rules, VerificationWindow: *window, Locale: *locale})
+	grpcapi.Register(srv.Public(), srv.Internal(), uses, rules)
 	srv.Go("outbox", relay.Run)
 	log.Info("filing service starting", zap.String("verification_addr", *verificationAddr), zap.String("deadline_addr", *deadlineAddr),
 		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))

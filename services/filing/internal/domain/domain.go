@@ -5,8 +5,12 @@ package domain
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/iddoc"
 )
 
@@ -126,3 +130,44 @@ const (
 	ActorVerification   = "verification"
 	ActorAdministration = "administration"
 )
+
+// ReasonOrderNotFound is the reason of an unknown order id.
+const ReasonOrderNotFound = "ORDER_NOT_FOUND"
+
+// OrderNotFound is the error of an order id no order has.
+func OrderNotFound() error { return errs.NotFound(ReasonOrderNotFound, "no order with this order_id") }
+
+// NewID returns an id with prefix: a UUIDv7 (time-ordered, so indexes stay compact) without dashes.
+func NewID(prefix string) string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		u = uuid.New()
+	}
+	return prefix + strings.ReplaceAll(u.String(), "-", "")
+}
+
+// Move records a transition of o to state to at now.
+func (o *Order) Move(now time.Time, to State, actor, reason string) {
+	o.History = append(o.History, StateChange{From: o.State, To: to, At: now, Actor: actor, Reason: reason})
+	o.State, o.UpdatedAt = to, now
+}
+
+// Open applies a planned submission to o at now: its verifiers and window, and the move it makes.
+func (o *Order) Open(p Submission, now time.Time) {
+	o.Submission, o.DeadlineAt, o.ReturnReason, o.Verifiers = p.Number, p.DeadlineAt, ReturnNone, p.Verifiers
+	o.Move(now, p.To, ActorPortal, p.Reason)
+}
+
+// Position is a place in the listing order of orders: newest first by (CreatedAt, ID).
+type Position struct {
+	CreatedAt time.Time
+	OrderID   string
+}
+
+// Before tells whether an order created at createdAt with id comes after p in the listing.
+func (p Position) Before(createdAt time.Time, id string) bool {
+	if c := createdAt.Compare(p.CreatedAt); c != 0 {
+		return c < 0
+	}
+	return id < p.OrderID
+}

@@ -190,3 +190,36 @@ func removeWebsite(ws []Website, domain string) []Website {
 	}
 	return out
 }
+
+// Approve decides what an approval of order o does to its subject's approved record: a FIRST_FILING
+// creates one (and o names it from now on, so the portal can file later orders against it); every
+// other type updates the live record, read with record. It returns the record to write.
+func Approve(o *Order, record RecordLookup) (Subject, error) {
+	if o.Spec.FilingType == FirstFiling {
+		rec := ApplyApproval(o.Spec, Subject{}, NewID("sub_"))
+		o.Spec.SubjectID = rec.ID
+		return rec, nil
+	}
+	rec, found, err := record(o.Spec.SubjectID)
+	if err != nil {
+		return Subject{}, err
+	}
+	if !found {
+		// Deregistered while the order was under review.
+		return Subject{}, errs.FailedPrecondition(ReasonSubjectNotFound, "the order's subject has no live approved record")
+	}
+	return ApplyApproval(o.Spec, rec, ""), nil
+}
+
+// CheckSubject refuses a spec that names a subject without a live approved record; the request
+// names it, so it is NotFound (SubmitOrder checks the record again, see PlanSubmit).
+func CheckSubject(spec Spec, record RecordLookup) error {
+	if spec.FilingType == FirstFiling {
+		return nil
+	}
+	_, found, err := record(spec.SubjectID)
+	if err == nil && !found {
+		err = UnknownSubject()
+	}
+	return err
+}

@@ -128,3 +128,19 @@ func VerificationOutcome(o Order, ev Event, submission int32) (to State, apply b
 	to, err = Next(o.State, ev, true)
 	return to, err == nil, err
 }
+
+// ReviewEvent is the event of an administration's decision.
+func ReviewEvent(approved bool) Event {
+	if approved {
+		return EventApprove
+	}
+	return EventReject
+}
+
+// OutcomeText is the history reason of a verification outcome, and the return reason to store.
+func OutcomeText(ev Event, reason ReturnReason) (string, ReturnReason) {
+	if ev == EventReturn {
+		return reason.String(), reason
+	}
+	return "all verifiers passed", ReturnNone
+}

@@ -1,6 +1,7 @@
 // Package grpcapi serves icp.filing.v1: the public FilingService and the internal
 // FilingInternalService. Handlers check the request, turn the spec into its normalized domain form
-// and call the store; errors stay domain errors, which pkg/rpc maps to gRPC statuses at the edge.
+// and call the use cases (package app); errors stay domain errors, which pkg/rpc maps to gRPC
+// statuses at the edge.
 package grpcapi
 
 import (
@@ -12,12 +13,12 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
-	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
-// Store is what the handlers need from storage (declared here, by its consumer, so another engine
-// such as an in-memory one can serve the same handlers). Mutations are idempotent by request_id.
+// Store is what the handlers need: the use cases (package app, on either storage engine), declared
+// here by their consumer. Mutations are idempotent by request_id.
 type Store interface {
 	CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error)
 	UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error)
@@ -77,32 +78,7 @@ func (h *Public) spec(p *filingv1.OrderSpec) (domain.Spec, error) {
 	if p == nil {
 		return domain.Spec{}, errs.Invalid("spec", "MISSING_SPEC", "spec is required")
 	}
-	return h.rules.Normalize(SpecFromProto(p))
-}
-
-// SpecFromProto converts a request spec to the domain form (not yet validated).
-func SpecFromProto(p *filingv1.OrderSpec) domain.Spec {
-	s := domain.Spec{
-		FilingType:     domain.FilingType(p.GetFilingType()),
-		SubjectID:      p.GetSubjectId(),
-		SubjectName:    p.GetSubjectName(),
-		SubjectType:    int32(p.GetSubjectType()),
-		Principal:      personFromProto(p.GetPrincipal()),
-		SubjectChanged: p.GetSubjectChanged(),
-	}
-	for _, w := range p.GetWebsites() {
-		s.Websites = append(s.Websites, domain.Website{Domain: w.GetDomain(), Name: w.GetName(),
-			Person: personFromProto(w.GetPerson()), Changed: w.GetChanged()})
-	}
-	return s
-}
-
-func personFromProto(p *filingv1.Person) *domain.Person {
-	if p == nil {
-		return nil
-	}
-	return &domain.Person{Name: p.GetName(), IDType: iddoc.Type(p.GetIdType()), IDNumber: p.GetIdNumber(),
-		Phone: p.GetPhone(), EmergencyPhone: p.GetEmergencyPhone()}
+	return h.rules.Normalize(convert.SpecFromProto(p))
 }
 
 // CreateOrder stores a new DRAFT order.

@@ -18,6 +18,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/filing/internal/store"
@@ -32,7 +33,7 @@ type clients struct {
 func start(t *testing.T) clients {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "filing_api", store.Migrations, outbox.Migrations, idempotency.Migrations)
-	st := store.New(pool, clock.NewFake(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)), store.Config{})
+	st := app.New(store.New(pool, clock.NewFake(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)), nil), app.Config{})
 	srv := rpc.NewServer(zap.NewNop())
 	grpcapi.Register(srv.Public(), srv.Internal(), st, domain.Rules{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -192,7 +193,7 @@ func TestUnknownOrderIsNotFound(t *testing.T) {
 	}
 	for name, call := range calls {
 		err := call()
-		if status.Code(err) != codes.NotFound || rpc.Reason(err) != store.ReasonOrderNotFound {
+		if status.Code(err) != codes.NotFound || rpc.Reason(err) != domain.ReasonOrderNotFound {
 			t.Errorf("%s: %v, want NotFound ORDER_NOT_FOUND", name, err)
 		}
 	}

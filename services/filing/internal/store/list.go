@@ -7,41 +7,36 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
-// ListOrders pages through orders newest first, optionally only those in state (StateUnspecified: all).
-func (s *Store) ListOrders(ctx context.Context, state domain.State, pageSize int, token string) ([]*filingv1.Order, string, error) {
-	page, err := ParsePage(state, pageSize, token)
-	if err != nil {
-		return nil, "", err
-	}
+// ListOrders reads up to limit orders newest first (see app.Engine).
+func (s *Store) ListOrders(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
 	var afterTime *time.Time
 	afterID := ""
-	if page.After != nil {
-		afterTime, afterID = &page.After.CreatedAt, page.After.OrderID
+	if after != nil {
+		afterTime, afterID = &after.CreatedAt, after.OrderID
+	}
+	filter := ""
+	if state != domain.StateUnspecified {
+		filter = state.String()
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
 		WHERE ($1 = '' OR state = $1) AND ($2::timestamptz IS NULL OR (created_at, order_id) < ($2, $3))
-		ORDER BY created_at DESC, order_id DESC LIMIT $4`, filterName(state), afterTime, afterID, page.Size+1)
+		ORDER BY created_at DESC, order_id DESC LIMIT $4`, filter, afterTime, afterID, limit)
 	if err != nil {
-		return nil, "", fmt.Errorf("list orders: %w", err)
+		return nil, fmt.Errorf("list orders: %w", err)
 	}
-	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*domain.Order, error) {
-		o, err := scanOrder(r)
-		return &o, err
-	})
+	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Order, error) { return scanOrder(r) })
 	if err != nil {
-		return nil, "", fmt.Errorf("list orders: %w", err)
+		return nil, fmt.Errorf("list orders: %w", err)
 	}
-	orders, next := page.Next(orders)
-	if err := loadDetails(ctx, s.pool, orders); err != nil {
-		return nil, "", err
+	ptrs := make([]*domain.Order, len(orders))
+	for i := range orders {
+		ptrs[i] = &orders[i]
 	}
-	out := make([]*filingv1.Order, len(orders))
-	for i, o := range orders {
-		out[i] = OrderProto(*o)
+	if err := loadDetails(ctx, s.pool, ptrs); err != nil {
+		return nil, err
 	}
-	return out, next, nil
+	return orders, nil
 }

@@ -12,10 +12,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
@@ -230,7 +232,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 
 	// The clock is read after the locks: a batch that waited for another change of an order records
 	// a later time than that change.
-	now := s.now()
+	now := clock.Micro(s.clock)
 	loaded := make(map[string]int, len(orders)) // history length before this batch
 	for id, o := range orders {
 		loaded[id] = len(o.History)
@@ -256,7 +258,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		}
 		o := orders[c.orderID]
 		if o == nil {
-			out[i].Err = errOrderNotFound()
+			out[i].Err = domain.OrderNotFound()
 			continue
 		}
 		to, apply, err := domain.VerificationOutcome(*o, c.ev, c.submission)
@@ -265,13 +267,12 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 			continue
 		}
 		if apply {
-			// The change as a reload would read it back: now already has PostgreSQL's precision (Now).
-			text, reason := OutcomeText(c.ev, c.reason)
-			o.History = append(o.History, domain.StateChange{From: o.State, To: to, At: now,
-				Actor: domain.ActorVerification, Reason: text})
-			o.State, o.ReturnReason, o.UpdatedAt = to, reason, now
+			// The change as a reload would read it back: now already has PostgreSQL's precision.
+			text, reason := domain.OutcomeText(c.ev, c.reason)
+			o.ReturnReason = reason
+			o.Move(now, to, domain.ActorVerification, text)
 		}
-		answer := OrderProto(*o)
+		answer := convert.Order(*o)
 		if rendered[o.ID] {
 			answer = proto.Clone(answer).(*filingv1.Order) // answers of one order share no slices
 		}

@@ -20,6 +20,8 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
@@ -31,7 +33,7 @@ var outcomeT0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 func newOutcomeStore(t *testing.T) (*Store, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "filing", Migrations, outbox.Migrations, idempotency.Migrations)
-	return New(pool, clock.NewFake(outcomeT0), Config{}), pool
+	return New(pool, clock.NewFake(outcomeT0), nil), pool
 }
 
 // submitted creates and submits n orders awaiting verification (submission 1).
@@ -44,14 +46,15 @@ func submitted(t *testing.T, s *Store, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := app.New(s, app.Config{})
 	ids := make([]string, n)
 	for i := range ids {
-		created, err := s.CreateOrder(ctx, &filingv1.CreateOrderRequest{}, spec)
+		created, err := a.CreateOrder(ctx, &filingv1.CreateOrderRequest{}, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[i] = created.GetOrder().GetOrderId()
-		if _, err := s.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{OrderId: ids[i]}); err != nil {
+		if _, err := a.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{OrderId: ids[i]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -150,7 +153,7 @@ func TestOutcomeBatchAsOneByOne(t *testing.T) {
 		res := exec()
 		for i, r := range res {
 			if r.Err == nil {
-				got, err := s.GetOrder(ctx, r.Value.GetOrderId())
+				got, err := getOrder(ctx, s, r.Value.GetOrderId())
 				if err != nil || !proto.Equal(got, r.Value) {
 					t.Fatalf("together=%v call %d answered %v, GetOrder shows %v (%v)", together, i, r.Value, got, err)
 				}
@@ -160,7 +163,7 @@ func TestOutcomeBatchAsOneByOne(t *testing.T) {
 		s.clock.(*clock.Fake).Advance(time.Minute)
 		second = summarize(exec())
 		for _, id := range ids {
-			o, err := s.GetOrder(ctx, id)
+			o, err := getOrder(ctx, s, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +181,7 @@ func TestOutcomeBatchAsOneByOne(t *testing.T) {
 	single1, single2, singleOrders, singleKeys := run(false)
 
 	want := []string{"", "", domain.ReasonInvalidStateTransition, "", domain.ReasonInvalidStateTransition, "", errs.RequestIDReused.Reason,
-		ReasonOrderNotFound, domain.ReasonStaleSubmission, "", "", ""}
+		domain.ReasonOrderNotFound, domain.ReasonStaleSubmission, "", "", ""}
 	for i, w := range want {
 		if batched1[i].reason != w {
 			t.Fatalf("call %d: reason %q, want %q", i, batched1[i].reason, w)
@@ -224,7 +227,7 @@ func TestOutcomeBatchErrorStaysItsOwn(t *testing.T) {
 		t.Fatalf("results = %+v", res)
 	}
 	for _, i := range []int{0, 2} {
-		got, err := s.GetOrder(ctx, ids[i])
+		got, err := getOrder(ctx, s, ids[i])
 		if err != nil || !proto.Equal(got, res[i].Value) || len(got.GetHistory()) != 3 {
 			t.Fatalf("order %d: answered %v, GetOrder shows %v (%v)", i, res[i].Value, got, err)
 		}
@@ -268,7 +271,7 @@ func TestOutcomeBatchTwoRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer traced.Close()
-	s := New(traced, clock.NewFake(outcomeT0), Config{})
+	s := New(traced, clock.NewFake(outcomeT0), nil)
 	ids := submitted(t, s, 5)
 	trace.queries.Store(0)
 	trace.batches.Store(0)
@@ -290,7 +293,7 @@ func TestOutcomeReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a, pool := newOutcomeStore(t)
-	b := New(pool, clock.NewFake(outcomeT0), Config{})
+	b := New(pool, clock.NewFake(outcomeT0), nil)
 	ids := submitted(t, a, 40)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -317,9 +320,18 @@ func TestOutcomeReplicas(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		o, err := a.GetOrder(ctx, id)
+		o, err := getOrder(ctx, a, id)
 		if err != nil || o.GetState() != filingv1.OrderState_ORDER_STATE_UNDER_REVIEW || len(o.GetHistory()) != 3 {
 			t.Fatalf("order %s: %v %v", id, o, err)
 		}
 	}
+}
+
+// getOrder reads an order as GetOrder answers it.
+func getOrder(ctx context.Context, s *Store, id string) (*filingv1.Order, error) {
+	o, err := s.GetOrder(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return convert.Order(o), nil
 }

@@ -1,6 +1,7 @@
-// Package store keeps filing orders, their verifiers and history, and the subjects' approved records
-// in PostgreSQL. Every mutation runs in one transaction with its idempotency record and the outbox
-// rows it owes other services, so a retry returns the first answer and no call is lost or doubled.
+// Package store is the PostgreSQL engine of filing (app.Engine): orders, their verifiers and
+// history, and the subjects' approved records. Every change runs in one transaction with its
+// idempotency record and the outbox rows it owes other services, so a retry returns the first
+// answer and no call is lost or doubled. The use cases themselves live in package app.
 package store
 
 import (
@@ -8,18 +9,20 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
-	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
@@ -29,44 +32,22 @@ var fs embed.FS
 // Migrations creates the filing tables.
 var Migrations = pg.Source{Name: "filing", FS: fs}
 
-// Store is the PostgreSQL store.
+// Store is the PostgreSQL engine of the filing use cases (app.Engine).
 type Store struct {
 	pool  *pgxpool.Pool
 	clock clock.Clock
-	cfg   Config
-	// OnEnqueue, when set, is called after a commit that wrote outbox rows (the relay's Wake).
-	OnEnqueue func()
+	wake  func() // after a commit that wrote outbox rows: the relay's Wake
 	// outcomes commits concurrent MarkVerified and ReturnOrder calls together (see outcome.go).
 	outcomes *batch.Group[outcomeCall, *filingv1.Order]
 }
 
-// New returns a store on pool.
-func New(pool *pgxpool.Pool, clk clock.Clock, cfg Config) *Store {
-	s := &Store{pool: pool, clock: clk, cfg: cfg.WithDefaults()}
+var _ app.Engine = (*Store)(nil)
+
+// New returns a store on pool; wake (may be nil) is called after a commit that wrote outbox rows.
+func New(pool *pgxpool.Pool, clk clock.Clock, wake func()) *Store {
+	s := &Store{pool: pool, clock: clk, wake: wake}
 	s.outcomes = &batch.Group[outcomeCall, *filingv1.Order]{Run: s.outcomeBatch, Flights: outcomeFlights, MaxBatch: outcomeMaxBatch}
 	return s
-}
-
-func (s *Store) now() time.Time { return Now(s.clock) }
-
-func (s *Store) woke() {
-	if s.OnEnqueue != nil {
-		s.OnEnqueue()
-	}
-}
-
-// enqueue writes msgs to the outbox inside tx.
-func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, msgs []Message) error {
-	for _, m := range msgs {
-		add := outbox.Enqueue
-		if m.Sensitive {
-			add = outbox.EnqueueSensitive
-		}
-		if err := add(ctx, tx, now, m.Target, m.Msg); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 type querier interface {
@@ -102,10 +83,6 @@ func scanOrder(row pgx.Row) (domain.Order, error) {
 	return o, nil
 }
 
-func errOrderNotFound() error {
-	return errs.NotFound(ReasonOrderNotFound, "no order with this order_id")
-}
-
 // loadOrder reads an order with its current verifiers and history; forUpdate locks the order row
 // for the rest of tx, which serialises every transition of one order.
 func loadOrder(ctx context.Context, q querier, id string, forUpdate bool) (domain.Order, error) {
@@ -115,7 +92,7 @@ func loadOrder(ctx context.Context, q querier, id string, forUpdate bool) (domai
 	}
 	o, err := scanOrder(q.QueryRow(ctx, sql, id))
 	if pg.IsNoRows(err) {
-		return o, errOrderNotFound()
+		return o, domain.OrderNotFound()
 	}
 	if err != nil {
 		return o, fmt.Errorf("load order: %w", err)
@@ -206,86 +183,129 @@ func scanHistory(rows pgx.Rows, byID map[string]*domain.Order) error {
 	return rows.Err()
 }
 
-func addHistory(ctx context.Context, tx pgx.Tx, id string, now time.Time, from, to domain.State, actor, reason string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO order_history (order_id, at, from_state, to_state, actor, reason)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, now, from.String(), to.String(), actor, reason)
-	if err != nil {
-		return fmt.Errorf("record history: %w", err)
-	}
-	return nil
-}
-
-func setState(ctx context.Context, tx pgx.Tx, o domain.Order, now time.Time, to domain.State, reason domain.ReturnReason) error {
-	_, err := tx.Exec(ctx, `UPDATE orders SET state = $2, return_reason = $3, updated_at = $4 WHERE order_id = $1`,
-		o.ID, to.String(), int32(reason), now)
-	if err != nil {
-		return fmt.Errorf("update order state: %w", err)
-	}
-	return nil
-}
-
-// reload reads the order again inside tx after a change, and renders the answer.
-func reload(ctx context.Context, tx pgx.Tx, id string) (*filingv1.Order, error) {
-	o, err := loadOrder(ctx, tx, id, false)
-	if err != nil {
-		return nil, err
-	}
-	return OrderProto(o), nil
-}
-
-// CreateOrder stores a new DRAFT order with a normalized spec.
-func (s *Store) CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error) {
-	now := s.now()
-	return idempotency.Do(ctx, s.pool, now, filingv1.FilingService_CreateOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.CreateOrderResponse { return &filingv1.CreateOrderResponse{} },
-		func(tx pgx.Tx) (*filingv1.CreateOrderResponse, error) {
-			if err := checkSubject(ctx, tx, spec); err != nil {
-				return nil, err
-			}
-			id := NewID("ord_")
-			b, err := json.Marshal(spec)
+// CreateOrder runs fn and stores the order it builds, with its history (see app.Engine).
+func (s *Store) CreateOrder(ctx context.Context, op app.Op, fn app.CreateFunc) (proto.Message, error) {
+	return idempotency.Do(ctx, s.pool, clock.Micro(s.clock), op.Method, op.RequestID, op.Req, op.NewAnswer,
+		func(tx pgx.Tx) (proto.Message, error) {
+			o, err := fn(clock.Micro(s.clock), s.records(ctx, tx, false))
 			if err != nil {
 				return nil, err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO orders (order_id, filing_type, subject_id, spec, state, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $6)`, id, int32(spec.FilingType), spec.SubjectID, b, domain.StateDraft.String(), now); err != nil {
-				return nil, fmt.Errorf("insert order: %w", err)
-			}
-			if err := addHistory(ctx, tx, id, now, domain.StateUnspecified, domain.StateDraft, domain.ActorPortal, "created"); err != nil {
+			b := &pgx.Batch{}
+			if err := queueInsertOrder(b, o); err != nil {
 				return nil, err
 			}
-			o, err := reload(ctx, tx, id)
-			return &filingv1.CreateOrderResponse{Order: o}, err
+			queueChanges(b, domain.Order{ID: o.ID}, o)
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return nil, fmt.Errorf("create order: %w", err)
+			}
+			return op.Answer(o), nil
 		})
 }
 
-// UpdateOrder replaces the spec of a DRAFT or RETURNED order.
-func (s *Store) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error) {
-	now := s.now()
-	return idempotency.Do(ctx, s.pool, now, filingv1.FilingService_UpdateOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.UpdateOrderResponse { return &filingv1.UpdateOrderResponse{} },
-		func(tx pgx.Tx) (*filingv1.UpdateOrderResponse, error) {
-			o, err := loadOrder(ctx, tx, req.GetOrderId(), true)
+// UpdateOrder locks order id, runs fn on it and writes what fn changed (see app.Engine).
+func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.UpdateFunc) (proto.Message, error) {
+	enqueued := false
+	resp, err := idempotency.Do(ctx, s.pool, clock.Micro(s.clock), op.Method, op.RequestID, op.Req, op.NewAnswer,
+		func(tx pgx.Tx) (proto.Message, error) {
+			enqueued = false
+			before, err := loadOrder(ctx, tx, id, true)
 			if err != nil {
 				return nil, err
 			}
-			if err := domain.CheckUpdatable(o.State); err != nil {
-				return nil, err
-			}
-			if err := checkSubject(ctx, tx, spec); err != nil {
-				return nil, err
-			}
-			b, err := json.Marshal(spec)
+			// The clock is read after the lock: a change that waited for another records a later time.
+			now := clock.Micro(s.clock)
+			o := before
+			o.History = slices.Clip(o.History) // fn's appends never reach before's array
+			eff, err := fn(&o, now, s.records(ctx, tx, true))
 			if err != nil {
 				return nil, err
 			}
-			if _, err := tx.Exec(ctx, `UPDATE orders SET spec = $2, filing_type = $3, subject_id = $4, updated_at = $5
-				WHERE order_id = $1`, o.ID, b, int32(spec.FilingType), spec.SubjectID, now); err != nil {
+			b := &pgx.Batch{}
+			if err := queueUpdateOrder(b, o); err != nil {
+				return nil, err
+			}
+			queueChanges(b, before, o)
+			if eff.Record != nil {
+				if err := queueSaveRecord(b, now, *eff.Record); err != nil {
+					return nil, err
+				}
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return nil, fmt.Errorf("update order: %w", err)
 			}
-			out, err := reload(ctx, tx, o.ID)
-			return &filingv1.UpdateOrderResponse{Order: out}, err
+			if err := outbox.EnqueueAll(ctx, tx, now, eff.Messages); err != nil {
+				return nil, err
+			}
+			enqueued = len(eff.Messages) > 0
+			return op.Answer(o), nil
 		})
+	if err == nil && enqueued && s.wake != nil {
+		s.wake()
+	}
+	return resp, err
+}
+
+// records is the engine's domain.RecordLookup inside tx; forUpdate locks the record it reads to the
+// end of tx (a submission is checked against it, an approval writes it).
+func (s *Store) records(ctx context.Context, tx pgx.Tx, forUpdate bool) domain.RecordLookup {
+	return func(id string) (domain.Subject, bool, error) { return readSubject(ctx, tx, id, forUpdate) }
+}
+
+func queueInsertOrder(b *pgx.Batch, o domain.Order) error {
+	spec, err := json.Marshal(o.Spec)
+	if err != nil {
+		return err
+	}
+	b.Queue(`INSERT INTO orders (order_id, filing_type, subject_id, spec, state, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, o.ID, int32(o.Spec.FilingType), o.Spec.SubjectID, spec, o.State.String(), o.CreatedAt, o.UpdatedAt)
+	return nil
+}
+
+func queueUpdateOrder(b *pgx.Batch, o domain.Order) error {
+	spec, err := json.Marshal(o.Spec)
+	if err != nil {
+		return err
+	}
+	var deadline *time.Time
+	if !o.DeadlineAt.IsZero() {
+		deadline = &o.DeadlineAt
+	}
+	b.Queue(`UPDATE orders SET spec = $2, filing_type = $3, subject_id = $4, state = $5, submission = $6, deadline_at = $7,
+		return_reason = $8, updated_at = $9 WHERE order_id = $1`, o.ID, spec, int32(o.Spec.FilingType), o.Spec.SubjectID,
+		o.State.String(), o.Submission, deadline, int32(o.ReturnReason), o.UpdatedAt)
+	return nil
+}
+
+// queueChanges queues the rows o has beyond before: the verifiers of a new submission (phones and
+// roles; the ID tails are never stored here) and the history entries added.
+func queueChanges(b *pgx.Batch, before, o domain.Order) {
+	if o.Submission != before.Submission {
+		for i, v := range o.Verifiers {
+			b.Queue(`INSERT INTO order_verifiers (order_id, submission, position, phone, roles) VALUES ($1, $2, $3, $4, $5)`,
+				o.ID, o.Submission, i, v.Phone, v.Roles)
+		}
+	}
+	for _, c := range o.History[len(before.History):] {
+		b.Queue(`INSERT INTO order_history (order_id, at, from_state, to_state, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)`,
+			o.ID, c.At, c.From.String(), c.To.String(), c.Actor, c.Reason)
+	}
+}
+
+// queueSaveRecord creates or replaces a subject's approved record.
+func queueSaveRecord(b *pgx.Batch, now time.Time, rec domain.Subject) error {
+	js, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	var deregistered *time.Time
+	if rec.Deregistered {
+		deregistered = &now
+	}
+	b.Queue(`INSERT INTO subjects (subject_id, name, record, deregistered_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+		ON CONFLICT (subject_id) DO UPDATE SET name = excluded.name, record = excluded.record,
+		deregistered_at = excluded.deregistered_at, updated_at = excluded.updated_at`, rec.ID, rec.Name, js, deregistered, now)
+	return nil
 }
 
 // readSubject reads a live subject's approved record; forUpdate locks it for the rest of tx (an
@@ -310,192 +330,7 @@ func readSubject(ctx context.Context, q querier, id string, forUpdate bool) (dom
 	return rec, true, nil
 }
 
-// checkSubject refuses an order that names a subject without a live approved record; the request
-// names it, so it is NotFound (SubmitOrder checks the record again, see domain.PlanSubmit).
-func checkSubject(ctx context.Context, q querier, spec domain.Spec) error {
-	if spec.FilingType == domain.FirstFiling {
-		return nil
-	}
-	_, found, err := readSubject(ctx, q, spec.SubjectID, false)
-	if err == nil && !found {
-		err = domain.UnknownSubject()
-	}
-	return err
-}
-
-// SubmitOrder computes the verifiers of a DRAFT or RETURNED order and opens a new submission: with
-// verifiers the order awaits verification and the outbox gets verification.OpenSession and
-// deadline.ScheduleDeadline; without, it goes straight to review.
-func (s *Store) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
-	now := s.now()
-	enqueued := false
-	resp, err := idempotency.Do(ctx, s.pool, now, filingv1.FilingService_SubmitOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.SubmitOrderResponse { return &filingv1.SubmitOrderResponse{} },
-		func(tx pgx.Tx) (*filingv1.SubmitOrderResponse, error) {
-			enqueued = false
-			o, err := loadOrder(ctx, tx, req.GetOrderId(), true)
-			if err != nil {
-				return nil, err
-			}
-			p, err := s.cfg.Rules.PlanSubmit(o, now, s.cfg.VerificationWindow, func(id string) (domain.Subject, bool, error) {
-				return readSubject(ctx, tx, id, true)
-			})
-			if err != nil {
-				return nil, err
-			}
-			var deadline *time.Time
-			if !p.DeadlineAt.IsZero() {
-				deadline = &p.DeadlineAt
-			}
-			if _, err := tx.Exec(ctx, `UPDATE orders SET state = $2, submission = $3, deadline_at = $4, return_reason = 0,
-				updated_at = $5 WHERE order_id = $1`, o.ID, p.To.String(), p.Number, deadline, now); err != nil {
-				return nil, fmt.Errorf("submit order: %w", err)
-			}
-			// The ID tails go only to verification (in the outbox payload): this service never reads them back.
-			for i, v := range p.Verifiers {
-				if _, err := tx.Exec(ctx, `INSERT INTO order_verifiers (order_id, submission, position, phone, roles)
-					VALUES ($1, $2, $3, $4, $5)`, o.ID, p.Number, i, v.Phone, v.Roles); err != nil {
-					return nil, fmt.Errorf("insert verifier: %w", err)
-				}
-			}
-			if err := addHistory(ctx, tx, o.ID, now, o.State, p.To, domain.ActorPortal, p.Reason); err != nil {
-				return nil, err
-			}
-			msgs := SubmitMessages(o.ID, p, s.cfg.Locale)
-			if err := enqueue(ctx, tx, now, msgs); err != nil {
-				return nil, err
-			}
-			enqueued = len(msgs) > 0
-			out, err := reload(ctx, tx, o.ID)
-			return &filingv1.SubmitOrderResponse{Order: out}, err
-		})
-	if err == nil && enqueued {
-		s.woke()
-	}
-	return resp, err
-}
-
-// CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order; cancelling an order in
-// verification also closes its session and its deadline timer through the outbox.
-func (s *Store) CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
-	now := s.now()
-	enqueued := false
-	resp, err := idempotency.Do(ctx, s.pool, now, filingv1.FilingService_CancelOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.CancelOrderResponse { return &filingv1.CancelOrderResponse{} },
-		func(tx pgx.Tx) (*filingv1.CancelOrderResponse, error) {
-			enqueued = false
-			o, err := loadOrder(ctx, tx, req.GetOrderId(), true)
-			if err != nil {
-				return nil, err
-			}
-			to, err := domain.Next(o.State, domain.EventCancel, true)
-			if err != nil {
-				return nil, err
-			}
-			if err := setState(ctx, tx, o, now, to, o.ReturnReason); err != nil {
-				return nil, err
-			}
-			if err := addHistory(ctx, tx, o.ID, now, o.State, to, domain.ActorPortal, req.GetReason()); err != nil {
-				return nil, err
-			}
-			msgs := CancelMessages(o)
-			if err := enqueue(ctx, tx, now, msgs); err != nil {
-				return nil, err
-			}
-			enqueued = len(msgs) > 0
-			out, err := reload(ctx, tx, o.ID)
-			return &filingv1.CancelOrderResponse{Order: out}, err
-		})
-	if err == nil && enqueued {
-		s.woke()
-	}
-	return resp, err
-}
-
-// RecordReviewOutcome records the administration's decision; an approval creates or updates the
-// subject's approved record in the same transaction.
-func (s *Store) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error) {
-	now := s.now()
-	return idempotency.Do(ctx, s.pool, now, filingv1.FilingInternalService_RecordReviewOutcome_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.RecordReviewOutcomeResponse { return &filingv1.RecordReviewOutcomeResponse{} },
-		func(tx pgx.Tx) (*filingv1.RecordReviewOutcomeResponse, error) {
-			o, err := loadOrder(ctx, tx, req.GetOrderId(), true)
-			if err != nil {
-				return nil, err
-			}
-			ev := ReviewEvent(req.GetOutcome() == filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED)
-			to, err := domain.Next(o.State, ev, true)
-			if err != nil {
-				return nil, err
-			}
-			if ev == domain.EventApprove {
-				if err := s.applyApproval(ctx, tx, now, o); err != nil {
-					return nil, err
-				}
-			}
-			if err := setState(ctx, tx, o, now, to, o.ReturnReason); err != nil {
-				return nil, err
-			}
-			if err := addHistory(ctx, tx, o.ID, now, o.State, to, domain.ActorAdministration, req.GetComment()); err != nil {
-				return nil, err
-			}
-			out, err := reload(ctx, tx, o.ID)
-			return &filingv1.RecordReviewOutcomeResponse{Order: out}, err
-		})
-}
-
-func (s *Store) applyApproval(ctx context.Context, tx pgx.Tx, now time.Time, o domain.Order) error {
-	if o.Spec.FilingType == domain.FirstFiling {
-		rec := domain.ApplyApproval(o.Spec, domain.Subject{}, NewID("sub_"))
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO subjects (subject_id, name, record, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
-			rec.ID, rec.Name, b, now); err != nil {
-			return fmt.Errorf("insert subject: %w", err)
-		}
-		// The order now names the subject it created, so the portal can file later orders against it.
-		spec := o.Spec
-		spec.SubjectID = rec.ID
-		sb, err := json.Marshal(spec)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE orders SET spec = $2, subject_id = $3 WHERE order_id = $1`, o.ID, sb, rec.ID); err != nil {
-			return fmt.Errorf("link order to subject: %w", err)
-		}
-		return nil
-	}
-	rec, found, err := readSubject(ctx, tx, o.Spec.SubjectID, true)
-	if err != nil {
-		return err
-	}
-	if !found {
-		// Deregistered while the order was under review.
-		return errs.FailedPrecondition(domain.ReasonSubjectNotFound, "the order's subject has no live approved record")
-	}
-	rec = domain.ApplyApproval(o.Spec, rec, "")
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	var deregistered *time.Time
-	if rec.Deregistered {
-		deregistered = &now
-	}
-	if _, err := tx.Exec(ctx, `UPDATE subjects SET name = $2, record = $3, deregistered_at = $4, updated_at = $5 WHERE subject_id = $1`,
-		rec.ID, rec.Name, b, deregistered, now); err != nil {
-		return fmt.Errorf("update subject: %w", err)
-	}
-	return nil
-}
-
-// GetOrder returns one order, rendered with masked personal data.
-func (s *Store) GetOrder(ctx context.Context, id string) (*filingv1.Order, error) {
-	o, err := loadOrder(ctx, s.pool, id, false)
-	if err != nil {
-		return nil, err
-	}
-	return OrderProto(o), nil
+// GetOrder reads one order.
+func (s *Store) GetOrder(ctx context.Context, id string) (domain.Order, error) {
+	return loadOrder(ctx, s.pool, id, false)
 }

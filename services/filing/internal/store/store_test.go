@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -13,21 +12,17 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
-	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/filing/internal/store"
 	"github.com/icpverify/icpverify/services/filing/internal/store/storetest"
 )
 
-var _ grpcapi.Store = (*store.Store)(nil)
-
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
+	storetest.Run(t, func(t *testing.T, clk *clock.Fake, wake func()) storetest.Engine {
 		pool := pgtest.NewSchema(t, "filing", store.Migrations, outbox.Migrations, idempotency.Migrations)
-		st := store.New(pool, clk, store.Config{})
-		var woken atomic.Int64
-		st.OnEnqueue = func() { woken.Add(1) }
-		return storetest.Engine{Store: st, Outbox: outbox.PGQueue{Pool: pool}, Woken: func() int { return int(woken.Load()) }}
+		return storetest.Engine{Engine: store.New(pool, clk, wake), Outbox: outbox.PGQueue{Pool: pool}}
 	})
 }
 
@@ -37,7 +32,7 @@ func TestIDTailsOnlyInTheSensitiveOutboxRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.NewSchema(t, "filing", store.Migrations, outbox.Migrations, idempotency.Migrations)
-	st := store.New(pool, clock.NewFake(storetest.T0), store.Config{})
+	st := app.New(store.New(pool, clock.NewFake(storetest.T0), nil), app.Config{})
 	spec, err := domain.Rules{}.Normalize(domain.Spec{FilingType: domain.FirstFiling,
 		Principal: &domain.Person{Name: "张三", IDType: iddoc.Passport, IDNumber: "E12345678", Phone: "13812345678"},
 		Websites:  []domain.Website{{Domain: "a.cn", Person: &domain.Person{Name: "张三", IDType: iddoc.Passport, IDNumber: "E12345678", Phone: "13812345678"}}}})
@@ -61,7 +56,7 @@ func TestIDTailsOnlyInTheSensitiveOutboxRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	targets, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil || len(targets) != 1 || targets[0] != store.TargetOpenSession {
+	if err != nil || len(targets) != 1 || targets[0] != convert.TargetOpenSession {
 		t.Fatalf("sensitive rows = %v, %v", targets, err)
 	}
 }

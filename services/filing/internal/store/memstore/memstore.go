@@ -1,8 +1,8 @@
-// Package memstore is the filing store in memory, for the one-process development server: the same
-// behaviour as the PostgreSQL store (package store) and the same test suite (storetest), with the
-// rules and the calls owed to other services shared through domain and store, so the two engines
-// differ only in storage. One mutex guards all state: every operation is atomic, like a transaction.
-// Nothing survives a restart.
+// Package memstore is the filing engine in memory (app.Engine), for the one-process development
+// server: the same behaviour as the PostgreSQL engine (package store) and the same test suite
+// (storetest); the use cases live once in package app, so the two engines differ only in storage.
+// One mutex guards all state: every operation is atomic, like a transaction. Nothing survives a
+// restart.
 package memstore
 
 import (
@@ -12,22 +12,22 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/icpverify/icpverify/pkg/clock"
-	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
-	"github.com/icpverify/icpverify/services/filing/internal/store"
 )
 
-// Store is the in-memory store.
+// Store is the in-memory engine.
 type Store struct {
 	clock clock.Clock
-	cfg   store.Config
 	queue *outbox.MemQueue
-	// OnEnqueue, when set, is called after a change that queued outbox rows (the relay's Wake).
-	OnEnqueue func()
+	wake  func() // after a change that queued outbox rows: the relay's Wake
 
 	mu       sync.Mutex
 	orders   map[string]*domain.Order // verifiers without ID tails, like the PostgreSQL store
@@ -35,26 +35,19 @@ type Store struct {
 	idem     *idempotency.MemTable
 }
 
-// New returns an empty store that queues its outbox rows on queue (the relay's queue).
-func New(clk clock.Clock, cfg store.Config, queue *outbox.MemQueue) *Store {
-	return &Store{clock: clk, cfg: cfg.WithDefaults(), queue: queue, orders: map[string]*domain.Order{},
+var _ app.Engine = (*Store)(nil)
+
+// New returns an empty store that queues its outbox rows on queue (the relay's queue); wake (may be
+// nil) is called after a change that queued rows.
+func New(clk clock.Clock, queue *outbox.MemQueue, wake func()) *Store {
+	return &Store{clock: clk, queue: queue, wake: wake, orders: map[string]*domain.Order{},
 		subjects: map[string]domain.Subject{}, idem: idempotency.NewMemTable()}
 }
 
 func (s *Store) woke(enqueued bool, err error) {
-	if err == nil && enqueued && s.OnEnqueue != nil {
-		s.OnEnqueue()
+	if err == nil && enqueued && s.wake != nil {
+		s.wake()
 	}
-}
-
-// enqueue queues msgs; the caller holds s.mu, which makes the rows part of the change.
-func (s *Store) enqueue(now time.Time, msgs []store.Message) error {
-	for _, m := range msgs {
-		if err := s.queue.Add(now, m.Target, m.Msg, m.Sensitive); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // The subject record is a live one or none: a deregistered subject is kept out of every lookup,
@@ -67,135 +60,65 @@ func (s *Store) record(id string) (domain.Subject, bool, error) {
 	return cloneSubject(rec), true, nil
 }
 
-func (s *Store) checkSubject(spec domain.Spec) error {
-	if spec.FilingType == domain.FirstFiling {
-		return nil
-	}
-	if _, found, _ := s.record(spec.SubjectID); !found {
-		return domain.UnknownSubject()
-	}
-	return nil
-}
-
 func (s *Store) order(id string) (*domain.Order, error) {
 	o, ok := s.orders[id]
 	if !ok {
-		return nil, errs.NotFound(store.ReasonOrderNotFound, "no order with this order_id")
+		return nil, domain.OrderNotFound()
 	}
 	return o, nil
 }
 
-// render is the answer for o: a deep copy, so nothing the caller does reaches the store.
-func render(o *domain.Order) *filingv1.Order { return store.OrderProto(cloneOrder(*o)) }
-
-func addHistory(o *domain.Order, now time.Time, to domain.State, actor, reason string) {
-	o.History = append(o.History, domain.StateChange{From: o.State, To: to, At: now, Actor: actor, Reason: reason})
-	o.State, o.UpdatedAt = to, now
-}
-
-// CreateOrder stores a new DRAFT order with a normalized spec.
-func (s *Store) CreateOrder(_ context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error) {
+// CreateOrder runs fn and stores the order it builds (see app.Engine).
+func (s *Store) CreateOrder(_ context.Context, op app.Op, fn app.CreateFunc) (proto.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := store.Now(s.clock)
-	return idempotency.DoMem(s.idem, filingv1.FilingService_CreateOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.CreateOrderResponse { return &filingv1.CreateOrderResponse{} },
-		func() (*filingv1.CreateOrderResponse, error) {
-			if err := s.checkSubject(spec); err != nil {
-				return nil, err
-			}
-			o := &domain.Order{ID: store.NewID("ord_"), Spec: cloneSpec(spec), State: domain.StateUnspecified, CreatedAt: now}
-			addHistory(o, now, domain.StateDraft, domain.ActorPortal, "created")
-			s.orders[o.ID] = o
-			return &filingv1.CreateOrderResponse{Order: render(o)}, nil
-		})
+	return idempotency.DoMem(s.idem, op.Method, op.RequestID, op.Req, op.NewAnswer, func() (proto.Message, error) {
+		o, err := fn(clock.Micro(s.clock), s.record)
+		if err != nil {
+			return nil, err
+		}
+		s.put(o)
+		return op.Answer(cloneOrder(o)), nil
+	})
 }
 
-// UpdateOrder replaces the spec of a DRAFT or RETURNED order.
-func (s *Store) UpdateOrder(_ context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error) {
+// UpdateOrder runs fn on a copy of order id and keeps the copy when fn succeeds (see app.Engine).
+func (s *Store) UpdateOrder(_ context.Context, op app.Op, id string, fn app.UpdateFunc) (proto.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := store.Now(s.clock)
-	return idempotency.DoMem(s.idem, filingv1.FilingService_UpdateOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.UpdateOrderResponse { return &filingv1.UpdateOrderResponse{} },
-		func() (*filingv1.UpdateOrderResponse, error) {
-			o, err := s.order(req.GetOrderId())
-			if err != nil {
-				return nil, err
-			}
-			if err := domain.CheckUpdatable(o.State); err != nil {
-				return nil, err
-			}
-			if err := s.checkSubject(spec); err != nil {
-				return nil, err
-			}
-			o.Spec, o.UpdatedAt = cloneSpec(spec), now
-			return &filingv1.UpdateOrderResponse{Order: render(o)}, nil
-		})
-}
-
-// SubmitOrder opens a new submission (see store.Store.SubmitOrder).
-func (s *Store) SubmitOrder(_ context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := store.Now(s.clock)
 	enqueued := false
-	resp, err := idempotency.DoMem(s.idem, filingv1.FilingService_SubmitOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.SubmitOrderResponse { return &filingv1.SubmitOrderResponse{} },
-		func() (*filingv1.SubmitOrderResponse, error) {
-			o, err := s.order(req.GetOrderId())
-			if err != nil {
-				return nil, err
-			}
-			p, err := s.cfg.Rules.PlanSubmit(cloneOrder(*o), now, s.cfg.VerificationWindow, s.record)
-			if err != nil {
-				return nil, err
-			}
-			msgs := store.SubmitMessages(o.ID, p, s.cfg.Locale)
-			if err := s.enqueue(now, msgs); err != nil {
-				return nil, err
-			}
-			enqueued = len(msgs) > 0
-			o.Submission, o.DeadlineAt, o.ReturnReason = p.Number, p.DeadlineAt, domain.ReturnNone
-			// The ID tails go only to verification (in the outbox payload), as in the PostgreSQL store.
-			o.Verifiers = make([]domain.Verifier, len(p.Verifiers))
-			for i, v := range p.Verifiers {
-				o.Verifiers[i] = domain.Verifier{Phone: v.Phone, Roles: slices.Clone(v.Roles)}
-			}
-			addHistory(o, now, p.To, domain.ActorPortal, p.Reason)
-			return &filingv1.SubmitOrderResponse{Order: render(o)}, nil
-		})
+	resp, err := idempotency.DoMem(s.idem, op.Method, op.RequestID, op.Req, op.NewAnswer, func() (proto.Message, error) {
+		stored, err := s.order(id)
+		if err != nil {
+			return nil, err
+		}
+		now := clock.Micro(s.clock)
+		o := cloneOrder(*stored)
+		eff, err := fn(&o, now, s.record)
+		if err != nil {
+			return nil, err // nothing changed: fn worked on a copy
+		}
+		if err := s.queue.AddAll(now, eff.Messages); err != nil {
+			return nil, err
+		}
+		enqueued = len(eff.Messages) > 0
+		if eff.Record != nil {
+			s.subjects[eff.Record.ID] = cloneSubject(*eff.Record)
+		}
+		s.put(o)
+		return op.Answer(cloneOrder(o)), nil
+	})
 	s.woke(enqueued, err)
 	return resp, err
 }
 
-// CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order.
-func (s *Store) CancelOrder(_ context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := store.Now(s.clock)
-	enqueued := false
-	resp, err := idempotency.DoMem(s.idem, filingv1.FilingService_CancelOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.CancelOrderResponse { return &filingv1.CancelOrderResponse{} },
-		func() (*filingv1.CancelOrderResponse, error) {
-			o, err := s.order(req.GetOrderId())
-			if err != nil {
-				return nil, err
-			}
-			to, err := domain.Next(o.State, domain.EventCancel, true)
-			if err != nil {
-				return nil, err
-			}
-			msgs := store.CancelMessages(*o)
-			if err := s.enqueue(now, msgs); err != nil {
-				return nil, err
-			}
-			enqueued = len(msgs) > 0
-			addHistory(o, now, to, domain.ActorPortal, req.GetReason())
-			return &filingv1.CancelOrderResponse{Order: render(o)}, nil
-		})
-	s.woke(enqueued, err)
-	return resp, err
+// put keeps a copy of o; like the PostgreSQL engine it keeps no ID tails.
+func (s *Store) put(o domain.Order) {
+	o = cloneOrder(o)
+	for i := range o.Verifiers {
+		o.Verifiers[i].IDTails = nil
+	}
+	s.orders[o.ID] = &o
 }
 
 // verificationOutcome applies MarkVerified or ReturnOrder: idempotent by (order_id, submission).
@@ -209,18 +132,18 @@ func (s *Store) verificationOutcome(now time.Time, id string, sub int32, ev doma
 		return nil, err
 	}
 	if apply {
-		text, reason := store.OutcomeText(ev, reason)
+		text, reason := domain.OutcomeText(ev, reason)
 		o.ReturnReason = reason
-		addHistory(o, now, to, domain.ActorVerification, text)
+		o.Move(now, to, domain.ActorVerification, text)
 	}
-	return render(o), nil
+	return convert.Order(cloneOrder(*o)), nil
 }
 
 // MarkVerified moves an order whose verification passed to UNDER_REVIEW.
 func (s *Store) MarkVerified(_ context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := store.Now(s.clock)
+	now := clock.Micro(s.clock)
 	return idempotency.DoMem(s.idem, filingv1.FilingInternalService_MarkVerified_FullMethodName, req.GetRequestId(), req,
 		func() *filingv1.MarkVerifiedResponse { return &filingv1.MarkVerifiedResponse{} },
 		func() (*filingv1.MarkVerifiedResponse, error) {
@@ -236,7 +159,7 @@ func (s *Store) MarkVerified(_ context.Context, req *filingv1.MarkVerifiedReques
 func (s *Store) ReturnOrder(_ context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := store.Now(s.clock)
+	now := clock.Micro(s.clock)
 	return idempotency.DoMem(s.idem, filingv1.FilingInternalService_ReturnOrder_FullMethodName, req.GetRequestId(), req,
 		func() *filingv1.ReturnOrderResponse { return &filingv1.ReturnOrderResponse{} },
 		func() (*filingv1.ReturnOrderResponse, error) {
@@ -248,66 +171,24 @@ func (s *Store) ReturnOrder(_ context.Context, req *filingv1.ReturnOrderRequest)
 		})
 }
 
-// RecordReviewOutcome records the administration's decision; an approval creates or updates the
-// subject's approved record in the same step.
-func (s *Store) RecordReviewOutcome(_ context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := store.Now(s.clock)
-	return idempotency.DoMem(s.idem, filingv1.FilingInternalService_RecordReviewOutcome_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.RecordReviewOutcomeResponse { return &filingv1.RecordReviewOutcomeResponse{} },
-		func() (*filingv1.RecordReviewOutcomeResponse, error) {
-			o, err := s.order(req.GetOrderId())
-			if err != nil {
-				return nil, err
-			}
-			ev := store.ReviewEvent(req.GetOutcome() == filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED)
-			to, err := domain.Next(o.State, ev, true)
-			if err != nil {
-				return nil, err
-			}
-			if ev == domain.EventApprove {
-				// Decide everything before changing anything: an error must leave the store as it was.
-				if o.Spec.FilingType == domain.FirstFiling {
-					rec := domain.ApplyApproval(cloneSpec(o.Spec), domain.Subject{}, store.NewID("sub_"))
-					s.subjects[rec.ID] = rec
-					// The order now names the subject it created.
-					o.Spec.SubjectID = rec.ID
-				} else {
-					rec, found, _ := s.record(o.Spec.SubjectID)
-					if !found {
-						return nil, errs.FailedPrecondition(domain.ReasonSubjectNotFound, "the order's subject has no live approved record")
-					}
-					s.subjects[rec.ID] = domain.ApplyApproval(cloneSpec(o.Spec), rec, "")
-				}
-			}
-			addHistory(o, now, to, domain.ActorAdministration, req.GetComment())
-			return &filingv1.RecordReviewOutcomeResponse{Order: render(o)}, nil
-		})
-}
-
-// GetOrder returns one order, rendered with masked personal data.
-func (s *Store) GetOrder(_ context.Context, id string) (*filingv1.Order, error) {
+// GetOrder reads one order.
+func (s *Store) GetOrder(_ context.Context, id string) (domain.Order, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, err := s.order(id)
 	if err != nil {
-		return nil, err
+		return domain.Order{}, err
 	}
-	return render(o), nil
+	return cloneOrder(*o), nil
 }
 
-// ListOrders pages through orders newest first, optionally only those in state (StateUnspecified: all).
-func (s *Store) ListOrders(_ context.Context, state domain.State, pageSize int, token string) ([]*filingv1.Order, string, error) {
-	page, err := store.ParsePage(state, pageSize, token)
-	if err != nil {
-		return nil, "", err
-	}
+// ListOrders reads up to limit orders newest first (see app.Engine).
+func (s *Store) ListOrders(_ context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var match []*domain.Order
 	for _, o := range s.orders {
-		if (state == domain.StateUnspecified || o.State == state) && (page.After == nil || page.After.Before(o.CreatedAt, o.ID)) {
+		if (state == domain.StateUnspecified || o.State == state) && (after == nil || after.Before(o.CreatedAt, o.ID)) {
 			match = append(match, o)
 		}
 	}
@@ -317,10 +198,9 @@ func (s *Store) ListOrders(_ context.Context, state domain.State, pageSize int, 
 		}
 		return cmp.Compare(b.ID, a.ID)
 	})
-	match, next := page.Next(match[:min(len(match), page.Size+1)])
-	out := make([]*filingv1.Order, len(match))
-	for i, o := range match {
-		out[i] = render(o)
+	out := make([]domain.Order, min(len(match), limit))
+	for i := range out {
+		out[i] = cloneOrder(*match[i])
 	}
-	return out, next, nil
+	return out, nil
 }

@@ -1,6 +1,6 @@
-// Package storetest is the one behaviour suite of the filing store, run against every engine (the
-// PostgreSQL store and memstore): Run drives an engine only through the interface the gRPC
-// handlers use and observes the calls owed to other services through its outbox queue, so both
+// Package storetest is the one behaviour suite of filing's storage, run against every engine (the
+// PostgreSQL store and memstore): Run drives the use cases of package app on an engine, the way the
+// gRPC handlers do, and observes the calls owed to other services through its outbox queue, so both
 // engines are held to the same answers, outbox rows, history and races.
 package storetest
 
@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,26 +24,24 @@ import (
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/iddoc"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/filing/internal/app"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
-	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
-	"github.com/icpverify/icpverify/services/filing/internal/store"
 )
 
-// Engine is one store under test. The factory builds it with the default store.Config (24 h window,
-// zh-CN, default rules) on the given fake clock.
+// Engine is one engine under test, built by the factory on the given fake clock with wake as the
+// function it calls after a change that wrote outbox rows (the relay's Wake).
 type Engine struct {
-	Store grpcapi.Store
-	// Outbox is the queue the store writes its calls to (Pending shows them).
+	Engine app.Engine
+	// Outbox is the queue the engine writes its calls to (Pending shows them).
 	Outbox outbox.Queue
-	// Woken counts the store's OnEnqueue calls (the relay's Wake) so far.
-	Woken func() int
 }
 
 // T0 is the fake clock's start.
 var T0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
 // Run runs every behaviour test, each on a fresh engine.
-func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
+func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()) Engine) {
 	tests := map[string]func(t *testing.T, e *env){
 		"SubmitWritesOutbox":                testSubmitWritesOutbox,
 		"SubmitRetrySameRequestID":          testSubmitRetrySameRequestID,
@@ -67,8 +66,11 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			clk := clock.NewFake(T0)
-			test(t, &env{Engine: newEngine(t, clk), clock: clk})
+			e := &env{clock: clock.NewFake(T0)}
+			eng := newEngine(t, e.clock, func() { e.woken.Add(1) })
+			// The default app.Config: 24 h window, zh-CN, default rules.
+			e.Store, e.Outbox = app.New(eng.Engine, app.Config{}), eng.Outbox
+			test(t, e)
 		})
 	}
 }
@@ -80,9 +82,14 @@ const (
 )
 
 type env struct {
-	Engine
-	clock *clock.Fake
+	Store  *app.App // the use cases on the engine under test
+	Outbox outbox.Queue
+	clock  *clock.Fake
+	woken  atomic.Int64
 }
+
+// Woken counts the engine's wake calls so far.
+func (e *env) Woken() int { return int(e.woken.Load()) }
 
 func firstFiling() domain.Spec {
 	return domain.Spec{FilingType: domain.FirstFiling, SubjectName: "示例公司",
@@ -95,7 +102,7 @@ func firstFiling() domain.Spec {
 
 func (e *env) create(t *testing.T, spec domain.Spec) string {
 	t.Helper()
-	resp, err := e.Store.CreateOrder(context.Background(), &filingv1.CreateOrderRequest{RequestId: store.NewID("r")}, mustNormalize(t, spec))
+	resp, err := e.Store.CreateOrder(context.Background(), &filingv1.CreateOrderRequest{RequestId: domain.NewID("r")}, mustNormalize(t, spec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +111,7 @@ func (e *env) create(t *testing.T, spec domain.Spec) string {
 
 func (e *env) submit(t *testing.T, id string) *filingv1.Order {
 	t.Helper()
-	resp, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: store.NewID("r"), OrderId: id})
+	resp, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}
@@ -112,7 +119,7 @@ func (e *env) submit(t *testing.T, id string) *filingv1.Order {
 }
 
 func (e *env) trySubmit(id string) error {
-	_, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: store.NewID("r"), OrderId: id})
+	_, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
 	return err
 }
 
@@ -175,7 +182,7 @@ func testSubmitWritesOutbox(t *testing.T, e *env) {
 		t.Fatalf("principal not masked: %v", p)
 	}
 	rows := e.outbox(t)
-	if len(rows) != 2 || rows[0].target != store.TargetOpenSession || rows[1].target != store.TargetScheduleDeadline {
+	if len(rows) != 2 || rows[0].target != convert.TargetOpenSession || rows[1].target != convert.TargetScheduleDeadline {
 		t.Fatalf("outbox = %v", rows)
 	}
 	var open verificationv1.OpenSessionRequest
@@ -322,7 +329,7 @@ func testCancelAwaitingEnqueuesCancels(t *testing.T, e *env) {
 		t.Fatalf("cancel: %v %v", resp, err)
 	}
 	rows := e.outbox(t)
-	if len(rows) != 4 || rows[2].target != store.TargetCancelSession || rows[3].target != store.TargetCancelDeadline {
+	if len(rows) != 4 || rows[2].target != convert.TargetCancelSession || rows[3].target != convert.TargetCancelDeadline {
 		t.Fatalf("outbox = %v", rows)
 	}
 	var cs verificationv1.CancelSessionRequest
@@ -414,7 +421,7 @@ func testUpdateOnlyInDraftOrReturned(t *testing.T, e *env) {
 	_, err := e.Store.UpdateOrder(context.Background(), &filingv1.UpdateOrderRequest{OrderId: id}, mustNormalize(t, firstFiling()))
 	wantReason(t, err, domain.ReasonInvalidStateTransition)
 	_, err = e.Store.GetOrder(context.Background(), "ord_missing")
-	wantReason(t, err, store.ReasonOrderNotFound)
+	wantReason(t, err, domain.ReasonOrderNotFound)
 }
 
 func testListOrdersPages(t *testing.T, e *env) {
@@ -491,7 +498,7 @@ func testConcurrentMarkVerifiedAndCancel(t *testing.T, e *env) {
 	// Two rows per submission, and two cancel calls for each cancel that won.
 	cancels := 0
 	for _, o := range e.outbox(t) {
-		if o.target == store.TargetCancelSession {
+		if o.target == convert.TargetCancelSession {
 			cancels++
 		}
 	}
@@ -576,7 +583,7 @@ func testIDNumberMustMatchTheRecord(t *testing.T, e *env) {
 	e.submit(t, ok)
 	rows := e.outbox(t)[before:]
 	var open verificationv1.OpenSessionRequest
-	if len(rows) != 2 || rows[0].target != store.TargetOpenSession || proto.Unmarshal(rows[0].payload, &open) != nil {
+	if len(rows) != 2 || rows[0].target != convert.TargetOpenSession || proto.Unmarshal(rows[0].payload, &open) != nil {
 		t.Fatalf("outbox = %v", rows)
 	}
 	if v := open.GetVerifiers(); len(v) != 1 || fmt.Sprint(v[0].GetIdTails()) != "["+iddoc.Tail(idA)+"]" {
@@ -777,7 +784,7 @@ func testConcurrentVerificationOutcomes(t *testing.T, e *env) {
 	}
 	for k := range 3 {
 		calls = append(calls, call{order: -1, run: markVerified(fmt.Sprintf("ord_missing%d", k), fmt.Sprintf("missing-%d", k), 1),
-			kind: errs.KindNotFound, wantReason: store.ReasonOrderNotFound})
+			kind: errs.KindNotFound, wantReason: domain.ReasonOrderNotFound})
 	}
 
 	type result struct {

@@ -1,4 +1,4 @@
-package store
+package app
 
 import (
 	"time"
@@ -8,26 +8,12 @@ import (
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
-// Page is one ListOrders query, decoded: orders newest first by (CreatedAt, ID), only those in
+// page is one ListOrders query, decoded: orders newest first by (CreatedAt, ID), only those in
 // State when it is set, strictly after the position of the page token.
-type Page struct {
+type page struct {
 	State domain.State
 	Size  int
-	After *Position // nil: from the newest
-}
-
-// Position is a place in the (created_at DESC, order_id DESC) order.
-type Position struct {
-	CreatedAt time.Time
-	OrderID   string
-}
-
-// Before tells whether an order created at createdAt with id comes after p in the listing.
-func (p Position) Before(createdAt time.Time, id string) bool {
-	if c := createdAt.Compare(p.CreatedAt); c != 0 {
-		return c < 0
-	}
-	return id < p.OrderID
+	After *domain.Position // nil: from the newest
 }
 
 // tokenPosition is the page token's position (pkg/pagetoken); the token also carries the state filter.
@@ -43,13 +29,13 @@ func filterName(s domain.State) string {
 	return s.String()
 }
 
-// ParsePage checks a ListOrders query and clamps its page size.
-func ParsePage(state domain.State, pageSize int, token string) (Page, error) {
+// parsePage checks a ListOrders query and clamps its page size.
+func parsePage(state domain.State, pageSize int, token string) (page, error) {
 	size, err := pagetoken.Size(int32(min(pageSize, pagetoken.MaxSize+1)))
 	if err != nil {
-		return Page{}, err
+		return page{}, err
 	}
-	p := Page{State: state, Size: size}
+	p := page{State: state, Size: size}
 	t, err := pagetoken.Decode[tokenPosition](token, filterName(state))
 	if err != nil || t == nil {
 		return p, err
@@ -57,13 +43,13 @@ func ParsePage(state domain.State, pageSize int, token string) (Page, error) {
 	if t.OrderID == "" {
 		return p, errs.Invalid("page_token", pagetoken.ReasonInvalidPageToken, "page_token was not issued by this service for this query")
 	}
-	p.After = &Position{CreatedAt: time.UnixMicro(t.CreatedAt).UTC(), OrderID: t.OrderID}
+	p.After = &domain.Position{CreatedAt: time.UnixMicro(t.CreatedAt).UTC(), OrderID: t.OrderID}
 	return p, nil
 }
 
-// Next trims orders (read with a limit of p.Size+1, newest first) to the page and returns the token
+// next trims orders (read with a limit of p.Size+1, newest first) to the page and returns the token
 // of the next page, "" on the last one.
-func (p Page) Next(orders []*domain.Order) ([]*domain.Order, string) {
+func (p page) next(orders []domain.Order) ([]domain.Order, string) {
 	if len(orders) <= p.Size {
 		return orders, ""
 	}

@@ -1,0 +1,115 @@
+// Package app holds filing's use cases, each written once over any storage engine: an engine
+// (PostgreSQL in package store, memory in store/memstore) locks and loads an order, runs the use
+// case's function on it, and writes what the function changed, the calls it owes other services
+// and the idempotent answer in one transaction. The rules the functions apply live in domain; the
+// protobuf forms and the outbox messages in convert.
+package app
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
+	"github.com/icpverify/icpverify/services/filing/internal/domain"
+)
+
+// Engine is what the use cases need from storage. Both engines pass one suite (store/storetest).
+type Engine interface {
+	// CreateOrder runs fn at now (read by the engine) and stores the order it returns, with its
+	// history, and the answer op.Answer makes of it.
+	CreateOrder(ctx context.Context, op Op, fn CreateFunc) (proto.Message, error)
+	// UpdateOrder locks order id, reads the time after the lock, runs fn on a copy of the order and,
+	// when fn succeeds, writes the copy's changes (fields, the verifiers of a new submission, the
+	// history entries fn added), the record and the messages fn returns, and op.Answer of the copy,
+	// in one transaction; after the commit it wakes the outbox relay if a message was written. An
+	// error from fn leaves everything as it was. A request id seen before gets its first answer.
+	UpdateOrder(ctx context.Context, op Op, id string, fn UpdateFunc) (proto.Message, error)
+	GetOrder(ctx context.Context, id string) (domain.Order, error)
+	// ListOrders reads up to limit orders newest first, in state unless it is StateUnspecified,
+	// strictly after the position after (nil: from the newest).
+	ListOrders(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Order, error)
+
+	// The verification outcomes are batched per engine (group commit), deciding through
+	// domain.VerificationOutcome; they are idempotent by (order_id, submission) and by request id.
+	MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error)
+	ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error)
+}
+
+// Op is one mutating request as the engine keeps its answer: by method and request id, with the
+// request's fingerprint.
+type Op struct {
+	Method    string
+	RequestID string
+	Req       proto.Message
+	// NewAnswer returns an empty answer for a replay to fill; Answer renders the answer of the order
+	// as the change left it.
+	NewAnswer func() proto.Message
+	Answer    func(domain.Order) proto.Message
+}
+
+// CreateFunc builds a new order at now; record reads a subject's live approved record.
+type CreateFunc func(now time.Time, record domain.RecordLookup) (domain.Order, error)
+
+// UpdateFunc changes the locked order o at now; record reads a subject's live approved record and
+// keeps it locked to the end of the change.
+type UpdateFunc func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error)
+
+// Effects is what a change writes besides the order.
+type Effects struct {
+	Messages []outbox.Message
+	// Record, when set, is a subject's approved record to create or replace.
+	Record *domain.Subject
+}
+
+// Config holds the settings the use cases depend on.
+type Config struct {
+	Rules              domain.Rules
+	VerificationWindow time.Duration // how long the verifiers have after SubmitOrder (0: 24h)
+	Locale             string        // SMS locale passed to verification.OpenSession ("": zh-CN)
+}
+
+// WithDefaults fills the unset settings.
+func (c Config) WithDefaults() Config {
+	if c.VerificationWindow <= 0 {
+		c.VerificationWindow = 24 * time.Hour
+	}
+	if c.Locale == "" {
+		c.Locale = "zh-CN"
+	}
+	return c
+}
+
+// App serves filing's use cases on an engine.
+type App struct {
+	engine Engine
+	cfg    Config
+}
+
+// New returns the use cases on engine.
+func New(engine Engine, cfg Config) *App { return &App{engine: engine, cfg: cfg.WithDefaults()} }
+
+// request is what every mutating request carries.
+type request interface {
+	proto.Message
+	GetRequestId() string
+}
+
+// op is the Op of req answered with R made by wrap from the rendered order.
+func op[R proto.Message](method string, req request, wrap func(*filingv1.Order) R) Op {
+	return Op{Method: method, RequestID: req.GetRequestId(), Req: req,
+		NewAnswer: func() proto.Message { var r R; return r.ProtoReflect().New().Interface() },
+		Answer:    func(o domain.Order) proto.Message { return wrap(convert.Order(o)) }}
+}
+
+// answer is the engine's answer as the request's response type.
+func answer[R proto.Message](resp proto.Message, err error) (R, error) {
+	var zero R
+	if err != nil {
+		return zero, err
+	}
+	return resp.(R), nil
+}

@@ -1,0 +1,137 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	"github.com/icpverify/icpverify/services/filing/internal/convert"
+	"github.com/icpverify/icpverify/services/filing/internal/domain"
+)
+
+// CreateOrder stores a new DRAFT order with a normalized spec.
+func (a *App) CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error) {
+	wrap := func(o *filingv1.Order) *filingv1.CreateOrderResponse { return &filingv1.CreateOrderResponse{Order: o} }
+	return answer[*filingv1.CreateOrderResponse](a.engine.CreateOrder(ctx, op(filingv1.FilingService_CreateOrder_FullMethodName, req, wrap),
+		func(now time.Time, record domain.RecordLookup) (domain.Order, error) {
+			if err := domain.CheckSubject(spec, record); err != nil {
+				return domain.Order{}, err
+			}
+			o := domain.Order{ID: domain.NewID("ord_"), Spec: spec, CreatedAt: now}
+			o.Move(now, domain.StateDraft, domain.ActorPortal, "created")
+			return o, nil
+		}))
+}
+
+// UpdateOrder replaces the spec of a DRAFT or RETURNED order.
+func (a *App) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error) {
+	wrap := func(o *filingv1.Order) *filingv1.UpdateOrderResponse { return &filingv1.UpdateOrderResponse{Order: o} }
+	return answer[*filingv1.UpdateOrderResponse](a.engine.UpdateOrder(ctx, op(filingv1.FilingService_UpdateOrder_FullMethodName, req, wrap), req.GetOrderId(),
+		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+			if err := domain.CheckUpdatable(o.State); err != nil {
+				return Effects{}, err
+			}
+			if err := domain.CheckSubject(spec, record); err != nil {
+				return Effects{}, err
+			}
+			o.Spec, o.UpdatedAt = spec, now
+			return Effects{}, nil
+		}))
+}
+
+// SubmitOrder computes the verifiers of a DRAFT or RETURNED order and opens a new submission: with
+// verifiers the order awaits verification and owes verification.OpenSession and
+// deadline.ScheduleDeadline; without, it goes straight to review.
+func (a *App) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
+	wrap := func(o *filingv1.Order) *filingv1.SubmitOrderResponse { return &filingv1.SubmitOrderResponse{Order: o} }
+	return answer[*filingv1.SubmitOrderResponse](a.engine.UpdateOrder(ctx, op(filingv1.FilingService_SubmitOrder_FullMethodName, req, wrap), req.GetOrderId(),
+		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+			p, err := a.cfg.Rules.PlanSubmit(*o, now, a.cfg.VerificationWindow, record)
+			if err != nil {
+				return Effects{}, err
+			}
+			o.Open(p, now)
+			// The ID tails go only to verification, in this message: no engine keeps them.
+			return Effects{Messages: convert.SubmitMessages(o.ID, p, a.cfg.Locale)}, nil
+		}))
+}
+
+// CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order; cancelling an order in
+// verification also closes its session and its deadline timer.
+func (a *App) CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
+	wrap := func(o *filingv1.Order) *filingv1.CancelOrderResponse { return &filingv1.CancelOrderResponse{Order: o} }
+	return answer[*filingv1.CancelOrderResponse](a.engine.UpdateOrder(ctx, op(filingv1.FilingService_CancelOrder_FullMethodName, req, wrap), req.GetOrderId(),
+		func(o *domain.Order, now time.Time, _ domain.RecordLookup) (Effects, error) {
+			to, err := domain.Next(o.State, domain.EventCancel, true)
+			if err != nil {
+				return Effects{}, err
+			}
+			msgs := convert.CancelMessages(*o) // decided on the state before the cancel
+			o.Move(now, to, domain.ActorPortal, req.GetReason())
+			return Effects{Messages: msgs}, nil
+		}))
+}
+
+// RecordReviewOutcome records the administration's decision; an approval creates or updates the
+// subject's approved record in the same transaction.
+func (a *App) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error) {
+	wrap := func(o *filingv1.Order) *filingv1.RecordReviewOutcomeResponse {
+		return &filingv1.RecordReviewOutcomeResponse{Order: o}
+	}
+	return answer[*filingv1.RecordReviewOutcomeResponse](a.engine.UpdateOrder(ctx,
+		op(filingv1.FilingInternalService_RecordReviewOutcome_FullMethodName, req, wrap), req.GetOrderId(),
+		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+			ev := domain.ReviewEvent(req.GetOutcome() == filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED)
+			to, err := domain.Next(o.State, ev, true)
+			if err != nil {
+				return Effects{}, err
+			}
+			var eff Effects
+			if ev == domain.EventApprove {
+				rec, err := domain.Approve(o, record)
+				if err != nil {
+					return Effects{}, err
+				}
+				eff.Record = &rec
+			}
+			o.Move(now, to, domain.ActorAdministration, req.GetComment())
+			return eff, nil
+		}))
+}
+
+// GetOrder returns one order, rendered with masked personal data.
+func (a *App) GetOrder(ctx context.Context, id string) (*filingv1.Order, error) {
+	o, err := a.engine.GetOrder(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return convert.Order(o), nil
+}
+
+// ListOrders pages through orders newest first, optionally only those in state (StateUnspecified: all).
+func (a *App) ListOrders(ctx context.Context, state domain.State, pageSize int, token string) ([]*filingv1.Order, string, error) {
+	page, err := parsePage(state, pageSize, token)
+	if err != nil {
+		return nil, "", err
+	}
+	orders, err := a.engine.ListOrders(ctx, state, page.After, page.Size+1)
+	if err != nil {
+		return nil, "", err
+	}
+	orders, next := page.next(orders)
+	out := make([]*filingv1.Order, len(orders))
+	for i, o := range orders {
+		out[i] = convert.Order(o)
+	}
+	return out, next, nil
+}
+
+// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
+func (a *App) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
+	return a.engine.MarkVerified(ctx, req)
+}
+
+// ReturnOrder returns an order whose verification failed or timed out.
+func (a *App) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
+	return a.engine.ReturnOrder(ctx, req)
+}

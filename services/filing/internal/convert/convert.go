@@ -1,0 +1,142 @@
+// Package convert is where filing's domain meets the wire: the protobuf form of orders in answers,
+// the request specs in domain form, and the calls a change owes verification and deadline (outbox
+// messages with their targets), so each is written once for every engine and handler.
+package convert
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pii"
+	"github.com/icpverify/icpverify/services/filing/internal/domain"
+)
+
+// Order renders an order for a response, with every phone and ID number masked (PIPL).
+func Order(o domain.Order) *filingv1.Order {
+	out := &filingv1.Order{
+		OrderId:      o.ID,
+		Spec:         specProto(o.Spec),
+		State:        filingv1.OrderState(o.State),
+		Submission:   o.Submission,
+		DeadlineAt:   ts(o.DeadlineAt),
+		ReturnReason: filingv1.ReturnReason(o.ReturnReason),
+		CreateTime:   ts(o.CreatedAt),
+		UpdateTime:   ts(o.UpdatedAt),
+	}
+	for _, v := range o.Verifiers {
+		out.Verifiers = append(out.Verifiers, &filingv1.Verifier{PhoneMasked: pii.MaskPhone(v.Phone), Roles: v.Roles})
+	}
+	for _, c := range o.History {
+		out.History = append(out.History, &filingv1.StateChange{From: filingv1.OrderState(c.From), To: filingv1.OrderState(c.To),
+			At: ts(c.At), Actor: c.Actor, Reason: c.Reason})
+	}
+	return out
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func specProto(s domain.Spec) *filingv1.OrderSpec {
+	out := &filingv1.OrderSpec{
+		FilingType:     filingv1.FilingType(s.FilingType),
+		SubjectId:      s.SubjectID,
+		SubjectName:    s.SubjectName,
+		SubjectType:    filingv1.SubjectType(s.SubjectType),
+		Principal:      maskedPerson(s.Principal),
+		SubjectChanged: s.SubjectChanged,
+	}
+	for _, w := range s.Websites {
+		out.Websites = append(out.Websites, &filingv1.Website{Domain: w.Domain, Name: w.Name, Person: maskedPerson(w.Person), Changed: w.Changed})
+	}
+	return out
+}
+
+func maskedPerson(p *domain.Person) *filingv1.Person {
+	if p == nil {
+		return nil
+	}
+	out := &filingv1.Person{Name: p.Name, IdType: filingv1.IdDocumentType(p.IDType), IdNumber: pii.MaskID(p.IDNumber),
+		Phone: pii.MaskPhone(p.Phone)}
+	if p.EmergencyPhone != "" {
+		out.EmergencyPhone = pii.MaskPhone(p.EmergencyPhone)
+	}
+	return out
+}
+
+// SpecFromProto converts a request spec to the domain form (not yet validated).
+func SpecFromProto(p *filingv1.OrderSpec) domain.Spec {
+	s := domain.Spec{
+		FilingType:     domain.FilingType(p.GetFilingType()),
+		SubjectID:      p.GetSubjectId(),
+		SubjectName:    p.GetSubjectName(),
+		SubjectType:    int32(p.GetSubjectType()),
+		Principal:      personFromProto(p.GetPrincipal()),
+		SubjectChanged: p.GetSubjectChanged(),
+	}
+	for _, w := range p.GetWebsites() {
+		s.Websites = append(s.Websites, domain.Website{Domain: w.GetDomain(), Name: w.GetName(),
+			Person: personFromProto(w.GetPerson()), Changed: w.GetChanged()})
+	}
+	return s
+}
+
+func personFromProto(p *filingv1.Person) *domain.Person {
+	if p == nil {
+		return nil
+	}
+	return &domain.Person{Name: p.GetName(), IDType: iddoc.Type(p.GetIdType()), IDNumber: p.GetIdNumber(),
+		Phone: p.GetPhone(), EmergencyPhone: p.GetEmergencyPhone()}
+}
+
+// Outbox targets this service writes; the relay in server.Run has a handler for each.
+const (
+	TargetOpenSession      = "verification.OpenSession"
+	TargetCancelSession    = "verification.CancelSession"
+	TargetScheduleDeadline = "deadline.ScheduleDeadline"
+	TargetCancelDeadline   = "deadline.CancelDeadline"
+)
+
+// SubmitMessages are the calls of a submission that opened a verification window: the session with
+// every verifier's phone and ID tails (which live nowhere else in this service), and its deadline.
+func SubmitMessages(orderID string, p domain.Submission, locale string) []outbox.Message {
+	if len(p.Verifiers) == 0 {
+		return nil
+	}
+	specs := make([]*verificationv1.VerifierSpec, len(p.Verifiers))
+	for i, v := range p.Verifiers {
+		specs[i] = &verificationv1.VerifierSpec{Phone: v.Phone, Roles: v.Roles, IdTails: v.IDTails}
+	}
+	return []outbox.Message{
+		{Target: TargetOpenSession, Sensitive: true, Msg: &verificationv1.OpenSessionRequest{
+			RequestId: fmt.Sprintf("filing:open-session:%s:%d", orderID, p.Number), OrderId: orderID, Submission: p.Number,
+			DeadlineAt: timestamppb.New(p.DeadlineAt), Verifiers: specs, Locale: locale}},
+		{Target: TargetScheduleDeadline, Msg: &deadlinev1.ScheduleDeadlineRequest{
+			RequestId: fmt.Sprintf("filing:schedule-deadline:%s:%d", orderID, p.Number), OrderId: orderID, Submission: p.Number,
+			DueTime: timestamppb.New(p.DeadlineAt)}},
+	}
+}
+
+// CancelMessages are the calls of a cancel of order o (in its state before the cancel): an order in
+// verification closes its session and its deadline timer.
+func CancelMessages(o domain.Order) []outbox.Message {
+	if o.State != domain.StateAwaitingVerification {
+		return nil
+	}
+	return []outbox.Message{
+		{Target: TargetCancelSession, Msg: &verificationv1.CancelSessionRequest{
+			RequestId: fmt.Sprintf("filing:cancel-session:%s:%d", o.ID, o.Submission), OrderId: o.ID, Submission: o.Submission}},
+		{Target: TargetCancelDeadline, Msg: &deadlinev1.CancelDeadlineRequest{
+			RequestId: fmt.Sprintf("filing:cancel-deadline:%s:%d", o.ID, o.Submission), OrderId: o.ID, Submission: o.Submission}},
+	}
+}
