@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -91,12 +92,12 @@ func TestRunMetrics(t *testing.T) {
 		`grpc_server_handled_total{grpc_code="NotFound",` + verify + `} 6`,
 		`grpc_server_handled_total{grpc_code="OK",` + verify + `} 1`,
 		`grpc_server_handling_seconds_count{` + verify + `} 7`,
-		`icp_outbox_delivered_total{result="delivered",target="` + domain.TargetSendMessage + `"} 2`,
-		`icp_outbox_delivered_total{result="delivered",target="` + domain.TargetMarkVerified + `"} 1`,
-		`icp_outbox_delivered_total{result="delivered",target="` + domain.TargetCancelDeadline + `"} 2`,
-		`icp_outbox_delivered_total{result="parked",target="` + domain.TargetReturnOrder + `"} 1`, // the fake filing lacks ReturnOrder
-		`icp_outbox_pending{target="` + domain.TargetSendMessage + `"} 0`,
-		`icp_outbox_oldest_age_seconds{target="` + domain.TargetSendMessage + `"} 0`,
+		`icp_outbox_delivered_total{result="delivered",target="` + convert.TargetSendMessage + `"} 2`,
+		`icp_outbox_delivered_total{result="delivered",target="` + convert.TargetMarkVerified + `"} 1`,
+		`icp_outbox_delivered_total{result="delivered",target="` + convert.TargetCancelDeadline + `"} 2`,
+		`icp_outbox_delivered_total{result="parked",target="` + convert.TargetReturnOrder + `"} 1`, // the fake filing lacks ReturnOrder
+		`icp_outbox_pending{target="` + convert.TargetSendMessage + `"} 0`,
+		`icp_outbox_oldest_age_seconds{target="` + convert.TargetSendMessage + `"} 0`,
 	}
 	var body string
 	eventually(t, "the counters", func() bool {

@@ -22,6 +22,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/service"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
@@ -107,10 +108,10 @@ func Run(ctx context.Context, args []string) error {
 		Clock:    clk,
 		Linger:   outbox.DefaultLinger,
 		Handlers: map[string]outbox.Handler{
-			domain.TargetSendMessage:    outbox.Call(sms.SendMessage),
-			domain.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
-			domain.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
-			domain.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
+			convert.TargetSendMessage:    outbox.Call(sms.SendMessage),
+			convert.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
+			convert.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
+			convert.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
 		},
 	}
 	metrics := grpcapi.NewMetrics(obs.Registry)

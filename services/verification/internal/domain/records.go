@@ -6,15 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/icpverify/icpverify/pkg/errs"
-	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
-	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
-	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
-	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
-	"github.com/icpverify/icpverify/pkg/pii"
 )
 
 // Session is one submission's verification as both storage engines keep it.
@@ -44,64 +36,6 @@ type Challenge struct {
 type TailHash struct {
 	KeyID string
 	Hash  []byte
-}
-
-// Outbox targets this service writes; server.Run maps each to a peer client.
-const (
-	TargetSendMessage    = "smsdispatch.SendMessage"
-	TargetMarkVerified   = "filing.MarkVerified"
-	TargetReturnOrder    = "filing.ReturnOrder"
-	TargetCancelDeadline = "deadline.CancelDeadline"
-)
-
-// Effect is one call this service owes another, written to the outbox with the change that caused it.
-// Sensitive rows carry a code and are wiped if parked.
-type Effect struct {
-	Target    string
-	Msg       proto.Message
-	Sensitive bool
-}
-
-// CodeEffect owes sms-dispatch one message carrying the plaintext code of a challenge's generation.
-func CodeEffect(sess Session, c Challenge, code string) Effect {
-	return Effect{Target: TargetSendMessage, Sensitive: true, Msg: &smsv1.SendMessageRequest{
-		MessageId:  MessageID(sess.ID, c.VerifierID, c.Generation),
-		Phone:      c.Phone,
-		Template:   smsv1.Template_TEMPLATE_VERIFICATION_CODE,
-		Params:     map[string]string{"code": code, "deadline": sess.DeadlineAt.Format(time.RFC3339)},
-		Locale:     sess.Locale,
-		ExpireTime: timestamppb.New(sess.DeadlineAt),
-		OrderId:    sess.OrderID,
-		Sequence:   int32(c.Generation),
-	}}
-}
-
-func cancelDeadline(sess Session) Effect {
-	return Effect{Target: TargetCancelDeadline, Msg: &deadlinev1.CancelDeadlineRequest{
-		RequestId: CancelDeadlineRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission}}
-}
-
-func returnOrder(sess Session, reason filingv1.ReturnReason) Effect {
-	return Effect{Target: TargetReturnOrder, Msg: &filingv1.ReturnOrderRequest{
-		RequestId: ReturnRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission, Reason: reason}}
-}
-
-// PassedEffects are owed when the last verifier passes: filing marks the order verified, the timer goes.
-func PassedEffects(sess Session) []Effect {
-	return []Effect{{Target: TargetMarkVerified, Msg: &filingv1.MarkVerifiedRequest{
-		RequestId: MarkVerifiedRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission}},
-		cancelDeadline(sess)}
-}
-
-// LockedEffects are owed when a verifier reaches the failure limit: the order goes back, the timer goes.
-func LockedEffects(sess Session) []Effect {
-	return []Effect{returnOrder(sess, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS), cancelDeadline(sess)}
-}
-
-// TimedOutEffects are owed when a session times out: the order goes back. The timer fired (or the
-// deadline had passed before the session existed), so there is nothing to cancel.
-func TimedOutEffects(sess Session) []Effect {
-	return []Effect{returnOrder(sess, filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT)}
 }
 
 // OpenAction is what OpenSession does for a request.
@@ -163,91 +97,12 @@ func DecideResendByPhone(now time.Time, cands []ResendCandidate, maxFailed int) 
 	return -1, DecideVerify(now, checks, maxFailed).Failures
 }
 
-// ResendAnswer is the answer to an accepted resend.
-func ResendAnswer(now time.Time, sess Session, c Challenge, l Limits) *pb.Resend {
-	r := &pb.Resend{OrderId: sess.OrderID, VerifierId: c.VerifierID,
-		ResendsLeft: int32(ResendsLeft(c.ResendsUsed, l)), DeadlineAt: timestamppb.New(sess.DeadlineAt)}
-	if r.ResendsLeft > 0 {
-		r.NextResendTime = timestamppb.New(now.Add(l.ResendInterval))
-	}
-	return r
-}
-
-// PassAnswer is the answer to a correct check; all says whether it completed the session.
-func PassAnswer(sess Session, all bool) *pb.VerifyResponse {
-	if all {
-		return &pb.VerifyResponse{Result: pb.VerifyResult_VERIFY_RESULT_ALL_PASSED, OrderId: sess.OrderID,
-			MessageZh: MessageAllZH, MessageEn: MessageAllEN}
-	}
-	return &pb.VerifyResponse{Result: pb.VerifyResult_VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS, OrderId: sess.OrderID,
-		MessageZh: MessageWaitingZH, MessageEn: MessageWaitingEN}
-}
-
 // CompareVerifierIDs orders v1, v2, ..., v10 numerically.
 func CompareVerifierIDs(a, b string) int {
 	if c := cmp.Compare(len(a), len(b)); c != 0 {
 		return c
 	}
 	return cmp.Compare(a, b)
-}
-
-// Status is the public view of a session and its challenges; phones are masked.
-func Status(sess Session, chs []Challenge) *pb.VerificationStatus {
-	chs = slices.Clone(chs)
-	slices.SortFunc(chs, func(a, b Challenge) int { return CompareVerifierIDs(a.VerifierID, b.VerifierID) })
-	st := &pb.VerificationStatus{OrderId: sess.OrderID, Submission: sess.Submission, State: sessionStateProto(sess.State),
-		DeadlineAt: timestamppb.New(sess.DeadlineAt)}
-	for _, c := range chs {
-		v := &pb.VerifierStatus{VerifierId: c.VerifierID, PhoneMasked: pii.MaskPhone(c.Phone), Roles: slices.Clone(c.Roles),
-			State: challengeStateProto(c.State), FailedAttempts: int32(c.Failed), ResendsUsed: int32(c.ResendsUsed),
-			LastSentTime: timestamppb.New(c.LastSentAt)}
-		if c.PassedAt != nil {
-			v.PassedTime = timestamppb.New(*c.PassedAt)
-		}
-		st.Verifiers = append(st.Verifiers, v)
-	}
-	return st
-}
-
-func sessionStateProto(s SessionState) pb.SessionState {
-	switch s {
-	case SessionOpen:
-		return pb.SessionState_SESSION_STATE_OPEN
-	case SessionPassed:
-		return pb.SessionState_SESSION_STATE_PASSED
-	case SessionFailed:
-		return pb.SessionState_SESSION_STATE_FAILED
-	case SessionTimedOut:
-		return pb.SessionState_SESSION_STATE_TIMED_OUT
-	case SessionCancelled:
-		return pb.SessionState_SESSION_STATE_CANCELLED
-	}
-	return pb.SessionState_SESSION_STATE_UNSPECIFIED
-}
-
-func challengeStateProto(s ChallengeState) pb.ChallengeState {
-	switch s {
-	case ChallengePending:
-		return pb.ChallengeState_CHALLENGE_STATE_PENDING
-	case ChallengePassed:
-		return pb.ChallengeState_CHALLENGE_STATE_PASSED
-	case ChallengeLocked:
-		return pb.ChallengeState_CHALLENGE_STATE_LOCKED
-	}
-	return pb.ChallengeState_CHALLENGE_STATE_UNSPECIFIED
-}
-
-// RedactOpenRequest is the OpenSession request as the idempotency table may hash it: phones and ID
-// tails replaced by keyed fingerprints, since an unkeyed hash of them could be reversed by brute force.
-func RedactOpenRequest(req *pb.OpenSessionRequest, h *Hasher) *pb.OpenSessionRequest {
-	out := proto.Clone(req).(*pb.OpenSessionRequest)
-	for _, v := range out.GetVerifiers() {
-		v.Phone = h.Fingerprint("phone", v.GetPhone())
-		for i, t := range v.GetIdTails() {
-			v.IdTails[i] = h.Fingerprint("idtail", t)
-		}
-	}
-	return out
 }
 
 // ErrSessionNotFound answers an unknown (order_id, submission) or order.
@@ -281,20 +136,19 @@ func (h *Hasher) TailMatches(challengeID string, tails []TailHash, tail string) 
 }
 
 // NewSession builds what OpenSession stores for action OpenNew or OpenExpired: the session, its
-// challenges with freshly drawn code hashes and their ID-tail hashes (by challenge id), and the effects
-// to queue. An expired session is born TIMED_OUT with no challenges: no code is drawn or sent, and the
-// order is returned.
+// challenges with freshly drawn code hashes and their ID-tail hashes (by challenge id), and the drawn
+// codes (codes[i] is chs[i]'s, for the SMS). An expired session is born TIMED_OUT with no
+// challenges: no code is drawn or sent, and the order is returned.
 func NewSession(now time.Time, newID func() string, spec OpenSpec, action OpenAction, h *Hasher, rnd io.Reader) (
-	Session, []Challenge, map[string][]TailHash, []Effect, error) {
-	sess := Session{ID: newID(), OrderID: spec.OrderID, Submission: spec.Submission, State: SessionOpen,
+	sess Session, chs []Challenge, tails map[string][]TailHash, codes []string, err error) {
+	sess = Session{ID: newID(), OrderID: spec.OrderID, Submission: spec.Submission, State: SessionOpen,
 		DeadlineAt: spec.DeadlineAt.UTC(), Locale: spec.Locale, CreatedAt: now}
 	if action == OpenExpired {
 		sess.State = SessionTimedOut
-		return sess, nil, nil, TimedOutEffects(sess), nil
+		return sess, nil, nil, nil, nil
 	}
-	chs := make([]Challenge, 0, len(spec.Verifiers))
-	tails := map[string][]TailHash{}
-	var effects []Effect
+	chs = make([]Challenge, 0, len(spec.Verifiers))
+	tails = map[string][]TailHash{}
 	for i, v := range spec.Verifiers {
 		c := Challenge{ID: newID(), SessionID: sess.ID, VerifierID: VerifierID(i), Phone: v.Phone,
 			Roles: append([]string{}, v.Roles...), Generation: 1, LastSentAt: now, State: ChallengePending}
@@ -308,9 +162,9 @@ func NewSession(now time.Time, newID func() string, spec OpenSpec, action OpenAc
 			tails[c.ID] = append(tails[c.ID], TailHash{KeyID: kid, Hash: sum})
 		}
 		chs = append(chs, c)
-		effects = append(effects, CodeEffect(sess, c, code))
+		codes = append(codes, code)
 	}
-	return sess, chs, tails, effects, nil
+	return sess, chs, tails, codes, nil
 }
 
 // PrepareResend applies the resend rules to a verifier at now and, if allowed, draws a new code and

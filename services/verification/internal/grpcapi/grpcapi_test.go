@@ -25,6 +25,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
@@ -79,7 +80,7 @@ func newEnvWith(t *testing.T, public *grpcapi.Public) *env {
 
 func (e *env) code(t *testing.T, phone string) string {
 	t.Helper()
-	rows, err := e.pool.Query(context.Background(), `SELECT payload FROM outbox WHERE target = $1 ORDER BY id`, domain.TargetSendMessage)
+	rows, err := e.pool.Query(context.Background(), `SELECT payload FROM outbox WHERE target = $1 ORDER BY id`, convert.TargetSendMessage)
 	if err != nil {
 		t.Fatal(err)
 	}

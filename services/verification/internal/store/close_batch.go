@@ -13,7 +13,9 @@ import (
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -139,7 +141,7 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	out := make([]batch.Result[*pb.CloseIfIncompleteResponse], len(reqs))
 	var (
 		closing []string
-		effects []domain.Effect
+		msgs    []outbox.Message
 		answers []idempotency.Answer
 		closed  []domain.Session
 	)
@@ -165,11 +167,11 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 		}
 		if d.Return {
 			closing = append(closing, sess.ID)
-			effects = append(effects, domain.TimedOutEffects(sess)...)
+			msgs = append(msgs, convert.TimedOutMessages(sess)...)
 			sess.State = domain.SessionTimedOut
 			closed = append(closed, sess)
 		}
-		resp := &pb.CloseIfIncompleteResponse{Closed: d.Closed, Status: domain.Status(sess, challenges[sess.ID])}
+		resp := &pb.CloseIfIncompleteResponse{Closed: d.Closed, Status: convert.Status(sess, challenges[sess.ID])}
 		out[i].Value = resp
 		answers = append(answers, idempotency.Answer{RequestID: r.GetRequestId(), Req: r, Resp: resp})
 	}
@@ -178,7 +180,7 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	if len(closing) > 0 {
 		writes.Queue(`UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id`,
 			closing, string(domain.SessionTimedOut), now)
-		targets, payloads, sensitive, err := outboxRows(effects)
+		targets, payloads, sensitive, err := outboxRows(msgs)
 		if err != nil {
 			return nil, err
 		}

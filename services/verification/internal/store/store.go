@@ -28,6 +28,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -97,21 +98,6 @@ func collectChallenges(rows pgx.Rows, err error) ([]domain.Challenge, error) {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Challenge, error) { return scanChallenge(r) })
-}
-
-// enqueue writes the effects to the outbox inside tx.
-func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, effects ...domain.Effect) error {
-	for _, e := range effects {
-		enq := outbox.Enqueue
-		if e.Sensitive {
-			// The row carries a code: the relay deletes it once delivered, and a parked one is wiped.
-			enq = outbox.EnqueueSensitive
-		}
-		if err := enq(ctx, tx, now, e.Target, e.Msg); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // lockOrder serialises OpenSession and CancelSession of one order, including the case where no
@@ -206,7 +192,7 @@ func queueFailures(b *pgx.Batch, now time.Time, sessions map[string]domain.Sessi
 			continue
 		}
 		b.Queue(`UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1`, sess.ID, string(domain.SessionFailed), now)
-		targets, payloads, sensitive, err := outboxRows(domain.LockedEffects(sess))
+		targets, payloads, sensitive, err := outboxRows(convert.LockedMessages(sess))
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +218,7 @@ func closeSession(ctx context.Context, tx pgx.Tx, now time.Time, id string, stat
 func (s *Store) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec domain.OpenSpec) (*pb.OpenSessionResponse, error) {
 	var enqueued bool
 	resp, err := idempotency.Do(ctx, s.pool, s.clock.Now(), pb.VerificationInternalService_OpenSession_FullMethodName,
-		req.GetRequestId(), domain.RedactOpenRequest(req, s.hasher),
+		req.GetRequestId(), convert.RedactOpenRequest(req, s.hasher),
 		func() *pb.OpenSessionResponse { return &pb.OpenSessionResponse{} },
 		func(tx pgx.Tx) (*pb.OpenSessionResponse, error) {
 			enqueued = false
@@ -261,7 +247,7 @@ func (s *Store) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spe
 				spec.OrderID, now); err != nil {
 				return nil, fmt.Errorf("supersede: %w", err)
 			}
-			sess, chs, tails, effects, err := domain.NewSession(now, uuid.NewString, spec, action, s.hasher, s.rand)
+			sess, chs, tails, codes, err := domain.NewSession(now, uuid.NewString, spec, action, s.hasher, s.rand)
 			if err != nil {
 				return nil, err
 			}
@@ -287,12 +273,12 @@ func (s *Store) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spe
 					}
 				}
 			}
-			if err := enqueue(ctx, tx, now, effects...); err != nil {
+			if err := outbox.EnqueueAll(ctx, tx, now, convert.OpenMessages(sess, chs, codes)); err != nil {
 				return nil, err
 			}
 			enqueued = true
 			s.logOpened(sess, len(spec.Verifiers))
-			return &pb.OpenSessionResponse{Status: domain.Status(sess, chs)}, nil
+			return &pb.OpenSessionResponse{Status: convert.Status(sess, chs)}, nil
 		})
 	if err != nil {
 		return nil, err
@@ -436,12 +422,12 @@ func (s *Store) applyResend(ctx context.Context, tx pgx.Tx, now time.Time, sess 
 		c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.ResendsUsed, c.LastSentAt); err != nil {
 		return nil, fmt.Errorf("replace code: %w", err)
 	}
-	if err := enqueue(ctx, tx, now, domain.CodeEffect(sess, c, code)); err != nil {
+	if err := outbox.EnqueueAll(ctx, tx, now, []outbox.Message{convert.CodeMessage(sess, c, code)}); err != nil {
 		return nil, err
 	}
 	s.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
-	return domain.ResendAnswer(now, sess, c, s.limits), nil
+	return convert.ResendAnswer(now, sess, c, s.limits), nil
 }
 
 // CancelSession closes an open session because its order was cancelled; other states stay. When the
@@ -510,5 +496,5 @@ func (s *Store) statusOf(ctx context.Context, tx pgx.Tx, sess domain.Session) (*
 	if err != nil {
 		return nil, fmt.Errorf("load challenges: %w", err)
 	}
-	return domain.Status(sess, chs), nil
+	return convert.Status(sess, chs), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
 )
@@ -56,7 +57,7 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 		}
 		for _, r := range rows {
 			m := &smsv1.SendMessageRequest{}
-			if r.Target == domain.TargetSendMessage && proto.Unmarshal(r.Payload, m) == nil {
+			if r.Target == convert.TargetSendMessage && proto.Unmarshal(r.Payload, m) == nil {
 				codes[m.GetPhone()] = m.GetParams()["code"]
 			}
 		}
@@ -98,9 +99,9 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 		rows, _ = q.Pending(ctx, 100)
 		for _, r := range rows {
 			switch r.Target {
-			case domain.TargetMarkVerified:
+			case convert.TargetMarkVerified:
 				marked++
-			case domain.TargetReturnOrder:
+			case convert.TargetReturnOrder:
 				returned++
 			}
 		}

@@ -15,7 +15,9 @@ import (
 	"github.com/icpverify/icpverify/pkg/batch"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -55,9 +57,9 @@ const passAllSQL = `WITH up AS (
 	SELECT a.session_id::text, a.all_passed, a.session_id = ANY(ARRAY(SELECT id FROM closed)), (SELECT count(*) FROM ob)
 	FROM agg a`
 
-// outboxRows marshals effects for the outbox, in order.
-func outboxRows(effects []domain.Effect) (targets []string, payloads [][]byte, sensitive []bool, err error) {
-	for _, e := range effects {
+// outboxRows marshals msgs for the outbox, in order.
+func outboxRows(msgs []outbox.Message) (targets []string, payloads [][]byte, sensitive []bool, err error) {
+	for _, e := range msgs {
 		p, err := proto.Marshal(e.Msg)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("outbox: marshal %s: %w", e.Target, err)
@@ -274,7 +276,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 		res := &out[k].Value
 		done := all[res.sess.ID] && last[res.sess.ID] == k
 		res.enqueued = done
-		res.resp = domain.PassAnswer(res.sess, done)
+		res.resp = convert.PassAnswer(res.sess, done)
 	}
 	return out, nil
 }
@@ -293,7 +295,7 @@ func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], 
 		if _, ok := rowsOf[res.sess.ID]; ok {
 			continue
 		}
-		t, p, sv, err := outboxRows(domain.PassedEffects(res.sess))
+		t, p, sv, err := outboxRows(convert.PassedMessages(res.sess))
 		if err != nil {
 			return err
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 )
@@ -77,15 +78,8 @@ func New(db *DB, clk clock.Clock, hasher *domain.Hasher, limits domain.Limits, l
 // SetRand replaces the code source, so tests draw known, distinct codes. Call it before any use.
 func (s *Store) SetRand(r io.Reader) { s.rand = r }
 
-// emit queues effects; the caller holds the lock, which makes them atomic with its change.
-func (db *DB) emit(now time.Time, effects ...domain.Effect) error {
-	for _, e := range effects {
-		if err := db.outbox.Add(now, e.Target, e.Msg, e.Sensitive); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// emit queues msgs; the caller holds the lock, which makes them atomic with its change.
+func (db *DB) emit(now time.Time, msgs ...outbox.Message) error { return db.outbox.AddAll(now, msgs) }
 
 func (db *DB) challengesOf(sessionID string) []domain.Challenge {
 	var out []domain.Challenge
@@ -96,7 +90,7 @@ func (db *DB) challengesOf(sessionID string) []domain.Challenge {
 }
 
 func (db *DB) status(sess domain.Session) *pb.VerificationStatus {
-	return domain.Status(sess, db.challengesOf(sess.ID))
+	return convert.Status(sess, db.challengesOf(sess.ID))
 }
 
 // pendingFor is lockPhone of the PostgreSQL store: the pending challenges of phone in open sessions,
@@ -194,14 +188,14 @@ func (s *Store) pass(now time.Time, sess domain.Session, c domain.Challenge) (*p
 	s.log.Info("verifier passed", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
 	if !domain.AllPassed(states) {
-		return domain.PassAnswer(sess, false), false, nil
+		return convert.PassAnswer(sess, false), false, nil
 	}
 	db.setState(sess.ID, domain.SessionPassed)
-	if err := db.emit(now, domain.PassedEffects(sess)...); err != nil {
+	if err := db.emit(now, convert.PassedMessages(sess)...); err != nil {
 		return nil, false, err
 	}
 	s.log.Info("session passed", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission))
-	return domain.PassAnswer(sess, true), true, nil
+	return convert.PassAnswer(sess, true), true, nil
 }
 
 // countFailures records the failures of a check; see store.Store.countFailures.
@@ -220,7 +214,7 @@ func (s *Store) countFailures(now time.Time, sessions map[string]domain.Session,
 			continue
 		}
 		db.setState(sess.ID, domain.SessionFailed)
-		if err := db.emit(now, domain.LockedEffects(sess)...); err != nil {
+		if err := db.emit(now, convert.LockedMessages(sess)...); err != nil {
 			return enqueued, err
 		}
 		enqueued = true
@@ -239,7 +233,7 @@ func (s *Store) OpenSession(_ context.Context, req *pb.OpenSessionRequest, spec 
 	db.mu.Lock()
 	enqueued := false
 	resp, err := idempotency.DoMem(db.idem, pb.VerificationInternalService_OpenSession_FullMethodName, req.GetRequestId(),
-		domain.RedactOpenRequest(req, s.hasher), func() *pb.OpenSessionResponse { return &pb.OpenSessionResponse{} },
+		convert.RedactOpenRequest(req, s.hasher), func() *pb.OpenSessionResponse { return &pb.OpenSessionResponse{} },
 		func() (*pb.OpenSessionResponse, error) {
 			now := s.clock.Now()
 			existing, exists := db.session(spec.OrderID, spec.Submission)
@@ -251,7 +245,7 @@ func (s *Store) OpenSession(_ context.Context, req *pb.OpenSessionRequest, spec 
 			if action == domain.OpenReplay {
 				return &pb.OpenSessionResponse{Status: db.status(existing)}, nil
 			}
-			sess, chs, tails, effects, err := domain.NewSession(now, uuid.NewString, spec, action, s.hasher, s.rand)
+			sess, chs, tails, codes, err := domain.NewSession(now, uuid.NewString, spec, action, s.hasher, s.rand)
 			if err != nil {
 				return nil, err
 			}
@@ -266,7 +260,7 @@ func (s *Store) OpenSession(_ context.Context, req *pb.OpenSessionRequest, spec 
 				db.bySession[sess.ID] = append(db.bySession[sess.ID], c.ID)
 				db.tails[c.ID] = tails[c.ID]
 			}
-			if err := db.emit(now, effects...); err != nil {
+			if err := db.emit(now, convert.OpenMessages(sess, chs, codes)...); err != nil {
 				return nil, err
 			}
 			enqueued = true
@@ -380,13 +374,13 @@ func (s *Store) applyResend(now time.Time, sess domain.Session, c domain.Challen
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.emit(now, domain.CodeEffect(sess, c, code)); err != nil {
+	if err := s.db.emit(now, convert.CodeMessage(sess, c, code)); err != nil {
 		return nil, err
 	}
 	s.db.challenges[c.ID] = c
 	s.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
-	return domain.ResendAnswer(now, sess, c, s.limits), nil
+	return convert.ResendAnswer(now, sess, c, s.limits), nil
 }
 
 // CloseIfIncomplete applies the deadline to one submission; see store.Store.CloseIfIncomplete.
@@ -407,7 +401,7 @@ func (s *Store) CloseIfIncomplete(_ context.Context, req *pb.CloseIfIncompleteRe
 				return nil, err
 			}
 			if d.Return {
-				if err := db.emit(now, domain.TimedOutEffects(sess)...); err != nil {
+				if err := db.emit(now, convert.TimedOutMessages(sess)...); err != nil {
 					return nil, err
 				}
 				db.setState(sess.ID, domain.SessionTimedOut)

@@ -23,6 +23,7 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 )
@@ -192,7 +193,7 @@ func (e *env) pending() int {
 func (e *env) sent(phone string) []*smsv1.SendMessageRequest {
 	e.t.Helper()
 	var out []*smsv1.SendMessageRequest
-	for _, p := range e.payloads(domain.TargetSendMessage) {
+	for _, p := range e.payloads(convert.TargetSendMessage) {
 		m := &smsv1.SendMessageRequest{}
 		if err := proto.Unmarshal(p, m); err != nil {
 			e.t.Fatal(err)
@@ -216,7 +217,7 @@ func (e *env) lastCode(phone string) string {
 func (e *env) returns(order string) []*filingv1.ReturnOrderRequest {
 	e.t.Helper()
 	var out []*filingv1.ReturnOrderRequest
-	for _, p := range e.payloads(domain.TargetReturnOrder) {
+	for _, p := range e.payloads(convert.TargetReturnOrder) {
 		m := &filingv1.ReturnOrderRequest{}
 		if err := proto.Unmarshal(p, m); err != nil {
 			e.t.Fatal(err)
@@ -231,7 +232,7 @@ func (e *env) returns(order string) []*filingv1.ReturnOrderRequest {
 func (e *env) marked(order string) int {
 	e.t.Helper()
 	n := 0
-	for _, p := range e.payloads(domain.TargetMarkVerified) {
+	for _, p := range e.payloads(convert.TargetMarkVerified) {
 		m := &filingv1.MarkVerifiedRequest{}
 		if err := proto.Unmarshal(p, m); err != nil {
 			e.t.Fatal(err)
@@ -294,7 +295,7 @@ func testOpenSessionIdempotentAndSuperseded(e *env) {
 	if !proto.Equal(again, st) || other.GetStatus().GetVerifiers()[0].GetLastSentTime().AsTime() != Start {
 		t.Fatalf("repeat answered differently: %v / %v", again, other)
 	}
-	if n := len(e.payloads(domain.TargetSendMessage)); n != 2 {
+	if n := len(e.payloads(convert.TargetSendMessage)); n != 2 {
 		t.Fatalf("%d SMS queued, want 2", n)
 	}
 	// The same request id with another request is refused.
@@ -334,7 +335,7 @@ func testOpenSessionAfterDeadline(e *env) {
 	if st.GetState() != pb.SessionState_SESSION_STATE_TIMED_OUT || !st.GetDeadlineAt().AsTime().Equal(deadline) {
 		t.Fatalf("late open = %v", st)
 	}
-	if n := len(e.payloads(domain.TargetSendMessage)); n != 0 {
+	if n := len(e.payloads(convert.TargetSendMessage)); n != 0 {
 		t.Fatalf("%d codes sent for an expired session", n)
 	}
 	rets := e.returns("late")
@@ -382,7 +383,7 @@ func testConcurrentOpen(e *env) {
 			t.Fatalf("open #%d = %v, %v (first %v)", i, statuses[i], errsOut[i], statuses[0])
 		}
 	}
-	if n := len(e.payloads(domain.TargetSendMessage)); n != 2 {
+	if n := len(e.payloads(convert.TargetSendMessage)); n != 2 {
 		t.Fatalf("%d codes sent, want 2", n)
 	}
 }
@@ -407,7 +408,7 @@ func testVerifyPassesAllVerifiers(e *env) {
 	if err != nil || r.GetResult() != pb.VerifyResult_VERIFY_RESULT_ALL_PASSED || r.GetMessageEn() != domain.MessageAllEN {
 		t.Fatalf("second verify = %v, %v", r, err)
 	}
-	if e.marked("o1") != 1 || len(e.payloads(domain.TargetCancelDeadline)) != 1 || len(e.payloads(domain.TargetReturnOrder)) != 0 {
+	if e.marked("o1") != 1 || len(e.payloads(convert.TargetCancelDeadline)) != 1 || len(e.payloads(convert.TargetReturnOrder)) != 0 {
 		t.Fatal("ALL_PASSED must queue one MarkVerified and one CancelDeadline")
 	}
 	st := e.status("o1")
@@ -453,7 +454,7 @@ func testConcurrentWrongVerifies(e *env) {
 		rets[0].GetRequestId() != "verification:return:o1:1" {
 		t.Fatalf("returns = %v", rets)
 	}
-	if len(e.payloads(domain.TargetCancelDeadline)) != 1 {
+	if len(e.payloads(convert.TargetCancelDeadline)) != 1 {
 		t.Fatal("want one CancelDeadline")
 	}
 	// The locked verifier's right code no longer passes, and phone B's session is failed too.
@@ -531,7 +532,7 @@ func testConcurrentChecksOfOneSession(e *env) {
 			t.Errorf("%s: %d MarkVerified queued, want 1", order, n)
 		}
 	}
-	if n := len(e.payloads(domain.TargetReturnOrder)); n != 0 {
+	if n := len(e.payloads(convert.TargetReturnOrder)); n != 0 {
 		t.Errorf("%d ReturnOrder queued, want none", n)
 	}
 }
@@ -864,7 +865,7 @@ func testConcurrentResendMismatches(e *env) {
 		v.GetState() != pb.ChallengeState_CHALLENGE_STATE_LOCKED {
 		t.Fatalf("verifier = %v", v)
 	}
-	if len(e.returns("o1")) != 1 || len(e.payloads(domain.TargetCancelDeadline)) != 1 {
+	if len(e.returns("o1")) != 1 || len(e.payloads(convert.TargetCancelDeadline)) != 1 {
 		t.Fatalf("returns %v", e.returns("o1"))
 	}
 }

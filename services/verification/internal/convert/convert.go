@@ -1,0 +1,162 @@
+// Package convert is where verification's domain meets the wire: the protobuf form of answers and
+// status, the request as idempotency may keep it, and the calls a change owes sms-dispatch, filing and
+// deadline (outbox messages with their targets), so each is written once for every engine.
+package convert
+
+import (
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/pii"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+)
+
+// Outbox targets this service writes; server.Run maps each to a peer client.
+const (
+	TargetSendMessage    = "smsdispatch.SendMessage"
+	TargetMarkVerified   = "filing.MarkVerified"
+	TargetReturnOrder    = "filing.ReturnOrder"
+	TargetCancelDeadline = "deadline.CancelDeadline"
+)
+
+// CodeMessage owes sms-dispatch one message carrying the plaintext code of a challenge's generation.
+func CodeMessage(sess domain.Session, c domain.Challenge, code string) outbox.Message {
+	return outbox.Message{Target: TargetSendMessage, Sensitive: true, Msg: &smsv1.SendMessageRequest{
+		MessageId:  domain.MessageID(sess.ID, c.VerifierID, c.Generation),
+		Phone:      c.Phone,
+		Template:   smsv1.Template_TEMPLATE_VERIFICATION_CODE,
+		Params:     map[string]string{"code": code, "deadline": sess.DeadlineAt.Format(time.RFC3339)},
+		Locale:     sess.Locale,
+		ExpireTime: timestamppb.New(sess.DeadlineAt),
+		OrderId:    sess.OrderID,
+		Sequence:   int32(c.Generation),
+	}}
+}
+
+func cancelDeadline(sess domain.Session) outbox.Message {
+	return outbox.Message{Target: TargetCancelDeadline, Msg: &deadlinev1.CancelDeadlineRequest{
+		RequestId: domain.CancelDeadlineRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission}}
+}
+
+func returnOrder(sess domain.Session, reason filingv1.ReturnReason) outbox.Message {
+	return outbox.Message{Target: TargetReturnOrder, Msg: &filingv1.ReturnOrderRequest{
+		RequestId: domain.ReturnRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission, Reason: reason}}
+}
+
+// PassedMessages are owed when the last verifier passes: filing marks the order verified, the timer goes.
+func PassedMessages(sess domain.Session) []outbox.Message {
+	return []outbox.Message{{Target: TargetMarkVerified, Msg: &filingv1.MarkVerifiedRequest{
+		RequestId: domain.MarkVerifiedRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission}},
+		cancelDeadline(sess)}
+}
+
+// LockedMessages are owed when a verifier reaches the failure limit: the order goes back, the timer goes.
+func LockedMessages(sess domain.Session) []outbox.Message {
+	return []outbox.Message{returnOrder(sess, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS), cancelDeadline(sess)}
+}
+
+// TimedOutMessages are owed when a session times out: the order goes back. The timer fired (or the
+// deadline had passed before the session existed), so there is nothing to cancel.
+func TimedOutMessages(sess domain.Session) []outbox.Message {
+	return []outbox.Message{returnOrder(sess, filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT)}
+}
+
+// OpenMessages are the calls a new session owes: a code message per challenge (codes[i] is
+// chs[i]'s), or, for a session born TIMED_OUT, the order's return.
+func OpenMessages(sess domain.Session, chs []domain.Challenge, codes []string) []outbox.Message {
+	if sess.State == domain.SessionTimedOut {
+		return TimedOutMessages(sess)
+	}
+	msgs := make([]outbox.Message, len(chs))
+	for i, c := range chs {
+		msgs[i] = CodeMessage(sess, c, codes[i])
+	}
+	return msgs
+}
+
+// ResendAnswer is the answer to an accepted resend.
+func ResendAnswer(now time.Time, sess domain.Session, c domain.Challenge, l domain.Limits) *pb.Resend {
+	r := &pb.Resend{OrderId: sess.OrderID, VerifierId: c.VerifierID,
+		ResendsLeft: int32(domain.ResendsLeft(c.ResendsUsed, l)), DeadlineAt: timestamppb.New(sess.DeadlineAt)}
+	if r.ResendsLeft > 0 {
+		r.NextResendTime = timestamppb.New(now.Add(l.ResendInterval))
+	}
+	return r
+}
+
+// PassAnswer is the answer to a correct check; all says whether it completed the session.
+func PassAnswer(sess domain.Session, all bool) *pb.VerifyResponse {
+	if all {
+		return &pb.VerifyResponse{Result: pb.VerifyResult_VERIFY_RESULT_ALL_PASSED, OrderId: sess.OrderID,
+			MessageZh: domain.MessageAllZH, MessageEn: domain.MessageAllEN}
+	}
+	return &pb.VerifyResponse{Result: pb.VerifyResult_VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS, OrderId: sess.OrderID,
+		MessageZh: domain.MessageWaitingZH, MessageEn: domain.MessageWaitingEN}
+}
+
+// Status is the public view of a session and its challenges; phones are masked.
+func Status(sess domain.Session, chs []domain.Challenge) *pb.VerificationStatus {
+	chs = slices.Clone(chs)
+	slices.SortFunc(chs, func(a, b domain.Challenge) int { return domain.CompareVerifierIDs(a.VerifierID, b.VerifierID) })
+	st := &pb.VerificationStatus{OrderId: sess.OrderID, Submission: sess.Submission, State: sessionStateProto(sess.State),
+		DeadlineAt: timestamppb.New(sess.DeadlineAt)}
+	for _, c := range chs {
+		v := &pb.VerifierStatus{VerifierId: c.VerifierID, PhoneMasked: pii.MaskPhone(c.Phone), Roles: slices.Clone(c.Roles),
+			State: challengeStateProto(c.State), FailedAttempts: int32(c.Failed), ResendsUsed: int32(c.ResendsUsed),
+			LastSentTime: timestamppb.New(c.LastSentAt)}
+		if c.PassedAt != nil {
+			v.PassedTime = timestamppb.New(*c.PassedAt)
+		}
+		st.Verifiers = append(st.Verifiers, v)
+	}
+	return st
+}
+
+func sessionStateProto(s domain.SessionState) pb.SessionState {
+	switch s {
+	case domain.SessionOpen:
+		return pb.SessionState_SESSION_STATE_OPEN
+	case domain.SessionPassed:
+		return pb.SessionState_SESSION_STATE_PASSED
+	case domain.SessionFailed:
+		return pb.SessionState_SESSION_STATE_FAILED
+	case domain.SessionTimedOut:
+		return pb.SessionState_SESSION_STATE_TIMED_OUT
+	case domain.SessionCancelled:
+		return pb.SessionState_SESSION_STATE_CANCELLED
+	}
+	return pb.SessionState_SESSION_STATE_UNSPECIFIED
+}
+
+func challengeStateProto(s domain.ChallengeState) pb.ChallengeState {
+	switch s {
+	case domain.ChallengePending:
+		return pb.ChallengeState_CHALLENGE_STATE_PENDING
+	case domain.ChallengePassed:
+		return pb.ChallengeState_CHALLENGE_STATE_PASSED
+	case domain.ChallengeLocked:
+		return pb.ChallengeState_CHALLENGE_STATE_LOCKED
+	}
+	return pb.ChallengeState_CHALLENGE_STATE_UNSPECIFIED
+}
+
+// RedactOpenRequest is the OpenSession request as the idempotency table may hash it: phones and ID
+// tails replaced by keyed fingerprints, since an unkeyed hash of them could be reversed by brute force.
+func RedactOpenRequest(req *pb.OpenSessionRequest, h *domain.Hasher) *pb.OpenSessionRequest {
+	out := proto.Clone(req).(*pb.OpenSessionRequest)
+	for _, v := range out.GetVerifiers() {
+		v.Phone = h.Fingerprint("phone", v.GetPhone())
+		for i, t := range v.GetIdTails() {
+			v.IdTails[i] = h.Fingerprint("idtail", t)
+		}
+	}
+	return out
+}
