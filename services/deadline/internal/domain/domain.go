@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/orderid"
 )
 
 // State is where a timer stands.
@@ -43,45 +44,21 @@ type Deadline struct {
 	CreatedAt     time.Time
 }
 
-// Limits on input.
-const (
-	MaxOrderIDLength = 128
-)
-
 // Reasons of the errors this service returns.
 const (
-	ReasonInvalidOrderID    = "INVALID_ORDER_ID"
-	ReasonInvalidSubmission = "INVALID_SUBMISSION"
-	ReasonInvalidDueTime    = "INVALID_DUE_TIME"
-	ReasonInvalidState      = "INVALID_STATE"
-	ReasonNotFound          = "DEADLINE_NOT_FOUND"
-	ReasonConflict          = "DEADLINE_CONFLICT"
+	ReasonInvalidDueTime = "INVALID_DUE_TIME"
+	ReasonInvalidState   = "INVALID_STATE"
+	ReasonNotFound       = "DEADLINE_NOT_FOUND"
+	ReasonConflict       = "DEADLINE_CONFLICT"
 )
 
 // NormalizeTime drops what PostgreSQL's timestamptz cannot hold (below a microsecond), so that a
 // repeated schedule compares equal to the stored one.
 func NormalizeTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// ValidateOrderID checks an order id given in field.
-func ValidateOrderID(field, id string) error {
-	switch {
-	case id == "":
-		return errs.Invalid(field, ReasonInvalidOrderID, "order_id is required")
-	case len(id) > MaxOrderIDLength:
-		return errs.Invalid(field, ReasonInvalidOrderID, "order_id is longer than %d characters", MaxOrderIDLength)
-	}
-	return nil
-}
-
 // ValidateKey checks an (order_id, submission) pair.
 func ValidateKey(k Key) error {
-	if err := ValidateOrderID("order_id", k.OrderID); err != nil {
-		return err
-	}
-	if k.Submission <= 0 {
-		return errs.Invalid("submission", ReasonInvalidSubmission, "submission must be positive")
-	}
-	return nil
+	return orderid.CheckSubmission(k.OrderID, k.Submission)
 }
 
 // ValidateSchedule checks a schedule request; hasDue is false when due_time was not given.

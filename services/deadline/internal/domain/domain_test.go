@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/orderid"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 func TestValidateSchedule(t *testing.T) {
 	t.Parallel()
-	long := string(make([]byte, MaxOrderIDLength+1))
+	long := string(make([]byte, orderid.MaxLength+1))
 	cases := []struct {
 		name      string
 		k         Key

@@ -14,6 +14,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/services/deadline/internal/convert"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
@@ -78,7 +79,7 @@ func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadl
 
 // GetDeadline returns the timer of the order's latest submission.
 func (s *Server) GetDeadline(ctx context.Context, req *deadlinev1.GetDeadlineRequest) (*deadlinev1.GetDeadlineResponse, error) {
-	if err := domain.ValidateOrderID("order_id", req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	d, err := s.Store.Get(ctx, req.GetOrderId())

@@ -6,13 +6,13 @@ package grpcapi
 
 import (
 	"context"
-	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
@@ -35,7 +35,6 @@ type Store interface {
 const (
 	maxReasonLength  = 500
 	maxCommentLength = 2000
-	maxOrderIDLength = 64
 )
 
 // Register registers both filing services on s.
@@ -55,16 +54,6 @@ type Public struct {
 type Internal struct {
 	filingv1.UnimplementedFilingInternalServiceServer
 	store Store
-}
-
-func checkOrderID(id string) error {
-	if strings.TrimSpace(id) == "" {
-		return errs.Invalid("order_id", "MISSING_ORDER_ID", "order_id is required")
-	}
-	if len(id) > maxOrderIDLength {
-		return errs.Invalid("order_id", "INVALID_ORDER_ID", "order_id is longer than %d characters", maxOrderIDLength)
-	}
-	return nil
 }
 
 func checkText(field, s string, limit int) error {
@@ -92,7 +81,7 @@ func (h *Public) CreateOrder(ctx context.Context, req *filingv1.CreateOrderReque
 
 // UpdateOrder replaces the content of a DRAFT or RETURNED order.
 func (h *Public) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest) (*filingv1.UpdateOrderResponse, error) {
-	if err := checkOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	spec, err := h.spec(req.GetSpec())
@@ -104,7 +93,7 @@ func (h *Public) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderReque
 
 // SubmitOrder starts verification of an order (or sends it to review when nobody must verify).
 func (h *Public) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
-	if err := checkOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	return h.store.SubmitOrder(ctx, req)
@@ -112,7 +101,7 @@ func (h *Public) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderReque
 
 // GetOrder returns one order with masked personal data.
 func (h *Public) GetOrder(ctx context.Context, req *filingv1.GetOrderRequest) (*filingv1.GetOrderResponse, error) {
-	if err := checkOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	o, err := h.store.GetOrder(ctx, req.GetOrderId())
@@ -140,7 +129,7 @@ func (h *Public) ListOrders(ctx context.Context, req *filingv1.ListOrdersRequest
 
 // CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order.
 func (h *Public) CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
-	if err := checkOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	if err := checkText("reason", req.GetReason(), maxReasonLength); err != nil {
@@ -149,19 +138,9 @@ func (h *Public) CancelOrder(ctx context.Context, req *filingv1.CancelOrderReque
 	return h.store.CancelOrder(ctx, req)
 }
 
-func checkSubmission(id string, sub int32) error {
-	if err := checkOrderID(id); err != nil {
-		return err
-	}
-	if sub <= 0 {
-		return errs.Invalid("submission", "INVALID_SUBMISSION", "submission must be positive")
-	}
-	return nil
-}
-
 // MarkVerified moves an order whose verification passed to UNDER_REVIEW.
 func (h *Internal) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
-	if err := checkSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
 		return nil, err
 	}
 	return h.store.MarkVerified(ctx, req)
@@ -169,7 +148,7 @@ func (h *Internal) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedR
 
 // ReturnOrder returns an order whose verification failed or timed out.
 func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
-	if err := checkSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
 		return nil, err
 	}
 	switch req.GetReason() {
@@ -182,7 +161,7 @@ func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderReq
 
 // RecordReviewOutcome records the administration's decision.
 func (h *Internal) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error) {
-	if err := checkOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	switch req.GetOutcome() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/phone"
 )
 
@@ -56,7 +57,6 @@ const (
 // Limits on caller-chosen ids.
 const (
 	MaxMessageIDLength = 128
-	MaxOrderIDLength   = 128
 )
 
 // Error reasons (ErrorInfo) this service returns.
@@ -67,7 +67,6 @@ const (
 	ReasonInvalidParam      = "INVALID_PARAM"
 	ReasonUnsupportedLocale = "UNSUPPORTED_LOCALE"
 	ReasonInvalidExpireTime = "INVALID_EXPIRE_TIME"
-	ReasonInvalidOrderID    = "INVALID_ORDER_ID"
 	ReasonMessageIDReused   = "MESSAGE_ID_REUSED"
 	ReasonMessageNotFound   = "MESSAGE_NOT_FOUND"
 )
@@ -129,8 +128,8 @@ func NewMessage(in SendInput, signature string, now time.Time) (Message, error) 
 		return Message{}, errs.Invalid("message_id", ReasonInvalidMessageID,
 			"message_id is required, at most %d characters, without surrounding spaces", MaxMessageIDLength)
 	}
-	if len(in.OrderID) > MaxOrderIDLength {
-		return Message{}, errs.Invalid("order_id", ReasonInvalidOrderID, "order_id is longer than %d characters", MaxOrderIDLength)
+	if err := orderid.CheckOptional("order_id", in.OrderID); err != nil {
+		return Message{}, err
 	}
 	e164, err := phone.Normalize("phone", in.Phone)
 	if err != nil {

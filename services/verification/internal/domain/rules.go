@@ -6,6 +6,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/phone"
 )
 
@@ -243,14 +244,8 @@ type OpenSpec struct {
 // NormalizeOpen checks the shape of an OpenSession request. A deadline in the past is not a shape
 // error: DecideOpen records such a session as timed out, so the order is still returned.
 func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
-	if in.OrderID == "" {
-		return OpenSpec{}, errs.Invalid("order_id", "MISSING_ORDER_ID", "order_id is required")
-	}
-	if len(in.OrderID) > 128 {
-		return OpenSpec{}, errs.Invalid("order_id", "INVALID_ORDER_ID", "order_id is longer than 128 characters")
-	}
-	if in.Submission <= 0 {
-		return OpenSpec{}, errs.Invalid("submission", "INVALID_SUBMISSION", "submission must be positive")
+	if err := orderid.CheckSubmission(in.OrderID, in.Submission); err != nil {
+		return OpenSpec{}, err
 	}
 	if in.DeadlineAt.IsZero() {
 		return OpenSpec{}, errs.Invalid("deadline_at", "MISSING_DEADLINE", "deadline_at is required")

@@ -10,6 +10,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
@@ -103,7 +104,7 @@ func (h *Public) ResendCode(ctx context.Context, req *pb.ResendCodeRequest) (_ *
 
 // GetVerificationStatus returns the progress of an order's latest submission.
 func (h *Public) GetVerificationStatus(ctx context.Context, req *pb.GetVerificationStatusRequest) (*pb.GetVerificationStatusResponse, error) {
-	if err := requireOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	st, err := h.Store.Status(ctx, req.GetOrderId())
@@ -135,7 +136,7 @@ func (h *Internal) OpenSession(ctx context.Context, req *pb.OpenSessionRequest) 
 // ResendVerifierCode sends a new code to one verifier of an order, under the same limits as ResendCode.
 func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifierCodeRequest) (_ *pb.ResendVerifierCodeResponse, err error) {
 	defer func() { h.Metrics.resent(err) }()
-	if err := requireOrderID(req.GetOrderId()); err != nil {
+	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	if req.GetVerifierId() == "" {
@@ -146,7 +147,7 @@ func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifie
 
 // CloseIfIncomplete closes a session at or after its deadline unless every verifier passed.
 func (h *Internal) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
-	if err := requireSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
 		return nil, err
 	}
 	return h.Store.CloseIfIncomplete(ctx, req)
@@ -154,25 +155,8 @@ func (h *Internal) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompl
 
 // CancelSession closes an open session because its order was cancelled.
 func (h *Internal) CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
-	if err := requireSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
 		return nil, err
 	}
 	return h.Store.CancelSession(ctx, req)
-}
-
-func requireOrderID(id string) error {
-	if id == "" {
-		return errs.Invalid("order_id", "MISSING_ORDER_ID", "order_id is required")
-	}
-	return nil
-}
-
-func requireSubmission(orderID string, sub int32) error {
-	if err := requireOrderID(orderID); err != nil {
-		return err
-	}
-	if sub <= 0 {
-		return errs.Invalid("submission", "INVALID_SUBMISSION", "submission must be positive")
-	}
-	return nil
 }
