@@ -22,6 +22,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/service"
+	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
@@ -115,13 +116,13 @@ func Run(ctx context.Context, args []string) error {
 		},
 	}
 	metrics := grpcapi.NewMetrics(obs.Registry)
-	var st grpcapi.Store
+	var engine app.Engine
 	if common.Memory() {
 		q := outbox.NewMemQueue()
 		relay.Queue = q
 		ms := memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
 		ms.OnLock = metrics.Locked
-		st = ms
+		engine = ms
 	} else {
 		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations, idempotency.Migrations)
 		if err != nil {
@@ -131,8 +132,10 @@ func Run(ctx context.Context, args []string) error {
 		relay.Queue = outbox.PGQueue{Pool: pool}
 		ps := store.New(pool, clk, hasher, limits, log, relay.Wake)
 		ps.OnLock = metrics.Locked
-		st = ps
+		engine = ps
 	}
+	st := app.New(engine, hasher, limits, log)
+	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
 
 	pb.RegisterVerificationServiceServer(srv.Public(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics})
 	pb.RegisterVerificationInternalServiceServer(srv.Internal(), &grpcapi.Internal{Store: st, Metrics: metrics})

@@ -25,6 +25,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
@@ -56,7 +57,7 @@ func newEnvWith(t *testing.T, public *grpcapi.Public) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil)
+	st := app.New(store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
 	st.SetRand(&storetest.SeqRand{})
 	public.Store = st
 	srv := rpc.NewServer(zap.NewNop())

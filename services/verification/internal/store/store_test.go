@@ -17,20 +17,18 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
-	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
 	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
 )
-
-var _ grpcapi.Store = (*store.Store)(nil)
 
 func newPool(t *testing.T) *pgxpool.Pool {
 	return pgtest.NewSchema(t, "verification", store.Migrations, outbox.Migrations, idempotency.Migrations)
 }
 
-func newStore(pool *pgxpool.Pool, clk clock.Clock, h *domain.Hasher) *store.Store {
-	s := store.New(pool, clk, h, domain.DefaultLimits, zap.NewNop(), nil)
+func newStore(pool *pgxpool.Pool, clk clock.Clock, h *domain.Hasher) *app.App {
+	s := app.New(store.New(pool, clk, h, domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	return s
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
@@ -26,7 +27,8 @@ import (
 func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
-	s := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	ctx := context.Background()
 	q := outbox.PGQueue{Pool: pool}
@@ -75,7 +77,7 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 		if tc.passLast {
 			ins = []domain.VerifyInput{wrong, right}
 		}
-		res, err := s.verifyAll(ctx, ins)
+		res, err := eng.verifyAll(ctx, ins)
 		if err != nil {
 			t.Fatal(err)
 		}

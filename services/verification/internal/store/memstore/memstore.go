@@ -1,34 +1,33 @@
-// Package memstore is the in-memory verification store for the one-process development server. It
-// behaves like the PostgreSQL store (package store) and passes the same suite (storetest): one mutex
-// guards all state, so every operation is atomic like a transaction, and it applies the same rules
-// from internal/domain; only the storage differs. Nothing survives a restart.
+// Package memstore is the in-memory verification engine (app.Engine) for the one-process development
+// server. It behaves like the PostgreSQL engine (package store) and passes the same suite
+// (storetest): one mutex guards all state, so every operation is atomic like a transaction; the
+// single-order use cases are internal/app's and the rules internal/domain's, so only the storage
+// differs. Nothing survives a restart.
 package memstore
 
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
-	"io"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/clock"
-	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
-	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
 )
 
-var _ grpcapi.Store = (*Store)(nil)
+var _ app.Engine = (*Store)(nil)
 
 type key struct {
 	orderID    string
@@ -63,7 +62,6 @@ type Store struct {
 	hasher *domain.Hasher
 	limits domain.Limits
 	log    *zap.Logger
-	rand   io.Reader
 	wake   func()
 }
 
@@ -72,11 +70,8 @@ func New(db *DB, clk clock.Clock, hasher *domain.Hasher, limits domain.Limits, l
 	if wake == nil {
 		wake = func() {}
 	}
-	return &Store{db: db, clock: clk, hasher: hasher, limits: limits, log: log, rand: rand.Reader, wake: wake}
+	return &Store{db: db, clock: clk, hasher: hasher, limits: limits, log: log, wake: wake}
 }
-
-// SetRand replaces the code source, so tests draw known, distinct codes. Call it before any use.
-func (s *Store) SetRand(r io.Reader) { s.rand = r }
 
 // emit queues msgs; the caller holds the lock, which makes them atomic with its change.
 func (db *DB) emit(now time.Time, msgs ...outbox.Message) error { return db.outbox.AddAll(now, msgs) }
@@ -227,162 +222,6 @@ func (s *Store) countFailures(now time.Time, sessions map[string]domain.Session,
 	return enqueued, nil
 }
 
-// OpenSession creates the session of (order_id, submission); see store.Store.OpenSession.
-func (s *Store) OpenSession(_ context.Context, req *pb.OpenSessionRequest, spec domain.OpenSpec) (*pb.OpenSessionResponse, error) {
-	db := s.db
-	db.mu.Lock()
-	enqueued := false
-	resp, err := idempotency.DoMem(db.idem, pb.VerificationInternalService_OpenSession_FullMethodName, req.GetRequestId(),
-		convert.RedactOpenRequest(req, s.hasher), func() *pb.OpenSessionResponse { return &pb.OpenSessionResponse{} },
-		func() (*pb.OpenSessionResponse, error) {
-			now := s.clock.Now()
-			existing, exists := db.session(spec.OrderID, spec.Submission)
-			latest, _ := db.latest(spec.OrderID)
-			action, err := domain.DecideOpen(now, exists, latest.Submission, spec)
-			if err != nil {
-				return nil, err
-			}
-			if action == domain.OpenReplay {
-				return &pb.OpenSessionResponse{Status: db.status(existing)}, nil
-			}
-			sess, chs, tails, codes, err := domain.NewSession(now, uuid.NewString, spec, action, s.hasher, s.rand)
-			if err != nil {
-				return nil, err
-			}
-			for id, old := range db.sessions {
-				if old.OrderID == spec.OrderID && old.State == domain.SessionOpen {
-					db.setState(id, domain.SessionCancelled)
-				}
-			}
-			db.insert(sess)
-			for _, c := range chs {
-				db.challenges[c.ID] = c
-				db.bySession[sess.ID] = append(db.bySession[sess.ID], c.ID)
-				db.tails[c.ID] = tails[c.ID]
-			}
-			if err := db.emit(now, convert.OpenMessages(sess, chs, codes)...); err != nil {
-				return nil, err
-			}
-			enqueued = true
-			if sess.State == domain.SessionTimedOut {
-				s.log.Warn("session opened after its deadline: recorded as timed out, order returned", logging.OrderID(sess.OrderID),
-					logging.Submission(sess.Submission), zap.Time("deadline_at", sess.DeadlineAt))
-			} else {
-				s.log.Info("session opened", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
-					zap.Int("verifiers", len(spec.Verifiers)), zap.Time("deadline_at", sess.DeadlineAt))
-			}
-			return &pb.OpenSessionResponse{Status: db.status(sess)}, nil
-		})
-	db.mu.Unlock()
-	if enqueued {
-		s.wake()
-	}
-	return resp, err
-}
-
-// errNoMatch leaves DoMem with the state unchanged; the failures are counted after it, under the lock.
-var errNoMatch = errors.New("no verifier matches this phone and ID tail")
-
-// ResendByPhone sends a new code to the verifier identified by phone + ID tail; a mismatch counts as a
-// failed check on the phone's pending challenges. See store.Store.ResendByPhone for why.
-func (s *Store) ResendByPhone(_ context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error) {
-	db := s.db
-	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: s.hasher.Fingerprint(phone, tail)}
-	db.mu.Lock()
-	var now time.Time
-	var sessions map[string]domain.Session
-	var chs []domain.Challenge
-	var failures []domain.Failure
-	enqueued := false
-	resp, err := idempotency.DoMem(db.idem, pb.VerificationService_ResendCode_FullMethodName, req.GetRequestId(), fingerprint,
-		func() *pb.ResendCodeResponse { return &pb.ResendCodeResponse{} },
-		func() (*pb.ResendCodeResponse, error) {
-			sessions, chs = db.pendingFor(phone)
-			now = s.clock.Now()
-			cands := make([]domain.ResendCandidate, len(chs))
-			for i, c := range chs {
-				sess := sessions[c.SessionID]
-				cands[i] = domain.ResendCandidate{Check: domain.CandidateOf(sess, c),
-					TailMatches: s.hasher.TailMatches(c.ID, db.tails[c.ID], tail), CreatedAt: sess.CreatedAt}
-			}
-			if len(chs) == 0 {
-				s.hasher.Burn("000000", tail)
-			}
-			var found int
-			found, failures = domain.DecideResendByPhone(now, cands, s.limits.MaxFailedAttempts)
-			if found < 0 {
-				return nil, errNoMatch
-			}
-			c := chs[found]
-			r, err := s.applyResend(now, sessions[c.SessionID], c)
-			if err != nil {
-				return nil, err
-			}
-			enqueued = true
-			return &pb.ResendCodeResponse{Resend: r}, nil
-		})
-	if errors.Is(err, errNoMatch) {
-		enqueued, err = s.countFailures(now, sessions, chs, failures)
-		if err == nil {
-			err = domain.ErrNotMatched()
-		}
-	}
-	db.mu.Unlock()
-	if enqueued {
-		s.wake()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
-}
-
-// ResendVerifier sends a new code to one verifier of an order's latest submission.
-func (s *Store) ResendVerifier(_ context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error) {
-	db := s.db
-	db.mu.Lock()
-	resp, err := idempotency.DoMem(db.idem, pb.VerificationInternalService_ResendVerifierCode_FullMethodName, req.GetRequestId(), req,
-		func() *pb.ResendVerifierCodeResponse { return &pb.ResendVerifierCodeResponse{} },
-		func() (*pb.ResendVerifierCodeResponse, error) {
-			notFound := errs.NotFound(domain.ReasonVerifierNotFound, "no such verifier for this order")
-			sess, ok := db.latest(req.GetOrderId())
-			if !ok {
-				return nil, notFound
-			}
-			for _, c := range db.challengesOf(sess.ID) {
-				if c.VerifierID == req.GetVerifierId() {
-					r, err := s.applyResend(s.clock.Now(), sess, c)
-					if err != nil {
-						return nil, err
-					}
-					return &pb.ResendVerifierCodeResponse{Resend: r}, nil
-				}
-			}
-			return nil, notFound
-		})
-	db.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	s.wake()
-	return resp, nil
-}
-
-// applyResend applies the limits, replaces the code hash and queues the new SMS; on error nothing changed.
-func (s *Store) applyResend(now time.Time, sess domain.Session, c domain.Challenge) (*pb.Resend, error) {
-	code, err := domain.PrepareResend(now, sess, &c, s.limits, s.hasher, s.rand)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.db.emit(now, convert.CodeMessage(sess, c, code)); err != nil {
-		return nil, err
-	}
-	s.db.challenges[c.ID] = c
-	s.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
-		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
-	return convert.ResendAnswer(now, sess, c, s.limits), nil
-}
-
 // CloseIfIncomplete applies the deadline to one submission; see store.Store.CloseIfIncomplete.
 func (s *Store) CloseIfIncomplete(_ context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
 	db := s.db
@@ -418,37 +257,108 @@ func (s *Store) CloseIfIncomplete(_ context.Context, req *pb.CloseIfIncompleteRe
 	return resp, err
 }
 
-// CancelSession closes an open session because its order was cancelled; see store.Store.CancelSession.
-func (s *Store) CancelSession(_ context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
+// UpdateOrder runs fn on a copy of an order's sessions and keeps the copy when fn succeeds (see
+// app.Engine).
+func (s *Store) UpdateOrder(_ context.Context, op app.Op, orderID string, fn app.OrderFunc) (proto.Message, error) {
 	db := s.db
 	db.mu.Lock()
-	defer db.mu.Unlock()
-	return idempotency.DoMem(db.idem, pb.VerificationInternalService_CancelSession_FullMethodName, req.GetRequestId(), req,
-		func() *pb.CancelSessionResponse { return &pb.CancelSessionResponse{} },
-		func() (*pb.CancelSessionResponse, error) {
-			now := s.clock.Now()
-			sess, ok := db.session(req.GetOrderId(), req.GetSubmission())
-			switch {
-			case !ok:
-				sess = domain.Tombstone(now, uuid.NewString(), req.GetOrderId(), req.GetSubmission())
-				db.insert(sess)
-			case sess.State == domain.SessionOpen:
-				db.setState(sess.ID, domain.SessionCancelled)
-				sess.State = domain.SessionCancelled
+	enqueued := false
+	resp, err := idempotency.DoMem(db.idem, op.Method, op.RequestID, op.Req, op.NewAnswer, func() (proto.Message, error) {
+		o := db.orderSessions(orderID)
+		now := s.clock.Now()
+		ch, err := fn(&o, now)
+		if err != nil {
+			return nil, err // nothing changed: fn worked on a copy
+		}
+		if err := db.emit(now, ch.Messages...); err != nil {
+			return nil, err
+		}
+		enqueued = len(ch.Messages) > 0
+		for _, r := range o.Sessions {
+			if _, exists := db.sessions[r.ID]; !exists {
+				db.insert(r.Session)
+				for _, c := range r.Challenges {
+					db.bySession[r.ID] = append(db.bySession[r.ID], c.ID)
+					db.tails[c.ID] = r.Tails[c.ID]
+				}
 			}
-			s.log.Info("session cancelled", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
-				zap.String("state", string(sess.State)))
-			return &pb.CancelSessionResponse{Status: db.status(sess)}, nil
-		})
+			db.sessions[r.ID] = r.Session
+			for _, c := range r.Challenges {
+				db.challenges[c.ID] = c
+			}
+		}
+		return ch.Answer, nil
+	})
+	db.mu.Unlock()
+	if enqueued {
+		s.wake()
+	}
+	return resp, err
 }
 
-// Status returns the latest submission's session of an order.
-func (s *Store) Status(_ context.Context, orderID string) (*pb.VerificationStatus, error) {
+// UpdatePhone runs fn on a copy of a phone's pending challenges and keeps the copy when fn succeeds,
+// also when its Change carries an error to answer (see app.Engine).
+func (s *Store) UpdatePhone(_ context.Context, op app.Op, phone string, fn app.PhoneFunc) (proto.Message, error) {
+	db := s.db
+	db.mu.Lock()
+	enqueued := false
+	var answerErr error
+	resp, err := idempotency.DoMem(db.idem, op.Method, op.RequestID, op.Req, op.NewAnswer, func() (proto.Message, error) {
+		sessions, chs := db.pendingFor(phone)
+		tails := map[string][]domain.TailHash{}
+		for _, c := range chs {
+			tails[c.ID] = db.tails[c.ID]
+		}
+		p := domain.PhoneChallenges{Sessions: maps.Clone(sessions), Challenges: slices.Clone(chs), Tails: tails}
+		now := s.clock.Now()
+		ch, err := fn(&p, now)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.emit(now, ch.Messages...); err != nil {
+			return nil, err
+		}
+		enqueued = len(ch.Messages) > 0
+		for _, sess := range p.Sessions {
+			db.sessions[sess.ID] = sess
+		}
+		for _, c := range p.Challenges {
+			db.challenges[c.ID] = c
+		}
+		if ch.Err != nil {
+			answerErr = ch.Err
+			return nil, errKeep // DoMem keeps no answer for an error; the change above stays
+		}
+		return ch.Answer, nil
+	})
+	db.mu.Unlock()
+	if enqueued {
+		s.wake()
+	}
+	if errors.Is(err, errKeep) {
+		return nil, answerErr
+	}
+	return resp, err
+}
+
+// errKeep leaves DoMem without an answer to keep, after a change that stays.
+var errKeep = errors.New("change kept, answered with an error")
+
+// OrderSessions reads the sessions of an order (see app.Engine).
+func (s *Store) OrderSessions(_ context.Context, orderID string) (domain.OrderSessions, error) {
 	s.db.mu.Lock()
 	defer s.db.mu.Unlock()
-	sess, ok := s.db.latest(orderID)
-	if !ok {
-		return nil, domain.ErrSessionNotFound()
+	return s.db.orderSessions(orderID), nil
+}
+
+// orderSessions is a copy of the sessions of an order, with their challenges.
+func (db *DB) orderSessions(orderID string) domain.OrderSessions {
+	o := domain.OrderSessions{OrderID: orderID}
+	for _, sess := range db.sessions {
+		if sess.OrderID == orderID {
+			o.Sessions = append(o.Sessions, domain.SessionRecord{Session: sess, Challenges: db.challengesOf(sess.ID)})
+		}
 	}
-	return s.db.status(sess), nil
+	slices.SortFunc(o.Sessions, func(a, b domain.SessionRecord) int { return cmp.Compare(a.ID, b.ID) })
+	return o
 }

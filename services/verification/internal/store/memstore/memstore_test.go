@@ -7,6 +7,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/store/memstore"
 	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
@@ -17,7 +18,7 @@ func TestMemStoreSuite(t *testing.T) {
 		q := outbox.NewMemQueue()
 		db := memstore.NewDB(q)
 		newStore := func(clk clock.Clock, h *domain.Hasher) storetest.Store {
-			return memstore.New(db, clk, h, domain.DefaultLimits, zap.NewNop(), nil)
+			return app.New(memstore.New(db, clk, h, domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
 		}
 		return storetest.Engine{Store: newStore(clk, storetest.Hasher(t)), Outbox: q, Replica: newStore}
 	})

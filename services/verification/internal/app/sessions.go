@@ -1,0 +1,193 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
+	"github.com/icpverify/icpverify/services/verification/internal/domain"
+)
+
+// OpenSession creates the session of (order_id, submission) with one challenge per verifier and
+// owes one SMS per challenge. A repeat returns the existing session and draws nothing; a newer
+// submission cancels the order's open session; an older one is refused as stale; one arriving at or
+// after its deadline is recorded as timed out and the order is returned at once.
+func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec domain.OpenSpec) (*pb.OpenSessionResponse, error) {
+	// The idempotency table keeps a hash of the request: give it keyed digests of phones and tails.
+	o := op[*pb.OpenSessionResponse](pb.VerificationInternalService_OpenSession_FullMethodName, req.GetRequestId(),
+		convert.RedactOpenRequest(req, a.hasher))
+	return answer[*pb.OpenSessionResponse](a.engine.UpdateOrder(ctx, o, spec.OrderID,
+		func(o *domain.OrderSessions, now time.Time) (Change, error) {
+			var latest int32
+			if l := o.Latest(); l != nil {
+				latest = l.Submission
+			}
+			existing := o.Find(spec.Submission)
+			action, err := domain.DecideOpen(now, existing != nil, latest, spec)
+			if err != nil {
+				return Change{}, err
+			}
+			if action == domain.OpenReplay {
+				return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(existing.Session, existing.Challenges)}}, nil
+			}
+			sess, chs, tails, codes, err := domain.NewSession(now, uuid.NewString, spec, action, a.hasher, a.rand)
+			if err != nil {
+				return Change{}, err
+			}
+			for i := range o.Sessions {
+				if o.Sessions[i].State == domain.SessionOpen {
+					o.Sessions[i].State = domain.SessionCancelled // superseded by this submission
+				}
+			}
+			o.Add(domain.SessionRecord{Session: sess, Challenges: chs, Tails: tails})
+			if sess.State == domain.SessionTimedOut {
+				a.log.Warn("session opened after its deadline: recorded as timed out, order returned", logging.OrderID(sess.OrderID),
+					logging.Submission(sess.Submission), zap.Time("deadline_at", sess.DeadlineAt))
+			} else {
+				a.log.Info("session opened", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
+					zap.Int("verifiers", len(spec.Verifiers)), zap.Time("deadline_at", sess.DeadlineAt))
+			}
+			return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, chs)},
+				Messages: convert.OpenMessages(sess, chs, codes)}, nil
+		}))
+}
+
+// CancelSession closes an open session because its order was cancelled; other states stay. When the
+// session does not exist yet (the cancel overtook OpenSession in the outboxes) a CANCELLED tombstone
+// is written, so the late OpenSession finds it and sends no codes for a cancelled order.
+func (a *App) CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
+	o := op[*pb.CancelSessionResponse](pb.VerificationInternalService_CancelSession_FullMethodName, req.GetRequestId(), req)
+	return answer[*pb.CancelSessionResponse](a.engine.UpdateOrder(ctx, o, req.GetOrderId(),
+		func(o *domain.OrderSessions, now time.Time) (Change, error) {
+			rec := o.Find(req.GetSubmission())
+			switch {
+			case rec == nil:
+				rec = o.Add(domain.SessionRecord{Session: domain.Tombstone(now, uuid.NewString(), req.GetOrderId(), req.GetSubmission())})
+			case rec.State == domain.SessionOpen:
+				rec.State = domain.SessionCancelled
+			}
+			a.log.Info("session cancelled", logging.OrderID(rec.OrderID), logging.Submission(rec.Submission),
+				zap.String("state", string(rec.State)))
+			return Change{Answer: &pb.CancelSessionResponse{Status: convert.Status(rec.Session, rec.Challenges)}}, nil
+		}))
+}
+
+// ResendVerifier sends a new code to one verifier of an order's latest submission.
+func (a *App) ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error) {
+	o := op[*pb.ResendVerifierCodeResponse](pb.VerificationInternalService_ResendVerifierCode_FullMethodName, req.GetRequestId(), req)
+	return answer[*pb.ResendVerifierCodeResponse](a.engine.UpdateOrder(ctx, o, req.GetOrderId(),
+		func(o *domain.OrderSessions, now time.Time) (Change, error) {
+			notFound := errs.NotFound(domain.ReasonVerifierNotFound, "no such verifier for this order")
+			rec := o.Latest()
+			if rec == nil {
+				return Change{}, notFound
+			}
+			c := rec.Challenge(req.GetVerifierId())
+			if c == nil {
+				return Change{}, notFound
+			}
+			r, msg, err := a.resend(now, rec.Session, c)
+			if err != nil {
+				return Change{}, err
+			}
+			return Change{Answer: &pb.ResendVerifierCodeResponse{Resend: r}, Messages: []outbox.Message{msg}}, nil
+		}))
+}
+
+// ResendByPhone sends a new code to the pending verifier of an open session identified by phone +
+// ID tail. A wrong ID tail for a phone with pending challenges counts as a failed check on each of
+// them (see domain.DecideResendByPhone) and answers the uniform VERIFICATION_NOT_MATCHED, like an
+// unknown phone. Only a caller who named a matching phone + tail learns more (too soon, limit, not
+// pending): they have proved they know both.
+func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error) {
+	// The idempotency table keeps a hash of the request: give it keyed digests, not the phone and tail.
+	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: a.hasher.Fingerprint(phone, tail)}
+	var locked []domain.Challenge
+	var sessions map[string]domain.Session
+	resp, err := a.engine.UpdatePhone(ctx, op[*pb.ResendCodeResponse](pb.VerificationService_ResendCode_FullMethodName,
+		req.GetRequestId(), fingerprint), phone,
+		func(p *domain.PhoneChallenges, now time.Time) (Change, error) {
+			locked, sessions = nil, p.Sessions
+			cands := make([]domain.ResendCandidate, len(p.Challenges))
+			for i, c := range p.Challenges {
+				sess := p.Sessions[c.SessionID]
+				cands[i] = domain.ResendCandidate{Check: domain.CandidateOf(sess, c),
+					TailMatches: a.hasher.TailMatches(c.ID, p.Tails[c.ID], tail), CreatedAt: sess.CreatedAt}
+			}
+			if len(p.Challenges) == 0 {
+				a.hasher.Burn("000000", tail)
+			}
+			found, failures := domain.DecideResendByPhone(now, cands, a.limits.MaxFailedAttempts)
+			if found < 0 {
+				var msgs []outbox.Message
+				for _, i := range p.ApplyFailures(failures) {
+					c := p.Challenges[i]
+					locked = append(locked, c)
+					msgs = append(msgs, convert.LockedMessages(p.Sessions[c.SessionID])...)
+				}
+				return Change{Messages: msgs, Err: domain.ErrNotMatched()}, nil
+			}
+			c := &p.Challenges[found]
+			r, msg, err := a.resend(now, p.Sessions[c.SessionID], c)
+			if err != nil {
+				return Change{}, err
+			}
+			return Change{Answer: &pb.ResendCodeResponse{Resend: r}, Messages: []outbox.Message{msg}}, nil
+		})
+	for _, c := range locked {
+		if err == nil || errs.Reason(err) == domain.ReasonNotMatched {
+			a.reportLocked(sessions[c.SessionID], c)
+		}
+	}
+	return answer[*pb.ResendCodeResponse](resp, err)
+}
+
+// resend applies the limits to verifier c of sess at now and, if allowed, replaces its code (from the
+// commit on only the new code passes) and returns the answer and the SMS of the new code.
+func (a *App) resend(now time.Time, sess domain.Session, c *domain.Challenge) (*pb.Resend, outbox.Message, error) {
+	code, err := domain.PrepareResend(now, sess, c, a.limits, a.hasher, a.rand)
+	if err != nil {
+		return nil, outbox.Message{}, err
+	}
+	a.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
+		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
+	return convert.ResendAnswer(now, sess, *c, a.limits), convert.CodeMessage(sess, *c, code), nil
+}
+
+func (a *App) reportLocked(sess domain.Session, c domain.Challenge) {
+	if a.OnLock != nil {
+		a.OnLock()
+	}
+	a.log.Warn("verifier locked after too many failed attempts; order returned", logging.OrderID(sess.OrderID),
+		logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
+}
+
+// Status returns the latest submission's session of an order.
+func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error) {
+	o, err := a.engine.OrderSessions(ctx, orderID)
+	if err != nil {
+		return nil, err
+	}
+	rec := o.Latest()
+	if rec == nil {
+		return nil, domain.ErrSessionNotFound()
+	}
+	return convert.Status(rec.Session, rec.Challenges), nil
+}
+
+// Verify checks phone + code + ID tail (batched in each engine).
+func (a *App) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
+	return a.engine.Verify(ctx, in)
+}
+
+// CloseIfIncomplete applies the deadline to one submission (batched in each engine).
+func (a *App) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
+	return a.engine.CloseIfIncomplete(ctx, req)
+}
