@@ -188,18 +188,3 @@ func mustNormalize(t *testing.T, s domain.Spec) domain.Spec {
 func principalA(ph string) *domain.Person {
 	return &domain.Person{Name: "张三", IDType: iddoc.ResidentIDCard, IDNumber: idA, Phone: ph}
 }
-
-// verifyAndApprove walks a submitted order to APPROVED.
-func (e *env) verifyAndApprove(t *testing.T, id string, o *filingv1.Order) {
-	t.Helper()
-	ctx := context.Background()
-	if o.GetState() == filingv1.OrderState_ORDER_STATE_AWAITING_VERIFICATION {
-		if _, err := e.Store.MarkVerified(ctx, &filingv1.MarkVerifiedRequest{OrderId: id, Submission: o.GetSubmission()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.Store.RecordReviewOutcome(ctx, &filingv1.RecordReviewOutcomeRequest{OrderId: id,
-		Outcome: filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED}); err != nil {
-		t.Fatal(err)
-	}
-}
