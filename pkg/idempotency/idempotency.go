@@ -180,54 +180,86 @@ func DoMem[R proto.Message](t *MemTable, method, requestID string, req proto.Mes
 }
 
 // Set-based helpers for a handler that serves many requests in one transaction (pkg/batch): the
-// same table, lock keys and hashes as Do, one statement for all the requests of a batch.
+// same table, lock keys and hashes as Do, one statement for all the requests of a batch, which may
+// mix methods.
 
-// Stored is a saved answer, as LookupAll reads it.
+// Key is where an answer is kept: the method and the request id.
+type Key struct{ Method, RequestID string }
+
+// Stored is a saved answer: its key, the fingerprint of the request (Hash) and the answer's bytes.
 type Stored struct {
-	hash, response []byte
+	Key
+	RequestHash, Response []byte
 }
+
+// Matches tells whether a request with fingerprint hash (Hash) is the one that was answered.
+func (s Stored) Matches(hash []byte) bool { return bytes.Equal(s.RequestHash, hash) }
 
 // QueueLocks queues, on b, the advisory locks Do takes for (method, requestID), for every non-empty
 // id, in sorted order so that two batches never wait for each other in a cycle. They are held to
 // the end of the transaction: a twin of a request in this batch waits, then finds its answer.
-func QueueLocks(b *pgx.Batch, method string, requestIDs []string) {
-	keys := make([]string, 0, len(requestIDs))
-	for _, id := range requestIDs {
-		if id != "" {
-			keys = append(keys, method+" "+id)
+func QueueLocks(b *pgx.Batch, method string, requestIDs []string) { QueueKeyLocks(b, keysOf(method, requestIDs)) }
+
+// QueueKeyLocks is QueueLocks for keys of any methods.
+func QueueKeyLocks(b *pgx.Batch, keys []Key) {
+	locks := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if k.RequestID != "" {
+			locks = append(locks, k.Method+" "+k.RequestID)
 		}
 	}
-	if len(keys) == 0 {
+	if len(locks) == 0 {
 		return
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, keys)
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, locks)
 }
 
 // QueueLookup queues, on b, the lookup of the stored answers to (method, id) for the non-empty ids;
 // into is filled, by request id, when the batch runs. Queue it after QueueLocks.
 func QueueLookup(b *pgx.Batch, method string, requestIDs []string, into map[string]Stored) {
-	ids := slices.DeleteFunc(slices.Clone(requestIDs), func(id string) bool { return id == "" })
+	queueLookup(b, keysOf(method, requestIDs), func(st Stored) { into[st.RequestID] = st })
+}
+
+// QueueKeyLookup is QueueLookup for keys of any methods, filling into by key.
+func QueueKeyLookup(b *pgx.Batch, keys []Key, into map[Key]Stored) {
+	queueLookup(b, keys, func(st Stored) { into[st.Key] = st })
+}
+
+func queueLookup(b *pgx.Batch, keys []Key, found func(Stored)) {
+	var methods, ids []string
+	for _, k := range keys {
+		if k.RequestID != "" {
+			methods, ids = append(methods, k.Method), append(ids, k.RequestID)
+		}
+	}
 	if len(ids) == 0 {
 		return
 	}
-	// One primary-key lookup per id: OFFSET 0 keeps the LATERAL subquery from being flattened into
+	// One primary-key lookup per key: OFFSET 0 keeps the LATERAL subquery from being flattened into
 	// a join that the planner, misled by statistics a burst has outdated (no row of this method at
 	// the last ANALYZE), runs as an index scan of every row of the method per batch.
-	b.Queue(`SELECT k.request_id, k.request_hash, k.response FROM unnest($2::text[]) AS i(id)
-		CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE method = $1 AND request_id = i.id OFFSET 0) k`, method, ids).
+	b.Queue(`SELECT k.method, k.request_id, k.request_hash, k.response FROM unnest($1::text[], $2::text[]) AS i(method, id)
+		CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE method = i.method AND request_id = i.id OFFSET 0) k`, methods, ids).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				var id string
 				var st Stored
-				if err := rows.Scan(&id, &st.hash, &st.response); err != nil {
+				if err := rows.Scan(&st.Method, &st.RequestID, &st.RequestHash, &st.Response); err != nil {
 					return err
 				}
-				into[id] = st
+				found(st)
 			}
 			return rows.Err()
 		})
+}
+
+func keysOf(method string, requestIDs []string) []Key {
+	keys := make([]Key, len(requestIDs))
+	for i, id := range requestIDs {
+		keys[i] = Key{method, id}
+	}
+	return keys
 }
 
 // Replay answers req from a stored answer, as Lookup does: resp is filled and true returned, or
@@ -237,10 +269,10 @@ func Replay(st Stored, req, resp proto.Message) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !bytes.Equal(h, st.hash) {
+	if !st.Matches(h) {
 		return false, errs.RequestIDReused
 	}
-	return true, proto.Unmarshal(st.response, resp)
+	return true, proto.Unmarshal(st.Response, resp)
 }
 
 // Answer is one request's answer to save with QueueSave.
@@ -251,8 +283,7 @@ type Answer struct {
 
 // QueueSave queues, on b, one insert of every answer with a request id, as Save does.
 func QueueSave(b *pgx.Batch, now time.Time, method string, answers []Answer) error {
-	var ids []string
-	var hashes, resps [][]byte
+	var rows []Stored
 	for _, a := range answers {
 		if a.RequestID == "" {
 			continue
@@ -265,12 +296,24 @@ func QueueSave(b *pgx.Batch, now time.Time, method string, answers []Answer) err
 		if err != nil {
 			return err
 		}
-		ids, hashes, resps = append(ids, a.RequestID), append(hashes, h), append(resps, r)
+		rows = append(rows, Stored{Key: Key{method, a.RequestID}, RequestHash: h, Response: r})
 	}
-	if len(ids) == 0 {
-		return nil
+	QueueSaveStored(b, now, rows)
+	return nil
+}
+
+// QueueSaveStored queues, on b, one insert of answers already fingerprinted and encoded (Hash and
+// proto.Marshal of the response), of any methods.
+func QueueSaveStored(b *pgx.Batch, now time.Time, rows []Stored) {
+	if len(rows) == 0 {
+		return
+	}
+	methods, ids := make([]string, len(rows)), make([]string, len(rows))
+	hashes, resps := make([][]byte, len(rows)), make([][]byte, len(rows))
+	for i, r := range rows {
+		methods[i], ids[i], hashes[i], resps[i] = r.Method, r.RequestID, r.RequestHash, r.Response
 	}
 	b.Queue(`INSERT INTO idempotency_keys (method, request_id, request_hash, response, created_at)
-		SELECT $1, id, h, r, $2 FROM unnest($3::text[], $4::bytea[], $5::bytea[]) AS t(id, h, r)`, method, now, ids, hashes, resps)
-	return nil
+		SELECT m, id, h, r, $1 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[]) AS t(m, id, h, r)`,
+		now, methods, ids, hashes, resps)
 }

@@ -59,9 +59,33 @@ func EnqueueSensitive(ctx context.Context, tx pgx.Tx, now time.Time, target stri
 	return enqueue(ctx, tx, now, target, msg, true)
 }
 
-// InsertSQL writes one row: target $1, payload $2, now $3, sensitive $4. Exported for stores that
-// queue it in a pgx.Batch instead of running it on a pgx.Tx.
-const InsertSQL = `INSERT INTO outbox (target, payload, created_at, available_at, sensitive) VALUES ($1, $2, $3, $3, $4)`
+// InsertSQL writes one row: target $1, payload $2, now $3, sensitive $4.
+const InsertSQL = InsertIntoSQL + `VALUES ($1, $2, $3, $3, $4)`
+
+// InsertIntoSQL is the head of an insert into the outbox, for a batch statement that selects its rows
+// itself (a CTE that writes only the rows of the changes it made): follow it with a query of
+// (target, payload, created_at, available_at, sensitive).
+const InsertIntoSQL = `INSERT INTO outbox (target, payload, created_at, available_at, sensitive) `
+
+// QueueInsert queues, on b, one statement that writes msgs in order: the set-based EnqueueAll for a
+// transaction sent as a pgx.Batch.
+func QueueInsert(b *pgx.Batch, now time.Time, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	targets, payloads, sensitive := make([]string, len(msgs)), make([][]byte, len(msgs)), make([]bool, len(msgs))
+	for i, m := range msgs {
+		p, err := proto.Marshal(m.Msg)
+		if err != nil {
+			return fmt.Errorf("outbox: marshal %s: %w", m.Target, err)
+		}
+		targets[i], payloads[i], sensitive[i] = m.Target, p, m.Sensitive
+	}
+	b.Queue(InsertIntoSQL+`SELECT t.target, t.payload, $1, $1, t.sensitive
+		FROM unnest($2::text[], $3::bytea[], $4::boolean[]) WITH ORDINALITY AS t(target, payload, sensitive, n) ORDER BY t.n`,
+		now, targets, payloads, sensitive)
+	return nil
+}
 
 func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message, sensitive bool) error {
 	payload, err := proto.Marshal(msg)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -49,8 +48,6 @@ type outcomeCall struct {
 	ev         domain.Event // EventVerified or EventReturn
 	reason     domain.ReturnReason
 }
-
-type idemKey struct{ method, requestID string }
 
 // MarkVerified moves an order whose verification passed to UNDER_REVIEW.
 func (s *Store) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
@@ -126,17 +123,6 @@ func (s *Store) outcomeOne(ctx context.Context, c outcomeCall) batch.Result[*fil
 	return batch.Result[*filingv1.Order]{Err: fmt.Errorf("idempotency: request %s kept conflicting", c.method)}
 }
 
-// advisorySQL takes the advisory lock of idempotency.Do for each "method request_id" of $1, once
-// each and in lock-key order, so that two batches cannot deadlock on them.
-const advisorySQL = `SELECT pg_advisory_xact_lock(h)
-	FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS u(k) ORDER BY h) l`
-
-// lookupSQL reads the stored answers of the (method, request_id) pairs $1, $2.
-const lookupSQL = `SELECT k.method, k.request_id, k.request_hash, k.response
-	FROM unnest($1::text[], $2::text[]) AS i(method, request_id)
-	CROSS JOIN LATERAL (SELECT method, request_id, request_hash, response FROM idempotency_keys
-		WHERE method = i.method AND request_id = i.request_id OFFSET 0) k`
-
 // lockOrdersSQL reads and locks the orders $1 one primary-key lookup at a time, in array order
 // (sorted by the caller): concurrent batches lock in the same order and cannot deadlock.
 const lockOrdersSQL = `SELECT o.* FROM unnest($1::text[]) AS i(order_id)
@@ -161,27 +147,17 @@ const insertHistorySQL = `INSERT INTO order_history (order_id, at, from_state, t
 	FROM unnest($1::text[], $3::text[], $4::text[], $6::text[]) WITH ORDINALITY AS h(order_id, from_state, to_state, reason, n)
 	ORDER BY h.n`
 
-const saveAnswersSQL = `INSERT INTO idempotency_keys (method, request_id, request_hash, response, created_at)
-	SELECT method, request_id, request_hash, response, $5::timestamptz
-	FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS k(method, request_id, request_hash, response)`
-
 // outcomeAll runs calls in one transaction on one connection, in two pipelined round trips: BEGIN,
 // the advisory locks, the stored answers, the orders locked with their verifiers and history; then
 // the writes and COMMIT. In between, the calls are decided in Go one after the other against the
 // orders in memory, as if they had run one by one in batch order. It returns an error only when the
 // batch failed as a whole (then nothing of it was committed).
 func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Result[*filingv1.Order], error) {
-	var keys, methods, requestIDs, ids []string
-	seenKey := map[idemKey]bool{}
+	var ids []string
+	var keys []idempotency.Key
 	for _, c := range calls {
 		ids = append(ids, c.orderID)
-		k := idemKey{c.method, c.requestID}
-		if c.requestID == "" || seenKey[k] {
-			continue
-		}
-		seenKey[k] = true
-		keys = append(keys, c.method+" "+c.requestID) // the lock key of idempotency.Do
-		methods, requestIDs = append(methods, c.method), append(requestIDs, c.requestID)
+		keys = append(keys, idempotency.Key{Method: c.method, RequestID: c.requestID})
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
@@ -195,25 +171,13 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 	// Round trip 1. Each statement runs after the previous one has its locks, with a fresh snapshot
 	// (READ COMMITTED): the lookups see a twin committed while we waited, the details an order's
 	// last committed change.
-	stored := map[idemKey]storedAnswer{}
+	stored := map[idempotency.Key]idempotency.Stored{}
 	orders := make(map[string]*domain.Order, len(ids))
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(pg.GenericPlans)
-	if len(keys) > 0 {
-		b.Queue(advisorySQL, keys)
-		b.Queue(lookupSQL, methods, requestIDs).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var k idemKey
-				var a storedAnswer
-				if err := rows.Scan(&k.method, &k.requestID, &a.hash, &a.response); err != nil {
-					return err
-				}
-				stored[k] = a
-			}
-			return rows.Err()
-		})
-	}
+	idempotency.QueueKeyLocks(b, keys) // the locks of idempotency.Do, so twins outside the batch queue too
+	idempotency.QueueKeyLookup(b, keys, stored)
 	b.Queue(lockOrdersSQL, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			o, err := scanOrder(rows)
@@ -239,17 +203,17 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 	}
 	out := make([]batch.Result[*filingv1.Order], len(calls))
 	rendered := map[string]bool{}
-	var saves []save
+	var saves []idempotency.Stored
 	for i, c := range calls {
-		k := idemKey{c.method, c.requestID}
+		k := idempotency.Key{Method: c.method, RequestID: c.requestID}
 		if c.requestID != "" {
 			if a, ok := stored[k]; ok {
-				if !bytes.Equal(a.hash, c.hash) {
+				if !a.Matches(c.hash) {
 					out[i].Err = errs.RequestIDReused
 					continue
 				}
 				resp := outcomeResponse(c.ev, nil)
-				if err := proto.Unmarshal(a.response, resp); err != nil {
+				if err := proto.Unmarshal(a.Response, resp); err != nil {
 					return nil, fmt.Errorf("verification outcome: stored answer: %w", err)
 				}
 				out[i].Value = resp.GetOrder()
@@ -284,8 +248,8 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 				return nil, fmt.Errorf("verification outcome: store answer: %w", err)
 			}
 			// A twin later in this batch reads this answer, as it would after this call's commit.
-			stored[k] = storedAnswer{hash: c.hash, response: resp}
-			saves = append(saves, save{key: k, storedAnswer: stored[k]})
+			stored[k] = idempotency.Stored{Key: k, RequestHash: c.hash, Response: resp}
+			saves = append(saves, stored[k])
 		}
 	}
 
@@ -294,8 +258,6 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		upIDs, upStates            []string
 		upReasons                  []int32
 		hIDs, hFrom, hTo, hReasons []string
-		sMethods, sRequestIDs      []string
-		sHashes, sResponses        [][]byte
 	)
 	for _, id := range ids {
 		o := orders[id]
@@ -307,10 +269,6 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 			hIDs, hFrom, hTo, hReasons = append(hIDs, id), append(hFrom, h.From.String()), append(hTo, h.To.String()), append(hReasons, h.Reason)
 		}
 	}
-	for _, sv := range saves {
-		sMethods, sRequestIDs = append(sMethods, sv.key.method), append(sRequestIDs, sv.key.requestID)
-		sHashes, sResponses = append(sHashes, sv.hash), append(sResponses, sv.response)
-	}
 	b = &pgx.Batch{}
 	if len(upIDs) > 0 {
 		b.Queue(updateOrdersSQL, upIDs, upStates, upReasons, now).Exec(func(ct pgconn.CommandTag) error {
@@ -321,9 +279,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		})
 		b.Queue(insertHistorySQL, hIDs, now, hFrom, hTo, domain.ActorVerification, hReasons)
 	}
-	if len(saves) > 0 {
-		b.Queue(saveAnswersSQL, sMethods, sRequestIDs, sHashes, sResponses, now)
-	}
+	idempotency.QueueSaveStored(b, now, saves)
 	b.Queue(`COMMIT`).Exec(func(ct pgconn.CommandTag) error {
 		if ct.String() != "COMMIT" {
 			return pgx.ErrTxCommitRollback
@@ -334,11 +290,4 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		return nil, fmt.Errorf("verification outcome: write: %w", err)
 	}
 	return out, nil
-}
-
-type storedAnswer struct{ hash, response []byte }
-
-type save struct {
-	key idemKey
-	storedAnswer
 }

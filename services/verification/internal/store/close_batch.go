@@ -180,14 +180,9 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 	if len(closing) > 0 {
 		writes.Queue(`UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id`,
 			closing, string(domain.SessionTimedOut), now)
-		targets, payloads, sensitive, err := outboxRows(msgs)
-		if err != nil {
+		if err := outbox.QueueInsert(writes, now, msgs); err != nil {
 			return nil, err
 		}
-		writes.Queue(`INSERT INTO outbox (target, payload, created_at, available_at, sensitive)
-			SELECT t.target, t.payload, $1, $1, t.sensitive
-			FROM unnest($2::text[], $3::bytea[], $4::boolean[]) WITH ORDINALITY AS t(target, payload, sensitive, n)
-			ORDER BY t.n`, now, targets, payloads, sensitive)
 	}
 	if err := idempotency.QueueSave(writes, now, closeMethod, answers); err != nil {
 		return nil, err

@@ -47,8 +47,7 @@ const passAllSQL = `WITH up AS (
 		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = ANY(ARRAY(SELECT session_id FROM agg WHERE all_passed))
 		RETURNING id
 	), ob AS (
-		INSERT INTO outbox (target, payload, created_at, available_at, sensitive)
-		SELECT t.target, t.payload, $2, $2, t.sensitive
+		` + outbox.InsertIntoSQL + `SELECT t.target, t.payload, $2, $2, t.sensitive
 		FROM unnest($3::uuid[], $4::text[], $5::bytea[], $6::boolean[]) WITH ORDINALITY AS t(session_id, target, payload, sensitive, n)
 		WHERE t.session_id = ANY(ARRAY(SELECT id FROM closed))
 		ORDER BY t.n
