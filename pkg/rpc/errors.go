@@ -6,6 +6,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/icpverify/icpverify/pkg/errs"
@@ -88,6 +90,16 @@ func Reason(err error) string {
 	}
 	return ""
 }
+
+// ReasonName is the ErrorInfo reason an ErrorReason value of a contract stands for: its name
+// without the ERROR_REASON_ prefix (ERROR_REASON_DEADLINE_NOT_REACHED -> DEADLINE_NOT_REACHED).
+func ReasonName(r protoreflect.Enum) string {
+	name := string(r.Descriptor().Values().ByNumber(r.Number()).Name())
+	return strings.TrimPrefix(name, "ERROR_REASON_")
+}
+
+// HasReason tells whether err is a status error with the reason r (see ReasonName).
+func HasReason(err error, r protoreflect.Enum) bool { return err != nil && Reason(err) == ReasonName(r) }
 
 // Field returns the first BadRequest field of a status error, or "".
 func Field(err error) string {

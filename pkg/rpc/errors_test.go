@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 )
 
 func TestToStatus(t *testing.T) {
@@ -64,5 +65,16 @@ func TestToStatus(t *testing.T) {
 				t.Errorf("internal error logged %d times, want once", logs.Len())
 			}
 		})
+	}
+}
+
+func TestReasonName(t *testing.T) {
+	r := verificationv1.ErrorReason_ERROR_REASON_DEADLINE_NOT_REACHED
+	if got := ReasonName(r); got != "DEADLINE_NOT_REACHED" {
+		t.Fatalf("ReasonName = %q", got)
+	}
+	err := ToStatus(zap.NewNop(), "/m", errs.FailedPrecondition("DEADLINE_NOT_REACHED", "not yet"))
+	if !HasReason(err, r) || HasReason(err, verificationv1.ErrorReason_ERROR_REASON_SESSION_NOT_FOUND) || HasReason(nil, r) {
+		t.Fatalf("HasReason wrong for %v", err)
 	}
 }

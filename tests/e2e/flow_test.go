@@ -136,7 +136,7 @@ func atoi(s string) int {
 
 func requireMismatch(t *testing.T, err error) {
 	t.Helper()
-	if status.Code(err) != codes.NotFound || rpc.Reason(err) != "VERIFICATION_NOT_MATCHED" {
+	if status.Code(err) != codes.NotFound || !rpc.HasReason(err, verificationv1.ErrorReason_ERROR_REASON_VERIFICATION_NOT_MATCHED) {
 		t.Fatalf("want the uniform NotFound VERIFICATION_NOT_MATCHED, got %v (reason %q)", err, rpc.Reason(err))
 	}
 }
@@ -279,7 +279,7 @@ func TestResend(t *testing.T) {
 	}
 	third := s.waitCodes(3, phoneB)
 	_, err = s.Verification.ResendCode(ctx(t), &verificationv1.ResendCodeRequest{RequestId: "resend-3", Phone: phoneB, IdTail: tailOf(web)})
-	if status.Code(err) != codes.ResourceExhausted || rpc.Reason(err) != "RESEND_LIMIT_REACHED" {
+	if status.Code(err) != codes.ResourceExhausted || !rpc.HasReason(err, verificationv1.ErrorReason_ERROR_REASON_RESEND_LIMIT_REACHED) {
 		t.Fatalf("third resend: %v (reason %q), want ResourceExhausted RESEND_LIMIT_REACHED", err, rpc.Reason(err))
 	}
 	if got := len(distinctMessages(s.gateway.ForPhone(phoneB))); got != 3 {

@@ -202,7 +202,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.steps[len(d.steps)-1].Error = &demoStatus{Code: st.Code().String(), Message: st.Message(), Reason: reason}
 	d.say("-> %s, reason %s: %s", st.Code(), reason, st.Message())
 	d.say("   (the same answer for a wrong code, a wrong ID tail or an unknown phone: nothing tells which)")
-	if reason != "VERIFICATION_NOT_MATCHED" {
+	if reason != rpc.ReasonName(verificationv1.ErrorReason_ERROR_REASON_VERIFICATION_NOT_MATCHED) {
 		return d.fail("expected the uniform answer with reason VERIFICATION_NOT_MATCHED, got %s", statusLine(unwrapCall(err)))
 	}
 

@@ -246,12 +246,13 @@ const (
 	OutcomeRetry                         // anything else: try again after a backoff
 )
 
-// Classify maps the ErrorInfo reason of a failed call (or ok) to an outcome.
-func Classify(ok bool, reason string) Outcome {
+// Classify maps the result of a close call to an outcome: ok, or a refusal because the deadline is
+// not reached (verification's DEADLINE_NOT_REACHED), or any other failure.
+func Classify(ok, notReached bool) Outcome {
 	switch {
 	case ok:
 		return OutcomeFired
-	case reason == "DEADLINE_NOT_REACHED":
+	case notReached:
 		return OutcomeNotReached
 	default:
 		return OutcomeRetry

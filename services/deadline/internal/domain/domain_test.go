@@ -267,25 +267,25 @@ func TestSupersedes(t *testing.T) {
 func TestClassifyAndNextAttempt(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name    string
-		ok      bool
-		reason  string
-		now     time.Time
-		backoff time.Duration
-		want    Outcome
-		next    time.Time
+		name       string
+		ok         bool
+		notReached bool
+		now        time.Time
+		backoff    time.Duration
+		want       Outcome
+		next       time.Time
 	}{
-		{"ok", true, "", t0, 0, OutcomeFired, time.Time{}},
-		{"not reached at due", false, "DEADLINE_NOT_REACHED", t0, time.Second, OutcomeNotReached, t0.Add(NotReachedDelay)},
-		{"not reached after due", false, "DEADLINE_NOT_REACHED", t0.Add(time.Second), time.Second, OutcomeNotReached, t0.Add(time.Second + NotReachedDelay)},
-		{"not reached before due (clock skew)", false, "DEADLINE_NOT_REACHED", t0.Add(-time.Minute), time.Second, OutcomeNotReached, t0.Add(NotReachedDelay)},
-		{"unavailable", false, "", t0.Add(time.Second), 400 * time.Millisecond, OutcomeRetry, t0.Add(1400 * time.Millisecond)},
-		{"session not found", false, "SESSION_NOT_FOUND", t0, 800 * time.Millisecond, OutcomeRetry, t0.Add(800 * time.Millisecond)},
-		{"retry never before due", false, "", t0.Add(-time.Hour), time.Second, OutcomeRetry, t0},
+		{"ok", true, false, t0, 0, OutcomeFired, time.Time{}},
+		{"not reached at due", false, true, t0, time.Second, OutcomeNotReached, t0.Add(NotReachedDelay)},
+		{"not reached after due", false, true, t0.Add(time.Second), time.Second, OutcomeNotReached, t0.Add(time.Second + NotReachedDelay)},
+		{"not reached before due (clock skew)", false, true, t0.Add(-time.Minute), time.Second, OutcomeNotReached, t0.Add(NotReachedDelay)},
+		{"unavailable", false, false, t0.Add(time.Second), 400 * time.Millisecond, OutcomeRetry, t0.Add(1400 * time.Millisecond)},
+		{"session not found", false, false, t0, 800 * time.Millisecond, OutcomeRetry, t0.Add(800 * time.Millisecond)},
+		{"retry never before due", false, false, t0.Add(-time.Hour), time.Second, OutcomeRetry, t0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := Classify(c.ok, c.reason)
+			o := Classify(c.ok, c.notReached)
 			if o != c.want {
 				t.Fatalf("Classify = %v, want %v", o, c.want)
 			}

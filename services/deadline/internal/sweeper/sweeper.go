@@ -206,7 +206,7 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing,
 	defer cancelBg()
 	now := s.Clock.Now()
 	reason := rpc.Reason(err)
-	outcome := domain.Classify(err == nil, reason)
+	outcome := domain.Classify(err == nil, rpc.HasReason(err, verificationv1.ErrorReason_ERROR_REASON_DEADLINE_NOT_REACHED))
 	if outcome == domain.OutcomeFired {
 		return domain.Firing{Key: d.Key, Attempts: d.Attempts, At: now, Closed: resp.GetClosed()}, true
 	}
@@ -216,7 +216,7 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing,
 	case outcome == domain.OutcomeNotReached:
 		s.Metrics.rearmedOne("not_reached")
 		log.Info("verification says the deadline is not reached yet; re-armed", fields...)
-	case reason == "SESSION_NOT_FOUND":
+	case rpc.HasReason(err, verificationv1.ErrorReason_ERROR_REASON_SESSION_NOT_FOUND):
 		s.Metrics.rearmedOne("error")
 		log.Warn("verification has no session for this submission yet (OpenSession may lag); will retry", fields...)
 	default:

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -22,5 +23,26 @@ func TestRedactOpenRequest(t *testing.T) {
 	if req.GetVerifiers()[0].GetPhone() != "+8613812345678" || red.GetOrderId() != "o" ||
 		!proto.Equal(red, RedactOpenRequest(req, h)) {
 		t.Fatalf("redaction must leave the request alone and be deterministic")
+	}
+}
+
+// The domain's reasons are the contract's ErrorReason values (the domain imports no generated code,
+// so this test holds the two together): every value has its constant, and no constant is extra.
+func TestReasonsAreTheContracts(t *testing.T) {
+	domainReasons := map[string]bool{
+		domain.ReasonNotMatched: true, domain.ReasonSessionNotFound: true, domain.ReasonVerifierNotFound: true,
+		domain.ReasonDeadlineNotReached: true, domain.ReasonResendLimit: true, domain.ReasonResendTooSoon: true,
+		domain.ReasonVerifierNotPending: true, domain.ReasonStaleSubmission: true, domain.ReasonInvalidCode: true,
+	}
+	values := pb.ErrorReason(0).Descriptor().Values()
+	for i := 1; i < values.Len(); i++ {
+		name := rpc.ReasonName(pb.ErrorReason(values.Get(i).Number()))
+		if !domainReasons[name] {
+			t.Errorf("contract reason %s has no domain constant", name)
+		}
+		delete(domainReasons, name)
+	}
+	for r := range domainReasons {
+		t.Errorf("domain reason %s is not in the contract's ErrorReason", r)
 	}
 }

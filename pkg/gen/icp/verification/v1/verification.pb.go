@@ -25,6 +25,90 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorReason lists the ErrorInfo reasons (domain icp.verify) of this service's errors. The reason
+// on the wire is the value's name without the ERROR_REASON_ prefix, e.g. VERIFICATION_NOT_MATCHED;
+// callers compare against these symbols (the deadline sweeper re-arms a timer on
+// DEADLINE_NOT_REACHED) rather than against copied strings.
+type ErrorReason int32
+
+const (
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// Verify or ResendCode: no pending verifier matches (wrong code, wrong ID tail, unknown phone,
+	// already passed, window closed). NotFound. The one answer to every mismatch.
+	ErrorReason_ERROR_REASON_VERIFICATION_NOT_MATCHED ErrorReason = 1
+	// No session for this (order_id, submission) or order. NotFound.
+	ErrorReason_ERROR_REASON_SESSION_NOT_FOUND ErrorReason = 2
+	// ResendVerifierCode: no such verifier in the order's latest submission. NotFound.
+	ErrorReason_ERROR_REASON_VERIFIER_NOT_FOUND ErrorReason = 3
+	// CloseIfIncomplete before the deadline: nothing closed; call again at deadline_at. FailedPrecondition.
+	ErrorReason_ERROR_REASON_DEADLINE_NOT_REACHED ErrorReason = 4
+	// A resend past the limit per verifier. ResourceExhausted.
+	ErrorReason_ERROR_REASON_RESEND_LIMIT_REACHED ErrorReason = 5
+	// A resend sooner than the interval after the last code. ResourceExhausted with RetryInfo.
+	ErrorReason_ERROR_REASON_RESEND_TOO_SOON ErrorReason = 6
+	// A resend for a verifier that passed or is locked, or a closed session. FailedPrecondition.
+	ErrorReason_ERROR_REASON_VERIFIER_NOT_PENDING ErrorReason = 7
+	// OpenSession for a submission older than one that already has a session. FailedPrecondition.
+	ErrorReason_ERROR_REASON_STALE_SUBMISSION ErrorReason = 8
+	// A code that is not 6 digits. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_CODE ErrorReason = 9
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_VERIFICATION_NOT_MATCHED",
+		2: "ERROR_REASON_SESSION_NOT_FOUND",
+		3: "ERROR_REASON_VERIFIER_NOT_FOUND",
+		4: "ERROR_REASON_DEADLINE_NOT_REACHED",
+		5: "ERROR_REASON_RESEND_LIMIT_REACHED",
+		6: "ERROR_REASON_RESEND_TOO_SOON",
+		7: "ERROR_REASON_VERIFIER_NOT_PENDING",
+		8: "ERROR_REASON_STALE_SUBMISSION",
+		9: "ERROR_REASON_INVALID_CODE",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":              0,
+		"ERROR_REASON_VERIFICATION_NOT_MATCHED": 1,
+		"ERROR_REASON_SESSION_NOT_FOUND":        2,
+		"ERROR_REASON_VERIFIER_NOT_FOUND":       3,
+		"ERROR_REASON_DEADLINE_NOT_REACHED":     4,
+		"ERROR_REASON_RESEND_LIMIT_REACHED":     5,
+		"ERROR_REASON_RESEND_TOO_SOON":          6,
+		"ERROR_REASON_VERIFIER_NOT_PENDING":     7,
+		"ERROR_REASON_STALE_SUBMISSION":         8,
+		"ERROR_REASON_INVALID_CODE":             9,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_verification_v1_verification_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_icp_verification_v1_verification_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{0}
+}
+
 // VerifyResult is the answer to a correct check.
 type VerifyResult int32
 
@@ -61,11 +145,11 @@ func (x VerifyResult) String() string {
 }
 
 func (VerifyResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[0].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[1].Descriptor()
 }
 
 func (VerifyResult) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[0]
+	return &file_icp_verification_v1_verification_proto_enumTypes[1]
 }
 
 func (x VerifyResult) Number() protoreflect.EnumNumber {
@@ -74,7 +158,7 @@ func (x VerifyResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use VerifyResult.Descriptor instead.
 func (VerifyResult) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{0}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{1}
 }
 
 // SessionState is the state of one submission's verification.
@@ -120,11 +204,11 @@ func (x SessionState) String() string {
 }
 
 func (SessionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[1].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[2].Descriptor()
 }
 
 func (SessionState) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[1]
+	return &file_icp_verification_v1_verification_proto_enumTypes[2]
 }
 
 func (x SessionState) Number() protoreflect.EnumNumber {
@@ -133,7 +217,7 @@ func (x SessionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionState.Descriptor instead.
 func (SessionState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{1}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{2}
 }
 
 // ChallengeState is the state of one verifier.
@@ -173,11 +257,11 @@ func (x ChallengeState) String() string {
 }
 
 func (ChallengeState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[2].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[3].Descriptor()
 }
 
 func (ChallengeState) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[2]
+	return &file_icp_verification_v1_verification_proto_enumTypes[3]
 }
 
 func (x ChallengeState) Number() protoreflect.EnumNumber {
@@ -186,7 +270,7 @@ func (x ChallengeState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChallengeState.Descriptor instead.
 func (ChallengeState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{2}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{3}
 }
 
 type VerifyRequest struct {
@@ -1378,7 +1462,18 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\"X\n" +
 	"\x15CancelSessionResponse\x12?\n" +
-	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*x\n" +
+	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*\xf8\x02\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12)\n" +
+	"%ERROR_REASON_VERIFICATION_NOT_MATCHED\x10\x01\x12\"\n" +
+	"\x1eERROR_REASON_SESSION_NOT_FOUND\x10\x02\x12#\n" +
+	"\x1fERROR_REASON_VERIFIER_NOT_FOUND\x10\x03\x12%\n" +
+	"!ERROR_REASON_DEADLINE_NOT_REACHED\x10\x04\x12%\n" +
+	"!ERROR_REASON_RESEND_LIMIT_REACHED\x10\x05\x12 \n" +
+	"\x1cERROR_REASON_RESEND_TOO_SOON\x10\x06\x12%\n" +
+	"!ERROR_REASON_VERIFIER_NOT_PENDING\x10\a\x12!\n" +
+	"\x1dERROR_REASON_STALE_SUBMISSION\x10\b\x12\x1d\n" +
+	"\x19ERROR_REASON_INVALID_CODE\x10\t*x\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12+\n" +
 	"'VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS\x10\x01\x12\x1c\n" +
@@ -1419,64 +1514,65 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 	return file_icp_verification_v1_verification_proto_rawDescData
 }
 
-var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
-	(VerifyResult)(0),                     // 0: icp.verification.v1.VerifyResult
-	(SessionState)(0),                     // 1: icp.verification.v1.SessionState
-	(ChallengeState)(0),                   // 2: icp.verification.v1.ChallengeState
-	(*VerifyRequest)(nil),                 // 3: icp.verification.v1.VerifyRequest
-	(*VerifyResponse)(nil),                // 4: icp.verification.v1.VerifyResponse
-	(*ResendCodeRequest)(nil),             // 5: icp.verification.v1.ResendCodeRequest
-	(*ResendCodeResponse)(nil),            // 6: icp.verification.v1.ResendCodeResponse
-	(*Resend)(nil),                        // 7: icp.verification.v1.Resend
-	(*GetVerificationStatusRequest)(nil),  // 8: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 9: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 10: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 11: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 12: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 13: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 14: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 15: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 16: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 17: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 18: icp.verification.v1.CloseIfIncompleteResponse
-	(*CancelSessionRequest)(nil),          // 19: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 20: icp.verification.v1.CancelSessionResponse
-	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
+	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
+	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
+	(SessionState)(0),                     // 2: icp.verification.v1.SessionState
+	(ChallengeState)(0),                   // 3: icp.verification.v1.ChallengeState
+	(*VerifyRequest)(nil),                 // 4: icp.verification.v1.VerifyRequest
+	(*VerifyResponse)(nil),                // 5: icp.verification.v1.VerifyResponse
+	(*ResendCodeRequest)(nil),             // 6: icp.verification.v1.ResendCodeRequest
+	(*ResendCodeResponse)(nil),            // 7: icp.verification.v1.ResendCodeResponse
+	(*Resend)(nil),                        // 8: icp.verification.v1.Resend
+	(*GetVerificationStatusRequest)(nil),  // 9: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil), // 10: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),            // 11: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                // 12: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                  // 13: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),            // 14: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 15: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),     // 16: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),    // 17: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),      // 18: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),     // 19: icp.verification.v1.CloseIfIncompleteResponse
+	(*CancelSessionRequest)(nil),          // 20: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),         // 21: icp.verification.v1.CancelSessionResponse
+	(*timestamppb.Timestamp)(nil),         // 22: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
-	0,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
-	7,  // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	21, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	21, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
-	10, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	1,  // 5: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	21, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	11, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
-	2,  // 8: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	21, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	21, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	21, // 11: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	12, // 12: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	10, // 13: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	7,  // 14: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	10, // 15: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	10, // 16: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	3,  // 17: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	5,  // 18: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	8,  // 19: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	13, // 20: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	15, // 21: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	17, // 22: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	19, // 23: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	4,  // 24: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	6,  // 25: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	9,  // 26: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	14, // 27: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	16, // 28: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	18, // 29: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	20, // 30: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
+	8,  // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	22, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	22, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	11, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	2,  // 5: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
+	22, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	12, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	3,  // 8: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
+	22, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	22, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	22, // 11: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	13, // 12: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	11, // 13: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	8,  // 14: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	11, // 15: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	11, // 16: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	4,  // 17: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	6,  // 18: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	9,  // 19: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	14, // 20: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	16, // 21: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	18, // 22: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	20, // 23: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	5,  // 24: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	7,  // 25: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	10, // 26: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	15, // 27: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	17, // 28: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	19, // 29: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	21, // 30: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
 	24, // [24:31] is the sub-list for method output_type
 	17, // [17:24] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
@@ -1494,7 +1590,7 @@ func file_icp_verification_v1_verification_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
