@@ -15,6 +15,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
@@ -25,10 +26,10 @@ var fs embed.FS
 // Migrations creates the deadlines table.
 var Migrations = pg.Source{Name: "deadline", FS: fs}
 
-// Full method names under which request_ids are remembered.
+// The methods under which request_ids are remembered.
 const (
-	MethodSchedule = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
-	MethodCancel   = "/icp.deadline.v1.DeadlineService/CancelDeadline"
+	methodSchedule = deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName
+	methodCancel   = deadlinev1.DeadlineService_CancelDeadline_FullMethodName
 )
 
 // Store is the PostgreSQL store.
@@ -74,8 +75,6 @@ func notFound() error {
 	return errs.NotFound(domain.ReasonNotFound, "no deadline for this order submission")
 }
 
-// lockOrder makes one order's schedules and cancels run one at a time, so "is there a newer
-// submission" and "cancel the older ones" cannot interleave between two submissions written
 // getForUpdate reads one timer and locks its row; found is false when there is none.
 func getForUpdate(ctx context.Context, tx pgx.Tx, k domain.Key) (d domain.Deadline, found bool, err error) {
 	d, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2 FOR UPDATE`,

@@ -30,7 +30,7 @@ func (s *Store) Schedule(ctx context.Context, now time.Time, requestID string, r
 	if err := idempotency.CheckRequestID(requestID); err != nil {
 		return domain.Deadline{}, err
 	}
-	return s.timers.Do(ctx, timerCall{method: MethodSchedule, now: now, requestID: requestID, req: req, key: k, due: due})
+	return s.timers.Do(ctx, timerCall{method: methodSchedule, now: now, requestID: requestID, req: req, key: k, due: due})
 }
 
 // Cancel cancels a pending timer; a fired or cancelled one is returned unchanged. A submission not
@@ -40,11 +40,11 @@ func (s *Store) Cancel(ctx context.Context, now time.Time, requestID string, req
 	if err := idempotency.CheckRequestID(requestID); err != nil {
 		return domain.Deadline{}, err
 	}
-	return s.timers.Do(ctx, timerCall{method: MethodCancel, now: now, requestID: requestID, req: req, key: k})
+	return s.timers.Do(ctx, timerCall{method: methodCancel, now: now, requestID: requestID, req: req, key: k})
 }
 
 type timerCall struct {
-	method    string // MethodSchedule or MethodCancel
+	method    string // methodSchedule or methodCancel
 	now       time.Time
 	requestID string
 	req       proto.Message
@@ -118,7 +118,7 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 	reads := &pgx.Batch{}
 	reads.Queue(pg.GenericPlans)
 	stored := map[string]map[string]idempotency.Stored{}
-	for _, m := range []string{MethodSchedule, MethodCancel} {
+	for _, m := range []string{methodSchedule, methodCancel} {
 		if ids := idsByMethod[m]; len(ids) > 0 {
 			stored[m] = map[string]idempotency.Stored{}
 			idempotency.QueueLocks(reads, m, ids)
@@ -163,16 +163,16 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 		existing, found := find(timers[c.key.OrderID], c.key)
 		var d domain.Deadline
 		switch {
-		case c.method == MethodSchedule && found:
+		case c.method == methodSchedule && found:
 			d, err = domain.Reschedule(existing, c.due)
-		case c.method == MethodCancel && found:
+		case c.method == methodCancel && found:
 			var ch bool
 			if d, ch = domain.Cancel(existing); ch {
 				changed[d.Key] = d
 			}
 		default: // a new timer: the schedule's, or the placeholder of a cancel that overtook it
 			d = domain.New(c.key, c.due, c.now)
-			if c.method == MethodCancel {
+			if c.method == methodCancel {
 				d = domain.Placeholder(c.key, c.now)
 			}
 			var superseded []domain.Deadline
@@ -228,7 +228,7 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 			WHERE d.order_id = u.order_id AND d.submission = u.submission`,
 			ords, subs, states, nexts, attempts, lastErrs, fired, closed)
 	}
-	for _, m := range []string{MethodSchedule, MethodCancel} {
+	for _, m := range []string{methodSchedule, methodCancel} {
 		if err := idempotency.QueueSave(writes, calls[0].now, m, answers[m]); err != nil {
 			return nil, err
 		}

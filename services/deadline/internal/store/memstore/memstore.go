@@ -17,7 +17,6 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/services/deadline/internal/convert"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
-	"github.com/icpverify/icpverify/services/deadline/internal/store"
 )
 
 // Store is the memory engine. Timers are held by value, so everything it returns is a copy.
@@ -58,7 +57,7 @@ func newResp() *deadlinev1.Deadline { return &deadlinev1.Deadline{} }
 func (s *Store) Schedule(_ context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out, err := idempotency.DoMem(s.idem, store.MethodSchedule, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
+	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
 		if existing, ok := s.timers[k]; ok {
 			d, err := domain.Reschedule(existing, due)
 			if err != nil {
@@ -79,7 +78,7 @@ func (s *Store) Schedule(_ context.Context, now time.Time, requestID string, req
 func (s *Store) Cancel(_ context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out, err := idempotency.DoMem(s.idem, store.MethodCancel, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
+	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_CancelDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
 		d, ok := s.timers[k]
 		if !ok {
 			return convert.ToProto(s.insert(domain.Placeholder(k, now))), nil
