@@ -198,7 +198,9 @@ func (s Stored) Matches(hash []byte) bool { return bytes.Equal(s.RequestHash, ha
 // QueueLocks queues, on b, the advisory locks Do takes for (method, requestID), for every non-empty
 // id, in sorted order so that two batches never wait for each other in a cycle. They are held to
 // the end of the transaction: a twin of a request in this batch waits, then finds its answer.
-func QueueLocks(b *pgx.Batch, method string, requestIDs []string) { QueueKeyLocks(b, keysOf(method, requestIDs)) }
+func QueueLocks(b *pgx.Batch, method string, requestIDs []string) {
+	QueueKeyLocks(b, keysOf(method, requestIDs))
+}
 
 // QueueKeyLocks is QueueLocks for keys of any methods.
 func QueueKeyLocks(b *pgx.Batch, keys []Key) {

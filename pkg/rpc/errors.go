@@ -99,7 +99,9 @@ func ReasonName(r protoreflect.Enum) string {
 }
 
 // HasReason tells whether err is a status error with the reason r (see ReasonName).
-func HasReason(err error, r protoreflect.Enum) bool { return err != nil && Reason(err) == ReasonName(r) }
+func HasReason(err error, r protoreflect.Enum) bool {
+	return err != nil && Reason(err) == ReasonName(r)
+}
 
 // Field returns the first BadRequest field of a status error, or "".
 func Field(err error) string {

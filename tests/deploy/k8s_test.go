@@ -6,12 +6,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 var kustomizations = []string{"deploy/k8s/base", "deploy/k8s/overlays/example"}

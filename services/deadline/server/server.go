@@ -13,7 +13,6 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/config"
-	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/service"
@@ -99,7 +98,7 @@ func Run(ctx context.Context, args []string) error {
 		Metrics:      sweeper.NewMetrics(obs, st, clk.Now, *lease),
 	}
 
-	deadlinev1.RegisterDeadlineServiceServer(srv.Internal(), grpcapi.New(st, clk))
+	grpcapi.Register(srv.Public(), srv.Internal(), grpcapi.New(st, clk))
 	srv.Go("sweeper", sw.Run)
 	return base.Serve(ctx)
 }

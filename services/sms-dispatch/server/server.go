@@ -15,9 +15,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/config"
-	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/service"
-
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -26,14 +24,14 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/memstore"
 )
 
-// Store is what the handlers and the dispatcher need; both engines implement it.
-type Store interface {
+// engine is what the handlers and the dispatcher need; both storage engines implement it.
+type engine interface {
 	grpcapi.Store
 	dispatcher.Store
 }
 
-// Options are the service's own flags.
-type Options struct {
+// options are the service's own flags.
+type options struct {
 	Provider        string
 	WebhookURL      string
 	WebhookTimeout  time.Duration
@@ -79,7 +77,7 @@ func Run(ctx context.Context, args []string) error {
 	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
 	}
-	opts := Options{
+	opts := options{
 		Provider: *prov, WebhookURL: *webhookURL, WebhookTimeout: *webhookTimeout, WebhookToken: *webhookToken,
 		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax, WebhookBatchFlights: *webhookBatchFlights,
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
@@ -105,7 +103,7 @@ func Run(ctx context.Context, args []string) error {
 			"sends nothing, and GetMessage/ListMessages show the texts")
 	}
 
-	var st Store
+	var st engine
 	if common.Memory() {
 		st = memstore.New()
 	} else {
@@ -124,7 +122,7 @@ func Run(ctx context.Context, args []string) error {
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
 		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
 	}
-	smsv1.RegisterSmsDispatchServiceServer(srv.Internal(), &grpcapi.Server{
+	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Server{
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
 	})
 	srv.Go("dispatcher", disp.Run)
@@ -136,7 +134,7 @@ func Run(ctx context.Context, args []string) error {
 	return base.Serve(ctx)
 }
 
-func (o Options) check() error {
+func (o options) check() error {
 	var problems []error
 	switch o.Provider {
 	case "console":
@@ -184,7 +182,7 @@ func httpURL(s string) bool {
 }
 
 // provider builds the configured provider and the time one provider call (Send, or SendBatch) may take.
-func (o Options) provider() (provider.Provider, time.Duration) {
+func (o options) provider() (provider.Provider, time.Duration) {
 	if o.Provider == "webhook" {
 		// One idle connection per worker: each worker has at most one request in flight.
 		w := provider.NewWebhookConns(o.WebhookURL, o.WebhookToken, o.WebhookTimeout, o.DispatchWorkers)

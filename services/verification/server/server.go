@@ -137,8 +137,8 @@ func Run(ctx context.Context, args []string) error {
 	st := app.New(engine, hasher, limits, log)
 	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
 
-	pb.RegisterVerificationServiceServer(srv.Public(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics})
-	pb.RegisterVerificationInternalServiceServer(srv.Internal(), &grpcapi.Internal{Store: st, Metrics: metrics})
+	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics},
+		&grpcapi.Internal{Store: st, Metrics: metrics})
 	srv.Go("outbox", relay.Run)
 	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),

@@ -5,12 +5,12 @@ package domain
 
 import (
 	"fmt"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"strings"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
 // State is where a timer stands.

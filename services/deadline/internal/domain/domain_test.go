@@ -2,12 +2,12 @@ package domain
 
 import (
 	"fmt"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"testing"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)

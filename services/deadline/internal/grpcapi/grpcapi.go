@@ -5,9 +5,9 @@ package grpcapi
 
 import (
 	"context"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/clock"
@@ -15,6 +15,7 @@ import (
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/services/deadline/internal/convert"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
@@ -32,6 +33,11 @@ type Server struct {
 	deadlinev1.UnimplementedDeadlineServiceServer
 	Store Store
 	Clock clock.Clock
+}
+
+// Register registers DeadlineService on the internal listener (deadline has no public API).
+func Register(_, internal grpc.ServiceRegistrar, s *Server) {
+	deadlinev1.RegisterDeadlineServiceServer(internal, s)
 }
 
 // New returns the handlers on store.

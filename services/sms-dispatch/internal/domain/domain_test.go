@@ -2,11 +2,11 @@ package domain
 
 import (
 	"errors"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"testing"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
 var t0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC) // 10:00 in UTC+8

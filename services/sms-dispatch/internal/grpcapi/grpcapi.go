@@ -6,18 +6,17 @@ package grpcapi
 
 import (
 	"context"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/grpc"
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
-	"github.com/icpverify/icpverify/pkg/pii"
-
+	"github.com/icpverify/icpverify/pkg/pagetoken"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/convert"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 )
 
@@ -26,6 +25,11 @@ type Store interface {
 	Create(ctx context.Context, m domain.Message) (domain.Message, bool, error)
 	Get(ctx context.Context, id string) (domain.Message, error)
 	List(ctx context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error)
+}
+
+// Register registers SmsDispatchService on the internal listener (sms-dispatch has no public API).
+func Register(_, internal grpc.ServiceRegistrar, s *Server) {
+	smsv1.RegisterSmsDispatchServiceServer(internal, s)
 }
 
 // Server implements icp.smsdispatch.v1.SmsDispatchService.
@@ -61,7 +65,7 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 	in := domain.SendInput{
 		MessageID: req.GetMessageId(),
 		Phone:     req.GetPhone(),
-		Template:  templateFromProto(req.GetTemplate()),
+		Template:  convert.TemplateFromProto(req.GetTemplate()),
 		Params:    req.GetParams(),
 		Locale:    req.GetLocale(),
 		OrderID:   req.GetOrderId(),
@@ -112,7 +116,7 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 			ce.Write(logging.MessageID(stored.ID), logging.Phone(stored.Phone), logging.OrderID(stored.OrderID))
 		}
 	}
-	return &smsv1.SendMessageResponse{Message: s.toProto(stored)}, nil
+	return &smsv1.SendMessageResponse{Message: convert.Message(stored, s.ShowText)}, nil
 }
 
 // GetMessage returns one message.
@@ -124,7 +128,7 @@ func (s *Server) GetMessage(ctx context.Context, req *smsv1.GetMessageRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &smsv1.GetMessageResponse{Message: s.toProto(m)}, nil
+	return &smsv1.GetMessageResponse{Message: convert.Message(m, s.ShowText)}, nil
 }
 
 // ListMessages pages through messages, newest first (page_size default 50, at most 200).
@@ -139,56 +143,7 @@ func (s *Server) ListMessages(ctx context.Context, req *smsv1.ListMessagesReques
 	}
 	out := &smsv1.ListMessagesResponse{NextPageToken: next}
 	for _, m := range msgs {
-		out.Messages = append(out.Messages, s.toProto(m))
+		out.Messages = append(out.Messages, convert.Message(m, s.ShowText))
 	}
 	return out, nil
-}
-
-func templateFromProto(t smsv1.Template) domain.Template {
-	if t == smsv1.Template_TEMPLATE_VERIFICATION_CODE {
-		return domain.TemplateVerificationCode
-	}
-	return domain.TemplateUnspecified
-}
-
-func templateToProto(t domain.Template) smsv1.Template {
-	if t == domain.TemplateVerificationCode {
-		return smsv1.Template_TEMPLATE_VERIFICATION_CODE
-	}
-	return smsv1.Template_TEMPLATE_UNSPECIFIED
-}
-
-func stateToProto(s domain.State) smsv1.MessageState {
-	switch s {
-	case domain.StateQueued:
-		return smsv1.MessageState_MESSAGE_STATE_QUEUED
-	case domain.StateSent:
-		return smsv1.MessageState_MESSAGE_STATE_SENT
-	case domain.StateFailed:
-		return smsv1.MessageState_MESSAGE_STATE_FAILED
-	}
-	return smsv1.MessageState_MESSAGE_STATE_UNSPECIFIED
-}
-
-// toProto converts m for a response: the phone masked, the body only in development mode.
-func (s *Server) toProto(m domain.Message) *smsv1.Message {
-	p := &smsv1.Message{
-		MessageId:   m.ID,
-		OrderId:     m.OrderID,
-		PhoneMasked: pii.MaskPhone(m.Phone),
-		Template:    templateToProto(m.Template),
-		State:       stateToProto(m.State),
-		Attempts:    int32(m.Attempts),
-		Provider:    m.Provider,
-		LastError:   m.LastError,
-		CreateTime:  timestamppb.New(m.CreatedAt),
-		Redacted:    true,
-	}
-	if s.ShowText {
-		p.Body, p.Redacted = m.Body, m.Redacted
-	}
-	if !m.SentAt.IsZero() {
-		p.SentTime = timestamppb.New(m.SentAt)
-	}
-	return p
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/iddoc"
@@ -26,6 +28,12 @@ type Store interface {
 	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
 	CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error)
 	Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error)
+}
+
+// Register registers the public VerificationService and the internal VerificationInternalService.
+func Register(public, internal grpc.ServiceRegistrar, pub *Public, in *Internal) {
+	pb.RegisterVerificationServiceServer(public, pub)
+	pb.RegisterVerificationInternalServiceServer(internal, in)
 }
 
 // Public serves VerificationService, the API portal backends call.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
-
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
