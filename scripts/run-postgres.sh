@@ -9,8 +9,10 @@ export FILING_ADDR=${FILING_ADDR:-127.0.0.1:50051}
 export VERIFICATION_ADDR=${VERIFICATION_ADDR:-127.0.0.1:50052}
 export SMS_DISPATCH_ADDR=${SMS_DISPATCH_ADDR:-127.0.0.1:50053}
 export DEADLINE_ADDR=${DEADLINE_ADDR:-127.0.0.1:50054}
-# A development HMAC key, so codes survive a restart of verification; production sets its own secret.
-export HMAC_KEYS=${HMAC_KEYS:-dev1:$(printf 'icpverify-development-key-not-secret' | od -An -tx1 | tr -d ' \n')}
+# The development HMAC key of cmd/internal/devserver (DevHMACKey), so codes survive a restart of
+# verification and both dev setups on one database verify each other's codes; it is public:
+# production sets its own secret.
+export HMAC_KEYS=${HMAC_KEYS:-dev1:69637076657269667920646576656c6f706d656e74206b6579206e6f742073656372657421}
 
 pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait; }

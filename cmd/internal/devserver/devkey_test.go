@@ -1,0 +1,19 @@
+package devserver
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// Both development setups on PostgreSQL (icpdev --store=postgres and make run-postgres) use one HMAC
+// key, so either one verifies the codes the other sent.
+func TestRunPostgresUsesTheDevKey(t *testing.T) {
+	script, err := os.ReadFile("../../../scripts/run-postgres.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(script), "HMAC_KEYS:-"+DevHMACKey+"}") {
+		t.Fatalf("scripts/run-postgres.sh does not default HMAC_KEYS to DevHMACKey")
+	}
+}
