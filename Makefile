@@ -6,6 +6,7 @@ export GOFLAGS := -buildvcs=false
 
 BIN      := $(CURDIR)/bin
 BUF      := $(BIN)/buf
+LOCAL    := github.com/icpverify/icpverify
 SERVICES := filing verification sms-dispatch deadline
 MODULES   = $(shell go list -m -f '{{.Dir}}')
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
@@ -44,9 +45,10 @@ test-e2e: ## only the end-to-end tests that start the four binaries
 	cd tests && go test -count=1 -v ./e2e/...
 
 $(BUF): tools/go.mod tools/go.sum
-	cd tools && GOWORK=off go build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	cd tools && GOWORK=off go build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go \
+	  google.golang.org/grpc/cmd/protoc-gen-go-grpc golang.org/x/tools/cmd/goimports honnef.co/go/tools/cmd/staticcheck
 
-tools: $(BUF) ## build buf and the protoc plugins pinned in tools/go.mod
+tools: $(BUF) ## build buf, the protoc plugins, goimports and staticcheck pinned in tools/go.mod
 
 proto: tools ## lint the contracts and regenerate pkg/gen
 	$(BUF) lint
@@ -60,9 +62,11 @@ proto-check: tools ## fail when pkg/gen is stale
 breaking: tools ## check the contracts against main for breaking changes
 	$(BUF) breaking --against '.git#branch=main'
 
-lint: ## gofmt and go vet on every module
+lint: tools ## gofmt, goimports (this module's imports in their own group), go vet and staticcheck on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^pkg/gen/')); [[ -z "$$out" ]] || { echo "gofmt needed: $$out"; exit 1; }
-	@for m in $(MODULES); do (cd $$m && go vet ./...); done
+	@out=$$($(BIN)/goimports -local $(LOCAL) -l $$(git ls-files '*.go' | grep -v '^pkg/gen/')); \
+	  [[ -z "$$out" ]] || { echo "imports misgrouped (goimports -local $(LOCAL) -w): $$out"; exit 1; }
+	@for m in $(MODULES); do (cd $$m && go vet ./... && $(BIN)/staticcheck ./...); done
 
 clean: ## remove built binaries and tools
 	rm -rf $(BIN)

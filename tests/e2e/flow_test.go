@@ -219,7 +219,7 @@ func TestDeadlineReturnsOrder(t *testing.T) {
 	principal := person("王五", "13700001111")
 	order := s.submit(firstFiling(principal, &filingv1.Website{Domain: "timeout.cn", Person: principal}))
 	codes := s.waitCodes(1, phoneC)
-	if order.DeadlineAt == nil || order.DeadlineAt.AsTime().Sub(time.Now()) > 4*time.Second {
+	if order.DeadlineAt == nil || time.Until(order.DeadlineAt.AsTime()) > 4*time.Second {
 		t.Fatalf("deadline_at = %v, want about 3s from now", order.DeadlineAt)
 	}
 	final := s.waitState(order.OrderId, filingv1.OrderState_ORDER_STATE_RETURNED, 20*time.Second)

@@ -31,8 +31,8 @@ FROM filing.orders o WHERE o.order_id = ANY($1)`
 
 // verdict counts lost and duplicated orders; expire selects the expiry drill's expectations.
 type verdict struct {
-	lost, dup, resent int
-	notes             []string
+	lost, dup int
+	notes     []string
 }
 
 func (e *env) check(ctx context.Context, d *driver, expire bool) (verdict, error) {

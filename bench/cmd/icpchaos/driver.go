@@ -152,18 +152,18 @@ func retryable(err error) bool {
 
 // call runs one RPC with a 5 s deadline; with retry on, transport and server-side failures are
 // retried (the request is idempotent) until giveUp.
-func (d *driver) call(ctx context.Context, method string, fn func(context.Context) error) (err error, attempts int) {
+func (d *driver) call(ctx context.Context, method string, fn func(context.Context) error) (attempts int, err error) {
 	for {
 		attempts++
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = fn(cctx)
 		cancel()
 		if err == nil {
-			return nil, attempts
+			return attempts, nil
 		}
 		d.countFail(method, err)
 		if !d.retry || !retryable(err) || time.Now().After(d.giveUp) || ctx.Err() != nil {
-			return err, attempts
+			return attempts, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -189,7 +189,7 @@ func (d *driver) create(ctx context.Context) (*order, error) {
 			SubjectType: filingv1.SubjectType_SUBJECT_TYPE_ORGANIZATION, Principal: principal,
 			Websites: []*filingv1.Website{{Domain: fmt.Sprintf("chaos%d-%d.cn", runID, n), Name: "演练", Person: web}},
 		}}
-	err, _ := d.call(ctx, "CreateOrder", func(ctx context.Context) error {
+	_, err := d.call(ctx, "CreateOrder", func(ctx context.Context) error {
 		resp, err := d.filing.CreateOrder(ctx, req)
 		if err == nil {
 			o.id = resp.Order.OrderId
@@ -206,7 +206,7 @@ func (d *driver) create(ctx context.Context) (*order, error) {
 }
 
 func (d *driver) submit(ctx context.Context, o *order) error {
-	err, _ := d.call(ctx, "SubmitOrder", func(ctx context.Context) error {
+	_, err := d.call(ctx, "SubmitOrder", func(ctx context.Context) error {
 		_, err := d.filing.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{RequestId: "chaos-submit-" + o.id, OrderId: o.id})
 		return err
 	})
@@ -228,7 +228,7 @@ func (d *driver) verifyAll(ctx context.Context, o *order) error {
 			}
 			time.Sleep(25 * time.Millisecond)
 		}
-		err, attempts := d.call(ctx, "Verify", func(ctx context.Context) error {
+		attempts, err := d.call(ctx, "Verify", func(ctx context.Context) error {
 			_, err := d.verif.Verify(ctx, &verificationv1.VerifyRequest{Phone: o.phones[v], Code: code, IdTail: o.tails[v]})
 			return err
 		})

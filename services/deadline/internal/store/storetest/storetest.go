@@ -7,11 +7,12 @@ package storetest
 import (
 	"context"
 	"fmt"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"

@@ -9,10 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"

@@ -106,17 +106,6 @@ func (db *DB) pendingFor(phone string) (map[string]domain.Session, []domain.Chal
 	return sessions, chs
 }
 
-func (db *DB) latest(orderID string) (domain.Session, bool) {
-	var best domain.Session
-	found := false
-	for _, sess := range db.sessions {
-		if sess.OrderID == orderID && (!found || sess.Submission > best.Submission) {
-			best, found = sess, true
-		}
-	}
-	return best, found
-}
-
 func (db *DB) session(orderID string, submission int32) (domain.Session, bool) {
 	id, ok := db.byKey[key{orderID, submission}]
 	if !ok {
