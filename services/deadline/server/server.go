@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"errors"
-	"flag"
 	"time"
 
 	"go.uber.org/zap"
@@ -42,9 +41,6 @@ func Run(ctx context.Context, args []string) error {
 	lease := f.Duration("lease", 30*time.Second, "how long a claimed timer is hidden from other sweepers; must exceed the close call's timeout")
 	fireConcurrency := f.Int("fire-concurrency", 16, "how many CloseIfIncomplete calls run at once")
 	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if err := errors.Join(common.Check(), sec.Check()); err != nil {
