@@ -87,7 +87,7 @@ func Run(ctx context.Context, args []string) error {
 		Store:        st,
 		Verification: verificationv1.NewVerificationInternalServiceClient(conn),
 		Clock:        clk,
-		Log:          log.With(zap.String("loop", "sweeper")),
+		Log:          log.Named("sweeper"),
 		Interval:     *sweepInterval,
 		Batch:        *sweepBatch,
 		Concurrency:  *fireConcurrency,
@@ -97,5 +97,8 @@ func Run(ctx context.Context, args []string) error {
 
 	deadlinev1.RegisterDeadlineServiceServer(srv.Internal(), grpcapi.New(st, clk))
 	srv.Go("sweeper", sw.Run)
+	log.Info("deadline starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
+		zap.Duration("sweep_interval", *sweepInterval), zap.Int("sweep_batch", *sweepBatch), zap.Duration("lease", *lease),
+		zap.Int("fire_concurrency", *fireConcurrency), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }
