@@ -6,22 +6,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/icpverify/icpverify/cmd/internal/devserver"
 	"github.com/icpverify/icpverify/pkg/config"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "icpdev:", err)
-		os.Exit(1)
-	}
-}
+func main() { config.Main("icpdev", run) }
 
 func run(ctx context.Context, args []string) error {
 	f := config.NewFlags("icpdev")

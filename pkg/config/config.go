@@ -4,12 +4,16 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -91,12 +95,33 @@ func (f *Flags) Bool(name string, def bool, usage string) *bool {
 	return f.FlagSet.Bool(name, def, fmt.Sprintf("%s (env %s)", usage, f.envName(name)))
 }
 
-// Parse parses the command line after the environment was read.
+// Parse parses the command line after the environment was read. For -h or --help it prints the
+// usage and returns flag.ErrHelp, which Main treats as a clean exit.
 func (f *Flags) Parse(args []string) error {
 	if err := errors.Join(f.envErrs...); err != nil {
 		return err
 	}
 	return f.FlagSet.Parse(args)
+}
+
+// Main is the main function of the binaries: it calls run with the command-line arguments and a
+// context that SIGINT and SIGTERM cancel, then exits. It exits 0 when run returns nil or
+// flag.ErrHelp (-h or --help: Parse printed the usage); otherwise it prints "name: error" to stderr
+// and exits 1.
+func Main(name string, run func(ctx context.Context, args []string) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(exitCode(os.Stderr, name, err))
+}
+
+// exitCode is Main's exit status for run's error, which it reports on w.
+func exitCode(w io.Writer, name string, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(w, "%s: %v\n", name, err)
+	return 1
 }
 
 // Common holds the flags every service takes.

@@ -228,6 +228,14 @@ func (s *Server) Serve(ctx context.Context, addr string, shutdownTimeout time.Du
 	return s.ServeListeners(ctx, lis, internal, shutdownTimeout)
 }
 
+// Stop stops the gRPC servers hard. Serve stops them itself; Stop is for a server that will never
+// serve (its service failed to start): a grpc.Server keeps its stream workers running from
+// construction until it is stopped. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.GRPC.Stop()
+	s.internal.Stop()
+}
+
 // ServeListener is Serve on an open listener (servers without split listeners).
 func (s *Server) ServeListener(ctx context.Context, lis net.Listener, shutdownTimeout time.Duration) error {
 	return s.ServeListeners(ctx, lis, nil, shutdownTimeout)

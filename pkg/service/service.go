@@ -56,8 +56,12 @@ func Start(name string, common config.Common, sec config.Security, opts ...rpc.S
 	return &Base{Log: log, Obs: obs, Server: srv, Peers: peers, common: common}, nil
 }
 
-// Close flushes the logger.
-func (b *Base) Close() { _ = b.Log.Sync() }
+// Close stops the gRPC server (its stream workers run from its construction, so a Run that fails
+// before serving would leave them behind; after Serve it does nothing) and flushes the logger.
+func (b *Base) Close() {
+	b.Server.Stop()
+	_ = b.Log.Sync()
+}
 
 // Postgres connects to the service's own schema, makes /readyz follow the database and applies the
 // migrations. The caller closes the pool.

@@ -6,6 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/icpverify/icpverify/pkg v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

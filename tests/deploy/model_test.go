@@ -108,7 +108,7 @@ var (
 
 // loadBinary reads the flags, their environment variables and defaults from the binary's -h output.
 func loadBinary(name, path string) (*binary, error) {
-	out, _ := exec.Command(path, "-h").CombinedOutput() // -h exits 0 or 2 depending on the service
+	out, _ := exec.Command(path, "-h").CombinedOutput() // -h prints the usage and exits 0
 	b := &binary{name: name, path: path, flags: map[string]flagInfo{}, envToFlag: map[string]string{}}
 	var cur string
 	sc := bufio.NewScanner(bytes.NewReader(out))

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/deadline/server"
 )
 
@@ -30,20 +30,15 @@ func (closer) CloseIfIncomplete(context.Context, *verificationv1.CloseIfIncomple
 // that falls due against a fake verification, and reads the deadline metrics.
 func TestRunMetrics(t *testing.T) {
 	t.Parallel()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	verification := grpc.NewServer()
-	verificationv1.RegisterVerificationInternalServiceServer(verification, closer{})
-	go verification.Serve(lis) //nolint:errcheck
-	t.Cleanup(verification.Stop)
+	verificationAddr := rpctest.Peer(t, func(s grpc.ServiceRegistrar) {
+		verificationv1.RegisterVerificationInternalServiceServer(s, closer{})
+	})
 
-	addr, admin := freeAddr(t), freeAddr(t)
+	addr, admin := rpctest.FreeAddr(t), rpctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Run(ctx, []string{"--store=memory", "--grpc-addr=" + addr, "--verification-addr=" + lis.Addr().String(),
+		done <- server.Run(ctx, []string{"--store=memory", "--grpc-addr=" + addr, "--verification-addr=" + verificationAddr,
 			"--admin-addr=" + admin, "--sweep-interval=20ms", "--log-level=error", "--shutdown-timeout=1s"})
 	}()
 	t.Cleanup(func() {

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"errors"
-	"flag"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,9 +40,6 @@ func Run(ctx context.Context, args []string) error {
 	lease := f.Duration("lease", 30*time.Second, "how long a claimed timer is hidden from other sweepers; must exceed the close call's timeout")
 	fireConcurrency := f.Int("fire-concurrency", 16, "how many CloseIfIncomplete calls run at once")
 	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if err := errors.Join(common.Check(), sec.Check()); err != nil {
@@ -90,7 +86,7 @@ func Run(ctx context.Context, args []string) error {
 		Store:        st,
 		Verification: verificationv1.NewVerificationInternalServiceClient(conn),
 		Clock:        clk,
-		Log:          log.With(zap.String("loop", "sweeper")),
+		Log:          log.Named("sweeper"),
 		Interval:     *sweepInterval,
 		Batch:        *sweepBatch,
 		Concurrency:  *fireConcurrency,
@@ -100,5 +96,8 @@ func Run(ctx context.Context, args []string) error {
 
 	grpcapi.Register(srv.Public(), srv.Internal(), grpcapi.New(st, clk))
 	srv.Go("sweeper", sw.Run)
+	log.Info("deadline starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
+		zap.Duration("sweep_interval", *sweepInterval), zap.Int("sweep_batch", *sweepBatch), zap.Duration("lease", *lease),
+		zap.Int("fire_concurrency", *fireConcurrency), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -11,29 +10,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/deadline/server"
 )
-
-// freeAddr is a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
-}
 
 // TestRunInMemory starts the whole service on the memory engine (no database) and calls it.
 func TestRunInMemory(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := rpctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Run(ctx, []string{"--store=memory", "--grpc-addr=" + addr, "--verification-addr=" + freeAddr(t),
+		done <- server.Run(ctx, []string{"--store=memory", "--grpc-addr=" + addr, "--verification-addr=" + rpctest.FreeAddr(t),
 			"--log-level=error", "--shutdown-timeout=1s"})
 	}()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -100,7 +100,8 @@ func Run(ctx context.Context, args []string) error {
 	uses := app.New(engine, app.Config{Rules: rules, VerificationWindow: *window, Locale: *locale})
 	grpcapi.Register(srv.Public(), srv.Internal(), uses, rules)
 	srv.Go("outbox", relay.Run)
-	log.Info("filing service starting", zap.String("verification_addr", *verificationAddr), zap.String("deadline_addr", *deadlineAddr),
-		zap.Duration("verification_window", *window), zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))
+	log.Info("filing starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
+		zap.String("deadline_addr", *deadlineAddr), zap.Duration("verification_window", *window),
+		zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }

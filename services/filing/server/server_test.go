@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/filing/internal/store"
 	"github.com/icpverify/icpverify/services/filing/server"
 )
@@ -73,17 +73,6 @@ func (p *peers) has(names ...string) bool {
 	return true
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -121,22 +110,17 @@ func TestRunInMemory(t *testing.T) {
 func runFlow(t *testing.T, storeArgs []string, then func()) {
 	t.Helper()
 	fake := &peers{}
-	peerSrv := grpc.NewServer()
-	verificationv1.RegisterVerificationInternalServiceServer(peerSrv, fake)
-	deadlinev1.RegisterDeadlineServiceServer(peerSrv, fake)
-	peerLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go peerSrv.Serve(peerLis) //nolint:errcheck
-	defer peerSrv.Stop()
+	peerAddr := rpctest.Peer(t, func(s grpc.ServiceRegistrar) {
+		verificationv1.RegisterVerificationInternalServiceServer(s, fake)
+		deadlinev1.RegisterDeadlineServiceServer(s, fake)
+	})
 
-	addr := freeAddr(t)
+	addr := rpctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- server.Run(ctx, append([]string{"--grpc-addr", addr,
-			"--verification-addr", peerLis.Addr().String(), "--deadline-addr", peerLis.Addr().String(),
+			"--verification-addr", peerAddr, "--deadline-addr", peerAddr,
 			"--verification-window", "2h", "--sms-locale", "en", "--log-level", "error"}, storeArgs...))
 	}()
 	defer func() {

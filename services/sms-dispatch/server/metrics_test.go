@@ -2,22 +2,18 @@ package server_test
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 )
 
 // TestRunMetrics sends one message through Run with the console provider and --admin-addr and reads
 // the dispatch counters.
 func TestRunMetrics(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := lis.Addr().String()
-	lis.Close()
+	admin := rpctest.FreeAddr(t)
 	client := run(t, "--store", "memory", "--admin-addr", admin)
 	sendAndWait(t, client)
 	want := []string{

@@ -117,7 +117,7 @@ func Run(ctx context.Context, args []string) error {
 	clk := clock.Real{}
 
 	disp := &dispatcher.Dispatcher{
-		Store: st, Provider: sms, Clock: clk, Log: log, Caps: opts.Caps, Sender: opts.Sender,
+		Store: st, Provider: sms, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers, BatchFlights: opts.WebhookBatchFlights,
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
 		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
@@ -127,8 +127,8 @@ func Run(ctx context.Context, args []string) error {
 	})
 	srv.Go("dispatcher", disp.Run)
 	_, batched := sms.(provider.BatchProvider)
-	log.Info("sms-dispatch starting", zap.String("provider", sms.Name()), zap.Bool("provider_batch", batched),
-		zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
+	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.String("provider", sms.Name()),
+		zap.Bool("provider_batch", batched), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay))
 	return base.Serve(ctx)

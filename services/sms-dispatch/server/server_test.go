@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +18,7 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
-	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/server"
 )
@@ -128,12 +127,7 @@ func TestRunMemoryBatch(t *testing.T) {
 // run starts server.Run with args on a free port until the test ends and returns a client.
 func run(t *testing.T, args ...string) smsv1.SmsDispatchServiceClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
+	addr := rpctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -145,12 +139,7 @@ func run(t *testing.T, args ...string) smsv1.SmsDispatchServiceClient {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	conn, err := rpc.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return smsv1.NewSmsDispatchServiceClient(conn)
+	return smsv1.NewSmsDispatchServiceClient(rpctest.Dial(t, addr))
 }
 
 // sendAndWait sends one message (retrying until the server is up) and waits until it is SENT.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
@@ -33,7 +34,7 @@ func scrape(t *testing.T, url string) (int, string) {
 // grpc_server_* series, the outbox deliveries in the relay's.
 func TestRunMetrics(t *testing.T) {
 	p, peerAddr := startPeers(t)
-	admin := "http://" + freeAddr(t)
+	admin := "http://" + rpctest.FreeAddr(t)
 	addr := startRun(t, "--store", "memory", "--database-url", "", "--admin-addr", strings.TrimPrefix(admin, "http://"),
 		"--sms-dispatch-addr", peerAddr, "--filing-addr", peerAddr, "--deadline-addr", peerAddr)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 )
 
 // peers records what the outbox relay delivered to the three peer services.
@@ -59,15 +59,6 @@ func (p *peers) counts() (int, int, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.sms), len(p.marked), len(p.cancel)
-}
-
-func freeAddr(t *testing.T) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
 }
 
 func eventually(t *testing.T, what string, ok func() bool) {
@@ -112,22 +103,17 @@ func TestRunMemory(t *testing.T) {
 
 func startPeers(t *testing.T) (*peers, string) {
 	p := &peers{}
-	peerSrv := grpc.NewServer()
-	smsv1.RegisterSmsDispatchServiceServer(peerSrv, p)
-	filingv1.RegisterFilingInternalServiceServer(peerSrv, p)
-	deadlinev1.RegisterDeadlineServiceServer(peerSrv, p)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go peerSrv.Serve(lis) //nolint:errcheck
-	t.Cleanup(peerSrv.Stop)
-	return p, lis.Addr().String()
+	addr := rpctest.Peer(t, func(s grpc.ServiceRegistrar) {
+		smsv1.RegisterSmsDispatchServiceServer(s, p)
+		filingv1.RegisterFilingInternalServiceServer(s, p)
+		deadlinev1.RegisterDeadlineServiceServer(s, p)
+	})
+	return p, addr
 }
 
 // startRun runs the service on a free port until the test ends and returns its address.
 func startRun(t *testing.T, args ...string) string {
-	addr := freeAddr(t)
+	addr := rpctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

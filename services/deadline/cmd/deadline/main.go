@@ -3,20 +3,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
+	"github.com/icpverify/icpverify/pkg/config"
 	"github.com/icpverify/icpverify/services/deadline/server"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := server.Run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "deadline:", err)
-		os.Exit(1)
-	}
-}
+func main() { config.Main("deadline", server.Run) }

@@ -2,14 +2,10 @@ package grpcapi_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -18,6 +14,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/deadline/internal/store"
@@ -29,20 +26,9 @@ var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 func startServer(t *testing.T) deadlinev1.DeadlineServiceClient {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "deadline", store.Migrations, idempotency.Migrations)
-	srv := rpc.NewServer(zap.NewNop())
-	deadlinev1.RegisterDeadlineServiceServer(srv.GRPC, grpcapi.New(store.New(pool), clock.NewFake(t0)))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.ServeListener(ctx, lis, time.Second); close(done) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done })
+	conn := rpctest.Serve(t, func(srv *rpc.Server) {
+		deadlinev1.RegisterDeadlineServiceServer(srv.GRPC, grpcapi.New(store.New(pool), clock.NewFake(t0)))
+	})
 	return deadlinev1.NewDeadlineServiceClient(conn)
 }
 

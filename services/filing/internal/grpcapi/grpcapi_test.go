@@ -2,12 +2,10 @@ package grpcapi_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +16,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/filing/internal/app"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 	"github.com/icpverify/icpverify/services/filing/internal/grpcapi"
@@ -34,20 +33,7 @@ func start(t *testing.T) clients {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "filing_api", store.Migrations, outbox.Migrations, idempotency.Migrations)
 	st := app.New(store.New(pool, clock.NewFake(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)), nil), app.Config{})
-	srv := rpc.NewServer(zap.NewNop())
-	grpcapi.Register(srv.Public(), srv.Internal(), st, domain.Rules{})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.ServeListener(ctx, lis, time.Second); close(done) }()
-	conn, err := rpc.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done })
+	conn := rpctest.Serve(t, func(srv *rpc.Server) { grpcapi.Register(srv.Public(), srv.Internal(), st, domain.Rules{}) })
 	return clients{pub: filingv1.NewFilingServiceClient(conn), in: filingv1.NewFilingInternalServiceClient(conn)}
 }
 

@@ -265,4 +265,5 @@ func TestHandedMessagesGoBeforeWokenOnes(t *testing.T) {
 	}()
 	close(g.proceed)
 	<-done
+	close(g.sending) // Run waited for its sends: nothing sends any more, and the loop above ends
 }

@@ -3,7 +3,6 @@ package grpcapi_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -45,20 +45,9 @@ func start(t *testing.T, dev bool) fixture {
 	pool := pgtest.NewSchema(t, "smsapi", store.Migrations)
 	st := store.New(pool)
 	clk := clock.NewFake(t0)
-	srv := rpc.NewServer(zap.NewNop())
-	smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案", ShowText: dev})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.ServeListener(ctx, lis, time.Second); close(done) }()
-	conn, err := rpc.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done })
+	conn := rpctest.Serve(t, func(srv *rpc.Server) {
+		smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案", ShowText: dev})
+	})
 	disp := &dispatcher.Dispatcher{Store: st, Provider: okProvider{}, Clock: clk, Log: zap.NewNop(), Caps: domain.DefaultCaps, Sender: "12381", KeepText: dev}
 	return fixture{client: smsv1.NewSmsDispatchServiceClient(conn), disp: disp, clock: clk}
 }

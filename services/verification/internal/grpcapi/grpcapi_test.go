@@ -2,16 +2,13 @@ package grpcapi_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -25,6 +22,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
@@ -60,22 +58,10 @@ func newEnvWith(t *testing.T, public *grpcapi.Public) *env {
 	st := app.New(store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
 	st.SetRand(&storetest.SeqRand{})
 	public.Store = st
-	srv := rpc.NewServer(zap.NewNop())
-	pb.RegisterVerificationServiceServer(srv.GRPC, public)
-	pb.RegisterVerificationInternalServiceServer(srv.GRPC, &grpcapi.Internal{Store: st})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, lis, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := rpctest.Serve(t, func(srv *rpc.Server) {
+		pb.RegisterVerificationServiceServer(srv.GRPC, public)
+		pb.RegisterVerificationInternalServiceServer(srv.GRPC, &grpcapi.Internal{Store: st})
+	})
 	return &env{pool: pool, clk: clk, public: pb.NewVerificationServiceClient(conn), internal: pb.NewVerificationInternalServiceClient(conn)}
 }
 
