@@ -1,0 +1,11 @@
+package store
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests when goroutines they started (batch leaders, pools) are still
+// running at the end.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
