@@ -172,16 +172,9 @@ func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.
 // those another sweeper holds, hides them until $3 and counts the attempt (domain.Claim). The scan is
 // the partial index deadlines_pending_next, in its order, so it stops after $2 rows however many
 // timers are pending (bench/deadline_claim_plan.txt).
-const ClaimSQL = `WITH due AS (
-		SELECT order_id, submission FROM deadlines
-		WHERE state = 'PENDING' AND next_attempt_at <= $1
-		ORDER BY next_attempt_at, order_id COLLATE "C", submission
-		LIMIT $2
-		FOR UPDATE SKIP LOCKED
-	)
-	UPDATE deadlines d SET next_attempt_at = $3, attempts = d.attempts + 1
-	FROM due WHERE d.order_id = due.order_id AND d.submission = due.submission
-	RETURNING d.order_id, d.submission, d.due_at, d.state, d.next_attempt_at, d.attempts, d.last_error, d.fired_at, d.closed, d.created_at`
+//
+//go:embed claim.sql
+var ClaimSQL string
 
 // MarkFired records a successful close as domain.Fire decides: only if the timer is still pending
 // and still held by the claim that counted attempts, so a worker whose lease ran out (and was

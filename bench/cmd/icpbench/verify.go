@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc"
+
+	"github.com/icpverify/icpverify/bench/internal/suite"
+)
+
+// verifyPhases runs Verify with the default anti-timing floor and at saturation (with each service's
+// peak RSS meanwhile); the saturation run alternates with pgbench (pb, when not nil) in o.rounds rounds.
+func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, pop *population, pb *pgbenchDB, db *pgxpool.Pool, dbName string,
+	stmts *statements, pick func(string, int64) *grpc.ClientConn) (loadResult, error) {
+	verifyClient := func(i int64) verificationv1.VerificationServiceClient {
+		return verificationv1.NewVerificationServiceClient(pick("verification", i))
+	}
+
+	// 6a. Verify with the default anti-timing floor (150ms), to show its cost.
+	logf("restarting verification with the default --min-response-time=150ms")
+	if err := s.Restart("verification", "--min-response-time=150ms"); err != nil {
+		return loadResult{}, err
+	}
+	r150 := pop.run(ctx, o.clients, o.minRespRun, verifyClient)
+	fig.add("verify_minresp150_rps", r150.rps(), "rps")
+	fig.add("verify_minresp150_p50_ms", ms(r150.pct(50)), "ms")
+	if err := s.Restart("verification", "--min-response-time=0"); err != nil {
+		return loadResult{}, err
+	}
+	time.Sleep(time.Second)
+
+	// 6b. Verify at saturation, with RSS sampled meanwhile, in rounds alternating with pgbench.
+	rounds := o.rounds
+	if pb == nil {
+		rounds = 1
+	}
+	per := o.duration / time.Duration(rounds)
+	logf("Verify at saturation: %d clients for %s in %d round(s) alternating with pgbench (%d%% wrong)", o.clients, o.duration, rounds, o.wrongPct)
+	peak := map[string]int64{}
+	stopRSS := make(chan struct{})
+	var rssWG sync.WaitGroup
+	rssWG.Go(func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopRSS:
+				return
+			case <-t.C:
+				for _, name := range suite.Services {
+					if kib, err := s.Procs[name].RSSKiB(); err == nil && kib > peak[name] {
+						peak[name] = kib
+					}
+				}
+			}
+		}
+	})
+	var vr loadResult
+	var commits int64
+	var tpsList, rpsList, ratios []string
+	var tpsSum, tps float64
+	cpu := map[string]float64{} // CPU seconds used during the Verify rounds only
+	stmts.begin(ctx)            // pgbench's statements run in its own database: not counted
+	for r := range rounds {
+		if pb != nil {
+			var err error
+			if tps, err = pb.run(ctx, per); err != nil {
+				return loadResult{}, fmt.Errorf("pgbench: %w", err)
+			}
+			tpsSum += tps
+			tpsList = append(tpsList, strconv.FormatFloat(tps, 'f', 0, 64))
+		}
+		statsBefore, _ := dbStats(ctx, db, dbName)
+		cpu0 := cpuSnapshot(s)
+		if r == rounds-1 {
+			profile(o, "verify", min(per-3*time.Second, 20*time.Second))
+		}
+		res := pop.run(ctx, o.clients, per, verifyClient)
+		for k, v := range cpuSnapshot(s) {
+			cpu[k] += v - cpu0[k]
+		}
+		statsAfter, _ := dbStats(ctx, db, dbName)
+		commits += statsAfter.commits - statsBefore.commits
+		vr = vr.merge(res)
+		rpsList = append(rpsList, strconv.FormatFloat(res.rps(), 'f', 0, 64))
+		if pb != nil {
+			ratios = append(ratios, strconv.FormatFloat(res.rps()/tps, 'f', 3, 64))
+		}
+	}
+	stmts.end(ctx, "verify")
+	// What the passes owe filing and deadline and was not delivered yet: a relay that falls behind
+	// makes the run look faster than the suite can keep up with.
+	var backlog int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM verification.outbox WHERE dead_at IS NULL`).Scan(&backlog); err != nil {
+		return loadResult{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	close(stopRSS)
+	rssWG.Wait()
+	if pb != nil {
+		// Each round's pgbench ran as long as its Verify run: the mean is the rate over all rounds.
+		pgbenchTPS = tpsSum / float64(rounds)
+		fig.add("pgbench_tps", pgbenchTPS, "tps")
+		fig.note(fmt.Sprintf("rounds of %s: pgbench_tps %s; verify_rps %s; verify_vs_pgbench %s",
+			per, strings.Join(tpsList, " "), strings.Join(rpsList, " "), strings.Join(ratios, " ")))
+	}
+	fig.add("verify_rps", vr.rps(), "rps")
+	fig.add("verify_p50_ms", ms(vr.pct(50)), "ms")
+	fig.add("verify_p99_ms", ms(vr.pct(99)), "ms")
+	fig.add("verify_unexpected_errors", float64(vr.errs), "count")
+	fig.add("verify_passed", float64(pop.passed.Load()), "count")
+	fig.add("verify_mismatched", float64(pop.mismatched.Load()), "count")
+	fig.add("verify_db_commits_per_op", float64(commits)/float64(max(vr.ops, 1)), "tx/op")
+	fig.add("verify_outbox_backlog_end", float64(backlog), "rows")
+	cpuCores(fig, "verify", map[string]float64{}, cpu, vr.elapsed)
+	for _, name := range suite.Services {
+		fig.add("rss_mb_"+under(name)+"_verify_load", float64(peak[name])/1024, "MB")
+	}
+
+	return vr, nil
+}
+
+type population struct {
+	phones []string // verifier i's phone
+	tails  []string
+	sink   *suite.Sink
+	// order is a random permutation: correct checks take verifiers in this order from the front,
+	// wrong checks from the back (4 per verifier at most, below the lock at 5, spread by wrongWindow).
+	order     []int32
+	next      atomic.Int64 // correct checks taken
+	nextWrong atomic.Int64 // wrong checks taken
+	wrongPct  int
+	// wrongWindow spreads each verifier's wrong checks over that many others (1: four in a row).
+	wrongWindow int
+	passed      atomic.Int64
+	mismatched  atomic.Int64
+}
+
+// seedClients are the services the seeding calls.
+type seedClients struct {
+	sessions func(int64) verificationv1.VerificationInternalServiceClient
+	timers   func(int64) deadlinev1.DeadlineServiceClient
+	orders   filingv1.FilingServiceClient
+}
+
+// seed builds the Verify population as a running system holds it: for each pair of verifiers an
+// order awaiting verification in filing, its session in verification (the codes captured at the
+// gateway) and its deadline timer, so that the calls a passed session owes (MarkVerified,
+// CancelDeadline) do the work they do in production.
+func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pgxpool.Pool, cl seedClients) (*population, error) {
+	client, timers := cl.sessions, cl.timers
+	n := o.population
+	p := &population{phones: make([]string, n), tails: make([]string, n), sink: sink, wrongPct: o.wrongPct,
+		wrongWindow: max(o.wrongWindow, 1)}
+	for i := range n {
+		p.phones[i] = fmt.Sprintf("+86138%08d", i)
+		p.tails[i] = fmt.Sprintf("%06d", (i*7919)%1000000)
+	}
+	p.order = make([]int32, n)
+	for i := range p.order {
+		p.order[i] = int32(i)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(n, func(i, j int) { p.order[i], p.order[j] = p.order[j], p.order[i] })
+
+	sessions := int64(n / 2)
+	deadlineAt := timestamppb.New(time.Now().Add(24 * time.Hour))
+	if err := seedOrders(ctx, db, cl.orders, p, sessions, deadlineAt.AsTime()); err != nil {
+		return nil, err
+	}
+	logf("seeding %d open verifiers: %d OpenSession calls (2 verifiers each), codes captured at the gateway", n, sessions)
+	before := sink.Distinct()
+	start := time.Now()
+	res, err := runN(ctx, 2*o.clients, sessions, func(ctx context.Context, i int64) error {
+		a, b := 2*i, 2*i+1
+		order := fmt.Sprintf("ord_benchpop_%d", i)
+		_, err := client(i).OpenSession(ctx, &verificationv1.OpenSessionRequest{
+			RequestId: "bench:open:" + order, OrderId: order, Submission: 1, DeadlineAt: deadlineAt,
+			Verifiers: []*verificationv1.VerifierSpec{
+				{Phone: p.phones[a], Roles: []string{"PRINCIPAL"}, IdTails: []string{p.tails[a]}},
+				{Phone: p.phones[b], Roles: []string{"WEBSITE_PERSON"}, IdTails: []string{p.tails[b]}},
+			},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("OpenSession (%d failed): %w", res.errs, err)
+	}
+	opened := time.Since(start)
+	if !sink.WaitDistinct(before+int64(n), 10*time.Minute) {
+		return nil, fmt.Errorf("gateway got %d of %d codes", sink.Distinct()-before, n)
+	}
+	all := time.Since(start)
+	fig.add("seed_open_session_rps", float64(sessions)/opened.Seconds(), "rps")
+	fig.add("seed_codes_delivered_per_s", float64(n)/all.Seconds(), "msg/s")
+
+	// Each session's deadline timer, as filing schedules it on submit: a passed session's CancelDeadline
+	// then meets the timers (and idempotency answers) a running system holds, not empty tables.
+	logf("scheduling the %d sessions' deadline timers (ScheduleDeadline, as filing does)", sessions)
+	start = time.Now()
+	res, err = runN(ctx, 2*o.clients, sessions, func(ctx context.Context, i int64) error {
+		order := fmt.Sprintf("ord_benchpop_%d", i)
+		_, err := timers(i).ScheduleDeadline(ctx, &deadlinev1.ScheduleDeadlineRequest{
+			RequestId: fmt.Sprintf("filing:schedule-deadline:%s:1", order), OrderId: order, Submission: 1, DueTime: deadlineAt})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ScheduleDeadline (%d failed): %w", res.errs, err)
+	}
+	fig.add("seed_schedule_deadline_rps", float64(sessions)/time.Since(start).Seconds(), "rps")
+	return p, nil
+}
+
+// seedOrders puts the population's orders into filing, awaiting verification of submission 1:
+// one order made through CreateOrder gives a valid spec, which the others copy (COPY: 50,000 orders
+// through SubmitOrder would take minutes and open sessions the seeding opens itself).
+func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingServiceClient, p *population, n int64, deadline time.Time) error {
+	logf("copying %d orders awaiting verification into filing", n)
+	resp, err := orders.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: "bench-pop-template",
+		Spec: &filingv1.OrderSpec{
+			FilingType: filingv1.FilingType_FILING_TYPE_FIRST_FILING, SubjectName: "杭州示例科技有限公司",
+			SubjectType: filingv1.SubjectType_SUBJECT_TYPE_ORGANIZATION, Principal: suite.Person("张三", p.phones[0], 0),
+			Websites: []*filingv1.Website{{Domain: "benchpop.cn", Name: "示例", Person: suite.Person("李四", p.phones[1], 1)}},
+		}})
+	if err != nil {
+		return fmt.Errorf("template order: %w", err)
+	}
+	var filingType int32
+	var spec []byte
+	if err := db.QueryRow(ctx, `SELECT filing_type, spec FROM filing.orders WHERE order_id = $1`, resp.GetOrder().GetOrderId()).
+		Scan(&filingType, &spec); err != nil {
+		return fmt.Errorf("template order: %w", err)
+	}
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	now := time.Now().UTC()
+	copyRows := func(table string, cols []string, rows int64, row func(i int64) []any) error {
+		var i int64
+		_, err := conn.Conn().CopyFrom(ctx, pgx.Identifier{"filing", table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i >= rows {
+				return nil, nil
+			}
+			i++
+			return row(i - 1), nil
+		}))
+		if err != nil {
+			return fmt.Errorf("copy filing.%s: %w", table, err)
+		}
+		return nil
+	}
+	orderID := func(i int64) string { return fmt.Sprintf("ord_benchpop_%d", i) }
+	if err := copyRows("orders", []string{"order_id", "filing_type", "spec", "state", "submission", "deadline_at", "created_at", "updated_at"}, n,
+		func(i int64) []any {
+			return []any{orderID(i), filingType, spec, "AWAITING_VERIFICATION", int32(1), deadline, now, now}
+		}); err != nil {
+		return err
+	}
+	if err := copyRows("order_verifiers", []string{"order_id", "submission", "position", "phone", "roles"}, 2*n,
+		func(k int64) []any {
+			roles := []string{"PRINCIPAL"}
+			if k%2 == 1 {
+				roles = []string{"WEBSITE_PERSON"}
+			}
+			return []any{orderID(k / 2), int32(1), int32(k % 2), p.phones[k], roles}
+		}); err != nil {
+		return err
+	}
+	if err := copyRows("order_history", []string{"order_id", "at", "from_state", "to_state", "actor", "reason"}, n,
+		func(i int64) []any { return []any{orderID(i), now, "DRAFT", "AWAITING_VERIFICATION", "bench", ""} }); err != nil {
+		return err
+	}
+	// The answers those orders' SubmitOrder calls would have saved: filing's idempotency table then
+	// holds what a running system's does when it is analyzed, rather than the template's one row.
+	hash := make([]byte, 32)
+	return copyRows("idempotency_keys", []string{"method", "request_id", "request_hash", "response", "created_at"}, n,
+		func(i int64) []any {
+			return []any{filingv1.FilingService_SubmitOrder_FullMethodName, "bench-pop-submit-" + orderID(i), hash, []byte{}, now}
+		})
+}
+
+// run drives Verify: wrongPct of the checks carry a wrong code, the rest the right code of a verifier
+// not yet checked correctly.
+func (p *population) run(ctx context.Context, clients int, d time.Duration, client func(int64) verificationv1.VerificationServiceClient) loadResult {
+	n := int64(len(p.order))
+	return runLoad(ctx, clients, d, func(ctx context.Context, seq int64) (bool, error) {
+		wrong := int(seq%100) < p.wrongPct
+		var v int32
+		if wrong {
+			j := p.nextWrong.Add(1) - 1
+			// Blocks of 4·W wrong checks: each of W verifiers gets its 4, spaced W checks apart (a person
+			// retyping a code), not 4 at once from 4 clients queueing on one session lock.
+			w := int64(p.wrongWindow)
+			idx := (j/(4*w))*w + j%w
+			if j >= 4*int64(n) || idx >= int64(n) {
+				return false, stopErr{}
+			}
+			v = p.order[int64(n)-1-idx]
+		} else {
+			j := p.next.Add(1) - 1
+			if j >= n {
+				logf("population used up: every verifier checked")
+				return false, stopErr{}
+			}
+			v = p.order[j]
+		}
+		code, _ := p.sink.Code(p.phones[v])
+		if wrong {
+			c, _ := strconv.Atoi(code)
+			code = fmt.Sprintf("%06d", (c+1)%1000000)
+		}
+		_, err := client(seq).Verify(ctx, &verificationv1.VerifyRequest{Phone: p.phones[v], Code: code, IdTail: p.tails[v]})
+		switch {
+		case err == nil:
+			p.passed.Add(1)
+			return !wrong, nil
+		case status.Code(err) == codes.NotFound && rpcReason(err) == "VERIFICATION_NOT_MATCHED":
+			p.mismatched.Add(1)
+			return wrong, nil // a correct check that mismatched is unexpected
+		default:
+			if ctx.Err() == nil {
+				logf("Verify: %v", err)
+			}
+			return false, nil
+		}
+	})
+}
+
+func rpcReason(err error) string { return rpc.Reason(err) }
