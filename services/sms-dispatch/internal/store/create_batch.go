@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pg"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+)
+
+// createFlights is how many batches of Creates may be in flight at once: while they run, the next
+// Creates queue up and go together. A batch spends most of its time waiting for its commit to reach
+// the disk, so several in flight keep the database busy (PostgreSQL flushes their commits together).
+const createFlights = 2
+
+// Create stores m as QUEUED unless its message id exists; m.Attempts and m.NextAttempt are stored
+// as given (1 and a lease when the caller's dispatcher claimed it in memory, see dispatcher.Reserve). It returns the stored message and whether
+// this call created it. A repeat naming another phone or template is refused with MESSAGE_ID_REUSED.
+// A new message supersedes (domain.Supersedes) the QUEUED ones of the same order, phone and template
+// in the same transaction: they fail as "superseded" and their text is wiped; a message that arrives
+// after a newer one of its thread fails the same way at once.
+//
+// Concurrent Creates are committed together (pkg/batch): one round trip and one commit for all the
+// messages that arrived while the previous batch was in flight.
+func (s *Store) Create(ctx context.Context, m domain.Message) (domain.Message, bool, error) {
+	r, err := s.creates.Do(ctx, m)
+	if err != nil {
+		return domain.Message{}, false, err
+	}
+	return r.msg, r.created, nil
+}
+
+type created struct {
+	msg     domain.Message
+	created bool
+}
+
+// createTimeout bounds one batch of Creates: it runs detached from any one caller's context.
+const createTimeout = 15 * time.Second
+
+// createBatch stores a batch of new messages in one statement: insert the new ids (the late ones
+// FAILED at once), supersede older QUEUED messages of each thread, read every message of the batch
+// back. A batch that fails as a whole (a deadlock
+// with another replica, a lost connection) is retried message by message, so that one message's
+// error is only its own.
+func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Result[created] {
+	ctx, cancel := context.WithTimeout(ctx, createTimeout)
+	defer cancel()
+	return batch.AllOrEach(ctx, ms, nil, func(ctx context.Context, ms []domain.Message) ([]batch.Result[created], error) {
+		return s.createAll(ctx, ms, false)
+	}, s.createOne)
+}
+
+// createOne stores one message after its batch failed, retrying like pg.InTx.
+func (s *Store) createOne(ctx context.Context, m domain.Message) batch.Result[created] {
+	var r []batch.Result[created]
+	err := pg.Retry(ctx, func() error {
+		var err error
+		r, err = s.createAll(ctx, []domain.Message{m}, true)
+		return err
+	})
+	if err != nil {
+		return batch.Result[created]{Err: err}
+	}
+	return r[0]
+}
+
+// retrying says the batch failed as a whole and this is its message-by-message retry.
+func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying bool) ([]batch.Result[created], error) {
+	n := len(ms)
+	var (
+		ids, orders, phones, templates, params, locales, bodies = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		next, expire, at = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		seqs, attempts   = make([]int32, n), make([]int32, n)
+	)
+	for i, m := range ms {
+		p, err := json.Marshal(m.Params)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], orders[i], phones[i], templates[i], params[i], locales[i], bodies[i] =
+			m.ID, m.OrderID, m.Phone, m.Template.String(), string(p), m.Locale, m.Body
+		next[i], expire[i], at[i], seqs[i], attempts[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence), int32(m.Attempts)
+	}
+	// One statement, one snapshot: an input is late when a newer message of its thread is stored or
+	// is in this batch; it is stored FAILED at once and never goes out. Each stored QUEUED one
+	// supersedes the older QUEUED ones of its thread, locked in message_id order as MarkSentAll locks
+	// them, so that the two cannot deadlock. The answer is every input's row: the inserted
+	// ones (RETURNING; the statement's own writes are invisible to its other parts) and the repeats
+	// (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics say).
+	b := &pgx.Batch{}
+	queueThreadLocks(b, ms)
+	inserted := make(map[string]bool, n)
+	stored := make(map[string]domain.Message, n)
+	b.Queue(`WITH t AS MATERIALIZED (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
+				WITH ORDINALITY AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att, n)
+		), late AS (
+			SELECT t.id FROM t WHERE t.ord <> '' AND (
+				EXISTS (SELECT 1 FROM t o WHERE o.ord = t.ord AND o.phone = t.phone AND o.tpl = t.tpl
+					AND o.id <> t.id AND o.seq > t.seq)
+				OR EXISTS (SELECT 1 FROM (SELECT * FROM messages o WHERE o.order_id = t.ord AND o.phone = t.phone
+					AND o.template = t.tpl AND o.message_id <> t.id AND o.sequence > t.seq OFFSET 0) o))
+		), ins AS (
+			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+				next_attempt_at, expire_at, created_at, sequence, last_error, redacted)
+			SELECT id, ord, phone, tpl, CASE WHEN l THEN '{}' ELSE p::jsonb END, loc, CASE WHEN l THEN NULL ELSE body END,
+				CASE WHEN l THEN 'FAILED' ELSE 'QUEUED' END, att, nxt, exp, at, seq, CASE WHEN l THEN $13 ELSE '' END, l
+			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t) t
+			ORDER BY n
+			ON CONFLICT (message_id) DO NOTHING
+			RETURNING `+columns+`
+		), superseded AS (
+			UPDATE messages SET state = 'FAILED', last_error = $13, body = NULL, params = '{}', redacted = true
+			WHERE message_id IN (SELECT r.message_id FROM ins n
+				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
+				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
+				ORDER BY r.message_id FOR UPDATE OF r)
+			RETURNING message_id
+		)
+		SELECT true, false, `+columns+` FROM ins
+		UNION ALL
+		SELECT false, m.message_id IN (SELECT message_id FROM superseded), `+prefixed("m", columns)+` FROM t
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
+			WHERE t.id NOT IN (SELECT message_id FROM ins)`,
+		ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
+		Query(func(rows pgx.Rows) error {
+			_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+				var own, superseded bool
+				m, err := scanMessage(prefixedRow{r, []any{&own, &superseded}})
+				if superseded {
+					// A repeat this statement superseded: its lookup saw the row as it was before.
+					m.MarkFailed(domain.ErrorSuperseded)
+				}
+				if err == nil {
+					stored[m.ID], inserted[m.ID] = m, own
+				}
+				return struct{}{}, err
+			})
+			return err
+		})
+	// Without BEGIN, the statements of one batch run as one implicit transaction: all or nothing.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("create messages: %w", err)
+	}
+	// A repeat whose first insert was still in flight in another transaction when this statement
+	// took its snapshot: ON CONFLICT waited for it, the lookup above could not see it. Read it now.
+	var missing []string
+	for _, id := range ids {
+		if _, ok := stored[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		got, err := s.getAll(ctx, missing)
+		if err != nil {
+			return nil, fmt.Errorf("create messages: %w", err)
+		}
+		for _, m := range got {
+			stored[m.ID] = m
+		}
+	}
+	out := make([]batch.Result[created], n)
+	for i, m := range ms {
+		got, ok := stored[m.ID]
+		switch {
+		case !ok:
+			// Cannot happen (it was read again above); a clear error rather than a zero message.
+			out[i].Err = fmt.Errorf("create message: %s not found after insert", m.ID)
+		case !domain.SameRequest(got, m):
+			out[i].Err = errs.AlreadyExists(domain.ReasonMessageIDReused, "this message_id was already used for a different phone or template")
+		default:
+			// Only the first of several calls with one id in a batch created it. On the retry of a
+			// batch that committed and then failed (a lost connection), a row stored claimed with
+			// this call's own instant and lease is its own insert: its sender must still get it.
+			own := inserted[m.ID] || (retrying && m.Attempts > 0 && got.CreatedAt.Equal(m.CreatedAt) &&
+				got.Attempts == m.Attempts && got.NextAttempt.Equal(m.NextAttempt))
+			out[i].Value = created{msg: got, created: own}
+			inserted[m.ID] = false
+		}
+	}
+	return out, nil
+}
+
+// queueThreadLocks queues, on b, a transaction lock on the thread (order, phone, template) of each
+// message that has one, in sorted order so that two batches never wait for each other in a cycle.
+// The create statement that follows takes its snapshot once they are held, so it sees every message
+// of its threads that a concurrent create committed: one of two racing messages supersedes the other.
+func queueThreadLocks(b *pgx.Batch, ms []domain.Message) {
+	var keys []string
+	for _, m := range ms {
+		if m.OrderID != "" {
+			// Two threads that spell the same key share a lock: harmless, they only wait for each other.
+			keys = append(keys, m.OrderID+" "+m.Phone+" "+m.Template.String())
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('sms-thread ' || k, 0))
+		FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, keys)
+}

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/pg"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+)
+
+// getAll returns the stored messages among ids, one primary-key lookup each.
+func (s *Store) getAll(ctx context.Context, ids []string) ([]domain.Message, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+prefixed("m", columns)+` FROM unnest($1::text[]) AS i(id)
+		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m`, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+}
+
+// Get returns one message, or NotFound.
+func (s *Store) Get(ctx context.Context, id string) (domain.Message, error) {
+	m, err := get(ctx, s.pool, id)
+	if err != nil && errs.Reason(err) != domain.ReasonMessageNotFound {
+		return domain.Message{}, fmt.Errorf("get message: %w", err)
+	}
+	return m, err
+}
+
+func get(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, id string) (domain.Message, error) {
+	m, err := scanMessage(q.QueryRow(ctx, `SELECT `+columns+` FROM messages WHERE message_id = $1`, id))
+	if pg.IsNoRows(err) {
+		return domain.Message{}, errs.NotFound(domain.ReasonMessageNotFound, "no message with this message_id")
+	}
+	return m, err
+}
+
+// List returns a page of messages, newest first, optionally of one order, and the token of the next
+// page ("" at the end). The token is opaque to callers: the position (created_at, message_id).
+func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error) {
+	var (
+		after   bool
+		afterAt time.Time
+		afterID string
+	)
+	if pageToken != "" {
+		var err error
+		afterAt, afterID, err = domain.DecodePageToken(pageToken, orderID)
+		if err != nil {
+			return nil, "", err
+		}
+		after = true
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM messages
+		WHERE ($1 = '' OR order_id = $1)
+		  AND (NOT $2 OR (created_at, message_id) < ($3, $4))
+		ORDER BY created_at DESC, message_id DESC
+		LIMIT $5`, orderID, after, afterAt, afterID, pageSize+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list messages: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("list messages: %w", err)
+	}
+	next := ""
+	if len(msgs) > pageSize {
+		msgs = msgs[:pageSize]
+		last := msgs[len(msgs)-1]
+		next = domain.EncodePageToken(last.CreatedAt, last.ID, orderID)
+	}
+	return msgs, next, nil
+}
