@@ -63,16 +63,17 @@ func Run(ctx context.Context, args []string) error {
 	defer base.Close()
 	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
+	clk := clock.Real{}
 	var st engine
 	if common.Memory() {
-		st = memstore.New()
+		st = memstore.New(clk)
 	} else {
 		pool, err := base.Postgres(ctx, store.Migrations, idempotency.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		st = store.New(pool)
+		st = store.New(pool, clk)
 	}
 
 	conn, err := peers.Dial(*verificationAddr)
@@ -81,7 +82,6 @@ func Run(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 
-	clk := clock.Real{}
 	sw := &sweeper.Sweeper{
 		Store:        st,
 		Verification: verificationv1.NewVerificationInternalServiceClient(conn),
@@ -94,7 +94,7 @@ func Run(ctx context.Context, args []string) error {
 		Metrics:      sweeper.NewMetrics(obs, st, clk.Now, *lease),
 	}
 
-	grpcapi.Register(srv.Public(), srv.Internal(), grpcapi.New(st, clk))
+	grpcapi.Register(srv.Public(), srv.Internal(), grpcapi.New(st))
 	srv.Go("sweeper", sw.Run)
 	log.Info("deadline starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
 		zap.Duration("sweep_interval", *sweepInterval), zap.Int("sweep_batch", *sweepBatch), zap.Duration("lease", *lease),

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
@@ -22,8 +21,8 @@ import (
 
 // Store is what the handlers need; the PostgreSQL store implements it, and an in-memory engine can.
 type Store interface {
-	Schedule(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error)
-	Cancel(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
+	Schedule(ctx context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error)
+	Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
 	Get(ctx context.Context, orderID string) (domain.Deadline, error)
 	List(ctx context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error)
 }
@@ -32,7 +31,6 @@ type Store interface {
 type Server struct {
 	deadlinev1.UnimplementedDeadlineServiceServer
 	Store Store
-	Clock clock.Clock
 }
 
 // Register registers DeadlineService on the internal listener (deadline has no public API).
@@ -40,8 +38,8 @@ func Register(_, internal grpc.ServiceRegistrar, s *Server) {
 	deadlinev1.RegisterDeadlineServiceServer(internal, s)
 }
 
-// New returns the handlers on store.
-func New(store Store, clk clock.Clock) *Server { return &Server{Store: store, Clock: clk} }
+// New returns the handlers on store, which reads the clock itself after its locks.
+func New(store Store) *Server { return &Server{Store: store} }
 
 // ScheduleDeadline creates the timer of one submission; idempotent by (order_id, submission).
 func (s *Server) ScheduleDeadline(ctx context.Context, req *deadlinev1.ScheduleDeadlineRequest) (*deadlinev1.ScheduleDeadlineResponse, error) {
@@ -60,7 +58,7 @@ func (s *Server) ScheduleDeadline(ctx context.Context, req *deadlinev1.ScheduleD
 	if err := domain.ValidateSchedule(k, hasDue, due); err != nil {
 		return nil, err
 	}
-	d, err := s.Store.Schedule(ctx, s.Clock.Now(), req.GetRequestId(), req, k, due)
+	d, err := s.Store.Schedule(ctx, req.GetRequestId(), req, k, due)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +74,7 @@ func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadl
 	if err := domain.ValidateKey(k); err != nil {
 		return nil, err
 	}
-	d, err := s.Store.Cancel(ctx, s.Clock.Now(), req.GetRequestId(), req, k)
+	d, err := s.Store.Cancel(ctx, req.GetRequestId(), req, k)
 	if err != nil {
 		return nil, err
 	}

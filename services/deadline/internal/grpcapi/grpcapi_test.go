@@ -27,7 +27,7 @@ func startServer(t *testing.T) deadlinev1.DeadlineServiceClient {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "deadline", store.Migrations, idempotency.Migrations)
 	conn := rpctest.Serve(t, func(srv *rpc.Server) {
-		deadlinev1.RegisterDeadlineServiceServer(srv.GRPC, grpcapi.New(store.New(pool), clock.NewFake(t0)))
+		deadlinev1.RegisterDeadlineServiceServer(srv.GRPC, grpcapi.New(store.New(pool, clock.NewFake(t0))))
 	})
 	return deadlinev1.NewDeadlineServiceClient(conn)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/pg"
@@ -34,7 +35,8 @@ const (
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	clock clock.Clock // Schedule and Cancel read it after their locks
 	// timers serves concurrent Schedule and Cancel calls in batches (timerBatch), one batch at a
 	// time: the calls come from outbox relays in bursts, which a second flight split into small
 	// batches (as filing's outcome calls).
@@ -42,8 +44,8 @@ type Store struct {
 }
 
 // New returns a store on pool (whose search_path is the service's schema).
-func New(pool *pgxpool.Pool) *Store {
-	s := &Store{pool: pool}
+func New(pool *pgxpool.Pool, clk clock.Clock) *Store {
+	s := &Store{pool: pool, clock: clk}
 	s.timers = &batch.Group[timerCall, domain.Deadline]{Run: s.timerBatch, MaxBatch: 128, Flights: 1}
 	return s
 }

@@ -37,7 +37,7 @@ func newPool(t *testing.T) *pgxpool.Pool {
 // a second replica of the service would have.
 func TestStore(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, _ *clock.Fake) storetest.Engine {
+	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
 		pool := newPool(t)
 		var schema string
 		if err := pool.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
@@ -48,7 +48,7 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool2.Close)
-		return storetest.Engine{Store: store.New(pool), Replica: store.New(pool2)}
+		return storetest.Engine{Store: store.New(pool, clk), Replica: store.New(pool2, clk)}
 	})
 }
 
@@ -57,12 +57,12 @@ func TestStore(t *testing.T) {
 func TestClaimSkipLocked(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
-	s := store.New(pool)
+	s := store.New(pool, clock.NewFake(storetest.T0))
 	ctx := context.Background()
 	for i := range 4 {
 		k := domain.Key{OrderID: fmt.Sprintf("o%d", i), Submission: 1}
 		req := &deadlinev1.ScheduleDeadlineRequest{OrderId: k.OrderID, Submission: 1}
-		if _, err := s.Schedule(ctx, storetest.T0, "", req, k, storetest.T0); err != nil {
+		if _, err := s.Schedule(ctx, "", req, k, storetest.T0); err != nil {
 			t.Fatal(err)
 		}
 	}

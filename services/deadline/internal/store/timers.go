@@ -26,26 +26,25 @@ import (
 // ScheduleDeadline and CancelDeadline arrive from the other services' outbox relays, up to 32 at a
 // time: concurrent calls are served together (pkg/batch), one transaction and four round trips for
 // the whole batch, each call keeping its own idempotency and answer.
-func (s *Store) Schedule(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
+func (s *Store) Schedule(ctx context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
 	if err := idempotency.CheckRequestID(requestID); err != nil {
 		return domain.Deadline{}, err
 	}
-	return s.timers.Do(ctx, timerCall{method: methodSchedule, now: now, requestID: requestID, req: req, key: k, due: due})
+	return s.timers.Do(ctx, timerCall{method: methodSchedule, requestID: requestID, req: req, key: k, due: due})
 }
 
 // Cancel cancels a pending timer; a fired or cancelled one is returned unchanged. A submission not
 // scheduled yet (the cancel overtook the schedule) gets a CANCELLED placeholder, which the late
 // schedule then returns instead of arming a timer.
-func (s *Store) Cancel(ctx context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
+func (s *Store) Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	if err := idempotency.CheckRequestID(requestID); err != nil {
 		return domain.Deadline{}, err
 	}
-	return s.timers.Do(ctx, timerCall{method: methodCancel, now: now, requestID: requestID, req: req, key: k})
+	return s.timers.Do(ctx, timerCall{method: methodCancel, requestID: requestID, req: req, key: k})
 }
 
 type timerCall struct {
 	method    string // methodSchedule or methodCancel
-	now       time.Time
 	requestID string
 	req       proto.Message
 	key       domain.Key
@@ -143,6 +142,9 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
 		return nil, fmt.Errorf("deadlines: %w", err)
 	}
+	// The clock is read after the locks: a batch that waited for another change of an order records
+	// a later time than that change.
+	now := domain.NormalizeTime(s.clock.Now())
 
 	out := make([]batch.Result[domain.Deadline], len(calls))
 	var (
@@ -171,9 +173,9 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 				changed[d.Key] = d
 			}
 		default: // a new timer: the schedule's, or the placeholder of a cancel that overtook it
-			d = domain.New(c.key, c.due, c.now)
+			d = domain.New(c.key, c.due, now)
 			if c.method == methodCancel {
-				d = domain.Placeholder(c.key, c.now)
+				d = domain.Placeholder(c.key, now)
 			}
 			var superseded []domain.Deadline
 			d, superseded = domain.Insert(d, timers[c.key.OrderID])
@@ -229,7 +231,7 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 			ords, subs, states, nexts, attempts, lastErrs, fired, closed)
 	}
 	for _, m := range []string{methodSchedule, methodCancel} {
-		if err := idempotency.QueueSave(writes, calls[0].now, m, answers[m]); err != nil {
+		if err := idempotency.QueueSave(writes, now, m, answers[m]); err != nil {
 			return nil, err
 		}
 	}

@@ -72,8 +72,8 @@ func statusErr(e *errs.Error) error { return rpc.ToStatus(zap.NewNop(), "test", 
 // sweepers against each engine.
 func setup(t *testing.T) (*memstore.Store, *clock.Fake, *fakeVerification, *sweeper.Sweeper) {
 	t.Helper()
-	st := memstore.New()
 	clk := clock.NewFake(t0)
+	st := memstore.New(clk)
 	fake := newFake(clk)
 	sw := &sweeper.Sweeper{Store: st, Verification: fake, Clock: clk, Log: zap.NewNop(), Interval: 10 * time.Millisecond,
 		Batch: 100, Concurrency: 8, Lease: 30 * time.Second}
@@ -83,7 +83,7 @@ func setup(t *testing.T) (*memstore.Store, *clock.Fake, *fakeVerification, *swee
 func schedule(t *testing.T, st *memstore.Store, fake *fakeVerification, order string, sub int32, due time.Time) {
 	t.Helper()
 	req := &deadlinev1.ScheduleDeadlineRequest{OrderId: order, Submission: sub}
-	if _, err := st.Schedule(context.Background(), t0, "", req, domain.Key{OrderID: order, Submission: sub}, due); err != nil {
+	if _, err := st.Schedule(context.Background(), "", req, domain.Key{OrderID: order, Submission: sub}, due); err != nil {
 		t.Fatal(err)
 	}
 	fake.mu.Lock()

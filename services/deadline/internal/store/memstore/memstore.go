@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
@@ -21,14 +22,15 @@ import (
 
 // Store is the memory engine. Timers are held by value, so everything it returns is a copy.
 type Store struct {
+	clock  clock.Clock // Schedule and Cancel read it under the lock
 	mu     sync.Mutex
 	timers map[domain.Key]domain.Deadline
 	idem   *idempotency.MemTable
 }
 
-// New returns an empty store.
-func New() *Store {
-	return &Store{timers: map[domain.Key]domain.Deadline{}, idem: idempotency.NewMemTable()}
+// New returns an empty store on clk.
+func New(clk clock.Clock) *Store {
+	return &Store{clock: clk, timers: map[domain.Key]domain.Deadline{}, idem: idempotency.NewMemTable()}
 }
 
 func notFound() error {
@@ -54,9 +56,10 @@ func (s *Store) insert(d domain.Deadline) domain.Deadline {
 func newResp() *deadlinev1.Deadline { return &deadlinev1.Deadline{} }
 
 // Schedule creates the timer of one submission, or returns the existing one; see store.Store.Schedule.
-func (s *Store) Schedule(_ context.Context, now time.Time, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
+func (s *Store) Schedule(_ context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := domain.NormalizeTime(s.clock.Now())
 	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
 		if existing, ok := s.timers[k]; ok {
 			d, err := domain.Reschedule(existing, due)
@@ -75,9 +78,10 @@ func (s *Store) Schedule(_ context.Context, now time.Time, requestID string, req
 
 // Cancel cancels a pending timer, or leaves a CANCELLED placeholder for a submission not scheduled
 // yet; see store.Store.Cancel.
-func (s *Store) Cancel(_ context.Context, now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
+func (s *Store) Cancel(_ context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := domain.NormalizeTime(s.clock.Now())
 	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_CancelDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
 		d, ok := s.timers[k]
 		if !ok {

@@ -19,8 +19,8 @@ var (
 // TestStore runs the engine suite in memory; a second replica shares the one store.
 func TestStore(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(*testing.T, *clock.Fake) storetest.Engine {
-		s := memstore.New()
+	storetest.Run(t, func(_ *testing.T, clk *clock.Fake) storetest.Engine {
+		s := memstore.New(clk)
 		return storetest.Engine{Store: s, Replica: s}
 	})
 }

@@ -14,14 +14,14 @@ func testCancel(t *testing.T, e Engine, _ *clock.Fake) {
 	ctx := context.Background()
 	k := key("o1", 1)
 	mustSchedule(t, s, "o1", 1, T0)
-	d, err := cancel(s, T0, "c1", k)
+	d, err := cancel(s, "c1", k)
 	if err != nil || d.State != domain.Cancelled {
 		t.Fatalf("cancel %+v %v", d, err)
 	}
-	if d, err := cancel(s, T0, "c2", k); err != nil || d.State != domain.Cancelled {
+	if d, err := cancel(s, "c2", k); err != nil || d.State != domain.Cancelled {
 		t.Fatalf("cancel again %+v %v", d, err)
 	}
-	if d, err := cancel(s, T0, "c1", k); err != nil || d.State != domain.Cancelled {
+	if d, err := cancel(s, "c1", k); err != nil || d.State != domain.Cancelled {
 		t.Fatalf("replay %+v %v", d, err)
 	}
 	// A fired timer is returned unchanged.
@@ -34,7 +34,7 @@ func testCancel(t *testing.T, e Engine, _ *clock.Fake) {
 	if ok, err := s.MarkFired(ctx, k2, claimed[0].Attempts, T0, true); !ok || err != nil {
 		t.Fatalf("fire %v %v", ok, err)
 	}
-	if d, err := cancel(s, T0, "c3", k2); err != nil || d.State != domain.Fired || !d.Closed || !d.FiredAt.Equal(T0) {
+	if d, err := cancel(s, "c3", k2); err != nil || d.State != domain.Fired || !d.Closed || !d.FiredAt.Equal(T0) {
 		t.Fatalf("cancel fired %+v %v", d, err)
 	}
 	// Cancelled and fired timers are never claimed, and cancelling a fired one did not re-arm it.
@@ -48,13 +48,14 @@ func testCancel(t *testing.T, e Engine, _ *clock.Fake) {
 
 // A CancelDeadline that overtook its ScheduleDeadline in delivery answers OK with a CANCELLED
 // placeholder, and the late schedule returns it instead of arming a timer for a decided order.
-func testCancelOvertakesSchedule(t *testing.T, e Engine, _ *clock.Fake) {
+func testCancelOvertakesSchedule(t *testing.T, e Engine, clk *clock.Fake) {
 	s := e.Store
 	ctx := context.Background()
 	k := key("o1", 2)
 	older := mustSchedule(t, s, "o1", 1, T0.Add(time.Hour)) // still pending: submission 2's schedule is late
 	now := T0.Add(time.Minute)
-	d, err := cancel(s, now, "verification:cancel-deadline:o1:2", k)
+	clk.Set(now)
+	d, err := cancel(s, "verification:cancel-deadline:o1:2", k)
 	if err != nil || d.State != domain.Cancelled || d.Key != k || !d.DueAt.Equal(now) {
 		t.Fatalf("cancel of an unknown submission: %+v %v", d, err)
 	}
@@ -62,7 +63,8 @@ func testCancelOvertakesSchedule(t *testing.T, e Engine, _ *clock.Fake) {
 	if o := mustGet(t, s, older.Key); o.State != domain.Cancelled {
 		t.Fatalf("older submission left %s", o.State)
 	}
-	if d, err := cancel(s, now.Add(time.Second), "another", k); err != nil || d.State != domain.Cancelled || !d.DueAt.Equal(now) {
+	clk.Advance(time.Second)
+	if d, err := cancel(s, "another", k); err != nil || d.State != domain.Cancelled || !d.DueAt.Equal(now) {
 		t.Fatalf("second cancel: %+v %v", d, err)
 	}
 	late, err := schedule(s, "filing:schedule-deadline:o1:2", "o1", 2, T0.Add(24*time.Hour))

@@ -196,7 +196,7 @@ func testMarkFiredBatch(t *testing.T, e Engine, _ *clock.Fake) {
 		t.Fatalf("claimed %d, %v", len(claimed), err)
 	}
 	// o1 is cancelled meanwhile; o2's lease runs out and another claim takes it (attempts 2).
-	if _, err := s.Cancel(ctx, T0, "c1", &deadlinev1.CancelDeadlineRequest{}, claimed[1].Key); err != nil {
+	if _, err := s.Cancel(ctx, "c1", &deadlinev1.CancelDeadlineRequest{}, claimed[1].Key); err != nil {
 		t.Fatal(err)
 	}
 	if fired, err := s.MarkFiredBatch(ctx, nil); err != nil || len(fired) != 0 {
@@ -274,7 +274,7 @@ func testMarkFiredBatchRacesCancel(t *testing.T, e Engine, _ *clock.Fake) {
 	}
 	for i := 0; i < n; i += 3 {
 		wg.Go(func() {
-			if _, err := e.Replica.Cancel(ctx, T0, fmt.Sprintf("c%d", i), &deadlinev1.CancelDeadlineRequest{}, claimed[i].Key); err != nil {
+			if _, err := e.Replica.Cancel(ctx, fmt.Sprintf("c%d", i), &deadlinev1.CancelDeadlineRequest{}, claimed[i].Key); err != nil {
 				t.Error(err)
 			}
 		})

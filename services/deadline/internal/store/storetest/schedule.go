@@ -135,7 +135,7 @@ func testConcurrentSchedulesAndCancels(t *testing.T, e Engine, _ *clock.Fake) {
 		wg.Go(func() {
 			order := fmt.Sprintf("b%02d", c.order)
 			if c.cancel {
-				c.d, c.err = cancel(s, T0, "cancel:"+order, key(order, 1))
+				c.d, c.err = cancel(s, "cancel:"+order, key(order, 1))
 			} else {
 				c.d, c.err = schedule(s, "schedule:"+order, order, 1, due(c.order))
 			}

@@ -76,7 +76,7 @@ func key(order string, sub int32) domain.Key { return domain.Key{OrderID: order,
 
 func schedule(s Store, reqID, order string, sub int32, due time.Time) (domain.Deadline, error) {
 	req := &deadlinev1.ScheduleDeadlineRequest{RequestId: reqID, OrderId: order, Submission: sub}
-	return s.Schedule(context.Background(), T0, reqID, req, key(order, sub), due)
+	return s.Schedule(context.Background(), reqID, req, key(order, sub), due)
 }
 
 func mustSchedule(t *testing.T, s Store, order string, sub int32, due time.Time) domain.Deadline {
@@ -88,9 +88,9 @@ func mustSchedule(t *testing.T, s Store, order string, sub int32, due time.Time)
 	return d
 }
 
-func cancel(s Store, now time.Time, reqID string, k domain.Key) (domain.Deadline, error) {
+func cancel(s Store, reqID string, k domain.Key) (domain.Deadline, error) {
 	req := &deadlinev1.CancelDeadlineRequest{RequestId: reqID, OrderId: k.OrderID, Submission: k.Submission}
-	return s.Cancel(context.Background(), now, reqID, req, k)
+	return s.Cancel(context.Background(), reqID, req, k)
 }
 
 func mustGet(t *testing.T, s Store, k domain.Key) domain.Deadline {
