@@ -86,3 +86,53 @@ func TestClaimSkipLocked(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelReadsTheClockAfterTheLock: a cancel that waited for another change of its order records
+// the time it got the order's lock, not the time it arrived (the placeholder it leaves is due then).
+func TestCancelReadsTheClockAfterTheLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	clk := clock.NewFake(storetest.T0)
+	s := store.New(pool, clk)
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('deadline:o1'))`); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		d   domain.Deadline
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		k := domain.Key{OrderID: "o1", Submission: 1}
+		d, err := s.Cancel(ctx, "c1", &deadlinev1.CancelDeadlineRequest{RequestId: "c1", OrderId: "o1", Submission: 1}, k)
+		done <- result{d, err}
+	}()
+	for i := 0; ; i++ { // until the cancel waits for the order's lock
+		var waiting int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if i > 400 {
+			t.Fatal("the cancel never waited for the lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	later := storetest.T0.Add(time.Hour)
+	clk.Set(later)
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.d.State != domain.Cancelled || !r.d.DueAt.Equal(later) {
+		t.Fatalf("cancel after the wait: %s due %v, %v; want CANCELLED due %v", r.d.State, r.d.DueAt, r.err, later)
+	}
+}
