@@ -48,3 +48,23 @@ func NewSchema(t testing.TB, prefix string, sources ...pg.Source) *pgxpool.Pool 
 	}
 	return pool
 }
+
+// WaitForLockWaiter returns once some transaction on the server waits for a lock (pg_locks has an
+// ungranted entry): a test that holds a lock and starts a call in a goroutine then knows the call
+// is blocked on it before it moves the fake clock and releases the lock.
+func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool) {
+	t.Helper()
+	for i := 0; ; i++ {
+		var waiting int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+		if i > 400 {
+			t.Fatal("no transaction ever waited for the lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -113,19 +113,7 @@ func TestCancelReadsTheClockAfterTheLock(t *testing.T) {
 		d, err := s.Cancel(ctx, "c1", &deadlinev1.CancelDeadlineRequest{RequestId: "c1", OrderId: "o1", Submission: 1}, k)
 		done <- result{d, err}
 	}()
-	for i := 0; ; i++ { // until the cancel waits for the order's lock
-		var waiting int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		if i > 400 {
-			t.Fatal("the cancel never waited for the lock")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	pgtest.WaitForLockWaiter(t, pool) // the call is blocked on the lock
 	later := storetest.T0.Add(time.Hour)
 	clk.Set(later)
 	if err := holder.Commit(ctx); err != nil {

@@ -141,8 +141,8 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 			}
 			return Change{Answer: &pb.ResendCodeResponse{Resend: r}, Messages: []outbox.Message{msg}}, nil
 		})
-	for _, c := range locked {
-		if err == nil || errs.Reason(err) == domain.ReasonNotMatched {
+	if errs.Reason(err) == domain.ReasonNotMatched { // only a committed mismatch locks
+		for _, c := range locked {
 			a.reportLocked(sessions[c.SessionID], c)
 		}
 	}

@@ -121,19 +121,7 @@ func TestVerifyReadsTheClockAfterTheLock(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the check is blocked on the row lock, then let the deadline pass and release the lock.
-	for i := 0; ; i++ {
-		var waiting int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		if i > 400 {
-			t.Fatal("the check never waited for the lock")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	pgtest.WaitForLockWaiter(t, pool)
 	clk.Set(deadline)
 	if err := holder.Commit(ctx); err != nil {
 		t.Fatal(err)
