@@ -79,9 +79,16 @@ func Tail(number string) string {
 	return n[len(n)-6:]
 }
 
+// maxTailInput bounds what a verifier may type for the 6 characters, spaces included: a longer
+// input is refused before it is cleaned.
+const maxTailInput = 64
+
 // NormalizeTail cleans what a verifier typed as the last 6 characters and checks its shape.
 func NormalizeTail(field, typed string) (string, error) {
-	t := Clean(typed)
+	t := ""
+	if len(typed) <= maxTailInput {
+		t = Clean(typed)
+	}
 	if !tailRE.MatchString(t) {
 		return "", errs.Invalid(field, "INVALID_ID_TAIL", "the last 6 characters of the ID document number are required")
 	}

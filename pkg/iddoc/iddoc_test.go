@@ -1,6 +1,9 @@
 package iddoc
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
@@ -52,7 +55,7 @@ func TestTail(t *testing.T) {
 			t.Errorf("NormalizeTail(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "12345", "1234567", "12345!"} {
+	for _, bad := range []string{"", "12345", "1234567", "12345!", "31002X" + strings.Repeat(" ", maxTailInput)} {
 		if _, err := NormalizeTail("id_tail", bad); err == nil {
 			t.Errorf("NormalizeTail(%q) accepted", bad)
 		}

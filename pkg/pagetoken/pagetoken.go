@@ -16,6 +16,11 @@ const (
 	MaxSize     = 200
 )
 
+// MaxTokenLength bounds a page token: well above any token Encode issues for positions within the
+// id limits (message ids of 128 bytes and an order id of 64, each byte escaped as \u00XX at worst:
+// about 1.3 KB of JSON, 1.8 KB base64), so a longer one was not issued here and is not decoded.
+const MaxTokenLength = 4096
+
 // The ErrorInfo reasons of bad paging input.
 const (
 	ReasonInvalidPageToken = "INVALID_PAGE_TOKEN"
@@ -55,6 +60,9 @@ func Decode[P any](token, filter string) (*P, error) {
 		return nil, nil
 	}
 	bad := errs.Invalid("page_token", ReasonInvalidPageToken, "page_token was not issued by this service for this query")
+	if len(token) > MaxTokenLength {
+		return nil, bad
+	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
 		return nil, bad

@@ -1,6 +1,7 @@
 package pagetoken
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +44,22 @@ func TestSize(t *testing.T) {
 	}
 	if _, err := Size(-1); errs.Reason(err) != ReasonInvalidPageSize {
 		t.Errorf("Size(-1) = %v", err)
+	}
+}
+
+// TestTokenLength: the longest token issued for ids within their limits decodes; a longer one,
+// well-formed or not, is refused before it is decoded.
+func TestTokenLength(t *testing.T) {
+	t.Parallel()
+	worst := Encode(position{At: time.Now(), ID: strings.Repeat("<", 128)}, strings.Repeat("<", 64))
+	if len(worst) > MaxTokenLength/2 {
+		t.Fatalf("worst issued token has %d characters, too close to %d", len(worst), MaxTokenLength)
+	}
+	if _, err := Decode[position](worst, strings.Repeat("<", 64)); err != nil {
+		t.Fatalf("worst issued token: %v", err)
+	}
+	long := Encode(position{ID: strings.Repeat("o", MaxTokenLength)}, "")
+	if _, err := Decode[position](long, ""); errs.Reason(err) != ReasonInvalidPageToken {
+		t.Fatalf("token of %d characters: %v, want INVALID_PAGE_TOKEN", len(long), err)
 	}
 }

@@ -21,15 +21,30 @@ const DefaultRegion = "CN"
 // ReasonInvalidPhone is the ErrorInfo reason of a number that cannot be a mobile number.
 const ReasonInvalidPhone = "INVALID_PHONE"
 
-// Normalize returns the E.164 form of a mobile number, or an InvalidArgument error naming field.
+// MaxInputLength bounds the spelling of a number (after trimming): the longest E.164 number has 16
+// characters, and separators or a 00 prefix do not triple that. A longer input is not parsed.
+const MaxInputLength = 40
+
+// Normalize returns the E.164 form of a mobile number of any country, or an InvalidArgument error
+// naming field. Input from callers goes through Countries.Normalize, which also applies the list of
+// allowed country codes.
 func Normalize(field, raw string) (string, error) {
+	e164, _, err := normalize(field, raw)
+	return e164, err
+}
+
+// normalize is Normalize that also returns the number's country calling code.
+func normalize(field, raw string) (string, int32, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" {
-		return "", errs.Invalid(field, ReasonInvalidPhone, "a mobile phone number is required")
+		return "", 0, errs.Invalid(field, ReasonInvalidPhone, "a mobile phone number is required")
 	}
 	if n, ok := cnMobileE164(s); ok && validMobile(n) {
 		// Already E.164 for a CN mobile and valid by the same rule as below: Parse would give back s.
-		return s, nil
+		return s, cnCountryCode, nil
+	}
+	if len(s) > MaxInputLength {
+		return "", 0, errs.Invalid(field, ReasonInvalidPhone, "not a valid phone number")
 	}
 	return normalizeSlow(field, s)
 }
@@ -38,7 +53,7 @@ func Normalize(field, raw string) (string, error) {
 var separators = strings.NewReplacer(" ", "", "-", "", "(", "", ")", "", ".", "")
 
 // cnCountryCode is the calling code of mainland China.
-const cnCountryCode = 86
+const cnCountryCode int32 = 86
 
 // cnMobileE164 reports whether s has the shape +861[3-9]ddddddddd and returns its national number.
 func cnMobileE164(s string) (uint64, bool) {
@@ -132,8 +147,9 @@ var cnTypes = sync.OnceValue(func() (t struct {
 	return t
 })
 
-// normalizeSlow parses any spelling of a number; s is trimmed and not empty.
-func normalizeSlow(field, s string) (string, error) {
+// normalizeSlow parses any spelling of a number; s is trimmed and not empty. It returns the E.164
+// form and the country calling code.
+func normalizeSlow(field, s string) (string, int32, error) {
 	// "86-138..." and "0086..." are common spellings of the country code without the plus.
 	compact := separators.Replace(s)
 	switch {
@@ -144,12 +160,12 @@ func normalizeSlow(field, s string) (string, error) {
 	}
 	num, err := phonenumbers.Parse(compact, DefaultRegion)
 	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", errs.Invalid(field, ReasonInvalidPhone, "not a valid phone number")
+		return "", 0, errs.Invalid(field, ReasonInvalidPhone, "not a valid phone number")
 	}
 	switch phonenumbers.GetNumberType(num) {
 	case phonenumbers.MOBILE, phonenumbers.FIXED_LINE_OR_MOBILE:
 	default:
-		return "", errs.Invalid(field, ReasonInvalidPhone, "not a mobile phone number: the code is sent by SMS")
+		return "", 0, errs.Invalid(field, ReasonInvalidPhone, "not a mobile phone number: the code is sent by SMS")
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
+	return phonenumbers.Format(num, phonenumbers.E164), num.GetCountryCode(), nil
 }

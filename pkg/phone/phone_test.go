@@ -27,7 +27,8 @@ var normalizeTests = []struct {
 	{"12345", "", false},
 	{"010 6552 9988", "", false}, // Beijing landline: cannot receive SMS
 	{"not a phone", "", false},
-	{"1381234567", "", false}, // one digit short
+	{"1381234567", "", false},                                                  // one digit short
+	{"+86 138" + strings.Repeat(" ", MaxInputLength) + "1234 5678", "", false}, // separators past MaxInputLength
 }
 
 func TestNormalize(t *testing.T) {
@@ -65,7 +66,7 @@ func TestFastPathAgreesWithSlowPath(t *testing.T) {
 		for _, suf := range suffixes {
 			in := "+86" + strconv.Itoa(p) + suf
 			got, gotErr := Normalize("phone", in)
-			want, wantErr := normalizeSlow("phone", in)
+			want, _, wantErr := normalizeSlow("phone", in)
 			if got != want || (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
 				t.Fatalf("Normalize(%q) = %q, %v; slow path %q, %v", in, got, gotErr, want, wantErr)
 			}
@@ -81,7 +82,7 @@ func TestFastPathAgreesWithSlowPath(t *testing.T) {
 	for _, in := range []string{"+8613812345678", "+8619912345678", "+8614012345678", "+8612345678901", "+861381234567",
 		"+86138123456789", "+8613812345a78", "+8610812345678", "+8513812345678"} {
 		got, gotErr := Normalize("phone", in)
-		want, wantErr := normalizeSlow("phone", in)
+		want, _, wantErr := normalizeSlow("phone", in)
 		if got != want || (gotErr == nil) != (wantErr == nil) {
 			t.Errorf("Normalize(%q) = %q, %v; slow path %q, %v", in, got, gotErr, want, wantErr)
 		}
@@ -98,7 +99,7 @@ func BenchmarkNormalizeE164(b *testing.B) {
 
 func BenchmarkNormalizeSlow(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		if _, err := normalizeSlow("phone", "+8613812345678"); err != nil {
+		if _, _, err := normalizeSlow("phone", "+8613812345678"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -124,7 +125,8 @@ func normalizeGetNumberType(field, raw string) (string, error) {
 	if n, ok := cnMobileE164(s); ok && validMobileGetNumberType(n) {
 		return s, nil
 	}
-	return normalizeSlow(field, s)
+	e164, _, err := normalizeSlow(field, s)
+	return e164, err
 }
 
 // TestValidMobileAgreesWithGetNumberType checks validMobile against the GetNumberType rule on every
