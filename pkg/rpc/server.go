@@ -154,7 +154,7 @@ const streamWorkers = 32
 func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, split bool, opts ...grpc.ServerOption) {
 	s.Health = health.NewServer()
 	s.kinds = map[string]serviceKind{healthpb.Health_ServiceDesc.ServiceName: kindOpen}
-	newGRPC := func(creds credentials.TransportCredentials) *grpc.Server {
+	newGRPC := func(creds credentials.TransportCredentials, maxRecv int) *grpc.Server {
 		unary := []grpc.UnaryServerInterceptor{s.unaryInterceptor()}
 		stream := []grpc.StreamServerInterceptor{s.streamInterceptor()}
 		var o []grpc.ServerOption
@@ -171,6 +171,7 @@ func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, spli
 		// verification's CPU under load). Past streamWorkers concurrent RPCs, gRPC starts goroutines.
 		o = append(o, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...),
 			grpc.NumStreamWorkers(streamWorkers))
+		o = append(o, transportLimits(maxRecv)...)
 		if creds != nil {
 			o = append(o, grpc.Creds(creds))
 		}
@@ -179,10 +180,10 @@ func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, spli
 		reflection.Register(g)
 		return g
 	}
-	s.GRPC = newGRPC(pubCreds)
+	s.GRPC = newGRPC(pubCreds, PublicMaxRecvMsgSize)
 	s.internal = s.GRPC
 	if split {
-		s.internal = newGRPC(intCreds)
+		s.internal = newGRPC(intCreds, InternalMaxRecvMsgSize)
 	}
 }
 
