@@ -18,6 +18,7 @@ import (
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/pkg/service"
 	"github.com/icpverify/icpverify/services/filing/internal/app"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
@@ -39,10 +40,25 @@ func Run(ctx context.Context, args []string) error {
 	addWebsitePrincipal := f.Bool("add-website-principal", false,
 		"ADD_WEBSITE orders are verified by the principal too, not only when subject data changes (CONFIGURABLE, domain.md)")
 	locale := f.String("sms-locale", "zh-CN", "locale of the verification SMS text: zh-CN or en")
+	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes an order's phone numbers "+
+		"may have, comma-separated, e.g. 86,852 (CONFIGURABLE; default mainland China only, against SMS pumping)")
+	maxWebsites := f.Int("max-websites-per-order", domain.DefaultMaxWebsites,
+		fmt.Sprintf("websites an order may list, 1 to %d", domain.CeilingMaxWebsites))
+	maxVerifiers := f.Int("max-verifiers-per-order", domain.DefaultMaxVerifiers,
+		fmt.Sprintf("verifiers (distinct phones that receive a code) an order may have, 1 to %d", domain.CeilingMaxVerifiers))
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	if err := errors.Join(common.Check(), sec.Check()); err != nil {
+		return err
+	}
+	countries, err := phone.ParseCountries(*phoneCountries)
+	if err != nil {
+		return fmt.Errorf("--phone-country-codes: %w", err)
+	}
+	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal, PhoneCountries: countries,
+		MaxWebsites: *maxWebsites, MaxVerifiers: *maxVerifiers}
+	if err := rules.Validate(); err != nil {
 		return err
 	}
 	if *window <= 0 {
@@ -60,7 +76,6 @@ func Run(ctx context.Context, args []string) error {
 	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	clk := clock.Real{}
-	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal}
 	// The two engines differ only in storage: the use cases (app) and the relay see the same interfaces.
 	var (
 		engine app.Engine
@@ -102,6 +117,8 @@ func Run(ctx context.Context, args []string) error {
 	srv.Go("outbox", relay.Run)
 	log.Info("filing starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
 		zap.String("deadline_addr", *deadlineAddr), zap.Duration("verification_window", *window),
-		zap.Bool("add_website_principal", *addWebsitePrincipal), zap.String("store", *common.Store))
+		zap.Bool("add_website_principal", *addWebsitePrincipal), zap.Stringer("phone_country_codes", countries),
+		zap.Int("max_websites_per_order", *maxWebsites), zap.Int("max_verifiers_per_order", *maxVerifiers),
+		zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }

@@ -118,11 +118,7 @@ func (a *App) ListOrders(ctx context.Context, state domain.State, pageSize int, 
 	if err != nil {
 		return nil, "", err
 	}
-	orders, next := page.next(orders)
-	out := make([]*filingv1.Order, len(orders))
-	for i, o := range orders {
-		out[i] = convert.Order(o)
-	}
+	out, next := page.render(orders)
 	return out, next, nil
 }
 

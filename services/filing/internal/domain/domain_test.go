@@ -299,7 +299,7 @@ func TestPhoneChangeRule(t *testing.T) {
 
 func mustPerson(t *testing.T, p *Person) *Person {
 	t.Helper()
-	n, err := normalizePerson("p", *p)
+	n, err := Rules{}.normalizePerson("p", *p)
 	if err != nil {
 		t.Fatal(err)
 	}

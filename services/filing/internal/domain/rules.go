@@ -10,11 +10,16 @@ import (
 	"github.com/icpverify/icpverify/pkg/phone"
 )
 
-// Rules holds the CONFIGURABLE parts of domain.md; the zero value is the default.
+// Rules holds the CONFIGURABLE parts of domain.md and the limits of an order; the zero value is the
+// default.
 type Rules struct {
 	// AddWebsitePrincipal makes the principal verify every ADD_WEBSITE order, not only those that
 	// change subject data (default false).
 	AddWebsitePrincipal bool
+	// PhoneCountries lists the country calling codes an order's phones may have (zero: +86 only).
+	PhoneCountries phone.Countries
+	// MaxWebsites and MaxVerifiers bound an order (0: DefaultMaxWebsites, DefaultMaxVerifiers).
+	MaxWebsites, MaxVerifiers int
 }
 
 // RolePrincipal is the verifier role of the subject's principal responsible person.
@@ -55,8 +60,10 @@ func websitesRequired(t FilingType) bool {
 	return t == FirstFiling || t == AddWebsite || t == AddAccess || t == DeregisterWebsite
 }
 
-// Normalize validates spec and returns it with trimmed names, lower-case domains, E.164 phones and
-// cleaned ID numbers. The error is an InvalidArgument naming the field, e.g. spec.websites[1].person.phone.
+// Normalize validates spec and returns it with trimmed NFC names, canonical domains (normalizeDomain),
+// E.164 phones and cleaned ID numbers. The error is an InvalidArgument naming the field, e.g.
+// spec.websites[1].person.phone. Every path that stores or submits an order passes here, so the
+// limits (limits.go) hold on both engines.
 func (r Rules) Normalize(s Spec) (Spec, error) {
 	if s.FilingType == 0 {
 		return s, errs.Invalid("spec.filing_type", "MISSING_FILING_TYPE", "filing_type is required")
@@ -64,8 +71,18 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 	if !s.FilingType.Valid() {
 		return s, errs.Invalid("spec.filing_type", "INVALID_FILING_TYPE", "unknown filing_type")
 	}
+	if limit := r.maxWebsites(); len(s.Websites) > limit {
+		return s, errs.Invalid("spec.websites", ReasonTooManyWebsites, "an order lists at most %d websites; this one lists %d",
+			limit, len(s.Websites))
+	}
 	s.SubjectID = strings.TrimSpace(s.SubjectID)
-	s.SubjectName = strings.TrimSpace(s.SubjectName)
+	if len(s.SubjectID) > MaxSubjectIDLength {
+		return s, errs.Invalid("spec.subject_id", ReasonInvalidSubjectID, "subject_id is longer than %d characters", MaxSubjectIDLength)
+	}
+	var err error
+	if s.SubjectName, err = normalizeName("spec.subject_name", s.SubjectName, MaxSubjectNameLength); err != nil {
+		return s, err
+	}
 	switch {
 	case s.FilingType == FirstFiling && s.SubjectID != "":
 		return s, errs.Invalid("spec.subject_id", "UNEXPECTED_SUBJECT_ID", "a first filing creates its subject: leave subject_id empty")
@@ -82,7 +99,7 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 		return s, errs.Invalid("spec.principal", "MISSING_PRINCIPAL", "the principal responsible person is required for this order")
 	}
 	if s.Principal != nil {
-		p, err := normalizePerson("spec.principal", *s.Principal)
+		p, err := r.normalizePerson("spec.principal", *s.Principal)
 		if err != nil {
 			return s, err
 		}
@@ -95,13 +112,11 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 	seen := make(map[string]int, len(s.Websites))
 	for i, w := range s.Websites {
 		path := fmt.Sprintf("spec.websites[%d]", i)
-		w.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(w.Domain), "."))
-		w.Name = strings.TrimSpace(w.Name)
-		if w.Domain == "" {
-			return s, errs.Invalid(path+".domain", "MISSING_DOMAIN", "the website's domain is required")
+		if w.Domain, err = normalizeDomain(path+".domain", w.Domain); err != nil {
+			return s, err
 		}
-		if strings.ContainsAny(w.Domain, " \t/:") {
-			return s, errs.Invalid(path+".domain", "INVALID_DOMAIN", "a domain name has no spaces, slashes or ports")
+		if w.Name, err = normalizeName(path+".name", w.Name, MaxWebsiteNameLength); err != nil {
+			return s, err
 		}
 		if j, dup := seen[w.Domain]; dup {
 			return s, errs.Invalid(path+".domain", "DUPLICATE_DOMAIN", "the domain is already listed as websites[%d]", j)
@@ -114,7 +129,7 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 			return s, errs.Invalid(path+".person", "MISSING_PERSON", "the website's responsible person is required for this order")
 		}
 		if w.Person != nil {
-			p, err := normalizePerson(path+".person", *w.Person)
+			p, err := r.normalizePerson(path+".person", *w.Person)
 			if err != nil {
 				return s, err
 			}
@@ -123,29 +138,40 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 		websites[i] = w
 	}
 	s.Websites = websites
+	if err := r.checkVerifierCount(s); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
-func normalizePerson(path string, p Person) (Person, error) {
-	p.Name = strings.TrimSpace(p.Name)
+func (r Rules) normalizePerson(path string, p Person) (Person, error) {
+	var err error
+	if p.Name, err = normalizeName(path+".name", p.Name, MaxPersonNameLength); err != nil {
+		return p, err
+	}
 	if p.Name == "" {
 		return p, errs.Invalid(path+".name", "MISSING_NAME", "the person's name is required")
 	}
 	if p.IDType < iddoc.ResidentIDCard || p.IDType > iddoc.Other {
 		return p, errs.Invalid(path+".id_type", "INVALID_ID_TYPE", "a known ID document type is required")
 	}
+	if len(p.IDNumber) > MaxIDNumberLength {
+		return p, errs.Invalid(path+".id_number", iddoc.ReasonInvalidIDNumber, "an ID document number has at most %d characters", MaxIDNumberLength)
+	}
 	if err := iddoc.Validate(path+".id_number", p.IDType, p.IDNumber); err != nil {
 		return p, err
 	}
 	p.IDNumber = iddoc.Clean(p.IDNumber)
-	e164, err := phone.Normalize(path+".phone", p.Phone)
+	e164, err := r.PhoneCountries.Normalize(path+".phone", p.Phone)
 	if err != nil {
 		return p, err
 	}
 	p.Phone = e164
+	// The emergency number never receives a code, but it is a contact the authority may call or
+	// text: it follows the same country rule.
 	if strings.TrimSpace(p.EmergencyPhone) == "" {
 		p.EmergencyPhone = ""
-	} else if p.EmergencyPhone, err = phone.Normalize(path+".emergency_phone", p.EmergencyPhone); err != nil {
+	} else if p.EmergencyPhone, err = r.PhoneCountries.Normalize(path+".emergency_phone", p.EmergencyPhone); err != nil {
 		return p, err
 	}
 	return p, nil

@@ -6,7 +6,6 @@ package grpcapi
 
 import (
 	"context"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
@@ -31,12 +30,6 @@ type Store interface {
 	RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error)
 }
 
-// Limits on free text, so history rows stay small.
-const (
-	maxReasonLength  = 500
-	maxCommentLength = 2000
-)
-
 // Register registers both filing services on s.
 func Register(public, internal grpc.ServiceRegistrar, st Store, rules domain.Rules) {
 	filingv1.RegisterFilingServiceServer(public, &Public{store: st, rules: rules})
@@ -54,13 +47,6 @@ type Public struct {
 type Internal struct {
 	filingv1.UnimplementedFilingInternalServiceServer
 	store Store
-}
-
-func checkText(field, s string, limit int) error {
-	if utf8.RuneCountInString(s) > limit {
-		return errs.Invalid(field, "TEXT_TOO_LONG", "%s is longer than %d characters", field, limit)
-	}
-	return nil
 }
 
 func (h *Public) spec(p *filingv1.OrderSpec) (domain.Spec, error) {
@@ -132,7 +118,7 @@ func (h *Public) CancelOrder(ctx context.Context, req *filingv1.CancelOrderReque
 	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	if err := checkText("reason", req.GetReason(), maxReasonLength); err != nil {
+	if err := domain.CheckText("reason", req.GetReason(), domain.MaxReasonLength); err != nil {
 		return nil, err
 	}
 	return h.store.CancelOrder(ctx, req)
@@ -169,7 +155,7 @@ func (h *Internal) RecordReviewOutcome(ctx context.Context, req *filingv1.Record
 	default:
 		return nil, errs.Invalid("outcome", "INVALID_OUTCOME", "outcome must be APPROVED or REJECTED")
 	}
-	if err := checkText("comment", req.GetComment(), maxCommentLength); err != nil {
+	if err := domain.CheckText("comment", req.GetComment(), domain.MaxCommentLength); err != nil {
 		return nil, err
 	}
 	return h.store.RecordReviewOutcome(ctx, req)
