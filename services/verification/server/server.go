@@ -20,6 +20,7 @@ import (
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/service"
 	"github.com/icpverify/icpverify/services/verification/internal/app"
@@ -50,8 +51,14 @@ func Run(ctx context.Context, args []string) error {
 	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a caller may make at once before --verify-rate applies")
 	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per caller, against SMS pumping; 0: no limit")
 	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a caller may make at once before --resend-rate applies")
+	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
+		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
 	if err := f.Parse(args); err != nil {
 		return err
+	}
+	countries, err := phone.ParseCountries(*phoneCountries)
+	if err != nil {
+		return fmt.Errorf("--phone-country-codes: %w", err)
 	}
 	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
@@ -137,13 +144,14 @@ func Run(ctx context.Context, args []string) error {
 	st := app.New(engine, hasher, limits, log)
 	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
 
-	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics},
+	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics, Phones: countries},
 		&grpcapi.Internal{Store: st, Metrics: metrics})
 	srv.Go("outbox", relay.Run)
 	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),
 		zap.Duration("resend_interval", limits.ResendInterval),
-		zap.Duration("min_response_time", *minResponse), zap.String("store", *common.Store))
+		zap.Duration("min_response_time", *minResponse), zap.Stringer("phone_country_codes", countries),
+		zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }
 

@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/phone"
 )
 
 func TestNewCodeShapeAndUniformity(t *testing.T) {
@@ -181,7 +183,7 @@ func TestNormalizeVerify(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := NormalizeVerify(tc.phone, tc.code, tc.tail)
+			got, err := NormalizeVerify(phone.Countries{}, tc.phone, tc.code, tc.tail)
 			var de *errs.Error
 			if tc.field != "" {
 				if !errors.As(err, &de) || de.Kind != errs.KindInvalidArgument || de.Field != tc.field {
@@ -373,6 +375,17 @@ func TestNormalizeOpen(t *testing.T) {
 		{"no tails", with(func(s *OpenSpec) { s.Verifiers[0].Tails = nil }), "verifiers[0].id_tails"},
 		{"duplicate phone", with(func(s *OpenSpec) { s.Verifiers = append(s.Verifiers, s.Verifiers[0]) }), "verifiers[1].phone"},
 		{"bad locale", with(func(s *OpenSpec) { s.Locale = "fr" }), "locale"},
+		{"too many verifiers", with(func(s *OpenSpec) {
+			for i := range MaxSessionVerifiers {
+				s.Verifiers = append(s.Verifiers, VerifierSpec{Phone: fmt.Sprintf("+86139%08d", i), Tails: []string{"12345X"}})
+			}
+		}), "verifiers"},
+		{"too many roles", with(func(s *OpenSpec) { s.Verifiers[0].Roles = make([]string, MaxVerifierRoles+1) }), "verifiers[0].roles"},
+		{"empty role", with(func(s *OpenSpec) { s.Verifiers[0].Roles = []string{"principal", ""} }), "verifiers[0].roles[1]"},
+		{"long role", with(func(s *OpenSpec) { s.Verifiers[0].Roles = []string{strings.Repeat("r", MaxRoleLength+1)} }), "verifiers[0].roles[0]"},
+		{"too many tails", with(func(s *OpenSpec) {
+			s.Verifiers[0].Tails = slices.Repeat([]string{"12345X"}, MaxVerifierTails+1)
+		}), "verifiers[0].id_tails"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -388,6 +401,28 @@ func TestNormalizeOpen(t *testing.T) {
 				t.Fatalf("err = %v, want field %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestForeignPhoneIsMalformed: a valid mobile number of a country filing does not accept gets the
+// answer of a malformed number (field, reason and message), in Verify and in ResendCode's
+// NormalizePhone; with its country allowed it is normalized.
+func TestForeignPhoneIsMalformed(t *testing.T) {
+	_, malformed := NormalizeVerify(phone.Countries{}, "12", "123456", "12345X")
+	_, foreign := NormalizeVerify(phone.Countries{}, "+852 5123 4567", "123456", "12345X")
+	var m, f *errs.Error
+	if !errors.As(malformed, &m) || !errors.As(foreign, &f) || m.Error() != f.Error() || m.Kind != f.Kind || f.Reason != phone.ReasonInvalidPhone {
+		t.Fatalf("foreign %#v, malformed %#v: want the same answer", foreign, malformed)
+	}
+	if _, err := NormalizePhone(phone.Countries{}, "phone", "+1 202 555 0143"); errs.Reason(err) != phone.ReasonInvalidPhone {
+		t.Fatalf("NormalizePhone of a US number: %v", err)
+	}
+	hk, err := phone.ParseCountries("86,852")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, err := NormalizeVerify(hk, "+852 5123 4567", "123456", "12345X"); err != nil || in.Phone != "+85251234567" {
+		t.Fatalf("allowed +852: %+v, %v", in, err)
 	}
 }
 

@@ -97,9 +97,10 @@ type VerifyInput struct {
 }
 
 // NormalizeVerify checks the shape of a Verify request; shape errors name the field. Everything
-// beyond the shape is answered uniformly by the check.
-func NormalizeVerify(rawPhone, code, tail string) (VerifyInput, error) {
-	p, err := phone.Normalize("phone", rawPhone)
+// beyond the shape is answered uniformly by the check. countries is the list of allowed country
+// calling codes (see NormalizePhone).
+func NormalizeVerify(countries phone.Countries, rawPhone, code, tail string) (VerifyInput, error) {
+	p, err := NormalizePhone(countries, "phone", rawPhone)
 	if err != nil {
 		return VerifyInput{}, err
 	}
@@ -260,6 +261,9 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 	if len(in.Verifiers) == 0 {
 		return OpenSpec{}, errs.Invalid("verifiers", "NO_VERIFIERS", "at least one verifier is required")
 	}
+	if len(in.Verifiers) > MaxSessionVerifiers {
+		return OpenSpec{}, errs.Invalid("verifiers", ReasonTooManyVerifiers, "a session has at most %d verifiers", MaxSessionVerifiers)
+	}
 	out := in
 	out.Verifiers = make([]VerifierSpec, len(in.Verifiers))
 	seen := map[string]bool{}
@@ -276,6 +280,20 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 		if len(v.Tails) == 0 {
 			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].id_tails", i), "MISSING_ID_TAIL",
 				"at least one ID tail is required per verifier")
+		}
+		if len(v.Tails) > MaxVerifierTails {
+			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].id_tails", i), ReasonTooManyTails,
+				"a verifier has at most %d ID tails", MaxVerifierTails)
+		}
+		if len(v.Roles) > MaxVerifierRoles {
+			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].roles", i), ReasonTooManyRoles,
+				"a verifier has at most %d roles", MaxVerifierRoles)
+		}
+		for j, r := range v.Roles {
+			if r == "" || len(r) > MaxRoleLength {
+				return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].roles[%d]", i, j), ReasonInvalidRole,
+					"a role is 1 to %d characters", MaxRoleLength)
+			}
 		}
 		tails := make([]string, 0, len(v.Tails))
 		for j, t := range v.Tails {

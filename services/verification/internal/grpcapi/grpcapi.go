@@ -48,6 +48,9 @@ type Public struct {
 	Sleep func(ctx context.Context, d time.Duration)
 	// Metrics counts the outcomes; nil counts nothing.
 	Metrics *Metrics
+	// Phones lists the country calling codes filing accepts (--phone-country-codes; zero: +86 only):
+	// a number of any other country has no challenge, and is answered as a malformed one.
+	Phones phone.Countries
 }
 
 // hold makes a public answer wait until MinResponseTime has passed since start. This is wall-clock
@@ -86,7 +89,7 @@ type Internal struct {
 func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (resp *pb.VerifyResponse, err error) {
 	defer h.hold(ctx, time.Now())
 	defer func() { h.Metrics.verified(resp, err) }()
-	in, err := domain.NormalizeVerify(req.GetPhone(), req.GetCode(), req.GetIdTail())
+	in, err := domain.NormalizeVerify(h.Phones, req.GetPhone(), req.GetCode(), req.GetIdTail())
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +102,7 @@ func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (resp *pb.Ve
 func (h *Public) ResendCode(ctx context.Context, req *pb.ResendCodeRequest) (_ *pb.ResendCodeResponse, err error) {
 	defer h.hold(ctx, time.Now())
 	defer func() { h.Metrics.resent(err) }()
-	p, err := phone.Normalize("phone", req.GetPhone())
+	p, err := domain.NormalizePhone(h.Phones, "phone", req.GetPhone())
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +152,10 @@ func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifie
 	}
 	if req.GetVerifierId() == "" {
 		return nil, errs.Invalid("verifier_id", "MISSING_VERIFIER_ID", "verifier_id is required")
+	}
+	if len(req.GetVerifierId()) > domain.MaxVerifierIDLength {
+		return nil, errs.Invalid("verifier_id", domain.ReasonInvalidVerifierID, "verifier_id is longer than %d characters",
+			domain.MaxVerifierIDLength)
 	}
 	return h.Store.ResendVerifier(ctx, req)
 }
