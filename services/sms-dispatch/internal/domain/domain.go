@@ -54,10 +54,21 @@ const (
 	LocaleEn   = "en"
 )
 
-// Limits on caller-chosen ids.
+// Limits on caller-chosen input (security review M5).
 const (
 	MaxMessageIDLength = 128
+	MaxParams          = 8  // template parameters of one message (the template uses two)
+	MaxParamKeyLength  = 32 // bytes of a parameter name
+	MaxLocaleLength    = 35 // a BCP 47 tag as used here (zh-CN, en-US, zh_Hans_CN)
 )
+
+// CheckMessageID checks a message id given in field (GetMessage; SendMessage checks it with the rest).
+func CheckMessageID(field, id string) error {
+	if id == "" || len(id) > MaxMessageIDLength {
+		return errs.Invalid(field, ReasonInvalidMessageID, "%s is required, at most %d characters", field, MaxMessageIDLength)
+	}
+	return nil
+}
 
 // Error reasons (ErrorInfo) this service returns.
 const (
@@ -146,8 +157,14 @@ func NewMessage(in SendInput, signature string, now time.Time) (Message, error) 
 		// A code is useless after its deadline; a message without one could be sent days late.
 		return Message{}, errs.Invalid("expire_time", ReasonInvalidExpireTime, "expire_time is required")
 	}
+	if len(in.Params) > MaxParams {
+		return Message{}, errs.Invalid("params", ReasonInvalidParam, "a message has at most %d parameters", MaxParams)
+	}
 	params := make(map[string]string, len(in.Params))
 	for k, v := range in.Params {
+		if k == "" || len(k) > MaxParamKeyLength {
+			return Message{}, errs.Invalid("params", ReasonInvalidParam, "a parameter name has 1 to %d characters", MaxParamKeyLength)
+		}
 		if len(v) > MaxParamValueLength {
 			return Message{}, errs.Invalid("params."+k, ReasonInvalidParam, "parameter is longer than %d characters", MaxParamValueLength)
 		}
@@ -176,6 +193,9 @@ func NewMessage(in SendInput, signature string, now time.Time) (Message, error) 
 
 // NormalizeLocale maps a caller's locale to a template language: "" and zh* -> zh-CN, en* -> en.
 func NormalizeLocale(locale string) (string, error) {
+	if len(locale) > MaxLocaleLength {
+		return "", errs.Invalid("locale", ReasonUnsupportedLocale, "locale must be zh-CN or en")
+	}
 	l := strings.ToLower(strings.TrimSpace(locale))
 	switch {
 	case l == "" || l == "zh" || strings.HasPrefix(l, "zh-") || strings.HasPrefix(l, "zh_"):

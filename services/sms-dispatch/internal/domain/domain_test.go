@@ -2,6 +2,8 @@ package domain
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +78,16 @@ func TestNewMessageValidation(t *testing.T) {
 		{name: "no code", mod: func(in *SendInput) { in.Params = map[string]string{"deadline": "2026-11-27T10:00:00+08:00"} }, wantField: "params.code"},
 		{name: "bad locale", mod: func(in *SendInput) { in.Locale = "fr" }, wantField: "locale"},
 		{name: "no expiry", mod: func(in *SendInput) { in.ExpireAt = time.Time{} }, wantField: "expire_time"},
+		{name: "long locale", mod: func(in *SendInput) { in.Locale = "en-" + strings.Repeat("x", MaxLocaleLength) }, wantField: "locale"},
+		{name: "too many params", mod: func(in *SendInput) {
+			in.Params = map[string]string{"code": "123456"}
+			for i := range MaxParams {
+				in.Params[fmt.Sprintf("p%d", i)] = "x"
+			}
+		}, wantField: "params"},
+		{name: "long param name", mod: func(in *SendInput) {
+			in.Params = map[string]string{"code": "123456", strings.Repeat("k", MaxParamKeyLength+1): "x"}
+		}, wantField: "params"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/convert"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -121,8 +122,8 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 
 // GetMessage returns one message.
 func (s *Server) GetMessage(ctx context.Context, req *smsv1.GetMessageRequest) (*smsv1.GetMessageResponse, error) {
-	if req.GetMessageId() == "" {
-		return nil, errs.Invalid("message_id", domain.ReasonInvalidMessageID, "message_id is required")
+	if err := domain.CheckMessageID("message_id", req.GetMessageId()); err != nil {
+		return nil, err
 	}
 	m, err := s.Store.Get(ctx, req.GetMessageId())
 	if err != nil {
@@ -135,6 +136,9 @@ func (s *Server) GetMessage(ctx context.Context, req *smsv1.GetMessageRequest) (
 func (s *Server) ListMessages(ctx context.Context, req *smsv1.ListMessagesRequest) (*smsv1.ListMessagesResponse, error) {
 	size, err := pagetoken.Size(req.GetPageSize())
 	if err != nil {
+		return nil, err
+	}
+	if err := orderid.CheckOptional("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
 	msgs, next, err := s.Store.List(ctx, req.GetOrderId(), size, req.GetPageToken())

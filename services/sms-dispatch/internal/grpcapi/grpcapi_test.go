@@ -14,6 +14,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
+	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
@@ -161,6 +162,15 @@ func TestInvalidArgumentNamesField(t *testing.T) {
 	// Nothing was stored by the refused requests.
 	if _, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{MessageId: "vc-x"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("refused message stored: %v", err)
+	}
+	// Ids over their limits in the reads.
+	_, err := f.client.GetMessage(context.Background(), &smsv1.GetMessageRequest{MessageId: strings.Repeat("m", domain.MaxMessageIDLength+1)})
+	if status.Code(err) != codes.InvalidArgument || rpc.Field(err) != "message_id" {
+		t.Fatalf("GetMessage of a long id: %v", err)
+	}
+	_, err = f.client.ListMessages(context.Background(), &smsv1.ListMessagesRequest{OrderId: strings.Repeat("o", orderid.MaxLength+1)})
+	if status.Code(err) != codes.InvalidArgument || rpc.Field(err) != "order_id" {
+		t.Fatalf("ListMessages of a long order id: %v", err)
 	}
 }
 
