@@ -1,6 +1,7 @@
 // Package pg connects a service to its own PostgreSQL schema, applies its embedded migrations, runs
-// transactions with a bounded retry on serialization failures and deadlocks, and classifies driver
-// errors so store packages can turn them into domain errors.
+// transactions with a bounded retry on serialization failures and deadlocks (one at a time with InTx,
+// pipelined in two round trips with Pipeline), and classifies driver errors so store packages can
+// turn them into domain errors.
 package pg
 
 import (
@@ -165,8 +166,12 @@ func sqlState(err error) string {
 	return ""
 }
 
-// IsRetryable tells a serialization failure (40001) or deadlock (40P01): the transaction may be retried.
+// IsRetryable tells a serialization failure (40001) or deadlock (40P01): the transaction may be
+// retried. Never after an unknown outcome (ErrOutcomeUnknown): the transaction may have committed.
 func IsRetryable(err error) bool {
+	if errors.Is(err, ErrOutcomeUnknown) {
+		return false
+	}
 	s := sqlState(err)
 	return s == "40001" || s == "40P01"
 }

@@ -24,7 +24,7 @@ import (
 // is a conflict.
 //
 // ScheduleDeadline and CancelDeadline arrive from the other services' outbox relays, up to 32 at a
-// time: concurrent calls are served together (pkg/batch), one transaction and four round trips for
+// time: concurrent calls are served together (pkg/batch), one transaction and two round trips for
 // the whole batch, each call keeping its own idempotency and answer.
 func (s *Store) Schedule(ctx context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
 	if err := idempotency.CheckRequestID(requestID); err != nil {
@@ -93,11 +93,11 @@ func (s *Store) timerOne(ctx context.Context, c timerCall) batch.Result[domain.D
 	return batch.Result[domain.Deadline]{Err: errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")}
 }
 
-// timerAll runs calls (distinct request ids and orders) in one transaction: BEGIN; one pipeline of
+// timerAll runs calls (distinct request ids and orders) in one transaction (pg.Pipeline): BEGIN and
 // the idempotency locks (Schedule's, then Cancel's, each sorted) and lookups, the order locks (the
 // advisory lock per order, sorted) and every timer of those orders, locked in key order as the
-// sweeper's MarkFiredBatch locks them; the decisions in Go (domain.Insert, Reschedule, Cancel); one
-// pipeline of the writes (new timers, changed timers, idempotency answers); COMMIT.
+// sweeper's MarkFiredBatch locks them; the decisions in Go (domain.Insert, Reschedule, Cancel); the
+// writes (new timers, changed timers, idempotency answers) and COMMIT.
 func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result[domain.Deadline], error) {
 	idsByMethod := map[string][]string{}
 	var orders []string
@@ -108,93 +108,105 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 	slices.SortFunc(orders, strings.Compare) // byte order: COLLATE "C", as the sweeper locks
 	orders = slices.Compact(orders)
 
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("deadlines: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
-
-	reads := &pgx.Batch{}
-	reads.Queue(pg.GenericPlans)
 	stored := map[string]map[string]idempotency.Stored{}
-	for _, m := range []string{methodSchedule, methodCancel} {
-		if ids := idsByMethod[m]; len(ids) > 0 {
-			stored[m] = map[string]idempotency.Stored{}
-			idempotency.QueueLocks(reads, m, ids)
-			idempotency.QueueLookup(reads, m, ids, stored[m])
-		}
-	}
-	reads.Queue(`SELECT pg_advisory_xact_lock(hashtext('deadline:' || o)) FROM unnest($1::text[]) WITH ORDINALITY AS t(o, n) ORDER BY n`, orders)
 	timers := map[string][]domain.Deadline{} // by order, in submission order
-	reads.Queue(`SELECT d.* FROM unnest($1::text[]) WITH ORDINALITY AS i(order_id, n)
+	read := func(reads *pgx.Batch) error {
+		reads.Queue(pg.GenericPlans)
+		for _, m := range []string{methodSchedule, methodCancel} {
+			if ids := idsByMethod[m]; len(ids) > 0 {
+				stored[m] = map[string]idempotency.Stored{}
+				idempotency.QueueLocks(reads, m, ids)
+				idempotency.QueueLookup(reads, m, ids, stored[m])
+			}
+		}
+		reads.Queue(`SELECT pg_advisory_xact_lock(hashtext('deadline:' || o)) FROM unnest($1::text[]) WITH ORDINALITY AS t(o, n) ORDER BY n`, orders)
+		reads.Queue(`SELECT d.* FROM unnest($1::text[]) WITH ORDINALITY AS i(order_id, n)
 		CROSS JOIN LATERAL (SELECT `+columns+` FROM deadlines WHERE order_id = i.order_id
 			ORDER BY submission OFFSET 0 FOR UPDATE) d
 		ORDER BY i.n`, orders).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			d, err := scan(rows)
+			for rows.Next() {
+				d, err := scan(rows)
+				if err != nil {
+					return err
+				}
+				timers[d.OrderID] = append(timers[d.OrderID], d)
+			}
+			return rows.Err()
+		})
+		return nil
+	}
+	var out []batch.Result[domain.Deadline]
+	write := func(writes *pgx.Batch) error {
+		// The clock is read after the locks: a batch that waited for another change of an order records
+		// a later time than that change.
+		now := domain.NormalizeTime(s.clock.Now())
+		out = make([]batch.Result[domain.Deadline], len(calls))
+		var (
+			inserts []domain.Deadline
+			changed = map[domain.Key]domain.Deadline{}
+			answers = map[string][]idempotency.Answer{}
+		)
+		for i, c := range calls {
+			if st, ok := stored[c.method][c.requestID]; ok && c.requestID != "" {
+				resp := &deadlinev1.Deadline{}
+				if _, err := idempotency.Replay(st, c.req, resp); err != nil {
+					out[i].Err = err
+				} else {
+					out[i].Value = convert.FromProto(resp)
+				}
+				continue
+			}
+			existing, found := find(timers[c.key.OrderID], c.key)
+			var d domain.Deadline
+			var err error // this call's own: a refusal of an earlier call must not carry over
+			switch {
+			case c.method == methodSchedule && found:
+				d, err = domain.Reschedule(existing, c.due)
+			case c.method == methodCancel && found:
+				var ch bool
+				if d, ch = domain.Cancel(existing); ch {
+					changed[d.Key] = d
+				}
+			default: // a new timer: the schedule's, or the placeholder of a cancel that overtook it
+				d = domain.New(c.key, c.due, now)
+				if c.method == methodCancel {
+					d = domain.Placeholder(c.key, now)
+				}
+				var superseded []domain.Deadline
+				d, superseded = domain.Insert(d, timers[c.key.OrderID])
+				inserts = append(inserts, d)
+				for _, o := range superseded {
+					changed[o.Key] = o
+				}
+			}
 			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			// The answer is what a replay of it will be: the stored proto, converted back.
+			resp := convert.ToProto(d)
+			out[i].Value = convert.FromProto(resp)
+			answers[c.method] = append(answers[c.method], idempotency.Answer{RequestID: c.requestID, Req: c.req, Resp: resp})
+		}
+		queueTimerWrites(writes, inserts, changed)
+		for _, m := range []string{methodSchedule, methodCancel} {
+			if err := idempotency.QueueSave(writes, now, m, answers[m]); err != nil {
 				return err
 			}
-			timers[d.OrderID] = append(timers[d.OrderID], d)
 		}
-		return rows.Err()
-	})
-	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
+		return nil
+	}
+	if err := pg.Pipeline(ctx, s.pool, read, write); err != nil {
+		if pg.IsUniqueViolation(err) && len(calls) == 1 && calls[0].requestID == "" {
+			return nil, errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")
+		}
 		return nil, fmt.Errorf("deadlines: %w", err)
 	}
-	// The clock is read after the locks: a batch that waited for another change of an order records
-	// a later time than that change.
-	now := domain.NormalizeTime(s.clock.Now())
+	return out, nil
+}
 
-	out := make([]batch.Result[domain.Deadline], len(calls))
-	var (
-		inserts []domain.Deadline
-		changed = map[domain.Key]domain.Deadline{}
-		answers = map[string][]idempotency.Answer{}
-	)
-	for i, c := range calls {
-		if st, ok := stored[c.method][c.requestID]; ok && c.requestID != "" {
-			resp := &deadlinev1.Deadline{}
-			if _, err := idempotency.Replay(st, c.req, resp); err != nil {
-				out[i].Err = err
-			} else {
-				out[i].Value = convert.FromProto(resp)
-			}
-			continue
-		}
-		existing, found := find(timers[c.key.OrderID], c.key)
-		var d domain.Deadline
-		switch {
-		case c.method == methodSchedule && found:
-			d, err = domain.Reschedule(existing, c.due)
-		case c.method == methodCancel && found:
-			var ch bool
-			if d, ch = domain.Cancel(existing); ch {
-				changed[d.Key] = d
-			}
-		default: // a new timer: the schedule's, or the placeholder of a cancel that overtook it
-			d = domain.New(c.key, c.due, now)
-			if c.method == methodCancel {
-				d = domain.Placeholder(c.key, now)
-			}
-			var superseded []domain.Deadline
-			d, superseded = domain.Insert(d, timers[c.key.OrderID])
-			inserts = append(inserts, d)
-			for _, o := range superseded {
-				changed[o.Key] = o
-			}
-		}
-		if err != nil {
-			out[i].Err = err
-			continue
-		}
-		// The answer is what a replay of it will be: the stored proto, converted back.
-		resp := convert.ToProto(d)
-		out[i].Value = convert.FromProto(resp)
-		answers[c.method] = append(answers[c.method], idempotency.Answer{RequestID: c.requestID, Req: c.req, Resp: resp})
-	}
-
-	writes := &pgx.Batch{}
+// queueTimerWrites queues, on writes, the new timers and the changed ones.
+func queueTimerWrites(writes *pgx.Batch, inserts []domain.Deadline, changed map[domain.Key]domain.Deadline) {
 	if len(inserts) > 0 {
 		n := len(inserts)
 		ords, subs, states := make([]string, n), make([]int32, n), make([]string, n)
@@ -230,23 +242,6 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 			WHERE d.order_id = u.order_id AND d.submission = u.submission`,
 			ords, subs, states, nexts, attempts, lastErrs, fired, closed)
 	}
-	for _, m := range []string{methodSchedule, methodCancel} {
-		if err := idempotency.QueueSave(writes, now, m, answers[m]); err != nil {
-			return nil, err
-		}
-	}
-	if writes.Len() > 0 {
-		if err := tx.SendBatch(ctx, writes).Close(); err != nil {
-			if pg.IsUniqueViolation(err) && len(calls) == 1 && calls[0].requestID == "" {
-				return nil, errs.AlreadyExists(domain.ReasonConflict, "this submission was scheduled concurrently")
-			}
-			return nil, fmt.Errorf("deadlines: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("deadlines: %w", err)
-	}
-	return out, nil
 }
 
 // find returns the timer of k among one order's timers.

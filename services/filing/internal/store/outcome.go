@@ -147,11 +147,13 @@ const insertHistorySQL = `INSERT INTO order_history (order_id, at, from_state, t
 	FROM unnest($1::text[], $3::text[], $4::text[], $6::text[]) WITH ORDINALITY AS h(order_id, from_state, to_state, reason, n)
 	ORDER BY h.n`
 
-// outcomeAll runs calls in one transaction on one connection, in two pipelined round trips: BEGIN,
-// the advisory locks, the stored answers, the orders locked with their verifiers and history; then
-// the writes and COMMIT. In between, the calls are decided in Go one after the other against the
-// orders in memory, as if they had run one by one in batch order. It returns an error only when the
-// batch failed as a whole (then nothing of it was committed).
+// outcomeAll runs calls in one transaction on one connection, in two pipelined round trips
+// (pg.Pipeline): BEGIN, the advisory locks, the stored answers, the orders locked with their
+// verifiers and history; then the writes and COMMIT. In between, the calls are decided in Go one
+// after the other against the orders in memory, as if they had run one by one in batch order. It
+// returns an error only when the batch failed as a whole: nothing of it was committed or, with
+// pg.ErrOutcomeUnknown, perhaps all of it (the call-by-call retry then replays the stored answers,
+// and an outcome already applied applies no more).
 func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Result[*filingv1.Order], error) {
 	var ids []string
 	var keys []idempotency.Key
@@ -162,45 +164,57 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("verification outcome: %w", err)
-	}
-	defer pg.Release(ctx, conn)
-
-	// Round trip 1. Each statement runs after the previous one has its locks, with a fresh snapshot
-	// (READ COMMITTED): the lookups see a twin committed while we waited, the details an order's
-	// last committed change.
+	// Round trip 1: BEGIN, the locks and the loads. Each statement runs after the previous one has
+	// its locks, with a fresh snapshot (READ COMMITTED): the lookups see a twin committed while we
+	// waited, the details an order's last committed change.
 	stored := map[idempotency.Key]idempotency.Stored{}
 	orders := make(map[string]*domain.Order, len(ids))
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(pg.GenericPlans)
-	idempotency.QueueKeyLocks(b, keys) // the locks of idempotency.Do, so twins outside the batch queue too
-	idempotency.QueueKeyLookup(b, keys, stored)
-	b.Queue(lockOrdersSQL, ids).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			o, err := scanOrder(rows)
-			if err != nil {
-				return err
+	read := func(b *pgx.Batch) error {
+		b.Queue(pg.GenericPlans)
+		idempotency.QueueKeyLocks(b, keys) // the locks of idempotency.Do, so twins outside the batch queue too
+		idempotency.QueueKeyLookup(b, keys, stored)
+		b.Queue(lockOrdersSQL, ids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				o, err := scanOrder(rows)
+				if err != nil {
+					return err
+				}
+				orders[o.ID] = &o
 			}
-			orders[o.ID] = &o
+			return rows.Err()
+		})
+		b.Queue(currentVerifiersSQL, ids).Query(func(rows pgx.Rows) error { return scanVerifiers(rows, orders) })
+		b.Queue(historySQL, ids).Query(func(rows pgx.Rows) error { return scanHistory(rows, orders) })
+		return nil
+	}
+	var out []batch.Result[*filingv1.Order]
+	write := func(b *pgx.Batch) error {
+		// The clock is read after the locks: a batch that waited for another change of an order records
+		// a later time than that change.
+		now := clock.Micro(s.clock)
+		loaded := make(map[string]int, len(orders)) // history length before this batch
+		for id, o := range orders {
+			loaded[id] = len(o.History)
 		}
-		return rows.Err()
-	})
-	b.Queue(currentVerifiersSQL, ids).Query(func(rows pgx.Rows) error { return scanVerifiers(rows, orders) })
-	b.Queue(historySQL, ids).Query(func(rows pgx.Rows) error { return scanHistory(rows, orders) })
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("verification outcome: load: %w", err)
+		var saves []idempotency.Stored
+		var err error
+		if out, saves, err = decideOutcomes(calls, stored, orders, now); err != nil {
+			return err
+		}
+		queueOutcomeWrites(b, ids, orders, loaded, now)
+		idempotency.QueueSaveStored(b, now, saves)
+		return nil
 	}
+	if err := pg.Pipeline(ctx, s.pool, read, write); err != nil {
+		return nil, fmt.Errorf("verification outcome: %w", err)
+	}
+	return out, nil
+}
 
-	// The clock is read after the locks: a batch that waited for another change of an order records
-	// a later time than that change.
-	now := clock.Micro(s.clock)
-	loaded := make(map[string]int, len(orders)) // history length before this batch
-	for id, o := range orders {
-		loaded[id] = len(o.History)
-	}
+// decideOutcomes decides calls one after the other against the locked orders (changed in place), as
+// if they had run one by one in batch order, and returns their results and the answers to store.
+func decideOutcomes(calls []outcomeCall, stored map[idempotency.Key]idempotency.Stored, orders map[string]*domain.Order,
+	now time.Time) ([]batch.Result[*filingv1.Order], []idempotency.Stored, error) {
 	out := make([]batch.Result[*filingv1.Order], len(calls))
 	rendered := map[string]bool{}
 	var saves []idempotency.Stored
@@ -214,7 +228,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 				}
 				resp := outcomeResponse(c.ev, nil)
 				if err := proto.Unmarshal(a.Response, resp); err != nil {
-					return nil, fmt.Errorf("verification outcome: stored answer: %w", err)
+					return nil, nil, fmt.Errorf("stored answer: %w", err)
 				}
 				out[i].Value = resp.GetOrder()
 				continue
@@ -245,15 +259,19 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		if c.requestID != "" {
 			resp, err := proto.Marshal(outcomeResponse(c.ev, answer))
 			if err != nil {
-				return nil, fmt.Errorf("verification outcome: store answer: %w", err)
+				return nil, nil, fmt.Errorf("store answer: %w", err)
 			}
 			// A twin later in this batch reads this answer, as it would after this call's commit.
 			stored[k] = idempotency.Stored{Key: k, RequestHash: c.hash, Response: resp}
 			saves = append(saves, stored[k])
 		}
 	}
+	return out, saves, nil
+}
 
-	// Round trip 2: the writes, in order_id order (the lock order), and COMMIT.
+// queueOutcomeWrites queues, on b, the changes of the orders ids (in order_id order, the lock order)
+// beyond the first loaded[id] entries of their history.
+func queueOutcomeWrites(b *pgx.Batch, ids []string, orders map[string]*domain.Order, loaded map[string]int, now time.Time) {
 	var (
 		upIDs, upStates            []string
 		upReasons                  []int32
@@ -269,7 +287,6 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 			hIDs, hFrom, hTo, hReasons = append(hIDs, id), append(hFrom, h.From.String()), append(hTo, h.To.String()), append(hReasons, h.Reason)
 		}
 	}
-	b = &pgx.Batch{}
 	if len(upIDs) > 0 {
 		b.Queue(updateOrdersSQL, upIDs, upStates, upReasons, now).Exec(func(ct pgconn.CommandTag) error {
 			if ct.RowsAffected() != int64(len(upIDs)) {
@@ -279,15 +296,4 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		})
 		b.Queue(insertHistorySQL, hIDs, now, hFrom, hTo, domain.ActorVerification, hReasons)
 	}
-	idempotency.QueueSaveStored(b, now, saves)
-	b.Queue(`COMMIT`).Exec(func(ct pgconn.CommandTag) error {
-		if ct.String() != "COMMIT" {
-			return pgx.ErrTxCommitRollback
-		}
-		return nil
-	})
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("verification outcome: write: %w", err)
-	}
-	return out, nil
 }

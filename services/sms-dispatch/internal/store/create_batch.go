@@ -97,11 +97,12 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 	// them, so that the two cannot deadlock. The answer is every input's row: the inserted
 	// ones (RETURNING; the statement's own writes are invisible to its other parts) and the repeats
 	// (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics say).
-	b := &pgx.Batch{}
-	queueThreadLocks(b, ms)
 	inserted := make(map[string]bool, n)
 	stored := make(map[string]domain.Message, n)
-	b.Queue(`WITH t AS MATERIALIZED (
+	// One round trip (pg.Pipeline without reads): BEGIN, the locks, the statement, COMMIT.
+	err := pg.Pipeline(ctx, s.pool, nil, func(b *pgx.Batch) error {
+		queueThreadLocks(b, ms)
+		b.Queue(`WITH t AS MATERIALIZED (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
 				WITH ORDINALITY AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att, n)
@@ -133,24 +134,25 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 		SELECT false, m.message_id IN (SELECT message_id FROM superseded), `+prefixed("m", columns)+` FROM t
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
 			WHERE t.id NOT IN (SELECT message_id FROM ins)`,
-		ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
-		Query(func(rows pgx.Rows) error {
-			_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-				var own, superseded bool
-				m, err := scanMessage(prefixedRow{r, []any{&own, &superseded}})
-				if superseded {
-					// A repeat this statement superseded: its lookup saw the row as it was before.
-					m.MarkFailed(domain.ErrorSuperseded)
-				}
-				if err == nil {
-					stored[m.ID], inserted[m.ID] = m, own
-				}
-				return struct{}{}, err
+			ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
+			Query(func(rows pgx.Rows) error {
+				_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+					var own, superseded bool
+					m, err := scanMessage(prefixedRow{r, []any{&own, &superseded}})
+					if superseded {
+						// A repeat this statement superseded: its lookup saw the row as it was before.
+						m.MarkFailed(domain.ErrorSuperseded)
+					}
+					if err == nil {
+						stored[m.ID], inserted[m.ID] = m, own
+					}
+					return struct{}{}, err
+				})
+				return err
 			})
-			return err
-		})
-	// Without BEGIN, the statements of one batch run as one implicit transaction: all or nothing.
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("create messages: %w", err)
 	}
 	// A repeat whose first insert was still in flight in another transaction when this statement

@@ -24,7 +24,7 @@ import (
 //
 // The deadline sweeper fires many timers at once (an order's 24 h window closes for every order
 // submitted in the same second): concurrent calls are served together (pkg/batch), one transaction
-// and four round trips for the whole batch, each call keeping its own idempotency and answer.
+// and two round trips for the whole batch, each call keeping its own idempotency and answer.
 func (s *Store) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
 	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
 		return nil, err
@@ -68,10 +68,10 @@ func (s *Store) closeOne(ctx context.Context, r *pb.CloseIfIncompleteRequest) ba
 	return res[0]
 }
 
-// closeAll closes, in one transaction, the sessions of reqs (distinct request ids and sessions):
-// BEGIN; one pipeline of the idempotency locks and lookups and the sessions, locked in id order,
-// with their challenges; the decisions in Go (domain.DecideClose); one pipeline
-// of the writes (sessions, outbox, idempotency answers); COMMIT. The error is the whole batch's.
+// closeAll closes, in one transaction (pg.Pipeline), the sessions of reqs (distinct request ids and
+// sessions): BEGIN and the idempotency locks and lookups and the sessions, locked in id order, with
+// their challenges; the decisions in Go (domain.DecideClose), the clock read after the locks; the
+// writes (sessions, outbox, idempotency answers) and COMMIT. The error is the whole batch's.
 func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteRequest) ([]batch.Result[*pb.CloseIfIncompleteResponse], error) {
 	ids := make([]string, len(reqs))
 	keys := make([]sessionKey, len(reqs))
@@ -90,109 +90,98 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 		orders[i], subs[i] = k.orderID, k.submission
 	}
 
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("close sessions: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
-
-	reads := &pgx.Batch{}
-	reads.Queue(pg.GenericPlans)
-	idempotency.QueueLocks(reads, closeMethod, ids)
 	stored := map[string]idempotency.Stored{}
-	idempotency.QueueLookup(reads, closeMethod, ids, stored)
 	sessions := map[sessionKey]domain.Session{}
-	// The sessions are locked in id order, as every other writer locks them (lockPhoneSQL): a batch
-	// that took them in key order could deadlock with a Verify of a phone two of them share. The
-	// lookups are index lookups per key (OFFSET 0: the LATERAL subquery is not flattened into a
-	// join whose plan depends on statistics a burst of closes has outdated).
-	reads.Queue(`SELECT `+sessionCols+` FROM sessions WHERE id IN (
+	challenges := map[string][]domain.Challenge{}
+	var (
+		out    []batch.Result[*pb.CloseIfIncompleteResponse]
+		closed []domain.Session
+	)
+	read := func(reads *pgx.Batch) error {
+		reads.Queue(pg.GenericPlans)
+		idempotency.QueueLocks(reads, closeMethod, ids)
+		idempotency.QueueLookup(reads, closeMethod, ids, stored)
+		// The sessions are locked in id order, as every other writer locks them (lockPhoneSQL): a batch
+		// that took them in key order could deadlock with a Verify of a phone two of them share. The
+		// lookups are index lookups per key (OFFSET 0: the LATERAL subquery is not flattened into a
+		// join whose plan depends on statistics a burst of closes has outdated).
+		reads.Queue(`SELECT `+sessionCols+` FROM sessions WHERE id IN (
 			SELECT s.id FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
 			CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s)
 		ORDER BY id FOR UPDATE`, orders, subs).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			sess, err := scanSession(rows)
-			if err != nil {
-				return err
-			}
-			sessions[sessionKey{sess.OrderID, sess.Submission}] = sess
-		}
-		return rows.Err()
-	})
-	challenges := map[string][]domain.Challenge{}
-	reads.Queue(`SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
-		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
-		CROSS JOIN LATERAL (SELECT `+challengeCols+` FROM challenges WHERE session_id = s.id OFFSET 0) c`, orders, subs).
-		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				c, err := scanChallenge(rows)
+				sess, err := scanSession(rows)
 				if err != nil {
 					return err
 				}
-				challenges[c.SessionID] = append(challenges[c.SessionID], c)
+				sessions[sessionKey{sess.OrderID, sess.Submission}] = sess
 			}
 			return rows.Err()
 		})
-	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
-		return nil, fmt.Errorf("close sessions: %w", err)
+		reads.Queue(`SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
+		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
+		CROSS JOIN LATERAL (SELECT `+challengeCols+` FROM challenges WHERE session_id = s.id OFFSET 0) c`, orders, subs).
+			Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					c, err := scanChallenge(rows)
+					if err != nil {
+						return err
+					}
+					challenges[c.SessionID] = append(challenges[c.SessionID], c)
+				}
+				return rows.Err()
+			})
+		return nil
 	}
-
-	now := s.clock.Now()
-	out := make([]batch.Result[*pb.CloseIfIncompleteResponse], len(reqs))
-	var (
-		closing []string
-		msgs    []outbox.Message
-		answers []idempotency.Answer
-		closed  []domain.Session
-	)
-	for i, r := range reqs {
-		if st, ok := stored[r.GetRequestId()]; ok && r.GetRequestId() != "" {
-			resp := &pb.CloseIfIncompleteResponse{}
-			if _, err := idempotency.Replay(st, r, resp); err != nil {
-				out[i].Err = err
-			} else {
-				out[i].Value = resp
+	write := func(writes *pgx.Batch) error {
+		now := s.clock.Now()
+		out = make([]batch.Result[*pb.CloseIfIncompleteResponse], len(reqs))
+		closed = nil
+		var (
+			closing []string
+			msgs    []outbox.Message
+			answers []idempotency.Answer
+		)
+		for i, r := range reqs {
+			if st, ok := stored[r.GetRequestId()]; ok && r.GetRequestId() != "" {
+				resp := &pb.CloseIfIncompleteResponse{}
+				if _, err := idempotency.Replay(st, r, resp); err != nil {
+					out[i].Err = err
+				} else {
+					out[i].Value = resp
+				}
+				continue
 			}
-			continue
+			sess, ok := sessions[keys[i]]
+			if !ok {
+				out[i].Err = domain.ErrSessionNotFound()
+				continue
+			}
+			d, err := domain.DecideClose(now, sess.State, sess.DeadlineAt)
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			if d.Return {
+				closing = append(closing, sess.ID)
+				msgs = append(msgs, convert.TimedOutMessages(sess)...)
+				sess.State = domain.SessionTimedOut
+				closed = append(closed, sess)
+			}
+			resp := &pb.CloseIfIncompleteResponse{Closed: d.Closed, Status: convert.Status(sess, challenges[sess.ID])}
+			out[i].Value = resp
+			answers = append(answers, idempotency.Answer{RequestID: r.GetRequestId(), Req: r, Resp: resp})
 		}
-		sess, ok := sessions[keys[i]]
-		if !ok {
-			out[i].Err = domain.ErrSessionNotFound()
-			continue
+		if len(closing) > 0 {
+			writes.Queue(`UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id`,
+				closing, string(domain.SessionTimedOut), now)
+			if err := outbox.QueueInsert(writes, now, msgs); err != nil {
+				return err
+			}
 		}
-		d, err := domain.DecideClose(now, sess.State, sess.DeadlineAt)
-		if err != nil {
-			out[i].Err = err
-			continue
-		}
-		if d.Return {
-			closing = append(closing, sess.ID)
-			msgs = append(msgs, convert.TimedOutMessages(sess)...)
-			sess.State = domain.SessionTimedOut
-			closed = append(closed, sess)
-		}
-		resp := &pb.CloseIfIncompleteResponse{Closed: d.Closed, Status: convert.Status(sess, challenges[sess.ID])}
-		out[i].Value = resp
-		answers = append(answers, idempotency.Answer{RequestID: r.GetRequestId(), Req: r, Resp: resp})
+		return idempotency.QueueSave(writes, now, closeMethod, answers)
 	}
-
-	writes := &pgx.Batch{}
-	if len(closing) > 0 {
-		writes.Queue(`UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id`,
-			closing, string(domain.SessionTimedOut), now)
-		if err := outbox.QueueInsert(writes, now, msgs); err != nil {
-			return nil, err
-		}
-	}
-	if err := idempotency.QueueSave(writes, now, closeMethod, answers); err != nil {
-		return nil, err
-	}
-	if writes.Len() > 0 {
-		if err := tx.SendBatch(ctx, writes).Close(); err != nil {
-			return nil, fmt.Errorf("close sessions: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := pg.Pipeline(ctx, s.pool, read, write); err != nil {
 		return nil, fmt.Errorf("close sessions: %w", err)
 	}
 	for _, sess := range closed {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -22,14 +21,15 @@ import (
 )
 
 // Verify calls are served in batches (pkg/batch, group commit): concurrent calls share one
-// transaction in two pipelined round trips on one connection. The first is BEGIN + the lock query of
-// every phone of the batch (lockPhoneSQL); the clock is read and the calls decided once those rows
-// are back, under the locks, one after another in arrival order on the locked rows (each decision
-// sees the earlier ones' effects, so the batch is the same as the calls made one by one); the second
-// is every call's writes (outbox rows included) + COMMIT. A failing statement makes PostgreSQL skip
-// the rest of its batch (COMMIT too) and leaves the transaction aborted; release then rolls it back,
-// or closes the connection, so the pool never gets a connection inside a transaction. A batch that
-// fails as a whole (a deadlock, a lost connection) is retried call by call, each like pg.InTx.
+// transaction in two pipelined round trips on one connection (pg.Pipeline). The first is BEGIN + the
+// lock query of every phone of the batch (lockPhoneSQL); the clock is read and the calls decided once
+// those rows are back, under the locks, one after another in arrival order on the locked rows (each
+// decision sees the earlier ones' effects, so the batch is the same as the calls made one by one);
+// the second is every call's writes (outbox rows included) + COMMIT. A failing statement makes
+// PostgreSQL skip the rest of its batch (COMMIT too) and leaves the transaction aborted; pg.Pipeline
+// then rolls it back, or closes the connection, so the pool never gets a connection inside a
+// transaction. A batch that fails as a whole (a deadlock, a lost connection) is retried call by call,
+// each like pg.InTx, unless its outcome is unknown (verifyBatch).
 
 // passAllSQL marks the challenges $1 passed at $2, in one statement for a whole batch, and answers,
 // for each of their sessions, whether every challenge has now passed; those sessions it also closes as
@@ -122,11 +122,10 @@ func (s *Store) verifyBatch(ctx context.Context, ins []domain.VerifyInput) []bat
 	defer cancel()
 	all := func(ctx context.Context, ins []domain.VerifyInput) ([]batch.Result[verifyResult], error) {
 		res, err := s.verifyAll(ctx, ins)
-		var unknown *outcomeUnknown
-		if errors.As(err, &unknown) {
+		if errors.Is(err, pg.ErrOutcomeUnknown) {
 			res = make([]batch.Result[verifyResult], len(ins))
 			for i := range res {
-				res[i].Err = unknown.err
+				res[i].Err = err
 			}
 			return res, nil
 		}
@@ -135,22 +134,13 @@ func (s *Store) verifyBatch(ctx context.Context, ins []domain.VerifyInput) []bat
 	return batch.AllOrEach(ctx, ins, nil, all, s.verifyOne)
 }
 
-// outcomeUnknown is a batch error after which the batch may or may not have committed.
-type outcomeUnknown struct{ err error }
-
-func (e *outcomeUnknown) Error() string { return e.err.Error() }
-func (e *outcomeUnknown) Unwrap() error { return e.err }
-
-// verifyOne runs one call alone, retrying serialization failures and deadlocks like pg.InTx.
+// verifyOne runs one call alone, retrying serialization failures and deadlocks like pg.InTx (never
+// an unknown outcome: pg.Retry does not repeat one).
 func (s *Store) verifyOne(ctx context.Context, in domain.VerifyInput) batch.Result[verifyResult] {
 	var r []batch.Result[verifyResult]
 	err := pg.Retry(ctx, func() error {
 		var err error
 		r, err = s.verifyAll(ctx, []domain.VerifyInput{in})
-		var unknown *outcomeUnknown
-		if errors.As(err, &unknown) {
-			err = unknown.err
-		}
 		return err
 	})
 	if err != nil {
@@ -176,39 +166,70 @@ func (s *Store) reportVerify(res verifyResult) {
 	}
 }
 
-// verifyAll is one transaction for the calls ins, in two round trips on one acquired connection.
+// verifyAll is one transaction for the calls ins, in two round trips (pg.Pipeline): BEGIN, generic
+// plans and the locks of every phone of the batch; the decisions, then the writes and COMMIT.
 func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batch.Result[verifyResult], error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer pg.Release(ctx, conn)
-
-	// Round trip 1: BEGIN, generic plans (pg.GenericPlans) and the locks.
 	phones := make([]string, 0, len(ins))
 	for _, in := range ins {
 		phones = append(phones, in.Phone)
 	}
 	slices.Sort(phones)
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(pg.GenericPlans)
-	b.Queue(lockPhoneSQL, slices.Compact(phones))
-	sessions, chs, tails, err := readLockBatch(conn.SendBatch(ctx, b))
-	if err != nil {
-		return nil, err
+	var (
+		sessions map[string]domain.Session
+		chs      []domain.Challenge
+		tails    map[string][]domain.TailHash
+		out      []batch.Result[verifyResult]
+		passes   []int
+		all      map[string]bool
+	)
+	read := func(b *pgx.Batch) error {
+		b.Queue(pg.GenericPlans)
+		b.Queue(lockPhoneSQL, slices.Compact(phones)).Query(func(rows pgx.Rows) error {
+			var err error
+			sessions, chs, tails, err = scanLockRows(rows)
+			return err
+		})
+		return nil
 	}
+	write := func(b *pgx.Batch) error {
+		// Read after the locks: a check that queued behind another one across deadline_at is late.
+		now := s.clock.Now()
+		var err error
+		out, passes, all, err = s.queueVerifies(b, now, ins, sessions, chs, tails)
+		return err
+	}
+	if err := pg.Pipeline(ctx, s.pool, read, write); err != nil {
+		// An unknown outcome (pg.ErrOutcomeUnknown) stays recognisable: verifyBatch never runs it again.
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	// A session that all passed is ALL_PASSED for its last pass in the batch, as if the calls had run
+	// one by one; its earlier passes were waiting for others.
+	last := map[string]int{}
+	for _, k := range passes {
+		last[out[k].Value.sess.ID] = k
+	}
+	for _, k := range passes {
+		res := &out[k].Value
+		done := all[res.sess.ID] && last[res.sess.ID] == k
+		res.enqueued = done
+		res.resp = convert.PassAnswer(res.sess, done)
+	}
+	return out, nil
+}
+
+// queueVerifies decides the calls ins one after another in arrival order on the locked rows, each
+// seeing the earlier ones' effects, and queues their writes on b. It returns the calls' results
+// (answers of the passes are set after commit, from all), the indexes of the passes and the map
+// that passAllSQL fills.
+func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyInput, sessions map[string]domain.Session,
+	chs []domain.Challenge, tails map[string][]domain.TailHash) ([]batch.Result[verifyResult], []int, map[string]bool, error) {
 	byPhone := map[string][]int{} // indexes into chs, in challenge id order
 	for i, c := range chs {
 		byPhone[c.Phone] = append(byPhone[c.Phone], i)
 	}
 
-	// Read after the locks: a check that queued behind another one across deadline_at is late.
-	now := s.clock.Now()
 	out := make([]batch.Result[verifyResult], len(ins))
 	var passes []int // indexes into ins of the calls that pass, in arrival order
-	// Round trip 2: the writes and COMMIT.
-	b = &pgx.Batch{}
 	for k, in := range ins {
 		idx := byPhone[in.Phone]
 		mine := make([]domain.Challenge, len(idx))
@@ -225,7 +246,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 		if d.Pass < 0 {
 			locked, err := queueFailures(b, now, sessions, mine, d.Failures)
 			if err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			}
 			res.locked, res.enqueued = locked, len(locked) > 0
 			// The later calls of the batch see these failures, as if this call had committed first.
@@ -251,33 +272,10 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 	all := map[string]bool{} // session id -> every challenge passed, from passAllSQL
 	if len(passes) > 0 {
 		if err := queuePasses(b, now, out, passes, all); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 	}
-	b.Queue(`COMMIT`)
-	// Close reads every result in order (running the QueryRow callbacks) and returns the first error.
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) {
-			// Not the database refusing a statement (which aborts the transaction): the connection
-			// failed or the context ended with COMMIT sent, so the batch may have committed.
-			return nil, &outcomeUnknown{fmt.Errorf("verify: %w", err)}
-		}
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	// A session that all passed is ALL_PASSED for its last pass in the batch, as if the calls had run
-	// one by one; its earlier passes were waiting for others.
-	last := map[string]int{}
-	for _, k := range passes {
-		last[out[k].Value.sess.ID] = k
-	}
-	for _, k := range passes {
-		res := &out[k].Value
-		done := all[res.sess.ID] && last[res.sess.ID] == k
-		res.enqueued = done
-		res.resp = convert.PassAnswer(res.sess, done)
-	}
-	return out, nil
+	return out, passes, all, nil
 }
 
 // queuePasses queues, on b, passAllSQL for the passes of calls ks of out (each with its challenge
@@ -329,32 +327,4 @@ func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], 
 		return nil
 	})
 	return nil
-}
-
-// readLockBatch reads the BEGIN and lockPhoneSQL results of the first batch and closes it.
-func readLockBatch(br pgx.BatchResults) (map[string]domain.Session, []domain.Challenge, map[string][]domain.TailHash, error) {
-	var sessions map[string]domain.Session
-	var chs []domain.Challenge
-	var tails map[string][]domain.TailHash
-	_, err := br.Exec()
-	if err != nil {
-		err = fmt.Errorf("begin: %w", err)
-	} else if _, err = br.Exec(); err != nil {
-		err = fmt.Errorf("generic plans: %w", err)
-	} else {
-		var rows pgx.Rows
-		rows, err = br.Query()
-		if err != nil {
-			err = fmt.Errorf("lock phone: %w", err)
-		} else {
-			sessions, chs, tails, err = scanLockRows(rows)
-		}
-	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("lock phone: %w", cerr)
-	}
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return sessions, chs, tails, nil
 }
