@@ -49,21 +49,24 @@ func NewSchema(t testing.TB, prefix string, sources ...pg.Source) *pgxpool.Pool 
 	return pool
 }
 
-// WaitForLockWaiter returns once some transaction on the server waits for a lock (pg_locks has an
-// ungranted entry): a test that holds a lock and starts a call in a goroutine then knows the call
-// is blocked on it before it moves the fake clock and releases the lock.
-func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool) {
+// WaitForLockWaiter returns once some transaction waits for a lock held by the backend holderPID
+// (the holder's connection: tx.Conn().PgConn().PID()): a test that holds a lock and starts a call in a
+// goroutine then knows the call is blocked on it before it moves the fake clock and releases the
+// lock. Only waiters blocked by that backend count, so lock waits of tests running in parallel on the
+// same server cannot end the wait early.
+func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool, holderPID uint32) {
 	t.Helper()
 	for i := 0; ; i++ {
 		var waiting int
-		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
+			WHERE NOT granted AND $1::int = ANY (pg_blocking_pids(pid))`, int64(holderPID)).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting > 0 {
 			return
 		}
 		if i > 400 {
-			t.Fatal("no transaction ever waited for the lock")
+			t.Fatalf("no transaction ever waited for a lock held by backend %d", holderPID)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

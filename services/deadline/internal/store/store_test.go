@@ -113,7 +113,7 @@ func TestCancelReadsTheClockAfterTheLock(t *testing.T) {
 		d, err := s.Cancel(ctx, "c1", &deadlinev1.CancelDeadlineRequest{RequestId: "c1", OrderId: "o1", Submission: 1}, k)
 		done <- result{d, err}
 	}()
-	pgtest.WaitForLockWaiter(t, pool) // the call is blocked on the lock
+	pgtest.WaitForLockWaiter(t, pool, holder.Conn().PgConn().PID()) // the call is blocked on the lock
 	later := storetest.T0.Add(time.Hour)
 	clk.Set(later)
 	if err := holder.Commit(ctx); err != nil {

@@ -121,7 +121,7 @@ func TestVerifyReadsTheClockAfterTheLock(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the check is blocked on the row lock, then let the deadline pass and release the lock.
-	pgtest.WaitForLockWaiter(t, pool)
+	pgtest.WaitForLockWaiter(t, pool, holder.Conn().PgConn().PID())
 	clk.Set(deadline)
 	if err := holder.Commit(ctx); err != nil {
 		t.Fatal(err)
