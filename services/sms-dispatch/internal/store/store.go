@@ -5,7 +5,6 @@ package store
 
 import (
 	"embed"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +22,15 @@ var fs embed.FS
 // Migrations creates the messages and phone_sends tables.
 var Migrations = pg.Source{Name: "sms-dispatch", FS: fs}
 
+//go:embed queries.sql
+var queriesSQL string
+
+// queries holds the store's statements, one field per "-- name:" block of queries.sql.
+var queries = pg.MustQueries[struct {
+	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, ClaimCurrent, DropOldSends  string
+	RecentSends, ReserveSend, Reschedule, Fail, MarkSent, MarkSentAll, Retry, ReleaseSend string
+}]("sms-dispatch/internal/store/queries.sql", queriesSQL)
+
 // Store is the PostgreSQL store.
 type Store struct {
 	pool    *pgxpool.Pool
@@ -36,9 +44,7 @@ func New(pool *pgxpool.Pool) *Store {
 	return s
 }
 
-const columns = `message_id, order_id, phone, template, params, locale, body, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence`
-
+// scanMessage reads the message columns of queries.sql's statements (Get's).
 func scanMessage(row pgx.Row) (domain.Message, error) {
 	var (
 		m        domain.Message
@@ -74,11 +80,3 @@ type prefixedRow struct {
 }
 
 func (r prefixedRow) Scan(dest ...any) error { return r.Row.Scan(append(r.first, dest...)...) }
-
-func prefixed(alias, cols string) string {
-	parts := strings.Split(cols, ",")
-	for i, p := range parts {
-		parts[i] = alias + "." + strings.TrimSpace(p)
-	}
-	return strings.Join(parts, ", ")
-}
