@@ -28,29 +28,36 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 	return msgs, nil
 }
 
-// Reserve decides, for a claimed message m, whether the per-phone caps let it go at now, and acts on
-// the decision in the same transaction. It first re-reads the message under a row lock and answers
-// ActionLostClaim, without touching anything, unless the claim is still current and its lease covers
-// a provider call of sendTimeout (domain.ClaimCurrent): a stalled worker whose message another worker
-// reclaimed must not call the provider too. ActionSend records the send in the phone's log (the slot is
-// reserved before the provider is called), ActionReschedule moves the message to the next allowed
-// instant (the cap wait does not use up an attempt), ActionFail ends it. A transaction-scoped
-// advisory lock on the phone serialises the count-and-insert, so two workers cannot both pass a cap.
-func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error) {
-	var d domain.Decision
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+// Reserve decides, for a claimed message m, whether the per-phone caps let it go now, and acts on
+// the decision in the same transaction; at is the instant it decided at (microseconds, as stored),
+// by which SendFailed finds the reservation. A transaction-scoped advisory lock on the phone
+// serialises the count-and-insert, so two workers cannot both pass a cap; the message's row lock
+// holds it until the reservation commits. The clock is read after both: a reservation that waited
+// for another one of its phone is dated after it, so the phone's log stays in lock order and the
+// caps count what was really sent before. Reserve answers ActionLostClaim, without touching
+// anything, unless the claim is still current and its lease covers a provider call of sendTimeout
+// (domain.ClaimCurrent): a stalled worker whose message another worker reclaimed must not call the
+// provider too. ActionSend records the send in the phone's log (the slot is reserved before the
+// provider is called), ActionReschedule moves the message to the next allowed instant (the cap
+// wait does not use up an attempt), ActionFail ends it.
+func (s *Store) Reserve(ctx context.Context, m domain.Message, caps domain.Caps, sendTimeout time.Duration) (d domain.Decision,
+	at time.Time, err error) {
+	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, queries.LockPhone, m.Phone); err != nil {
 			return err
 		}
-		// The same predicate as domain.ClaimCurrent; FOR UPDATE holds the row until the reservation commits.
-		var current bool
-		err := tx.QueryRow(ctx, queries.ClaimCurrent, m.ID, m.Attempts, now, sendTimeout).Scan(&current)
-		if pg.IsNoRows(err) {
+		var stored domain.Message
+		var state string
+		err := tx.QueryRow(ctx, queries.LockClaim, m.ID).Scan(&state, &stored.Attempts, &stored.NextAttempt)
+		if err != nil && !pg.IsNoRows(err) {
+			return err
+		}
+		stored.State = domain.State(state)
+		now := s.clock.Now().Truncate(time.Microsecond)
+		at = now
+		if pg.IsNoRows(err) || !domain.ClaimCurrent(stored, m.Attempts, now, sendTimeout) {
 			d = domain.Decision{Action: domain.ActionLostClaim}
 			return nil
-		}
-		if err != nil {
-			return err
 		}
 		// Sends older than the longest window never count again; dropping them here keeps the log small.
 		if _, err := tx.Exec(ctx, queries.DropOldSends, m.Phone, now.Add(-domain.CapWindow)); err != nil {
@@ -77,9 +84,9 @@ func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, ca
 		return err
 	})
 	if err != nil {
-		return domain.Decision{}, fmt.Errorf("reserve send slot: %w", err)
+		return domain.Decision{}, time.Time{}, fmt.Errorf("reserve send slot: %w", err)
 	}
-	return d, nil
+	return d, at, nil
 }
 
 // MarkSent records the provider's acceptance of the claim m (fenced by its attempts) and, in the same

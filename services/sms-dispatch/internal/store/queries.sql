@@ -91,13 +91,10 @@ WITH due AS (
 -- Serialises the count-and-insert of one phone's ($1) cap reservations.
 SELECT pg_advisory_xact_lock(hashtext($1))
 
--- name: ClaimCurrent
--- The claim of message $1 with attempts $2 still holds and its lease covers a provider call of
--- $4 from $3 (the predicate of domain.ClaimCurrent); FOR UPDATE holds the row until the
--- reservation commits.
-SELECT true FROM messages
-			WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2 AND next_attempt_at >= $3::timestamptz + $4::interval
-			FOR UPDATE
+-- name: LockClaim
+-- What a claim of message $1 is checked against (domain.ClaimCurrent): its state, attempts and
+-- lease end, the row locked until the reservation commits.
+SELECT state, attempts, next_attempt_at FROM messages WHERE message_id = $1 FOR UPDATE
 
 -- name: DropOldSends
 -- Sends older than the longest window ($2) never count again; dropping them keeps the log small.

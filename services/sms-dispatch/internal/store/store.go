@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -27,19 +28,21 @@ var queriesSQL string
 
 // queries holds the store's statements, one field per "-- name:" block of queries.sql.
 var queries = pg.MustQueries[struct {
-	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, ClaimCurrent, DropOldSends  string
+	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends     string
 	RecentSends, ReserveSend, Reschedule, Fail, MarkSent, MarkSentAll, Retry, ReleaseSend string
 }]("sms-dispatch/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool    *pgxpool.Pool
+	pool  *pgxpool.Pool
+	clock clock.Clock // Reserve reads it after its locks
+	// creates commits concurrent Creates together (create_batch.go).
 	creates *batch.Group[domain.Message, created]
 }
 
 // New returns a store on pool (whose search_path is the service's schema).
-func New(pool *pgxpool.Pool) *Store {
-	s := &Store{pool: pool}
+func New(pool *pgxpool.Pool, clk clock.Clock) *Store {
+	s := &Store{pool: pool, clock: clk}
 	s.creates = &batch.Group[domain.Message, created]{Run: s.createBatch, Flights: createFlights, MaxBatch: 100}
 	return s
 }
