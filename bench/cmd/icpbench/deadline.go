@@ -14,16 +14,28 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
+	"github.com/icpverify/icpverify/pkg/pg"
 )
 
-// claimSQL is the deadline sweeper's claim statement, read from the service's own file so the
-// benchmark times exactly what the service runs.
+// claimSQL is the deadline sweeper's claim statement: the Claim block of the service's own
+// queries.sql, parsed as the service parses it (pg.ParseQueries), so the benchmark times exactly
+// what the service runs.
 var claimSQL string
 
 func loadClaimSQL(root string) error {
-	b, err := os.ReadFile(filepath.Join(root, "services", "deadline", "internal", "store", "claim.sql"))
-	claimSQL = string(b)
-	return err
+	file := filepath.Join(root, "services", "deadline", "internal", "store", "queries.sql")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	stmts, err := pg.ParseQueries(string(b))
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if claimSQL = stmts["Claim"]; claimSQL == "" {
+		return fmt.Errorf("%s: no Claim block", file)
+	}
+	return nil
 }
 
 func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool, stmts *statements, orders []string,

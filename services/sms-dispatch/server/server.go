@@ -103,18 +103,18 @@ func Run(ctx context.Context, args []string) error {
 			"sends nothing, and GetMessage/ListMessages show the texts")
 	}
 
+	clk := clock.Real{}
 	var st engine
 	if common.Memory() {
-		st = memstore.New()
+		st = memstore.New(clk)
 	} else {
 		pool, err := base.Postgres(ctx, store.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		st = store.New(pool)
+		st = store.New(pool, clk)
 	}
-	clk := clock.Real{}
 
 	disp := &dispatcher.Dispatcher{
 		Store: st, Provider: sms, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,

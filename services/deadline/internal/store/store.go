@@ -27,6 +27,15 @@ var fs embed.FS
 // Migrations creates the deadlines table.
 var Migrations = pg.Source{Name: "deadline", FS: fs}
 
+//go:embed queries.sql
+var queriesSQL string
+
+// queries holds the store's statements, one field per "-- name:" block of queries.sql.
+var queries = pg.MustQueries[struct {
+	Get, GetKey, GetForUpdate, Save, List, ListAfter, Claim, MarkFiredBatch, NextDue, CountPending string
+	LockOrders, LockTimers, InsertTimers, UpdateTimers                                             string
+}]("deadline/internal/store/queries.sql", queriesSQL)
+
 // The methods under which request_ids are remembered.
 const (
 	methodSchedule = deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName
@@ -50,8 +59,7 @@ func New(pool *pgxpool.Pool, clk clock.Clock) *Store {
 	return s
 }
 
-const columns = `order_id, submission, due_at, state, next_attempt_at, attempts, last_error, fired_at, closed, created_at`
-
+// scan reads the timer columns of queries.sql's statements (GetKey's).
 func scan(row pgx.Row) (domain.Deadline, error) {
 	var d domain.Deadline
 	var state string
@@ -79,8 +87,7 @@ func notFound() error {
 
 // getForUpdate reads one timer and locks its row; found is false when there is none.
 func getForUpdate(ctx context.Context, tx pgx.Tx, k domain.Key) (d domain.Deadline, found bool, err error) {
-	d, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2 FOR UPDATE`,
-		k.OrderID, k.Submission))
+	d, err = scan(tx.QueryRow(ctx, queries.GetForUpdate, k.OrderID, k.Submission))
 	if pg.IsNoRows(err) {
 		return d, false, nil
 	}
@@ -93,16 +100,13 @@ func save(ctx context.Context, tx pgx.Tx, d domain.Deadline) error {
 	if !d.FiredAt.IsZero() {
 		firedAt = &d.FiredAt
 	}
-	_, err := tx.Exec(ctx, `UPDATE deadlines SET state = $3, next_attempt_at = $4, attempts = $5, last_error = $6,
-		fired_at = $7, closed = $8 WHERE order_id = $1 AND submission = $2`,
-		d.OrderID, d.Submission, string(d.State), d.NextAttemptAt, d.Attempts, d.LastError, firedAt, d.Closed)
+	_, err := tx.Exec(ctx, queries.Save, d.OrderID, d.Submission, string(d.State), d.NextAttemptAt, d.Attempts, d.LastError, firedAt, d.Closed)
 	return err
 }
 
 // Get returns the timer of the order's latest submission.
 func (s *Store) Get(ctx context.Context, orderID string) (domain.Deadline, error) {
-	d, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1
-		ORDER BY submission DESC LIMIT 1`, orderID))
+	d, err := scan(s.pool.QueryRow(ctx, queries.Get, orderID))
 	if pg.IsNoRows(err) {
 		return d, notFound()
 	}
@@ -111,8 +115,7 @@ func (s *Store) Get(ctx context.Context, orderID string) (domain.Deadline, error
 
 // GetKey returns one submission's timer.
 func (s *Store) GetKey(ctx context.Context, k domain.Key) (domain.Deadline, error) {
-	d, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM deadlines WHERE order_id = $1 AND submission = $2`,
-		k.OrderID, k.Submission))
+	d, err := scan(s.pool.QueryRow(ctx, queries.GetKey, k.OrderID, k.Submission))
 	if pg.IsNoRows(err) {
 		return d, notFound()
 	}
@@ -126,13 +129,12 @@ func (s *Store) List(ctx context.Context, state domain.State, pageSize int, toke
 	if err != nil {
 		return nil, "", err
 	}
-	q := `SELECT ` + columns + ` FROM deadlines WHERE ($1 = '' OR state = $1)`
+	q := queries.List
 	args := []any{string(state), pageSize + 1}
 	if after != nil {
-		q += ` AND (due_at, order_id COLLATE "C", submission) > ($3, $4, $5)`
+		q = queries.ListAfter
 		args = append(args, after.DueAt, after.OrderID, after.Submission)
 	}
-	q += ` ORDER BY due_at, order_id COLLATE "C", submission LIMIT $2`
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", err
@@ -156,9 +158,9 @@ func (s *Store) List(ctx context.Context, state domain.State, pageSize int, toke
 // (next_attempt_at >= due_at) implies: stated in SQL, the planner would multiply the selectivities of
 // the two correlated conditions, expect a handful of rows and sort every due row instead of walking the
 // partial index deadlines_pending_next, which is in exactly the claim order, and stopping after batch
-// rows. Lock, lease and attempt count are one statement (ClaimSQL).
+// rows. Lock, lease and attempt count are one statement (Claim in queries.sql).
 func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.Duration) ([]domain.Deadline, error) {
-	rows, err := s.pool.Query(ctx, ClaimSQL, now, batch, domain.NormalizeTime(now.Add(lease)))
+	rows, err := s.pool.Query(ctx, queries.Claim, now, batch, domain.NormalizeTime(now.Add(lease)))
 	if err != nil {
 		return nil, fmt.Errorf("claim deadlines: %w", err)
 	}
@@ -169,14 +171,6 @@ func (s *Store) Claim(ctx context.Context, now time.Time, batch int, lease time.
 	slices.SortFunc(claimed, domain.ClaimCompare)
 	return claimed, nil
 }
-
-// ClaimSQL takes up to $2 timers due at $1 in one statement: it locks them in claim order, skipping
-// those another sweeper holds, hides them until $3 and counts the attempt (domain.Claim). The scan is
-// the partial index deadlines_pending_next, in its order, so it stops after $2 rows however many
-// timers are pending (bench/deadline_claim_plan.txt).
-//
-//go:embed claim.sql
-var ClaimSQL string
 
 // MarkFired records a successful close as domain.Fire decides: only if the timer is still pending
 // and still held by the claim that counted attempts, so a worker whose lease ran out (and was
@@ -216,23 +210,7 @@ func (s *Store) MarkFiredBatch(ctx context.Context, fs []domain.Firing) ([]bool,
 	for i, f := range fs {
 		orders[i], subs[i], attempts[i], ats[i], closed[i] = f.Key.OrderID, f.Key.Submission, f.Attempts, domain.NormalizeTime(f.At), f.Closed
 	}
-	// The guard is re-checked on the locked row (a concurrent cancel or re-claim wins or loses
-	// whole); rows are locked in key order, as a claim walks them, to keep batches from deadlocking.
-	rows, err := s.pool.Query(ctx, `
-		WITH f AS (
-			SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::timestamptz[], $5::bool[], $6::int[])
-				AS f(order_id, submission, attempts, fired_at, closed, i)
-		), target AS (
-			SELECT d.order_id, d.submission, d.attempts, f.fired_at, f.closed, f.i FROM deadlines d JOIN f
-				ON d.order_id = f.order_id AND d.submission = f.submission AND d.attempts = f.attempts
-			WHERE d.state = 'PENDING'
-			ORDER BY d.order_id COLLATE "C", d.submission
-			FOR UPDATE OF d
-		)
-		UPDATE deadlines d SET state = 'FIRED', fired_at = t.fired_at, closed = t.closed, last_error = ''
-		FROM (SELECT DISTINCT ON (order_id, submission) * FROM target ORDER BY order_id, submission, i) t
-		WHERE d.order_id = t.order_id AND d.submission = t.submission AND d.state = 'PENDING' AND d.attempts = t.attempts
-		RETURNING t.i`, orders, subs, attempts, ats, closed, seq(len(fs)))
+	rows, err := s.pool.Query(ctx, queries.MarkFiredBatch, orders, subs, attempts, ats, closed, seq(len(fs)))
 	if err != nil {
 		return nil, fmt.Errorf("mark deadlines fired: %w", err)
 	}
@@ -277,8 +255,7 @@ func (s *Store) Rearm(ctx context.Context, k domain.Key, attempts int32, next ti
 // NextDue returns the earliest next_attempt_at of a pending timer, so the sweeper can sleep until
 // then instead of a whole interval; ok is false when nothing is pending.
 func (s *Store) NextDue(ctx context.Context) (next time.Time, ok bool, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT next_attempt_at FROM deadlines WHERE state = 'PENDING'
-		ORDER BY next_attempt_at LIMIT 1`).Scan(&next)
+	err = s.pool.QueryRow(ctx, queries.NextDue).Scan(&next)
 	if pg.IsNoRows(err) {
 		return time.Time{}, false, nil
 	}
@@ -291,7 +268,6 @@ func (s *Store) NextDue(ctx context.Context) (next time.Time, ok bool, err error
 // CountPending counts the pending timers and those due before overdueBefore (metrics); it reads only
 // the pending rows, through the partial index the sweeper's claim uses.
 func (s *Store) CountPending(ctx context.Context, overdueBefore time.Time) (pending, overdue int, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE due_at < $1) FROM deadlines WHERE state = 'PENDING'`,
-		overdueBefore).Scan(&pending, &overdue)
+	err = s.pool.QueryRow(ctx, queries.CountPending, overdueBefore).Scan(&pending, &overdue)
 	return pending, overdue, err
 }

@@ -119,11 +119,8 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 				idempotency.QueueLookup(reads, m, ids, stored[m])
 			}
 		}
-		reads.Queue(`SELECT pg_advisory_xact_lock(hashtext('deadline:' || o)) FROM unnest($1::text[]) WITH ORDINALITY AS t(o, n) ORDER BY n`, orders)
-		reads.Queue(`SELECT d.* FROM unnest($1::text[]) WITH ORDINALITY AS i(order_id, n)
-		CROSS JOIN LATERAL (SELECT `+columns+` FROM deadlines WHERE order_id = i.order_id
-			ORDER BY submission OFFSET 0 FOR UPDATE) d
-		ORDER BY i.n`, orders).Query(func(rows pgx.Rows) error {
+		reads.Queue(queries.LockOrders, orders)
+		reads.Queue(queries.LockTimers, orders).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				d, err := scan(rows)
 				if err != nil {
@@ -214,9 +211,7 @@ func queueTimerWrites(writes *pgx.Batch, inserts []domain.Deadline, changed map[
 		for i, d := range inserts {
 			ords[i], subs[i], states[i], dues[i], nexts[i], created[i] = d.OrderID, d.Submission, string(d.State), d.DueAt, d.NextAttemptAt, d.CreatedAt
 		}
-		writes.Queue(`INSERT INTO deadlines (order_id, submission, due_at, state, next_attempt_at, created_at)
-			SELECT * FROM unnest($1::text[], $2::integer[], $3::timestamptz[], $4::text[], $5::timestamptz[], $6::timestamptz[])`,
-			ords, subs, dues, states, nexts, created)
+		writes.Queue(queries.InsertTimers, ords, subs, dues, states, nexts, created)
 	}
 	if len(changed) > 0 {
 		var (
@@ -234,13 +229,7 @@ func queueTimerWrites(writes *pgx.Batch, inserts []domain.Deadline, changed map[
 			ords, subs, states, nexts = append(ords, d.OrderID), append(subs, d.Submission), append(states, string(d.State)), append(nexts, d.NextAttemptAt)
 			attempts, lastErrs, fired, closed = append(attempts, d.Attempts), append(lastErrs, d.LastError), append(fired, f), append(closed, d.Closed)
 		}
-		// The same columns as save.
-		writes.Queue(`UPDATE deadlines d SET state = u.state, next_attempt_at = u.next_attempt_at, attempts = u.attempts,
-				last_error = u.last_error, fired_at = u.fired_at, closed = u.closed
-			FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::integer[], $6::text[], $7::timestamptz[], $8::boolean[])
-				AS u(order_id, submission, state, next_attempt_at, attempts, last_error, fired_at, closed)
-			WHERE d.order_id = u.order_id AND d.submission = u.submission`,
-			ords, subs, states, nexts, attempts, lastErrs, fired, closed)
+		writes.Queue(queries.UpdateTimers, ords, subs, states, nexts, attempts, lastErrs, fired, closed)
 	}
 }
 

@@ -21,9 +21,7 @@ func (s *Store) ListOrders(ctx context.Context, state domain.State, after *domai
 	if state != domain.StateUnspecified {
 		filter = state.String()
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
-		WHERE ($1 = '' OR state = $1) AND ($2::timestamptz IS NULL OR (created_at, order_id) < ($2, $3))
-		ORDER BY created_at DESC, order_id DESC LIMIT $4`, filter, afterTime, afterID, limit)
+	rows, err := s.pool.Query(ctx, queries.ListOrders, filter, afterTime, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}

@@ -123,30 +123,6 @@ func (s *Store) outcomeOne(ctx context.Context, c outcomeCall) batch.Result[*fil
 	return batch.Result[*filingv1.Order]{Err: fmt.Errorf("idempotency: request %s kept conflicting", c.method)}
 }
 
-// lockOrdersSQL reads and locks the orders $1 one primary-key lookup at a time, in array order
-// (sorted by the caller): concurrent batches lock in the same order and cannot deadlock.
-const lockOrdersSQL = `SELECT o.* FROM unnest($1::text[]) AS i(order_id)
-	CROSS JOIN LATERAL (SELECT ` + orderColumns + ` FROM orders WHERE order_id = i.order_id OFFSET 0 FOR UPDATE) o`
-
-// currentVerifiersSQL reads the verifiers of the current submission of each order $1 (locked
-// before, so the submission cannot change). The subquery rather than a join with orders: the two
-// order_id columns differ in collation, and such a join cannot use order_verifiers' primary key.
-const currentVerifiersSQL = `SELECT i.order_id, v.phone, v.roles
-	FROM unnest($1::text[]) AS i(order_id)
-	CROSS JOIN LATERAL (SELECT phone, roles FROM order_verifiers
-		WHERE order_id = i.order_id AND submission = (SELECT submission FROM orders WHERE order_id = i.order_id)
-		ORDER BY position OFFSET 0) v`
-
-const updateOrdersSQL = `UPDATE orders o SET state = u.state, return_reason = u.reason, updated_at = $4::timestamptz
-	FROM unnest($1::text[], $2::text[], $3::integer[]) AS u(order_id, state, reason)
-	WHERE o.order_id = u.order_id`
-
-// insertHistorySQL keeps array order, so each order's entries get increasing ids (historySQL's order).
-const insertHistorySQL = `INSERT INTO order_history (order_id, at, from_state, to_state, actor, reason)
-	SELECT h.order_id, $2::timestamptz, h.from_state, h.to_state, $5::text, h.reason
-	FROM unnest($1::text[], $3::text[], $4::text[], $6::text[]) WITH ORDINALITY AS h(order_id, from_state, to_state, reason, n)
-	ORDER BY h.n`
-
 // outcomeAll runs calls in one transaction on one connection, in two pipelined round trips
 // (pg.Pipeline): BEGIN, the advisory locks, the stored answers, the orders locked with their
 // verifiers and history; then the writes and COMMIT. In between, the calls are decided in Go one
@@ -173,7 +149,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 		b.Queue(pg.GenericPlans)
 		idempotency.QueueKeyLocks(b, keys) // the locks of idempotency.Do, so twins outside the batch queue too
 		idempotency.QueueKeyLookup(b, keys, stored)
-		b.Queue(lockOrdersSQL, ids).Query(func(rows pgx.Rows) error {
+		b.Queue(queries.LockOrders, ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				o, err := scanOrder(rows)
 				if err != nil {
@@ -183,8 +159,8 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 			}
 			return rows.Err()
 		})
-		b.Queue(currentVerifiersSQL, ids).Query(func(rows pgx.Rows) error { return scanVerifiers(rows, orders) })
-		b.Queue(historySQL, ids).Query(func(rows pgx.Rows) error { return scanHistory(rows, orders) })
+		b.Queue(queries.CurrentVerifiers, ids).Query(func(rows pgx.Rows) error { return scanVerifiers(rows, orders) })
+		b.Queue(queries.History, ids).Query(func(rows pgx.Rows) error { return scanHistory(rows, orders) })
 		return nil
 	}
 	var out []batch.Result[*filingv1.Order]
@@ -288,12 +264,12 @@ func queueOutcomeWrites(b *pgx.Batch, ids []string, orders map[string]*domain.Or
 		}
 	}
 	if len(upIDs) > 0 {
-		b.Queue(updateOrdersSQL, upIDs, upStates, upReasons, now).Exec(func(ct pgconn.CommandTag) error {
+		b.Queue(queries.UpdateOrders, upIDs, upStates, upReasons, now).Exec(func(ct pgconn.CommandTag) error {
 			if ct.RowsAffected() != int64(len(upIDs)) {
 				return fmt.Errorf("updated %d orders, want %d", ct.RowsAffected(), len(upIDs))
 			}
 			return nil
 		})
-		b.Queue(insertHistorySQL, hIDs, now, hFrom, hTo, domain.ActorVerification, hReasons)
+		b.Queue(queries.InsertHistory, hIDs, now, hFrom, hTo, domain.ActorVerification, hReasons)
 	}
 }

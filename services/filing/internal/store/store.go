@@ -32,6 +32,17 @@ var fs embed.FS
 // Migrations creates the filing tables.
 var Migrations = pg.Source{Name: "filing", FS: fs}
 
+//go:embed queries.sql
+var queriesSQL string
+
+// queries holds the store's statements, one field per "-- name:" block of queries.sql.
+var queries = pg.MustQueries[struct {
+	LoadOrder, LoadOrderForUpdate, LoadVerifiers, History, ListOrders        string
+	InsertOrder, UpdateOrder, InsertVerifier, InsertHistoryEntry, SaveRecord string
+	ReadSubject, ReadSubjectForUpdate                                        string
+	LockOrders, CurrentVerifiers, UpdateOrders, InsertHistory                string
+}]("filing/internal/store/queries.sql", queriesSQL)
+
 // Store is the PostgreSQL engine of the filing use cases (app.Engine).
 type Store struct {
 	pool  *pgxpool.Pool
@@ -55,8 +66,7 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-const orderColumns = `order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at`
-
+// scanOrder reads the order columns of queries.sql's statements (LoadOrder's).
 func scanOrder(row pgx.Row) (domain.Order, error) {
 	var (
 		o        domain.Order
@@ -86,9 +96,9 @@ func scanOrder(row pgx.Row) (domain.Order, error) {
 // loadOrder reads an order with its current verifiers and history; forUpdate locks the order row
 // for the rest of tx, which serialises every transition of one order.
 func loadOrder(ctx context.Context, q querier, id string, forUpdate bool) (domain.Order, error) {
-	sql := `SELECT ` + orderColumns + ` FROM orders WHERE order_id = $1`
+	sql := queries.LoadOrder
 	if forUpdate {
-		sql += ` FOR UPDATE`
+		sql = queries.LoadOrderForUpdate
 	}
 	o, err := scanOrder(q.QueryRow(ctx, sql, id))
 	if pg.IsNoRows(err) {
@@ -117,20 +127,14 @@ func loadDetails(ctx context.Context, q querier, orders []*domain.Order) error {
 		byID[o.ID] = o
 		o.Verifiers, o.History = nil, nil
 	}
-	rows, err := q.Query(ctx, `
-		SELECT v.order_id, v.phone, v.roles
-		FROM order_verifiers v JOIN unnest($1::text[], $2::int[]) AS cur(order_id, submission)
-		  ON v.order_id = cur.order_id AND v.submission = cur.submission
-		ORDER BY v.order_id, v.position`, ids, subs)
+	rows, err := q.Query(ctx, queries.LoadVerifiers, ids, subs)
 	if err != nil {
 		return fmt.Errorf("load verifiers: %w", err)
 	}
 	if err := scanVerifiers(rows, byID); err != nil {
 		return fmt.Errorf("load verifiers: %w", err)
 	}
-	// One index scan per order (LATERAL): with `order_id = ANY($1) ORDER BY order_id, id` a cached
-	// generic plan could walk the whole index in order, which grows with every order ever filed.
-	rows, err = q.Query(ctx, historySQL, ids)
+	rows, err = q.Query(ctx, queries.History, ids) // one index scan per order
 	if err != nil {
 		return fmt.Errorf("load history: %w", err)
 	}
@@ -139,13 +143,6 @@ func loadDetails(ctx context.Context, q querier, orders []*domain.Order) error {
 	}
 	return nil
 }
-
-// historySQL reads the history of the orders $1, each in id order. Each LATERAL subquery here is
-// fenced with OFFSET 0: it stays one index lookup per key instead of being flattened into a join
-// whose plan depends on statistics that a burst of writes has outdated.
-const historySQL = `SELECT h.order_id, h.at, h.from_state, h.to_state, h.actor, h.reason
-	FROM unnest($1::text[]) AS i(order_id)
-	CROSS JOIN LATERAL (SELECT * FROM order_history WHERE order_id = i.order_id ORDER BY id OFFSET 0) h`
 
 // scanVerifiers appends rows of (order_id, phone, roles) to the verifiers of their orders in byID.
 func scanVerifiers(rows pgx.Rows, byID map[string]*domain.Order) error {
@@ -161,7 +158,7 @@ func scanVerifiers(rows pgx.Rows, byID map[string]*domain.Order) error {
 	return rows.Err()
 }
 
-// scanHistory appends rows of historySQL to the history of their orders in byID.
+// scanHistory appends rows of History to the history of their orders in byID.
 func scanHistory(rows pgx.Rows, byID map[string]*domain.Order) error {
 	defer rows.Close()
 	for rows.Next() {
@@ -257,8 +254,7 @@ func queueInsertOrder(b *pgx.Batch, o domain.Order) error {
 	if err != nil {
 		return err
 	}
-	b.Queue(`INSERT INTO orders (order_id, filing_type, subject_id, spec, state, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, o.ID, int32(o.Spec.FilingType), o.Spec.SubjectID, spec, o.State.String(), o.CreatedAt, o.UpdatedAt)
+	b.Queue(queries.InsertOrder, o.ID, int32(o.Spec.FilingType), o.Spec.SubjectID, spec, o.State.String(), o.CreatedAt, o.UpdatedAt)
 	return nil
 }
 
@@ -271,8 +267,7 @@ func queueUpdateOrder(b *pgx.Batch, o domain.Order) error {
 	if !o.DeadlineAt.IsZero() {
 		deadline = &o.DeadlineAt
 	}
-	b.Queue(`UPDATE orders SET spec = $2, filing_type = $3, subject_id = $4, state = $5, submission = $6, deadline_at = $7,
-		return_reason = $8, updated_at = $9 WHERE order_id = $1`, o.ID, spec, int32(o.Spec.FilingType), o.Spec.SubjectID,
+	b.Queue(queries.UpdateOrder, o.ID, spec, int32(o.Spec.FilingType), o.Spec.SubjectID,
 		o.State.String(), o.Submission, deadline, int32(o.ReturnReason), o.UpdatedAt)
 	return nil
 }
@@ -282,13 +277,11 @@ func queueUpdateOrder(b *pgx.Batch, o domain.Order) error {
 func queueChanges(b *pgx.Batch, before, o domain.Order) {
 	if o.Submission != before.Submission {
 		for i, v := range o.Verifiers {
-			b.Queue(`INSERT INTO order_verifiers (order_id, submission, position, phone, roles) VALUES ($1, $2, $3, $4, $5)`,
-				o.ID, o.Submission, i, v.Phone, v.Roles)
+			b.Queue(queries.InsertVerifier, o.ID, o.Submission, i, v.Phone, v.Roles)
 		}
 	}
 	for _, c := range o.History[len(before.History):] {
-		b.Queue(`INSERT INTO order_history (order_id, at, from_state, to_state, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)`,
-			o.ID, c.At, c.From.String(), c.To.String(), c.Actor, c.Reason)
+		b.Queue(queries.InsertHistoryEntry, o.ID, c.At, c.From.String(), c.To.String(), c.Actor, c.Reason)
 	}
 }
 
@@ -302,9 +295,7 @@ func queueSaveRecord(b *pgx.Batch, now time.Time, rec domain.Subject) error {
 	if rec.Deregistered {
 		deregistered = &now
 	}
-	b.Queue(`INSERT INTO subjects (subject_id, name, record, deregistered_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
-		ON CONFLICT (subject_id) DO UPDATE SET name = excluded.name, record = excluded.record,
-		deregistered_at = excluded.deregistered_at, updated_at = excluded.updated_at`, rec.ID, rec.Name, js, deregistered, now)
+	b.Queue(queries.SaveRecord, rec.ID, rec.Name, js, deregistered, now)
 	return nil
 }
 
@@ -313,9 +304,9 @@ func queueSaveRecord(b *pgx.Batch, now time.Time, rec domain.Subject) error {
 func readSubject(ctx context.Context, q querier, id string, forUpdate bool) (domain.Subject, bool, error) {
 	var rec domain.Subject
 	var b []byte
-	sql := `SELECT record FROM subjects WHERE subject_id = $1 AND deregistered_at IS NULL`
+	sql := queries.ReadSubject
 	if forUpdate {
-		sql += ` FOR UPDATE`
+		sql = queries.ReadSubjectForUpdate
 	}
 	err := q.QueryRow(ctx, sql, id).Scan(&b)
 	if pg.IsNoRows(err) {

@@ -134,7 +134,8 @@ type batchEnv struct {
 }
 
 func newBatchEnv(t *testing.T, p *batchProvider, workers int, caps domain.Caps) *batchEnv {
-	e := &batchEnv{st: &markCounter{Store: memstore.New()}, clock: clock.NewFake(t0), p: p, reg: prometheus.NewRegistry()}
+	clk := clock.NewFake(t0)
+	e := &batchEnv{st: &markCounter{Store: memstore.New(clk)}, clock: clk, p: p, reg: prometheus.NewRegistry()}
 	e.d = &dispatcher.Dispatcher{Store: e.st, Provider: p, Clock: e.clock, Log: zap.NewNop(), Caps: caps, Sender: "12381",
 		MaxAttempts: 4, Workers: workers, BatchFlights: 1, SendTimeout: time.Second, Lease: 30 * time.Second, Poll: time.Hour,
 		Jitter: func() float64 { return 0 }, Metrics: dispatcher.NewMetrics(e.reg, p.Name())}

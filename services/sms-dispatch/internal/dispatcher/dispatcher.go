@@ -29,10 +29,13 @@ import (
 )
 
 // Store is what the dispatcher needs from storage (implemented by store.Store and memstore.Store).
-// Every call after Claim is fenced by the claimed message's Attempts.
+// Every call after Claim is fenced by the claimed message's Attempts. Reserve, the one decision taken
+// under the store's locks, reads the store's clock after them and returns the instant it decided at;
+// the other instants are the dispatcher's: when its claim looks for due messages (no lock is waited
+// for: SKIP LOCKED), when the provider accepted, when a retry is due.
 type Store interface {
 	Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error)
-	Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error)
+	Reserve(ctx context.Context, m domain.Message, caps domain.Caps, sendTimeout time.Duration) (d domain.Decision, at time.Time, err error)
 	MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error)
 	// MarkSentAll is MarkSent for several claims in one statement; it returns the ids whose claim
 	// was still current (the others were left alone).

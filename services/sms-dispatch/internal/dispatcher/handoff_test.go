@@ -77,9 +77,10 @@ func eventually(t *testing.T, cond func() bool) {
 // A message handed over by SendMessage (stored claimed) is sent and marked SENT without any claim
 // statement.
 func TestHandedMessageIsSentWithoutClaim(t *testing.T) {
-	st := &claimCounter{Store: memstore.New()}
+	clk := clock.NewFake(t0)
+	st := &claimCounter{Store: memstore.New(clk)}
 	rec := &recorder{}
-	d := &dispatcher.Dispatcher{Store: st, Provider: rec, Clock: clock.NewFake(t0), Log: zap.NewNop(),
+	d := &dispatcher.Dispatcher{Store: st, Provider: rec, Clock: clk, Log: zap.NewNop(),
 		Workers: 4, Poll: time.Hour, SendTimeout: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -117,7 +118,8 @@ func TestHandedMessageIsSentWithoutClaim(t *testing.T) {
 // Reserve holds a bounded number of slots (4 per worker); Release gives one back. When it says no,
 // SendMessage stores the message unclaimed for the workers' claims.
 func TestReserveIsBounded(t *testing.T) {
-	d := &dispatcher.Dispatcher{Store: memstore.New(), Provider: &recorder{}, Clock: clock.NewFake(t0), Log: zap.NewNop(),
+	clk := clock.NewFake(t0)
+	d := &dispatcher.Dispatcher{Store: memstore.New(clk), Provider: &recorder{}, Clock: clk, Log: zap.NewNop(),
 		Workers: 1, SendTimeout: time.Second}
 	for i := range 4 {
 		if _, ok := d.Reserve(t0); !ok {
@@ -136,9 +138,10 @@ func TestReserveIsBounded(t *testing.T) {
 // Stopping the dispatcher still sends what was reserved before the stop and handed over after it,
 // and refuses new reservations: nothing handed over waits for its lease.
 func TestStopSendsWhatWasHandedOver(t *testing.T) {
-	st := memstore.New()
+	clk := clock.NewFake(t0)
+	st := memstore.New(clk)
 	rec := &recorder{}
-	d := &dispatcher.Dispatcher{Store: st, Provider: rec, Clock: clock.NewFake(t0), Log: zap.NewNop(),
+	d := &dispatcher.Dispatcher{Store: st, Provider: rec, Clock: clk, Log: zap.NewNop(),
 		Workers: 2, Poll: time.Hour, SendTimeout: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -180,8 +183,9 @@ func TestStopSendsWhatWasHandedOver(t *testing.T) {
 // A process that dies holding a handed message loses nothing: after the lease a claim takes it
 // (attempt 2) and it is sent.
 func TestHandedMessageOfDeadProcessComesBack(t *testing.T) {
-	st := memstore.New()
-	dead := &dispatcher.Dispatcher{Store: st, Provider: &recorder{}, Clock: clock.NewFake(t0), Log: zap.NewNop(),
+	clk := clock.NewFake(t0)
+	st := memstore.New(clk)
+	dead := &dispatcher.Dispatcher{Store: st, Provider: &recorder{}, Clock: clk, Log: zap.NewNop(),
 		Workers: 1, SendTimeout: time.Second}
 	until, _ := dead.Reserve(t0)
 	m := newMessage(t, "orphan")
@@ -190,7 +194,7 @@ func TestHandedMessageOfDeadProcessComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (the process dies here, before Handoff)
-	clk := clock.NewFake(t0.Add(time.Second))
+	clk.Advance(time.Second)
 	rec := &recorder{}
 	other := &dispatcher.Dispatcher{Store: st, Provider: rec, Clock: clk, Log: zap.NewNop(), Workers: 1, SendTimeout: time.Second}
 	if n, _ := other.Drain(context.Background()); n != 0 {
@@ -222,9 +226,10 @@ func (g *gate) Send(_ context.Context, m provider.Message) error {
 // Under load the local queue fills and later messages are stored unclaimed with a Wake; the handed
 // ones, stored first, must still go first instead of waiting behind the Wakes for their lease.
 func TestHandedMessagesGoBeforeWokenOnes(t *testing.T) {
-	st := &claimCounter{Store: memstore.New()}
+	clk := clock.NewFake(t0)
+	st := &claimCounter{Store: memstore.New(clk)}
 	g := &gate{sending: make(chan string), proceed: make(chan struct{})}
-	d := &dispatcher.Dispatcher{Store: st, Provider: g, Clock: clock.NewFake(t0), Log: zap.NewNop(),
+	d := &dispatcher.Dispatcher{Store: st, Provider: g, Clock: clk, Log: zap.NewNop(),
 		Workers: 1, Poll: time.Hour, SendTimeout: time.Second}
 	srv := &grpcapi.Server{Store: st, Clock: clock.NewFake(t0), Log: zap.NewNop(), Dispatcher: d, Signature: "ICP备案"}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -180,12 +180,14 @@ func (d *Dispatcher) decide(ctx context.Context, m domain.Message) (time.Time, b
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
 		return time.Time{}, false, d.Store.Fail(ctx, m, domain.ErrorNothingToSend)
 	}
-	// Microseconds, as PostgreSQL stores them: SendFailed finds the reservation by this instant.
-	now := d.Clock.Now().Truncate(time.Microsecond)
-	var dec domain.Decision
+	var (
+		dec domain.Decision
+		now time.Time // the decision's: SendFailed finds the reservation by it
+	)
 	if d.Caps.Off() {
+		now = d.Clock.Now().Truncate(time.Microsecond) // as PostgreSQL stores it
 		// No cap to count against, so no reservation: the claim itself is the fence. It still must
-		// cover a provider call (the same rule Reserve applies in the database), and an expired
+		// cover a provider call (the same rule Reserve applies under its locks), and an expired
 		// message still fails.
 		switch {
 		case !domain.ClaimCurrent(m, m.Attempts, now, d.SendTimeout):
@@ -200,7 +202,8 @@ func (d *Dispatcher) decide(ctx context.Context, m domain.Message) (time.Time, b
 		}
 	} else {
 		var err error
-		if dec, err = d.Store.Reserve(ctx, m, now, d.Caps, d.SendTimeout); err != nil {
+		// The store reads its clock after its locks, so the decision's instant is its.
+		if dec, now, err = d.Store.Reserve(ctx, m, d.Caps, d.SendTimeout); err != nil {
 			return now, false, err
 		}
 	}

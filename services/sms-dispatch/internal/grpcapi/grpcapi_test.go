@@ -44,8 +44,8 @@ type fixture struct {
 func start(t *testing.T, dev bool) fixture {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "smsapi", store.Migrations)
-	st := store.New(pool)
 	clk := clock.NewFake(t0)
+	st := store.New(pool, clk)
 	conn := rpctest.Serve(t, func(srv *rpc.Server) {
 		smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案", ShowText: dev})
 	})

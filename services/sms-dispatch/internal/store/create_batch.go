@@ -46,9 +46,9 @@ type created struct {
 // createTimeout bounds one batch of Creates: it runs detached from any one caller's context.
 const createTimeout = 15 * time.Second
 
-// createBatch stores a batch of new messages in one statement: insert the new ids (the late ones
-// FAILED at once), supersede older QUEUED messages of each thread, read every message of the batch
-// back. A batch that fails as a whole (a deadlock
+// createBatch stores a batch of new messages in one statement (Create in queries.sql): insert the
+// new ids (the late ones FAILED at once), supersede older QUEUED messages of each thread, read every
+// message of the batch back. A batch that fails as a whole (a deadlock
 // with another replica, a lost connection) is retried message by message, so that one message's
 // error is only its own.
 func (s *Store) createBatch(ctx context.Context, ms []domain.Message) []batch.Result[created] {
@@ -91,50 +91,12 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 			m.ID, m.OrderID, m.Phone, m.Template.String(), string(p), m.Locale, m.Body
 		next[i], expire[i], at[i], seqs[i], attempts[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence), int32(m.Attempts)
 	}
-	// One statement, one snapshot: an input is late when a newer message of its thread is stored or
-	// is in this batch; it is stored FAILED at once and never goes out. Each stored QUEUED one
-	// supersedes the older QUEUED ones of its thread, locked in message_id order as MarkSentAll locks
-	// them, so that the two cannot deadlock. The answer is every input's row: the inserted
-	// ones (RETURNING; the statement's own writes are invisible to its other parts) and the repeats
-	// (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics say).
 	inserted := make(map[string]bool, n)
 	stored := make(map[string]domain.Message, n)
 	// One round trip (pg.Pipeline without reads): BEGIN, the locks, the statement, COMMIT.
 	err := pg.Pipeline(ctx, s.pool, nil, func(b *pgx.Batch) error {
 		queueThreadLocks(b, ms)
-		b.Queue(`WITH t AS MATERIALIZED (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
-				WITH ORDINALITY AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att, n)
-		), late AS (
-			SELECT t.id FROM t WHERE t.ord <> '' AND (
-				EXISTS (SELECT 1 FROM t o WHERE o.ord = t.ord AND o.phone = t.phone AND o.tpl = t.tpl
-					AND o.id <> t.id AND o.seq > t.seq)
-				OR EXISTS (SELECT 1 FROM (SELECT * FROM messages o WHERE o.order_id = t.ord AND o.phone = t.phone
-					AND o.template = t.tpl AND o.message_id <> t.id AND o.sequence > t.seq OFFSET 0) o))
-		), ins AS (
-			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
-				next_attempt_at, expire_at, created_at, sequence, last_error, redacted)
-			SELECT id, ord, phone, tpl, CASE WHEN l THEN '{}' ELSE p::jsonb END, loc, CASE WHEN l THEN NULL ELSE body END,
-				CASE WHEN l THEN 'FAILED' ELSE 'QUEUED' END, att, nxt, exp, at, seq, CASE WHEN l THEN $13 ELSE '' END, l
-			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t) t
-			ORDER BY n
-			ON CONFLICT (message_id) DO NOTHING
-			RETURNING `+columns+`
-		), superseded AS (
-			UPDATE messages SET state = 'FAILED', last_error = $13, body = NULL, params = '{}', redacted = true
-			WHERE message_id IN (SELECT r.message_id FROM ins n
-				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
-				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
-				ORDER BY r.message_id FOR UPDATE OF r)
-			RETURNING message_id
-		)
-		SELECT true, false, `+columns+` FROM ins
-		UNION ALL
-		SELECT false, m.message_id IN (SELECT message_id FROM superseded), `+prefixed("m", columns)+` FROM t
-			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
-			WHERE t.id NOT IN (SELECT message_id FROM ins)`,
-			ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
+		b.Queue(queries.Create, ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
 			Query(func(rows pgx.Rows) error {
 				_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
 					var own, superseded bool
@@ -195,9 +157,7 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 }
 
 // queueThreadLocks queues, on b, a transaction lock on the thread (order, phone, template) of each
-// message that has one, in sorted order so that two batches never wait for each other in a cycle.
-// The create statement that follows takes its snapshot once they are held, so it sees every message
-// of its threads that a concurrent create committed: one of two racing messages supersedes the other.
+// message that has one (LockThreads), in sorted order.
 func queueThreadLocks(b *pgx.Batch, ms []domain.Message) {
 	var keys []string
 	for _, m := range ms {
@@ -211,6 +171,5 @@ func queueThreadLocks(b *pgx.Batch, ms []domain.Message) {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('sms-thread ' || k, 0))
-		FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n`, keys)
+	b.Queue(queries.LockThreads, keys)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -14,9 +15,9 @@ import (
 // its text wiped, not as the statement's snapshot saw it before its own writes.
 func TestCreateAnswersARepeatItsBatchSuperseded(t *testing.T) {
 	t.Parallel()
-	s := New(pgtest.NewSchema(t, "sms", Migrations))
-	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s := New(pgtest.NewSchema(t, "sms", Migrations), clock.NewFake(now))
+	ctx := context.Background()
 	msg := func(id string, seq int32) domain.Message {
 		m, err := domain.NewMessage(domain.SendInput{MessageID: id, Phone: "+8613800000000", Template: domain.TemplateVerificationCode,
 			Params: map[string]string{"code": "123456"}, ExpireAt: now.Add(time.Hour), OrderID: "o1", Sequence: seq}, "ICP备案", now)

@@ -17,17 +17,7 @@ import (
 // crashed worker's messages come back) and counts the attempt. Concurrent workers never claim the
 // same row (SKIP LOCKED). The returned Attempts is the fencing token for the later updates.
 func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]domain.Message, error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH due AS (
-			SELECT message_id FROM messages
-			WHERE state = 'QUEUED' AND next_attempt_at <= $1
-			ORDER BY next_attempt_at, message_id
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE messages m SET next_attempt_at = $1 + $3::interval, attempts = m.attempts + 1
-		FROM due WHERE m.message_id = due.message_id
-		RETURNING `+prefixed("m", columns), now, limit, lease)
+	rows, err := s.pool.Query(ctx, queries.Claim, now, limit, lease)
 	if err != nil {
 		return nil, fmt.Errorf("claim messages: %w", err)
 	}
@@ -38,40 +28,43 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 	return msgs, nil
 }
 
-// Reserve decides, for a claimed message m, whether the per-phone caps let it go at now, and acts on
-// the decision in the same transaction. It first re-reads the message under a row lock and answers
-// ActionLostClaim, without touching anything, unless the claim is still current and its lease covers
-// a provider call of sendTimeout (domain.ClaimCurrent): a stalled worker whose message another worker
-// reclaimed must not call the provider too. ActionSend records the send in the phone's log (the slot is
-// reserved before the provider is called), ActionReschedule moves the message to the next allowed
-// instant (the cap wait does not use up an attempt), ActionFail ends it. A transaction-scoped
-// advisory lock on the phone serialises the count-and-insert, so two workers cannot both pass a cap.
-func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error) {
-	var d domain.Decision
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, m.Phone); err != nil {
+// Reserve decides, for a claimed message m, whether the per-phone caps let it go now, and acts on
+// the decision in the same transaction; at is the instant it decided at (microseconds, as stored),
+// by which SendFailed finds the reservation. A transaction-scoped advisory lock on the phone
+// serialises the count-and-insert, so two workers cannot both pass a cap; the message's row lock
+// holds it until the reservation commits. The clock is read after both: a reservation that waited
+// for another one of its phone is dated after it, so the phone's log stays in lock order and the
+// caps count what was really sent before. Reserve answers ActionLostClaim, without touching
+// anything, unless the claim is still current and its lease covers a provider call of sendTimeout
+// (domain.ClaimCurrent): a stalled worker whose message another worker reclaimed must not call the
+// provider too. ActionSend records the send in the phone's log (the slot is reserved before the
+// provider is called), ActionReschedule moves the message to the next allowed instant (the cap
+// wait does not use up an attempt), ActionFail ends it.
+func (s *Store) Reserve(ctx context.Context, m domain.Message, caps domain.Caps, sendTimeout time.Duration) (d domain.Decision,
+	at time.Time, err error) {
+	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, queries.LockPhone, m.Phone); err != nil {
 			return err
 		}
-		// The same predicate as domain.ClaimCurrent; FOR UPDATE holds the row until the reservation commits.
-		var current bool
-		err := tx.QueryRow(ctx, `SELECT true FROM messages
-			WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2 AND next_attempt_at >= $3::timestamptz + $4::interval
-			FOR UPDATE`, m.ID, m.Attempts, now, sendTimeout).Scan(&current)
-		if pg.IsNoRows(err) {
+		var stored domain.Message
+		var state string
+		err := tx.QueryRow(ctx, queries.LockClaim, m.ID).Scan(&state, &stored.Attempts, &stored.NextAttempt)
+		if err != nil && !pg.IsNoRows(err) {
+			return err
+		}
+		stored.State = domain.State(state)
+		now := s.clock.Now().Truncate(time.Microsecond)
+		at = now
+		if pg.IsNoRows(err) || !domain.ClaimCurrent(stored, m.Attempts, now, sendTimeout) {
 			d = domain.Decision{Action: domain.ActionLostClaim}
 			return nil
 		}
-		if err != nil {
-			return err
-		}
 		// Sends older than the longest window never count again; dropping them here keeps the log small.
-		if _, err := tx.Exec(ctx, `DELETE FROM phone_sends WHERE phone = $1 AND sent_at <= $2`,
-			m.Phone, now.Add(-domain.CapWindow)); err != nil {
+		if _, err := tx.Exec(ctx, queries.DropOldSends, m.Phone, now.Add(-domain.CapWindow)); err != nil {
 			return err
 		}
 		// The message's own earlier reservation (a crash after reserving) is the same SMS, not another one.
-		rows, err := tx.Query(ctx, `SELECT sent_at FROM phone_sends WHERE phone = $1 AND sent_at > $2 AND message_id <> $3`,
-			m.Phone, now.Add(-domain.CapWindow), m.ID)
+		rows, err := tx.Query(ctx, queries.RecentSends, m.Phone, now.Add(-domain.CapWindow), m.ID)
 		if err != nil {
 			return err
 		}
@@ -82,33 +75,25 @@ func (s *Store) Reserve(ctx context.Context, m domain.Message, now time.Time, ca
 		d = domain.Decide(now, m.ExpireAt, caps, sends)
 		switch d.Action {
 		case domain.ActionSend:
-			_, err = tx.Exec(ctx, `INSERT INTO phone_sends (message_id, phone, sent_at) VALUES ($1, $2, $3)
-				ON CONFLICT (message_id) DO UPDATE SET sent_at = EXCLUDED.sent_at, phone = EXCLUDED.phone`, m.ID, m.Phone, now)
+			_, err = tx.Exec(ctx, queries.ReserveSend, m.ID, m.Phone, now)
 		case domain.ActionReschedule:
-			_, err = tx.Exec(ctx, `UPDATE messages SET next_attempt_at = $3, attempts = attempts - 1
-				WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`, m.ID, m.Attempts, d.At)
+			_, err = tx.Exec(ctx, queries.Reschedule, m.ID, m.Attempts, d.At)
 		case domain.ActionFail:
-			_, err = tx.Exec(ctx, failSQL, m.ID, m.Attempts, d.Error)
+			_, err = tx.Exec(ctx, queries.Fail, m.ID, m.Attempts, d.Error)
 		}
 		return err
 	})
 	if err != nil {
-		return domain.Decision{}, fmt.Errorf("reserve send slot: %w", err)
+		return domain.Decision{}, time.Time{}, fmt.Errorf("reserve send slot: %w", err)
 	}
-	return d, nil
+	return d, at, nil
 }
-
-// failSQL ends a claimed message and wipes its code (domain.Message.MarkFailed).
-const failSQL = `UPDATE messages SET state = 'FAILED', last_error = $3, body = NULL, params = '{}', redacted = true
-	WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`
 
 // MarkSent records the provider's acceptance of the claim m (fenced by its attempts) and, in the same
 // update, redacts the message unless keepText (development mode): the text with the code is kept only
 // until the provider has it. It reports false if the claim was no longer current.
 func (s *Store) MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE messages SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
-			body = CASE WHEN $5::boolean THEN body END, params = CASE WHEN $5 THEN params ELSE '{}' END, redacted = NOT $5
-		WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`, m.ID, m.Attempts, provider, now, keepText)
+	tag, err := s.pool.Exec(ctx, queries.MarkSent, m.ID, m.Attempts, provider, now, keepText)
 	if err != nil {
 		return false, fmt.Errorf("mark sent: %w", err)
 	}
@@ -131,21 +116,7 @@ func (s *Store) MarkSentAll(ctx context.Context, ms []domain.Message, provider s
 	for i, m := range ms {
 		ids[i], attempts[i] = m.ID, int32(m.Attempts)
 	}
-	// FOR UPDATE of the LATERAL subquery locks inside each per-id lookup, in the order of the ids:
-	// they are sorted first (by the database's collation, as Create's ORDER BY message_id).
-	rows, err := s.pool.Query(ctx, `
-		WITH claimed AS (
-			SELECT m.message_id FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
-				ORDER BY message_id) c
-			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) m
-			WHERE m.attempts = c.attempts AND m.state = 'QUEUED'
-			ORDER BY m.message_id
-			FOR UPDATE OF m
-		)
-		UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
-			body = CASE WHEN $5::boolean THEN m.body END, params = CASE WHEN $5 THEN m.params ELSE '{}' END, redacted = NOT $5
-		FROM claimed WHERE m.message_id = claimed.message_id
-		RETURNING m.message_id`, ids, attempts, provider, now, keepText)
+	rows, err := s.pool.Query(ctx, queries.MarkSentAll, ids, attempts, provider, now, keepText)
 	if err != nil {
 		return nil, fmt.Errorf("mark sent: %w", err)
 	}
@@ -166,10 +137,9 @@ func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt tim
 		var tag pgconn.CommandTag
 		var err error
 		if final {
-			tag, err = tx.Exec(ctx, failSQL, m.ID, m.Attempts, lastErr)
+			tag, err = tx.Exec(ctx, queries.Fail, m.ID, m.Attempts, lastErr)
 		} else {
-			tag, err = tx.Exec(ctx, `UPDATE messages SET next_attempt_at = $3, last_error = $4, provider = $5
-				WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2`, m.ID, m.Attempts, retryAt, lastErr, provider)
+			tag, err = tx.Exec(ctx, queries.Retry, m.ID, m.Attempts, retryAt, lastErr, provider)
 		}
 		if err != nil {
 			return err
@@ -178,7 +148,7 @@ func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt tim
 		if ok = tag.RowsAffected() == 1; !ok {
 			return nil
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2`, m.ID, reservedAt)
+		_, err = tx.Exec(ctx, queries.ReleaseSend, m.ID, reservedAt)
 		return err
 	})
 	if err != nil {
@@ -189,7 +159,7 @@ func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt tim
 
 // Fail ends a claimed message without calling the provider (nothing to send).
 func (s *Store) Fail(ctx context.Context, m domain.Message, lastErr string) error {
-	if _, err := s.pool.Exec(ctx, failSQL, m.ID, m.Attempts, lastErr); err != nil {
+	if _, err := s.pool.Exec(ctx, queries.Fail, m.ID, m.Attempts, lastErr); err != nil {
 		return fmt.Errorf("fail message: %w", err)
 	}
 	return nil

@@ -15,8 +15,7 @@ import (
 
 // getAll returns the stored messages among ids, one primary-key lookup each.
 func (s *Store) getAll(ctx context.Context, ids []string) ([]domain.Message, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+prefixed("m", columns)+` FROM unnest($1::text[]) AS i(id)
-		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m`, ids)
+	rows, err := s.pool.Query(ctx, queries.GetAll, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +34,7 @@ func (s *Store) Get(ctx context.Context, id string) (domain.Message, error) {
 func get(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, id string) (domain.Message, error) {
-	m, err := scanMessage(q.QueryRow(ctx, `SELECT `+columns+` FROM messages WHERE message_id = $1`, id))
+	m, err := scanMessage(q.QueryRow(ctx, queries.Get, id))
 	if pg.IsNoRows(err) {
 		return domain.Message{}, errs.NotFound(domain.ReasonMessageNotFound, "no message with this message_id")
 	}
@@ -58,11 +57,7 @@ func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToke
 		}
 		after = true
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM messages
-		WHERE ($1 = '' OR order_id = $1)
-		  AND (NOT $2 OR (created_at, message_id) < ($3, $4))
-		ORDER BY created_at DESC, message_id DESC
-		LIMIT $5`, orderID, after, afterAt, afterID, pageSize+1)
+	rows, err := s.pool.Query(ctx, queries.List, orderID, after, afterAt, afterID, pageSize+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("list messages: %w", err)
 	}

@@ -5,13 +5,13 @@ package store
 
 import (
 	"embed"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/icpverify/icpverify/pkg/batch"
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -23,22 +23,31 @@ var fs embed.FS
 // Migrations creates the messages and phone_sends tables.
 var Migrations = pg.Source{Name: "sms-dispatch", FS: fs}
 
+//go:embed queries.sql
+var queriesSQL string
+
+// queries holds the store's statements, one field per "-- name:" block of queries.sql.
+var queries = pg.MustQueries[struct {
+	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends     string
+	RecentSends, ReserveSend, Reschedule, Fail, MarkSent, MarkSentAll, Retry, ReleaseSend string
+}]("sms-dispatch/internal/store/queries.sql", queriesSQL)
+
 // Store is the PostgreSQL store.
 type Store struct {
-	pool    *pgxpool.Pool
+	pool  *pgxpool.Pool
+	clock clock.Clock // Reserve reads it after its locks
+	// creates commits concurrent Creates together (create_batch.go).
 	creates *batch.Group[domain.Message, created]
 }
 
 // New returns a store on pool (whose search_path is the service's schema).
-func New(pool *pgxpool.Pool) *Store {
-	s := &Store{pool: pool}
+func New(pool *pgxpool.Pool, clk clock.Clock) *Store {
+	s := &Store{pool: pool, clock: clk}
 	s.creates = &batch.Group[domain.Message, created]{Run: s.createBatch, Flights: createFlights, MaxBatch: 100}
 	return s
 }
 
-const columns = `message_id, order_id, phone, template, params, locale, body, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence`
-
+// scanMessage reads the message columns of queries.sql's statements (Get's).
 func scanMessage(row pgx.Row) (domain.Message, error) {
 	var (
 		m        domain.Message
@@ -74,11 +83,3 @@ type prefixedRow struct {
 }
 
 func (r prefixedRow) Scan(dest ...any) error { return r.Row.Scan(append(r.first, dest...)...) }
-
-func prefixed(alias, cols string) string {
-	parts := strings.Split(cols, ",")
-	for i, p := range parts {
-		parts[i] = alias + "." + strings.TrimSpace(p)
-	}
-	return strings.Join(parts, ", ")
-}

@@ -1,11 +1,14 @@
 package store_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/storetest"
 )
@@ -14,7 +17,64 @@ var _ storetest.Store = (*store.Store)(nil)
 
 // TestPostgres runs the engine suite on PostgreSQL, one schema per test.
 func TestPostgres(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, _ *clock.Fake) storetest.Engine {
-		return storetest.Engine{Store: store.New(pgtest.NewSchema(t, "sms", store.Migrations))}
+	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
+		return storetest.Engine{Store: store.New(pgtest.NewSchema(t, "sms", store.Migrations), clk)}
 	})
+}
+
+// TestReserveReadsTheClockAfterTheLock: a reservation that waited for another one of its phone is
+// dated when it got the phone's lock, not when it arrived (its slot in the phone's log, and the
+// instant SendFailed finds it by).
+func TestReserveReadsTheClockAfterTheLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.NewSchema(t, "sms", store.Migrations)
+	clk := clock.NewFake(storetest.T0)
+	s := store.New(pool, clk)
+	m, err := domain.NewMessage(domain.SendInput{MessageID: "m1", Phone: "13812345678", Template: domain.TemplateVerificationCode,
+		Params: map[string]string{"code": "123456"}, ExpireAt: storetest.T0.Add(time.Hour), OrderID: "o1", Sequence: 1},
+		"ICP备案", storetest.T0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.Claim(ctx, storetest.T0, time.Minute, 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %v", claimed, err)
+	}
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+	// Another reservation of the same phone holds its lock (the store's LockPhone statement).
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, claimed[0].Phone); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		d   domain.Decision
+		at  time.Time
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, at, err := s.Reserve(ctx, claimed[0], domain.DefaultCaps, time.Second)
+		done <- result{d, at, err}
+	}()
+	pgtest.WaitForLockWaiter(t, pool) // the call is blocked on the lock
+	later := storetest.T0.Add(30 * time.Second)
+	clk.Set(later)
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.d.Action != domain.ActionSend || !r.at.Equal(later) {
+		t.Fatalf("reserve after the wait: %+v at %v, %v; want a send at %v", r.d, r.at, r.err, later)
+	}
+	var sentAt time.Time
+	if err := pool.QueryRow(ctx, `SELECT sent_at FROM phone_sends WHERE message_id = 'm1'`).Scan(&sentAt); err != nil || !sentAt.Equal(later) {
+		t.Fatalf("reserved slot at %v, %v; want %v", sentAt, err, later)
+	}
 }

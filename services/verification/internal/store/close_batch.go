@@ -101,14 +101,8 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 		reads.Queue(pg.GenericPlans)
 		idempotency.QueueLocks(reads, closeMethod, ids)
 		idempotency.QueueLookup(reads, closeMethod, ids, stored)
-		// The sessions are locked in id order, as every other writer locks them (lockPhoneSQL): a batch
-		// that took them in key order could deadlock with a Verify of a phone two of them share. The
-		// lookups are index lookups per key (OFFSET 0: the LATERAL subquery is not flattened into a
-		// join whose plan depends on statistics a burst of closes has outdated).
-		reads.Queue(`SELECT `+sessionCols+` FROM sessions WHERE id IN (
-			SELECT s.id FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
-			CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s)
-		ORDER BY id FOR UPDATE`, orders, subs).Query(func(rows pgx.Rows) error {
+		// Locked in id order, as every other writer locks them (queries.sql).
+		reads.Queue(queries.LockClosing, orders, subs).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				sess, err := scanSession(rows)
 				if err != nil {
@@ -118,9 +112,7 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 			}
 			return rows.Err()
 		})
-		reads.Queue(`SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
-		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
-		CROSS JOIN LATERAL (SELECT `+challengeCols+` FROM challenges WHERE session_id = s.id OFFSET 0) c`, orders, subs).
+		reads.Queue(queries.ClosingChallenges, orders, subs).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					c, err := scanChallenge(rows)
@@ -173,8 +165,7 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 			answers = append(answers, idempotency.Answer{RequestID: r.GetRequestId(), Req: r, Resp: resp})
 		}
 		if len(closing) > 0 {
-			writes.Queue(`UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id`,
-				closing, string(domain.SessionTimedOut), now)
+			writes.Queue(queries.TimeOut, closing, string(domain.SessionTimedOut), now)
 			if err := outbox.QueueInsert(writes, now, msgs); err != nil {
 				return err
 			}

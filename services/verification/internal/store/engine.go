@@ -143,7 +143,7 @@ func (s *Store) OrderSessions(ctx context.Context, orderID string) (domain.Order
 // lockOrder serialises the changes of one order's sessions, including the case where no session row
 // exists yet to lock.
 func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('verification-order:' || $1, 0))`, orderID)
+	_, err := tx.Exec(ctx, queries.LockOrder, orderID)
 	return err
 }
 
@@ -151,9 +151,9 @@ func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
 // sessions, in id order, to the end of tx.
 func loadOrderSessions(ctx context.Context, tx pgx.Tx, orderID string, forUpdate bool) (domain.OrderSessions, error) {
 	o := domain.OrderSessions{OrderID: orderID}
-	sql := `SELECT ` + sessionCols + ` FROM sessions WHERE order_id = $1 ORDER BY id`
+	sql := queries.OrderSessions
 	if forUpdate {
-		sql += ` FOR UPDATE`
+		sql = queries.OrderSessionsForUpdate
 	}
 	rows, err := tx.Query(ctx, sql, orderID)
 	if err != nil {
@@ -167,8 +167,7 @@ func loadOrderSessions(ctx context.Context, tx pgx.Tx, orderID string, forUpdate
 	for i, sess := range sessions {
 		ids[i] = sess.ID
 	}
-	chs, err := collectChallenges(tx.Query(ctx, `SELECT `+challengeCols+` FROM challenges WHERE session_id = ANY($1::uuid[])
-		ORDER BY session_id, verifier_id`, ids))
+	chs, err := collectChallenges(tx.Query(ctx, queries.SessionChallenges, ids))
 	if err != nil {
 		return o, fmt.Errorf("load challenges: %w", err)
 	}
@@ -221,28 +220,23 @@ func queueInsertSession(b *pgx.Batch, now time.Time, r domain.SessionRecord) {
 	if r.State != domain.SessionOpen {
 		closedAt = &now
 	}
-	b.Queue(`INSERT INTO sessions (id, order_id, submission, state, deadline_at, locale, created_at, closed_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, r.ID, r.OrderID, r.Submission, string(r.State), r.DeadlineAt, r.Locale,
+	b.Queue(queries.InsertSession, r.ID, r.OrderID, r.Submission, string(r.State), r.DeadlineAt, r.Locale,
 		r.CreatedAt, closedAt)
 	for _, c := range r.Challenges {
-		b.Queue(`INSERT INTO challenges (id, session_id, verifier_id, phone, roles, code_hash, code_key_id, generation,
-			last_sent_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			c.ID, c.SessionID, c.VerifierID, c.Phone, c.Roles, c.CodeHash, c.CodeKeyID, c.Generation, c.LastSentAt, string(c.State))
+		b.Queue(queries.InsertChallenge, c.ID, c.SessionID, c.VerifierID, c.Phone, c.Roles, c.CodeHash, c.CodeKeyID, c.Generation, c.LastSentAt, string(c.State))
 		for _, t := range r.Tails[c.ID] {
-			b.Queue(`INSERT INTO challenge_id_tails (challenge_id, key_id, tail_hash) VALUES ($1, $2, $3)`, c.ID, t.KeyID, t.Hash)
+			b.Queue(queries.InsertTail, c.ID, t.KeyID, t.Hash)
 		}
 	}
 }
 
 // queueSessionState records a session's new state; every state but OPEN is final, so it closes it.
 func queueSessionState(b *pgx.Batch, now time.Time, sess domain.Session) {
-	b.Queue(`UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1`, sess.ID, string(sess.State), now)
+	b.Queue(queries.SetSessionState, sess.ID, string(sess.State), now)
 }
 
 // queueUpdateChallenge writes a challenge's changed fields. A new code hash replaces the old one in
 // this transaction: from its commit on, only the new code passes.
 func queueUpdateChallenge(b *pgx.Batch, c domain.Challenge) {
-	b.Queue(`UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_attempts = $5,
-		resends_used = $6, last_sent_at = $7, state = $8, passed_at = $9 WHERE id = $1`,
-		c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt)
+	b.Queue(queries.UpdateChallenge, c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt)
 }

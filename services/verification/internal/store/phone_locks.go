@@ -17,34 +17,18 @@ import (
 // The locks a check by phone takes, shared by Verify (verify_batch.go) and the public resend
 // (engine.go UpdatePhone), and the failures a mismatch counts.
 
-// lockPhoneSQL locks the open sessions that have a pending challenge for one of the phones ($1) and
-// those challenges in one statement. The rows are locked in ORDER BY order, session then challenge of each
-// row (FOR UPDATE OF s, c), so sessions are taken in id order and a challenge only under its session's
-// lock, like every other writer: no deadlock. Rows changed by a transaction we waited for are re-checked
-// (READ COMMITTED), so the states are the committed ones. The ID-tail hashes ride along in the row
-// (paired by ordering both arrays on the primary key).
-const lockPhoneSQL = `SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at,
-	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
-	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at,
-	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
-	(SELECT array_agg(t.tail_hash ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id)
-	FROM sessions s JOIN challenges c ON c.session_id = s.id
-	WHERE c.phone = ANY($1::text[]) AND c.state = 'PENDING' AND s.state = 'OPEN'
-	ORDER BY s.id, c.id
-	FOR UPDATE OF s, c`
-
 // lockPhone locks the open sessions that have a pending challenge for phone, and those challenges,
 // and returns them (challenges ordered by id) with each challenge's ID-tail hashes, in one round trip.
 func lockPhone(ctx context.Context, tx pgx.Tx, phone string) (map[string]domain.Session, []domain.Challenge,
 	map[string][]domain.TailHash, error) {
-	rows, err := tx.Query(ctx, lockPhoneSQL, []string{phone})
+	rows, err := tx.Query(ctx, queries.LockPhone, []string{phone})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 	}
 	return scanLockRows(rows)
 }
 
-// scanLockRows reads and closes the rows of lockPhoneSQL.
+// scanLockRows reads and closes the rows of LockPhone.
 func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge, map[string][]domain.TailHash, error) {
 	defer rows.Close()
 	byID := map[string]domain.Session{}
@@ -97,11 +81,11 @@ func queueFailures(b *pgx.Batch, now time.Time, sessions map[string]domain.Sessi
 		if f.Lock {
 			state = domain.ChallengeLocked
 		}
-		b.Queue(`UPDATE challenges SET failed_attempts = $2, state = $3 WHERE id = $1`, c.ID, f.FailedAttempts, string(state))
+		b.Queue(queries.CountFailure, c.ID, f.FailedAttempts, string(state))
 		if !f.Lock {
 			continue
 		}
-		b.Queue(`UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1`, sess.ID, string(domain.SessionFailed), now)
+		b.Queue(queries.SetSessionState, sess.ID, string(domain.SessionFailed), now)
 		if err := outbox.QueueInsert(b, now, convert.LockedMessages(sess)); err != nil {
 			return nil, err
 		}

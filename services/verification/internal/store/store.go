@@ -8,6 +8,7 @@ package store
 
 import (
 	"embed"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,6 +17,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
@@ -25,6 +27,27 @@ var fs embed.FS
 
 // Migrations creates the sessions, challenges and challenge_id_tails tables.
 var Migrations = pg.Source{Name: "verification", FS: fs}
+
+//go:embed queries.sql
+var queriesSQL string
+
+// queries holds the store's statements, one field per "-- name:" block of queries.sql.
+var queries = pg.MustQueries[struct {
+	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges          string
+	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge string
+	LockPhone, CountFailure, PassAll, LockClosing, ClosingChallenges, TimeOut    string
+}]("verification/internal/store/queries.sql", queriesSQL)
+
+// outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the
+// store names its insert rather than spelling it.
+const outboxHead = "{{outbox.InsertIntoSQL}}"
+
+func init() {
+	if strings.Count(queries.PassAll, outboxHead) != 1 {
+		panic("verification/internal/store/queries.sql: PassAll must hold " + outboxHead + " once")
+	}
+	queries.PassAll = strings.Replace(queries.PassAll, outboxHead, outbox.InsertIntoSQL, 1)
+}
 
 // Store is the PostgreSQL verification store.
 type Store struct {
@@ -54,11 +77,7 @@ func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, limits doma
 	return s
 }
 
-const sessionCols = `id::text, order_id, submission, state, deadline_at, locale, created_at`
-
-const challengeCols = `id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
-	failed_attempts, resends_used, last_sent_at, state, passed_at`
-
+// scanSession reads the session columns of queries.sql's statements (OrderSessions').
 func scanSession(row pgx.Row) (domain.Session, error) {
 	var s domain.Session
 	var state string
@@ -67,6 +86,7 @@ func scanSession(row pgx.Row) (domain.Session, error) {
 	return s, err
 }
 
+// scanChallenge reads the challenge columns of queries.sql's statements (SessionChallenges').
 func scanChallenge(row pgx.Row) (domain.Challenge, error) {
 	var c domain.Challenge
 	var state string

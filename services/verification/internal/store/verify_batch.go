@@ -22,7 +22,7 @@ import (
 
 // Verify calls are served in batches (pkg/batch, group commit): concurrent calls share one
 // transaction in two pipelined round trips on one connection (pg.Pipeline). The first is BEGIN + the
-// lock query of every phone of the batch (lockPhoneSQL); the clock is read and the calls decided once
+// lock query of every phone of the batch (LockPhone); the clock is read and the calls decided once
 // those rows are back, under the locks, one after another in arrival order on the locked rows (each
 // decision sees the earlier ones' effects, so the batch is the same as the calls made one by one);
 // the second is every call's writes (outbox rows included) + COMMIT. A failing statement makes
@@ -30,31 +30,6 @@ import (
 // then rolls it back, or closes the connection, so the pool never gets a connection inside a
 // transaction. A batch that fails as a whole (a deadlock, a lost connection) is retried call by call,
 // each like pg.InTx, unless its outcome is unknown (verifyBatch).
-
-// passAllSQL marks the challenges $1 passed at $2, in one statement for a whole batch, and answers,
-// for each of their sessions, whether every challenge has now passed; those sessions it also closes as
-// PASSED and writes their outbox rows (session $3, target $4, payload $5, sensitive $6, in array
-// order). Its snapshot includes the batch's earlier statements (failures, locks); the CTEs' own
-// updates are not visible to the aggregate, hence "OR c.id = ANY($1)". Array comparisons keep every
-// lookup an index scan whatever the statistics say.
-const passAllSQL = `WITH up AS (
-		UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = ANY($1::uuid[]) RETURNING session_id
-	), agg AS (
-		SELECT c.session_id, bool_and(c.state = 'PASSED' OR c.id = ANY($1::uuid[])) AS all_passed
-		FROM challenges c WHERE c.session_id = ANY(ARRAY(SELECT session_id FROM up))
-		GROUP BY c.session_id
-	), closed AS (
-		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = ANY(ARRAY(SELECT session_id FROM agg WHERE all_passed))
-		RETURNING id
-	), ob AS (
-		` + outbox.InsertIntoSQL + `SELECT t.target, t.payload, $2, $2, t.sensitive
-		FROM unnest($3::uuid[], $4::text[], $5::bytea[], $6::boolean[]) WITH ORDINALITY AS t(session_id, target, payload, sensitive, n)
-		WHERE t.session_id = ANY(ARRAY(SELECT id FROM closed))
-		ORDER BY t.n
-		RETURNING 1
-	)
-	SELECT a.session_id::text, a.all_passed, a.session_id = ANY(ARRAY(SELECT id FROM closed)), (SELECT count(*) FROM ob)
-	FROM agg a`
 
 // outboxRows marshals msgs for the outbox, in order.
 func outboxRows(msgs []outbox.Message) (targets []string, payloads [][]byte, sensitive []bool, err error) {
@@ -184,7 +159,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 	)
 	read := func(b *pgx.Batch) error {
 		b.Queue(pg.GenericPlans)
-		b.Queue(lockPhoneSQL, slices.Compact(phones)).Query(func(rows pgx.Rows) error {
+		b.Queue(queries.LockPhone, slices.Compact(phones)).Query(func(rows pgx.Rows) error {
 			var err error
 			sessions, chs, tails, err = scanLockRows(rows)
 			return err
@@ -220,7 +195,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 // queueVerifies decides the calls ins one after another in arrival order on the locked rows, each
 // seeing the earlier ones' effects, and queues their writes on b. It returns the calls' results
 // (answers of the passes are set after commit, from all), the indexes of the passes and the map
-// that passAllSQL fills.
+// that PassAll fills.
 func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyInput, sessions map[string]domain.Session,
 	chs []domain.Challenge, tails map[string][]domain.TailHash) ([]batch.Result[verifyResult], []int, map[string]bool, error) {
 	byPhone := map[string][]int{} // indexes into chs, in challenge id order
@@ -269,7 +244,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 		// challenges, if any, are still pending, so it stays open for them.
 		chs[idx[d.Pass]].State = domain.ChallengePassed
 	}
-	all := map[string]bool{} // session id -> every challenge passed, from passAllSQL
+	all := map[string]bool{} // session id -> every challenge passed, from PassAll
 	if len(passes) > 0 {
 		if err := queuePasses(b, now, out, passes, all); err != nil {
 			return nil, nil, nil, err
@@ -278,7 +253,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 	return out, passes, all, nil
 }
 
-// queuePasses queues, on b, passAllSQL for the passes of calls ks of out (each with its challenge
+// queuePasses queues, on b, PassAll for the passes of calls ks of out (each with its challenge
 // and session set); the answer goes to all, by session id.
 func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], ks []int, all map[string]bool) error {
 	var chIDs, obSessions []string
@@ -302,7 +277,7 @@ func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], 
 		}
 		targets, payloads, sensitive = append(targets, t...), append(payloads, p...), append(sensitive, sv...)
 	}
-	b.Queue(passAllSQL, chIDs, now, obSessions, targets, payloads, sensitive).Query(func(rows pgx.Rows) error {
+	b.Queue(queries.PassAll, chIDs, now, obSessions, targets, payloads, sensitive).Query(func(rows pgx.Rows) error {
 		var want, written int64
 		for rows.Next() {
 			var id string

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -31,14 +32,15 @@ type send struct {
 
 // Store is the in-memory store.
 type Store struct {
+	clock    clock.Clock // Reserve reads it under mu, as the PostgreSQL store after its locks
 	mu       sync.Mutex
 	messages map[string]*domain.Message
 	sends    map[string]send // by message id
 }
 
-// New returns an empty store.
-func New() *Store {
-	return &Store{messages: map[string]*domain.Message{}, sends: map[string]send{}}
+// New returns an empty store on the clock clk.
+func New(clk clock.Clock) *Store {
+	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}}
 }
 
 // micro rounds t as PostgreSQL stores a timestamptz, so both engines answer the same instants.
@@ -156,15 +158,17 @@ func (s *Store) current(m domain.Message) (*domain.Message, bool) {
 	return stored, ok && stored.State == domain.StateQueued && stored.Attempts == m.Attempts
 }
 
-// Reserve decides whether the per-phone caps let the claimed message m go at now and acts on it
-// (see store.Store.Reserve); the one lock makes the count-and-reserve exact under concurrency.
-func (s *Store) Reserve(_ context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error) {
-	now = micro(now)
+// Reserve decides whether the per-phone caps let the claimed message m go now and acts on it (see
+// store.Store.Reserve); the one lock makes the count-and-reserve exact under concurrency, and the
+// clock is read once it is held. at is the instant of the decision.
+func (s *Store) Reserve(_ context.Context, m domain.Message, caps domain.Caps, sendTimeout time.Duration) (d domain.Decision,
+	at time.Time, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := micro(s.clock.Now())
 	stored, ok := s.messages[m.ID]
 	if !ok || !domain.ClaimCurrent(*stored, m.Attempts, now, sendTimeout) {
-		return domain.Decision{Action: domain.ActionLostClaim}, nil
+		return domain.Decision{Action: domain.ActionLostClaim}, now, nil
 	}
 	var sends []time.Time
 	for id, sd := range s.sends {
@@ -178,7 +182,7 @@ func (s *Store) Reserve(_ context.Context, m domain.Message, now time.Time, caps
 			sends = append(sends, sd.at)
 		}
 	}
-	d := domain.Decide(now, stored.ExpireAt, caps, sends)
+	d = domain.Decide(now, stored.ExpireAt, caps, sends)
 	switch d.Action {
 	case domain.ActionSend:
 		s.sends[m.ID] = send{phone: stored.Phone, at: now}
@@ -188,7 +192,7 @@ func (s *Store) Reserve(_ context.Context, m domain.Message, now time.Time, caps
 	case domain.ActionFail:
 		stored.MarkFailed(d.Error)
 	}
-	return d, nil
+	return d, now, nil
 }
 
 // MarkSent records the provider's acceptance of the claim m and redacts unless keepText.

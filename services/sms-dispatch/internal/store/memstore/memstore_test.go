@@ -11,7 +11,7 @@ import (
 
 // TestMemory runs the engine suite on the in-memory engine.
 func TestMemory(t *testing.T) {
-	storetest.Run(t, func(*testing.T, *clock.Fake) storetest.Engine {
-		return storetest.Engine{Store: memstore.New()}
+	storetest.Run(t, func(_ *testing.T, clk *clock.Fake) storetest.Engine {
+		return storetest.Engine{Store: memstore.New(clk)}
 	})
 }

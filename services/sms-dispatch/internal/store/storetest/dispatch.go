@@ -443,11 +443,11 @@ func (c *countingStore) Claim(ctx context.Context, now time.Time, lease time.Dur
 	return c.Store.Claim(ctx, now, lease, limit)
 }
 
-func (c *countingStore) Reserve(ctx context.Context, m domain.Message, now time.Time, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, error) {
+func (c *countingStore) Reserve(ctx context.Context, m domain.Message, caps domain.Caps, sendTimeout time.Duration) (domain.Decision, time.Time, error) {
 	c.mu.Lock()
 	c.reserves++
 	c.mu.Unlock()
-	return c.Store.Reserve(ctx, m, now, caps, sendTimeout)
+	return c.Store.Reserve(ctx, m, caps, sendTimeout)
 }
 
 func (c *countingStore) MarkSentAll(ctx context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error) {

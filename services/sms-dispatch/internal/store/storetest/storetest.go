@@ -361,7 +361,7 @@ func testReserveCapUnderRace(t *testing.T, e *env) {
 	var wg sync.WaitGroup
 	for _, m := range msgs {
 		wg.Go(func() {
-			d, err := e.store.Reserve(ctx, m, T0, domain.DefaultCaps, time.Second)
+			d, _, err := e.store.Reserve(ctx, m, domain.DefaultCaps, time.Second)
 			if err != nil {
 				t.Error(err)
 				return
@@ -390,16 +390,16 @@ func testReserveRefusesStaleClaim(t *testing.T, e *env) {
 	e.create(t, "a", "13812345678", 24*time.Hour)
 	stale := e.claimOne(t, 30*time.Second)
 	e.clock.Advance(25 * time.Second) // 5s of lease left, a send may take 10s
-	if d, err := e.store.Reserve(ctx, stale, e.clock.Now(), domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionLostClaim {
+	if d, _, err := e.store.Reserve(ctx, stale, domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionLostClaim {
 		t.Fatalf("reserve with too little lease: %+v %v", d, err)
 	}
 	e.clock.Advance(5 * time.Second)
 	fresh := e.claimOne(t, 30*time.Second)
-	if d, err := e.store.Reserve(ctx, stale, e.clock.Now(), domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionLostClaim {
+	if d, _, err := e.store.Reserve(ctx, stale, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionLostClaim {
 		t.Fatalf("reserve of a replaced claim: %+v %v", d, err)
 	}
 	// The refused reservations took no cap slot: the current claim may send.
-	if d, err := e.store.Reserve(ctx, fresh, e.clock.Now(), domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionSend {
+	if d, _, err := e.store.Reserve(ctx, fresh, domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionSend {
 		t.Fatalf("reserve of the current claim: %+v %v", d, err)
 	}
 	if ok, err := e.store.MarkSent(ctx, stale, "fake", e.clock.Now(), false); err != nil || ok {
@@ -418,7 +418,7 @@ func testReserveRefusesStaleClaim(t *testing.T, e *env) {
 	z := e.message(t, "z", "13812345678", 24*time.Hour)
 	z.OrderID = "order-z"
 	e.createMsg(t, z)
-	if d, err := e.store.Reserve(ctx, e.claimOne(t, time.Minute), e.clock.Now(), domain.DefaultCaps, time.Second); err != nil ||
+	if d, _, err := e.store.Reserve(ctx, e.claimOne(t, time.Minute), domain.DefaultCaps, time.Second); err != nil ||
 		d.Action != domain.ActionReschedule {
 		t.Fatalf("reserve after the sent claim: %+v %v", d, err)
 	}
@@ -431,7 +431,7 @@ func testSentRedactsAndFailedReleasesSlot(t *testing.T, e *env) {
 		e.createMsg(t, m)
 	}
 	a := e.claimOne(t, time.Minute)
-	if d, err := e.store.Reserve(ctx, a, T0, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
+	if d, _, err := e.store.Reserve(ctx, a, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
 		t.Fatalf("reserve: %+v %v", d, err)
 	}
 	// Provider failed: the slot is given back, so b may go at once.
@@ -446,7 +446,7 @@ func testSentRedactsAndFailedReleasesSlot(t *testing.T, e *env) {
 	if b.ID != "b" {
 		t.Fatalf("claimed %s, want b", b.ID)
 	}
-	if d, err := e.store.Reserve(ctx, b, T0, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
+	if d, _, err := e.store.Reserve(ctx, b, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
 		t.Fatalf("reserve after release: %+v %v", d, err)
 	}
 	if ok, err := e.store.MarkSent(ctx, b, "fake", T0, false); err != nil || !ok {

@@ -1,0 +1,155 @@
+-- The SQL of sms-dispatch's PostgreSQL store (package store): one "-- name:" block per statement,
+-- loaded into the fields of queries (store.go) by pg.MustQueries. Statements that return messages
+-- list the columns in scanMessage's order.
+
+-- name: Get
+-- One message; the columns are scanMessage's.
+SELECT message_id, order_id, phone, template, params, locale, body, state, attempts,
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM messages WHERE message_id = $1
+
+-- name: GetAll
+-- The stored messages among the ids $1, one primary-key lookup each.
+SELECT m.message_id, m.order_id, m.phone, m.template, m.params, m.locale, m.body, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM unnest($1::text[]) AS i(id)
+		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m
+
+-- name: List
+-- A page of messages newest first: of order $1 ('' for all), after the position ($3, $4) when
+-- $2, at most $5.
+SELECT message_id, order_id, phone, template, params, locale, body, state, attempts,
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM messages
+		WHERE ($1 = '' OR order_id = $1)
+		  AND (NOT $2 OR (created_at, message_id) < ($3, $4))
+		ORDER BY created_at DESC, message_id DESC
+		LIMIT $5
+
+-- name: LockThreads
+-- Create (create_batch.go): a transaction lock on each thread (order, phone, template) $1, in array
+-- order (sorted by the caller, so that two batches never wait for each other in a cycle). The create
+-- statement that follows takes its snapshot once they are held, so it sees every message of its
+-- threads that a concurrent create committed: one of two racing messages supersedes the other.
+SELECT pg_advisory_xact_lock(hashtextextended('sms-thread ' || k, 0))
+		FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
+
+-- name: Create
+-- Stores a batch of new messages in one statement, one snapshot: an input is late when a newer
+-- message of its thread is stored or is in this batch; it is stored FAILED at once and never goes out.
+-- Each stored QUEUED one supersedes the older QUEUED ones of its thread, locked in message_id order as
+-- MarkSentAll locks them, so that the two cannot deadlock. The answer is every input's row: the
+-- inserted ones (RETURNING; the statement's own writes are invisible to its other parts) and the
+-- repeats (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics
+-- say), each after two flags: inserted by this statement, superseded by it.
+WITH t AS MATERIALIZED (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
+				WITH ORDINALITY AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att, n)
+		), late AS (
+			SELECT t.id FROM t WHERE t.ord <> '' AND (
+				EXISTS (SELECT 1 FROM t o WHERE o.ord = t.ord AND o.phone = t.phone AND o.tpl = t.tpl
+					AND o.id <> t.id AND o.seq > t.seq)
+				OR EXISTS (SELECT 1 FROM (SELECT * FROM messages o WHERE o.order_id = t.ord AND o.phone = t.phone
+					AND o.template = t.tpl AND o.message_id <> t.id AND o.sequence > t.seq OFFSET 0) o))
+		), ins AS (
+			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+				next_attempt_at, expire_at, created_at, sequence, last_error, redacted)
+			SELECT id, ord, phone, tpl, CASE WHEN l THEN '{}' ELSE p::jsonb END, loc, CASE WHEN l THEN NULL ELSE body END,
+				CASE WHEN l THEN 'FAILED' ELSE 'QUEUED' END, att, nxt, exp, at, seq, CASE WHEN l THEN $13 ELSE '' END, l
+			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t) t
+			ORDER BY n
+			ON CONFLICT (message_id) DO NOTHING
+			RETURNING message_id, order_id, phone, template, params, locale, body, state, attempts,
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence
+		), superseded AS (
+			UPDATE messages SET state = 'FAILED', last_error = $13, body = NULL, params = '{}', redacted = true
+			WHERE message_id IN (SELECT r.message_id FROM ins n
+				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
+				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
+				ORDER BY r.message_id FOR UPDATE OF r)
+			RETURNING message_id
+		)
+		SELECT true, false, message_id, order_id, phone, template, params, locale, body, state, attempts,
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM ins
+		UNION ALL
+		SELECT false, m.message_id IN (SELECT message_id FROM superseded), m.message_id, m.order_id, m.phone, m.template, m.params, m.locale, m.body, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM t
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
+			WHERE t.id NOT IN (SELECT message_id FROM ins)
+
+-- name: Claim
+-- Dispatch (dispatch.go): takes up to $2 due QUEUED messages (due at $1), hides them until
+-- $1 + $3 and counts the attempt; rows another worker holds are skipped (SKIP LOCKED).
+WITH due AS (
+			SELECT message_id FROM messages
+			WHERE state = 'QUEUED' AND next_attempt_at <= $1
+			ORDER BY next_attempt_at, message_id
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE messages m SET next_attempt_at = $1 + $3::interval, attempts = m.attempts + 1
+		FROM due WHERE m.message_id = due.message_id
+		RETURNING m.message_id, m.order_id, m.phone, m.template, m.params, m.locale, m.body, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence
+
+-- name: LockPhone
+-- Serialises the count-and-insert of one phone's ($1) cap reservations.
+SELECT pg_advisory_xact_lock(hashtext($1))
+
+-- name: LockClaim
+-- What a claim of message $1 is checked against (domain.ClaimCurrent): its state, attempts and
+-- lease end, the row locked until the reservation commits.
+SELECT state, attempts, next_attempt_at FROM messages WHERE message_id = $1 FOR UPDATE
+
+-- name: DropOldSends
+-- Sends older than the longest window ($2) never count again; dropping them keeps the log small.
+DELETE FROM phone_sends WHERE phone = $1 AND sent_at <= $2
+
+-- name: RecentSends
+-- The phone's sends after $2, but for message $3's own earlier reservation (a crash after
+-- reserving), which is the same SMS, not another one.
+SELECT sent_at FROM phone_sends WHERE phone = $1 AND sent_at > $2 AND message_id <> $3
+
+-- name: ReserveSend
+INSERT INTO phone_sends (message_id, phone, sent_at) VALUES ($1, $2, $3)
+				ON CONFLICT (message_id) DO UPDATE SET sent_at = EXCLUDED.sent_at, phone = EXCLUDED.phone
+
+-- name: Reschedule
+-- A cap wait: the message goes at $3, and the wait does not use up an attempt.
+UPDATE messages SET next_attempt_at = $3, attempts = attempts - 1
+				WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
+
+-- name: Fail
+-- Ends the claim (message $1, attempts $2) with error $3 and wipes its code
+-- (domain.Message.MarkFailed).
+UPDATE messages SET state = 'FAILED', last_error = $3, body = NULL, params = '{}', redacted = true
+	WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
+
+-- name: MarkSent
+-- Records the provider's acceptance of the claim (message $1, attempts $2) by provider $3 at $4
+-- and redacts the message unless $5 (development mode).
+UPDATE messages SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
+			body = CASE WHEN $5::boolean THEN body END, params = CASE WHEN $5 THEN params ELSE '{}' END, redacted = NOT $5
+		WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
+
+-- name: MarkSentAll
+-- MarkSent for the claims ($1 ids, $2 attempts) still current, returning their ids. FOR UPDATE of
+-- the LATERAL subquery locks inside each per-id lookup, in the order of the ids: they are sorted
+-- first (by the database's collation, as Create's ORDER BY message_id), so that it cannot deadlock with
+-- a concurrent supersede.
+WITH claimed AS (
+			SELECT m.message_id FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
+				ORDER BY message_id) c
+			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) m
+			WHERE m.attempts = c.attempts AND m.state = 'QUEUED'
+			ORDER BY m.message_id
+			FOR UPDATE OF m
+		)
+		UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
+			body = CASE WHEN $5::boolean THEN m.body END, params = CASE WHEN $5 THEN m.params ELSE '{}' END, redacted = NOT $5
+		FROM claimed WHERE m.message_id = claimed.message_id
+		RETURNING m.message_id
+
+-- name: Retry
+-- A provider error on the claim: retried at $3, with its error $4 and provider $5.
+UPDATE messages SET next_attempt_at = $3, last_error = $4, provider = $5
+				WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
+
+-- name: ReleaseSend
+-- Gives back the cap slot reserved for message $1 at $2 (nothing reached the phone).
+DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2

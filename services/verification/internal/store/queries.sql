@@ -1,0 +1,114 @@
+-- The SQL of verification's PostgreSQL store (package store): one "-- name:" block per statement,
+-- loaded into the fields of queries (store.go) by pg.MustQueries. Statements that return sessions or
+-- challenges list the columns in scanSession's and scanChallenge's order.
+
+-- name: LockOrder
+-- Serialises the changes of one order's sessions ($1), including the case where no session row
+-- exists yet to lock.
+SELECT pg_advisory_xact_lock(hashtextextended('verification-order:' || $1, 0))
+
+-- name: OrderSessions
+-- The sessions of the order $1, in id order; the columns are scanSession's.
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at FROM sessions WHERE order_id = $1 ORDER BY id
+
+-- name: OrderSessionsForUpdate
+-- OrderSessions, locking the sessions in id order to the end of the transaction.
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
+
+-- name: SessionChallenges
+-- The challenges of the sessions $1; the columns are scanChallenge's.
+SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
+	failed_attempts, resends_used, last_sent_at, state, passed_at FROM challenges WHERE session_id = ANY($1::uuid[])
+		ORDER BY session_id, verifier_id
+
+-- name: InsertSession
+INSERT INTO sessions (id, order_id, submission, state, deadline_at, locale, created_at, closed_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+
+-- name: InsertChallenge
+INSERT INTO challenges (id, session_id, verifier_id, phone, roles, code_hash, code_key_id, generation,
+			last_sent_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+
+-- name: InsertTail
+INSERT INTO challenge_id_tails (challenge_id, key_id, tail_hash) VALUES ($1, $2, $3)
+
+-- name: SetSessionState
+-- A session's new state; every state but OPEN is final, so it closes it.
+UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1
+
+-- name: UpdateChallenge
+-- A challenge's changed fields. A new code hash replaces the old one in this transaction: from its
+-- commit on, only the new code passes.
+UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_attempts = $5,
+		resends_used = $6, last_sent_at = $7, state = $8, passed_at = $9 WHERE id = $1
+
+-- name: LockPhone
+-- Locks the open sessions that have a pending challenge for one of the phones ($1) and those
+-- challenges in one statement (Verify, verify_batch.go, and the public resend, engine.go UpdatePhone).
+-- The rows are locked in ORDER BY order, session then challenge of each row (FOR UPDATE OF s, c), so
+-- sessions are taken in id order and a challenge only under its session's lock, like every other
+-- writer: no deadlock. Rows changed by a transaction we waited for are re-checked (READ COMMITTED), so
+-- the states are the committed ones. The ID-tail hashes ride along in the row (paired by ordering both
+-- arrays on the primary key).
+SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at,
+	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
+	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at,
+	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
+	(SELECT array_agg(t.tail_hash ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id)
+	FROM sessions s JOIN challenges c ON c.session_id = s.id
+	WHERE c.phone = ANY($1::text[]) AND c.state = 'PENDING' AND s.state = 'OPEN'
+	ORDER BY s.id, c.id
+	FOR UPDATE OF s, c
+
+-- name: CountFailure
+-- One more failure on a challenge: its count $2 and state $3 (LOCKED at the limit).
+UPDATE challenges SET failed_attempts = $2, state = $3 WHERE id = $1
+
+-- name: PassAll
+-- Verify (verify_batch.go): marks the challenges $1 passed at $2, in one statement for a whole batch,
+-- and answers, for each of their sessions, whether every challenge has now passed; those sessions it
+-- also closes as PASSED and writes their outbox rows (session $3, target $4, payload $5, sensitive $6,
+-- in array order). Its snapshot includes the batch's earlier statements (failures, locks); the CTEs'
+-- own updates are not visible to the aggregate, hence "OR c.id = ANY($1)". Array comparisons keep
+-- every lookup an index scan whatever the statistics say. {{outbox.InsertIntoSQL}} is pkg/outbox's
+-- insert head (the outbox table's owner), put in its place when the package loads.
+WITH up AS (
+		UPDATE challenges SET state = 'PASSED', passed_at = $2 WHERE id = ANY($1::uuid[]) RETURNING session_id
+	), agg AS (
+		SELECT c.session_id, bool_and(c.state = 'PASSED' OR c.id = ANY($1::uuid[])) AS all_passed
+		FROM challenges c WHERE c.session_id = ANY(ARRAY(SELECT session_id FROM up))
+		GROUP BY c.session_id
+	), closed AS (
+		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = ANY(ARRAY(SELECT session_id FROM agg WHERE all_passed))
+		RETURNING id
+	), ob AS (
+		{{outbox.InsertIntoSQL}}SELECT t.target, t.payload, $2, $2, t.sensitive
+		FROM unnest($3::uuid[], $4::text[], $5::bytea[], $6::boolean[]) WITH ORDINALITY AS t(session_id, target, payload, sensitive, n)
+		WHERE t.session_id = ANY(ARRAY(SELECT id FROM closed))
+		ORDER BY t.n
+		RETURNING 1
+	)
+	SELECT a.session_id::text, a.all_passed, a.session_id = ANY(ARRAY(SELECT id FROM closed)), (SELECT count(*) FROM ob)
+	FROM agg a
+
+-- name: LockClosing
+-- CloseIfIncomplete (close_batch.go): the sessions of the keys ($1 order ids, $2 submissions),
+-- locked in id order as every other writer locks them (LockPhone): a batch that took them in key
+-- order could deadlock with a Verify of a phone two of them share. The lookups are index lookups per
+-- key (OFFSET 0: the LATERAL subquery is not flattened into a join whose plan depends on statistics a
+-- burst of closes has outdated).
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at FROM sessions WHERE id IN (
+			SELECT s.id FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
+			CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s)
+		ORDER BY id FOR UPDATE
+
+-- name: ClosingChallenges
+-- The challenges of the same sessions, as LockClosing finds them.
+SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
+		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
+		CROSS JOIN LATERAL (SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
+	failed_attempts, resends_used, last_sent_at, state, passed_at FROM challenges WHERE session_id = s.id OFFSET 0) c
+
+-- name: TimeOut
+-- Closes the sessions $1 in state $2 at $3.
+UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id
