@@ -63,7 +63,7 @@ func TestReserveReadsTheClockAfterTheLock(t *testing.T) {
 		d, at, err := s.Reserve(ctx, claimed[0], domain.DefaultCaps, time.Second)
 		done <- result{d, at, err}
 	}()
-	pgtest.WaitForLockWaiter(t, pool) // the call is blocked on the lock
+	pgtest.WaitForLockWaiter(t, pool, holder.Conn().PgConn().PID()) // the call is blocked on the lock
 	later := storetest.T0.Add(30 * time.Second)
 	clk.Set(later)
 	if err := holder.Commit(ctx); err != nil {
