@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -230,21 +229,8 @@ func TestPipelineOutcomeUnknownWhenTheContextEndsAfterCommitWasSent(t *testing.T
 			})
 		})
 	}()
-	// COMMIT is sent, behind the wait for lock 42 (pg_locks: objid is the key's low 32 bits).
-	for i := 0; ; i++ {
-		var waiting bool
-		if err := e.other.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
-			WHERE locktype = 'advisory' AND objid = 42 AND NOT granted)`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		if i > 400 {
-			t.Fatal("the pipeline never waited for the lock")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// COMMIT is sent, behind the wait for the holder's lock 42.
+	pgtest.WaitForLockWaiter(t, e.other, holder.Conn().PgConn().PID())
 	cancel()
 	err = <-done
 	var unknown *pg.OutcomeUnknownError

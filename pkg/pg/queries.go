@@ -11,8 +11,8 @@ import (
 // A store keeps its SQL in one file, queries.sql, embedded in its package: each statement is a block
 // that starts with a line "-- name: Name". The comment lines right after it document the statement
 // and are not sent; the statement runs to the next "-- name:" line, less the blank and comment lines
-// that end it (a heading of what follows). Comments before the first block describe the file. The statements stay whole SQL, readable and
-// runnable in psql, and the Go code names them.
+// that end it (a heading of what follows). Comments before the first block describe the file. The
+// statements stay whole SQL, readable and runnable in psql, and the Go code names them.
 
 var nameLineRE = regexp.MustCompile(`^-- name:\s*(\S*)\s*$`)
 

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -53,7 +54,7 @@ func (s *Store) Reserve(ctx context.Context, m domain.Message, caps domain.Caps,
 			return err
 		}
 		stored.State = domain.State(state)
-		now := s.clock.Now().Truncate(time.Microsecond)
+		now := clock.Micro(s.clock) // as PostgreSQL stores it
 		at = now
 		if pg.IsNoRows(err) || !domain.ClaimCurrent(stored, m.Attempts, now, sendTimeout) {
 			d = domain.Decision{Action: domain.ActionLostClaim}
