@@ -36,10 +36,18 @@ const (
 	ReasonRateLimited               = "RATE_LIMITED"
 )
 
+// DevTenant is the one tenant of every public caller when portal auth is off (development).
+const DevTenant = "dev"
+
 // Caller is who made an RPC, as far as the edge could tell. ID never holds a secret: "apikey:<key id>",
 // "jwt:<subject>", "cert:<common name>", "internal-token", or "ip:<address>" for unauthenticated callers.
 type Caller struct {
 	ID string
+	// Tenant is the hosting provider (接入商) a public caller acts for: the API key id, the JWT's tenant
+	// claim, or DevTenant without portal auth. Empty for internal callers.
+	Tenant string
+	// CrossTenant callers (the authority's own portal) see every tenant's orders and challenges.
+	CrossTenant bool
 }
 
 type callerKey struct{}
@@ -101,7 +109,7 @@ type authenticator interface {
 type anonymous struct{}
 
 func (anonymous) authenticate(ctx context.Context) (Caller, error) {
-	return Caller{ID: "ip:" + peerIP(ctx)}, nil
+	return Caller{ID: "ip:" + peerIP(ctx), Tenant: DevTenant}, nil
 }
 
 // ---- API keys ----
@@ -153,7 +161,7 @@ func (a apiKeyAuth) authenticate(ctx context.Context) (Caller, error) {
 	if match < 0 {
 		return Caller{}, credentialInvalid()
 	}
-	return Caller{ID: "apikey:" + keys[match].id}, nil
+	return Caller{ID: "apikey:" + keys[match].id, Tenant: keys[match].id}, nil
 }
 
 // ---- JWT ----
@@ -224,7 +232,7 @@ func (a jwtAuth) authenticate(ctx context.Context) (Caller, error) {
 	if err != nil || !tok.Valid || claims.Subject == "" {
 		return Caller{}, credentialInvalid()
 	}
-	return Caller{ID: "jwt:" + claims.Subject}, nil
+	return Caller{ID: "jwt:" + claims.Subject, Tenant: claims.Subject}, nil
 }
 
 // ---- internal credential ----

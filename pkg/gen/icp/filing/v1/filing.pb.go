@@ -753,13 +753,15 @@ type Order struct {
 	Spec    *OrderSpec             `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	State   OrderState             `protobuf:"varint,3,opt,name=state,proto3,enum=icp.filing.v1.OrderState" json:"state,omitempty"`
 	// submission counts submissions; each opens a new verification window.
-	Submission    int32                  `protobuf:"varint,4,opt,name=submission,proto3" json:"submission,omitempty"`
-	DeadlineAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline_at,json=deadlineAt,proto3" json:"deadline_at,omitempty"`
-	ReturnReason  ReturnReason           `protobuf:"varint,6,opt,name=return_reason,json=returnReason,proto3,enum=icp.filing.v1.ReturnReason" json:"return_reason,omitempty"`
-	Verifiers     []*Verifier            `protobuf:"bytes,7,rep,name=verifiers,proto3" json:"verifiers,omitempty"`
-	History       []*StateChange         `protobuf:"bytes,8,rep,name=history,proto3" json:"history,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Submission   int32                  `protobuf:"varint,4,opt,name=submission,proto3" json:"submission,omitempty"`
+	DeadlineAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline_at,json=deadlineAt,proto3" json:"deadline_at,omitempty"`
+	ReturnReason ReturnReason           `protobuf:"varint,6,opt,name=return_reason,json=returnReason,proto3,enum=icp.filing.v1.ReturnReason" json:"return_reason,omitempty"`
+	Verifiers    []*Verifier            `protobuf:"bytes,7,rep,name=verifiers,proto3" json:"verifiers,omitempty"`
+	History      []*StateChange         `protobuf:"bytes,8,rep,name=history,proto3" json:"history,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The tenant (hosting provider, 接入商) that created the order: the API key id or the JWT tenant claim.
+	Tenant        string `protobuf:"bytes,11,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -862,6 +864,13 @@ func (x *Order) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Order) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 type CreateOrderRequest struct {
@@ -1571,11 +1580,14 @@ func (x *MarkVerifiedResponse) GetOrder() *Order {
 }
 
 type ReturnOrderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	Submission    int32                  `protobuf:"varint,3,opt,name=submission,proto3" json:"submission,omitempty"`
-	Reason        ReturnReason           `protobuf:"varint,4,opt,name=reason,proto3,enum=icp.filing.v1.ReturnReason" json:"reason,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RequestId  string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrderId    string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Submission int32                  `protobuf:"varint,3,opt,name=submission,proto3" json:"submission,omitempty"`
+	Reason     ReturnReason           `protobuf:"varint,4,opt,name=reason,proto3,enum=icp.filing.v1.ReturnReason" json:"reason,omitempty"`
+	// Phones whose failure budget is spent (RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS): no order naming one
+	// may be submitted before its time.
+	PhoneLocks    []*PhoneLock `protobuf:"bytes,5,rep,name=phone_locks,json=phoneLocks,proto3" json:"phone_locks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1638,6 +1650,66 @@ func (x *ReturnOrderRequest) GetReason() ReturnReason {
 	return ReturnReason_RETURN_REASON_UNSPECIFIED
 }
 
+func (x *ReturnOrderRequest) GetPhoneLocks() []*PhoneLock {
+	if x != nil {
+		return x.PhoneLocks
+	}
+	return nil
+}
+
+// PhoneLock: no new challenge opens for phone (E.164) before until.
+type PhoneLock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phone         string                 `protobuf:"bytes,1,opt,name=phone,proto3" json:"phone,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PhoneLock) Reset() {
+	*x = PhoneLock{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PhoneLock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PhoneLock) ProtoMessage() {}
+
+func (x *PhoneLock) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PhoneLock.ProtoReflect.Descriptor instead.
+func (*PhoneLock) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PhoneLock) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *PhoneLock) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
 type ReturnOrderResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Order         *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
@@ -1647,7 +1719,7 @@ type ReturnOrderResponse struct {
 
 func (x *ReturnOrderResponse) Reset() {
 	*x = ReturnOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1731,7 @@ func (x *ReturnOrderResponse) String() string {
 func (*ReturnOrderResponse) ProtoMessage() {}
 
 func (x *ReturnOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1744,7 @@ func (x *ReturnOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnOrderResponse.ProtoReflect.Descriptor instead.
 func (*ReturnOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{21}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReturnOrderResponse) GetOrder() *Order {
@@ -1694,7 +1766,7 @@ type RecordReviewOutcomeRequest struct {
 
 func (x *RecordReviewOutcomeRequest) Reset() {
 	*x = RecordReviewOutcomeRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1778,7 @@ func (x *RecordReviewOutcomeRequest) String() string {
 func (*RecordReviewOutcomeRequest) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1791,7 @@ func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{22}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecordReviewOutcomeRequest) GetRequestId() string {
@@ -1759,7 +1831,7 @@ type RecordReviewOutcomeResponse struct {
 
 func (x *RecordReviewOutcomeResponse) Reset() {
 	*x = RecordReviewOutcomeResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1843,7 @@ func (x *RecordReviewOutcomeResponse) String() string {
 func (*RecordReviewOutcomeResponse) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1856,7 @@ func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{23}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordReviewOutcomeResponse) GetOrder() *Order {
@@ -1828,7 +1900,7 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\x0e2\x19.icp.filing.v1.OrderStateR\x02to\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x87\x04\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x9f\x04\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12,\n" +
 	"\x04spec\x18\x02 \x01(\v2\x18.icp.filing.v1.OrderSpecR\x04spec\x12/\n" +
@@ -1845,7 +1917,8 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"a\n" +
+	"updateTime\x12\x16\n" +
+	"\x06tenant\x18\v \x01(\tR\x06tenant\"a\n" +
 	"\x12CreateOrderRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12,\n" +
@@ -1892,7 +1965,7 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\"B\n" +
 	"\x14MarkVerifiedResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order\"\xa3\x01\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order\"\xde\x01\n" +
 	"\x12ReturnOrderRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -1900,7 +1973,12 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\n" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\x123\n" +
-	"\x06reason\x18\x04 \x01(\x0e2\x1b.icp.filing.v1.ReturnReasonR\x06reason\"A\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\x1b.icp.filing.v1.ReturnReasonR\x06reason\x129\n" +
+	"\vphone_locks\x18\x05 \x03(\v2\x18.icp.filing.v1.PhoneLockR\n" +
+	"phoneLocks\"S\n" +
+	"\tPhoneLock\x12\x14\n" +
+	"\x05phone\x18\x01 \x01(\tR\x05phone\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"A\n" +
 	"\x13ReturnOrderResponse\x12*\n" +
 	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order\"\xa8\x01\n" +
 	"\x1aRecordReviewOutcomeRequest\x12\x1d\n" +
@@ -1979,7 +2057,7 @@ func file_icp_filing_v1_filing_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(FilingType)(0),                     // 0: icp.filing.v1.FilingType
 	(OrderState)(0),                     // 1: icp.filing.v1.OrderState
@@ -2008,10 +2086,11 @@ var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(*MarkVerifiedRequest)(nil),         // 24: icp.filing.v1.MarkVerifiedRequest
 	(*MarkVerifiedResponse)(nil),        // 25: icp.filing.v1.MarkVerifiedResponse
 	(*ReturnOrderRequest)(nil),          // 26: icp.filing.v1.ReturnOrderRequest
-	(*ReturnOrderResponse)(nil),         // 27: icp.filing.v1.ReturnOrderResponse
-	(*RecordReviewOutcomeRequest)(nil),  // 28: icp.filing.v1.RecordReviewOutcomeRequest
-	(*RecordReviewOutcomeResponse)(nil), // 29: icp.filing.v1.RecordReviewOutcomeResponse
-	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
+	(*PhoneLock)(nil),                   // 27: icp.filing.v1.PhoneLock
+	(*ReturnOrderResponse)(nil),         // 28: icp.filing.v1.ReturnOrderResponse
+	(*RecordReviewOutcomeRequest)(nil),  // 29: icp.filing.v1.RecordReviewOutcomeRequest
+	(*RecordReviewOutcomeResponse)(nil), // 30: icp.filing.v1.RecordReviewOutcomeResponse
+	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
 }
 var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	3,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
@@ -2022,15 +2101,15 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	7,  // 5: icp.filing.v1.OrderSpec.websites:type_name -> icp.filing.v1.Website
 	1,  // 6: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
 	1,  // 7: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
-	30, // 8: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
+	31, // 8: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
 	8,  // 9: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
 	1,  // 10: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
-	30, // 11: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
+	31, // 11: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
 	2,  // 12: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
 	9,  // 13: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
 	10, // 14: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
-	30, // 15: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	30, // 16: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	31, // 15: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	31, // 16: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
 	8,  // 17: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
 	11, // 18: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
 	8,  // 19: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
@@ -2042,32 +2121,34 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	11, // 25: icp.filing.v1.CancelOrderResponse.order:type_name -> icp.filing.v1.Order
 	11, // 26: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
 	2,  // 27: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
-	11, // 28: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
-	5,  // 29: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
-	11, // 30: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
-	12, // 31: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
-	14, // 32: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
-	16, // 33: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
-	18, // 34: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
-	20, // 35: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
-	22, // 36: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
-	24, // 37: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
-	26, // 38: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
-	28, // 39: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
-	13, // 40: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
-	15, // 41: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
-	17, // 42: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
-	19, // 43: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
-	21, // 44: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
-	23, // 45: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
-	25, // 46: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
-	27, // 47: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
-	29, // 48: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	27, // 28: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
+	31, // 29: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
+	11, // 30: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
+	5,  // 31: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
+	11, // 32: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
+	12, // 33: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
+	14, // 34: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
+	16, // 35: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
+	18, // 36: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
+	20, // 37: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
+	22, // 38: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
+	24, // 39: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
+	26, // 40: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
+	29, // 41: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
+	13, // 42: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
+	15, // 43: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
+	17, // 44: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
+	19, // 45: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
+	21, // 46: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
+	23, // 47: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
+	25, // 48: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
+	28, // 49: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
+	30, // 50: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
+	42, // [42:51] is the sub-list for method output_type
+	33, // [33:42] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_icp_filing_v1_filing_proto_init() }
@@ -2081,7 +2162,7 @@ func file_icp_filing_v1_filing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_filing_v1_filing_proto_rawDesc), len(file_icp_filing_v1_filing_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -922,7 +922,10 @@ type OpenSessionRequest struct {
 	DeadlineAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deadline_at,json=deadlineAt,proto3" json:"deadline_at,omitempty"`
 	Verifiers  []*VerifierSpec        `protobuf:"bytes,5,rep,name=verifiers,proto3" json:"verifiers,omitempty"`
 	// locale of the SMS text: "zh-CN" (default) or "en".
-	Locale        string `protobuf:"bytes,6,opt,name=locale,proto3" json:"locale,omitempty"`
+	Locale string `protobuf:"bytes,6,opt,name=locale,proto3" json:"locale,omitempty"`
+	// The order's tenant: Verify and ResendCode of a public caller see only its own tenant's challenges, and
+	// GetVerificationStatus answers only the owner.
+	Tenant        string `protobuf:"bytes,7,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +998,13 @@ func (x *OpenSessionRequest) GetVerifiers() []*VerifierSpec {
 func (x *OpenSessionRequest) GetLocale() string {
 	if x != nil {
 		return x.Locale
+	}
+	return ""
+}
+
+func (x *OpenSessionRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -1422,7 +1432,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\fVerifierSpec\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x19\n" +
-	"\bid_tails\x18\x03 \x03(\tR\aidTails\"\x84\x02\n" +
+	"\bid_tails\x18\x03 \x03(\tR\aidTails\"\x9c\x02\n" +
 	"\x12OpenSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -1433,7 +1443,8 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\vdeadline_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"deadlineAt\x12?\n" +
 	"\tverifiers\x18\x05 \x03(\v2!.icp.verification.v1.VerifierSpecR\tverifiers\x12\x16\n" +
-	"\x06locale\x18\x06 \x01(\tR\x06locale\"V\n" +
+	"\x06locale\x18\x06 \x01(\tR\x06locale\x12\x16\n" +
+	"\x06tenant\x18\a \x01(\tR\x06tenant\"V\n" +
 	"\x13OpenSessionResponse\x12?\n" +
 	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status\"v\n" +
 	"\x19ResendVerifierCodeRequest\x12\x1d\n" +
