@@ -102,21 +102,23 @@ func mustGet(t *testing.T, s Store, k domain.Key) domain.Deadline {
 	return d
 }
 
-// listAll pages through every timer in state ("" = all).
+// listAll pages through every timer in state ("" = all), pageSize at a time, each page resuming
+// after the position of the last timer of the one before, as ListDeadlines does.
 func listAll(t *testing.T, s Store, state domain.State, pageSize int) []domain.Deadline {
 	t.Helper()
 	var all []domain.Deadline
-	token := ""
+	var after *domain.Position
 	for {
-		page, next, err := s.List(context.Background(), state, pageSize, token)
+		page, err := s.List(context.Background(), state, after, pageSize)
 		if err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, page...)
-		if next == "" {
+		if len(page) < pageSize {
 			return all
 		}
-		token = next
+		p := domain.PositionOf(page[len(page)-1])
+		after = &p
 	}
 }
 

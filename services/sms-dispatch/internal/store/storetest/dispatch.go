@@ -335,7 +335,7 @@ func testCapHoldsWithTwoDispatchers(t *testing.T, e *env) {
 			if p.totalSent() != wantSent {
 				return false
 			}
-			msgs, _, err := e.store.List(ctx, "", 100, "")
+			msgs, err := e.store.List(ctx, "", nil, 100)
 			if err != nil {
 				return false
 			}
