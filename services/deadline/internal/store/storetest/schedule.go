@@ -32,7 +32,7 @@ func testScheduleIdempotentAndConflict(t *testing.T, e Engine, _ *clock.Fake) {
 		t.Fatalf("conflict: got %v", err)
 	}
 	// Same request_id, different request: refused.
-	if _, err := schedule(s, "r1", "o1", 2, due); errs.Reason(err) != "REQUEST_ID_REUSED" {
+	if _, err := schedule(s, "r1", "o1", 2, due); errs.Reason(err) != errs.RequestIDReused.Reason {
 		t.Fatalf("reused request id: got %v", err)
 	}
 	// The refused request_id was not remembered with a failed answer: r3 runs again.
