@@ -19,6 +19,14 @@ import (
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+// The store is the engine of the handlers and of the sweeper.
+var (
+	_ grpcapi.Store = (*Store)(nil)
+	_ sweeper.Store = (*Store)(nil)
 )
 
 //go:embed migrations/*.sql

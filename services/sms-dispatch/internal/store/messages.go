@@ -9,7 +9,6 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/pg"
-
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 )
 

@@ -18,6 +18,14 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/services/deadline/internal/convert"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+// The store is the engine of the handlers and of the sweeper.
+var (
+	_ grpcapi.Store = (*Store)(nil)
+	_ sweeper.Store = (*Store)(nil)
 )
 
 // Store is the memory engine. Timers are held by value, so everything it returns is a copy.

@@ -6,11 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
 
-func testList(t *testing.T, e Engine, _ *clock.Fake) {
+func testList(t *testing.T, e *env) {
 	s := e.Store
 	ctx := context.Background()
 	for i := range 7 {

@@ -19,6 +19,7 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
 )
 
+// The store is the engine of the handlers and of the dispatcher.
 var (
 	_ grpcapi.Store    = (*Store)(nil)
 	_ dispatcher.Store = (*Store)(nil)

@@ -38,7 +38,7 @@ var T0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
 func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 	tests := []struct {
 		name string
-		fn   func(*testing.T, *env)
+		fn   func(t *testing.T, e *env)
 	}{
 		{"CreateIsIdempotentByMessageID", testCreateIsIdempotentByMessageID},
 		{"ConcurrentCreateStoresOnce", testConcurrentCreateStoresOnce},
@@ -71,13 +71,14 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			clk := clock.NewFake(T0)
-			tc.fn(t, &env{store: newEngine(t, clk).Store, clock: clk})
+			tc.fn(t, &env{Engine: newEngine(t, clk), clock: clk})
 		})
 	}
 }
 
+// env is one test's engine and the fake clock it runs on, started at T0.
 type env struct {
-	store Store
+	Engine
 	clock *clock.Fake
 	seq   int32 // each message gets a higher sequence than the ones made before it
 }
@@ -104,14 +105,14 @@ func (e *env) create(t *testing.T, id, phone string, expire time.Duration) {
 
 func (e *env) createMsg(t *testing.T, m domain.Message) {
 	t.Helper()
-	if _, _, err := e.store.Create(ctx, m); err != nil {
+	if _, _, err := e.Store.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (e *env) get(t *testing.T, id string) domain.Message {
 	t.Helper()
-	m, err := e.store.Get(ctx, id)
+	m, err := e.Store.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func (e *env) get(t *testing.T, id string) domain.Message {
 
 func (e *env) claimOne(t *testing.T, lease time.Duration) domain.Message {
 	t.Helper()
-	msgs, err := e.store.Claim(ctx, e.clock.Now(), lease, 1)
+	msgs, err := e.Store.Claim(ctx, e.clock.Now(), lease, 1)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("claim: %v %v", msgs, err)
 	}
@@ -129,7 +130,7 @@ func (e *env) claimOne(t *testing.T, lease time.Duration) domain.Message {
 
 func testCreateIsIdempotentByMessageID(t *testing.T, e *env) {
 	m := e.message(t, "vc-1", "13812345678", 24*time.Hour)
-	got, created, err := e.store.Create(ctx, m)
+	got, created, err := e.Store.Create(ctx, m)
 	if err != nil || !created {
 		t.Fatalf("Create = %v, %v", created, err)
 	}
@@ -138,11 +139,11 @@ func testCreateIsIdempotentByMessageID(t *testing.T, e *env) {
 		t.Fatalf("stored %+v", got)
 	}
 	e.clock.Advance(time.Minute)
-	again, created, err := e.store.Create(ctx, e.message(t, "vc-1", "+86 138 1234 5678", time.Hour))
+	again, created, err := e.Store.Create(ctx, e.message(t, "vc-1", "+86 138 1234 5678", time.Hour))
 	if err != nil || created || !again.CreatedAt.Equal(T0) {
 		t.Fatalf("repeat Create = %+v, %v, %v", again, created, err)
 	}
-	_, _, err = e.store.Create(ctx, e.message(t, "vc-1", "13912345678", time.Hour))
+	_, _, err = e.Store.Create(ctx, e.message(t, "vc-1", "13912345678", time.Hour))
 	if errs.Reason(err) != domain.ReasonMessageIDReused {
 		t.Fatalf("reuse with another phone: err = %v", err)
 	}
@@ -155,7 +156,7 @@ func testConcurrentCreateStoresOnce(t *testing.T, e *env) {
 	m := e.message(t, "vc-race", "13812345678", 24*time.Hour)
 	for range 10 {
 		wg.Go(func() {
-			_, created, err := e.store.Create(ctx, m)
+			_, created, err := e.Store.Create(ctx, m)
 			if err != nil {
 				t.Error(err)
 			}
@@ -207,7 +208,7 @@ func testConcurrentThreadsKeepOnlyTheNewest(t *testing.T, e *env) {
 					if rep == 1 && seq == 1 && th == 0 {
 						m.Phone = "+8613900000000" // the id reused for another phone
 					}
-					_, c, err := e.store.Create(ctx, m)
+					_, c, err := e.Store.Create(ctx, m)
 					mu.Lock()
 					defer mu.Unlock()
 					switch {
@@ -248,7 +249,7 @@ func testConcurrentThreadsKeepOnlyTheNewest(t *testing.T, e *env) {
 }
 
 func testGetNotFound(t *testing.T, e *env) {
-	_, err := e.store.Get(ctx, "nope")
+	_, err := e.Store.Get(ctx, "nope")
 	var de *errs.Error
 	if !errors.As(err, &de) || de.Kind != errs.KindNotFound || de.Reason != domain.ReasonMessageNotFound {
 		t.Fatalf("err = %v", err)
@@ -267,7 +268,7 @@ func testListPagesNewestFirst(t *testing.T, e *env) {
 	var ids []string
 	var after *domain.Position
 	for {
-		page, err := e.store.List(ctx, "", after, 3)
+		page, err := e.Store.List(ctx, "", after, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +284,7 @@ func testListPagesNewestFirst(t *testing.T, e *env) {
 	if fmt.Sprint(ids) != "[m-6 m-5 m-4 m-3 m-2 m-1 m-0]" {
 		t.Fatalf("ids = %v", ids)
 	}
-	page, err := e.store.List(ctx, "order-2", nil, 10)
+	page, err := e.Store.List(ctx, "order-2", nil, 10)
 	if err != nil || len(page) != 3 || page[0].ID != "m-5" {
 		t.Fatalf("order filter: %v %v", page, err)
 	}
@@ -292,7 +293,7 @@ func testListPagesNewestFirst(t *testing.T, e *env) {
 	same.CreatedAt = T0.Add(4 * time.Second)
 	e.createMsg(t, same)
 	at := domain.Position{CreatedAt: T0.Add(4 * time.Second), ID: "m-4b"}
-	if rest, err := e.store.List(ctx, "", &at, 2); err != nil || len(rest) != 2 || rest[0].ID != "m-4a" || rest[1].ID != "m-4" {
+	if rest, err := e.Store.List(ctx, "", &at, 2); err != nil || len(rest) != 2 || rest[0].ID != "m-4a" || rest[1].ID != "m-4" {
 		t.Fatalf("after %+v: %v %v", at, rest, err)
 	}
 }
@@ -310,7 +311,7 @@ func testConcurrentClaimsNeverShare(t *testing.T, e *env) {
 	for range 8 {
 		wg.Go(func() {
 			for {
-				msgs, err := e.store.Claim(ctx, T0, time.Minute, 3)
+				msgs, err := e.Store.Claim(ctx, T0, time.Minute, 3)
 				if err != nil {
 					t.Error(err)
 					return
@@ -338,10 +339,10 @@ func testConcurrentClaimsNeverShare(t *testing.T, e *env) {
 			t.Fatalf("%s claimed %d times", id, c)
 		}
 	}
-	if msgs, _ := e.store.Claim(ctx, T0.Add(59*time.Second), time.Minute, 100); len(msgs) != 0 {
+	if msgs, _ := e.Store.Claim(ctx, T0.Add(59*time.Second), time.Minute, 100); len(msgs) != 0 {
 		t.Fatalf("claimed %d during the lease", len(msgs))
 	}
-	if msgs, _ := e.store.Claim(ctx, T0.Add(time.Minute), time.Minute, 100); len(msgs) != n {
+	if msgs, _ := e.Store.Claim(ctx, T0.Add(time.Minute), time.Minute, 100); len(msgs) != n {
 		t.Fatalf("reclaimed %d after the lease, want %d", len(msgs), n)
 	}
 }
@@ -355,7 +356,7 @@ func testReserveCapUnderRace(t *testing.T, e *env) {
 		m.OrderID = fmt.Sprintf("order-%d", i) // distinct orders: none supersedes another
 		e.createMsg(t, m)
 	}
-	msgs, err := e.store.Claim(ctx, T0, time.Minute, n)
+	msgs, err := e.Store.Claim(ctx, T0, time.Minute, n)
 	if err != nil || len(msgs) != n {
 		t.Fatalf("claim: %d %v", len(msgs), err)
 	}
@@ -364,7 +365,7 @@ func testReserveCapUnderRace(t *testing.T, e *env) {
 	var wg sync.WaitGroup
 	for _, m := range msgs {
 		wg.Go(func() {
-			d, _, err := e.store.Reserve(ctx, m, domain.DefaultCaps, time.Second)
+			d, _, err := e.Store.Reserve(ctx, m, domain.DefaultCaps, time.Second)
 			if err != nil {
 				t.Error(err)
 				return
@@ -393,35 +394,35 @@ func testReserveRefusesStaleClaim(t *testing.T, e *env) {
 	e.create(t, "a", "13812345678", 24*time.Hour)
 	stale := e.claimOne(t, 30*time.Second)
 	e.clock.Advance(25 * time.Second) // 5s of lease left, a send may take 10s
-	if d, _, err := e.store.Reserve(ctx, stale, domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionLostClaim {
+	if d, _, err := e.Store.Reserve(ctx, stale, domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionLostClaim {
 		t.Fatalf("reserve with too little lease: %+v %v", d, err)
 	}
 	e.clock.Advance(5 * time.Second)
 	fresh := e.claimOne(t, 30*time.Second)
-	if d, _, err := e.store.Reserve(ctx, stale, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionLostClaim {
+	if d, _, err := e.Store.Reserve(ctx, stale, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionLostClaim {
 		t.Fatalf("reserve of a replaced claim: %+v %v", d, err)
 	}
 	// The refused reservations took no cap slot: the current claim may send.
-	if d, _, err := e.store.Reserve(ctx, fresh, domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionSend {
+	if d, _, err := e.Store.Reserve(ctx, fresh, domain.DefaultCaps, 10*time.Second); err != nil || d.Action != domain.ActionSend {
 		t.Fatalf("reserve of the current claim: %+v %v", d, err)
 	}
-	if ok, err := e.store.MarkSent(ctx, stale, "fake", e.clock.Now(), false); err != nil || ok {
+	if ok, err := e.Store.MarkSent(ctx, stale, "fake", e.clock.Now(), false); err != nil || ok {
 		t.Fatalf("MarkSent of a replaced claim: %v %v", ok, err)
 	}
-	if ok, err := e.store.SendFailed(ctx, stale, e.clock.Now(), "fake", "HTTP 500", true, time.Time{}); err != nil || ok {
+	if ok, err := e.Store.SendFailed(ctx, stale, e.clock.Now(), "fake", "HTTP 500", true, time.Time{}); err != nil || ok {
 		t.Fatalf("SendFailed of a replaced claim: %v %v", ok, err)
 	}
 	if got := e.get(t, "a"); got.State != domain.StateQueued || got.Attempts != 2 {
 		t.Fatalf("stale updates changed %+v", got)
 	}
-	if ok, err := e.store.MarkSent(ctx, fresh, "fake", e.clock.Now(), false); err != nil || !ok {
+	if ok, err := e.Store.MarkSent(ctx, fresh, "fake", e.clock.Now(), false); err != nil || !ok {
 		t.Fatalf("MarkSent of the current claim: %v %v", ok, err)
 	}
 	// The stale SendFailed gave back no slot: the phone's minute is used.
 	z := e.message(t, "z", "13812345678", 24*time.Hour)
 	z.OrderID = "order-z"
 	e.createMsg(t, z)
-	if d, _, err := e.store.Reserve(ctx, e.claimOne(t, time.Minute), domain.DefaultCaps, time.Second); err != nil ||
+	if d, _, err := e.Store.Reserve(ctx, e.claimOne(t, time.Minute), domain.DefaultCaps, time.Second); err != nil ||
 		d.Action != domain.ActionReschedule {
 		t.Fatalf("reserve after the sent claim: %+v %v", d, err)
 	}
@@ -434,11 +435,11 @@ func testSentRedactsAndFailedReleasesSlot(t *testing.T, e *env) {
 		e.createMsg(t, m)
 	}
 	a := e.claimOne(t, time.Minute)
-	if d, _, err := e.store.Reserve(ctx, a, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
+	if d, _, err := e.Store.Reserve(ctx, a, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
 		t.Fatalf("reserve: %+v %v", d, err)
 	}
 	// Provider failed: the slot is given back, so b may go at once.
-	if ok, err := e.store.SendFailed(ctx, a, T0, "fake", "HTTP 500", false, T0.Add(time.Second)); err != nil || !ok {
+	if ok, err := e.Store.SendFailed(ctx, a, T0, "fake", "HTTP 500", false, T0.Add(time.Second)); err != nil || !ok {
 		t.Fatalf("SendFailed: %v %v", ok, err)
 	}
 	if got := e.get(t, "a"); got.State != domain.StateQueued || got.LastError != "HTTP 500" || got.Provider != "fake" ||
@@ -449,27 +450,27 @@ func testSentRedactsAndFailedReleasesSlot(t *testing.T, e *env) {
 	if b.ID != "b" {
 		t.Fatalf("claimed %s, want b", b.ID)
 	}
-	if d, _, err := e.store.Reserve(ctx, b, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
+	if d, _, err := e.Store.Reserve(ctx, b, domain.DefaultCaps, time.Second); err != nil || d.Action != domain.ActionSend {
 		t.Fatalf("reserve after release: %+v %v", d, err)
 	}
-	if ok, err := e.store.MarkSent(ctx, b, "fake", T0, false); err != nil || !ok {
+	if ok, err := e.Store.MarkSent(ctx, b, "fake", T0, false); err != nil || !ok {
 		t.Fatalf("MarkSent: %v %v", ok, err)
 	}
 	got := e.get(t, b.ID)
 	if got.State != domain.StateSent || !got.Redacted || got.Body != "" || len(got.Params) != 0 || got.Provider != "fake" || !got.SentAt.Equal(T0) {
 		t.Fatalf("after sent: %+v", got)
 	}
-	if ok, _ := e.store.MarkSent(ctx, b, "fake", T0, false); ok {
+	if ok, _ := e.Store.MarkSent(ctx, b, "fake", T0, false); ok {
 		t.Fatal("MarkSent twice reported success")
 	}
 	// A repeat SendMessage of a redacted message still matches by phone and template.
-	if again, created, err := e.store.Create(ctx, e.message(t, b.ID, "13812345678", time.Hour)); err != nil || created || again.State != domain.StateSent {
+	if again, created, err := e.Store.Create(ctx, e.message(t, b.ID, "13812345678", time.Hour)); err != nil || created || again.State != domain.StateSent {
 		t.Fatalf("repeat after sent: %+v %v %v", again, created, err)
 	}
 	// A final failure ends the message and wipes the text.
 	e.clock.Advance(time.Second)
 	a = e.claimOne(t, time.Minute)
-	if ok, err := e.store.SendFailed(ctx, a, e.clock.Now(), "fake", "HTTP 500", true, time.Time{}); err != nil || !ok {
+	if ok, err := e.Store.SendFailed(ctx, a, e.clock.Now(), "fake", "HTTP 500", true, time.Time{}); err != nil || !ok {
 		t.Fatalf("final SendFailed: %v %v", ok, err)
 	}
 	if got := e.get(t, "a"); got.State != domain.StateFailed || !got.Redacted || got.Body != "" || len(got.Params) != 0 {
@@ -480,7 +481,7 @@ func testSentRedactsAndFailedReleasesSlot(t *testing.T, e *env) {
 func testSentKeepsTextInDevelopment(t *testing.T, e *env) {
 	e.create(t, "a", "13812345678", 24*time.Hour)
 	a := e.claimOne(t, time.Minute)
-	if ok, err := e.store.MarkSent(ctx, a, "console", T0, true); err != nil || !ok {
+	if ok, err := e.Store.MarkSent(ctx, a, "console", T0, true); err != nil || !ok {
 		t.Fatalf("MarkSent: %v %v", ok, err)
 	}
 	got := e.get(t, "a")
@@ -494,14 +495,14 @@ func testSentKeepsTextInDevelopment(t *testing.T, e *env) {
 func testLateOlderMessageNeverSent(t *testing.T, e *env) {
 	g1 := e.message(t, "g1", "13812345678", 24*time.Hour)
 	e.create(t, "g2", "13812345678", 24*time.Hour)
-	stored, created, err := e.store.Create(ctx, g1)
+	stored, created, err := e.Store.Create(ctx, g1)
 	if err != nil || !created || stored.State != domain.StateFailed || stored.LastError != domain.ErrorSuperseded || stored.Body != "" {
 		t.Fatalf("late g1 = %+v, created %v, %v; want stored FAILED superseded and wiped", stored, created, err)
 	}
 	if got := e.get(t, "g2"); got.State != domain.StateQueued {
 		t.Fatalf("g2 = %+v, want still queued", got)
 	}
-	claimed, err := e.store.Claim(ctx, e.clock.Now(), time.Minute, 10)
+	claimed, err := e.Store.Claim(ctx, e.clock.Now(), time.Minute, 10)
 	if err != nil || len(claimed) != 1 || claimed[0].ID != "g2" {
 		t.Fatalf("claim = %v, %v; want only g2", claimed, err)
 	}
@@ -527,7 +528,7 @@ func testNewMessageSupersedesOlderQueued(t *testing.T, e *env) {
 		}
 	}
 	// A redelivered g1 is recognised and supersedes nothing.
-	if again, created, err := e.store.Create(ctx, e.message(t, "g1", "13812345678", time.Hour)); err != nil || created ||
+	if again, created, err := e.Store.Create(ctx, e.message(t, "g1", "13812345678", time.Hour)); err != nil || created ||
 		again.State != domain.StateFailed {
 		t.Fatalf("repeat g1: %+v %v %v", again, created, err)
 	}
@@ -535,12 +536,12 @@ func testNewMessageSupersedesOlderQueued(t *testing.T, e *env) {
 		t.Fatalf("g2 after the repeat = %+v", got)
 	}
 	// A message already sent is history, not superseded.
-	claimed, err := e.store.Claim(ctx, e.clock.Now(), time.Minute, 10)
+	claimed, err := e.Store.Claim(ctx, e.clock.Now(), time.Minute, 10)
 	if err != nil || len(claimed) != 3 || claimed[2].ID != "g2" {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}
 	g2 := claimed[2]
-	if ok, err := e.store.MarkSent(ctx, g2, "fake", e.clock.Now(), false); err != nil || !ok {
+	if ok, err := e.Store.MarkSent(ctx, g2, "fake", e.clock.Now(), false); err != nil || !ok {
 		t.Fatalf("MarkSent: %v %v", ok, err)
 	}
 	e.create(t, "g3", "13812345678", 24*time.Hour)
