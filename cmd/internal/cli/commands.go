@@ -10,11 +10,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc"
 )
 
 func runCreate(ctx context.Context, a *app, args []string) error {
@@ -85,17 +87,18 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	// A DRAFT order has no session, timer or messages yet: NotFound there means "none".
+	// A DRAFT order has no session, timer or messages yet: those two reasons mean "none"; any other
+	// error (another NotFound included) is shown.
 	vs, err := call(ctx, a, svcVerification, func(ctx context.Context, c *grpc.ClientConn) (*verificationv1.GetVerificationStatusResponse, error) {
 		return verificationClient(c).GetVerificationStatus(ctx, &verificationv1.GetVerificationStatusRequest{OrderId: id})
 	})
-	if err = ignoreNotFound(err); err != nil {
+	if err = ignoreReason(err, verificationv1.ErrorReason_ERROR_REASON_SESSION_NOT_FOUND); err != nil {
 		return err
 	}
 	dl, err := call(ctx, a, svcDeadline, func(ctx context.Context, c *grpc.ClientConn) (*deadlinev1.GetDeadlineResponse, error) {
 		return deadlineClient(c).GetDeadline(ctx, &deadlinev1.GetDeadlineRequest{OrderId: id})
 	})
-	if err = ignoreNotFound(err); err != nil {
+	if err = ignoreReason(err, deadlinev1.ErrorReason_ERROR_REASON_DEADLINE_NOT_FOUND); err != nil {
 		return err
 	}
 	msgs, err := listMessages(ctx, a, id, 100)
@@ -144,8 +147,10 @@ func runStatus(ctx context.Context, a *app, args []string) error {
 	return tw.Flush()
 }
 
-func ignoreNotFound(err error) error {
-	if status.Code(unwrapCall(err)) == codes.NotFound {
+// ignoreReason drops a NotFound error with the reason r (a generated ErrorReason value) and returns
+// every other error.
+func ignoreReason(err error, r protoreflect.Enum) error {
+	if inner := unwrapCall(err); status.Code(inner) == codes.NotFound && rpc.HasReason(inner, r) {
 		return nil
 	}
 	return err

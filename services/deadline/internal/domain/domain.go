@@ -10,7 +10,6 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/orderid"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
 // State is where a timer stands.
@@ -199,7 +198,7 @@ func ClaimCompare(a, b Deadline) int {
 }
 
 // ListLess is the order of ListDeadlines: soonest due first, then by order id and submission, so
-// that a page token (the last row's key) resumes exactly after it.
+// that a page resumes exactly after the Position of its last row.
 func ListLess(a, b Deadline) bool {
 	if !a.DueAt.Equal(b.DueAt) {
 		return a.DueAt.Before(b.DueAt)
@@ -210,26 +209,21 @@ func ListLess(a, b Deadline) bool {
 	return a.Submission < b.Submission
 }
 
-// PageToken is the position of ListDeadlines' page tokens (pkg/pagetoken): the last row's sort key.
-type PageToken struct {
-	DueAt      time.Time `json:"d"`
-	OrderID    string    `json:"o"`
-	Submission int32     `json:"s"`
+// Position is a place in ListLess order: the sort key of the last timer of a page.
+type Position struct {
+	DueAt      time.Time
+	OrderID    string
+	Submission int32
 }
 
-// After tells whether d comes after the token's row in ListLess order.
-func (t PageToken) After(d Deadline) bool {
-	return ListLess(Deadline{Key: Key{OrderID: t.OrderID, Submission: t.Submission}, DueAt: t.DueAt}, d)
+// PositionOf is the position of d in ListLess order.
+func PositionOf(d Deadline) Position {
+	return Position{DueAt: d.DueAt, OrderID: d.OrderID, Submission: d.Submission}
 }
 
-// EncodePageToken is the token that resumes a listing filtered by state after last.
-func EncodePageToken(last Deadline, state State) string {
-	return pagetoken.Encode(PageToken{DueAt: last.DueAt, OrderID: last.OrderID, Submission: last.Submission}, string(state))
-}
-
-// DecodePageToken reads a token issued for a listing filtered by state; "" gives nil (the first page).
-func DecodePageToken(token string, state State) (*PageToken, error) {
-	return pagetoken.Decode[PageToken](token, string(state))
+// After tells whether d comes after p in ListLess order, so belongs to the page that resumes at p.
+func (p Position) After(d Deadline) bool {
+	return ListLess(Deadline{Key: Key{OrderID: p.OrderID, Submission: p.Submission}, DueAt: p.DueAt}, d)
 }
 
 // NotReachedDelay is how long after the due time a timer is tried again when verification answered

@@ -7,7 +7,6 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/orderid"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
@@ -223,24 +222,13 @@ func TestReschedule(t *testing.T) {
 	}
 }
 
-func TestPageToken(t *testing.T) {
+func TestPositionAfter(t *testing.T) {
 	t.Parallel()
 	last := Deadline{Key: Key{"o", 2}, DueAt: t0}
-	tok := EncodePageToken(last, Pending)
-	pt, err := DecodePageToken(tok, Pending)
-	if err != nil || pt.After(last) || !pt.After(Deadline{Key: Key{"o", 3}, DueAt: t0}) || !pt.After(Deadline{Key: Key{"a", 1}, DueAt: t0.Add(time.Microsecond)}) {
-		t.Fatalf("token %+v %v", pt, err)
-	}
-	if pt, err := DecodePageToken("", Pending); pt != nil || err != nil {
-		t.Fatalf("empty token %v %v", pt, err)
-	}
-	for _, bad := range []struct {
-		tok   string
-		state State
-	}{{tok, Cancelled}, {tok, ""}, {"%%%", Pending}, {"bm9wZQ", Pending}} {
-		if _, err := DecodePageToken(bad.tok, bad.state); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
-			t.Errorf("DecodePageToken(%q, %q) = %v", bad.tok, bad.state, err)
-		}
+	p := PositionOf(last)
+	if p.After(last) || !p.After(Deadline{Key: Key{"o", 3}, DueAt: t0}) || !p.After(Deadline{Key: Key{"a", 1}, DueAt: t0.Add(time.Microsecond)}) ||
+		p.After(Deadline{Key: Key{"p", 1}, DueAt: t0.Add(-time.Microsecond)}) {
+		t.Fatalf("position %+v", p)
 	}
 }
 

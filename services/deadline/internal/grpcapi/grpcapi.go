@@ -24,7 +24,9 @@ type Store interface {
 	Schedule(ctx context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error)
 	Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
 	Get(ctx context.Context, orderID string) (domain.Deadline, error)
-	List(ctx context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error)
+	// List reads up to limit timers in domain.ListLess order, only those in state ("" = all),
+	// strictly after after (nil: from the soonest).
+	List(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Deadline, error)
 }
 
 // Server implements DeadlineServiceServer.
@@ -105,11 +107,19 @@ func (s *Server) ListDeadlines(ctx context.Context, req *deadlinev1.ListDeadline
 			return nil, errs.Invalid("state", domain.ReasonInvalidState, "unknown state")
 		}
 	}
-	list, next, err := s.Store.List(ctx, state, size, req.GetPageToken())
+	after, err := decodePage(req.GetPageToken(), state)
 	if err != nil {
 		return nil, err
 	}
-	resp := &deadlinev1.ListDeadlinesResponse{NextPageToken: next}
+	list, err := s.Store.List(ctx, state, after, size+1) // one more tells whether a next page exists
+	if err != nil {
+		return nil, err
+	}
+	resp := &deadlinev1.ListDeadlinesResponse{}
+	if len(list) > size {
+		list = list[:size]
+		resp.NextPageToken = encodePage(list[len(list)-1], state)
+	}
 	for _, d := range list {
 		resp.Deadlines = append(resp.Deadlines, convert.ToProto(d))
 	}

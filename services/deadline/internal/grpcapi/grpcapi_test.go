@@ -12,6 +12,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/clock"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
@@ -161,6 +162,11 @@ func TestScheduleCancelGetList(t *testing.T) {
 	l, err := c.ListDeadlines(ctx, &deadlinev1.ListDeadlinesRequest{State: deadlinev1.DeadlineState_DEADLINE_STATE_CANCELLED, PageSize: 1})
 	if err != nil || len(l.GetDeadlines()) != 1 || l.GetNextPageToken() == "" {
 		t.Fatalf("list page 1: %v %v", l, err)
+	}
+	// A token resumes only the listing it was issued for.
+	_, err = c.ListDeadlines(ctx, &deadlinev1.ListDeadlinesRequest{State: deadlinev1.DeadlineState_DEADLINE_STATE_PENDING, PageToken: l.GetNextPageToken()})
+	if status.Code(err) != codes.InvalidArgument || rpc.Reason(err) != pagetoken.ReasonInvalidPageToken {
+		t.Fatalf("token of another filter: %v", err)
 	}
 	l2, err := c.ListDeadlines(ctx, &deadlinev1.ListDeadlinesRequest{State: deadlinev1.DeadlineState_DEADLINE_STATE_CANCELLED, PageSize: 1,
 		PageToken: l.GetNextPageToken()})

@@ -19,6 +19,14 @@ import (
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+// The store is the engine of the handlers and of the sweeper.
+var (
+	_ grpcapi.Store = (*Store)(nil)
+	_ sweeper.Store = (*Store)(nil)
 )
 
 //go:embed migrations/*.sql
@@ -122,32 +130,25 @@ func (s *Store) GetKey(ctx context.Context, k domain.Key) (domain.Deadline, erro
 	return d, err
 }
 
-// List pages through timers in domain.ListLess order (soonest first), optionally only those in
-// state (""= all). Order ids compare bytewise (COLLATE "C"), as Go compares strings.
-func (s *Store) List(ctx context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error) {
-	after, err := domain.DecodePageToken(token, state)
-	if err != nil {
-		return nil, "", err
-	}
+// List reads up to limit timers in domain.ListLess order (soonest first), only those in state
+// (""= all), strictly after after (nil: from the soonest). Order ids compare bytewise (COLLATE "C"),
+// as Go compares strings.
+func (s *Store) List(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Deadline, error) {
 	q := queries.List
-	args := []any{string(state), pageSize + 1}
+	args := []any{string(state), limit}
 	if after != nil {
 		q = queries.ListAfter
 		args = append(args, after.DueAt, after.OrderID, after.Submission)
 	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, "", err
+		return nil, fmt.Errorf("list deadlines: %w", err)
 	}
 	list, err := collect(rows)
 	if err != nil {
-		return nil, "", err
+		return nil, fmt.Errorf("list deadlines: %w", err)
 	}
-	if len(list) <= pageSize {
-		return list, "", nil
-	}
-	list = list[:pageSize]
-	return list, domain.EncodePageToken(list[len(list)-1], state), nil
+	return list, nil
 }
 
 // Claim takes up to batch timers claimable at now (domain.Claimable), hides them from other sweepers

@@ -15,16 +15,8 @@ import (
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
-	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/deadline/internal/store"
 	"github.com/icpverify/icpverify/services/deadline/internal/store/storetest"
-	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
-)
-
-var (
-	_ grpcapi.Store   = (*store.Store)(nil)
-	_ sweeper.Store   = (*store.Store)(nil)
-	_ storetest.Store = (*store.Store)(nil)
 )
 
 // newPool is a fresh migrated schema.
@@ -33,9 +25,9 @@ func newPool(t *testing.T) *pgxpool.Pool {
 	return pgtest.NewSchema(t, "deadline", store.Migrations, idempotency.Migrations)
 }
 
-// TestStore runs the engine suite on PostgreSQL; the replica is a second pool on the same schema, as
-// a second replica of the service would have.
-func TestStore(t *testing.T) {
+// TestPostgres runs the engine suite on PostgreSQL, one schema per test; the replica is a second
+// pool on the same schema, as a second replica of the service would have.
+func TestPostgres(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
 		pool := newPool(t)

@@ -143,7 +143,7 @@ func TestNotReachedRearms(t *testing.T) {
 	st, clk, fake, sw := setup(t)
 	fake.answer = func(_ *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
 		if n == 1 {
-			return nil, statusErr(errs.FailedPrecondition("DEADLINE_NOT_REACHED", "not yet"))
+			return nil, statusErr(errs.FailedPrecondition(rpc.ReasonName(verificationv1.ErrorReason_ERROR_REASON_DEADLINE_NOT_REACHED), "not yet"))
 		}
 		return &verificationv1.CloseIfIncompleteResponse{Closed: false}, nil
 	}
@@ -175,7 +175,7 @@ func TestTransientErrorRetriedWithBackoff(t *testing.T) {
 	fake.answer = func(req *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error) {
 		switch {
 		case req.GetOrderId() == "lag" && n == 1:
-			return nil, statusErr(errs.NotFound("SESSION_NOT_FOUND", "no session"))
+			return nil, statusErr(errs.NotFound(rpc.ReasonName(verificationv1.ErrorReason_ERROR_REASON_SESSION_NOT_FOUND), "no session"))
 		case n <= 2:
 			return nil, status.Error(codes.Unavailable, "connection refused")
 		}

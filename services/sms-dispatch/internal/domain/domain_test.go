@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
-	"github.com/icpverify/icpverify/pkg/pagetoken"
 )
 
 var t0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC) // 10:00 in UTC+8
@@ -312,20 +311,12 @@ func TestClaimCurrent(t *testing.T) {
 	}
 }
 
-func TestPageToken(t *testing.T) {
-	at := t0.Add(123 * time.Microsecond)
-	tok := EncodePageToken(at, "vc-1:2", "ord_1")
-	gotAt, gotID, err := DecodePageToken(tok, "ord_1")
-	if err != nil || !gotAt.Equal(at) || gotID != "vc-1:2" {
-		t.Fatalf("round trip = %v %q %v", gotAt, gotID, err)
-	}
-	// A token is bound to the order filter it was issued for.
-	if _, _, err := DecodePageToken(tok, "ord_2"); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
-		t.Errorf("token replayed on another filter: %v", err)
-	}
-	for _, bad := range []string{"%%%", "bm9jb2xvbg", "eDp5"} {
-		if _, _, err := DecodePageToken(bad, ""); errs.Reason(err) != pagetoken.ReasonInvalidPageToken {
-			t.Errorf("DecodePageToken(%q) = %v", bad, err)
-		}
+func TestPositionAfter(t *testing.T) {
+	last := Message{CreatedAt: t0.Add(123 * time.Microsecond), ID: "vc-1:2"}
+	p := PositionOf(last)
+	// Newest first, then message_id descending: older messages and same-instant lower ids come after.
+	if p.After(last) || !p.After(Message{CreatedAt: last.CreatedAt, ID: "vc-1:1"}) || !p.After(Message{CreatedAt: t0, ID: "zz"}) ||
+		p.After(Message{CreatedAt: last.CreatedAt, ID: "vc-1:3"}) || p.After(Message{CreatedAt: t0.Add(time.Second), ID: "a"}) {
+		t.Fatalf("position %+v", p)
 	}
 }

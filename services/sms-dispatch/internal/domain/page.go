@@ -1,30 +1,19 @@
 package domain
 
-import (
-	"time"
+import "time"
 
-	"github.com/icpverify/icpverify/pkg/pagetoken"
-)
-
-// pagePosition is where a ListMessages page ends: (created_at, message_id), newest first.
-type pagePosition struct {
-	At time.Time `json:"a"`
-	ID string    `json:"i"`
+// Position is a place in ListMessages order (Before): the sort key of the last message of a page.
+type Position struct {
+	CreatedAt time.Time
+	ID        string
 }
 
-// EncodePageToken returns the opaque ListMessages token for the position after the message created
-// at at with id id, for the listing filtered by orderID.
-func EncodePageToken(at time.Time, id, orderID string) string {
-	return pagetoken.Encode(pagePosition{At: at, ID: id}, orderID)
-}
+// PositionOf is the position of m in ListMessages order.
+func PositionOf(m Message) Position { return Position{CreatedAt: m.CreatedAt, ID: m.ID} }
 
-// DecodePageToken reads a token EncodePageToken returned for the same orderID filter.
-func DecodePageToken(tok, orderID string) (time.Time, string, error) {
-	p, err := pagetoken.Decode[pagePosition](tok, orderID)
-	if err != nil || p == nil {
-		return time.Time{}, "", err
-	}
-	return p.At.UTC(), p.ID, nil
+// After tells whether m comes after p in ListMessages order, so belongs to the page that resumes at p.
+func (p Position) After(m Message) bool {
+	return Before(Message{CreatedAt: p.CreatedAt, ID: p.ID}, m)
 }
 
 // Before tells whether a comes before b in ListMessages order (newest first, then message_id

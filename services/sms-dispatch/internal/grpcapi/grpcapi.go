@@ -25,7 +25,9 @@ import (
 type Store interface {
 	Create(ctx context.Context, m domain.Message) (domain.Message, bool, error)
 	Get(ctx context.Context, id string) (domain.Message, error)
-	List(ctx context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error)
+	// List reads up to limit messages newest first (domain.Before), only orderID's ("" = all),
+	// strictly after after (nil: from the newest).
+	List(ctx context.Context, orderID string, after *domain.Position, limit int) ([]domain.Message, error)
 }
 
 // Register registers SmsDispatchService on the internal listener (sms-dispatch has no public API).
@@ -141,11 +143,19 @@ func (s *Server) ListMessages(ctx context.Context, req *smsv1.ListMessagesReques
 	if err := orderid.CheckOptional("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	msgs, next, err := s.Store.List(ctx, req.GetOrderId(), size, req.GetPageToken())
+	after, err := decodePage(req.GetPageToken(), req.GetOrderId())
 	if err != nil {
 		return nil, err
 	}
-	out := &smsv1.ListMessagesResponse{NextPageToken: next}
+	msgs, err := s.Store.List(ctx, req.GetOrderId(), after, size+1) // one more tells whether a next page exists
+	if err != nil {
+		return nil, err
+	}
+	out := &smsv1.ListMessagesResponse{}
+	if len(msgs) > size {
+		msgs = msgs[:size]
+		out.NextPageToken = encodePage(msgs[len(msgs)-1], req.GetOrderId())
+	}
 	for _, m := range msgs {
 		out.Messages = append(out.Messages, convert.Message(m, s.ShowText))
 	}

@@ -15,10 +15,10 @@ import (
 	"github.com/icpverify/icpverify/pkg/clock"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
-
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -127,6 +127,11 @@ func TestSendGetList(t *testing.T) {
 	if _, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{PageToken: "garbage!"}); status.Code(err) != codes.InvalidArgument ||
 		rpc.Field(err) != "page_token" {
 		t.Fatalf("bad token: %v", err)
+	}
+	// A token resumes only the listing it was issued for.
+	if _, err := f.client.ListMessages(ctx, &smsv1.ListMessagesRequest{OrderId: "order-2", PageToken: page.GetNextPageToken()}); status.Code(err) != codes.InvalidArgument ||
+		rpc.Reason(err) != pagetoken.ReasonInvalidPageToken {
+		t.Fatalf("token of another filter: %v", err)
 	}
 }
 

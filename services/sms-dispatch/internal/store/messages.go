@@ -9,7 +9,6 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/pg"
-
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 )
 
@@ -41,35 +40,21 @@ func get(ctx context.Context, q interface {
 	return m, err
 }
 
-// List returns a page of messages, newest first, optionally of one order, and the token of the next
-// page ("" at the end). The token is opaque to callers: the position (created_at, message_id).
-func (s *Store) List(ctx context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error) {
-	var (
-		after   bool
-		afterAt time.Time
-		afterID string
-	)
-	if pageToken != "" {
-		var err error
-		afterAt, afterID, err = domain.DecodePageToken(pageToken, orderID)
-		if err != nil {
-			return nil, "", err
-		}
-		after = true
+// List reads up to limit messages newest first (domain.Before), only orderID's ("" = all), strictly
+// after after (nil: from the newest).
+func (s *Store) List(ctx context.Context, orderID string, after *domain.Position, limit int) ([]domain.Message, error) {
+	var afterAt time.Time
+	afterID := ""
+	if after != nil {
+		afterAt, afterID = after.CreatedAt, after.ID
 	}
-	rows, err := s.pool.Query(ctx, queries.List, orderID, after, afterAt, afterID, pageSize+1)
+	rows, err := s.pool.Query(ctx, queries.List, orderID, after != nil, afterAt, afterID, limit)
 	if err != nil {
-		return nil, "", fmt.Errorf("list messages: %w", err)
+		return nil, fmt.Errorf("list messages: %w", err)
 	}
 	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
 	if err != nil {
-		return nil, "", fmt.Errorf("list messages: %w", err)
+		return nil, fmt.Errorf("list messages: %w", err)
 	}
-	next := ""
-	if len(msgs) > pageSize {
-		msgs = msgs[:pageSize]
-		last := msgs[len(msgs)-1]
-		next = domain.EncodePageToken(last.CreatedAt, last.ID, orderID)
-	}
-	return msgs, next, nil
+	return msgs, nil
 }

@@ -13,8 +13,15 @@ import (
 	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg"
-
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
+)
+
+// The store is the engine of the handlers and of the dispatcher.
+var (
+	_ grpcapi.Store    = (*Store)(nil)
+	_ dispatcher.Store = (*Store)(nil)
 )
 
 //go:embed migrations/*.sql

@@ -7,16 +7,14 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
-
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/storetest"
 )
 
-var _ storetest.Store = (*store.Store)(nil)
-
 // TestPostgres runs the engine suite on PostgreSQL, one schema per test.
 func TestPostgres(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
 		return storetest.Engine{Store: store.New(pgtest.NewSchema(t, "sms", store.Migrations), clk)}
 	})

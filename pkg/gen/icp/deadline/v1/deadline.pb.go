@@ -24,6 +24,99 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorReason lists the ErrorInfo reasons (domain icp.verify) of this service's errors. The reason
+// on the wire is the value's name without the ERROR_REASON_ prefix, e.g. DEADLINE_NOT_FOUND; callers
+// compare against these symbols (icpctl status reads "no timer yet" from DEADLINE_NOT_FOUND) rather
+// than against copied strings. The request checks every service shares (order ids, request ids, page
+// tokens) are listed too, so this is the whole vocabulary of the service's answers; the transport's
+// own reasons (credentials, rate limits) are not.
+type ErrorReason int32
+
+const (
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// No timer for this order, or for this (order_id, submission). NotFound.
+	ErrorReason_ERROR_REASON_DEADLINE_NOT_FOUND ErrorReason = 1
+	// ScheduleDeadline with another due time than the submission's timer has. AlreadyExists.
+	ErrorReason_ERROR_REASON_DEADLINE_CONFLICT ErrorReason = 2
+	// ScheduleDeadline without a valid due_time. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_DUE_TIME ErrorReason = 3
+	// ListDeadlines with a state outside DeadlineState. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_STATE ErrorReason = 4
+	// No order_id. InvalidArgument.
+	ErrorReason_ERROR_REASON_MISSING_ORDER_ID ErrorReason = 5
+	// An order_id longer than the limit. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_ORDER_ID ErrorReason = 6
+	// A submission below 1. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_SUBMISSION ErrorReason = 7
+	// A request_id longer than the limit. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_REQUEST_ID ErrorReason = 8
+	// A request_id already used for another request. AlreadyExists.
+	ErrorReason_ERROR_REASON_REQUEST_ID_REUSED ErrorReason = 9
+	// A page_token not issued for this listing. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN ErrorReason = 10
+	// A negative page_size. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE ErrorReason = 11
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_DEADLINE_NOT_FOUND",
+		2:  "ERROR_REASON_DEADLINE_CONFLICT",
+		3:  "ERROR_REASON_INVALID_DUE_TIME",
+		4:  "ERROR_REASON_INVALID_STATE",
+		5:  "ERROR_REASON_MISSING_ORDER_ID",
+		6:  "ERROR_REASON_INVALID_ORDER_ID",
+		7:  "ERROR_REASON_INVALID_SUBMISSION",
+		8:  "ERROR_REASON_INVALID_REQUEST_ID",
+		9:  "ERROR_REASON_REQUEST_ID_REUSED",
+		10: "ERROR_REASON_INVALID_PAGE_TOKEN",
+		11: "ERROR_REASON_INVALID_PAGE_SIZE",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":        0,
+		"ERROR_REASON_DEADLINE_NOT_FOUND": 1,
+		"ERROR_REASON_DEADLINE_CONFLICT":  2,
+		"ERROR_REASON_INVALID_DUE_TIME":   3,
+		"ERROR_REASON_INVALID_STATE":      4,
+		"ERROR_REASON_MISSING_ORDER_ID":   5,
+		"ERROR_REASON_INVALID_ORDER_ID":   6,
+		"ERROR_REASON_INVALID_SUBMISSION": 7,
+		"ERROR_REASON_INVALID_REQUEST_ID": 8,
+		"ERROR_REASON_REQUEST_ID_REUSED":  9,
+		"ERROR_REASON_INVALID_PAGE_TOKEN": 10,
+		"ERROR_REASON_INVALID_PAGE_SIZE":  11,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_deadline_v1_deadline_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_icp_deadline_v1_deadline_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{0}
+}
+
 // DeadlineState is where a timer stands.
 type DeadlineState int32
 
@@ -61,11 +154,11 @@ func (x DeadlineState) String() string {
 }
 
 func (DeadlineState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_deadline_v1_deadline_proto_enumTypes[0].Descriptor()
+	return file_icp_deadline_v1_deadline_proto_enumTypes[1].Descriptor()
 }
 
 func (DeadlineState) Type() protoreflect.EnumType {
-	return &file_icp_deadline_v1_deadline_proto_enumTypes[0]
+	return &file_icp_deadline_v1_deadline_proto_enumTypes[1]
 }
 
 func (x DeadlineState) Number() protoreflect.EnumNumber {
@@ -74,7 +167,7 @@ func (x DeadlineState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeadlineState.Descriptor instead.
 func (DeadlineState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{0}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{1}
 }
 
 // Deadline is one order submission's timer.
@@ -642,7 +735,21 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2\x1e.icp.deadline.v1.DeadlineStateR\x05state\"x\n" +
 	"\x15ListDeadlinesResponse\x127\n" +
 	"\tdeadlines\x18\x01 \x03(\v2\x19.icp.deadline.v1.DeadlineR\tdeadlines\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x83\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xb4\x03\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fERROR_REASON_DEADLINE_NOT_FOUND\x10\x01\x12\"\n" +
+	"\x1eERROR_REASON_DEADLINE_CONFLICT\x10\x02\x12!\n" +
+	"\x1dERROR_REASON_INVALID_DUE_TIME\x10\x03\x12\x1e\n" +
+	"\x1aERROR_REASON_INVALID_STATE\x10\x04\x12!\n" +
+	"\x1dERROR_REASON_MISSING_ORDER_ID\x10\x05\x12!\n" +
+	"\x1dERROR_REASON_INVALID_ORDER_ID\x10\x06\x12#\n" +
+	"\x1fERROR_REASON_INVALID_SUBMISSION\x10\a\x12#\n" +
+	"\x1fERROR_REASON_INVALID_REQUEST_ID\x10\b\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\t\x12#\n" +
+	"\x1fERROR_REASON_INVALID_PAGE_TOKEN\x10\n" +
+	"\x12\"\n" +
+	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x10\v*\x83\x01\n" +
 	"\rDeadlineState\x12\x1e\n" +
 	"\x1aDEADLINE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DEADLINE_STATE_PENDING\x10\x01\x12\x18\n" +
@@ -667,39 +774,40 @@ func file_icp_deadline_v1_deadline_proto_rawDescGZIP() []byte {
 	return file_icp_deadline_v1_deadline_proto_rawDescData
 }
 
-var file_icp_deadline_v1_deadline_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_icp_deadline_v1_deadline_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_icp_deadline_v1_deadline_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_icp_deadline_v1_deadline_proto_goTypes = []any{
-	(DeadlineState)(0),               // 0: icp.deadline.v1.DeadlineState
-	(*Deadline)(nil),                 // 1: icp.deadline.v1.Deadline
-	(*ScheduleDeadlineRequest)(nil),  // 2: icp.deadline.v1.ScheduleDeadlineRequest
-	(*ScheduleDeadlineResponse)(nil), // 3: icp.deadline.v1.ScheduleDeadlineResponse
-	(*CancelDeadlineRequest)(nil),    // 4: icp.deadline.v1.CancelDeadlineRequest
-	(*CancelDeadlineResponse)(nil),   // 5: icp.deadline.v1.CancelDeadlineResponse
-	(*GetDeadlineRequest)(nil),       // 6: icp.deadline.v1.GetDeadlineRequest
-	(*GetDeadlineResponse)(nil),      // 7: icp.deadline.v1.GetDeadlineResponse
-	(*ListDeadlinesRequest)(nil),     // 8: icp.deadline.v1.ListDeadlinesRequest
-	(*ListDeadlinesResponse)(nil),    // 9: icp.deadline.v1.ListDeadlinesResponse
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(ErrorReason)(0),                 // 0: icp.deadline.v1.ErrorReason
+	(DeadlineState)(0),               // 1: icp.deadline.v1.DeadlineState
+	(*Deadline)(nil),                 // 2: icp.deadline.v1.Deadline
+	(*ScheduleDeadlineRequest)(nil),  // 3: icp.deadline.v1.ScheduleDeadlineRequest
+	(*ScheduleDeadlineResponse)(nil), // 4: icp.deadline.v1.ScheduleDeadlineResponse
+	(*CancelDeadlineRequest)(nil),    // 5: icp.deadline.v1.CancelDeadlineRequest
+	(*CancelDeadlineResponse)(nil),   // 6: icp.deadline.v1.CancelDeadlineResponse
+	(*GetDeadlineRequest)(nil),       // 7: icp.deadline.v1.GetDeadlineRequest
+	(*GetDeadlineResponse)(nil),      // 8: icp.deadline.v1.GetDeadlineResponse
+	(*ListDeadlinesRequest)(nil),     // 9: icp.deadline.v1.ListDeadlinesRequest
+	(*ListDeadlinesResponse)(nil),    // 10: icp.deadline.v1.ListDeadlinesResponse
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
 }
 var file_icp_deadline_v1_deadline_proto_depIdxs = []int32{
-	10, // 0: icp.deadline.v1.Deadline.due_time:type_name -> google.protobuf.Timestamp
-	0,  // 1: icp.deadline.v1.Deadline.state:type_name -> icp.deadline.v1.DeadlineState
-	10, // 2: icp.deadline.v1.Deadline.fire_time:type_name -> google.protobuf.Timestamp
-	10, // 3: icp.deadline.v1.ScheduleDeadlineRequest.due_time:type_name -> google.protobuf.Timestamp
-	1,  // 4: icp.deadline.v1.ScheduleDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	1,  // 5: icp.deadline.v1.CancelDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	1,  // 6: icp.deadline.v1.GetDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	0,  // 7: icp.deadline.v1.ListDeadlinesRequest.state:type_name -> icp.deadline.v1.DeadlineState
-	1,  // 8: icp.deadline.v1.ListDeadlinesResponse.deadlines:type_name -> icp.deadline.v1.Deadline
-	2,  // 9: icp.deadline.v1.DeadlineService.ScheduleDeadline:input_type -> icp.deadline.v1.ScheduleDeadlineRequest
-	4,  // 10: icp.deadline.v1.DeadlineService.CancelDeadline:input_type -> icp.deadline.v1.CancelDeadlineRequest
-	6,  // 11: icp.deadline.v1.DeadlineService.GetDeadline:input_type -> icp.deadline.v1.GetDeadlineRequest
-	8,  // 12: icp.deadline.v1.DeadlineService.ListDeadlines:input_type -> icp.deadline.v1.ListDeadlinesRequest
-	3,  // 13: icp.deadline.v1.DeadlineService.ScheduleDeadline:output_type -> icp.deadline.v1.ScheduleDeadlineResponse
-	5,  // 14: icp.deadline.v1.DeadlineService.CancelDeadline:output_type -> icp.deadline.v1.CancelDeadlineResponse
-	7,  // 15: icp.deadline.v1.DeadlineService.GetDeadline:output_type -> icp.deadline.v1.GetDeadlineResponse
-	9,  // 16: icp.deadline.v1.DeadlineService.ListDeadlines:output_type -> icp.deadline.v1.ListDeadlinesResponse
+	11, // 0: icp.deadline.v1.Deadline.due_time:type_name -> google.protobuf.Timestamp
+	1,  // 1: icp.deadline.v1.Deadline.state:type_name -> icp.deadline.v1.DeadlineState
+	11, // 2: icp.deadline.v1.Deadline.fire_time:type_name -> google.protobuf.Timestamp
+	11, // 3: icp.deadline.v1.ScheduleDeadlineRequest.due_time:type_name -> google.protobuf.Timestamp
+	2,  // 4: icp.deadline.v1.ScheduleDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
+	2,  // 5: icp.deadline.v1.CancelDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
+	2,  // 6: icp.deadline.v1.GetDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
+	1,  // 7: icp.deadline.v1.ListDeadlinesRequest.state:type_name -> icp.deadline.v1.DeadlineState
+	2,  // 8: icp.deadline.v1.ListDeadlinesResponse.deadlines:type_name -> icp.deadline.v1.Deadline
+	3,  // 9: icp.deadline.v1.DeadlineService.ScheduleDeadline:input_type -> icp.deadline.v1.ScheduleDeadlineRequest
+	5,  // 10: icp.deadline.v1.DeadlineService.CancelDeadline:input_type -> icp.deadline.v1.CancelDeadlineRequest
+	7,  // 11: icp.deadline.v1.DeadlineService.GetDeadline:input_type -> icp.deadline.v1.GetDeadlineRequest
+	9,  // 12: icp.deadline.v1.DeadlineService.ListDeadlines:input_type -> icp.deadline.v1.ListDeadlinesRequest
+	4,  // 13: icp.deadline.v1.DeadlineService.ScheduleDeadline:output_type -> icp.deadline.v1.ScheduleDeadlineResponse
+	6,  // 14: icp.deadline.v1.DeadlineService.CancelDeadline:output_type -> icp.deadline.v1.CancelDeadlineResponse
+	8,  // 15: icp.deadline.v1.DeadlineService.GetDeadline:output_type -> icp.deadline.v1.GetDeadlineResponse
+	10, // 16: icp.deadline.v1.DeadlineService.ListDeadlines:output_type -> icp.deadline.v1.ListDeadlinesResponse
 	13, // [13:17] is the sub-list for method output_type
 	9,  // [9:13] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -717,7 +825,7 @@ func file_icp_deadline_v1_deadline_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_deadline_v1_deadline_proto_rawDesc), len(file_icp_deadline_v1_deadline_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -24,6 +24,102 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorReason lists the ErrorInfo reasons (domain icp.verify) of this service's errors. The reason
+// on the wire is the value's name without the ERROR_REASON_ prefix, e.g. MESSAGE_NOT_FOUND; callers
+// compare against these symbols rather than against copied strings. The request checks every service
+// shares (order ids, phone numbers, page tokens) are listed too, so this is the whole vocabulary of
+// the service's answers; the transport's own reasons (credentials, rate limits) are not.
+type ErrorReason int32
+
+const (
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// GetMessage: no message with this message_id. NotFound.
+	ErrorReason_ERROR_REASON_MESSAGE_NOT_FOUND ErrorReason = 1
+	// SendMessage: the message_id was already used for another phone or template. AlreadyExists.
+	ErrorReason_ERROR_REASON_MESSAGE_ID_REUSED ErrorReason = 2
+	// A message_id that is empty, too long or surrounded by spaces. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_MESSAGE_ID ErrorReason = 3
+	// A template outside Template. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_TEMPLATE ErrorReason = 4
+	// A parameter the template needs is missing. InvalidArgument.
+	ErrorReason_ERROR_REASON_MISSING_PARAM ErrorReason = 5
+	// A parameter that is malformed, too long, or one too many. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_PARAM ErrorReason = 6
+	// A locale other than zh-CN or en. InvalidArgument.
+	ErrorReason_ERROR_REASON_UNSUPPORTED_LOCALE ErrorReason = 7
+	// SendMessage without a valid expire_time. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_EXPIRE_TIME ErrorReason = 8
+	// A phone that is not a valid mobile number. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_PHONE ErrorReason = 9
+	// An order_id longer than the limit. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_ORDER_ID ErrorReason = 10
+	// A page_token not issued for this listing. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN ErrorReason = 11
+	// A negative page_size. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE ErrorReason = 12
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_MESSAGE_NOT_FOUND",
+		2:  "ERROR_REASON_MESSAGE_ID_REUSED",
+		3:  "ERROR_REASON_INVALID_MESSAGE_ID",
+		4:  "ERROR_REASON_INVALID_TEMPLATE",
+		5:  "ERROR_REASON_MISSING_PARAM",
+		6:  "ERROR_REASON_INVALID_PARAM",
+		7:  "ERROR_REASON_UNSUPPORTED_LOCALE",
+		8:  "ERROR_REASON_INVALID_EXPIRE_TIME",
+		9:  "ERROR_REASON_INVALID_PHONE",
+		10: "ERROR_REASON_INVALID_ORDER_ID",
+		11: "ERROR_REASON_INVALID_PAGE_TOKEN",
+		12: "ERROR_REASON_INVALID_PAGE_SIZE",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":         0,
+		"ERROR_REASON_MESSAGE_NOT_FOUND":   1,
+		"ERROR_REASON_MESSAGE_ID_REUSED":   2,
+		"ERROR_REASON_INVALID_MESSAGE_ID":  3,
+		"ERROR_REASON_INVALID_TEMPLATE":    4,
+		"ERROR_REASON_MISSING_PARAM":       5,
+		"ERROR_REASON_INVALID_PARAM":       6,
+		"ERROR_REASON_UNSUPPORTED_LOCALE":  7,
+		"ERROR_REASON_INVALID_EXPIRE_TIME": 8,
+		"ERROR_REASON_INVALID_PHONE":       9,
+		"ERROR_REASON_INVALID_ORDER_ID":    10,
+		"ERROR_REASON_INVALID_PAGE_TOKEN":  11,
+		"ERROR_REASON_INVALID_PAGE_SIZE":   12,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_icp_smsdispatch_v1_smsdispatch_proto_rawDescGZIP(), []int{0}
+}
+
 // Template names the text of a message.
 type Template int32
 
@@ -56,11 +152,11 @@ func (x Template) String() string {
 }
 
 func (Template) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[0].Descriptor()
+	return file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[1].Descriptor()
 }
 
 func (Template) Type() protoreflect.EnumType {
-	return &file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[0]
+	return &file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[1]
 }
 
 func (x Template) Number() protoreflect.EnumNumber {
@@ -69,7 +165,7 @@ func (x Template) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Template.Descriptor instead.
 func (Template) EnumDescriptor() ([]byte, []int) {
-	return file_icp_smsdispatch_v1_smsdispatch_proto_rawDescGZIP(), []int{0}
+	return file_icp_smsdispatch_v1_smsdispatch_proto_rawDescGZIP(), []int{1}
 }
 
 // MessageState is where a message stands.
@@ -109,11 +205,11 @@ func (x MessageState) String() string {
 }
 
 func (MessageState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[1].Descriptor()
+	return file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[2].Descriptor()
 }
 
 func (MessageState) Type() protoreflect.EnumType {
-	return &file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[1]
+	return &file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes[2]
 }
 
 func (x MessageState) Number() protoreflect.EnumNumber {
@@ -122,7 +218,7 @@ func (x MessageState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MessageState.Descriptor instead.
 func (MessageState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_smsdispatch_v1_smsdispatch_proto_rawDescGZIP(), []int{1}
+	return file_icp_smsdispatch_v1_smsdispatch_proto_rawDescGZIP(), []int{2}
 }
 
 type SendMessageRequest struct {
@@ -662,7 +758,22 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\border_id\x18\x03 \x01(\tR\aorderId\"w\n" +
 	"\x14ListMessagesResponse\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.icp.smsdispatch.v1.MessageR\bmessages\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*D\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd2\x03\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eERROR_REASON_MESSAGE_NOT_FOUND\x10\x01\x12\"\n" +
+	"\x1eERROR_REASON_MESSAGE_ID_REUSED\x10\x02\x12#\n" +
+	"\x1fERROR_REASON_INVALID_MESSAGE_ID\x10\x03\x12!\n" +
+	"\x1dERROR_REASON_INVALID_TEMPLATE\x10\x04\x12\x1e\n" +
+	"\x1aERROR_REASON_MISSING_PARAM\x10\x05\x12\x1e\n" +
+	"\x1aERROR_REASON_INVALID_PARAM\x10\x06\x12#\n" +
+	"\x1fERROR_REASON_UNSUPPORTED_LOCALE\x10\a\x12$\n" +
+	" ERROR_REASON_INVALID_EXPIRE_TIME\x10\b\x12\x1e\n" +
+	"\x1aERROR_REASON_INVALID_PHONE\x10\t\x12!\n" +
+	"\x1dERROR_REASON_INVALID_ORDER_ID\x10\n" +
+	"\x12#\n" +
+	"\x1fERROR_REASON_INVALID_PAGE_TOKEN\x10\v\x12\"\n" +
+	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x10\f*D\n" +
 	"\bTemplate\x12\x18\n" +
 	"\x14TEMPLATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTEMPLATE_VERIFICATION_CODE\x10\x01*y\n" +
@@ -690,38 +801,39 @@ func file_icp_smsdispatch_v1_smsdispatch_proto_rawDescGZIP() []byte {
 	return file_icp_smsdispatch_v1_smsdispatch_proto_rawDescData
 }
 
-var file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_icp_smsdispatch_v1_smsdispatch_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_icp_smsdispatch_v1_smsdispatch_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_icp_smsdispatch_v1_smsdispatch_proto_goTypes = []any{
-	(Template)(0),                 // 0: icp.smsdispatch.v1.Template
-	(MessageState)(0),             // 1: icp.smsdispatch.v1.MessageState
-	(*SendMessageRequest)(nil),    // 2: icp.smsdispatch.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),   // 3: icp.smsdispatch.v1.SendMessageResponse
-	(*Message)(nil),               // 4: icp.smsdispatch.v1.Message
-	(*GetMessageRequest)(nil),     // 5: icp.smsdispatch.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),    // 6: icp.smsdispatch.v1.GetMessageResponse
-	(*ListMessagesRequest)(nil),   // 7: icp.smsdispatch.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),  // 8: icp.smsdispatch.v1.ListMessagesResponse
-	nil,                           // 9: icp.smsdispatch.v1.SendMessageRequest.ParamsEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(ErrorReason)(0),              // 0: icp.smsdispatch.v1.ErrorReason
+	(Template)(0),                 // 1: icp.smsdispatch.v1.Template
+	(MessageState)(0),             // 2: icp.smsdispatch.v1.MessageState
+	(*SendMessageRequest)(nil),    // 3: icp.smsdispatch.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),   // 4: icp.smsdispatch.v1.SendMessageResponse
+	(*Message)(nil),               // 5: icp.smsdispatch.v1.Message
+	(*GetMessageRequest)(nil),     // 6: icp.smsdispatch.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),    // 7: icp.smsdispatch.v1.GetMessageResponse
+	(*ListMessagesRequest)(nil),   // 8: icp.smsdispatch.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),  // 9: icp.smsdispatch.v1.ListMessagesResponse
+	nil,                           // 10: icp.smsdispatch.v1.SendMessageRequest.ParamsEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_icp_smsdispatch_v1_smsdispatch_proto_depIdxs = []int32{
-	0,  // 0: icp.smsdispatch.v1.SendMessageRequest.template:type_name -> icp.smsdispatch.v1.Template
-	9,  // 1: icp.smsdispatch.v1.SendMessageRequest.params:type_name -> icp.smsdispatch.v1.SendMessageRequest.ParamsEntry
-	10, // 2: icp.smsdispatch.v1.SendMessageRequest.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 3: icp.smsdispatch.v1.SendMessageResponse.message:type_name -> icp.smsdispatch.v1.Message
-	0,  // 4: icp.smsdispatch.v1.Message.template:type_name -> icp.smsdispatch.v1.Template
-	1,  // 5: icp.smsdispatch.v1.Message.state:type_name -> icp.smsdispatch.v1.MessageState
-	10, // 6: icp.smsdispatch.v1.Message.create_time:type_name -> google.protobuf.Timestamp
-	10, // 7: icp.smsdispatch.v1.Message.sent_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: icp.smsdispatch.v1.GetMessageResponse.message:type_name -> icp.smsdispatch.v1.Message
-	4,  // 9: icp.smsdispatch.v1.ListMessagesResponse.messages:type_name -> icp.smsdispatch.v1.Message
-	2,  // 10: icp.smsdispatch.v1.SmsDispatchService.SendMessage:input_type -> icp.smsdispatch.v1.SendMessageRequest
-	5,  // 11: icp.smsdispatch.v1.SmsDispatchService.GetMessage:input_type -> icp.smsdispatch.v1.GetMessageRequest
-	7,  // 12: icp.smsdispatch.v1.SmsDispatchService.ListMessages:input_type -> icp.smsdispatch.v1.ListMessagesRequest
-	3,  // 13: icp.smsdispatch.v1.SmsDispatchService.SendMessage:output_type -> icp.smsdispatch.v1.SendMessageResponse
-	6,  // 14: icp.smsdispatch.v1.SmsDispatchService.GetMessage:output_type -> icp.smsdispatch.v1.GetMessageResponse
-	8,  // 15: icp.smsdispatch.v1.SmsDispatchService.ListMessages:output_type -> icp.smsdispatch.v1.ListMessagesResponse
+	1,  // 0: icp.smsdispatch.v1.SendMessageRequest.template:type_name -> icp.smsdispatch.v1.Template
+	10, // 1: icp.smsdispatch.v1.SendMessageRequest.params:type_name -> icp.smsdispatch.v1.SendMessageRequest.ParamsEntry
+	11, // 2: icp.smsdispatch.v1.SendMessageRequest.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 3: icp.smsdispatch.v1.SendMessageResponse.message:type_name -> icp.smsdispatch.v1.Message
+	1,  // 4: icp.smsdispatch.v1.Message.template:type_name -> icp.smsdispatch.v1.Template
+	2,  // 5: icp.smsdispatch.v1.Message.state:type_name -> icp.smsdispatch.v1.MessageState
+	11, // 6: icp.smsdispatch.v1.Message.create_time:type_name -> google.protobuf.Timestamp
+	11, // 7: icp.smsdispatch.v1.Message.sent_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: icp.smsdispatch.v1.GetMessageResponse.message:type_name -> icp.smsdispatch.v1.Message
+	5,  // 9: icp.smsdispatch.v1.ListMessagesResponse.messages:type_name -> icp.smsdispatch.v1.Message
+	3,  // 10: icp.smsdispatch.v1.SmsDispatchService.SendMessage:input_type -> icp.smsdispatch.v1.SendMessageRequest
+	6,  // 11: icp.smsdispatch.v1.SmsDispatchService.GetMessage:input_type -> icp.smsdispatch.v1.GetMessageRequest
+	8,  // 12: icp.smsdispatch.v1.SmsDispatchService.ListMessages:input_type -> icp.smsdispatch.v1.ListMessagesRequest
+	4,  // 13: icp.smsdispatch.v1.SmsDispatchService.SendMessage:output_type -> icp.smsdispatch.v1.SendMessageResponse
+	7,  // 14: icp.smsdispatch.v1.SmsDispatchService.GetMessage:output_type -> icp.smsdispatch.v1.GetMessageResponse
+	9,  // 15: icp.smsdispatch.v1.SmsDispatchService.ListMessages:output_type -> icp.smsdispatch.v1.ListMessagesResponse
 	13, // [13:16] is the sub-list for method output_type
 	10, // [10:13] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -739,7 +851,7 @@ func file_icp_smsdispatch_v1_smsdispatch_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc), len(file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -18,6 +18,14 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/services/deadline/internal/convert"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
+	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
+	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
+)
+
+// The store is the engine of the handlers and of the sweeper.
+var (
+	_ grpcapi.Store = (*Store)(nil)
+	_ sweeper.Store = (*Store)(nil)
 )
 
 // Store is the memory engine. Timers are held by value, so everything it returns is a copy.
@@ -125,13 +133,9 @@ func (s *Store) GetKey(_ context.Context, k domain.Key) (domain.Deadline, error)
 	return d, nil
 }
 
-// List pages through timers in domain.ListLess order (soonest first), optionally only those in
-// state (""= all).
-func (s *Store) List(_ context.Context, state domain.State, pageSize int, token string) ([]domain.Deadline, string, error) {
-	after, err := domain.DecodePageToken(token, state)
-	if err != nil {
-		return nil, "", err
-	}
+// List reads up to limit timers in domain.ListLess order (soonest first), only those in state
+// (""= all), strictly after after; see store.Store.List.
+func (s *Store) List(_ context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Deadline, error) {
 	s.mu.Lock()
 	var list []domain.Deadline
 	for _, d := range s.timers {
@@ -149,11 +153,7 @@ func (s *Store) List(_ context.Context, state domain.State, pageSize int, token 
 		}
 		return 0
 	})
-	if len(list) <= pageSize {
-		return list, "", nil
-	}
-	list = list[:pageSize]
-	return list, domain.EncodePageToken(list[len(list)-1], state), nil
+	return list[:min(len(list), limit)], nil
 }
 
 // Claim takes up to batch timers claimable at now, soonest next attempt first, hides them until

@@ -5,11 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
 
-func testCancel(t *testing.T, e Engine, _ *clock.Fake) {
+func testCancel(t *testing.T, e *env) {
 	s := e.Store
 	ctx := context.Background()
 	k := key("o1", 1)
@@ -48,13 +47,13 @@ func testCancel(t *testing.T, e Engine, _ *clock.Fake) {
 
 // A CancelDeadline that overtook its ScheduleDeadline in delivery answers OK with a CANCELLED
 // placeholder, and the late schedule returns it instead of arming a timer for a decided order.
-func testCancelOvertakesSchedule(t *testing.T, e Engine, clk *clock.Fake) {
+func testCancelOvertakesSchedule(t *testing.T, e *env) {
 	s := e.Store
 	ctx := context.Background()
 	k := key("o1", 2)
 	older := mustSchedule(t, s, "o1", 1, T0.Add(time.Hour)) // still pending: submission 2's schedule is late
 	now := T0.Add(time.Minute)
-	clk.Set(now)
+	e.clock.Set(now)
 	d, err := cancel(s, "verification:cancel-deadline:o1:2", k)
 	if err != nil || d.State != domain.Cancelled || d.Key != k || !d.DueAt.Equal(now) {
 		t.Fatalf("cancel of an unknown submission: %+v %v", d, err)
@@ -63,7 +62,7 @@ func testCancelOvertakesSchedule(t *testing.T, e Engine, clk *clock.Fake) {
 	if o := mustGet(t, s, older.Key); o.State != domain.Cancelled {
 		t.Fatalf("older submission left %s", o.State)
 	}
-	clk.Advance(time.Second)
+	e.clock.Advance(time.Second)
 	if d, err := cancel(s, "another", k); err != nil || d.State != domain.Cancelled || !d.DueAt.Equal(now) {
 		t.Fatalf("second cancel: %+v %v", d, err)
 	}

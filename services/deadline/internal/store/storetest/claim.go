@@ -11,13 +11,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/icpverify/icpverify/pkg/clock"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
 )
 
-func testClaimHonoursNowAndLease(t *testing.T, e Engine, _ *clock.Fake) {
+func testClaimHonoursNowAndLease(t *testing.T, e *env) {
 	s := e.Store
 	ctx := context.Background()
 	for i := range 5 {
@@ -83,7 +82,7 @@ func testClaimHonoursNowAndLease(t *testing.T, e Engine, _ *clock.Fake) {
 	}
 }
 
-func testConcurrentClaimsDisjoint(t *testing.T, e Engine, _ *clock.Fake) {
+func testConcurrentClaimsDisjoint(t *testing.T, e *env) {
 	ctx := context.Background()
 	const n = 300
 	for i := range n {
@@ -126,16 +125,16 @@ func testConcurrentClaimsDisjoint(t *testing.T, e Engine, _ *clock.Fake) {
 // Two sweepers on two handles of one engine, with flaky close calls: every timer fires exactly once,
 // verification is called once per timer plus once per injected failure (no duplicate call from two
 // sweepers holding one timer), and never before the due time.
-func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
+func testTwoSweepersFireEachTimerOnce(t *testing.T, e *env) {
 	const n = 500
-	fake := &fakeVerification{clk: clk, perKey: map[domain.Key]int{}, failures: map[domain.Key]int{}, dues: map[domain.Key]time.Time{}}
+	fake := &fakeVerification{clk: e.clock, perKey: map[domain.Key]int{}, failures: map[domain.Key]int{}, dues: map[domain.Key]time.Time{}}
 	for i := range n {
 		due := T0.Add(time.Duration(i%50) * time.Second)
 		d := mustSchedule(t, e.Store, fmt.Sprintf("o%03d", i), 1, due)
 		fake.dues[d.Key] = due
 	}
 	// Nothing is due at T0-1s; then time moves on in steps while the sweepers run.
-	clk.Set(T0.Add(-time.Second))
+	e.clock.Set(T0.Add(-time.Second))
 	mu := &sync.Mutex{}
 	fired := map[domain.Key]int{}
 	runCtx, cancelRun := context.WithCancel(context.Background())
@@ -143,7 +142,7 @@ func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
 	for _, s := range []Store{e.Store, e.Replica} {
 		// The lease is far longer than the test can take, so a second call for one timer can only come
 		// from two sweepers holding it at once, never from a lease running out.
-		sw := &sweeper.Sweeper{Store: countingStore{Store: s, mu: mu, fired: fired}, Verification: fake, Clock: clk,
+		sw := &sweeper.Sweeper{Store: countingStore{Store: s, mu: mu, fired: fired}, Verification: fake, Clock: e.clock,
 			Log: zap.NewNop(), Interval: 5 * time.Millisecond, Batch: 37, Concurrency: 8, Lease: 24 * time.Hour}
 		wg.Go(func() { _ = sw.Run(runCtx) })
 	}
@@ -153,7 +152,7 @@ func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
 		if firedCount = len(listAll(t, e.Store, domain.Fired, pagetoken.MaxSize)); firedCount == n {
 			break
 		}
-		clk.Advance(time.Second)
+		e.clock.Advance(time.Second)
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancelRun()
@@ -185,7 +184,7 @@ func testTwoSweepersFireEachTimerOnce(t *testing.T, e Engine, clk *clock.Fake) {
 // MarkFiredBatch fires each timer of a batch on its own terms: only a pending timer still held by the
 // claim that counted its attempts fires; a stale claim, a cancelled timer, an unknown key and a
 // repeated key change nothing, and the others of the batch fire all the same.
-func testMarkFiredBatch(t *testing.T, e Engine, _ *clock.Fake) {
+func testMarkFiredBatch(t *testing.T, e *env) {
 	ctx := context.Background()
 	s := e.Store
 	for i := range 6 {
@@ -247,7 +246,7 @@ func testMarkFiredBatch(t *testing.T, e Engine, _ *clock.Fake) {
 
 // Batches racing cancels on other handles: each timer ends either FIRED by exactly one batch or
 // CANCELLED, never both, and a batch's report matches what it did.
-func testMarkFiredBatchRacesCancel(t *testing.T, e Engine, _ *clock.Fake) {
+func testMarkFiredBatchRacesCancel(t *testing.T, e *env) {
 	ctx := context.Background()
 	const n = 60
 	for i := range n {

@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 )
 
-func testScheduleIdempotentAndConflict(t *testing.T, e Engine, _ *clock.Fake) {
+func testScheduleIdempotentAndConflict(t *testing.T, e *env) {
 	s := e.Store
 	due := T0.Add(24 * time.Hour)
 	d, err := schedule(s, "r1", "o1", 1, due)
@@ -32,7 +31,7 @@ func testScheduleIdempotentAndConflict(t *testing.T, e Engine, _ *clock.Fake) {
 		t.Fatalf("conflict: got %v", err)
 	}
 	// Same request_id, different request: refused.
-	if _, err := schedule(s, "r1", "o1", 2, due); errs.Reason(err) != "REQUEST_ID_REUSED" {
+	if _, err := schedule(s, "r1", "o1", 2, due); errs.Reason(err) != errs.RequestIDReused.Reason {
 		t.Fatalf("reused request id: got %v", err)
 	}
 	// The refused request_id was not remembered with a failed answer: r3 runs again.
@@ -48,7 +47,7 @@ func testScheduleIdempotentAndConflict(t *testing.T, e Engine, _ *clock.Fake) {
 	}
 }
 
-func testScheduleConcurrentSameKey(t *testing.T, e Engine, _ *clock.Fake) {
+func testScheduleConcurrentSameKey(t *testing.T, e *env) {
 	due := T0.Add(time.Hour)
 	var wg sync.WaitGroup
 	errc := make(chan error, 20)
@@ -75,7 +74,7 @@ func testScheduleConcurrentSameKey(t *testing.T, e Engine, _ *clock.Fake) {
 }
 
 // Submissions of one order scheduled at once, delivered in any order: only the newest stays pending.
-func testScheduleConcurrentSubmissions(t *testing.T, e Engine, _ *clock.Fake) {
+func testScheduleConcurrentSubmissions(t *testing.T, e *env) {
 	const subs = 8
 	for round := range 5 {
 		order := fmt.Sprintf("o%d", round)
@@ -110,7 +109,7 @@ func testScheduleConcurrentSubmissions(t *testing.T, e Engine, _ *clock.Fake) {
 // ends PENDING at its due time, an odd one CANCELLED (a cancel that overtook the schedule leaves a
 // placeholder the schedule then returns), every repeat answers what its first call answered, and a
 // schedule with another due time for an armed timer is refused.
-func testConcurrentSchedulesAndCancels(t *testing.T, e Engine, _ *clock.Fake) {
+func testConcurrentSchedulesAndCancels(t *testing.T, e *env) {
 	const n = 40
 	due := func(i int) time.Time { return T0.Add(time.Duration(i+1) * time.Minute) }
 	type call struct {
@@ -174,7 +173,7 @@ func testConcurrentSchedulesAndCancels(t *testing.T, e Engine, _ *clock.Fake) {
 	}
 }
 
-func testNewerSubmissionCancelsOlder(t *testing.T, e Engine, _ *clock.Fake) {
+func testNewerSubmissionCancelsOlder(t *testing.T, e *env) {
 	s := e.Store
 	mustSchedule(t, s, "o1", 1, T0.Add(time.Hour))
 	mustSchedule(t, s, "other", 1, T0.Add(time.Hour))

@@ -43,11 +43,17 @@ type Engine struct {
 // T0 is the fake clock's start in every test.
 var T0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
+// env is one test's engine and the fake clock it runs on, started at T0.
+type env struct {
+	Engine
+	clock *clock.Fake
+}
+
 // Run runs the whole suite against the engine newEngine builds (a fresh, empty one per test).
 func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, e Engine, clk *clock.Fake)
+		fn   func(t *testing.T, e *env)
 	}{
 		{"ScheduleIdempotentAndConflict", testScheduleIdempotentAndConflict},
 		{"ScheduleConcurrentSameKey", testScheduleConcurrentSameKey},
@@ -67,7 +73,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			clk := clock.NewFake(T0)
-			tc.fn(t, newEngine(t, clk), clk)
+			tc.fn(t, &env{Engine: newEngine(t, clk), clock: clk})
 		})
 	}
 }
@@ -102,21 +108,23 @@ func mustGet(t *testing.T, s Store, k domain.Key) domain.Deadline {
 	return d
 }
 
-// listAll pages through every timer in state ("" = all).
+// listAll pages through every timer in state ("" = all), pageSize at a time, each page resuming
+// after the position of the last timer of the one before, as ListDeadlines does.
 func listAll(t *testing.T, s Store, state domain.State, pageSize int) []domain.Deadline {
 	t.Helper()
 	var all []domain.Deadline
-	token := ""
+	var after *domain.Position
 	for {
-		page, next, err := s.List(context.Background(), state, pageSize, token)
+		page, err := s.List(context.Background(), state, after, pageSize)
 		if err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, page...)
-		if next == "" {
+		if len(page) < pageSize {
 			return all
 		}
-		token = next
+		p := domain.PositionOf(page[len(page)-1])
+		after = &p
 	}
 }
 

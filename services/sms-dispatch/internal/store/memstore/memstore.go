@@ -19,6 +19,7 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
 )
 
+// The store is the engine of the handlers and of the dispatcher.
 var (
 	_ grpcapi.Store    = (*Store)(nil)
 	_ dispatcher.Store = (*Store)(nil)
@@ -93,32 +94,19 @@ func (s *Store) Get(_ context.Context, id string) (domain.Message, error) {
 	return clone(m), nil
 }
 
-// List returns a page of messages, newest first, optionally of one order, and the next page's token.
-func (s *Store) List(_ context.Context, orderID string, pageSize int, pageToken string) ([]domain.Message, string, error) {
-	var after *domain.Message
-	if pageToken != "" {
-		at, id, err := domain.DecodePageToken(pageToken, orderID)
-		if err != nil {
-			return nil, "", err
-		}
-		after = &domain.Message{CreatedAt: at, ID: id}
-	}
+// List reads up to limit messages newest first, only orderID's ("" = all), strictly after after;
+// see store.Store.List.
+func (s *Store) List(_ context.Context, orderID string, after *domain.Position, limit int) ([]domain.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var msgs []domain.Message
 	for _, m := range s.messages {
-		if (orderID == "" || m.OrderID == orderID) && (after == nil || domain.Before(*after, *m)) {
+		if (orderID == "" || m.OrderID == orderID) && (after == nil || after.After(*m)) {
 			msgs = append(msgs, clone(m))
 		}
 	}
 	slices.SortFunc(msgs, func(a, b domain.Message) int { return order(domain.Before(a, b), domain.Before(b, a)) })
-	next := ""
-	if len(msgs) > pageSize {
-		msgs = msgs[:pageSize]
-		last := msgs[len(msgs)-1]
-		next = domain.EncodePageToken(last.CreatedAt, last.ID, orderID)
-	}
-	return msgs, next, nil
+	return msgs[:min(len(msgs), limit)], nil
 }
 
 func order(less, greater bool) int {

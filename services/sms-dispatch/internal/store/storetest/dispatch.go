@@ -70,7 +70,7 @@ func (f *fakeProvider) totalSent() int {
 
 // dispatcher returns a dispatcher on the engine: lease 30s, send timeout 1s, no jitter.
 func (e *env) dispatcher(p *fakeProvider, workers int) *dispatcher.Dispatcher {
-	return &dispatcher.Dispatcher{Store: e.store, Provider: p, Clock: e.clock, Log: zap.NewNop(), Caps: domain.DefaultCaps,
+	return &dispatcher.Dispatcher{Store: e.Store, Provider: p, Clock: e.clock, Log: zap.NewNop(), Caps: domain.DefaultCaps,
 		Sender: "12381", MaxAttempts: 4, Workers: workers, SendTimeout: time.Second, Lease: 30 * time.Second,
 		Poll: 5 * time.Millisecond, Jitter: func() float64 { return 0 }}
 }
@@ -267,7 +267,7 @@ func testStalledWorkerDoesNotSend(t *testing.T, e *env) {
 	e.create(t, "m1", "13812345678", 24*time.Hour)
 	b := e.dispatcher(p, 1)
 	a := e.dispatcher(p, 1)
-	a.Store = &claimHook{Store: e.store, after: func() {
+	a.Store = &claimHook{Store: e.Store, after: func() {
 		e.clock.Advance(30 * time.Second)
 		if n, err := b.Drain(ctx); n != 1 || err != nil {
 			t.Errorf("B drained %d, %v", n, err)
@@ -335,7 +335,7 @@ func testCapHoldsWithTwoDispatchers(t *testing.T, e *env) {
 			if p.totalSent() != wantSent {
 				return false
 			}
-			msgs, _, err := e.store.List(ctx, "", 100, "")
+			msgs, err := e.Store.List(ctx, "", nil, 100)
 			if err != nil {
 				return false
 			}
@@ -404,7 +404,7 @@ func (c *crashingStore) crash() bool {
 func testCrashAfterAcceptanceResendsWithSameID(t *testing.T, e *env) {
 	p := newFake(0)
 	d := e.dispatcher(p, 1)
-	d.Store = &crashingStore{Store: e.store}
+	d.Store = &crashingStore{Store: e.Store}
 	e.create(t, "m1", "13812345678", 24*time.Hour)
 	if _, err := d.Drain(ctx); err == nil {
 		t.Fatal("expected the simulated crash")
@@ -463,7 +463,7 @@ func (c *countingStore) MarkSentAll(ctx context.Context, ms []domain.Message, pr
 // still fails, and each is sent once and redacted.
 func testCapsOffSendsWithoutReservation(t *testing.T, e *env) {
 	p := newFake(0)
-	cs := &countingStore{Store: e.store}
+	cs := &countingStore{Store: e.Store}
 	d := e.dispatcher(p, 1)
 	d.Store, d.Caps = cs, domain.Caps{}
 	for i := range 5 {
@@ -509,7 +509,7 @@ func testStalledWorkerDoesNotSendCapsOff(t *testing.T, e *env) {
 	b.Caps = domain.Caps{}
 	a := e.dispatcher(p, 1)
 	a.Caps = domain.Caps{}
-	a.Store = &claimHook{Store: e.store, after: func() {
+	a.Store = &claimHook{Store: e.Store, after: func() {
 		e.clock.Advance(30 * time.Second)
 		if n, err := b.Drain(ctx); n != 1 || err != nil {
 			t.Errorf("B drained %d, %v", n, err)
@@ -537,7 +537,7 @@ func testStalledWorkerDoesNotSendCapsOff(t *testing.T, e *env) {
 // recorded in one statement per batch; MarkSentAll is fenced per message.
 func testBatchClaimAndMarkSent(t *testing.T, e *env) {
 	p := newFake(0)
-	cs := &countingStore{Store: e.store}
+	cs := &countingStore{Store: e.Store}
 	d := e.dispatcher(p, 4)
 	d.Store, d.Caps = cs, domain.Caps{}
 	const n = 20
@@ -562,16 +562,16 @@ func testBatchClaimAndMarkSent(t *testing.T, e *env) {
 	for i, id := range []string{"x", "y", "z"} {
 		e.create(t, id, fmt.Sprintf("+86137%08d", i), 24*time.Hour)
 	}
-	stale, err := e.store.Claim(ctx, e.clock.Now(), time.Second, 3)
+	stale, err := e.Store.Claim(ctx, e.clock.Now(), time.Second, 3)
 	if err != nil || len(stale) != 3 {
 		t.Fatalf("claim: %v %v", stale, err)
 	}
 	e.clock.Advance(time.Second)
-	fresh, err := e.store.Claim(ctx, e.clock.Now(), time.Minute, 1)
+	fresh, err := e.Store.Claim(ctx, e.clock.Now(), time.Minute, 1)
 	if err != nil || len(fresh) != 1 || fresh[0].ID != "x" || fresh[0].Attempts != 2 {
 		t.Fatalf("reclaim: %v %v", fresh, err)
 	}
-	ids, err := e.store.MarkSentAll(ctx, stale, "fake", e.clock.Now(), false)
+	ids, err := e.Store.MarkSentAll(ctx, stale, "fake", e.clock.Now(), false)
 	if err != nil || fmt.Sprint(slices.Sorted(slices.Values(ids))) != "[y z]" {
 		t.Fatalf("MarkSentAll of x (stale), y, z = %v, %v", ids, err)
 	}
@@ -581,7 +581,7 @@ func testBatchClaimAndMarkSent(t *testing.T, e *env) {
 	if z := e.get(t, "z"); z.State != domain.StateSent || !z.Redacted || z.Provider != "fake" {
 		t.Fatalf("z = %+v", z)
 	}
-	if ids, err := e.store.MarkSentAll(ctx, fresh, "fake", e.clock.Now(), false); err != nil || len(ids) != 1 {
+	if ids, err := e.Store.MarkSentAll(ctx, fresh, "fake", e.clock.Now(), false); err != nil || len(ids) != 1 {
 		t.Fatalf("MarkSentAll of the current claim of x = %v, %v", ids, err)
 	}
 }
