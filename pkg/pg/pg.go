@@ -50,10 +50,13 @@ func Connect(ctx context.Context, log *zap.Logger, url, schema string, wait time
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	hooks := &failoverHooks{log: log}
+	hooks.install(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
 	}
+	hooks.setPool(pool)
 	deadline := time.Now().Add(wait)
 	for {
 		_, err = pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema)
@@ -134,9 +137,27 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, sources ...Source) error {
 const MaxTxAttempts = 5
 
 // InTx runs fn in a READ COMMITTED transaction and commits when fn returns nil. Serialization
-// failures (40001) and deadlocks (40P01) are retried (see Retry).
+// failures (40001) and deadlocks (40P01) are retried (see Retry). A COMMIT whose outcome is unknown
+// is an *OutcomeUnknownError, never retried.
 func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	return Retry(ctx, func() error { return pgx.BeginFunc(ctx, pool, fn) })
+	return Retry(ctx, func() error { return inTx(ctx, pool, fn) })
+}
+
+func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it does nothing
+	if err := fn(tx); err != nil {
+		return err
+	}
+	conn := tx.Conn().PgConn()
+	startCommit(conn)
+	if err := tx.Commit(ctx); err != nil {
+		return commitFailure(err)
+	}
+	return commitReplicated(conn)
 }
 
 // Retry runs one whole transaction attempt, again after a serialization failure or deadlock, with a
@@ -196,6 +217,11 @@ func IsUnavailable(err error) bool {
 	case strings.HasPrefix(s, "08"): // connection exception
 		return true
 	case s == "57P01", s == "57P02", s == "57P03": // admin shutdown, crash shutdown, cannot connect now
+		return true
+	case s == stateReadOnly, s == stateTooManyConnection: // a demoted primary, a reconnect storm
+		return true
+	}
+	if errors.Is(err, errSyncRepCancelled) {
 		return true
 	}
 	var netErr net.Error

@@ -52,9 +52,12 @@ func Pipeline(ctx context.Context, pool *pgxpool.Pool, read, write func(b *pgx.B
 		committed = true
 		return nil
 	})
+	startCommit(conn.Conn().PgConn())
 	err = conn.SendBatch(ctx, b).Close()
 	if committed {
-		return nil // COMMIT's answer came back; only the end of the round trip after it failed
+		// COMMIT's answer came back (only the end of the round trip after it may have failed); it may
+		// still be local only.
+		return commitReplicated(conn.Conn().PgConn())
 	}
 	return commitFailure(err)
 }
