@@ -11,6 +11,7 @@ import (
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
@@ -108,6 +109,7 @@ func (a *App) ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequ
 // pending): they have proved they know both.
 func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error) {
 	// The idempotency table keeps a hash of the request: give it keyed digests, not the phone and tail.
+	scope := scopeOf(ctx)
 	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: a.hasher.Fingerprint(phone, tail)}
 	var locked []domain.Challenge
 	var sessions map[string]domain.Session
@@ -115,16 +117,24 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 		req.GetRequestId(), fingerprint), phone,
 		func(p *domain.PhoneChallenges, now time.Time) (Change, error) {
 			locked, sessions = nil, p.Sessions
-			cands := make([]domain.ResendCandidate, len(p.Challenges))
-			for i, c := range p.Challenges {
+			visible := domain.Visible(scope, p.Sessions, p.Challenges)
+			cands := make([]domain.ResendCandidate, len(visible))
+			for j, i := range visible {
+				c := p.Challenges[i]
 				sess := p.Sessions[c.SessionID]
-				cands[i] = domain.ResendCandidate{Check: domain.CandidateOf(sess, c),
+				cands[j] = domain.ResendCandidate{Check: domain.CandidateOf(sess, c),
 					TailMatches: a.hasher.TailMatches(c.ID, p.Tails[c.ID], tail), CreatedAt: sess.CreatedAt}
 			}
-			if len(p.Challenges) == 0 {
+			if len(visible) == 0 {
 				a.hasher.Burn("000000", tail)
 			}
 			found, failures := domain.DecideResendByPhone(now, cands, a.limits.MaxFailedAttempts)
+			for k := range failures {
+				failures[k].Index = visible[failures[k].Index]
+			}
+			if found >= 0 {
+				found = visible[found]
+			}
 			if found < 0 {
 				var msgs []outbox.Message
 				for _, i := range p.ApplyFailures(failures) {
@@ -169,14 +179,15 @@ func (a *App) reportLocked(sess domain.Session, c domain.Challenge) {
 		logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
 }
 
-// Status returns the latest submission's session of an order.
+// Status returns the latest submission's session of an order to its tenant (or a cross-tenant
+// caller); anyone else gets exactly the answer of an unknown order.
 func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error) {
 	o, err := a.engine.OrderSessions(ctx, orderID)
 	if err != nil {
 		return nil, err
 	}
 	rec := o.Latest()
-	if rec == nil {
+	if rec == nil || !scopeOf(ctx).Sees(rec.Tenant) {
 		return nil, domain.ErrSessionNotFound()
 	}
 	return convert.Status(rec.Session, rec.Challenges), nil
@@ -184,10 +195,18 @@ func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatu
 
 // Verify checks phone + code + ID tail (batched in each engine).
 func (a *App) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
+	in.Scope = scopeOf(ctx)
 	return a.engine.Verify(ctx, in)
 }
 
 // CloseIfIncomplete applies the deadline to one submission (batched in each engine).
 func (a *App) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
 	return a.engine.CloseIfIncomplete(ctx, req)
+}
+
+// scopeOf is whose challenges and sessions the caller of ctx may see (rpc puts the caller in ctx; a
+// call without one, as from the store suites, is the development tenant's).
+func scopeOf(ctx context.Context) domain.Scope {
+	c := rpc.CallerFrom(ctx)
+	return domain.Scope{Tenant: c.Tenant, All: c.CrossTenant}
 }

@@ -18,6 +18,8 @@ type Session struct {
 	DeadlineAt time.Time
 	Locale     string
 	CreatedAt  time.Time
+	// Tenant owns the session (the order's tenant): only it, or a cross-tenant caller, sees it.
+	Tenant string
 }
 
 // Challenge is one verifier of a session. The code exists only as CodeHash (made with key CodeKeyID).
@@ -142,7 +144,7 @@ func (h *Hasher) TailMatches(challengeID string, tails []TailHash, tail string) 
 func NewSession(now time.Time, newID func() string, spec OpenSpec, action OpenAction, h *Hasher, rnd io.Reader) (
 	sess Session, chs []Challenge, tails map[string][]TailHash, codes []string, err error) {
 	sess = Session{ID: newID(), OrderID: spec.OrderID, Submission: spec.Submission, State: SessionOpen,
-		DeadlineAt: spec.DeadlineAt.UTC(), Locale: spec.Locale, CreatedAt: now}
+		DeadlineAt: spec.DeadlineAt.UTC(), Locale: spec.Locale, CreatedAt: now, Tenant: TenantOf(spec.Tenant)}
 	if action == OpenExpired {
 		sess.State = SessionTimedOut
 		return sess, nil, nil, nil, nil
@@ -190,5 +192,5 @@ func PrepareResend(now time.Time, sess Session, c *Challenge, l Limits, h *Hashe
 // finds it and sends nothing.
 func Tombstone(now time.Time, id, orderID string, submission int32) Session {
 	return Session{ID: id, OrderID: orderID, Submission: submission, State: SessionCancelled, DeadlineAt: now,
-		Locale: DefaultLocale, CreatedAt: now}
+		Locale: DefaultLocale, CreatedAt: now, Tenant: DevTenant}
 }

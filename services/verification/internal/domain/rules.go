@@ -94,6 +94,8 @@ type VerifyInput struct {
 	Phone string // E.164
 	Code  string // 6 digits
 	Tail  string // 6 upper-case characters
+	// Scope is whose challenges the check may compare with (the caller's tenant's).
+	Scope Scope
 }
 
 // NormalizeVerify checks the shape of a Verify request; shape errors name the field. Everything
@@ -240,6 +242,8 @@ type OpenSpec struct {
 	DeadlineAt time.Time
 	Locale     string
 	Verifiers  []VerifierSpec
+	// Tenant is the order's tenant (empty: DevTenant).
+	Tenant string
 }
 
 // NormalizeOpen checks the shape of an OpenSession request. A deadline in the past is not a shape
@@ -257,6 +261,9 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 	case "zh-CN", "en":
 	default:
 		return OpenSpec{}, errs.Invalid("locale", "INVALID_LOCALE", "locale must be zh-CN or en")
+	}
+	if len(in.Tenant) > MaxTenantLength {
+		return OpenSpec{}, errs.Invalid("tenant", ReasonInvalidTenant, "a tenant is at most %d bytes", MaxTenantLength)
 	}
 	if len(in.Verifiers) == 0 {
 		return OpenSpec{}, errs.Invalid("verifiers", "NO_VERIFIERS", "at least one verifier is required")

@@ -221,7 +221,7 @@ func queueInsertSession(b *pgx.Batch, now time.Time, r domain.SessionRecord) {
 		closedAt = &now
 	}
 	b.Queue(queries.InsertSession, r.ID, r.OrderID, r.Submission, string(r.State), r.DeadlineAt, r.Locale,
-		r.CreatedAt, closedAt)
+		r.CreatedAt, closedAt, r.Tenant)
 	for _, c := range r.Challenges {
 		b.Queue(queries.InsertChallenge, c.ID, c.SessionID, c.VerifierID, c.Phone, c.Roles, c.CodeHash, c.CodeKeyID, c.Generation, c.LastSentAt, string(c.State))
 		for _, t := range r.Tails[c.ID] {

@@ -81,7 +81,7 @@ func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, limits doma
 func scanSession(row pgx.Row) (domain.Session, error) {
 	var s domain.Session
 	var state string
-	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt)
+	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt, &s.Tenant)
 	s.State = domain.SessionState(state)
 	return s, err
 }

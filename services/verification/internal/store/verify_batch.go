@@ -206,7 +206,13 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 	out := make([]batch.Result[verifyResult], len(ins))
 	var passes []int // indexes into ins of the calls that pass, in arrival order
 	for k, in := range ins {
-		idx := byPhone[in.Phone]
+		all := byPhone[in.Phone]
+		idx := make([]int, 0, len(all)) // indexes into chs of the challenges this caller may see
+		for _, i := range all {
+			if in.Scope.Sees(sessions[chs[i].SessionID].Tenant) {
+				idx = append(idx, i)
+			}
+		}
 		mine := make([]domain.Challenge, len(idx))
 		cands := make([]domain.Candidate, len(idx))
 		for j, i := range idx {

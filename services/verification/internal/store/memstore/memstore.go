@@ -129,7 +129,11 @@ func (db *DB) setState(id string, state domain.SessionState) {
 func (s *Store) Verify(_ context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
 	db := s.db
 	db.mu.Lock()
-	sessions, chs := db.pendingFor(in.Phone)
+	sessions, all := db.pendingFor(in.Phone)
+	var chs []domain.Challenge
+	for _, i := range domain.Visible(in.Scope, sessions, all) {
+		chs = append(chs, all[i])
+	}
 	now := s.clock.Now()
 	cands := make([]domain.Candidate, len(chs))
 	for i, c := range chs {
