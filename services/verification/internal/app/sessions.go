@@ -24,6 +24,9 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 	// The idempotency table keeps a hash of the request: give it keyed digests of phones and tails.
 	o := op[*pb.OpenSessionResponse](pb.VerificationInternalService_OpenSession_FullMethodName, req.GetRequestId(),
 		convert.RedactOpenRequest(req, a.hasher))
+	for _, v := range spec.Verifiers {
+		o.Phones = append(o.Phones, v.Phone)
+	}
 	return answer[*pb.OpenSessionResponse](a.engine.UpdateOrder(ctx, o, spec.OrderID,
 		func(o *domain.OrderSessions, now time.Time) (Change, error) {
 			var latest int32
@@ -31,7 +34,7 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 				latest = l.Submission
 			}
 			existing := o.Find(spec.Submission)
-			action, err := domain.DecideOpen(now, existing != nil, latest, spec)
+			action, err := domain.DecideOpen(now, existing != nil, latest, spec, o.PhoneFailures)
 			if err != nil {
 				return Change{}, err
 			}
@@ -48,6 +51,13 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 				}
 			}
 			o.Add(domain.SessionRecord{Session: sess, Challenges: chs, Tails: tails})
+			if action == domain.OpenPhoneLocked {
+				phone, until, _ := domain.LockedPhone(now, spec, o.PhoneFailures)
+				a.log.Warn("session not opened: a verifier's phone is locked by its failure budget; order returned",
+					logging.OrderID(sess.OrderID), logging.Submission(sess.Submission), logging.Phone(phone), zap.Time("locked_until", until))
+				return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, nil)},
+					Messages: convert.PhoneLockedMessages(sess, phone, until)}, nil
+			}
 			if sess.State == domain.SessionTimedOut {
 				a.log.Warn("session opened after its deadline: recorded as timed out, order returned", logging.OrderID(sess.OrderID),
 					logging.Submission(sess.Submission), zap.Time("deadline_at", sess.DeadlineAt))
@@ -129,21 +139,22 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 				a.hasher.Burn("000000", tail)
 			}
 			found, failures := domain.DecideResendByPhone(now, cands, a.limits.MaxFailedAttempts)
-			for k := range failures {
-				failures[k].Index = visible[failures[k].Index]
-			}
+			d := domain.VerifyDecision{Pass: -1, Failures: failures}
 			if found >= 0 {
-				found = visible[found]
+				d.Pass = visible[found]
+			}
+			pc := domain.DecidePhoneCheck(now, d, p.Failures, a.limits)
+			if err := pc.Err(); err != nil {
+				return Change{}, err
 			}
 			if found < 0 {
-				var msgs []outbox.Message
-				for _, i := range p.ApplyFailures(failures) {
-					c := p.Challenges[i]
-					locked = append(locked, c)
-					msgs = append(msgs, convert.LockedMessages(p.Sessions[c.SessionID])...)
+				e := p.Mismatch(pc, visible)
+				for _, i := range e.Locked {
+					locked = append(locked, p.Challenges[i])
 				}
-				return Change{Messages: msgs, Err: domain.ErrNotMatched()}, nil
+				return Change{Messages: convert.ReturnedMessages(p.Sessions, phone, e), Err: domain.ErrNotMatched()}, nil
 			}
+			found = d.Pass
 			c := &p.Challenges[found]
 			r, msg, err := a.resend(now, p.Sessions[c.SessionID], c)
 			if err != nil {

@@ -53,11 +53,26 @@ const (
 	// deadline_at) and returns the order at once: refusing it would leave the order waiting for a
 	// session the deadline sweeper can never close.
 	OpenExpired
+	// OpenPhoneLocked records a session that is FAILED from the start (a verifier's phone has spent
+	// its failure budget): no code is drawn or sent, and the order is returned at once with the lock.
+	OpenPhoneLocked
 )
 
+// LockedPhone returns the first verifier phone of spec locked at now (fs: counted failures by phone)
+// and until when.
+func LockedPhone(now time.Time, spec OpenSpec, fs map[string][]PhoneFailure) (phone string, until time.Time, ok bool) {
+	for _, v := range spec.Verifiers {
+		if u, locked := PhoneLockedUntil(now, fs[v.Phone]); locked {
+			return v.Phone, u, true
+		}
+	}
+	return "", time.Time{}, false
+}
+
 // DecideOpen chooses the OpenSession action. exists says whether (order_id, submission) has a session;
-// latest is the highest submission of the order with a session (0: none).
-func DecideOpen(now time.Time, exists bool, latest int32, spec OpenSpec) (OpenAction, error) {
+// latest is the highest submission of the order with a session (0: none); fs are the counted
+// failures of the verifiers' phones.
+func DecideOpen(now time.Time, exists bool, latest int32, spec OpenSpec, fs map[string][]PhoneFailure) (OpenAction, error) {
 	if exists {
 		return OpenReplay, nil
 	}
@@ -66,6 +81,9 @@ func DecideOpen(now time.Time, exists bool, latest int32, spec OpenSpec) (OpenAc
 	}
 	if !now.Before(spec.DeadlineAt) {
 		return OpenExpired, nil
+	}
+	if _, _, locked := LockedPhone(now, spec, fs); locked {
+		return OpenPhoneLocked, nil
 	}
 	return OpenNew, nil
 }
@@ -145,8 +163,12 @@ func NewSession(now time.Time, newID func() string, spec OpenSpec, action OpenAc
 	sess Session, chs []Challenge, tails map[string][]TailHash, codes []string, err error) {
 	sess = Session{ID: newID(), OrderID: spec.OrderID, Submission: spec.Submission, State: SessionOpen,
 		DeadlineAt: spec.DeadlineAt.UTC(), Locale: spec.Locale, CreatedAt: now, Tenant: TenantOf(spec.Tenant)}
-	if action == OpenExpired {
+	switch action {
+	case OpenExpired:
 		sess.State = SessionTimedOut
+		return sess, nil, nil, nil, nil
+	case OpenPhoneLocked:
+		sess.State = SessionFailed
 		return sess, nil, nil, nil, nil
 	}
 	chs = make([]Challenge, 0, len(spec.Verifiers))

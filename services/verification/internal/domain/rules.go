@@ -70,10 +70,16 @@ type Limits struct {
 	MaxFailedAttempts int
 	MaxResends        int
 	ResendInterval    time.Duration
+	// PhoneFailureBudget failed checks per phone in PhoneFailureWindow, across all orders and
+	// tenants, spend the phone's budget (budget.go).
+	PhoneFailureBudget int
+	PhoneFailureWindow time.Duration
 }
 
-// DefaultLimits are the rule book's defaults: 5 failures, 2 resends, 60 s apart.
-var DefaultLimits = Limits{MaxFailedAttempts: 5, MaxResends: 2, ResendInterval: 60 * time.Second}
+// DefaultLimits are the rule book's defaults: 5 failures, 2 resends, 60 s apart; 10 failures per
+// phone in 24 h.
+var DefaultLimits = Limits{MaxFailedAttempts: 5, MaxResends: 2, ResendInterval: 60 * time.Second,
+	PhoneFailureBudget: 10, PhoneFailureWindow: 24 * time.Hour}
 
 // Validate checks the limits a flag set.
 func (l Limits) Validate() error {
@@ -85,6 +91,12 @@ func (l Limits) Validate() error {
 	}
 	if l.ResendInterval < 0 {
 		return fmt.Errorf("--resend-interval must not be negative")
+	}
+	if l.PhoneFailureBudget < 1 {
+		return fmt.Errorf("--phone-failure-budget must be at least 1")
+	}
+	if l.PhoneFailureWindow < time.Minute {
+		return fmt.Errorf("--phone-failure-window must be at least 1m")
 	}
 	return nil
 }

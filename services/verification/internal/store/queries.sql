@@ -112,3 +112,20 @@ SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
 -- name: TimeOut
 -- Closes the sessions $1 in state $2 at $3.
 UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id
+
+-- name: PhoneFailures
+-- The counted failures of the phones whose hashes (under every key) are $1: their budget
+-- (domain/budget.go). Read after LockPhone, in its round trip: the phone's pending challenges are
+-- locked, so every check that can count on the phone waits for them and sees the committed count.
+SELECT phone_hash, failed_at, locks_until FROM phone_failures WHERE phone_hash = ANY($1::bytea[])
+
+-- name: InsertPhoneFailures
+-- Counted failures: phone hash $1, time $2, lock end $3 (NULL: none), in array order.
+INSERT INTO phone_failures (phone_hash, failed_at, locks_until)
+	SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::timestamptz[])
+
+-- name: PrunePhoneFailures
+-- Drops up to 256 failures recorded at or before $1 (now minus the window): they no longer count and
+-- their lock has ended. SKIP LOCKED: two writers never wait on each other's pruning.
+DELETE FROM phone_failures WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM phone_failures WHERE failed_at <= $1 LIMIT 256 FOR UPDATE SKIP LOCKED))

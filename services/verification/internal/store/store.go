@@ -36,6 +36,7 @@ var queries = pg.MustQueries[struct {
 	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges          string
 	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge string
 	LockPhone, CountFailure, PassAll, LockClosing, ClosingChallenges, TimeOut    string
+	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                       string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
 // outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the

@@ -123,6 +123,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"KeyRotation", testKeyRotation},
 		{"TenantsSeeOnlyTheirChallenges", testTenantsSeeOnlyTheirChallenges},
 		{"CrossTenantVerify", testCrossTenantVerify},
+		{"PhoneBudgetSpansOrdersAndResubmissions", testPhoneBudgetSpansOrdersAndResubmissions},
+		{"PhoneBudgetCountsResendMismatches", testPhoneBudgetCountsResendMismatches},
+		{"ConcurrentMismatchesSpendTheBudgetOnce", testConcurrentMismatchesSpendTheBudgetOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
