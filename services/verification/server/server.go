@@ -51,6 +51,9 @@ func Run(ctx context.Context, args []string) error {
 		"and refuse new codes for it for one window")
 	phoneWindow := f.Duration("phone-failure-window", domain.DefaultLimits.PhoneFailureWindow, "the rolling window of "+
 		"--phone-failure-budget, and how long a phone stays locked once its budget is spent")
+	maxMismatched := f.Int("max-mismatched-phones-per-caller", 20, "distinct phones a caller's (API key's, JWT subject's, "+
+		"or IP's) Verify and ResendCode may mismatch on in an hour; past it a check of a further phone is refused "+
+		"(ResourceExhausted) before it can count a failure. Per process; 0: no limit")
 	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per caller (API key, JWT subject, or IP with --portal-auth=none), "+
 		"against code guessing; 0: no limit")
 	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a caller may make at once before --verify-rate applies")
@@ -72,6 +75,9 @@ func Run(ctx context.Context, args []string) error {
 		PhoneFailureBudget: *phoneBudget, PhoneFailureWindow: *phoneWindow}
 	if err := limits.Validate(); err != nil {
 		return err
+	}
+	if *maxMismatched < 0 {
+		return fmt.Errorf("--max-mismatched-phones-per-caller must not be negative")
 	}
 	if *minResponse < 0 {
 		return errors.New("--min-response-time must not be negative")
@@ -148,6 +154,7 @@ func Run(ctx context.Context, args []string) error {
 		engine = ps
 	}
 	st := app.New(engine, hasher, limits, log)
+	st.Mismatches = app.NewMismatchThrottle(clk, hasher, *maxMismatched)
 	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
 
 	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics, Phones: countries},

@@ -76,6 +76,8 @@ type App struct {
 	rand io.Reader
 	// OnLock, when set, is called after a verifier was locked by too many failed attempts (metrics).
 	OnLock func()
+	// Mismatches, when set, throttles callers mismatching on many distinct phones (Verify, ResendCode).
+	Mismatches *MismatchThrottle
 }
 
 // New returns the use cases on engine.

@@ -119,6 +119,9 @@ func (a *App) ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequ
 // pending): they have proved they know both.
 func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error) {
 	// The idempotency table keeps a hash of the request: give it keyed digests, not the phone and tail.
+	if err := a.Mismatches.check(ctx, phone); err != nil {
+		return nil, err
+	}
 	scope := scopeOf(ctx)
 	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: a.hasher.Fingerprint(phone, tail)}
 	var locked []domain.Challenge
@@ -162,6 +165,7 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 			}
 			return Change{Answer: &pb.ResendCodeResponse{Resend: r}, Messages: []outbox.Message{msg}}, nil
 		})
+	a.Mismatches.recordIfMismatch(ctx, phone, err)
 	if errs.Reason(err) == domain.ReasonNotMatched { // only a committed mismatch locks
 		for _, c := range locked {
 			a.reportLocked(sessions[c.SessionID], c)
@@ -206,8 +210,13 @@ func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatu
 
 // Verify checks phone + code + ID tail (batched in each engine).
 func (a *App) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
+	if err := a.Mismatches.check(ctx, in.Phone); err != nil {
+		return nil, err
+	}
 	in.Scope = scopeOf(ctx)
-	return a.engine.Verify(ctx, in)
+	resp, err := a.engine.Verify(ctx, in)
+	a.Mismatches.recordIfMismatch(ctx, in.Phone, err)
+	return resp, err
 }
 
 // CloseIfIncomplete applies the deadline to one submission (batched in each engine).

@@ -64,7 +64,9 @@ func CountPhoneFailure(now time.Time, fs []PhoneFailure, l Limits) (f PhoneFailu
 
 // PhoneFailuresPrunable tells whether a failure recorded at at is past use at now: it no longer
 // counts, and any lock it set has ended (a lock lasts exactly one window from its failure).
-func PhoneFailuresPrunable(now, at time.Time, l Limits) bool { return now.Sub(at) >= l.PhoneFailureWindow }
+func PhoneFailuresPrunable(now, at time.Time, l Limits) bool {
+	return now.Sub(at) >= l.PhoneFailureWindow
+}
 
 // PhoneCheck is the phone-level decision of a check: refused on a locked phone, or the per-verifier
 // decision plus whether it counted a unit of the budget and spent it.
