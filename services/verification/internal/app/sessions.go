@@ -9,6 +9,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -123,11 +124,21 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 		return nil, err
 	}
 	scope := scopeOf(ctx)
-	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: a.hasher.Fingerprint(phone, tail)}
+	// The idempotency key binds the request id to the caller's tenant, the phone and the tail: an id
+	// reused with another (phone, tail) is a new request, checked and counted like any other, so a
+	// known request id is no oracle on (phone, tail), and tenants never share ids (review L1).
+	requestID := req.GetRequestId()
+	if requestID != "" {
+		if err := idempotency.CheckRequestID(requestID); err != nil {
+			return nil, err
+		}
+		requestID = a.hasher.Fingerprint("resend", domain.TenantOf(scope.Tenant), requestID, phone, tail)
+	}
+	fingerprint := &pb.ResendCodeRequest{RequestId: requestID, Phone: a.hasher.Fingerprint(phone, tail)}
 	var locked []domain.Challenge
 	var sessions map[string]domain.Session
 	resp, err := a.engine.UpdatePhone(ctx, op[*pb.ResendCodeResponse](pb.VerificationService_ResendCode_FullMethodName,
-		req.GetRequestId(), fingerprint), phone,
+		requestID, fingerprint), phone,
 		func(p *domain.PhoneChallenges, now time.Time) (Change, error) {
 			locked, sessions = nil, p.Sessions
 			visible := domain.Visible(scope, p.Sessions, p.Challenges)

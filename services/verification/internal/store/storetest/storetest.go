@@ -123,6 +123,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"KeyRotation", testKeyRotation},
 		{"TenantsSeeOnlyTheirChallenges", testTenantsSeeOnlyTheirChallenges},
 		{"CrossTenantVerify", testCrossTenantVerify},
+		{"ResendRequestIDIsNoOracle", testResendRequestIDIsNoOracle},
 		{"PhoneBudgetSpansOrdersAndResubmissions", testPhoneBudgetSpansOrdersAndResubmissions},
 		{"PhoneBudgetCountsResendMismatches", testPhoneBudgetCountsResendMismatches},
 		{"ConcurrentMismatchesSpendTheBudgetOnce", testConcurrentMismatchesSpendTheBudgetOnce},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -68,5 +70,33 @@ func testCrossTenantVerify(e *env) {
 	r, err := s.Verify(cross, domain.VerifyInput{Phone: phoneA, Code: e.lastCode(phoneA), Tail: tailA})
 	if err != nil || r.GetResult() != pb.VerifyResult_VERIFY_RESULT_ALL_PASSED {
 		t.Fatalf("cross-tenant verify = %v, %v", r, err)
+	}
+}
+
+// testResendRequestIDIsNoOracle: a request id of an accepted resend, reused with another ID tail, is
+// a new request: the wrong tail counts a failure like any mismatch instead of answering
+// REQUEST_ID_REUSED for free; the same (phone, tail) replays the answer; another tenant's reuse of
+// the id is its own request.
+func testResendRequestIDIsNoOracle(e *env) {
+	t, s, clk := e.t, e.Store, e.clk
+	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA())
+	clk.Advance(time.Minute)
+	ctx := context.Background()
+	first, err := s.ResendByPhone(ctx, &pb.ResendCodeRequest{RequestId: "r1"}, phoneA, tailA)
+	if err != nil {
+		t.Fatalf("resend = %v", err)
+	}
+	if _, err := s.ResendByPhone(ctx, &pb.ResendCodeRequest{RequestId: "r1"}, phoneA, "000000"); !isNotMatched(err) {
+		t.Fatalf("the id with a wrong tail = %v, want the uniform mismatch", err)
+	}
+	if v := e.status("o1").GetVerifiers()[0]; v.GetFailedAttempts() != 1 {
+		t.Fatalf("the wrong tail counted %d failures, want 1", v.GetFailedAttempts())
+	}
+	again, err := s.ResendByPhone(ctx, &pb.ResendCodeRequest{RequestId: "r1"}, phoneA, tailA)
+	if err != nil || !proto.Equal(again, first) || len(e.sent(phoneA)) != 2 {
+		t.Fatalf("replay = %v, %v; %d codes sent, want the first answer and no new code", again, err, len(e.sent(phoneA)))
+	}
+	if _, err := s.ResendByPhone(tenantCtx("t2"), &pb.ResendCodeRequest{RequestId: "r1"}, phoneA, tailA); !isNotMatched(err) {
+		t.Fatalf("another tenant's reuse of the id = %v, want its own (uniform) answer", err)
 	}
 }
