@@ -117,7 +117,7 @@ func (s *Store) UpdatePhone(ctx context.Context, op app.Op, phone string, fn app
 		for _, f := range p.Failures[len(fails[phone]):] {
 			counted.add(s, phone, f)
 		}
-		counted.queue(b, now, s.limits)
+		counted.queue(s, b, now)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update challenges: %w", err)
 		}

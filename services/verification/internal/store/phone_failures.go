@@ -85,11 +85,22 @@ func (r *failureRows) add(s *Store, phone string, f domain.PhoneFailure) {
 	r.until = append(r.until, until)
 }
 
-// queue queues the inserts and a prune of the records past use at now on b (nothing without rows).
-func (r *failureRows) queue(b *pgx.Batch, now time.Time, l domain.Limits) {
+// pruneEvery is how many transactions that count failures share one prune: Verify's hot path pays
+// one statement less most of the time, and one prune (up to pruneLimit rows) still removes more than
+// the pruneEvery transactions can add (at most verifyMaxBatch failures each).
+const (
+	pruneEvery = 16
+	pruneLimit = 4096
+)
+
+// queue queues the inserts on b (nothing without rows) and, every pruneEvery-th time, a prune of the
+// records past use at now.
+func (r *failureRows) queue(s *Store, b *pgx.Batch, now time.Time) {
 	if len(r.hashes) == 0 {
 		return
 	}
 	b.Queue(queries.InsertPhoneFailures, r.hashes, r.at, r.until)
-	b.Queue(queries.PrunePhoneFailures, now.Add(-l.PhoneFailureWindow))
+	if s.failureWrites.Add(1)%pruneEvery == 1 {
+		b.Queue(queries.PrunePhoneFailures, now.Add(-s.limits.PhoneFailureWindow), pruneLimit)
+	}
 }

@@ -125,7 +125,7 @@ INSERT INTO phone_failures (phone_hash, failed_at, locks_until)
 	SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::timestamptz[])
 
 -- name: PrunePhoneFailures
--- Drops up to 256 failures recorded at or before $1 (now minus the window): they no longer count and
+-- Drops up to $2 failures recorded at or before $1 (now minus the window): they no longer count and
 -- their lock has ended. SKIP LOCKED: two writers never wait on each other's pruning.
 DELETE FROM phone_failures WHERE ctid = ANY(ARRAY(
-		SELECT ctid FROM phone_failures WHERE failed_at <= $1 LIMIT 256 FOR UPDATE SKIP LOCKED))
+		SELECT ctid FROM phone_failures WHERE failed_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))

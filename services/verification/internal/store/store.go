@@ -9,6 +9,7 @@ package store
 import (
 	"embed"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -65,6 +66,8 @@ type Store struct {
 	closes *batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]
 	// verifies serves concurrent Verify calls in batches (verifyBatch).
 	verifies *batch.Group[domain.VerifyInput, verifyResult]
+	// failureWrites counts the transactions that counted phone failures (pruneEvery).
+	failureWrites atomic.Uint64
 }
 
 // New returns a store; wake may be nil.

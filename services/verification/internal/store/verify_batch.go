@@ -260,7 +260,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 		// challenges, if any, are still pending, so it stays open for them.
 		chs[idx[j]].State = domain.ChallengePassed
 	}
-	counted.queue(b, now, s.limits)
+	counted.queue(s, b, now)
 	all := map[string]bool{} // session id -> every challenge passed, from PassAll
 	if len(passes) > 0 {
 		if err := queuePasses(b, now, out, passes, all); err != nil {
