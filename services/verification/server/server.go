@@ -46,6 +46,14 @@ func Run(ctx context.Context, args []string) error {
 	maxFailed := f.Int("max-failed-attempts", domain.DefaultLimits.MaxFailedAttempts, "consecutive wrong entries that lock a verifier and return the order")
 	maxResends := f.Int("max-resends", domain.DefaultLimits.MaxResends, "new codes a verifier may request per window")
 	resendInterval := f.Duration("resend-interval", domain.DefaultLimits.ResendInterval, "minimum time between two codes sent to one verifier")
+	phoneBudget := f.Int("phone-failure-budget", domain.DefaultLimits.PhoneFailureBudget, "failed checks per phone, across all "+
+		"orders and tenants, within --phone-failure-window that lock every pending verification of the phone, return the orders "+
+		"and refuse new codes for it for one window")
+	phoneWindow := f.Duration("phone-failure-window", domain.DefaultLimits.PhoneFailureWindow, "the rolling window of "+
+		"--phone-failure-budget, and how long a phone stays locked once its budget is spent")
+	maxMismatched := f.Int("max-mismatched-phones-per-caller", 20, "distinct phones a caller's (API key's, JWT subject's, "+
+		"or IP's) Verify and ResendCode may mismatch on in an hour; past it a check of a further phone is refused "+
+		"(ResourceExhausted) before it can count a failure. Per process; 0: no limit")
 	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per caller (API key, JWT subject, or IP with --portal-auth=none), "+
 		"against code guessing; 0: no limit")
 	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a caller may make at once before --verify-rate applies")
@@ -63,9 +71,13 @@ func Run(ctx context.Context, args []string) error {
 	if err := errors.Join(common.Check(), sec.Check()); err != nil {
 		return err
 	}
-	limits := domain.Limits{MaxFailedAttempts: *maxFailed, MaxResends: *maxResends, ResendInterval: *resendInterval}
+	limits := domain.Limits{MaxFailedAttempts: *maxFailed, MaxResends: *maxResends, ResendInterval: *resendInterval,
+		PhoneFailureBudget: *phoneBudget, PhoneFailureWindow: *phoneWindow}
 	if err := limits.Validate(); err != nil {
 		return err
+	}
+	if *maxMismatched < 0 {
+		return fmt.Errorf("--max-mismatched-phones-per-caller must not be negative")
 	}
 	if *minResponse < 0 {
 		return errors.New("--min-response-time must not be negative")
@@ -142,6 +154,7 @@ func Run(ctx context.Context, args []string) error {
 		engine = ps
 	}
 	st := app.New(engine, hasher, limits, log)
+	st.Mismatches = app.NewMismatchThrottle(clk, hasher, *maxMismatched)
 	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
 
 	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Public{Store: st, MinResponseTime: *minResponse, Metrics: metrics, Phones: countries},
@@ -149,7 +162,8 @@ func Run(ctx context.Context, args []string) error {
 	srv.Go("outbox", relay.Run)
 	log.Info("verification starting", zap.String("addr", *common.GRPCAddr), zap.String("hmac_key_id", hasher.ActiveKeyID()),
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),
-		zap.Duration("resend_interval", limits.ResendInterval),
+		zap.Duration("resend_interval", limits.ResendInterval), zap.Int("phone_failure_budget", limits.PhoneFailureBudget),
+		zap.Duration("phone_failure_window", limits.PhoneFailureWindow),
 		zap.Duration("min_response_time", *minResponse), zap.Stringer("phone_country_codes", countries),
 		zap.String("store", *common.Store))
 	return base.Serve(ctx)

@@ -47,6 +47,9 @@ type Op struct {
 	Req       proto.Message
 	// NewAnswer returns an empty answer for a replay to fill.
 	NewAnswer func() proto.Message
+	// Phones, for UpdateOrder, are the phones whose counted failures the use case reads
+	// (OrderSessions.PhoneFailures), under the order's lock.
+	Phones []string
 }
 
 // OrderFunc changes the sessions of one order at now.
@@ -73,6 +76,8 @@ type App struct {
 	rand io.Reader
 	// OnLock, when set, is called after a verifier was locked by too many failed attempts (metrics).
 	OnLock func()
+	// Mismatches, when set, throttles callers mismatching on many distinct phones (Verify, ResendCode).
+	Mismatches *MismatchThrottle
 }
 
 // New returns the use cases on engine.

@@ -9,8 +9,10 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
@@ -23,6 +25,9 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 	// The idempotency table keeps a hash of the request: give it keyed digests of phones and tails.
 	o := op[*pb.OpenSessionResponse](pb.VerificationInternalService_OpenSession_FullMethodName, req.GetRequestId(),
 		convert.RedactOpenRequest(req, a.hasher))
+	for _, v := range spec.Verifiers {
+		o.Phones = append(o.Phones, v.Phone)
+	}
 	return answer[*pb.OpenSessionResponse](a.engine.UpdateOrder(ctx, o, spec.OrderID,
 		func(o *domain.OrderSessions, now time.Time) (Change, error) {
 			var latest int32
@@ -30,7 +35,7 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 				latest = l.Submission
 			}
 			existing := o.Find(spec.Submission)
-			action, err := domain.DecideOpen(now, existing != nil, latest, spec)
+			action, err := domain.DecideOpen(now, existing != nil, latest, spec, o.PhoneFailures)
 			if err != nil {
 				return Change{}, err
 			}
@@ -47,6 +52,13 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 				}
 			}
 			o.Add(domain.SessionRecord{Session: sess, Challenges: chs, Tails: tails})
+			if action == domain.OpenPhoneLocked {
+				phone, until, _ := domain.LockedPhone(now, spec, o.PhoneFailures)
+				a.log.Warn("session not opened: a verifier's phone is locked by its failure budget; order returned",
+					logging.OrderID(sess.OrderID), logging.Submission(sess.Submission), logging.Phone(phone), zap.Time("locked_until", until))
+				return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, nil)},
+					Messages: convert.PhoneLockedMessages(sess, phone, until)}, nil
+			}
 			if sess.State == domain.SessionTimedOut {
 				a.log.Warn("session opened after its deadline: recorded as timed out, order returned", logging.OrderID(sess.OrderID),
 					logging.Submission(sess.Submission), zap.Time("deadline_at", sess.DeadlineAt))
@@ -108,32 +120,55 @@ func (a *App) ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequ
 // pending): they have proved they know both.
 func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phone, tail string) (*pb.ResendCodeResponse, error) {
 	// The idempotency table keeps a hash of the request: give it keyed digests, not the phone and tail.
-	fingerprint := &pb.ResendCodeRequest{RequestId: req.GetRequestId(), Phone: a.hasher.Fingerprint(phone, tail)}
+	if err := a.Mismatches.check(ctx, phone); err != nil {
+		return nil, err
+	}
+	scope := scopeOf(ctx)
+	// The idempotency key binds the request id to the caller's tenant, the phone and the tail: an id
+	// reused with another (phone, tail) is a new request, checked and counted like any other, so a
+	// known request id is no oracle on (phone, tail), and tenants never share ids (review L1).
+	requestID := req.GetRequestId()
+	if requestID != "" {
+		if err := idempotency.CheckRequestID(requestID); err != nil {
+			return nil, err
+		}
+		requestID = a.hasher.Fingerprint("resend", domain.TenantOf(scope.Tenant), requestID, phone, tail)
+	}
+	fingerprint := &pb.ResendCodeRequest{RequestId: requestID, Phone: a.hasher.Fingerprint(phone, tail)}
 	var locked []domain.Challenge
 	var sessions map[string]domain.Session
 	resp, err := a.engine.UpdatePhone(ctx, op[*pb.ResendCodeResponse](pb.VerificationService_ResendCode_FullMethodName,
-		req.GetRequestId(), fingerprint), phone,
+		requestID, fingerprint), phone,
 		func(p *domain.PhoneChallenges, now time.Time) (Change, error) {
 			locked, sessions = nil, p.Sessions
-			cands := make([]domain.ResendCandidate, len(p.Challenges))
-			for i, c := range p.Challenges {
+			visible := domain.Visible(scope, p.Sessions, p.Challenges)
+			cands := make([]domain.ResendCandidate, len(visible))
+			for j, i := range visible {
+				c := p.Challenges[i]
 				sess := p.Sessions[c.SessionID]
-				cands[i] = domain.ResendCandidate{Check: domain.CandidateOf(sess, c),
+				cands[j] = domain.ResendCandidate{Check: domain.CandidateOf(sess, c),
 					TailMatches: a.hasher.TailMatches(c.ID, p.Tails[c.ID], tail), CreatedAt: sess.CreatedAt}
 			}
-			if len(p.Challenges) == 0 {
+			if len(visible) == 0 {
 				a.hasher.Burn("000000", tail)
 			}
 			found, failures := domain.DecideResendByPhone(now, cands, a.limits.MaxFailedAttempts)
-			if found < 0 {
-				var msgs []outbox.Message
-				for _, i := range p.ApplyFailures(failures) {
-					c := p.Challenges[i]
-					locked = append(locked, c)
-					msgs = append(msgs, convert.LockedMessages(p.Sessions[c.SessionID])...)
-				}
-				return Change{Messages: msgs, Err: domain.ErrNotMatched()}, nil
+			d := domain.VerifyDecision{Pass: -1, Failures: failures}
+			if found >= 0 {
+				d.Pass = visible[found]
 			}
+			pc := domain.DecidePhoneCheck(now, d, p.Failures, a.limits)
+			if err := pc.Err(); err != nil {
+				return Change{}, err
+			}
+			if found < 0 {
+				e := p.Mismatch(pc, visible)
+				for _, i := range e.Locked {
+					locked = append(locked, p.Challenges[i])
+				}
+				return Change{Messages: convert.ReturnedMessages(p.Sessions, phone, e), Err: domain.ErrNotMatched()}, nil
+			}
+			found = d.Pass
 			c := &p.Challenges[found]
 			r, msg, err := a.resend(now, p.Sessions[c.SessionID], c)
 			if err != nil {
@@ -141,6 +176,7 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 			}
 			return Change{Answer: &pb.ResendCodeResponse{Resend: r}, Messages: []outbox.Message{msg}}, nil
 		})
+	a.Mismatches.recordIfMismatch(ctx, phone, err)
 	if errs.Reason(err) == domain.ReasonNotMatched { // only a committed mismatch locks
 		for _, c := range locked {
 			a.reportLocked(sessions[c.SessionID], c)
@@ -169,14 +205,15 @@ func (a *App) reportLocked(sess domain.Session, c domain.Challenge) {
 		logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
 }
 
-// Status returns the latest submission's session of an order.
+// Status returns the latest submission's session of an order to its tenant (or a cross-tenant
+// caller); anyone else gets exactly the answer of an unknown order.
 func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error) {
 	o, err := a.engine.OrderSessions(ctx, orderID)
 	if err != nil {
 		return nil, err
 	}
 	rec := o.Latest()
-	if rec == nil {
+	if rec == nil || !scopeOf(ctx).Sees(rec.Tenant) {
 		return nil, domain.ErrSessionNotFound()
 	}
 	return convert.Status(rec.Session, rec.Challenges), nil
@@ -184,10 +221,23 @@ func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatu
 
 // Verify checks phone + code + ID tail (batched in each engine).
 func (a *App) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
-	return a.engine.Verify(ctx, in)
+	if err := a.Mismatches.check(ctx, in.Phone); err != nil {
+		return nil, err
+	}
+	in.Scope = scopeOf(ctx)
+	resp, err := a.engine.Verify(ctx, in)
+	a.Mismatches.recordIfMismatch(ctx, in.Phone, err)
+	return resp, err
 }
 
 // CloseIfIncomplete applies the deadline to one submission (batched in each engine).
 func (a *App) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error) {
 	return a.engine.CloseIfIncomplete(ctx, req)
+}
+
+// scopeOf is whose challenges and sessions the caller of ctx may see (rpc puts the caller in ctx; a
+// call without one, as from the store suites, is the development tenant's).
+func scopeOf(ctx context.Context) domain.Scope {
+	c := rpc.CallerFrom(ctx)
+	return domain.Scope{Tenant: c.Tenant, All: c.CrossTenant}
 }

@@ -46,9 +46,37 @@ func cancelDeadline(sess domain.Session) outbox.Message {
 		RequestId: domain.CancelDeadlineRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission}}
 }
 
-func returnOrder(sess domain.Session, reason filingv1.ReturnReason) outbox.Message {
+func returnOrder(sess domain.Session, reason filingv1.ReturnReason, locks ...*filingv1.PhoneLock) outbox.Message {
 	return outbox.Message{Target: TargetReturnOrder, Msg: &filingv1.ReturnOrderRequest{
-		RequestId: domain.ReturnRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission, Reason: reason}}
+		RequestId: domain.ReturnRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission, Reason: reason,
+		PhoneLocks: locks}}
+}
+
+// PhoneLock is the lock of a phone whose failure budget is spent, for filing to refuse a
+// resubmission naming it before until.
+func PhoneLock(phone string, until time.Time) *filingv1.PhoneLock {
+	return &filingv1.PhoneLock{Phone: phone, Until: timestamppb.New(until)}
+}
+
+// PhoneLockedMessages are owed by a session failed because a phone's budget is spent (a check
+// spent it, or a new session named a locked phone): the order goes back with the lock, so filing
+// refuses a resubmission before until; the timer goes.
+func PhoneLockedMessages(sess domain.Session, phone string, until time.Time) []outbox.Message {
+	return []outbox.Message{returnOrder(sess, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS, PhoneLock(phone, until)),
+		cancelDeadline(sess)}
+}
+
+// ReturnedMessages are owed by the sessions a mismatch on phone failed (domain.PhoneEffects).
+func ReturnedMessages(sessions map[string]domain.Session, phone string, e domain.PhoneEffects) []outbox.Message {
+	var msgs []outbox.Message
+	for _, id := range e.Returned {
+		if e.LockedUntil.IsZero() {
+			msgs = append(msgs, LockedMessages(sessions[id])...)
+		} else {
+			msgs = append(msgs, PhoneLockedMessages(sessions[id], phone, e.LockedUntil)...)
+		}
+	}
+	return msgs
 }
 
 // PassedMessages are owed when the last verifier passes: filing marks the order verified, the timer goes.

@@ -446,7 +446,7 @@ func TestDecideOpen(t *testing.T) {
 		{"after the deadline it is born timed out", spec.DeadlineAt.Add(time.Hour), false, 1, OpenExpired, ""},
 	}
 	for _, tc := range tests {
-		got, err := DecideOpen(tc.now, tc.exists, tc.latest, spec)
+		got, err := DecideOpen(tc.now, tc.exists, tc.latest, spec, nil)
 		if reasonOf(err) != tc.reason || (err == nil && got != tc.want) {
 			t.Errorf("%s: got %v, %v; want %v, %q", tc.name, got, err, tc.want, tc.reason)
 		}

@@ -153,3 +153,20 @@ func (h *Hasher) Burn(code, tail string) {
 	_ = h.VerifyCode(h.active, zero[:], "00000000-0000-0000-0000-000000000000", code)
 	_ = h.VerifyTail(h.active, zero[:], "00000000-0000-0000-0000-000000000000", tail)
 }
+
+func phoneInput(phone string) string { return "phone:" + phone }
+
+// PhoneHash is the keyed hash a phone's failure records are stored under, with the active key.
+func (h *Hasher) PhoneHash(phone string) []byte { return mac(h.keys[h.active], phoneInput(phone)) }
+
+// PhoneHashes are the phone's hashes under every key, the active one first: a lookup by any of them
+// finds the records made before a key rotation too, so a rotation does not reset a phone's budget.
+func (h *Hasher) PhoneHashes(phone string) [][]byte {
+	out := [][]byte{h.PhoneHash(phone)}
+	for id, k := range h.keys {
+		if id != h.active {
+			out = append(out, mac(k, phoneInput(phone)))
+		}
+	}
+	return out
+}

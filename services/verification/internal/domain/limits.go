@@ -16,6 +16,7 @@ const (
 	MaxRoleLength       = 1024 // bytes: "website:" and a domain of 253 ASCII characters, or its Unicode form (<= 4 bytes each)
 	MaxVerifierTails    = 256  // ID tails of one verifier: one per person sharing its phone
 	MaxVerifierIDLength = 16   // verifier ids are v1 ... v100
+	MaxTenantLength     = 256  // an API key id or a JWT tenant claim
 )
 
 // The reasons of OpenSession and ResendVerifierCode input over the limits.
@@ -25,6 +26,7 @@ const (
 	ReasonInvalidRole       = "INVALID_ROLE"
 	ReasonTooManyTails      = "TOO_MANY_ID_TAILS"
 	ReasonInvalidVerifierID = "INVALID_VERIFIER_ID"
+	ReasonInvalidTenant     = "INVALID_TENANT"
 )
 
 // NormalizePhone normalizes the phone a verifier typed in Verify or ResendCode. A valid number of a

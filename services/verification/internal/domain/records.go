@@ -18,6 +18,8 @@ type Session struct {
 	DeadlineAt time.Time
 	Locale     string
 	CreatedAt  time.Time
+	// Tenant owns the session (the order's tenant): only it, or a cross-tenant caller, sees it.
+	Tenant string
 }
 
 // Challenge is one verifier of a session. The code exists only as CodeHash (made with key CodeKeyID).
@@ -51,11 +53,26 @@ const (
 	// deadline_at) and returns the order at once: refusing it would leave the order waiting for a
 	// session the deadline sweeper can never close.
 	OpenExpired
+	// OpenPhoneLocked records a session that is FAILED from the start (a verifier's phone has spent
+	// its failure budget): no code is drawn or sent, and the order is returned at once with the lock.
+	OpenPhoneLocked
 )
 
+// LockedPhone returns the first verifier phone of spec locked at now (fs: counted failures by phone)
+// and until when.
+func LockedPhone(now time.Time, spec OpenSpec, fs map[string][]PhoneFailure) (phone string, until time.Time, ok bool) {
+	for _, v := range spec.Verifiers {
+		if u, locked := PhoneLockedUntil(now, fs[v.Phone]); locked {
+			return v.Phone, u, true
+		}
+	}
+	return "", time.Time{}, false
+}
+
 // DecideOpen chooses the OpenSession action. exists says whether (order_id, submission) has a session;
-// latest is the highest submission of the order with a session (0: none).
-func DecideOpen(now time.Time, exists bool, latest int32, spec OpenSpec) (OpenAction, error) {
+// latest is the highest submission of the order with a session (0: none); fs are the counted
+// failures of the verifiers' phones.
+func DecideOpen(now time.Time, exists bool, latest int32, spec OpenSpec, fs map[string][]PhoneFailure) (OpenAction, error) {
 	if exists {
 		return OpenReplay, nil
 	}
@@ -64,6 +81,9 @@ func DecideOpen(now time.Time, exists bool, latest int32, spec OpenSpec) (OpenAc
 	}
 	if !now.Before(spec.DeadlineAt) {
 		return OpenExpired, nil
+	}
+	if _, _, locked := LockedPhone(now, spec, fs); locked {
+		return OpenPhoneLocked, nil
 	}
 	return OpenNew, nil
 }
@@ -142,9 +162,13 @@ func (h *Hasher) TailMatches(challengeID string, tails []TailHash, tail string) 
 func NewSession(now time.Time, newID func() string, spec OpenSpec, action OpenAction, h *Hasher, rnd io.Reader) (
 	sess Session, chs []Challenge, tails map[string][]TailHash, codes []string, err error) {
 	sess = Session{ID: newID(), OrderID: spec.OrderID, Submission: spec.Submission, State: SessionOpen,
-		DeadlineAt: spec.DeadlineAt.UTC(), Locale: spec.Locale, CreatedAt: now}
-	if action == OpenExpired {
+		DeadlineAt: spec.DeadlineAt.UTC(), Locale: spec.Locale, CreatedAt: now, Tenant: TenantOf(spec.Tenant)}
+	switch action {
+	case OpenExpired:
 		sess.State = SessionTimedOut
+		return sess, nil, nil, nil, nil
+	case OpenPhoneLocked:
+		sess.State = SessionFailed
 		return sess, nil, nil, nil, nil
 	}
 	chs = make([]Challenge, 0, len(spec.Verifiers))
@@ -190,5 +214,5 @@ func PrepareResend(now time.Time, sess Session, c *Challenge, l Limits, h *Hashe
 // finds it and sends nothing.
 func Tombstone(now time.Time, id, orderID string, submission int32) Session {
 	return Session{ID: id, OrderID: orderID, Submission: submission, State: SessionCancelled, DeadlineAt: now,
-		Locale: DefaultLocale, CreatedAt: now}
+		Locale: DefaultLocale, CreatedAt: now, Tenant: DevTenant}
 }

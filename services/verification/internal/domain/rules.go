@@ -70,10 +70,16 @@ type Limits struct {
 	MaxFailedAttempts int
 	MaxResends        int
 	ResendInterval    time.Duration
+	// PhoneFailureBudget failed checks per phone in PhoneFailureWindow, across all orders and
+	// tenants, spend the phone's budget (budget.go).
+	PhoneFailureBudget int
+	PhoneFailureWindow time.Duration
 }
 
-// DefaultLimits are the rule book's defaults: 5 failures, 2 resends, 60 s apart.
-var DefaultLimits = Limits{MaxFailedAttempts: 5, MaxResends: 2, ResendInterval: 60 * time.Second}
+// DefaultLimits are the rule book's defaults: 5 failures, 2 resends, 60 s apart; 10 failures per
+// phone in 24 h.
+var DefaultLimits = Limits{MaxFailedAttempts: 5, MaxResends: 2, ResendInterval: 60 * time.Second,
+	PhoneFailureBudget: 10, PhoneFailureWindow: 24 * time.Hour}
 
 // Validate checks the limits a flag set.
 func (l Limits) Validate() error {
@@ -86,6 +92,12 @@ func (l Limits) Validate() error {
 	if l.ResendInterval < 0 {
 		return fmt.Errorf("--resend-interval must not be negative")
 	}
+	if l.PhoneFailureBudget < 1 {
+		return fmt.Errorf("--phone-failure-budget must be at least 1")
+	}
+	if l.PhoneFailureWindow < time.Minute {
+		return fmt.Errorf("--phone-failure-window must be at least 1m")
+	}
 	return nil
 }
 
@@ -94,6 +106,8 @@ type VerifyInput struct {
 	Phone string // E.164
 	Code  string // 6 digits
 	Tail  string // 6 upper-case characters
+	// Scope is whose challenges the check may compare with (the caller's tenant's).
+	Scope Scope
 }
 
 // NormalizeVerify checks the shape of a Verify request; shape errors name the field. Everything
@@ -240,6 +254,8 @@ type OpenSpec struct {
 	DeadlineAt time.Time
 	Locale     string
 	Verifiers  []VerifierSpec
+	// Tenant is the order's tenant (empty: DevTenant).
+	Tenant string
 }
 
 // NormalizeOpen checks the shape of an OpenSession request. A deadline in the past is not a shape
@@ -257,6 +273,9 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 	case "zh-CN", "en":
 	default:
 		return OpenSpec{}, errs.Invalid("locale", "INVALID_LOCALE", "locale must be zh-CN or en")
+	}
+	if len(in.Tenant) > MaxTenantLength {
+		return OpenSpec{}, errs.Invalid("tenant", ReasonInvalidTenant, "a tenant is at most %d bytes", MaxTenantLength)
 	}
 	if len(in.Verifiers) == 0 {
 		return OpenSpec{}, errs.Invalid("verifiers", "NO_VERIFIERS", "at least one verifier is required")

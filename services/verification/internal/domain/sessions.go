@@ -28,6 +28,8 @@ func (r *SessionRecord) Challenge(verifierID string) *Challenge {
 type OrderSessions struct {
 	OrderID  string
 	Sessions []SessionRecord
+	// PhoneFailures are the counted failures of the phones the use case named (app.Op.Phones).
+	PhoneFailures map[string][]PhoneFailure
 }
 
 // Find returns the session of submission, or nil.
@@ -58,30 +60,24 @@ func (o *OrderSessions) Add(r SessionRecord) *SessionRecord {
 }
 
 // PhoneChallenges is the pending challenges of one phone in open sessions, with their sessions (by
-// id) and ID-tail hashes (by challenge id), as a use case on the phone sees them. Challenges are in
-// id order.
+// id) and ID-tail hashes (by challenge id), as a use case on the phone sees them, and the phone's
+// counted failures (the per-phone budget). Challenges are in id order. A use case appends the unit
+// it counts to Failures; the engine records what is beyond the loaded ones.
 type PhoneChallenges struct {
+	Phone      string
 	Sessions   map[string]Session
 	Challenges []Challenge
 	Tails      map[string][]TailHash
+	Failures   []PhoneFailure
 }
 
-// ApplyFailures counts one more failure on each challenge of fs (DecideVerify's or
-// DecideResendByPhone's) and, at the limit, locks it and fails its session. It returns the indexes of
-// the challenges it locked.
-func (p *PhoneChallenges) ApplyFailures(fs []Failure) (locked []int) {
-	for _, f := range fs {
-		c := &p.Challenges[f.Index]
-		c.Failed = f.FailedAttempts
-		if f.Lock {
-			c.State = ChallengeLocked
-			sess := p.Sessions[c.SessionID]
-			sess.State = SessionFailed
-			p.Sessions[c.SessionID] = sess
-			locked = append(locked, f.Index)
-		}
+// Mismatch applies a mismatch's decision pc (DecidePhoneCheck's; failure indexes into visible) to
+// the phone's challenges and sessions and counts its unit of the budget.
+func (p *PhoneChallenges) Mismatch(pc PhoneCheck, visible []int) PhoneEffects {
+	if pc.Failure != nil {
+		p.Failures = append(p.Failures, *pc.Failure)
 	}
-	return locked
+	return ApplyPhoneCheck(pc, p.Sessions, p.Challenges, visible)
 }
 
 // ChallengeChanged tells whether a use case changed any stored field of a challenge.

@@ -127,7 +127,7 @@ func (h *Public) GetVerificationStatus(ctx context.Context, req *pb.GetVerificat
 
 // OpenSession creates a submission's challenges and sends the codes; idempotent by (order_id, submission).
 func (h *Internal) OpenSession(ctx context.Context, req *pb.OpenSessionRequest) (*pb.OpenSessionResponse, error) {
-	spec := domain.OpenSpec{OrderID: req.GetOrderId(), Submission: req.GetSubmission(), Locale: req.GetLocale()}
+	spec := domain.OpenSpec{OrderID: req.GetOrderId(), Submission: req.GetSubmission(), Locale: req.GetLocale(), Tenant: req.GetTenant()}
 	if req.GetDeadlineAt() != nil {
 		if err := req.GetDeadlineAt().CheckValid(); err != nil {
 			return nil, errs.Invalid("deadline_at", "INVALID_DEADLINE", "deadline_at is not a valid timestamp")

@@ -36,8 +36,13 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, orderID string, fn a
 			if err != nil {
 				return nil, err
 			}
+			fails, err := s.loadPhoneFailures(ctx, tx, op.Phones)
+			if err != nil {
+				return nil, err
+			}
 			now := s.clock.Now() // after the locks: a change that waited for another records a later time
 			o := cloneOrderSessions(before)
+			o.PhoneFailures = fails
 			ch, err := fn(&o, now)
 			if err != nil {
 				return nil, err
@@ -86,8 +91,13 @@ func (s *Store) UpdatePhone(ctx context.Context, op app.Op, phone string, fn app
 			resp = prev
 			return err
 		}
+		fails, err := s.loadPhoneFailures(ctx, tx, []string{phone})
+		if err != nil {
+			return err
+		}
 		now := s.clock.Now()
-		p := domain.PhoneChallenges{Sessions: maps.Clone(sessions), Challenges: slices.Clone(chs), Tails: tails}
+		p := domain.PhoneChallenges{Phone: phone, Sessions: maps.Clone(sessions), Challenges: slices.Clone(chs), Tails: tails,
+			Failures: slices.Clone(fails[phone])}
 		ch, err := fn(&p, now)
 		if err != nil {
 			return err
@@ -103,6 +113,11 @@ func (s *Store) UpdatePhone(ctx context.Context, op app.Op, phone string, fn app
 				queueSessionState(b, now, sess)
 			}
 		}
+		var counted failureRows
+		for _, f := range p.Failures[len(fails[phone]):] {
+			counted.add(s, phone, f)
+		}
+		counted.queue(s, b, now)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update challenges: %w", err)
 		}
@@ -221,7 +236,7 @@ func queueInsertSession(b *pgx.Batch, now time.Time, r domain.SessionRecord) {
 		closedAt = &now
 	}
 	b.Queue(queries.InsertSession, r.ID, r.OrderID, r.Submission, string(r.State), r.DeadlineAt, r.Locale,
-		r.CreatedAt, closedAt)
+		r.CreatedAt, closedAt, r.Tenant)
 	for _, c := range r.Challenges {
 		b.Queue(queries.InsertChallenge, c.ID, c.SessionID, c.VerifierID, c.Phone, c.Roles, c.CodeHash, c.CodeKeyID, c.Generation, c.LastSentAt, string(c.State))
 		for _, t := range r.Tails[c.ID] {

@@ -40,7 +40,7 @@ func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge,
 		var sessState, chState string
 		var keyIDs []string
 		var hashes [][]byte
-		if err := rows.Scan(&sess.ID, &sess.OrderID, &sess.Submission, &sessState, &sess.DeadlineAt, &sess.Locale, &sess.CreatedAt,
+		if err := rows.Scan(&sess.ID, &sess.OrderID, &sess.Submission, &sessState, &sess.DeadlineAt, &sess.Locale, &sess.CreatedAt, &sess.Tenant,
 			&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
 			&c.Failed, &c.ResendsUsed, &c.LastSentAt, &chState, &c.PassedAt, &keyIDs, &hashes); err != nil {
 			return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
@@ -68,28 +68,24 @@ func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge,
 	return byID, chs, tails, nil
 }
 
-// queueFailures queues one more failure on each challenge of fs into b; at the limit a challenge
-// locks, its session fails and filing is owed a return and deadline a cancel (outbox rows). It returns
-// the verifiers it locked, to report once the transaction committed.
-func queueFailures(b *pgx.Batch, now time.Time, sessions map[string]domain.Session, chs []domain.Challenge,
-	fs []domain.Failure) ([]lockedVerifier, error) {
-	var locked []lockedVerifier
-	for _, f := range fs {
-		c := chs[f.Index]
-		sess := sessions[c.SessionID]
-		state := domain.ChallengePending
-		if f.Lock {
-			state = domain.ChallengeLocked
-		}
-		b.Queue(queries.CountFailure, c.ID, f.FailedAttempts, string(state))
-		if !f.Lock {
-			continue
-		}
-		b.Queue(queries.SetSessionState, sess.ID, string(domain.SessionFailed), now)
-		if err := outbox.QueueInsert(b, now, convert.LockedMessages(sess)); err != nil {
-			return nil, err
-		}
-		locked = append(locked, lockedVerifier{sess: sess, c: c})
+// queueMismatch queues the writes of a mismatch on phone into b (e: what domain.ApplyPhoneCheck did
+// to chs, the phone's pending challenges): the changed counts and states, the failed sessions and the
+// returns they owe (with the phone's lock when the budget was spent). It returns the verifiers it
+// locked, to report once the transaction committed.
+func queueMismatch(b *pgx.Batch, now time.Time, phone string, sessions map[string]domain.Session, chs []domain.Challenge,
+	e domain.PhoneEffects) ([]lockedVerifier, error) {
+	for _, i := range e.Changed {
+		b.Queue(queries.CountFailure, chs[i].ID, chs[i].Failed, string(chs[i].State))
+	}
+	for _, id := range e.Returned {
+		b.Queue(queries.SetSessionState, id, string(domain.SessionFailed), now)
+	}
+	if err := outbox.QueueInsert(b, now, convert.ReturnedMessages(sessions, phone, e)); err != nil {
+		return nil, err
+	}
+	locked := make([]lockedVerifier, 0, len(e.Locked))
+	for _, i := range e.Locked {
+		locked = append(locked, lockedVerifier{sess: sessions[chs[i].SessionID], c: chs[i]})
 	}
 	return locked, nil
 }

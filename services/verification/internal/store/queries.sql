@@ -9,11 +9,11 @@ SELECT pg_advisory_xact_lock(hashtextextended('verification-order:' || $1, 0))
 
 -- name: OrderSessions
 -- The sessions of the order $1, in id order; the columns are scanSession's.
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at FROM sessions WHERE order_id = $1 ORDER BY id
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE order_id = $1 ORDER BY id
 
 -- name: OrderSessionsForUpdate
 -- OrderSessions, locking the sessions in id order to the end of the transaction.
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
 
 -- name: SessionChallenges
 -- The challenges of the sessions $1; the columns are scanChallenge's.
@@ -22,8 +22,8 @@ SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_ke
 		ORDER BY session_id, verifier_id
 
 -- name: InsertSession
-INSERT INTO sessions (id, order_id, submission, state, deadline_at, locale, created_at, closed_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO sessions (id, order_id, submission, state, deadline_at, locale, created_at, closed_at, tenant)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 
 -- name: InsertChallenge
 INSERT INTO challenges (id, session_id, verifier_id, phone, roles, code_hash, code_key_id, generation,
@@ -50,7 +50,7 @@ UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_
 -- writer: no deadlock. Rows changed by a transaction we waited for are re-checked (READ COMMITTED), so
 -- the states are the committed ones. The ID-tail hashes ride along in the row (paired by ordering both
 -- arrays on the primary key).
-SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at,
+SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at, s.tenant,
 	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
 	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at,
 	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
@@ -97,7 +97,7 @@ WITH up AS (
 -- order could deadlock with a Verify of a phone two of them share. The lookups are index lookups per
 -- key (OFFSET 0: the LATERAL subquery is not flattened into a join whose plan depends on statistics a
 -- burst of closes has outdated).
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at FROM sessions WHERE id IN (
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE id IN (
 			SELECT s.id FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
 			CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s)
 		ORDER BY id FOR UPDATE
@@ -112,3 +112,20 @@ SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
 -- name: TimeOut
 -- Closes the sessions $1 in state $2 at $3.
 UPDATE sessions s SET state = $2, closed_at = $3 FROM unnest($1::uuid[]) AS i(id) WHERE s.id = i.id
+
+-- name: PhoneFailures
+-- The counted failures of the phones whose hashes (under every key) are $1: their budget
+-- (domain/budget.go). Read after LockPhone, in its round trip: the phone's pending challenges are
+-- locked, so every check that can count on the phone waits for them and sees the committed count.
+SELECT phone_hash, failed_at, locks_until FROM phone_failures WHERE phone_hash = ANY($1::bytea[])
+
+-- name: InsertPhoneFailures
+-- Counted failures: phone hash $1, time $2, lock end $3 (NULL: none), in array order.
+INSERT INTO phone_failures (phone_hash, failed_at, locks_until)
+	SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::timestamptz[])
+
+-- name: PrunePhoneFailures
+-- Drops up to $2 failures recorded at or before $1 (now minus the window): they no longer count and
+-- their lock has ended. SKIP LOCKED: two writers never wait on each other's pruning.
+DELETE FROM phone_failures WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM phone_failures WHERE failed_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))

@@ -9,6 +9,7 @@ package store
 import (
 	"embed"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +37,7 @@ var queries = pg.MustQueries[struct {
 	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges          string
 	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge string
 	LockPhone, CountFailure, PassAll, LockClosing, ClosingChallenges, TimeOut    string
+	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                       string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
 // outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the
@@ -64,6 +66,8 @@ type Store struct {
 	closes *batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]
 	// verifies serves concurrent Verify calls in batches (verifyBatch).
 	verifies *batch.Group[domain.VerifyInput, verifyResult]
+	// failureWrites counts the transactions that counted phone failures (pruneEvery).
+	failureWrites atomic.Uint64
 }
 
 // New returns a store; wake may be nil.
@@ -81,7 +85,7 @@ func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, limits doma
 func scanSession(row pgx.Row) (domain.Session, error) {
 	var s domain.Session
 	var state string
-	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt)
+	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt, &s.Tenant)
 	s.State = domain.SessionState(state)
 	return s, err
 }

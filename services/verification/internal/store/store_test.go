@@ -137,3 +137,32 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestPhoneFailuresPrunedByAge: a failure older than the window is deleted by a later write that
+// counts one, so the table holds no more than the failures that still count.
+func TestPhoneFailuresPrunedByAge(t *testing.T) {
+	pool := newPool(t)
+	clk := clock.NewFake(storetest.Start)
+	ctx := context.Background()
+	count := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM phone_failures`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i, order := range []string{"o1", "o2"} {
+		s := newStore(pool, clk, storetest.Hasher(t)) // a fresh store prunes with its first write
+		req, spec := openRequest(order, clk.Now().Add(24*time.Hour))
+		if _, err := s.OpenSession(ctx, req, spec); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Verify(ctx, domain.VerifyInput{Phone: "+8613812345678", Code: "999999", Tail: "12345X"}); err == nil {
+			t.Fatal("a wrong code passed")
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("after failure %d: %d rows, want 1 (the older one pruned)", i+1, n)
+		}
+		clk.Advance(domain.DefaultLimits.PhoneFailureWindow)
+	}
+}

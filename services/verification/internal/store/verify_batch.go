@@ -48,6 +48,7 @@ func outboxRows(msgs []outbox.Message) (targets []string, payloads [][]byte, sen
 // verifyResult is what one committed Verify attempt did; logs and callbacks run once, after commit.
 type verifyResult struct {
 	resp     *pb.VerifyResponse
+	err      error // a refused check (the phone is locked)
 	enqueued bool
 	passed   *domain.Challenge
 	sess     domain.Session
@@ -80,6 +81,9 @@ func (s *Store) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyRe
 	s.reportVerify(res)
 	if res.enqueued {
 		s.wake()
+	}
+	if res.err != nil {
+		return nil, res.err
 	}
 	if res.resp == nil {
 		return nil, domain.ErrNotMatched()
@@ -149,6 +153,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 		phones = append(phones, in.Phone)
 	}
 	slices.Sort(phones)
+	phones = slices.Compact(phones)
 	var (
 		sessions map[string]domain.Session
 		chs      []domain.Challenge
@@ -156,21 +161,24 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 		out      []batch.Result[verifyResult]
 		passes   []int
 		all      map[string]bool
+		fails    = map[string][]domain.PhoneFailure{}
 	)
 	read := func(b *pgx.Batch) error {
 		b.Queue(pg.GenericPlans)
-		b.Queue(queries.LockPhone, slices.Compact(phones)).Query(func(rows pgx.Rows) error {
+		b.Queue(queries.LockPhone, phones).Query(func(rows pgx.Rows) error {
 			var err error
 			sessions, chs, tails, err = scanLockRows(rows)
 			return err
 		})
+		// In the same round trip, after the locks: the budget of every phone of the batch.
+		s.queuePhoneFailures(b, phones, fails)
 		return nil
 	}
 	write := func(b *pgx.Batch) error {
 		// Read after the locks: a check that queued behind another one across deadline_at is late.
 		now := s.clock.Now()
 		var err error
-		out, passes, all, err = s.queueVerifies(b, now, ins, sessions, chs, tails)
+		out, passes, all, err = s.queueVerifies(b, now, ins, sessions, chs, tails, fails)
 		return err
 	}
 	if err := pg.Pipeline(ctx, s.pool, read, write); err != nil {
@@ -197,7 +205,7 @@ func (s *Store) verifyAll(ctx context.Context, ins []domain.VerifyInput) ([]batc
 // (answers of the passes are set after commit, from all), the indexes of the passes and the map
 // that PassAll fills.
 func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyInput, sessions map[string]domain.Session,
-	chs []domain.Challenge, tails map[string][]domain.TailHash) ([]batch.Result[verifyResult], []int, map[string]bool, error) {
+	chs []domain.Challenge, tails map[string][]domain.TailHash, fails map[string][]domain.PhoneFailure) ([]batch.Result[verifyResult], []int, map[string]bool, error) {
 	byPhone := map[string][]int{} // indexes into chs, in challenge id order
 	for i, c := range chs {
 		byPhone[c.Phone] = append(byPhone[c.Phone], i)
@@ -205,45 +213,54 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 
 	out := make([]batch.Result[verifyResult], len(ins))
 	var passes []int // indexes into ins of the calls that pass, in arrival order
+	var counted failureRows
 	for k, in := range ins {
 		idx := byPhone[in.Phone]
-		mine := make([]domain.Challenge, len(idx))
-		cands := make([]domain.Candidate, len(idx))
+		mine := make([]domain.Challenge, len(idx)) // every pending challenge of the phone, whatever its tenant
 		for j, i := range idx {
 			mine[j] = chs[i]
-			cands[j] = s.hasher.Candidate(sessions[chs[i].SessionID], chs[i], tails[chs[i].ID], in.Code, in.Tail)
 		}
-		if len(idx) == 0 {
+		visible := domain.Visible(in.Scope, sessions, mine)
+		cands := make([]domain.Candidate, len(visible))
+		for j, i := range visible {
+			c := mine[i]
+			cands[j] = s.hasher.Candidate(sessions[c.SessionID], c, tails[c.ID], in.Code, in.Tail)
+		}
+		if len(visible) == 0 {
 			s.hasher.Burn(in.Code, in.Tail)
 		}
-		d := domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts)
+		pc := domain.DecidePhoneCheck(now, domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts), fails[in.Phone], s.limits)
 		res := &out[k].Value
-		if d.Pass < 0 {
-			locked, err := queueFailures(b, now, sessions, mine, d.Failures)
+		if err := pc.Err(); err != nil {
+			res.err = err
+			continue
+		}
+		if pc.Verify.Pass < 0 {
+			// The later calls of the batch see this call's effects, as if it had committed first.
+			if pc.Failure != nil {
+				fails[in.Phone] = append(fails[in.Phone], *pc.Failure)
+				counted.add(s, in.Phone, *pc.Failure)
+			}
+			e := domain.ApplyPhoneCheck(pc, sessions, mine, visible)
+			for _, i := range e.Changed {
+				chs[idx[i]] = mine[i]
+			}
+			locked, err := queueMismatch(b, now, in.Phone, sessions, mine, e)
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			res.locked, res.enqueued = locked, len(locked) > 0
-			// The later calls of the batch see these failures, as if this call had committed first.
-			for _, f := range d.Failures {
-				c := &chs[idx[f.Index]]
-				c.Failed = f.FailedAttempts
-				if f.Lock {
-					c.State = domain.ChallengeLocked
-					sess := sessions[c.SessionID]
-					sess.State = domain.SessionFailed
-					sessions[c.SessionID] = sess
-				}
-			}
+			res.locked, res.enqueued = locked, len(e.Returned) > 0
 			continue
 		}
-		c := mine[d.Pass]
+		j := visible[pc.Verify.Pass]
+		c := mine[j]
 		res.passed, res.sess = &c, sessions[c.SessionID]
 		passes = append(passes, k)
 		// A later call of the batch for this verifier finds it passed. The session's other pending
 		// challenges, if any, are still pending, so it stays open for them.
-		chs[idx[d.Pass]].State = domain.ChallengePassed
+		chs[idx[j]].State = domain.ChallengePassed
 	}
+	counted.queue(s, b, now)
 	all := map[string]bool{} // session id -> every challenge passed, from PassAll
 	if len(passes) > 0 {
 		if err := queuePasses(b, now, out, passes, all); err != nil {

@@ -45,12 +45,16 @@ type DB struct {
 	tails      map[string][]domain.TailHash
 	idem       *idempotency.MemTable
 	outbox     *outbox.MemQueue
+	// failures are the counted failures of each phone (the per-phone budget), by phone: the
+	// PostgreSQL engine keys them by the phone's HMAC, memory holds nothing past a restart anyway.
+	failures map[string][]domain.PhoneFailure
 }
 
 // NewDB returns an empty database that writes its outbox rows to q.
 func NewDB(q *outbox.MemQueue) *DB {
 	return &DB{sessions: map[string]domain.Session{}, byKey: map[key]string{}, challenges: map[string]domain.Challenge{},
-		bySession: map[string][]string{}, tails: map[string][]domain.TailHash{}, idem: idempotency.NewMemTable(), outbox: q}
+		bySession: map[string][]string{}, tails: map[string][]domain.TailHash{}, idem: idempotency.NewMemTable(), outbox: q,
+		failures: map[string][]domain.PhoneFailure{}}
 }
 
 // Store is the in-memory verification store.
@@ -130,23 +134,27 @@ func (s *Store) Verify(_ context.Context, in domain.VerifyInput) (*pb.VerifyResp
 	db := s.db
 	db.mu.Lock()
 	sessions, chs := db.pendingFor(in.Phone)
+	visible := domain.Visible(in.Scope, sessions, chs)
 	now := s.clock.Now()
-	cands := make([]domain.Candidate, len(chs))
-	for i, c := range chs {
-		cands[i] = s.hasher.Candidate(sessions[c.SessionID], c, db.tails[c.ID], in.Code, in.Tail)
+	cands := make([]domain.Candidate, len(visible))
+	for j, i := range visible {
+		c := chs[i]
+		cands[j] = s.hasher.Candidate(sessions[c.SessionID], c, db.tails[c.ID], in.Code, in.Tail)
 	}
-	if len(chs) == 0 {
+	if len(visible) == 0 {
 		s.hasher.Burn(in.Code, in.Tail)
 	}
 	var resp *pb.VerifyResponse
 	var enqueued bool
-	var err error
-	d := domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts)
-	if d.Pass >= 0 {
-		c := chs[d.Pass]
+	pc := domain.DecidePhoneCheck(now, domain.DecideVerify(now, cands, s.limits.MaxFailedAttempts), db.failures[in.Phone], s.limits)
+	err := pc.Err()
+	switch {
+	case err != nil:
+	case pc.Verify.Pass >= 0:
+		c := chs[visible[pc.Verify.Pass]]
 		resp, enqueued, err = s.pass(now, sessions[c.SessionID], c)
-	} else {
-		enqueued, err = s.countFailures(now, sessions, chs, d.Failures)
+	default:
+		enqueued, err = s.mismatch(now, in.Phone, sessions, chs, visible, pc)
 	}
 	db.mu.Unlock()
 	if enqueued {
@@ -159,6 +167,17 @@ func (s *Store) Verify(_ context.Context, in domain.VerifyInput) (*pb.VerifyResp
 		return nil, domain.ErrNotMatched()
 	}
 	return resp, nil
+}
+
+// countFailure records the unit of the phone's budget a check counted (if any) and drops the
+// records past use.
+func (db *DB) countFailure(now time.Time, phone string, f *domain.PhoneFailure, l domain.Limits) {
+	if f == nil {
+		return
+	}
+	fs := append(db.failures[phone], *f)
+	fs = slices.DeleteFunc(fs, func(x domain.PhoneFailure) bool { return domain.PhoneFailuresPrunable(now, x.At, l) })
+	db.failures[phone] = fs
 }
 
 func (s *Store) pass(now time.Time, sess domain.Session, c domain.Challenge) (*pb.VerifyResponse, bool, error) {
@@ -182,33 +201,34 @@ func (s *Store) pass(now time.Time, sess domain.Session, c domain.Challenge) (*p
 	return convert.PassAnswer(sess, true), true, nil
 }
 
-// countFailures records the failures of a check; see store.Store.countFailures.
-func (s *Store) countFailures(now time.Time, sessions map[string]domain.Session, chs []domain.Challenge, fs []domain.Failure) (bool, error) {
+// mismatch records the effects of a failed check (see store.Store.queueVerifies): the counts, the
+// locks, the unit of the phone's budget and the returns owed.
+func (s *Store) mismatch(now time.Time, phone string, sessions map[string]domain.Session, chs []domain.Challenge, visible []int,
+	pc domain.PhoneCheck) (bool, error) {
 	db := s.db
-	enqueued := false
-	for _, f := range fs {
-		c := chs[f.Index]
+	db.countFailure(now, phone, pc.Failure, s.limits)
+	e := domain.ApplyPhoneCheck(pc, sessions, chs, visible)
+	for _, i := range e.Changed {
+		db.challenges[chs[i].ID] = chs[i]
+	}
+	for _, id := range e.Returned {
+		db.setState(id, domain.SessionFailed)
+	}
+	msgs := convert.ReturnedMessages(sessions, phone, e)
+	if err := db.emit(now, msgs...); err != nil {
+		return false, err
+	}
+	for _, i := range e.Locked {
+		c := chs[i]
 		sess := sessions[c.SessionID]
-		c.Failed = f.FailedAttempts
-		if f.Lock {
-			c.State = domain.ChallengeLocked
-		}
-		db.challenges[c.ID] = c
-		if !f.Lock {
-			continue
-		}
-		db.setState(sess.ID, domain.SessionFailed)
-		if err := db.emit(now, convert.LockedMessages(sess)...); err != nil {
-			return enqueued, err
-		}
-		enqueued = true
 		if s.OnLock != nil {
 			s.OnLock()
 		}
 		s.log.Warn("verifier locked after too many failed attempts; order returned", logging.OrderID(sess.OrderID),
-			logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone))
+			logging.Submission(sess.Submission), zap.String("verifier_id", c.VerifierID), logging.Phone(c.Phone),
+			zap.Bool("phone_budget_spent", !e.LockedUntil.IsZero()))
 	}
-	return enqueued, nil
+	return len(msgs) > 0, nil
 }
 
 // CloseIfIncomplete applies the deadline to one submission; see store.Store.CloseIfIncomplete.
@@ -254,6 +274,10 @@ func (s *Store) UpdateOrder(_ context.Context, op app.Op, orderID string, fn app
 	enqueued := false
 	resp, err := idempotency.DoMem(db.idem, op.Method, op.RequestID, op.Req, op.NewAnswer, func() (proto.Message, error) {
 		o := db.orderSessions(orderID)
+		o.PhoneFailures = map[string][]domain.PhoneFailure{}
+		for _, p := range op.Phones {
+			o.PhoneFailures[p] = slices.Clone(db.failures[p])
+		}
 		now := s.clock.Now()
 		ch, err := fn(&o, now)
 		if err != nil {
@@ -298,7 +322,9 @@ func (s *Store) UpdatePhone(_ context.Context, op app.Op, phone string, fn app.P
 		for _, c := range chs {
 			tails[c.ID] = db.tails[c.ID]
 		}
-		p := domain.PhoneChallenges{Sessions: maps.Clone(sessions), Challenges: slices.Clone(chs), Tails: tails}
+		loaded := db.failures[phone]
+		p := domain.PhoneChallenges{Phone: phone, Sessions: maps.Clone(sessions), Challenges: slices.Clone(chs), Tails: tails,
+			Failures: slices.Clone(loaded)}
 		now := s.clock.Now()
 		ch, err := fn(&p, now)
 		if err != nil {
@@ -313,6 +339,9 @@ func (s *Store) UpdatePhone(_ context.Context, op app.Op, phone string, fn app.P
 		}
 		for _, c := range p.Challenges {
 			db.challenges[c.ID] = c
+		}
+		for _, f := range p.Failures[len(loaded):] {
+			db.countFailure(now, phone, &f, s.limits)
 		}
 		if ch.Err != nil {
 			answerErr = ch.Err

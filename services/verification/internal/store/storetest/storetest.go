@@ -121,6 +121,12 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ConcurrentResendMismatchesCountExactly", testConcurrentResendMismatches},
 		{"CancelSession", testCancelSession},
 		{"KeyRotation", testKeyRotation},
+		{"TenantsSeeOnlyTheirChallenges", testTenantsSeeOnlyTheirChallenges},
+		{"CrossTenantVerify", testCrossTenantVerify},
+		{"ResendRequestIDIsNoOracle", testResendRequestIDIsNoOracle},
+		{"PhoneBudgetSpansOrdersAndResubmissions", testPhoneBudgetSpansOrdersAndResubmissions},
+		{"PhoneBudgetCountsResendMismatches", testPhoneBudgetCountsResendMismatches},
+		{"ConcurrentMismatchesSpendTheBudgetOnce", testConcurrentMismatchesSpendTheBudgetOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
