@@ -33,6 +33,7 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		domain.ReasonNotMatched: true, domain.ReasonSessionNotFound: true, domain.ReasonVerifierNotFound: true,
 		domain.ReasonDeadlineNotReached: true, domain.ReasonResendLimit: true, domain.ReasonResendTooSoon: true,
 		domain.ReasonVerifierNotPending: true, domain.ReasonStaleSubmission: true, domain.ReasonInvalidCode: true,
+		domain.ReasonPhoneLocked: true, domain.ReasonTooManyMismatchedPhones: true,
 	}
 	values := pb.ErrorReason(0).Descriptor().Values()
 	for i := 1; i < values.Len(); i++ {

@@ -52,33 +52,43 @@ const (
 	ErrorReason_ERROR_REASON_STALE_SUBMISSION ErrorReason = 8
 	// A code that is not 6 digits. InvalidArgument.
 	ErrorReason_ERROR_REASON_INVALID_CODE ErrorReason = 9
+	// Verify or ResendCode for a phone whose failure budget (failed checks per phone across all orders in a
+	// rolling window) is spent: nothing is compared until the time in the message. FailedPrecondition.
+	ErrorReason_ERROR_REASON_PHONE_LOCKED ErrorReason = 10
+	// Verify or ResendCode from a caller whose checks mismatched on too many distinct phones lately: refused
+	// before anything counts. ResourceExhausted with RetryInfo.
+	ErrorReason_ERROR_REASON_TOO_MANY_MISMATCHED_PHONES ErrorReason = 11
 )
 
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0: "ERROR_REASON_UNSPECIFIED",
-		1: "ERROR_REASON_VERIFICATION_NOT_MATCHED",
-		2: "ERROR_REASON_SESSION_NOT_FOUND",
-		3: "ERROR_REASON_VERIFIER_NOT_FOUND",
-		4: "ERROR_REASON_DEADLINE_NOT_REACHED",
-		5: "ERROR_REASON_RESEND_LIMIT_REACHED",
-		6: "ERROR_REASON_RESEND_TOO_SOON",
-		7: "ERROR_REASON_VERIFIER_NOT_PENDING",
-		8: "ERROR_REASON_STALE_SUBMISSION",
-		9: "ERROR_REASON_INVALID_CODE",
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_VERIFICATION_NOT_MATCHED",
+		2:  "ERROR_REASON_SESSION_NOT_FOUND",
+		3:  "ERROR_REASON_VERIFIER_NOT_FOUND",
+		4:  "ERROR_REASON_DEADLINE_NOT_REACHED",
+		5:  "ERROR_REASON_RESEND_LIMIT_REACHED",
+		6:  "ERROR_REASON_RESEND_TOO_SOON",
+		7:  "ERROR_REASON_VERIFIER_NOT_PENDING",
+		8:  "ERROR_REASON_STALE_SUBMISSION",
+		9:  "ERROR_REASON_INVALID_CODE",
+		10: "ERROR_REASON_PHONE_LOCKED",
+		11: "ERROR_REASON_TOO_MANY_MISMATCHED_PHONES",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":              0,
-		"ERROR_REASON_VERIFICATION_NOT_MATCHED": 1,
-		"ERROR_REASON_SESSION_NOT_FOUND":        2,
-		"ERROR_REASON_VERIFIER_NOT_FOUND":       3,
-		"ERROR_REASON_DEADLINE_NOT_REACHED":     4,
-		"ERROR_REASON_RESEND_LIMIT_REACHED":     5,
-		"ERROR_REASON_RESEND_TOO_SOON":          6,
-		"ERROR_REASON_VERIFIER_NOT_PENDING":     7,
-		"ERROR_REASON_STALE_SUBMISSION":         8,
-		"ERROR_REASON_INVALID_CODE":             9,
+		"ERROR_REASON_UNSPECIFIED":                0,
+		"ERROR_REASON_VERIFICATION_NOT_MATCHED":   1,
+		"ERROR_REASON_SESSION_NOT_FOUND":          2,
+		"ERROR_REASON_VERIFIER_NOT_FOUND":         3,
+		"ERROR_REASON_DEADLINE_NOT_REACHED":       4,
+		"ERROR_REASON_RESEND_LIMIT_REACHED":       5,
+		"ERROR_REASON_RESEND_TOO_SOON":            6,
+		"ERROR_REASON_VERIFIER_NOT_PENDING":       7,
+		"ERROR_REASON_STALE_SUBMISSION":           8,
+		"ERROR_REASON_INVALID_CODE":               9,
+		"ERROR_REASON_PHONE_LOCKED":               10,
+		"ERROR_REASON_TOO_MANY_MISMATCHED_PHONES": 11,
 	}
 )
 
@@ -1473,7 +1483,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\"X\n" +
 	"\x15CancelSessionResponse\x12?\n" +
-	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*\xf8\x02\n" +
+	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*\xc4\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12)\n" +
 	"%ERROR_REASON_VERIFICATION_NOT_MATCHED\x10\x01\x12\"\n" +
@@ -1484,7 +1494,10 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1cERROR_REASON_RESEND_TOO_SOON\x10\x06\x12%\n" +
 	"!ERROR_REASON_VERIFIER_NOT_PENDING\x10\a\x12!\n" +
 	"\x1dERROR_REASON_STALE_SUBMISSION\x10\b\x12\x1d\n" +
-	"\x19ERROR_REASON_INVALID_CODE\x10\t*x\n" +
+	"\x19ERROR_REASON_INVALID_CODE\x10\t\x12\x1d\n" +
+	"\x19ERROR_REASON_PHONE_LOCKED\x10\n" +
+	"\x12+\n" +
+	"'ERROR_REASON_TOO_MANY_MISMATCHED_PHONES\x10\v*x\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12+\n" +
 	"'VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS\x10\x01\x12\x1c\n" +
