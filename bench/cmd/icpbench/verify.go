@@ -243,8 +243,9 @@ func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingSer
 	}
 	var filingType int32
 	var spec []byte
-	if err := db.QueryRow(ctx, `SELECT filing_type, spec FROM filing.orders WHERE order_id = $1`, resp.GetOrder().GetOrderId()).
-		Scan(&filingType, &spec); err != nil {
+	var tenant string
+	if err := db.QueryRow(ctx, `SELECT filing_type, spec, tenant FROM filing.orders WHERE order_id = $1`, resp.GetOrder().GetOrderId()).
+		Scan(&filingType, &spec, &tenant); err != nil {
 		return fmt.Errorf("template order: %w", err)
 	}
 	conn, err := db.Acquire(ctx)
@@ -268,9 +269,9 @@ func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingSer
 		return nil
 	}
 	orderID := func(i int64) string { return fmt.Sprintf("ord_benchpop_%d", i) }
-	if err := copyRows("orders", []string{"order_id", "filing_type", "spec", "state", "submission", "deadline_at", "created_at", "updated_at"}, n,
+	if err := copyRows("orders", []string{"order_id", "filing_type", "spec", "state", "submission", "deadline_at", "created_at", "updated_at", "tenant"}, n,
 		func(i int64) []any {
-			return []any{orderID(i), filingType, spec, "AWAITING_VERIFICATION", int32(1), deadline, now, now}
+			return []any{orderID(i), filingType, spec, "AWAITING_VERIFICATION", int32(1), deadline, now, now, tenant}
 		}); err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/errs"
+
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
@@ -29,9 +31,9 @@ type Engine interface {
 	// error from fn leaves everything as it was. A request id seen before gets its first answer.
 	UpdateOrder(ctx context.Context, op Op, id string, fn UpdateFunc) (proto.Message, error)
 	GetOrder(ctx context.Context, id string) (domain.Order, error)
-	// ListOrders reads up to limit orders newest first, in state unless it is StateUnspecified,
-	// strictly after the position after (nil: from the newest).
-	ListOrders(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Order, error)
+	// ListOrders reads up to limit orders newest first, of tenant unless it is "" (every tenant), in
+	// state unless it is StateUnspecified, strictly after the position after (nil: from the newest).
+	ListOrders(ctx context.Context, tenant string, state domain.State, after *domain.Position, limit int) ([]domain.Order, error)
 
 	// The verification outcomes are batched per engine (group commit), deciding through
 	// domain.VerificationOutcome; they are idempotent by (order_id, submission) and by request id.
@@ -103,6 +105,18 @@ func op[R proto.Message](method string, req request, wrap func(*filingv1.Order) 
 	return Op{Method: method, RequestID: req.GetRequestId(), Req: req,
 		NewAnswer: func() proto.Message { var r R; return r.ProtoReflect().New().Interface() },
 		Answer:    func(o domain.Order) proto.Message { return wrap(convert.Order(o)) }}
+}
+
+// scoped is the idempotency method of a public request: request ids are the tenant's own, so one
+// tenant's id never replays (nor reveals) another tenant's answer.
+func scoped(method string, actor domain.Actor) string { return method + "@" + actor.Tenant }
+
+// checkActor refuses a public call without a tenant (the edge gives every public caller one).
+func checkActor(a domain.Actor) error {
+	if a.Tenant == "" && !a.CrossTenant {
+		return errs.PermissionDenied("NO_TENANT", "the caller belongs to no tenant")
+	}
+	return nil
 }
 
 // answer is the engine's answer as the request's response type.

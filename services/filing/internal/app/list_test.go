@@ -22,7 +22,7 @@ type listEngine struct {
 	orders []domain.Order
 }
 
-func (e *listEngine) ListOrders(_ context.Context, _ domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
+func (e *listEngine) ListOrders(_ context.Context, _ string, _ domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
 	var out []domain.Order
 	for _, o := range e.orders {
 		if (after == nil || after.Before(o.CreatedAt, o.ID)) && len(out) < limit {
@@ -114,7 +114,7 @@ func TestListPageBoundedByBytes(t *testing.T) {
 	var seen []string
 	token, pages := "", 0
 	for {
-		page, next, err := a.ListOrders(ctx, domain.StateUnspecified, pagetoken.MaxSize, token)
+		page, next, err := a.ListOrders(ctx, testActor, domain.StateUnspecified, pagetoken.MaxSize, token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,8 +144,11 @@ func TestListPageBoundedByBytes(t *testing.T) {
 	for i := range maxOrdersPerPage + 10 {
 		eng.orders = append(eng.orders, domain.Order{ID: fmt.Sprintf("ord_%03d", i), CreatedAt: t0.Add(-time.Duration(i) * time.Second)})
 	}
-	page, next, err := a.ListOrders(ctx, domain.StateUnspecified, pagetoken.MaxSize, "")
+	page, next, err := a.ListOrders(ctx, testActor, domain.StateUnspecified, pagetoken.MaxSize, "")
 	if err != nil || len(page) != maxOrdersPerPage || next == "" {
 		t.Fatalf("page of %d small orders, next %q, %v; want %d", len(page), next, err, maxOrdersPerPage)
 	}
 }
+
+// testActor is the portal these tests act as.
+var testActor = domain.Actor{ID: "apikey:test", Tenant: "test"}

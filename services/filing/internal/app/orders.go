@@ -4,29 +4,34 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
 // CreateOrder stores a new DRAFT order with a normalized spec.
-func (a *App) CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error) {
+func (a *App) CreateOrder(ctx context.Context, actor domain.Actor, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error) {
+	if err := checkActor(actor); err != nil {
+		return nil, err
+	}
 	wrap := func(o *filingv1.Order) *filingv1.CreateOrderResponse { return &filingv1.CreateOrderResponse{Order: o} }
-	return answer[*filingv1.CreateOrderResponse](a.engine.CreateOrder(ctx, op(filingv1.FilingService_CreateOrder_FullMethodName, req, wrap),
+	return answer[*filingv1.CreateOrderResponse](a.engine.CreateOrder(ctx, op(scoped(filingv1.FilingService_CreateOrder_FullMethodName, actor), req, wrap),
 		func(now time.Time, record domain.RecordLookup) (domain.Order, error) {
 			if err := domain.CheckSubject(spec, record); err != nil {
 				return domain.Order{}, err
 			}
-			o := domain.Order{ID: domain.NewID("ord_"), Spec: spec, CreatedAt: now}
-			o.Move(now, domain.StateDraft, domain.ActorPortal, "created")
+			o := domain.Order{ID: domain.NewID("ord_"), Spec: spec, CreatedAt: now, Tenant: actor.Tenant}
+			o.Move(now, domain.StateDraft, actor.HistoryName(), "created")
 			return o, nil
 		}))
 }
 
 // UpdateOrder replaces the spec of a DRAFT or RETURNED order.
-func (a *App) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error) {
+func (a *App) UpdateOrder(ctx context.Context, actor domain.Actor, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error) {
 	wrap := func(o *filingv1.Order) *filingv1.UpdateOrderResponse { return &filingv1.UpdateOrderResponse{Order: o} }
-	return answer[*filingv1.UpdateOrderResponse](a.engine.UpdateOrder(ctx, op(filingv1.FilingService_UpdateOrder_FullMethodName, req, wrap), req.GetOrderId(),
+	return answer[*filingv1.UpdateOrderResponse](a.update(ctx, actor, op(scoped(filingv1.FilingService_UpdateOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
 		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
 			if err := domain.CheckUpdatable(o.State); err != nil {
 				return Effects{}, err
@@ -42,32 +47,32 @@ func (a *App) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest,
 // SubmitOrder computes the verifiers of a DRAFT or RETURNED order and opens a new submission: with
 // verifiers the order awaits verification and owes verification.OpenSession and
 // deadline.ScheduleDeadline; without, it goes straight to review.
-func (a *App) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
+func (a *App) SubmitOrder(ctx context.Context, actor domain.Actor, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
 	wrap := func(o *filingv1.Order) *filingv1.SubmitOrderResponse { return &filingv1.SubmitOrderResponse{Order: o} }
-	return answer[*filingv1.SubmitOrderResponse](a.engine.UpdateOrder(ctx, op(filingv1.FilingService_SubmitOrder_FullMethodName, req, wrap), req.GetOrderId(),
+	return answer[*filingv1.SubmitOrderResponse](a.update(ctx, actor, op(scoped(filingv1.FilingService_SubmitOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
 		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
 			p, err := a.cfg.Rules.PlanSubmit(*o, now, a.cfg.VerificationWindow, record)
 			if err != nil {
 				return Effects{}, err
 			}
-			o.Open(p, now)
+			o.Open(p, now, actor.HistoryName())
 			// The ID tails go only to verification, in this message: no engine keeps them.
-			return Effects{Messages: convert.SubmitMessages(o.ID, p, a.cfg.Locale)}, nil
+			return Effects{Messages: convert.SubmitMessages(*o, p, a.cfg.Locale)}, nil
 		}))
 }
 
 // CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order; cancelling an order in
 // verification also closes its session and its deadline timer.
-func (a *App) CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
+func (a *App) CancelOrder(ctx context.Context, actor domain.Actor, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error) {
 	wrap := func(o *filingv1.Order) *filingv1.CancelOrderResponse { return &filingv1.CancelOrderResponse{Order: o} }
-	return answer[*filingv1.CancelOrderResponse](a.engine.UpdateOrder(ctx, op(filingv1.FilingService_CancelOrder_FullMethodName, req, wrap), req.GetOrderId(),
+	return answer[*filingv1.CancelOrderResponse](a.update(ctx, actor, op(scoped(filingv1.FilingService_CancelOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
 		func(o *domain.Order, now time.Time, _ domain.RecordLookup) (Effects, error) {
 			to, err := domain.Next(o.State, domain.EventCancel, true)
 			if err != nil {
 				return Effects{}, err
 			}
 			msgs := convert.CancelMessages(*o) // decided on the state before the cancel
-			o.Move(now, to, domain.ActorPortal, req.GetReason())
+			o.Move(now, to, actor.HistoryName(), req.GetReason())
 			return Effects{Messages: msgs}, nil
 		}))
 }
@@ -99,22 +104,28 @@ func (a *App) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordRevie
 		}))
 }
 
-// GetOrder returns one order, rendered with masked personal data.
-func (a *App) GetOrder(ctx context.Context, id string) (*filingv1.Order, error) {
+// GetOrder returns one of the actor's orders, rendered with masked personal data.
+func (a *App) GetOrder(ctx context.Context, actor domain.Actor, id string) (*filingv1.Order, error) {
 	o, err := a.engine.GetOrder(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if !actor.Sees(o) {
+		return nil, domain.OrderNotFound()
 	}
 	return convert.Order(o), nil
 }
 
 // ListOrders pages through orders newest first, optionally only those in state (StateUnspecified: all).
-func (a *App) ListOrders(ctx context.Context, state domain.State, pageSize int, token string) ([]*filingv1.Order, string, error) {
+func (a *App) ListOrders(ctx context.Context, actor domain.Actor, state domain.State, pageSize int, token string) ([]*filingv1.Order, string, error) {
+	if err := checkActor(actor); err != nil {
+		return nil, "", err
+	}
 	page, err := parsePage(state, pageSize, token)
 	if err != nil {
 		return nil, "", err
 	}
-	orders, err := a.engine.ListOrders(ctx, state, page.After, page.Size+1)
+	orders, err := a.engine.ListOrders(ctx, actor.ListTenant(), state, page.After, page.Size+1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -130,4 +141,18 @@ func (a *App) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedReques
 // ReturnOrder returns an order whose verification failed or timed out.
 func (a *App) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
 	return a.engine.ReturnOrder(ctx, req)
+}
+
+// update runs fn on one of the actor's orders: another tenant's order is answered as an unknown id,
+// before any rule about its state can tell it exists.
+func (a *App) update(ctx context.Context, actor domain.Actor, op Op, id string, fn UpdateFunc) (proto.Message, error) {
+	if err := checkActor(actor); err != nil {
+		return nil, err
+	}
+	return a.engine.UpdateOrder(ctx, op, id, func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+		if !actor.Sees(*o) {
+			return Effects{}, domain.OrderNotFound()
+		}
+		return fn(o, now, record)
+	})
 }

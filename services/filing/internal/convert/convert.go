@@ -22,6 +22,7 @@ import (
 func Order(o domain.Order) *filingv1.Order {
 	out := &filingv1.Order{
 		OrderId:      o.ID,
+		Tenant:       o.Tenant,
 		Spec:         specProto(o.Spec),
 		State:        filingv1.OrderState(o.State),
 		Submission:   o.Submission,
@@ -109,7 +110,8 @@ const (
 
 // SubmitMessages are the calls of a submission that opened a verification window: the session with
 // every verifier's phone and ID tails (which live nowhere else in this service), and its deadline.
-func SubmitMessages(orderID string, p domain.Submission, locale string) []outbox.Message {
+func SubmitMessages(o domain.Order, p domain.Submission, locale string) []outbox.Message {
+	orderID := o.ID
 	if len(p.Verifiers) == 0 {
 		return nil
 	}
@@ -120,7 +122,7 @@ func SubmitMessages(orderID string, p domain.Submission, locale string) []outbox
 	return []outbox.Message{
 		{Target: TargetOpenSession, Sensitive: true, Msg: &verificationv1.OpenSessionRequest{
 			RequestId: fmt.Sprintf("filing:open-session:%s:%d", orderID, p.Number), OrderId: orderID, Submission: p.Number,
-			DeadlineAt: timestamppb.New(p.DeadlineAt), Verifiers: specs, Locale: locale}},
+			DeadlineAt: timestamppb.New(p.DeadlineAt), Verifiers: specs, Locale: locale, Tenant: o.Tenant}},
 		{Target: TargetScheduleDeadline, Msg: &deadlinev1.ScheduleDeadlineRequest{
 			RequestId: fmt.Sprintf("filing:schedule-deadline:%s:%d", orderID, p.Number), OrderId: orderID, Submission: p.Number,
 			DueTime: timestamppb.New(p.DeadlineAt)}},

@@ -122,9 +122,10 @@ type Order struct {
 	History      []StateChange
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	Tenant       string // the tenant whose portal created the order (see Actor)
 }
 
-// The actors recorded in the history.
+// The actors recorded in the history (a portal's entries name its tenant: Actor.HistoryName).
 const (
 	ActorPortal         = "portal"
 	ActorVerification   = "verification"
@@ -152,10 +153,11 @@ func (o *Order) Move(now time.Time, to State, actor, reason string) {
 	o.State, o.UpdatedAt = to, now
 }
 
-// Open applies a planned submission to o at now: its verifiers and window, and the move it makes.
-func (o *Order) Open(p Submission, now time.Time) {
+// Open applies a planned submission to o at now: its verifiers and window, and the move it makes,
+// recorded as actor's.
+func (o *Order) Open(p Submission, now time.Time, actor string) {
 	o.Submission, o.DeadlineAt, o.ReturnReason, o.Verifiers = p.Number, p.DeadlineAt, ReturnNone, p.Verifiers
-	o.Move(now, p.To, ActorPortal, p.Reason)
+	o.Move(now, p.To, actor, p.Reason)
 }
 
 // Position is a place in the listing order of orders: newest first by (CreatedAt, ID).

@@ -12,6 +12,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
@@ -19,12 +20,12 @@ import (
 // Store is what the handlers need: the use cases (package app, on either storage engine), declared
 // here by their consumer. Mutations are idempotent by request_id.
 type Store interface {
-	CreateOrder(ctx context.Context, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error)
-	UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error)
-	SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error)
-	GetOrder(ctx context.Context, orderID string) (*filingv1.Order, error)
-	ListOrders(ctx context.Context, state domain.State, pageSize int, pageToken string) ([]*filingv1.Order, string, error)
-	CancelOrder(ctx context.Context, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error)
+	CreateOrder(ctx context.Context, actor domain.Actor, req *filingv1.CreateOrderRequest, spec domain.Spec) (*filingv1.CreateOrderResponse, error)
+	UpdateOrder(ctx context.Context, actor domain.Actor, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error)
+	SubmitOrder(ctx context.Context, actor domain.Actor, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error)
+	GetOrder(ctx context.Context, actor domain.Actor, orderID string) (*filingv1.Order, error)
+	ListOrders(ctx context.Context, actor domain.Actor, state domain.State, pageSize int, pageToken string) ([]*filingv1.Order, string, error)
+	CancelOrder(ctx context.Context, actor domain.Actor, req *filingv1.CancelOrderRequest) (*filingv1.CancelOrderResponse, error)
 	MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error)
 	ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error)
 	RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error)
@@ -49,6 +50,12 @@ type Internal struct {
 	store Store
 }
 
+// actorOf is the public caller as the edge authenticated it: its tenant owns the orders it creates.
+func actorOf(ctx context.Context) domain.Actor {
+	c := rpc.CallerFrom(ctx)
+	return domain.Actor{ID: c.ID, Tenant: c.Tenant, CrossTenant: c.CrossTenant}
+}
+
 func (h *Public) spec(p *filingv1.OrderSpec) (domain.Spec, error) {
 	if p == nil {
 		return domain.Spec{}, errs.Invalid("spec", "MISSING_SPEC", "spec is required")
@@ -62,7 +69,7 @@ func (h *Public) CreateOrder(ctx context.Context, req *filingv1.CreateOrderReque
 	if err != nil {
 		return nil, err
 	}
-	return h.store.CreateOrder(ctx, req, spec)
+	return h.store.CreateOrder(ctx, actorOf(ctx), req, spec)
 }
 
 // UpdateOrder replaces the content of a DRAFT or RETURNED order.
@@ -74,7 +81,7 @@ func (h *Public) UpdateOrder(ctx context.Context, req *filingv1.UpdateOrderReque
 	if err != nil {
 		return nil, err
 	}
-	return h.store.UpdateOrder(ctx, req, spec)
+	return h.store.UpdateOrder(ctx, actorOf(ctx), req, spec)
 }
 
 // SubmitOrder starts verification of an order (or sends it to review when nobody must verify).
@@ -82,7 +89,7 @@ func (h *Public) SubmitOrder(ctx context.Context, req *filingv1.SubmitOrderReque
 	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	return h.store.SubmitOrder(ctx, req)
+	return h.store.SubmitOrder(ctx, actorOf(ctx), req)
 }
 
 // GetOrder returns one order with masked personal data.
@@ -90,7 +97,7 @@ func (h *Public) GetOrder(ctx context.Context, req *filingv1.GetOrderRequest) (*
 	if err := orderid.Check("order_id", req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	o, err := h.store.GetOrder(ctx, req.GetOrderId())
+	o, err := h.store.GetOrder(ctx, actorOf(ctx), req.GetOrderId())
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +113,7 @@ func (h *Public) ListOrders(ctx context.Context, req *filingv1.ListOrdersRequest
 	if state < domain.StateUnspecified || state > domain.StateCancelled {
 		return nil, errs.Invalid("state", "INVALID_STATE", "unknown order state")
 	}
-	orders, next, err := h.store.ListOrders(ctx, state, int(req.GetPageSize()), req.GetPageToken())
+	orders, next, err := h.store.ListOrders(ctx, actorOf(ctx), state, int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +128,7 @@ func (h *Public) CancelOrder(ctx context.Context, req *filingv1.CancelOrderReque
 	if err := domain.CheckText("reason", req.GetReason(), domain.MaxReasonLength); err != nil {
 		return nil, err
 	}
-	return h.store.CancelOrder(ctx, req)
+	return h.store.CancelOrder(ctx, actorOf(ctx), req)
 }
 
 // MarkVerified moves an order whose verification passed to UNDER_REVIEW.

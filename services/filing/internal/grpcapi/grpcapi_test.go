@@ -231,7 +231,7 @@ func TestFlowThroughTheAPI(t *testing.T) {
 	for _, h := range got.GetOrder().GetHistory() {
 		actors = append(actors, h.GetActor()+":"+h.GetTo().String())
 	}
-	want := "[portal:ORDER_STATE_DRAFT portal:ORDER_STATE_AWAITING_VERIFICATION verification:ORDER_STATE_UNDER_REVIEW administration:ORDER_STATE_APPROVED]"
+	want := "[portal:dev (ip:127.0.0.1):ORDER_STATE_DRAFT portal:dev (ip:127.0.0.1):ORDER_STATE_AWAITING_VERIFICATION verification:ORDER_STATE_UNDER_REVIEW administration:ORDER_STATE_APPROVED]"
 	if got := "[" + strings.Join(actors, " ") + "]"; got != want {
 		t.Fatalf("history = %s, want %s", got, want)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // ListOrders reads up to limit orders newest first (see app.Engine).
-func (s *Store) ListOrders(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
+func (s *Store) ListOrders(ctx context.Context, tenant string, state domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
 	var afterTime *time.Time
 	afterID := ""
 	if after != nil {
@@ -21,7 +21,7 @@ func (s *Store) ListOrders(ctx context.Context, state domain.State, after *domai
 	if state != domain.StateUnspecified {
 		filter = state.String()
 	}
-	rows, err := s.pool.Query(ctx, queries.ListOrders, filter, afterTime, afterID, limit)
+	rows, err := s.pool.Query(ctx, queries.ListOrders, filter, afterTime, afterID, limit, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}

@@ -49,12 +49,12 @@ func submitted(t *testing.T, s *Store, n int) []string {
 	a := app.New(s, app.Config{})
 	ids := make([]string, n)
 	for i := range ids {
-		created, err := a.CreateOrder(ctx, &filingv1.CreateOrderRequest{}, spec)
+		created, err := a.CreateOrder(ctx, testActor, &filingv1.CreateOrderRequest{}, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[i] = created.GetOrder().GetOrderId()
-		if _, err := a.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{OrderId: ids[i]}); err != nil {
+		if _, err := a.SubmitOrder(ctx, testActor, &filingv1.SubmitOrderRequest{OrderId: ids[i]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -335,3 +335,6 @@ func getOrder(ctx context.Context, s *Store, id string) (*filingv1.Order, error)
 	}
 	return convert.Order(o), nil
 }
+
+// testActor is the portal these tests act as.
+var testActor = domain.Actor{ID: "apikey:test", Tenant: "test"}

@@ -4,12 +4,12 @@
 
 -- name: LoadOrder
 -- An order; the columns are scanOrder's.
-SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at FROM orders WHERE order_id = $1
+SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at, tenant FROM orders WHERE order_id = $1
 
 -- name: LoadOrderForUpdate
 -- LoadOrder, locking the order row for the rest of the transaction: that serialises every
 -- transition of one order.
-SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at FROM orders WHERE order_id = $1 FOR UPDATE
+SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at, tenant FROM orders WHERE order_id = $1 FOR UPDATE
 
 -- name: LoadVerifiers
 -- The verifiers of the orders $1 at their submissions $2, each order's in position order.
@@ -30,14 +30,15 @@ SELECT h.order_id, h.at, h.from_state, h.to_state, h.actor, h.reason
 
 -- name: ListOrders
 -- A page of orders newest first: state $1 ('' for all), after the position ($2, $3) when $2 is
--- set, at most $4.
-SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at FROM orders
+-- set, at most $4, of tenant $5 ('' for every tenant: a cross-tenant caller).
+SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at, tenant FROM orders
 		WHERE ($1 = '' OR state = $1) AND ($2::timestamptz IS NULL OR (created_at, order_id) < ($2, $3))
+		AND ($5 = '' OR tenant = $5)
 		ORDER BY created_at DESC, order_id DESC LIMIT $4
 
 -- name: InsertOrder
-INSERT INTO orders (order_id, filing_type, subject_id, spec, state, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO orders (order_id, filing_type, subject_id, spec, state, created_at, updated_at, tenant)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 
 -- name: UpdateOrder
 UPDATE orders SET spec = $2, filing_type = $3, subject_id = $4, state = $5, submission = $6, deadline_at = $7,
@@ -70,7 +71,7 @@ SELECT record FROM subjects WHERE subject_id = $1 AND deregistered_at IS NULL FO
 -- time, in array order (sorted by the caller): concurrent batches lock in the same order and cannot
 -- deadlock.
 SELECT o.* FROM unnest($1::text[]) AS i(order_id)
-	CROSS JOIN LATERAL (SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at FROM orders WHERE order_id = i.order_id OFFSET 0 FOR UPDATE) o
+	CROSS JOIN LATERAL (SELECT order_id, spec, state, submission, deadline_at, return_reason, created_at, updated_at, tenant FROM orders WHERE order_id = i.order_id OFFSET 0 FOR UPDATE) o
 
 -- name: CurrentVerifiers
 -- The verifiers of the current submission of each order $1 (locked before, so the submission

@@ -75,7 +75,7 @@ func scanOrder(row pgx.Row) (domain.Order, error) {
 		deadline *time.Time
 		reason   int32
 	)
-	if err := row.Scan(&o.ID, &spec, &state, &o.Submission, &deadline, &reason, &o.CreatedAt, &o.UpdatedAt); err != nil {
+	if err := row.Scan(&o.ID, &spec, &state, &o.Submission, &deadline, &reason, &o.CreatedAt, &o.UpdatedAt, &o.Tenant); err != nil {
 		return o, err
 	}
 	if err := json.Unmarshal(spec, &o.Spec); err != nil {
@@ -254,7 +254,7 @@ func queueInsertOrder(b *pgx.Batch, o domain.Order) error {
 	if err != nil {
 		return err
 	}
-	b.Queue(queries.InsertOrder, o.ID, int32(o.Spec.FilingType), o.Spec.SubjectID, spec, o.State.String(), o.CreatedAt, o.UpdatedAt)
+	b.Queue(queries.InsertOrder, o.ID, int32(o.Spec.FilingType), o.Spec.SubjectID, spec, o.State.String(), o.CreatedAt, o.UpdatedAt, o.Tenant)
 	return nil
 }
 

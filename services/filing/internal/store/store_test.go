@@ -39,11 +39,11 @@ func TestIDTailsOnlyInTheSensitiveOutboxRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := st.CreateOrder(ctx, &filingv1.CreateOrderRequest{}, spec)
+	created, err := st.CreateOrder(ctx, storetest.PortalA, &filingv1.CreateOrderRequest{}, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{OrderId: created.GetOrder().GetOrderId()}); err != nil {
+	if _, err := st.SubmitOrder(ctx, storetest.PortalA, &filingv1.SubmitOrderRequest{OrderId: created.GetOrder().GetOrderId()}); err != nil {
 		t.Fatal(err)
 	}
 	var columns int

@@ -183,12 +183,13 @@ func (s *Store) GetOrder(_ context.Context, id string) (domain.Order, error) {
 }
 
 // ListOrders reads up to limit orders newest first (see app.Engine).
-func (s *Store) ListOrders(_ context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
+func (s *Store) ListOrders(_ context.Context, tenant string, state domain.State, after *domain.Position, limit int) ([]domain.Order, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var match []*domain.Order
 	for _, o := range s.orders {
-		if (state == domain.StateUnspecified || o.State == state) && (after == nil || after.Before(o.CreatedAt, o.ID)) {
+		if (state == domain.StateUnspecified || o.State == state) && (tenant == "" || o.Tenant == tenant) &&
+			(after == nil || after.Before(o.CreatedAt, o.ID)) {
 			match = append(match, o)
 		}
 	}

@@ -17,7 +17,7 @@ func testCancelAwaitingEnqueuesCancels(t *testing.T, e *env) {
 	ctx := context.Background()
 	id := e.create(t, firstFiling())
 	e.submit(t, id)
-	resp, err := e.Store.CancelOrder(ctx, &filingv1.CancelOrderRequest{RequestId: "c", OrderId: id, Reason: "changed my mind"})
+	resp, err := e.Store.CancelOrder(ctx, PortalA, &filingv1.CancelOrderRequest{RequestId: "c", OrderId: id, Reason: "changed my mind"})
 	if err != nil || resp.GetOrder().GetState() != filingv1.OrderState_ORDER_STATE_CANCELLED {
 		t.Fatalf("cancel: %v %v", resp, err)
 	}
@@ -33,7 +33,7 @@ func testCancelAwaitingEnqueuesCancels(t *testing.T, e *env) {
 	wantReason(t, err, domain.ReasonInvalidStateTransition)
 	// A draft cancels without calls to other services.
 	draft := e.create(t, firstFiling())
-	if _, err := e.Store.CancelOrder(ctx, &filingv1.CancelOrderRequest{OrderId: draft}); err != nil {
+	if _, err := e.Store.CancelOrder(ctx, PortalA, &filingv1.CancelOrderRequest{OrderId: draft}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.outbox(t)); n != 4 {

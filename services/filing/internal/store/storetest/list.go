@@ -23,7 +23,7 @@ func testListOrdersPages(t *testing.T, e *env) {
 	var got []string
 	token := ""
 	for {
-		page, next, err := e.Store.ListOrders(ctx, domain.StateUnspecified, 2, token)
+		page, next, err := e.Store.ListOrders(ctx, PortalA, domain.StateUnspecified, 2, token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,11 +39,11 @@ func testListOrdersPages(t *testing.T, e *env) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("pages = %v, want %v", got, want)
 	}
-	awaiting, next, err := e.Store.ListOrders(ctx, domain.StateAwaitingVerification, 0, "")
+	awaiting, next, err := e.Store.ListOrders(ctx, PortalA, domain.StateAwaitingVerification, 0, "")
 	if err != nil || len(awaiting) != 1 || awaiting[0].GetOrderId() != ids[1] || next != "" || len(awaiting[0].GetVerifiers()) != 2 {
 		t.Fatalf("filtered = %v %q %v", awaiting, next, err)
 	}
-	_, _, err = e.Store.ListOrders(ctx, domain.StateDraft, 2, token)
+	_, _, err = e.Store.ListOrders(ctx, PortalA, domain.StateDraft, 2, token)
 	wantReason(t, err, "INVALID_PAGE_TOKEN")
 }
 
@@ -76,7 +76,7 @@ func testListOrdersSameInstant(t *testing.T, e *env) {
 	var got []string
 	token := ""
 	for {
-		page, next, err := e.Store.ListOrders(context.Background(), domain.StateDraft, 3, token)
+		page, next, err := e.Store.ListOrders(context.Background(), PortalA, domain.StateDraft, 3, token)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -80,7 +80,7 @@ func testConcurrentMarkVerifiedAndCancel(t *testing.T, e *env) {
 			_, verifyErr = e.Store.MarkVerified(ctx, &filingv1.MarkVerifiedRequest{RequestId: fmt.Sprintf("mv-%d", round), OrderId: id, Submission: 1})
 		})
 		wg.Go(func() {
-			_, cancelErr = e.Store.CancelOrder(ctx, &filingv1.CancelOrderRequest{RequestId: fmt.Sprintf("c-%d", round), OrderId: id})
+			_, cancelErr = e.Store.CancelOrder(ctx, PortalA, &filingv1.CancelOrderRequest{RequestId: fmt.Sprintf("c-%d", round), OrderId: id})
 		})
 		wg.Wait()
 		o := e.get(t, id)

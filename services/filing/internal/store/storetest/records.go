@@ -27,12 +27,12 @@ func testApprovedRecordAndPhoneChangeRule(t *testing.T, e *env) {
 	}
 	// DEREGISTER_SUBJECT with a new principal number is refused at submit.
 	dereg := e.create(t, domain.Spec{FilingType: domain.DeregisterSubject, SubjectID: subject, Principal: principal("13600000000")})
-	_, err := e.Store.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{OrderId: dereg})
+	_, err := e.Store.SubmitOrder(ctx, PortalA, &filingv1.SubmitOrderRequest{OrderId: dereg})
 	wantReason(t, err, domain.ReasonPhoneChangeRequiresChangeFiling)
 	// CHANGE_FILING may carry the new number; approved, it updates the record.
 	e.approve(t, domain.Spec{FilingType: domain.ChangeFiling, SubjectID: subject, SubjectChanged: true, Principal: principal("13600000000")})
 	// Now the deregistration with the new number passes the rule (after correction of the order).
-	if _, err := e.Store.UpdateOrder(ctx, &filingv1.UpdateOrderRequest{OrderId: dereg}, mustNormalize(t, domain.Spec{
+	if _, err := e.Store.UpdateOrder(ctx, PortalA, &filingv1.UpdateOrderRequest{OrderId: dereg}, mustNormalize(t, domain.Spec{
 		FilingType: domain.DeregisterSubject, SubjectID: subject, Principal: principal("13600000000")})); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func testApprovedRecordAndPhoneChangeRule(t *testing.T, e *env) {
 	// Website not in the record.
 	aa := e.create(t, domain.Spec{FilingType: domain.AddAccess, SubjectID: subject, Websites: []domain.Website{
 		{Domain: "c.cn", Person: principal("13600000000")}}})
-	_, err = e.Store.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{OrderId: aa})
+	_, err = e.Store.SubmitOrder(ctx, PortalA, &filingv1.SubmitOrderRequest{OrderId: aa})
 	wantReason(t, err, domain.ReasonWebsiteNotInRecord)
 }
 
@@ -120,11 +120,11 @@ func testWebsitesAgainstTheRecord(t *testing.T, e *env) {
 func testUnknownSubjectCodes(t *testing.T, e *env) {
 	ctx := context.Background()
 	// The request names the subject: NotFound.
-	_, err := e.Store.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: "c-unknown"},
+	_, err := e.Store.CreateOrder(ctx, PortalA, &filingv1.CreateOrderRequest{RequestId: "c-unknown"},
 		mustNormalize(t, domain.Spec{FilingType: domain.ChangeAccess, SubjectID: "sub_nope"}))
 	wantError(t, err, errs.KindNotFound, domain.ReasonSubjectNotFound)
 	draft := e.create(t, firstFiling())
-	_, err = e.Store.UpdateOrder(ctx, &filingv1.UpdateOrderRequest{OrderId: draft},
+	_, err = e.Store.UpdateOrder(ctx, PortalA, &filingv1.UpdateOrderRequest{OrderId: draft},
 		mustNormalize(t, domain.Spec{FilingType: domain.ChangeAccess, SubjectID: "sub_nope"}))
 	wantError(t, err, errs.KindNotFound, domain.ReasonSubjectNotFound)
 	// The subject is deregistered after the order was created: at submit the request names only the
@@ -133,7 +133,7 @@ func testUnknownSubjectCodes(t *testing.T, e *env) {
 	access := e.create(t, domain.Spec{FilingType: domain.ChangeAccess, SubjectID: subject})
 	e.approve(t, domain.Spec{FilingType: domain.DeregisterSubject, SubjectID: subject, Principal: principalA("13812345678")})
 	wantError(t, e.trySubmit(access), errs.KindFailedPrecondition, domain.ReasonSubjectNotFound)
-	_, err = e.Store.CreateOrder(ctx, &filingv1.CreateOrderRequest{},
+	_, err = e.Store.CreateOrder(ctx, PortalA, &filingv1.CreateOrderRequest{},
 		mustNormalize(t, domain.Spec{FilingType: domain.ChangeAccess, SubjectID: subject}))
 	wantError(t, err, errs.KindNotFound, domain.ReasonSubjectNotFound)
 }

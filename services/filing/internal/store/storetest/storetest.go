@@ -53,6 +53,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"ListOrdersPages":                   testListOrdersPages,
 		"ListOrdersSameInstant":             testListOrdersSameInstant,
 		"AnswersAreCopies":                  testAnswersAreCopies,
+		"OtherTenantsOrderIsUnknown":        testOtherTenantsOrderIsUnknown,
+		"ListOrdersPerTenant":               testListOrdersPerTenant,
+		"RequestIDsPerTenant":               testRequestIDsPerTenant,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -93,7 +96,7 @@ func firstFiling() domain.Spec {
 
 func (e *env) create(t *testing.T, spec domain.Spec) string {
 	t.Helper()
-	resp, err := e.Store.CreateOrder(context.Background(), &filingv1.CreateOrderRequest{RequestId: domain.NewID("r")}, mustNormalize(t, spec))
+	resp, err := e.Store.CreateOrder(context.Background(), PortalA, &filingv1.CreateOrderRequest{RequestId: domain.NewID("r")}, mustNormalize(t, spec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +105,7 @@ func (e *env) create(t *testing.T, spec domain.Spec) string {
 
 func (e *env) submit(t *testing.T, id string) *filingv1.Order {
 	t.Helper()
-	resp, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
+	resp, err := e.Store.SubmitOrder(context.Background(), PortalA, &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}
@@ -110,13 +113,13 @@ func (e *env) submit(t *testing.T, id string) *filingv1.Order {
 }
 
 func (e *env) trySubmit(id string) error {
-	_, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
+	_, err := e.Store.SubmitOrder(context.Background(), PortalA, &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
 	return err
 }
 
 func (e *env) get(t *testing.T, id string) *filingv1.Order {
 	t.Helper()
-	o, err := e.Store.GetOrder(context.Background(), id)
+	o, err := e.Store.GetOrder(context.Background(), PortalA, id)
 	if err != nil {
 		t.Fatal(err)
 	}

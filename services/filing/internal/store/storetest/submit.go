@@ -63,22 +63,22 @@ func testSubmitWritesOutbox(t *testing.T, e *env) {
 		t.Fatalf("relay woken %d times, want 1", e.Woken())
 	}
 	h := o.GetHistory()
-	if len(h) != 2 || h[1].GetFrom() != filingv1.OrderState_ORDER_STATE_DRAFT || h[1].GetActor() != "portal" {
+	if len(h) != 2 || h[1].GetFrom() != filingv1.OrderState_ORDER_STATE_DRAFT || h[1].GetActor() != PortalA.HistoryName() {
 		t.Fatalf("history = %v", h)
 	}
 	// A second submit of the same order is a wrong state.
-	_, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: "again", OrderId: id})
+	_, err := e.Store.SubmitOrder(context.Background(), PortalA, &filingv1.SubmitOrderRequest{RequestId: "again", OrderId: id})
 	wantReason(t, err, domain.ReasonInvalidStateTransition)
 }
 
 func testSubmitRetrySameRequestID(t *testing.T, e *env) {
 	id := e.create(t, firstFiling())
 	req := &filingv1.SubmitOrderRequest{RequestId: "submit-1", OrderId: id}
-	a, err := e.Store.SubmitOrder(context.Background(), req)
+	a, err := e.Store.SubmitOrder(context.Background(), PortalA, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := e.Store.SubmitOrder(context.Background(), req)
+	b, err := e.Store.SubmitOrder(context.Background(), PortalA, req)
 	if err != nil || !proto.Equal(a, b) {
 		t.Fatalf("retry: %v, equal=%v", err, proto.Equal(a, b))
 	}
@@ -94,7 +94,7 @@ func testConcurrentSubmitOneSubmission(t *testing.T, e *env) {
 	errsCh := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := e.Store.SubmitOrder(context.Background(), &filingv1.SubmitOrderRequest{RequestId: fmt.Sprintf("c-%d", i), OrderId: id})
+			_, err := e.Store.SubmitOrder(context.Background(), PortalA, &filingv1.SubmitOrderRequest{RequestId: fmt.Sprintf("c-%d", i), OrderId: id})
 			errsCh <- err
 		})
 	}
@@ -127,7 +127,7 @@ func testStoredSpecFailingTheRulesAtSubmit(t *testing.T, e *env) {
 	spec := mustNormalize(t, domain.Spec{FilingType: domain.AddAccess, SubjectID: subject, Principal: principalA("13600000000"),
 		Websites: []domain.Website{{Domain: "a.cn", Person: principalA("13812345678")}}})
 	spec.SubjectChanged = true
-	resp, err := e.Store.CreateOrder(ctx, &filingv1.CreateOrderRequest{}, spec)
+	resp, err := e.Store.CreateOrder(ctx, PortalA, &filingv1.CreateOrderRequest{}, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 func testUpdateOnlyInDraftOrReturned(t *testing.T, e *env) {
 	id := e.create(t, firstFiling())
 	e.submit(t, id)
-	_, err := e.Store.UpdateOrder(context.Background(), &filingv1.UpdateOrderRequest{OrderId: id}, mustNormalize(t, firstFiling()))
+	_, err := e.Store.UpdateOrder(context.Background(), PortalA, &filingv1.UpdateOrderRequest{OrderId: id}, mustNormalize(t, firstFiling()))
 	wantReason(t, err, domain.ReasonInvalidStateTransition)
-	_, err = e.Store.GetOrder(context.Background(), "ord_missing")
+	_, err = e.Store.GetOrder(context.Background(), PortalA, "ord_missing")
 	wantReason(t, err, domain.ReasonOrderNotFound)
 }
