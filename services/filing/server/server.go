@@ -44,6 +44,9 @@ func Run(ctx context.Context, args []string) error {
 		"may have, comma-separated, e.g. 86,852 (CONFIGURABLE; default mainland China only, against SMS pumping)")
 	maxWebsites := f.Int("max-websites-per-order", domain.DefaultMaxWebsites,
 		fmt.Sprintf("websites an order may list, 1 to %d", domain.CeilingMaxWebsites))
+	maxOpen := f.Int("max-open-challenges-per-phone", domain.DefaultMaxOpenChallengesPerPhone,
+		"orders awaiting verification, across all tenants, that may name one phone at once; a submission past it is refused "+
+			"TOO_MANY_OPEN_CHALLENGES (bounds what one guess at a phone can hit: docs/security.md; negative: no limit)")
 	maxVerifiers := f.Int("max-verifiers-per-order", domain.DefaultMaxVerifiers,
 		fmt.Sprintf("verifiers (distinct phones that receive a code) an order may have, 1 to %d", domain.CeilingMaxVerifiers))
 	if err := f.Parse(args); err != nil {
@@ -112,7 +115,8 @@ func Run(ctx context.Context, args []string) error {
 		convert.TargetCancelDeadline:   outbox.Call(deadline.CancelDeadline),
 	}
 
-	uses := app.New(engine, app.Config{Rules: rules, VerificationWindow: *window, Locale: *locale})
+	uses := app.New(engine, app.Config{Rules: rules, VerificationWindow: *window, Locale: *locale,
+		MaxOpenChallengesPerPhone: *maxOpen})
 	grpcapi.Register(srv.Public(), srv.Internal(), uses, rules)
 	srv.Go("outbox", relay.Run)
 	log.Info("filing starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),

@@ -65,6 +65,10 @@ type Effects struct {
 	Messages []outbox.Message
 	// Record, when set, is a subject's approved record to create or replace.
 	Record *domain.Subject
+	// Slots, when it names phones, are the pending challenges a submission takes: the engine locks
+	// each phone, counts the other orders awaiting verification of it and refuses through
+	// PhoneSlots.CheckSlots before writing anything.
+	Slots domain.PhoneSlots
 }
 
 // Config holds the settings the use cases depend on.
@@ -72,6 +76,9 @@ type Config struct {
 	Rules              domain.Rules
 	VerificationWindow time.Duration // how long the verifiers have after SubmitOrder (0: 24h)
 	Locale             string        // SMS locale passed to verification.OpenSession ("": zh-CN)
+	// MaxOpenChallengesPerPhone: orders awaiting verification naming one phone, across tenants (0: the
+	// default, negative: no limit).
+	MaxOpenChallengesPerPhone int
 }
 
 // WithDefaults fills the unset settings.
@@ -81,6 +88,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Locale == "" {
 		c.Locale = "zh-CN"
+	}
+	if c.MaxOpenChallengesPerPhone == 0 {
+		c.MaxOpenChallengesPerPhone = domain.DefaultMaxOpenChallengesPerPhone
 	}
 	return c
 }

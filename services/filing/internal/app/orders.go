@@ -57,7 +57,8 @@ func (a *App) SubmitOrder(ctx context.Context, actor domain.Actor, req *filingv1
 			}
 			o.Open(p, now, actor.HistoryName())
 			// The ID tails go only to verification, in this message: no engine keeps them.
-			return Effects{Messages: convert.SubmitMessages(*o, p, a.cfg.Locale)}, nil
+			return Effects{Messages: convert.SubmitMessages(*o, p, a.cfg.Locale),
+				Slots: domain.SlotsOf(p, a.cfg.MaxOpenChallengesPerPhone)}, nil
 		}))
 }
 

@@ -46,7 +46,7 @@ func submitted(t *testing.T, s *Store, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := app.New(s, app.Config{})
+	a := app.New(s, app.Config{MaxOpenChallengesPerPhone: -1}) // the orders share their phones
 	ids := make([]string, n)
 	for i := range ids {
 		created, err := a.CreateOrder(ctx, testActor, &filingv1.CreateOrderRequest{}, spec)

@@ -94,3 +94,15 @@ INSERT INTO order_history (order_id, at, from_state, to_state, actor, reason)
 	SELECT h.order_id, $2::timestamptz, h.from_state, h.to_state, $5::text, h.reason
 	FROM unnest($1::text[], $3::text[], $4::text[], $6::text[]) WITH ORDINALITY AS h(order_id, from_state, to_state, reason, n)
 	ORDER BY h.n
+
+-- name: LockPhones
+-- Locks the phones $1 (sorted, distinct) to the end of the transaction, in that order: submissions
+-- naming one phone count its pending challenges one after the other.
+SELECT pg_advisory_xact_lock(hashtextextended('icp-filing-phone:' || p, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS u(p, n) ORDER BY n
+
+-- name: PendingPerPhone
+-- Per phone of $1: the orders other than $2 awaiting verification whose current submission names it.
+SELECT v.phone, count(*) FROM order_verifiers v
+		JOIN orders o ON o.order_id = v.order_id AND o.submission = v.submission
+		WHERE v.phone = ANY($1) AND o.state = 'AWAITING_VERIFICATION' AND o.order_id <> $2
+		GROUP BY v.phone

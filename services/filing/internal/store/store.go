@@ -41,6 +41,7 @@ var queries = pg.MustQueries[struct {
 	InsertOrder, UpdateOrder, InsertVerifier, InsertHistoryEntry, SaveRecord string
 	ReadSubject, ReadSubjectForUpdate                                        string
 	LockOrders, CurrentVerifiers, UpdateOrders, InsertHistory                string
+	LockPhones, PendingPerPhone                                              string
 }]("filing/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL engine of the filing use cases (app.Engine).
@@ -218,6 +219,9 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.Up
 			if err != nil {
 				return nil, err
 			}
+			if err := takeSlots(ctx, tx, o.ID, eff.Slots); err != nil {
+				return nil, err
+			}
 			b := &pgx.Batch{}
 			if err := queueUpdateOrder(b, o); err != nil {
 				return nil, err
@@ -241,6 +245,32 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.Up
 		s.wake()
 	}
 	return resp, err
+}
+
+// takeSlots locks the phones of slots and decides (PhoneSlots.CheckSlots) on the other orders
+// awaiting verification of each, in one round trip.
+func takeSlots(ctx context.Context, tx pgx.Tx, orderID string, slots domain.PhoneSlots) error {
+	if len(slots.Phones) == 0 || slots.Max <= 0 {
+		return nil
+	}
+	pending := map[string]int{}
+	b := &pgx.Batch{}
+	b.Queue(queries.LockPhones, slots.Phones)
+	b.Queue(queries.PendingPerPhone, slots.Phones, orderID).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var phone string
+			var n int
+			if err := rows.Scan(&phone, &n); err != nil {
+				return err
+			}
+			pending[phone] = n
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("phone slots: %w", err)
+	}
+	return slots.CheckSlots(pending)
 }
 
 // records is the engine's domain.RecordLookup inside tx; forUpdate locks the record it reads to the

@@ -98,6 +98,9 @@ func (s *Store) UpdateOrder(_ context.Context, op app.Op, id string, fn app.Upda
 		if err != nil {
 			return nil, err // nothing changed: fn worked on a copy
 		}
+		if err := eff.Slots.CheckSlots(s.pendingPerPhone(o.ID, eff.Slots.Phones)); err != nil {
+			return nil, err
+		}
 		if err := s.queue.AddAll(now, eff.Messages); err != nil {
 			return nil, err
 		}
@@ -110,6 +113,26 @@ func (s *Store) UpdateOrder(_ context.Context, op app.Op, id string, fn app.Upda
 	})
 	s.woke(enqueued, err)
 	return resp, err
+}
+
+// pendingPerPhone counts, per phone, the orders other than except awaiting verification that name it
+// (the engine's mutex is the lock per phone).
+func (s *Store) pendingPerPhone(except string, phones []string) map[string]int {
+	pending := map[string]int{}
+	if len(phones) == 0 {
+		return pending
+	}
+	for _, o := range s.orders {
+		if o.ID == except || o.State != domain.StateAwaitingVerification {
+			continue
+		}
+		for _, v := range o.Verifiers {
+			if slices.Contains(phones, v.Phone) {
+				pending[v.Phone]++
+			}
+		}
+	}
+	return pending
 }
 
 // put keeps a copy of o; like the PostgreSQL engine it keeps no ID tails.

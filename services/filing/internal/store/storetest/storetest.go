@@ -56,14 +56,18 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"OtherTenantsOrderIsUnknown":        testOtherTenantsOrderIsUnknown,
 		"ListOrdersPerTenant":               testListOrdersPerTenant,
 		"RequestIDsPerTenant":               testRequestIDsPerTenant,
+		"OpenChallengesPerPhone":            testOpenChallengesPerPhone,
+		"RacingSubmitsForTheLastSlot":       testRacingSubmitsForTheLastSlot,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := &env{clock: clock.NewFake(T0)}
 			eng := newEngine(t, e.clock, func() { e.woken.Add(1) })
-			// The default app.Config: 24 h window, zh-CN, default rules.
-			e.Store, e.Outbox = app.New(eng.Engine, app.Config{}), eng.Outbox
+			// The default app.Config (24 h window, zh-CN, default rules) but for the cap of open challenges
+			// per phone, which the suites' orders, sharing their phones, would reach (see PhoneSlots).
+			e.engine = eng.Engine
+			e.Store, e.Outbox = app.New(eng.Engine, app.Config{MaxOpenChallengesPerPhone: -1}), eng.Outbox
 			test(t, e)
 		})
 	}
@@ -77,6 +81,7 @@ const (
 
 type env struct {
 	Store  *app.App // the use cases on the engine under test
+	engine app.Engine
 	Outbox outbox.Queue
 	clock  *clock.Fake
 	woken  atomic.Int64
