@@ -142,3 +142,12 @@ func CancelMessages(o domain.Order) []outbox.Message {
 			RequestId: fmt.Sprintf("filing:cancel-deadline:%s:%d", o.ID, o.Submission), OrderId: o.ID, Submission: o.Submission}},
 	}
 }
+
+// PhoneLocks are the phone locks a ReturnOrder carries (grpcapi checked them).
+func PhoneLocks(req *filingv1.ReturnOrderRequest) []domain.PhoneLock {
+	var out []domain.PhoneLock
+	for _, l := range req.GetPhoneLocks() {
+		out = append(out, domain.PhoneLock{Phone: l.GetPhone(), Until: l.GetUntil().AsTime().UTC()})
+	}
+	return out
+}

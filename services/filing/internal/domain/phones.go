@@ -3,6 +3,8 @@ package domain
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/pii"
@@ -34,9 +36,43 @@ func SlotsOf(p Submission, max int) PhoneSlots {
 	return PhoneSlots{Phones: slices.Compact(phones), Max: max}
 }
 
-// CheckSlots decides on the counts of other orders awaiting verification per phone, which the engine
-// read under a lock per phone (taken in Phones' order, so submissions never deadlock).
-func (s PhoneSlots) CheckSlots(pending map[string]int) error {
+// ReasonPhoneLocked refuses a submission naming a phone whose failure budget verification spent.
+const ReasonPhoneLocked = "PHONE_LOCKED"
+
+// PhoneLock: verification opens no challenge for Phone before Until (its failure budget is spent);
+// ReturnOrder reports it, and no order naming the phone is submitted before then.
+type PhoneLock struct {
+	Phone string // E.164
+	Until time.Time
+}
+
+// MergeLocks keeps the latest time per phone of locks (a batch writes each phone once).
+func MergeLocks(locks []PhoneLock) []PhoneLock {
+	latest := map[string]time.Time{}
+	for _, l := range locks {
+		if l.Until.After(latest[l.Phone]) {
+			latest[l.Phone] = l.Until
+		}
+	}
+	out := make([]PhoneLock, 0, len(latest))
+	for p, u := range latest {
+		out = append(out, PhoneLock{Phone: p, Until: u})
+	}
+	slices.SortFunc(out, func(a, b PhoneLock) int { return strings.Compare(a.Phone, b.Phone) })
+	return out
+}
+
+// CheckSlots decides on what the engine read under a lock per phone (taken in Phones' order, so
+// submissions never deadlock): the phones' locks still running at now, and the counts of other orders
+// awaiting verification per phone.
+func (s PhoneSlots) CheckSlots(now time.Time, locked map[string]time.Time, pending map[string]int) error {
+	for _, p := range s.Phones {
+		if until, ok := locked[p]; ok && until.After(now) {
+			return errs.FailedPrecondition(ReasonPhoneLocked, "%s",
+				fmt.Sprintf("the verifier phone %s is locked after too many failed checks until %s: submit again after that",
+					pii.MaskPhone(p), until.UTC().Format(time.RFC3339)))
+		}
+	}
 	if s.Max <= 0 {
 		return nil
 	}

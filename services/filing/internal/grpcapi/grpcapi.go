@@ -6,6 +6,7 @@ package grpcapi
 
 import (
 	"context"
+	"strings"
 
 	"google.golang.org/grpc"
 
@@ -148,6 +149,14 @@ func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderReq
 	case filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS:
 	default:
 		return nil, errs.Invalid("reason", "INVALID_RETURN_REASON", "reason must be VERIFICATION_TIMEOUT or TOO_MANY_FAILED_ATTEMPTS")
+	}
+	if len(req.GetPhoneLocks()) > domain.CeilingMaxVerifiers {
+		return nil, errs.Invalid("phone_locks", "TOO_MANY_PHONE_LOCKS", "at most %d phone locks", domain.CeilingMaxVerifiers)
+	}
+	for _, l := range req.GetPhoneLocks() {
+		if !strings.HasPrefix(l.GetPhone(), "+") || len(l.GetPhone()) > 16 || l.GetUntil() == nil || l.GetUntil().CheckValid() != nil {
+			return nil, errs.Invalid("phone_locks", "INVALID_PHONE_LOCK", "a phone lock needs an E.164 phone and a valid until")
+		}
 	}
 	return h.store.ReturnOrder(ctx, req)
 }

@@ -47,6 +47,7 @@ type outcomeCall struct {
 	submission int32
 	ev         domain.Event // EventVerified or EventReturn
 	reason     domain.ReturnReason
+	locks      []domain.PhoneLock // ReturnOrder's: recorded whatever the call's outcome (a fact from verification)
 }
 
 // MarkVerified moves an order whose verification passed to UNDER_REVIEW.
@@ -63,7 +64,7 @@ func (s *Store) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequ
 func (s *Store) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
 	o, err := s.outcome(ctx, req, outcomeCall{method: filingv1.FilingInternalService_ReturnOrder_FullMethodName,
 		requestID: req.GetRequestId(), orderID: req.GetOrderId(), submission: req.GetSubmission(), ev: domain.EventReturn,
-		reason: domain.ReturnReason(req.GetReason())})
+		reason: domain.ReturnReason(req.GetReason()), locks: convert.PhoneLocks(req)})
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +179,7 @@ func (s *Store) outcomeAll(ctx context.Context, calls []outcomeCall) ([]batch.Re
 			return err
 		}
 		queueOutcomeWrites(b, ids, orders, loaded, now)
+		queueSavePhoneLocks(b, calls)
 		idempotency.QueueSaveStored(b, now, saves)
 		return nil
 	}
@@ -272,4 +274,21 @@ func queueOutcomeWrites(b *pgx.Batch, ids []string, orders map[string]*domain.Or
 		})
 		b.Queue(queries.InsertHistory, hIDs, now, hFrom, hTo, domain.ActorVerification, hReasons)
 	}
+}
+
+// queueSavePhoneLocks queues, on b, the phone locks the calls carry.
+func queueSavePhoneLocks(b *pgx.Batch, calls []outcomeCall) {
+	var all []domain.PhoneLock
+	for _, c := range calls {
+		all = append(all, c.locks...)
+	}
+	if len(all) == 0 {
+		return
+	}
+	locks := domain.MergeLocks(all)
+	phones, until := make([]string, len(locks)), make([]time.Time, len(locks))
+	for i, l := range locks {
+		phones[i], until[i] = l.Phone, l.Until
+	}
+	b.Queue(queries.SavePhoneLocks, phones, until)
 }

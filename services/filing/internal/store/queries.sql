@@ -106,3 +106,12 @@ SELECT v.phone, count(*) FROM order_verifiers v
 		JOIN orders o ON o.order_id = v.order_id AND o.submission = v.submission
 		WHERE v.phone = ANY($1) AND o.state = 'AWAITING_VERIFICATION' AND o.order_id <> $2
 		GROUP BY v.phone
+
+-- name: PhoneLocks
+-- The locks of the phones $1 that still run at $2.
+SELECT phone, until FROM phone_locks WHERE phone = ANY($1) AND until > $2
+
+-- name: SavePhoneLocks
+-- Records the phone locks ($1, $2: distinct phones), keeping the later time of each.
+INSERT INTO phone_locks (phone, until) SELECT * FROM unnest($1::text[], $2::timestamptz[])
+		ON CONFLICT (phone) DO UPDATE SET until = GREATEST(phone_locks.until, excluded.until)

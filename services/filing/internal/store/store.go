@@ -41,7 +41,7 @@ var queries = pg.MustQueries[struct {
 	InsertOrder, UpdateOrder, InsertVerifier, InsertHistoryEntry, SaveRecord string
 	ReadSubject, ReadSubjectForUpdate                                        string
 	LockOrders, CurrentVerifiers, UpdateOrders, InsertHistory                string
-	LockPhones, PendingPerPhone                                              string
+	LockPhones, PendingPerPhone, PhoneLocks, SavePhoneLocks                  string
 }]("filing/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL engine of the filing use cases (app.Engine).
@@ -219,7 +219,7 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.Up
 			if err != nil {
 				return nil, err
 			}
-			if err := takeSlots(ctx, tx, o.ID, eff.Slots); err != nil {
+			if err := takeSlots(ctx, tx, now, o.ID, eff.Slots); err != nil {
 				return nil, err
 			}
 			b := &pgx.Batch{}
@@ -247,15 +247,26 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.Up
 	return resp, err
 }
 
-// takeSlots locks the phones of slots and decides (PhoneSlots.CheckSlots) on the other orders
-// awaiting verification of each, in one round trip.
-func takeSlots(ctx context.Context, tx pgx.Tx, orderID string, slots domain.PhoneSlots) error {
-	if len(slots.Phones) == 0 || slots.Max <= 0 {
+// takeSlots locks the phones of slots and decides (PhoneSlots.CheckSlots) on their locks and the
+// other orders awaiting verification of each, in one round trip.
+func takeSlots(ctx context.Context, tx pgx.Tx, now time.Time, orderID string, slots domain.PhoneSlots) error {
+	if len(slots.Phones) == 0 {
 		return nil
 	}
-	pending := map[string]int{}
+	pending, locked := map[string]int{}, map[string]time.Time{}
 	b := &pgx.Batch{}
 	b.Queue(queries.LockPhones, slots.Phones)
+	b.Queue(queries.PhoneLocks, slots.Phones, now).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var phone string
+			var until time.Time
+			if err := rows.Scan(&phone, &until); err != nil {
+				return err
+			}
+			locked[phone] = until
+		}
+		return rows.Err()
+	})
 	b.Queue(queries.PendingPerPhone, slots.Phones, orderID).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var phone string
@@ -270,7 +281,7 @@ func takeSlots(ctx context.Context, tx pgx.Tx, orderID string, slots domain.Phon
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("phone slots: %w", err)
 	}
-	return slots.CheckSlots(pending)
+	return slots.CheckSlots(now, locked, pending)
 }
 
 // records is the engine's domain.RecordLookup inside tx; forUpdate locks the record it reads to the

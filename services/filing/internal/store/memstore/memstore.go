@@ -33,6 +33,8 @@ type Store struct {
 	orders   map[string]*domain.Order // verifiers without ID tails, like the PostgreSQL store
 	subjects map[string]domain.Subject
 	idem     *idempotency.MemTable
+	// phoneLocks: until when no order naming the phone is submitted (ReturnOrder's phone_locks)
+	phoneLocks map[string]time.Time
 }
 
 var _ app.Engine = (*Store)(nil)
@@ -41,7 +43,7 @@ var _ app.Engine = (*Store)(nil)
 // nil) is called after a change that queued rows.
 func New(clk clock.Clock, queue *outbox.MemQueue, wake func()) *Store {
 	return &Store{clock: clk, queue: queue, wake: wake, orders: map[string]*domain.Order{},
-		subjects: map[string]domain.Subject{}, idem: idempotency.NewMemTable()}
+		subjects: map[string]domain.Subject{}, idem: idempotency.NewMemTable(), phoneLocks: map[string]time.Time{}}
 }
 
 func (s *Store) woke(enqueued bool, err error) {
@@ -98,7 +100,7 @@ func (s *Store) UpdateOrder(_ context.Context, op app.Op, id string, fn app.Upda
 		if err != nil {
 			return nil, err // nothing changed: fn worked on a copy
 		}
-		if err := eff.Slots.CheckSlots(s.pendingPerPhone(o.ID, eff.Slots.Phones)); err != nil {
+		if err := eff.Slots.CheckSlots(now, s.phoneLocks, s.pendingPerPhone(o.ID, eff.Slots.Phones)); err != nil {
 			return nil, err
 		}
 		if err := s.queue.AddAll(now, eff.Messages); err != nil {
@@ -186,6 +188,11 @@ func (s *Store) ReturnOrder(_ context.Context, req *filingv1.ReturnOrderRequest)
 	return idempotency.DoMem(s.idem, filingv1.FilingInternalService_ReturnOrder_FullMethodName, req.GetRequestId(), req,
 		func() *filingv1.ReturnOrderResponse { return &filingv1.ReturnOrderResponse{} },
 		func() (*filingv1.ReturnOrderResponse, error) {
+			for _, l := range convert.PhoneLocks(req) { // recorded whatever the call's outcome, as the PostgreSQL engine does
+				if l.Until.After(s.phoneLocks[l.Phone]) {
+					s.phoneLocks[l.Phone] = l.Until
+				}
+			}
 			o, err := s.verificationOutcome(now, req.GetOrderId(), req.GetSubmission(), domain.EventReturn, domain.ReturnReason(req.GetReason()))
 			if err != nil {
 				return nil, err

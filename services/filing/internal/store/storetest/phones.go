@@ -3,8 +3,13 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
@@ -91,5 +96,40 @@ func testRacingSubmitsForTheLastSlot(t *testing.T, e *env) {
 	}
 	if won != 1 {
 		t.Fatalf("%d of %d racing submissions took the last slot, want exactly 1", won, racers)
+	}
+}
+
+// testPhoneLocksBlockSubmissions: a ReturnOrder carrying a phone lock (verification spent the phone's
+// failure budget) refuses every submission naming the phone, any tenant's, until the lock's time; a
+// later, shorter lock does not shorten it; after it the phone is free.
+func testPhoneLocksBlockSubmissions(t *testing.T, e *env) {
+	ctx := context.Background()
+	returned := e.create(t, firstFiling())
+	e.submit(t, returned)
+	until := e.clock.Now().Add(24 * time.Hour)
+	for i, u := range []time.Time{until, until.Add(-time.Hour)} {
+		if _, err := e.Store.ReturnOrder(ctx, &filingv1.ReturnOrderRequest{RequestId: fmt.Sprintf("ret-%d", i), OrderId: returned,
+			Submission: 1, Reason: filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS,
+			PhoneLocks: []*filingv1.PhoneLock{{Phone: "+8613812345678", Until: timestamppb.New(u)}}}); err != nil && i == 0 {
+			t.Fatal(err)
+		}
+	}
+	resp, err := e.Store.CreateOrder(ctx, PortalB, &filingv1.CreateOrderRequest{RequestId: "b"}, mustNormalize(t, firstFiling()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := resp.GetOrder().GetOrderId()
+	for _, c := range []struct {
+		who domain.Actor
+		id  string
+	}{{PortalA, returned}, {PortalB, other}} {
+		_, err := e.Store.SubmitOrder(ctx, c.who, &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: c.id})
+		if errs.Reason(err) != domain.ReasonPhoneLocked || !strings.Contains(err.Error(), until.UTC().Format(time.RFC3339)) {
+			t.Fatalf("submit %s naming a locked phone: %v, want %s with the time %s", c.id, err, domain.ReasonPhoneLocked, until)
+		}
+	}
+	e.clock.Advance(24*time.Hour + time.Second)
+	if _, err := e.Store.SubmitOrder(ctx, PortalB, &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: other}); err != nil {
+		t.Fatalf("after the lock: %v", err)
 	}
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"RequestIDsPerTenant":               testRequestIDsPerTenant,
 		"OpenChallengesPerPhone":            testOpenChallengesPerPhone,
 		"RacingSubmitsForTheLastSlot":       testRacingSubmitsForTheLastSlot,
+		"PhoneLocksBlockSubmissions":        testPhoneLocksBlockSubmissions,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
