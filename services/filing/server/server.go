@@ -47,6 +47,10 @@ func Run(ctx context.Context, args []string) error {
 	maxOpen := f.Int("max-open-challenges-per-phone", domain.DefaultMaxOpenChallengesPerPhone,
 		"orders awaiting verification, across all tenants, that may name one phone at once; a submission past it is refused "+
 			"TOO_MANY_OPEN_CHALLENGES (bounds what one guess at a phone can hit: docs/security.md; negative: no limit)")
+	cooldown := f.Duration("resubmit-cooldown", domain.DefaultResubmitCooldown,
+		"how long an order returned for too many failed checks waits before it is submitted again: RESUBMIT_COOLDOWN (0 or negative: none)")
+	perDay := f.Int("max-submissions-per-day", domain.DefaultMaxSubmissionsPerDay,
+		"submissions of one order in any 24 hours; more: SUBMISSIONS_EXCEEDED (0 or negative: no limit)")
 	maxVerifiers := f.Int("max-verifiers-per-order", domain.DefaultMaxVerifiers,
 		fmt.Sprintf("verifiers (distinct phones that receive a code) an order may have, 1 to %d", domain.CeilingMaxVerifiers))
 	if err := f.Parse(args); err != nil {
@@ -116,7 +120,7 @@ func Run(ctx context.Context, args []string) error {
 	}
 
 	uses := app.New(engine, app.Config{Rules: rules, VerificationWindow: *window, Locale: *locale,
-		MaxOpenChallengesPerPhone: *maxOpen})
+		MaxOpenChallengesPerPhone: *maxOpen, Submits: domain.SubmitLimits{ResubmitCooldown: orNone(*cooldown), MaxPerDay: orNone(*perDay)}})
 	grpcapi.Register(srv.Public(), srv.Internal(), uses, rules)
 	srv.Go("outbox", relay.Run)
 	log.Info("filing starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
@@ -125,4 +129,12 @@ func Run(ctx context.Context, args []string) error {
 		zap.Int("max_websites_per_order", *maxWebsites), zap.Int("max_verifiers_per_order", *maxVerifiers),
 		zap.String("store", *common.Store))
 	return base.Serve(ctx)
+}
+
+// orNone maps a flag's 0 ("none") to the negative value app.Config reads as none (its 0 is the default).
+func orNone[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }

@@ -79,6 +79,8 @@ type Config struct {
 	// MaxOpenChallengesPerPhone: orders awaiting verification naming one phone, across tenants (0: the
 	// default, negative: no limit).
 	MaxOpenChallengesPerPhone int
+	// Submits bound how often one order is submitted (zero fields: the defaults, negative: none).
+	Submits domain.SubmitLimits
 }
 
 // WithDefaults fills the unset settings.
@@ -91,6 +93,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxOpenChallengesPerPhone == 0 {
 		c.MaxOpenChallengesPerPhone = domain.DefaultMaxOpenChallengesPerPhone
+	}
+	if c.Submits.ResubmitCooldown == 0 {
+		c.Submits.ResubmitCooldown = domain.DefaultResubmitCooldown
+	}
+	if c.Submits.MaxPerDay == 0 {
+		c.Submits.MaxPerDay = domain.DefaultMaxSubmissionsPerDay
 	}
 	return c
 }

@@ -51,6 +51,9 @@ func (a *App) SubmitOrder(ctx context.Context, actor domain.Actor, req *filingv1
 	wrap := func(o *filingv1.Order) *filingv1.SubmitOrderResponse { return &filingv1.SubmitOrderResponse{Order: o} }
 	return answer[*filingv1.SubmitOrderResponse](a.update(ctx, actor, op(scoped(filingv1.FilingService_SubmitOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
 		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+			if err := a.cfg.Submits.Check(*o, now); err != nil {
+				return Effects{}, err
+			}
 			p, err := a.cfg.Rules.PlanSubmit(*o, now, a.cfg.VerificationWindow, record)
 			if err != nil {
 				return Effects{}, err

@@ -59,6 +59,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"OpenChallengesPerPhone":            testOpenChallengesPerPhone,
 		"RacingSubmitsForTheLastSlot":       testRacingSubmitsForTheLastSlot,
 		"PhoneLocksBlockSubmissions":        testPhoneLocksBlockSubmissions,
+		"SubmitLimits":                      testSubmitLimits,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -68,7 +69,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 			// The default app.Config (24 h window, zh-CN, default rules) but for the cap of open challenges
 			// per phone, which the suites' orders, sharing their phones, would reach (see PhoneSlots).
 			e.engine = eng.Engine
-			e.Store, e.Outbox = app.New(eng.Engine, app.Config{MaxOpenChallengesPerPhone: -1}), eng.Outbox
+			e.Store, e.Outbox = app.New(eng.Engine, app.Config{MaxOpenChallengesPerPhone: -1, Submits: noSubmitLimits}), eng.Outbox
 			test(t, e)
 		})
 	}
