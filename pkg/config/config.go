@@ -222,10 +222,10 @@ const (
 // Security holds the flags of the security edge: listeners, TLS, the internal credential, portal
 // authentication. Pointers of parts a service did not register are nil (see Get).
 type Security struct {
-	InternalGRPCAddr  *string
-	TLSCertFile       *string
-	TLSKeyFile        *string
-	TLSClientCAFile   *string
+	InternalGRPCAddr    *string
+	TLSCertFile         *string
+	TLSKeyFile          *string
+	TLSClientCAFile     *string
 	InternalTokenFile   *string
 	InternalCallersFile *string
 
