@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -86,5 +87,19 @@ func TestSecurityEdgeOfAProcess(t *testing.T) {
 	}
 	if bytes.Contains([]byte(p.Output()), []byte("portal-key-1")) || bytes.Contains([]byte(p.Output()), []byte(internalToken)) {
 		t.Error("a credential appears in the log")
+	}
+}
+
+// On PostgreSQL a service with open defaults refuses to start and names each; it never reaches the database.
+func TestOpenDefaultsOnPostgresRefuseToStart(t *testing.T) {
+	out, err := exec.Command(filepath.Join(binDir, "sms-dispatch"), "--database-url=postgres://nobody@127.0.0.1:1/none",
+		"--grpc-addr="+freeAddr(t)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("sms-dispatch started with open defaults:\n%s", out)
+	}
+	for _, want := range []string{"open defaults", "--sms-provider=webhook", "--internal-callers-file", "--insecure-dev"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("the refusal does not name %q:\n%s", want, out)
+		}
 	}
 }
