@@ -12,6 +12,9 @@ export DEADLINE_ADDR=${DEADLINE_ADDR:-127.0.0.1:50054}
 # The development HMAC key of cmd/internal/devserver (DevHMACKey), so codes survive a restart of
 # verification and both dev setups on one database verify each other's codes; it is public:
 # production sets its own secret.
+# The development setup keeps its open defaults (no portal auth, console provider, no internal
+# credential) on PostgreSQL only because it says so; each service logs them.
+export INSECURE_DEV=true
 export HMAC_KEYS=${HMAC_KEYS:-dev1:69637076657269667920646576656c6f706d656e74206b6579206e6f742073656372657421}
 
 pids=()

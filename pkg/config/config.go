@@ -136,6 +136,8 @@ type Common struct {
 	AdminAddr        *string
 	OTLPEndpoint     *string
 	TraceSampleRatio *float64
+	// InsecureDev lets a service on PostgreSQL start with open defaults (see OpenDefault).
+	InsecureDev *bool
 }
 
 // RegisterCommon declares the shared flags with a service's defaults.
@@ -153,6 +155,8 @@ func RegisterCommon(f *Flags, defaultAddr, defaultSchema string) Common {
 			"(plaintext) or https://host:port; empty: tracing off"),
 		TraceSampleRatio: f.Float64("trace-sample-ratio", 1, "with --otlp-endpoint: the share of new traces recorded, 0 to 1 "+
 			"(a sampled caller's trace is always continued)"),
+		InsecureDev: f.Bool("insecure-dev", false, "development only: start on PostgreSQL even with open defaults (no portal auth, "+
+			"the console SMS provider, no internal credential, a placeholder secret), logging each; the memory store always allows them"),
 	}
 }
 
@@ -218,11 +222,12 @@ const (
 // Security holds the flags of the security edge: listeners, TLS, the internal credential, portal
 // authentication. Pointers of parts a service did not register are nil (see Get).
 type Security struct {
-	InternalGRPCAddr  *string
-	TLSCertFile       *string
-	TLSKeyFile        *string
-	TLSClientCAFile   *string
-	InternalTokenFile *string
+	InternalGRPCAddr    *string
+	TLSCertFile         *string
+	TLSKeyFile          *string
+	TLSClientCAFile     *string
+	InternalTokenFile   *string
+	InternalCallersFile *string
 
 	PeerTLSCAFile   *string
 	PeerTLSCertFile *string
@@ -233,6 +238,11 @@ type Security struct {
 	JWTKeyFile  *string
 	JWTIssuer   *string
 	JWTAudience *string
+	// JWTMaxLifetime bounds exp - iat; JWTTenantClaim names the tenant claim, JWTCrossTenantClaim the
+	// boolean claim of the authority's own portal.
+	JWTMaxLifetime      *time.Duration
+	JWTTenantClaim      *string
+	JWTCrossTenantClaim *string
 }
 
 // Get returns *p, or "" when p is nil (a flag the service does not take).
@@ -254,8 +264,11 @@ func RegisterSecurity(f *Flags, parts SecurityParts) Security {
 		TLSKeyFile: f.String("tls-key-file", "", "PEM private key of --tls-cert-file"),
 		TLSClientCAFile: f.String("tls-client-ca-file", "", "PEM CA bundle: internal RPCs then require a client certificate it verifies "+
 			"(mutual TLS; the internal listener refuses connections without one)"),
-		InternalTokenFile: f.String("internal-token-file", "", "file with the shared internal token(s), one per line: internal RPCs "+
-			"require 'authorization: Bearer <token>' matching one; peer calls send the first. Re-read when the file changes"),
+		InternalTokenFile: f.String("internal-token-file", "", "file with this service's own token (first non-blank line, at least 32 "+
+			"characters, no placeholder), sent as 'authorization: Bearer <token>' on its calls to peers. Re-read when the file changes"),
+		InternalCallersFile: f.String("internal-callers-file", "", `lines "identity:sha256-hex-of-token": internal RPCs require a `+
+			"bearer token of one of them, and the identity's role (the identity, or its part before the first '-') must be "+
+			"among the method's callers. Re-read when the file changes"),
 	}
 	if parts&Peers != 0 {
 		s.PeerTLSCAFile = f.String("peer-tls-ca-file", "", "PEM CA bundle that verifies the peers' server certificates; "+
@@ -266,11 +279,18 @@ func RegisterSecurity(f *Flags, parts SecurityParts) Security {
 	if parts&PublicAPI != 0 {
 		s.PortalAuth = f.String("portal-auth", PortalAuthNone, "how portal callers of the public services authenticate: "+
 			"none (development), api-key or jwt")
-		s.APIKeysFile = f.String("api-keys-file", "", `with --portal-auth=api-key: lines "key_id:sha256-hex-of-key"; `+
-			"re-read when the file changes")
-		s.JWTKeyFile = f.String("jwt-key-file", "", "with --portal-auth=jwt: an HS256 secret (at least 32 bytes) or a PEM RSA/EC/Ed25519 public key")
-		s.JWTIssuer = f.String("jwt-issuer", "", "with --portal-auth=jwt: the required iss claim (empty: not checked)")
-		s.JWTAudience = f.String("jwt-audience", "", "with --portal-auth=jwt: the required aud claim (empty: not checked)")
+		s.APIKeysFile = f.String("api-keys-file", "", `with --portal-auth=api-key: lines "key_id:sha256-hex-of-key[:cross-tenant]" `+
+			"(the key id is the tenant; cross-tenant: the authority's own portal, sees every tenant); re-read when the file changes")
+		s.JWTKeyFile = f.String("jwt-key-file", "", `with --portal-auth=jwt: a PEM RSA/EC/Ed25519 public key or certificate, or `+
+			`"hs256:<secret of at least 32 bytes>"`)
+		s.JWTIssuer = f.String("jwt-issuer", "", "with --portal-auth=jwt: the required iss claim (required)")
+		s.JWTAudience = f.String("jwt-audience", "", "with --portal-auth=jwt: the required aud claim (required)")
+		s.JWTMaxLifetime = f.Duration("jwt-max-lifetime", time.Hour, "with --portal-auth=jwt: the longest exp - iat accepted "+
+			"(both claims are required)")
+		s.JWTTenantClaim = f.String("jwt-tenant-claim", "tenant", "with --portal-auth=jwt: the claim naming the caller's tenant; "+
+			"a token without it is refused")
+		s.JWTCrossTenantClaim = f.String("jwt-cross-tenant-claim", "cross_tenant", "with --portal-auth=jwt: the boolean claim "+
+			"that makes the caller cross-tenant (the authority's own portal)")
 	}
 	return s
 }
@@ -297,6 +317,15 @@ func (s Security) Check() error {
 		if Get(s.JWTKeyFile) == "" {
 			problems = append(problems, errors.New("--portal-auth=jwt needs --jwt-key-file"))
 		}
+		if Get(s.JWTIssuer) == "" || Get(s.JWTAudience) == "" {
+			problems = append(problems, errors.New("--portal-auth=jwt needs --jwt-issuer and --jwt-audience, so a token minted for another service is refused"))
+		}
+		if Get(s.JWTTenantClaim) == "" {
+			problems = append(problems, errors.New("--portal-auth=jwt needs --jwt-tenant-claim"))
+		}
+		if s.JWTMaxLifetime != nil && *s.JWTMaxLifetime <= 0 {
+			problems = append(problems, errors.New("--jwt-max-lifetime must be positive"))
+		}
 	default:
 		problems = append(problems, fmt.Errorf("--portal-auth %q: use none, api-key or jwt", Get(s.PortalAuth)))
 	}
@@ -309,9 +338,24 @@ func (s Security) PortalAuthEnabled() bool {
 	return m != "" && m != PortalAuthNone
 }
 
-// InternalCredential tells whether internal RPCs require a credential (client certificate or token).
+// InternalCredential tells whether internal RPCs require a credential (client certificate or a token
+// of the callers file).
 func (s Security) InternalCredential() bool {
-	return Get(s.TLSClientCAFile) != "" || Get(s.InternalTokenFile) != ""
+	return Get(s.TLSClientCAFile) != "" || Get(s.InternalCallersFile) != ""
+}
+
+// OpenDefaults lists the open defaults of the security flags: portal auth off (services with a public
+// API) and no internal credential. Services add their own (console provider, placeholder keys).
+func (s Security) OpenDefaults() []OpenDefault {
+	var open []OpenDefault
+	if s.PortalAuth != nil && !s.PortalAuthEnabled() {
+		open = append(open, OpenDefault{Flag: "--portal-auth=api-key or jwt", What: "portal callers need no credential"})
+	}
+	if !s.InternalCredential() {
+		open = append(open, OpenDefault{Flag: "--internal-callers-file or --tls-client-ca-file",
+			What: "internal RPCs need no credential, so any caller may approve or return filings"})
+	}
+	return open
 }
 
 // PeerTLS tells whether peer calls use TLS.

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
+	"github.com/icpverify/icpverify/pkg/config"
 	"github.com/icpverify/icpverify/pkg/errs"
 )
 
@@ -40,9 +41,16 @@ const (
 const DevTenant = "dev"
 
 // Caller is who made an RPC, as far as the edge could tell. ID never holds a secret: "apikey:<key id>",
-// "jwt:<subject>", "cert:<common name>", "internal-token", or "ip:<address>" for unauthenticated callers.
+// "jwt:<subject>", "internal:<identity>" (a token of --internal-callers-file), "cert:<identity>" (a
+// client certificate), or "ip:<address>" for callers the edge does not ask for a credential.
 type Caller struct {
 	ID string
+	// Identity is an internal caller's name (filing, operator-alice, ...); empty for public callers
+	// and when no internal credential is configured (development).
+	Identity string
+	// Role is what Identity may do (see RoleOf); the callers option of each internal method lists the
+	// roles it admits.
+	Role string
 	// Tenant is the hosting provider (接入商) a public caller acts for: the API key id, the JWT's tenant
 	// claim, or DevTenant without portal auth. Empty for internal callers.
 	Tenant string
@@ -115,11 +123,16 @@ func (anonymous) authenticate(ctx context.Context) (Caller, error) {
 // ---- API keys ----
 
 type apiKey struct {
-	id   string
-	hash [sha256.Size]byte
+	id          string
+	hash        [sha256.Size]byte
+	crossTenant bool
 }
 
-// parseAPIKeys reads lines "key_id:sha256-hex-of-key"; blank lines and lines starting with # are skipped.
+// crossTenantFlag marks an API key of the authority's own portal, which sees every tenant.
+const crossTenantFlag = "cross-tenant"
+
+// parseAPIKeys reads lines "key_id:sha256-hex-of-key[:cross-tenant]"; blank lines and lines starting
+// with # are skipped.
 func parseAPIKeys(data []byte) ([]apiKey, error) {
 	var keys []apiKey
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -128,12 +141,22 @@ func parseAPIKeys(data []byte) ([]apiKey, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		id, hexHash, ok := strings.Cut(line, ":")
-		h, err := hex.DecodeString(strings.TrimSpace(hexHash))
-		if !ok || strings.TrimSpace(id) == "" || err != nil || len(h) != sha256.Size {
-			return nil, fmt.Errorf("line %d: want key_id:sha256-hex-of-key", n)
+		parts := strings.Split(line, ":")
+		var h []byte
+		err := errors.New("want key_id:sha256-hex-of-key[:cross-tenant]")
+		if len(parts) == 2 || len(parts) == 3 {
+			h, err = hex.DecodeString(strings.TrimSpace(parts[1]))
 		}
-		k := apiKey{id: strings.TrimSpace(id)}
+		if err != nil || strings.TrimSpace(parts[0]) == "" || len(h) != sha256.Size {
+			return nil, fmt.Errorf("line %d: want key_id:sha256-hex-of-key[:cross-tenant]", n)
+		}
+		k := apiKey{id: strings.TrimSpace(parts[0])}
+		if len(parts) == 3 {
+			if strings.TrimSpace(parts[2]) != crossTenantFlag {
+				return nil, fmt.Errorf("line %d: the third field may only be %q", n, crossTenantFlag)
+			}
+			k.crossTenant = true
+		}
 		copy(k.hash[:], h)
 		keys = append(keys, k)
 	}
@@ -161,7 +184,7 @@ func (a apiKeyAuth) authenticate(ctx context.Context) (Caller, error) {
 	if match < 0 {
 		return Caller{}, credentialInvalid()
 	}
-	return Caller{ID: "apikey:" + keys[match].id, Tenant: keys[match].id}, nil
+	return Caller{ID: "apikey:" + keys[match].id, Tenant: keys[match].id, CrossTenant: keys[match].crossTenant}, nil
 }
 
 // ---- JWT ----
@@ -171,15 +194,26 @@ type jwtKey struct {
 	methods []string
 }
 
-// parseJWTKey reads a PEM public key (PKIX, PKCS#1 RSA, or a certificate) or, without PEM, an HS256 secret.
+// hs256Prefix marks an HS256 secret in --jwt-key-file. Without it only PEM is accepted, so a public
+// value dropped in by mistake (a JWKS, an ssh key) never becomes the HMAC secret anyone could sign with.
+const hs256Prefix = "hs256:"
+
+// parseJWTKey reads a PEM public key (PKIX, PKCS#1 RSA, or a certificate) or "hs256:<secret>".
 func parseJWTKey(data []byte) (jwtKey, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		secret := bytes.TrimSpace(data)
+	trimmed := bytes.TrimSpace(data)
+	if rest, ok := bytes.CutPrefix(trimmed, []byte(hs256Prefix)); ok {
+		secret := bytes.TrimSpace(rest)
 		if len(secret) < 32 {
-			return jwtKey{}, errors.New("an HS256 secret must be at least 32 bytes")
+			return jwtKey{}, errors.New("the hs256: secret must be at least 32 bytes")
+		}
+		if config.IsPlaceholder(string(secret)) {
+			return jwtKey{}, errors.New("the hs256: secret is a placeholder: generate one with openssl rand -hex 32")
 		}
 		return jwtKey{key: secret, methods: []string{"HS256"}}, nil
+	}
+	block, _ := pem.Decode(trimmed)
+	if block == nil {
+		return jwtKey{}, errors.New(`neither a PEM public key or certificate nor "hs256:<secret of at least 32 bytes>"`)
 	}
 	var pub any
 	var err error
@@ -208,10 +242,19 @@ func parseJWTKey(data []byte) (jwtKey, error) {
 	return jwtKey{}, fmt.Errorf("unsupported public key %T", pub)
 }
 
+// JWTConfig is how portal JWTs are checked (the --jwt-* flags).
+type JWTConfig struct {
+	KeyFile          string
+	Issuer           string // required
+	Audience         string // required
+	MaxLifetime      time.Duration
+	TenantClaim      string // required claim naming the caller's tenant
+	CrossTenantClaim string // optional boolean claim: the authority's own portal
+}
+
 type jwtAuth struct {
-	key      *reloading[jwtKey]
-	issuer   string
-	audience string
+	key *reloading[jwtKey]
+	cfg JWTConfig
 }
 
 func (a jwtAuth) authenticate(ctx context.Context) (Caller, error) {
@@ -220,90 +263,86 @@ func (a jwtAuth) authenticate(ctx context.Context) (Caller, error) {
 		return Caller{}, credentialMissing()
 	}
 	k := a.key.get()
-	opts := []jwt.ParserOption{jwt.WithValidMethods(k.methods), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second)}
-	if a.issuer != "" {
-		opts = append(opts, jwt.WithIssuer(a.issuer))
-	}
-	if a.audience != "" {
-		opts = append(opts, jwt.WithAudience(a.audience))
-	}
-	var claims jwt.RegisteredClaims
-	tok, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return k.key, nil }, opts...)
-	if err != nil || !tok.Valid || claims.Subject == "" {
+	opts := []jwt.ParserOption{jwt.WithValidMethods(k.methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+		jwt.WithLeeway(30 * time.Second), jwt.WithIssuer(a.cfg.Issuer), jwt.WithAudience(a.cfg.Audience)}
+	claims := jwt.MapClaims{}
+	tok, err := jwt.ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return k.key, nil }, opts...)
+	if err != nil || !tok.Valid {
 		return Caller{}, credentialInvalid()
 	}
-	return Caller{ID: "jwt:" + claims.Subject, Tenant: claims.Subject}, nil
-}
-
-// ---- internal credential ----
-
-// internalAuth requires what is configured of: a verified client certificate, a shared token.
-type internalAuth struct {
-	requireCert bool
-	tokens      *reloading[[][sha256.Size]byte] // nil: no token
-}
-
-func parseTokens(data []byte) ([][sha256.Size]byte, error) {
-	var out [][sha256.Size]byte
-	for _, line := range strings.Split(string(data), "\n") {
-		if t := strings.TrimSpace(line); t != "" {
-			out = append(out, sha256.Sum256([]byte(t)))
-		}
+	sub, _ := claims.GetSubject()
+	exp, _ := claims.GetExpirationTime()
+	iat, _ := claims.GetIssuedAt()
+	if sub == "" || exp == nil || iat == nil || exp.Sub(iat.Time) > a.cfg.MaxLifetime {
+		return Caller{}, credentialInvalid()
 	}
-	if len(out) == 0 {
-		return nil, errors.New("no token")
+	tenant, _ := claims[a.cfg.TenantClaim].(string)
+	if strings.TrimSpace(tenant) == "" {
+		return Caller{}, credentialInvalid()
 	}
-	return out, nil
-}
-
-// readTokens returns the tokens of a token file, first (the one peer calls send) first.
-func readTokens(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if t := strings.TrimSpace(line); t != "" {
-			out = append(out, t)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no token", path)
-	}
-	return out, nil
-}
-
-func (a internalAuth) authenticate(ctx context.Context) (Caller, error) {
-	c := Caller{ID: "ip:" + peerIP(ctx)}
-	if a.requireCert {
-		cn, ok := verifiedClient(ctx)
-		if !ok {
-			return Caller{}, errs.Unauthenticated(ReasonClientCertificateRequired, "internal RPCs need a verified client certificate")
-		}
-		c.ID = "cert:" + cn
-	}
-	if a.tokens != nil {
-		presented := bearer(ctx, false)
-		if presented == "" {
-			return Caller{}, credentialMissing()
-		}
-		sum := sha256.Sum256([]byte(presented))
-		ok := 0
-		for _, t := range a.tokens.get() {
-			ok |= subtle.ConstantTimeCompare(sum[:], t[:])
-		}
-		if ok != 1 {
+	c := Caller{ID: "jwt:" + sub, Tenant: tenant}
+	if a.cfg.CrossTenantClaim != "" {
+		switch v := claims[a.cfg.CrossTenantClaim].(type) {
+		case nil:
+		case bool:
+			c.CrossTenant = v
+		default: // a string "true" is a mistake of the issuer, not a grant
 			return Caller{}, credentialInvalid()
-		}
-		if !a.requireCert {
-			c.ID = "internal-token"
 		}
 	}
 	return c, nil
 }
 
-// verifiedClient returns the subject of the client certificate the TLS handshake verified.
+// ---- internal credential ----
+
+// internalAuth requires what is configured of: a verified client certificate, a token of the callers
+// file. Its caller carries the identity either names; with neither configured (development) there is
+// no identity and the method ACL is not applied.
+type internalAuth struct {
+	requireCert bool
+	callers     *reloading[[]internalCaller] // nil: no token
+}
+
+func (a internalAuth) authenticate(ctx context.Context) (Caller, error) {
+	c := Caller{ID: "ip:" + peerIP(ctx)}
+	if a.requireCert {
+		id, ok := verifiedClient(ctx)
+		if !ok {
+			return Caller{}, errs.Unauthenticated(ReasonClientCertificateRequired, "internal RPCs need a verified client certificate")
+		}
+		if !validIdentity(id) {
+			return Caller{}, errs.Unauthenticated(ReasonCredentialInvalid, "the client certificate names no valid identity "+
+				"(a spiffe:// URI SAN or a CommonName of lower-case letters, digits, '-', '_' and '.')")
+		}
+		c.ID, c.Identity = "cert:"+id, id
+	}
+	if a.callers != nil {
+		presented := bearer(ctx, false)
+		if presented == "" {
+			return Caller{}, credentialMissing()
+		}
+		sum := sha256.Sum256([]byte(presented))
+		match := -1
+		callers := a.callers.get()
+		for i := range callers { // every entry is compared, in constant time each
+			if subtle.ConstantTimeCompare(sum[:], callers[i].hash[:]) == 1 {
+				match = i
+			}
+		}
+		if match < 0 {
+			return Caller{}, credentialInvalid()
+		}
+		id := callers[match].identity
+		if a.requireCert && id != c.Identity {
+			return Caller{}, errs.Unauthenticated(ReasonCredentialInvalid, "the client certificate and the token name different identities")
+		}
+		c.ID, c.Identity = "internal:"+id, id
+	}
+	c.Role = RoleOf(c.Identity)
+	return c, nil
+}
+
+// verifiedClient returns the identity of the client certificate the TLS handshake verified.
 func verifiedClient(ctx context.Context) (string, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -313,23 +352,16 @@ func verifiedClient(ctx context.Context) (string, bool) {
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
 		return "", false
 	}
-	leaf := info.State.VerifiedChains[0][0]
-	if leaf.Subject.CommonName != "" {
-		return leaf.Subject.CommonName, true
-	}
-	if len(leaf.DNSNames) > 0 {
-		return leaf.DNSNames[0], true
-	}
-	return "client", true
+	return certIdentity(info.State.VerifiedChains[0][0]), true
 }
 
-// tokenCreds send the first internal token on every peer call.
+// tokenCreds send this service's own token on every peer call.
 type tokenCreds struct {
-	tokens *reloading[[]string]
+	token *reloading[string]
 }
 
 func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + t.tokens.get()[0]}, nil
+	return map[string]string{"authorization": "Bearer " + t.token.get()}, nil
 }
 
 func (tokenCreds) RequireTransportSecurity() bool { return false }
@@ -345,7 +377,7 @@ func readFile[T any](parse func([]byte) (T, error), path string) func() (T, erro
 	}
 }
 
-func newPortalAuth(log *zap.Logger, mode, apiKeysFile, jwtKeyFile, issuer, audience string) (authenticator, error) {
+func newPortalAuth(log *zap.Logger, mode, apiKeysFile string, jc JWTConfig) (authenticator, error) {
 	switch mode {
 	case "", "none":
 		return anonymous{}, nil
@@ -356,11 +388,14 @@ func newPortalAuth(log *zap.Logger, mode, apiKeysFile, jwtKeyFile, issuer, audie
 		}
 		return apiKeyAuth{keys: keys}, nil
 	case "jwt":
-		key, err := newReloading(log, "jwt key", readFile(parseJWTKey, jwtKeyFile), jwtKeyFile)
-		if err != nil {
-			return nil, err
+		if jc.Issuer == "" || jc.Audience == "" || jc.TenantClaim == "" || jc.MaxLifetime <= 0 {
+			return nil, errors.New("--portal-auth=jwt needs --jwt-issuer, --jwt-audience, --jwt-tenant-claim and a positive --jwt-max-lifetime")
 		}
-		return jwtAuth{key: key, issuer: issuer, audience: audience}, nil
+		key, err := newReloading(log, "jwt key", readFile(parseJWTKey, jc.KeyFile), jc.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-key-file %s: %w", jc.KeyFile, err)
+		}
+		return jwtAuth{key: key, cfg: jc}, nil
 	}
 	return nil, fmt.Errorf("--portal-auth %q: use none, api-key or jwt", mode)
 }

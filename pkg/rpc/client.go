@@ -46,13 +46,27 @@ func NewDialer(log *zap.Logger, sec config.Security) (*Dialer, error) {
 		d.creds = &reloadingCreds{files: files}
 	}
 	if path := config.Get(sec.InternalTokenFile); path != "" {
-		tokens, err := newReloading(log, "internal token", func() ([]string, error) { return readTokens(path) }, path)
+		token, err := newReloading(log, "internal token", func() (string, error) { return readOwnToken(path) }, path)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--internal-token-file: %w", err)
 		}
-		d.token = tokenCreds{tokens: tokens}
+		d.token = tokenCreds{token: token}
 	}
 	return d, nil
+}
+
+// DialWithToken returns a plaintext client connection that sends the token of tokenFile (its first
+// non-blank line) on every call: icpctl's --token-file, tests and tools.
+func DialWithToken(addr, tokenFile string) (*grpc.ClientConn, error) {
+	d := &Dialer{}
+	if tokenFile != "" {
+		token, err := newReloading(zap.NewNop(), "token", func() (string, error) { return readOwnToken(tokenFile) }, tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		d.token = tokenCreds{token: token}
+	}
+	return d.Dial(addr)
 }
 
 // Dial returns a client connection to a peer service. It connects lazily, so a service starts even

@@ -110,18 +110,32 @@ type testAPI struct {
 	pb.UnimplementedVerificationInternalServiceServer
 	mu     sync.Mutex
 	caller string
+	full   Caller
+}
+
+func (a *testAPI) lastFull() Caller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.full
+}
+
+// jwtSecurity is --portal-auth=jwt with the key file and the default claims and lifetime.
+func jwtSecurity(keyFile string) config.Security {
+	hour := time.Hour
+	return config.Security{PortalAuth: s("jwt"), JWTKeyFile: s(keyFile), JWTIssuer: s("https://portal.example"),
+		JWTAudience: s("icpverify"), JWTMaxLifetime: &hour, JWTTenantClaim: s("tenant"), JWTCrossTenantClaim: s("cross_tenant")}
 }
 
 func (a *testAPI) Verify(ctx context.Context, _ *pb.VerifyRequest) (*pb.VerifyResponse, error) {
 	a.mu.Lock()
-	a.caller = CallerFrom(ctx).ID
+	a.caller, a.full = CallerFrom(ctx).ID, CallerFrom(ctx)
 	a.mu.Unlock()
 	return &pb.VerifyResponse{}, nil
 }
 
 func (a *testAPI) CancelSession(ctx context.Context, _ *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
 	a.mu.Lock()
-	a.caller = CallerFrom(ctx).ID
+	a.caller, a.full = CallerFrom(ctx).ID, CallerFrom(ctx)
 	a.mu.Unlock()
 	return &pb.CancelSessionResponse{}, nil
 }
@@ -318,7 +332,7 @@ func TestDialerWithPeerTLS(t *testing.T) {
 	ts := newTLSSetup(t)
 	sv := serve(t, config.Security{InternalGRPCAddr: s("split"), TLSCertFile: s(ts.certFile), TLSKeyFile: s(ts.keyFile),
 		TLSClientCAFile: s(ts.clientCAFile)})
-	ccPEM, ckPEM := ts.clientCA.issue(t, "verification", false)
+	ccPEM, ckPEM := ts.clientCA.issue(t, "filing", false)
 	caFile := writeFile(t, ts.dir, "peer-ca.crt", ts.ca.pem)
 	d, err := NewDialer(zap.NewNop(), config.Security{PeerTLSCAFile: s(caFile),
 		PeerTLSCertFile: s(writeFile(t, ts.dir, "peer.crt", ccPEM)), PeerTLSKeyFile: s(writeFile(t, ts.dir, "peer.key", ckPEM))})
@@ -331,7 +345,7 @@ func TestDialerWithPeerTLS(t *testing.T) {
 	}
 	defer conn.Close()
 	wantCode(t, "peer call", cancelSession(t, conn), codes.OK, "")
-	if c := sv.api.lastCaller(); c != "cert:verification" {
+	if c := sv.api.lastCaller(); c != "cert:filing" {
 		t.Errorf("caller = %q", c)
 	}
 	// Without the client certificate the same CA is not enough.
@@ -395,11 +409,24 @@ func apiKeysFile(t *testing.T, keys map[string]string) string {
 	return writeFile(t, t.TempDir(), "api-keys", b)
 }
 
+// internalToken is filing's token in the tests' callers files.
+const internalToken = "internal-secret-token-0123456789abcdef"
+
+// callersFile writes an --internal-callers-file of identity -> token.
+func callersFile(t *testing.T, tokens map[string]string) string {
+	var b []byte
+	for id, tok := range tokens {
+		sum := sha256.Sum256([]byte(tok))
+		b = append(b, id+":"+hex.EncodeToString(sum[:])+"\n"...)
+	}
+	return writeFile(t, t.TempDir(), "internal-callers", b)
+}
+
 func TestAPIKeys(t *testing.T) {
 	t.Parallel()
-	tokenFile := writeFile(t, t.TempDir(), "token", []byte("internal-secret-token\n"))
+	tokenFile := writeFile(t, t.TempDir(), "token", []byte(internalToken+"\n"))
 	sv := serve(t, config.Security{PortalAuth: s("api-key"), APIKeysFile: s(apiKeysFile(t, map[string]string{"portal-a": "key-a-secret"})),
-		InternalTokenFile: s(tokenFile)})
+		InternalCallersFile: s(callersFile(t, map[string]string{"filing": internalToken}))})
 	conn := dial(t, sv.public, clientOpts{})
 	wantCode(t, "no key", verify(t, conn), codes.Unauthenticated, ReasonCredentialMissing)
 	wantCode(t, "wrong key", verify(t, conn, "authorization", "Bearer nope"), codes.Unauthenticated, ReasonCredentialInvalid)
@@ -413,9 +440,9 @@ func TestAPIKeys(t *testing.T) {
 		codes.Unauthenticated, ReasonCredentialInvalid)
 	wantCode(t, "x-api-key on an internal RPC", cancelSession(t, conn, "x-api-key", "key-a-secret"),
 		codes.Unauthenticated, ReasonCredentialMissing)
-	wantCode(t, "internal token on an internal RPC", cancelSession(t, conn, "authorization", "Bearer internal-secret-token"), codes.OK, "")
+	wantCode(t, "internal token on an internal RPC", cancelSession(t, conn, "authorization", "Bearer "+internalToken), codes.OK, "")
 	// The internal token is not a portal key either.
-	wantCode(t, "internal token on a public RPC", verify(t, conn, "authorization", "Bearer internal-secret-token"),
+	wantCode(t, "internal token on a public RPC", verify(t, conn, "authorization", "Bearer "+internalToken),
 		codes.Unauthenticated, ReasonCredentialInvalid)
 	// Peers send the token through the Dialer.
 	d, err := NewDialer(zap.NewNop(), config.Security{InternalTokenFile: s(tokenFile)})
@@ -425,7 +452,7 @@ func TestAPIKeys(t *testing.T) {
 	pc, _ := d.Dial(sv.internal)
 	defer pc.Close()
 	wantCode(t, "peer with token", cancelSession(t, pc), codes.OK, "")
-	if c := sv.api.lastCaller(); c != "internal-token" {
+	if c := sv.api.lastCaller(); c != "internal:filing" {
 		t.Errorf("caller = %q", c)
 	}
 }
@@ -457,9 +484,9 @@ func TestJWT(t *testing.T) {
 	t.Parallel()
 	secret := []byte("0123456789abcdef0123456789abcdef-hs256")
 	dir := t.TempDir()
-	tokenFile := writeFile(t, dir, "token", []byte("internal-secret-token"))
-	sv := serve(t, config.Security{PortalAuth: s("jwt"), JWTKeyFile: s(writeFile(t, dir, "jwt.key", secret)),
-		JWTIssuer: s("https://portal.example"), JWTAudience: s("icpverify"), InternalTokenFile: s(tokenFile)})
+	sec := jwtSecurity(writeFile(t, dir, "jwt.key", append([]byte("hs256:"), secret...)))
+	sec.InternalCallersFile = s(callersFile(t, map[string]string{"filing": internalToken}))
+	sv := serve(t, sec)
 	conn := dial(t, sv.public, clientOpts{})
 	sign := func(m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 		tok, err := jwt.NewWithClaims(m, claims).SignedString(key)
@@ -469,15 +496,25 @@ func TestJWT(t *testing.T) {
 		return "Bearer " + tok
 	}
 	good := func() jwt.MapClaims {
-		return jwt.MapClaims{"sub": "portal-a", "iss": "https://portal.example", "aud": "icpverify", "exp": time.Now().Add(time.Minute).Unix()}
+		return jwt.MapClaims{"sub": "user-1", "tenant": "portal-a", "iss": "https://portal.example", "aud": "icpverify",
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()}
 	}
 	wantCode(t, "valid", verify(t, conn, "authorization", sign(jwt.SigningMethodHS256, secret, good())), codes.OK, "")
-	if c := sv.api.lastCaller(); c != "jwt:portal-a" {
+	if c := sv.api.lastCaller(); c != "jwt:user-1" {
 		t.Errorf("caller = %q", c)
+	}
+	if c := sv.api.lastFull(); c.Tenant != "portal-a" || c.CrossTenant {
+		t.Errorf("caller = %+v, want tenant portal-a, not cross-tenant", c)
+	}
+	c := good()
+	c["cross_tenant"] = true
+	wantCode(t, "cross-tenant claim", verify(t, conn, "authorization", sign(jwt.SigningMethodHS256, secret, c)), codes.OK, "")
+	if c := sv.api.lastFull(); !c.CrossTenant {
+		t.Errorf("caller = %+v, want cross-tenant", c)
 	}
 	wantCode(t, "missing", verify(t, conn), codes.Unauthenticated, ReasonCredentialMissing)
 	bad := map[string]string{}
-	c := good()
+	c = good()
 	c["iss"] = "https://evil.example"
 	bad["wrong issuer"] = sign(jwt.SigningMethodHS256, secret, c)
 	c = good()
@@ -492,6 +529,18 @@ func TestJWT(t *testing.T) {
 	c = good()
 	delete(c, "sub")
 	bad["no subject"] = sign(jwt.SigningMethodHS256, secret, c)
+	c = good()
+	delete(c, "iat")
+	bad["no issued-at"] = sign(jwt.SigningMethodHS256, secret, c)
+	c = good()
+	c["exp"] = time.Now().Add(2 * time.Hour).Unix()
+	bad["lifetime over --jwt-max-lifetime"] = sign(jwt.SigningMethodHS256, secret, c)
+	c = good()
+	delete(c, "tenant")
+	bad["no tenant claim"] = sign(jwt.SigningMethodHS256, secret, c)
+	c = good()
+	c["cross_tenant"] = "true"
+	bad["cross-tenant claim not a boolean"] = sign(jwt.SigningMethodHS256, secret, c)
 	bad["wrong secret"] = sign(jwt.SigningMethodHS256, []byte("another-secret-another-secret-another"), good())
 	bad["alg none"] = sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good())
 	for name, authz := range bad {
@@ -510,10 +559,12 @@ func TestJWTWithAnRSAPublicKey(t *testing.T) {
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	dir := t.TempDir()
-	sv := serve(t, config.Security{InternalGRPCAddr: s("split"), PortalAuth: s("jwt"),
-		JWTKeyFile: s(writeFile(t, dir, "jwt.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))})
+	sec := jwtSecurity(writeFile(t, dir, "jwt.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	sec.InternalGRPCAddr = s("split")
+	sv := serve(t, sec)
 	conn := dial(t, sv.public, clientOpts{})
-	claims := jwt.MapClaims{"sub": "portal-b", "exp": time.Now().Add(time.Minute).Unix()}
+	claims := jwt.MapClaims{"sub": "portal-b", "tenant": "portal-b", "iss": "https://portal.example", "aud": "icpverify",
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()}
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(k)
 	wantCode(t, "RS256", verify(t, conn, "authorization", "Bearer "+tok), codes.OK, "")
 	// The public key must not be usable as an HMAC secret (algorithm confusion).

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/observe"
 )
 
@@ -44,6 +45,7 @@ type Server struct {
 	log          *zap.Logger
 	loops        []namedLoop
 	kinds        map[string]serviceKind
+	callers      map[string]map[string]bool // internal full method -> the roles its callers option admits
 	portal       authenticator
 	intern       authenticator
 	limits       map[string]*limiter
@@ -94,18 +96,22 @@ func NewSecureServer(log *zap.Logger, sec config.Security, opts ...ServerOption)
 	split := config.Get(sec.InternalGRPCAddr) != ""
 	if sec.PortalAuthEnabled() && !split && !sec.InternalCredential() {
 		return nil, errors.New("--portal-auth is on, but the internal RPCs share --grpc-addr without a credential, so a portal " +
-			"caller could call them: set --internal-grpc-addr, --tls-client-ca-file or --internal-token-file")
+			"caller could call them: set --internal-grpc-addr, --tls-client-ca-file or --internal-callers-file")
 	}
 	s := &Server{log: log, internalAddr: config.Get(sec.InternalGRPCAddr), limits: map[string]*limiter{}}
 	var err error
-	if s.portal, err = newPortalAuth(log, config.Get(sec.PortalAuth), config.Get(sec.APIKeysFile), config.Get(sec.JWTKeyFile),
-		config.Get(sec.JWTIssuer), config.Get(sec.JWTAudience)); err != nil {
+	jc := JWTConfig{KeyFile: config.Get(sec.JWTKeyFile), Issuer: config.Get(sec.JWTIssuer), Audience: config.Get(sec.JWTAudience),
+		TenantClaim: config.Get(sec.JWTTenantClaim), CrossTenantClaim: config.Get(sec.JWTCrossTenantClaim)}
+	if sec.JWTMaxLifetime != nil {
+		jc.MaxLifetime = *sec.JWTMaxLifetime
+	}
+	if s.portal, err = newPortalAuth(log, config.Get(sec.PortalAuth), config.Get(sec.APIKeysFile), jc); err != nil {
 		return nil, err
 	}
 	ia := internalAuth{requireCert: config.Get(sec.TLSClientCAFile) != ""}
-	if path := config.Get(sec.InternalTokenFile); path != "" {
-		if ia.tokens, err = newReloading(log, "internal token", readFile(parseTokens, path), path); err != nil {
-			return nil, err
+	if path := config.Get(sec.InternalCallersFile); path != "" {
+		if ia.callers, err = newReloading(log, "internal callers", readFile(parseInternalCallers, path), path); err != nil {
+			return nil, fmt.Errorf("--internal-callers-file %s: %w", path, err)
 		}
 	}
 	s.intern = ia
@@ -143,7 +149,7 @@ func NewSecureServer(log *zap.Logger, sec config.Security, opts ...ServerOption)
 	}
 	s.build(pubCreds, intCreds, split)
 	log.Info("security edge", zap.Bool("split_listeners", split), zap.Bool("tls", pubCreds != nil),
-		zap.Bool("mutual_tls_internal", ia.requireCert), zap.Bool("internal_token", ia.tokens != nil),
+		zap.Bool("mutual_tls_internal", ia.requireCert), zap.Bool("internal_callers", ia.callers != nil),
 		zap.String("portal_auth", config.Get(sec.PortalAuth)), zap.Int("rate_limited_methods", len(s.limits)))
 	return s, nil
 }
@@ -154,6 +160,7 @@ const streamWorkers = 32
 func (s *Server) build(pubCreds, intCreds credentials.TransportCredentials, split bool, opts ...grpc.ServerOption) {
 	s.Health = health.NewServer()
 	s.kinds = map[string]serviceKind{healthpb.Health_ServiceDesc.ServiceName: kindOpen}
+	s.callers = map[string]map[string]bool{}
 	newGRPC := func(creds credentials.TransportCredentials, maxRecv int) *grpc.Server {
 		unary := []grpc.UnaryServerInterceptor{s.unaryInterceptor()}
 		stream := []grpc.StreamServerInterceptor{s.streamInterceptor()}
@@ -193,8 +200,15 @@ type registrar struct {
 	to   *grpc.Server
 }
 
+// RegisterService records the kind of the service and, for an internal one, the callers option of
+// each method, read once here rather than on every RPC. An internal method without it panics.
 func (r registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	r.s.kinds[desc.ServiceName] = r.kind
+	if r.kind == kindInternal {
+		for m, roles := range methodCallers(desc) {
+			r.s.callers[m] = roles
+		}
+	}
 	r.to.RegisterService(desc, impl)
 }
 
@@ -371,6 +385,10 @@ func (s *Server) admit(ctx context.Context, fullMethod string) (context.Context,
 	c, err := a.authenticate(ctx)
 	if err != nil {
 		return ctx, err
+	}
+	if c.Identity != "" && !s.callers[fullMethod][c.Role] {
+		return ctx, errs.PermissionDenied(ReasonCallerNotAllowed, "%s may not be called by %s (role %q); its callers are declared "+
+			"in its proto (icp.auth.v1.callers)", fullMethod, c.ID, c.Role)
 	}
 	ctx = WithCaller(ctx, c)
 	if l := s.limits[fullMethod]; l != nil {

@@ -30,12 +30,34 @@ type Base struct {
 	common config.Common
 }
 
-// Start builds the base of the named service from its parsed flags; opts add to the server's
-// (rate limits, for instance). Call Close when Run returns.
-func Start(name string, common config.Common, sec config.Security, opts ...rpc.ServerOption) (*Base, error) {
+// Start builds the base of the named service from its parsed flags; open lists the service's own open
+// defaults (the console provider, a placeholder key) besides those of the security flags, and opts
+// add to the server's (rate limits, for instance). Call Close when Run returns.
+//
+// Defaults fail closed here, for every service at once: on PostgreSQL a service with an open default
+// refuses to start, naming each, unless --insecure-dev is given; then, and always on the memory store
+// (development), it logs one warning line listing them.
+func Start(name string, common config.Common, sec config.Security, open []config.OpenDefault, opts ...rpc.ServerOption) (*Base, error) {
+	open = append(sec.OpenDefaults(), open...)
+	insecureDev := common.InsecureDev != nil && *common.InsecureDev
+	if !common.Memory() && len(open) > 0 && !insecureDev {
+		return nil, config.OpenDefaultsError(open)
+	}
 	log, err := logging.New(name, *common.LogLevel)
 	if err != nil {
 		return nil, err
+	}
+	if len(open) > 0 {
+		names := make([]string, len(open))
+		for i, o := range open {
+			names[i] = o.String()
+		}
+		why := "--insecure-dev"
+		if common.Memory() {
+			why = "the memory store (development)"
+		}
+		log.Warn("OPEN DEFAULTS, DEVELOPMENT ONLY: this service runs with what would let a stranger in; allowed by "+why,
+			zap.Strings("open_defaults", names))
 	}
 	obs, err := observe.FromFlags(log, name, common)
 	if err != nil {

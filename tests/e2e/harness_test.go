@@ -249,6 +249,8 @@ func startSuite(t *testing.T, o options) *suite {
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
 	}
 	for _, name := range services {
+		// The flow tests are about the flow; security_test.go starts processes with real credentials.
+		args[name] = append(args[name], "--insecure-dev")
 		s.startProc(name, name, s.addrs[name], args[name])
 	}
 	if o.extraDeadline {

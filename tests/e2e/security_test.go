@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,6 +19,9 @@ import (
 	"github.com/icpverify/icpverify/pkg/rpc"
 )
 
+// internalToken is filing's token in the security tests.
+const internalToken = "e2e-filing-token-0123456789abcdef0123456789"
+
 // The verification binary with split listeners, API keys, an internal token and a tight Verify limit:
 // the flags reach the edge of a real process.
 func TestSecurityEdgeOfAProcess(t *testing.T) {
@@ -28,13 +32,18 @@ func TestSecurityEdgeOfAProcess(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("portal-a:"+hex.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(token, []byte("internal-token-1\n"), 0o600); err != nil {
+	tokenSum := sha256.Sum256([]byte(internalToken))
+	callers := filepath.Join(dir, "internal-callers")
+	if err := os.WriteFile(token, []byte(internalToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(callers, []byte("filing:"+hex.EncodeToString(tokenSum[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	pubAddr, intAddr := freeAddr(t), freeAddr(t)
 	s := &suite{t: t, procs: map[string]*proc{}}
 	p := &proc{name: "verification", out: &bytes.Buffer{}, args: []string{"--store=memory", "--grpc-addr=" + pubAddr,
-		"--internal-grpc-addr=" + intAddr, "--portal-auth=api-key", "--api-keys-file=" + keys, "--internal-token-file=" + token,
+		"--internal-grpc-addr=" + intAddr, "--portal-auth=api-key", "--api-keys-file=" + keys, "--internal-token-file=" + token, "--internal-callers-file=" + callers,
 		"--verify-rate=0.01", "--verify-burst=1", "--min-response-time=0"}}
 	p.start(t)
 	s.procs["verification"] = p
@@ -67,16 +76,30 @@ func TestSecurityEdgeOfAProcess(t *testing.T) {
 	}
 
 	cancelReq := &verificationv1.CancelSessionRequest{RequestId: "c1", OrderId: "ord_unknown"}
-	_, err = verificationv1.NewVerificationInternalServiceClient(pubConn).CancelSession(call("authorization", "Bearer internal-token-1"), cancelReq)
+	_, err = verificationv1.NewVerificationInternalServiceClient(pubConn).CancelSession(call("authorization", "Bearer "+internalToken), cancelReq)
 	check("internal RPC on the public listener", err, codes.Unimplemented, "")
 	internal := verificationv1.NewVerificationInternalServiceClient(intConn)
 	_, err = internal.CancelSession(call("authorization", "Bearer portal-key-1"), cancelReq)
 	check("portal key on an internal RPC", err, codes.Unauthenticated, rpc.ReasonCredentialInvalid)
-	_, err = internal.CancelSession(call("authorization", "Bearer internal-token-1"), cancelReq)
+	_, err = internal.CancelSession(call("authorization", "Bearer "+internalToken), cancelReq)
 	if c := status.Code(err); c == codes.Unauthenticated || c == codes.Unimplemented || c == codes.Unavailable {
 		t.Errorf("internal token on the internal listener: %v", err)
 	}
-	if bytes.Contains([]byte(p.Output()), []byte("portal-key-1")) || bytes.Contains([]byte(p.Output()), []byte("internal-token-1")) {
+	if bytes.Contains([]byte(p.Output()), []byte("portal-key-1")) || bytes.Contains([]byte(p.Output()), []byte(internalToken)) {
 		t.Error("a credential appears in the log")
+	}
+}
+
+// On PostgreSQL a service with open defaults refuses to start and names each; it never reaches the database.
+func TestOpenDefaultsOnPostgresRefuseToStart(t *testing.T) {
+	out, err := exec.Command(filepath.Join(binDir, "sms-dispatch"), "--database-url=postgres://nobody@127.0.0.1:1/none",
+		"--grpc-addr="+freeAddr(t)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("sms-dispatch started with open defaults:\n%s", out)
+	}
+	for _, want := range []string{"open defaults", "--sms-provider=webhook", "--internal-callers-file", "--insecure-dev"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("the refusal does not name %q:\n%s", want, out)
+		}
 	}
 }

@@ -56,7 +56,7 @@ func Run(ctx context.Context, args []string) error {
 		return errors.New("--fire-concurrency must be positive")
 	}
 
-	base, err := service.Start("deadline", common, sec)
+	base, err := service.Start("deadline", common, sec, nil)
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--sms-locale %q: use zh-CN or en", *locale)
 	}
 
-	base, err := service.Start("filing", common, sec)
+	base, err := service.Start("filing", common, sec, nil)
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func TestRunDeliversThroughOutbox(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
 		t.Fatal(err)
 	}
-	runFlow(t, []string{"--database-url", pgtest.URL(), "--database-schema", schema}, func() {
+	runFlow(t, []string{"--insecure-dev", "--database-url", pgtest.URL(), "--database-schema", schema}, func() {
 		var left int
 		waitFor(t, "the outbox to drain", func() bool {
 			_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&left)

@@ -88,7 +88,7 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	base, err := service.Start("sms-dispatch", common, sec)
+	base, err := service.Start("sms-dispatch", common, sec, smsOpenDefaults(opts))
 	if err != nil {
 		return err
 	}
@@ -192,4 +192,17 @@ func (o options) provider() (provider.Provider, time.Duration) {
 		return w, o.WebhookTimeout + time.Second
 	}
 	return provider.NewConsole(os.Stdout), 5 * time.Second
+}
+
+// smsOpenDefaults: the console provider prints every code to stdout and keeps and shows the texts;
+// a placeholder webhook token is known to anyone who read the example.
+func smsOpenDefaults(o options) []config.OpenDefault {
+	var open []config.OpenDefault
+	if o.Provider == "console" {
+		open = append(open, config.OpenDefault{Flag: "--sms-provider=webhook", What: "the console SMS provider prints every code"})
+	}
+	if o.WebhookToken != "" && config.IsPlaceholder(o.WebhookToken) {
+		open = append(open, config.OpenDefault{Flag: "--webhook-token", What: "the webhook token is a placeholder"})
+	}
+	return open
 }

@@ -60,7 +60,7 @@ func TestRunEndToEnd(t *testing.T) {
 			pool.Close()
 		}
 	})
-	client := run(t, "--database-url", pgtest.URL(), "--database-schema", schema)
+	client := run(t, "--insecure-dev", "--database-url", pgtest.URL(), "--database-schema", schema)
 	m := sendAndWait(t, client)
 	if m.GetProvider() != "console" || m.GetRedacted() || !strings.Contains(m.GetBody(), "123456") {
 		t.Fatalf("sent message = %v", m)

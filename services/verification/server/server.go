@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -88,7 +89,7 @@ func Run(ctx context.Context, args []string) error {
 			`the same key; make one with: HMAC_KEYS="k1:$(openssl rand -hex 32)"`)
 	}
 
-	base, err := service.Start("verification", common, sec,
+	base, err := service.Start("verification", common, sec, verificationOpenDefaults(*hmacKeys),
 		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst},
 		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst})
 	if err != nil {
@@ -186,4 +187,15 @@ func newHasher(log *zap.Logger, spec string) (*domain.Hasher, error) {
 		return nil, fmt.Errorf("--hmac-keys: %w", err)
 	}
 	return domain.NewHasher(keys)
+}
+
+// verificationOpenDefaults: a placeholder HMAC key (copied from an example, or one character repeated)
+// lets anyone who read it compute the hashes of codes and ID tails.
+func verificationOpenDefaults(hmacKeys string) []config.OpenDefault {
+	for _, spec := range strings.Split(hmacKeys, ",") {
+		if _, key, ok := strings.Cut(strings.TrimSpace(spec), ":"); ok && config.IsPlaceholder(key) {
+			return []config.OpenDefault{{Flag: "--hmac-keys", What: "an HMAC key is a placeholder"}}
+		}
+	}
+	return nil
 }

@@ -86,7 +86,7 @@ func TestRunWiresRelay(t *testing.T) {
 			pool.Close()
 		}
 	})
-	addr := startRun(t, "--database-url", pgtest.URL(), "--database-schema", schema,
+	addr := startRun(t, "--insecure-dev", "--database-url", pgtest.URL(), "--database-schema", schema,
 		"--sms-dispatch-addr", peerAddr, "--filing-addr", peerAddr, "--deadline-addr", peerAddr,
 		"--hmac-keys", "k1:"+strings.Repeat("ab", 32))
 	openAndVerify(t, p, addr)
@@ -168,7 +168,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{"no database", []string{"--database-url", ""}, "database-url"},
-		{"short key", []string{"--database-url", "postgres://x", "--hmac-keys", "k1:abcd"}, "at least 32"},
+		{"short key", []string{"--insecure-dev", "--database-url", "postgres://x", "--hmac-keys", "k1:abcd"}, "at least 32"},
 		{"zero failures", []string{"--database-url", "postgres://x", "--max-failed-attempts", "0"}, "max-failed-attempts"},
 		{"no key with postgres", []string{"--database-url", "postgres://x"}, "HMAC_KEYS"},
 		{"key recipe", []string{"--database-url", "postgres://x"}, "openssl rand -hex 32"},

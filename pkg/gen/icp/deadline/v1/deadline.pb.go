@@ -9,6 +9,7 @@
 package deadlinev1
 
 import (
+	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -692,7 +693,7 @@ var File_icp_deadline_v1_deadline_proto protoreflect.FileDescriptor
 
 const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\n" +
-	"\x1eicp/deadline/v1/deadline.proto\x12\x0ficp.deadline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x02\n" +
+	"\x1eicp/deadline/v1/deadline.proto\x12\x0ficp.deadline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xbe\x02\n" +
 	"\bDeadline\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1e\n" +
 	"\n" +
@@ -754,12 +755,13 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\x1aDEADLINE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DEADLINE_STATE_PENDING\x10\x01\x12\x18\n" +
 	"\x14DEADLINE_STATE_FIRED\x10\x02\x12\x1c\n" +
-	"\x18DEADLINE_STATE_CANCELLED\x10\x032\x97\x03\n" +
-	"\x0fDeadlineService\x12g\n" +
-	"\x10ScheduleDeadline\x12(.icp.deadline.v1.ScheduleDeadlineRequest\x1a).icp.deadline.v1.ScheduleDeadlineResponse\x12a\n" +
-	"\x0eCancelDeadline\x12&.icp.deadline.v1.CancelDeadlineRequest\x1a'.icp.deadline.v1.CancelDeadlineResponse\x12X\n" +
-	"\vGetDeadline\x12#.icp.deadline.v1.GetDeadlineRequest\x1a$.icp.deadline.v1.GetDeadlineResponse\x12^\n" +
-	"\rListDeadlines\x12%.icp.deadline.v1.ListDeadlinesRequest\x1a&.icp.deadline.v1.ListDeadlinesResponseB\xc5\x01\n" +
+	"\x18DEADLINE_STATE_CANCELLED\x10\x032\xdb\x03\n" +
+	"\x0fDeadlineService\x12s\n" +
+	"\x10ScheduleDeadline\x12(.icp.deadline.v1.ScheduleDeadlineRequest\x1a).icp.deadline.v1.ScheduleDeadlineResponse\"\n" +
+	"\x8a\xb5\x18\x06filing\x12}\n" +
+	"\x0eCancelDeadline\x12&.icp.deadline.v1.CancelDeadlineRequest\x1a'.icp.deadline.v1.CancelDeadlineResponse\"\x1a\x8a\xb5\x18\x06filing\x8a\xb5\x18\fverification\x12f\n" +
+	"\vGetDeadline\x12#.icp.deadline.v1.GetDeadlineRequest\x1a$.icp.deadline.v1.GetDeadlineResponse\"\f\x8a\xb5\x18\boperator\x12l\n" +
+	"\rListDeadlines\x12%.icp.deadline.v1.ListDeadlinesRequest\x1a&.icp.deadline.v1.ListDeadlinesResponse\"\f\x8a\xb5\x18\boperatorB\xc5\x01\n" +
 	"\x13com.icp.deadline.v1B\rDeadlineProtoP\x01ZAgithub.com/icpverify/icpverify/pkg/gen/icp/deadline/v1;deadlinev1\xa2\x02\x03IDX\xaa\x02\x0fIcp.Deadline.V1\xca\x02\x0fIcp\\Deadline\\V1\xe2\x02\x1bIcp\\Deadline\\V1\\GPBMetadata\xea\x02\x11Icp::Deadline::V1b\x06proto3"
 
 var (

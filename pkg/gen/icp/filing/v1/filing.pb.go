@@ -10,6 +10,7 @@
 package filingv1
 
 import (
+	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1870,7 +1871,7 @@ var File_icp_filing_v1_filing_proto protoreflect.FileDescriptor
 
 const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\n" +
-	"\x1aicp/filing/v1/filing.proto\x12\ricp.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x01\n" +
+	"\x1aicp/filing/v1/filing.proto\x12\ricp.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xb0\x01\n" +
 	"\x06Person\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
 	"\aid_type\x18\x02 \x01(\x0e2\x1d.icp.filing.v1.IdDocumentTypeR\x06idType\x12\x1b\n" +
@@ -2037,11 +2038,11 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\bGetOrder\x12\x1e.icp.filing.v1.GetOrderRequest\x1a\x1f.icp.filing.v1.GetOrderResponse\x12Q\n" +
 	"\n" +
 	"ListOrders\x12 .icp.filing.v1.ListOrdersRequest\x1a!.icp.filing.v1.ListOrdersResponse\x12T\n" +
-	"\vCancelOrder\x12!.icp.filing.v1.CancelOrderRequest\x1a\".icp.filing.v1.CancelOrderResponse2\xb4\x02\n" +
-	"\x15FilingInternalService\x12W\n" +
-	"\fMarkVerified\x12\".icp.filing.v1.MarkVerifiedRequest\x1a#.icp.filing.v1.MarkVerifiedResponse\x12T\n" +
-	"\vReturnOrder\x12!.icp.filing.v1.ReturnOrderRequest\x1a\".icp.filing.v1.ReturnOrderResponse\x12l\n" +
-	"\x13RecordReviewOutcome\x12).icp.filing.v1.RecordReviewOutcomeRequest\x1a*.icp.filing.v1.RecordReviewOutcomeResponseB\xb5\x01\n" +
+	"\vCancelOrder\x12!.icp.filing.v1.CancelOrderRequest\x1a\".icp.filing.v1.CancelOrderResponse2\xe6\x02\n" +
+	"\x15FilingInternalService\x12i\n" +
+	"\fMarkVerified\x12\".icp.filing.v1.MarkVerifiedRequest\x1a#.icp.filing.v1.MarkVerifiedResponse\"\x10\x8a\xb5\x18\fverification\x12f\n" +
+	"\vReturnOrder\x12!.icp.filing.v1.ReturnOrderRequest\x1a\".icp.filing.v1.ReturnOrderResponse\"\x10\x8a\xb5\x18\fverification\x12z\n" +
+	"\x13RecordReviewOutcome\x12).icp.filing.v1.RecordReviewOutcomeRequest\x1a*.icp.filing.v1.RecordReviewOutcomeResponse\"\f\x8a\xb5\x18\breviewerB\xb5\x01\n" +
 	"\x11com.icp.filing.v1B\vFilingProtoP\x01Z=github.com/icpverify/icpverify/pkg/gen/icp/filing/v1;filingv1\xa2\x02\x03IFX\xaa\x02\rIcp.Filing.V1\xca\x02\rIcp\\Filing\\V1\xe2\x02\x19Icp\\Filing\\V1\\GPBMetadata\xea\x02\x0fIcp::Filing::V1b\x06proto3"
 
 var (

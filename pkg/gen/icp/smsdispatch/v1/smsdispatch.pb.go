@@ -9,6 +9,7 @@
 package smsdispatchv1
 
 import (
+	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -712,7 +713,7 @@ var File_icp_smsdispatch_v1_smsdispatch_proto protoreflect.FileDescriptor
 
 const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\n" +
-	"$icp/smsdispatch/v1/smsdispatch.proto\x12\x12icp.smsdispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n" +
+	"$icp/smsdispatch/v1/smsdispatch.proto\x12\x12icp.smsdispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\x96\x03\n" +
 	"\x12SendMessageRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x14\n" +
@@ -781,12 +782,12 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12MESSAGE_STATE_SENT\x10\x02\x12\x18\n" +
-	"\x14MESSAGE_STATE_FAILED\x10\x032\xb4\x02\n" +
-	"\x12SmsDispatchService\x12^\n" +
-	"\vSendMessage\x12&.icp.smsdispatch.v1.SendMessageRequest\x1a'.icp.smsdispatch.v1.SendMessageResponse\x12[\n" +
+	"\x14MESSAGE_STATE_FAILED\x10\x032\xe2\x02\n" +
+	"\x12SmsDispatchService\x12p\n" +
+	"\vSendMessage\x12&.icp.smsdispatch.v1.SendMessageRequest\x1a'.icp.smsdispatch.v1.SendMessageResponse\"\x10\x8a\xb5\x18\fverification\x12i\n" +
 	"\n" +
-	"GetMessage\x12%.icp.smsdispatch.v1.GetMessageRequest\x1a&.icp.smsdispatch.v1.GetMessageResponse\x12a\n" +
-	"\fListMessages\x12'.icp.smsdispatch.v1.ListMessagesRequest\x1a(.icp.smsdispatch.v1.ListMessagesResponseB\xdd\x01\n" +
+	"GetMessage\x12%.icp.smsdispatch.v1.GetMessageRequest\x1a&.icp.smsdispatch.v1.GetMessageResponse\"\f\x8a\xb5\x18\boperator\x12o\n" +
+	"\fListMessages\x12'.icp.smsdispatch.v1.ListMessagesRequest\x1a(.icp.smsdispatch.v1.ListMessagesResponse\"\f\x8a\xb5\x18\boperatorB\xdd\x01\n" +
 	"\x16com.icp.smsdispatch.v1B\x10SmsdispatchProtoP\x01ZGgithub.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1;smsdispatchv1\xa2\x02\x03ISX\xaa\x02\x12Icp.Smsdispatch.V1\xca\x02\x12Icp\\Smsdispatch\\V1\xe2\x02\x1eIcp\\Smsdispatch\\V1\\GPBMetadata\xea\x02\x14Icp::Smsdispatch::V1b\x06proto3"
 
 var (

@@ -10,6 +10,7 @@
 package verificationv1
 
 import (
+	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1388,7 +1389,7 @@ var File_icp_verification_v1_verification_proto protoreflect.FileDescriptor
 
 const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\n" +
-	"&icp/verification/v1/verification.proto\x12\x13icp.verification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n" +
+	"&icp/verification/v1/verification.proto\x12\x13icp.verification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"R\n" +
 	"\rVerifyRequest\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x17\n" +
@@ -1518,12 +1519,14 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x06Verify\x12\".icp.verification.v1.VerifyRequest\x1a#.icp.verification.v1.VerifyResponse\x12]\n" +
 	"\n" +
 	"ResendCode\x12&.icp.verification.v1.ResendCodeRequest\x1a'.icp.verification.v1.ResendCodeResponse\x12~\n" +
-	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse2\xd2\x03\n" +
-	"\x1bVerificationInternalService\x12`\n" +
-	"\vOpenSession\x12'.icp.verification.v1.OpenSessionRequest\x1a(.icp.verification.v1.OpenSessionResponse\x12u\n" +
-	"\x12ResendVerifierCode\x12..icp.verification.v1.ResendVerifierCodeRequest\x1a/.icp.verification.v1.ResendVerifierCodeResponse\x12r\n" +
-	"\x11CloseIfIncomplete\x12-.icp.verification.v1.CloseIfIncompleteRequest\x1a..icp.verification.v1.CloseIfIncompleteResponse\x12f\n" +
-	"\rCancelSession\x12).icp.verification.v1.CancelSessionRequest\x1a*.icp.verification.v1.CancelSessionResponseB\xe5\x01\n" +
+	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse2\x88\x04\n" +
+	"\x1bVerificationInternalService\x12l\n" +
+	"\vOpenSession\x12'.icp.verification.v1.OpenSessionRequest\x1a(.icp.verification.v1.OpenSessionResponse\"\n" +
+	"\x8a\xb5\x18\x06filing\x12\x83\x01\n" +
+	"\x12ResendVerifierCode\x12..icp.verification.v1.ResendVerifierCodeRequest\x1a/.icp.verification.v1.ResendVerifierCodeResponse\"\f\x8a\xb5\x18\boperator\x12\x80\x01\n" +
+	"\x11CloseIfIncomplete\x12-.icp.verification.v1.CloseIfIncompleteRequest\x1a..icp.verification.v1.CloseIfIncompleteResponse\"\f\x8a\xb5\x18\bdeadline\x12r\n" +
+	"\rCancelSession\x12).icp.verification.v1.CancelSessionRequest\x1a*.icp.verification.v1.CancelSessionResponse\"\n" +
+	"\x8a\xb5\x18\x06filingB\xe5\x01\n" +
 	"\x17com.icp.verification.v1B\x11VerificationProtoP\x01ZIgithub.com/icpverify/icpverify/pkg/gen/icp/verification/v1;verificationv1\xa2\x02\x03IVX\xaa\x02\x13Icp.Verification.V1\xca\x02\x13Icp\\Verification\\V1\xe2\x02\x1fIcp\\Verification\\V1\\GPBMetadata\xea\x02\x15Icp::Verification::V1b\x06proto3"
 
 var (
