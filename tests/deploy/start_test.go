@@ -66,13 +66,16 @@ func (s *syncBuffer) String() string {
 }
 
 // TestStartAsDeployed starts the four binaries exactly as the example overlay's Deployments start them
-// (same args and environment, the image's ENV included, the Secrets' files), with three changes only:
+// (same args and environment, the image's ENV included, the Secrets' files), with four changes only:
 // DATABASE_URL is the test database with a fresh schema per service, a port is moved when the
-// manifest's port is privileged or taken here, and a peer's Service name becomes 127.0.0.1 and its port.
+// manifest's port is privileged or taken here, a peer's Service name becomes 127.0.0.1 and its port,
+// and the Secrets' example (placeholder) contents, which the services refuse to start with, are
+// replaced by the real ones deploy/gen-secrets.sh makes, as an operator does.
 // Then every probe of the Deployment, the image's HEALTHCHECK and the credentials are tried.
 func TestStartAsDeployed(t *testing.T) {
 	r := render(t, "deploy/k8s/overlays/example")
 	tmp := t.TempDir()
+	secrets := generateSecrets(t, filepath.Join(tmp, "secrets"))
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 
@@ -97,6 +100,7 @@ func TestStartAsDeployed(t *testing.T) {
 		// The mounted files, under a per-service root; values naming them are moved there.
 		files := map[string][]byte{}
 		for p, data := range l.files {
+			data = secrets.file(data)
 			local := filepath.Join(root, p)
 			if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
 				t.Fatal(err)
@@ -135,7 +139,7 @@ func TestStartAsDeployed(t *testing.T) {
 		}
 		env := map[string]string{}
 		for k, v := range l.env {
-			env[k] = rewrite(binaries[svc].envToFlag[k], v)
+			env[k] = rewrite(binaries[svc].envToFlag[k], secrets.env(k, v))
 		}
 		env["DATABASE_URL"] = testDatabaseURL()
 		schema := "t_deploy_" + strings.ReplaceAll(svc, "-", "_") + "_" + hex.EncodeToString(suffix)
@@ -239,10 +243,15 @@ func TestStartAsDeployed(t *testing.T) {
 		if _, err := client.ListDeadlines(ctx, &deadlinev1.ListDeadlinesRequest{}); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("deadline without the internal token: %v, want Unauthenticated", err)
 		}
-		token := strings.SplitN(strings.TrimSpace(string(d.l.files[d.l.value("internal-token-file")])), "\n", 2)[0]
-		withToken := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-		if _, err := client.ListDeadlines(withToken, &deadlinev1.ListDeadlinesRequest{}); err != nil {
-			t.Errorf("deadline with the internal token from the Secret: %v", err)
+		// Its own token is an identity, but ListDeadlines is the operator's (least privilege).
+		own := strings.SplitN(strings.TrimSpace(string(d.l.files[d.l.value("internal-token-file")])), "\n", 2)[0]
+		withOwn := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+own)
+		if _, err := client.ListDeadlines(withOwn, &deadlinev1.ListDeadlinesRequest{}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("deadline's own token on the operator's ListDeadlines: %v, want PermissionDenied", err)
+		}
+		withOperator := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secrets.token("operator"))
+		if _, err := client.ListDeadlines(withOperator, &deadlinev1.ListDeadlinesRequest{}); err != nil {
+			t.Errorf("deadline with the operator's token from gen-secrets.sh: %v", err)
 		}
 		f := procs["filing"]
 		fc := filingv1.NewFilingServiceClient(dial(t, "127.0.0.1:"+strconv.Itoa(portOf(f.l.listeners()[lisGRPC]))))
