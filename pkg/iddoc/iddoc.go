@@ -26,6 +26,9 @@ const (
 // ReasonInvalidIDNumber is the ErrorInfo reason of a malformed ID number.
 const ReasonInvalidIDNumber = "INVALID_ID_NUMBER"
 
+// ReasonInvalidTail is the reason of a typed ID tail that is not 6 characters of an ID number.
+const ReasonInvalidTail = "INVALID_ID_TAIL"
+
 var (
 	passportRE = regexp.MustCompile(`^[A-Z0-9]{6,17}$`) // at least 6: the verifier types the last 6
 	hkMacaoRE  = regexp.MustCompile(`^[HM][0-9]{8}([0-9]{2})?$`)
@@ -90,7 +93,7 @@ func NormalizeTail(field, typed string) (string, error) {
 		t = Clean(typed)
 	}
 	if !tailRE.MatchString(t) {
-		return "", errs.Invalid(field, "INVALID_ID_TAIL", "the last 6 characters of the ID document number are required")
+		return "", errs.Invalid(field, ReasonInvalidTail, "the last 6 characters of the ID document number are required")
 	}
 	return t, nil
 }

@@ -6,7 +6,12 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
@@ -34,6 +39,16 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		domain.ReasonDeadlineNotReached: true, domain.ReasonResendLimit: true, domain.ReasonResendTooSoon: true,
 		domain.ReasonVerifierNotPending: true, domain.ReasonStaleSubmission: true, domain.ReasonInvalidCode: true,
 		domain.ReasonPhoneLocked: true, domain.ReasonTooManyMismatchedPhones: true,
+		domain.ReasonTooManyVerifiers: true, domain.ReasonTooManyRoles: true, domain.ReasonInvalidRole: true,
+		domain.ReasonTooManyTails: true, domain.ReasonInvalidVerifierID: true, domain.ReasonInvalidTenant: true,
+		domain.ReasonMissingDeadline: true, domain.ReasonInvalidDeadline: true, domain.ReasonInvalidLocale: true,
+		domain.ReasonNoVerifiers: true, domain.ReasonDuplicateVerifierPhone: true, domain.ReasonMissingIDTail: true,
+		domain.ReasonMissingVerifierID: true,
+		// The checks every service shares.
+		orderid.ReasonMissing: true, orderid.ReasonInvalid: true, orderid.ReasonInvalidSubmission: true,
+		errs.Reason(idempotency.CheckRequestID(strings.Repeat("r", idempotency.MaxRequestIDLength+1))): true,
+		errs.RequestIDReused.Reason: true, phone.ReasonInvalidPhone: true, phone.ReasonCountryNotAllowed: true,
+		iddoc.ReasonInvalidTail: true,
 	}
 	values := pb.ErrorReason(0).Descriptor().Values()
 	for i := 1; i < values.Len(); i++ {

@@ -29,6 +29,17 @@ const (
 	ReasonInvalidTenant     = "INVALID_TENANT"
 )
 
+// The reasons of malformed OpenSession and ResendVerifierCode requests.
+const (
+	ReasonMissingDeadline        = "MISSING_DEADLINE"
+	ReasonInvalidDeadline        = "INVALID_DEADLINE"
+	ReasonInvalidLocale          = "INVALID_LOCALE"
+	ReasonNoVerifiers            = "NO_VERIFIERS"
+	ReasonDuplicateVerifierPhone = "DUPLICATE_VERIFIER_PHONE"
+	ReasonMissingIDTail          = "MISSING_ID_TAIL"
+	ReasonMissingVerifierID      = "MISSING_VERIFIER_ID"
+)
+
 // NormalizePhone normalizes the phone a verifier typed in Verify or ResendCode. A valid number of a
 // country no order may carry (countries, the same list as filing's --phone-country-codes) is
 // answered exactly as a malformed one: no challenge can exist for it, and a distinct answer would

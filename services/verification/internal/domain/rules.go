@@ -265,20 +265,20 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 		return OpenSpec{}, err
 	}
 	if in.DeadlineAt.IsZero() {
-		return OpenSpec{}, errs.Invalid("deadline_at", "MISSING_DEADLINE", "deadline_at is required")
+		return OpenSpec{}, errs.Invalid("deadline_at", ReasonMissingDeadline, "deadline_at is required")
 	}
 	switch in.Locale {
 	case "":
 		in.Locale = DefaultLocale
 	case "zh-CN", "en":
 	default:
-		return OpenSpec{}, errs.Invalid("locale", "INVALID_LOCALE", "locale must be zh-CN or en")
+		return OpenSpec{}, errs.Invalid("locale", ReasonInvalidLocale, "locale must be zh-CN or en")
 	}
 	if len(in.Tenant) > MaxTenantLength {
 		return OpenSpec{}, errs.Invalid("tenant", ReasonInvalidTenant, "a tenant is at most %d bytes", MaxTenantLength)
 	}
 	if len(in.Verifiers) == 0 {
-		return OpenSpec{}, errs.Invalid("verifiers", "NO_VERIFIERS", "at least one verifier is required")
+		return OpenSpec{}, errs.Invalid("verifiers", ReasonNoVerifiers, "at least one verifier is required")
 	}
 	if len(in.Verifiers) > MaxSessionVerifiers {
 		return OpenSpec{}, errs.Invalid("verifiers", ReasonTooManyVerifiers, "a session has at most %d verifiers", MaxSessionVerifiers)
@@ -292,12 +292,12 @@ func NormalizeOpen(in OpenSpec) (OpenSpec, error) {
 			return OpenSpec{}, err
 		}
 		if seen[p] {
-			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].phone", i), "DUPLICATE_VERIFIER_PHONE",
+			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].phone", i), ReasonDuplicateVerifierPhone,
 				"each phone appears once: one phone verifies once for all its roles")
 		}
 		seen[p] = true
 		if len(v.Tails) == 0 {
-			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].id_tails", i), "MISSING_ID_TAIL",
+			return OpenSpec{}, errs.Invalid(fmt.Sprintf("verifiers[%d].id_tails", i), ReasonMissingIDTail,
 				"at least one ID tail is required per verifier")
 		}
 		if len(v.Tails) > MaxVerifierTails {

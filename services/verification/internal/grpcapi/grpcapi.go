@@ -130,7 +130,7 @@ func (h *Internal) OpenSession(ctx context.Context, req *pb.OpenSessionRequest) 
 	spec := domain.OpenSpec{OrderID: req.GetOrderId(), Submission: req.GetSubmission(), Locale: req.GetLocale(), Tenant: req.GetTenant()}
 	if req.GetDeadlineAt() != nil {
 		if err := req.GetDeadlineAt().CheckValid(); err != nil {
-			return nil, errs.Invalid("deadline_at", "INVALID_DEADLINE", "deadline_at is not a valid timestamp")
+			return nil, errs.Invalid("deadline_at", domain.ReasonInvalidDeadline, "deadline_at is not a valid timestamp")
 		}
 		spec.DeadlineAt = req.GetDeadlineAt().AsTime()
 	}
@@ -151,7 +151,7 @@ func (h *Internal) ResendVerifierCode(ctx context.Context, req *pb.ResendVerifie
 		return nil, err
 	}
 	if req.GetVerifierId() == "" {
-		return nil, errs.Invalid("verifier_id", "MISSING_VERIFIER_ID", "verifier_id is required")
+		return nil, errs.Invalid("verifier_id", domain.ReasonMissingVerifierID, "verifier_id is required")
 	}
 	if len(req.GetVerifierId()) > domain.MaxVerifierIDLength {
 		return nil, errs.Invalid("verifier_id", domain.ReasonInvalidVerifierID, "verifier_id is longer than %d characters",

@@ -59,6 +59,29 @@ const (
 	// Verify or ResendCode from a caller whose checks mismatched on too many distinct phones lately: refused
 	// before anything counts. ResourceExhausted with RetryInfo.
 	ErrorReason_ERROR_REASON_TOO_MANY_MISMATCHED_PHONES ErrorReason = 11
+	// The request's shape (InvalidArgument, with the field in BadRequest): OpenSession and
+	// ResendVerifierCode beyond their limits or malformed, then the checks every service shares.
+	ErrorReason_ERROR_REASON_TOO_MANY_VERIFIERS        ErrorReason = 12
+	ErrorReason_ERROR_REASON_TOO_MANY_ROLES            ErrorReason = 13
+	ErrorReason_ERROR_REASON_INVALID_ROLE              ErrorReason = 14
+	ErrorReason_ERROR_REASON_TOO_MANY_ID_TAILS         ErrorReason = 15
+	ErrorReason_ERROR_REASON_INVALID_VERIFIER_ID       ErrorReason = 16
+	ErrorReason_ERROR_REASON_INVALID_TENANT            ErrorReason = 17
+	ErrorReason_ERROR_REASON_MISSING_DEADLINE          ErrorReason = 18
+	ErrorReason_ERROR_REASON_INVALID_DEADLINE          ErrorReason = 19
+	ErrorReason_ERROR_REASON_INVALID_LOCALE            ErrorReason = 20
+	ErrorReason_ERROR_REASON_NO_VERIFIERS              ErrorReason = 21
+	ErrorReason_ERROR_REASON_DUPLICATE_VERIFIER_PHONE  ErrorReason = 22
+	ErrorReason_ERROR_REASON_MISSING_ID_TAIL           ErrorReason = 23
+	ErrorReason_ERROR_REASON_MISSING_VERIFIER_ID       ErrorReason = 24
+	ErrorReason_ERROR_REASON_MISSING_ORDER_ID          ErrorReason = 25
+	ErrorReason_ERROR_REASON_INVALID_ORDER_ID          ErrorReason = 26
+	ErrorReason_ERROR_REASON_INVALID_SUBMISSION        ErrorReason = 27
+	ErrorReason_ERROR_REASON_INVALID_REQUEST_ID        ErrorReason = 28
+	ErrorReason_ERROR_REASON_REQUEST_ID_REUSED         ErrorReason = 29
+	ErrorReason_ERROR_REASON_INVALID_PHONE             ErrorReason = 30
+	ErrorReason_ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED ErrorReason = 31
+	ErrorReason_ERROR_REASON_INVALID_ID_TAIL           ErrorReason = 32
 )
 
 // Enum value maps for ErrorReason.
@@ -76,6 +99,27 @@ var (
 		9:  "ERROR_REASON_INVALID_CODE",
 		10: "ERROR_REASON_PHONE_LOCKED",
 		11: "ERROR_REASON_TOO_MANY_MISMATCHED_PHONES",
+		12: "ERROR_REASON_TOO_MANY_VERIFIERS",
+		13: "ERROR_REASON_TOO_MANY_ROLES",
+		14: "ERROR_REASON_INVALID_ROLE",
+		15: "ERROR_REASON_TOO_MANY_ID_TAILS",
+		16: "ERROR_REASON_INVALID_VERIFIER_ID",
+		17: "ERROR_REASON_INVALID_TENANT",
+		18: "ERROR_REASON_MISSING_DEADLINE",
+		19: "ERROR_REASON_INVALID_DEADLINE",
+		20: "ERROR_REASON_INVALID_LOCALE",
+		21: "ERROR_REASON_NO_VERIFIERS",
+		22: "ERROR_REASON_DUPLICATE_VERIFIER_PHONE",
+		23: "ERROR_REASON_MISSING_ID_TAIL",
+		24: "ERROR_REASON_MISSING_VERIFIER_ID",
+		25: "ERROR_REASON_MISSING_ORDER_ID",
+		26: "ERROR_REASON_INVALID_ORDER_ID",
+		27: "ERROR_REASON_INVALID_SUBMISSION",
+		28: "ERROR_REASON_INVALID_REQUEST_ID",
+		29: "ERROR_REASON_REQUEST_ID_REUSED",
+		30: "ERROR_REASON_INVALID_PHONE",
+		31: "ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED",
+		32: "ERROR_REASON_INVALID_ID_TAIL",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                0,
@@ -90,6 +134,27 @@ var (
 		"ERROR_REASON_INVALID_CODE":               9,
 		"ERROR_REASON_PHONE_LOCKED":               10,
 		"ERROR_REASON_TOO_MANY_MISMATCHED_PHONES": 11,
+		"ERROR_REASON_TOO_MANY_VERIFIERS":         12,
+		"ERROR_REASON_TOO_MANY_ROLES":             13,
+		"ERROR_REASON_INVALID_ROLE":               14,
+		"ERROR_REASON_TOO_MANY_ID_TAILS":          15,
+		"ERROR_REASON_INVALID_VERIFIER_ID":        16,
+		"ERROR_REASON_INVALID_TENANT":             17,
+		"ERROR_REASON_MISSING_DEADLINE":           18,
+		"ERROR_REASON_INVALID_DEADLINE":           19,
+		"ERROR_REASON_INVALID_LOCALE":             20,
+		"ERROR_REASON_NO_VERIFIERS":               21,
+		"ERROR_REASON_DUPLICATE_VERIFIER_PHONE":   22,
+		"ERROR_REASON_MISSING_ID_TAIL":            23,
+		"ERROR_REASON_MISSING_VERIFIER_ID":        24,
+		"ERROR_REASON_MISSING_ORDER_ID":           25,
+		"ERROR_REASON_INVALID_ORDER_ID":           26,
+		"ERROR_REASON_INVALID_SUBMISSION":         27,
+		"ERROR_REASON_INVALID_REQUEST_ID":         28,
+		"ERROR_REASON_REQUEST_ID_REUSED":          29,
+		"ERROR_REASON_INVALID_PHONE":              30,
+		"ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED":  31,
+		"ERROR_REASON_INVALID_ID_TAIL":            32,
 	}
 )
 
@@ -1484,7 +1549,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\"X\n" +
 	"\x15CancelSessionResponse\x12?\n" +
-	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*\xc4\x03\n" +
+	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*\xaf\t\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12)\n" +
 	"%ERROR_REASON_VERIFICATION_NOT_MATCHED\x10\x01\x12\"\n" +
@@ -1498,7 +1563,28 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x19ERROR_REASON_INVALID_CODE\x10\t\x12\x1d\n" +
 	"\x19ERROR_REASON_PHONE_LOCKED\x10\n" +
 	"\x12+\n" +
-	"'ERROR_REASON_TOO_MANY_MISMATCHED_PHONES\x10\v*x\n" +
+	"'ERROR_REASON_TOO_MANY_MISMATCHED_PHONES\x10\v\x12#\n" +
+	"\x1fERROR_REASON_TOO_MANY_VERIFIERS\x10\f\x12\x1f\n" +
+	"\x1bERROR_REASON_TOO_MANY_ROLES\x10\r\x12\x1d\n" +
+	"\x19ERROR_REASON_INVALID_ROLE\x10\x0e\x12\"\n" +
+	"\x1eERROR_REASON_TOO_MANY_ID_TAILS\x10\x0f\x12$\n" +
+	" ERROR_REASON_INVALID_VERIFIER_ID\x10\x10\x12\x1f\n" +
+	"\x1bERROR_REASON_INVALID_TENANT\x10\x11\x12!\n" +
+	"\x1dERROR_REASON_MISSING_DEADLINE\x10\x12\x12!\n" +
+	"\x1dERROR_REASON_INVALID_DEADLINE\x10\x13\x12\x1f\n" +
+	"\x1bERROR_REASON_INVALID_LOCALE\x10\x14\x12\x1d\n" +
+	"\x19ERROR_REASON_NO_VERIFIERS\x10\x15\x12)\n" +
+	"%ERROR_REASON_DUPLICATE_VERIFIER_PHONE\x10\x16\x12 \n" +
+	"\x1cERROR_REASON_MISSING_ID_TAIL\x10\x17\x12$\n" +
+	" ERROR_REASON_MISSING_VERIFIER_ID\x10\x18\x12!\n" +
+	"\x1dERROR_REASON_MISSING_ORDER_ID\x10\x19\x12!\n" +
+	"\x1dERROR_REASON_INVALID_ORDER_ID\x10\x1a\x12#\n" +
+	"\x1fERROR_REASON_INVALID_SUBMISSION\x10\x1b\x12#\n" +
+	"\x1fERROR_REASON_INVALID_REQUEST_ID\x10\x1c\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\x1d\x12\x1e\n" +
+	"\x1aERROR_REASON_INVALID_PHONE\x10\x1e\x12*\n" +
+	"&ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED\x10\x1f\x12 \n" +
+	"\x1cERROR_REASON_INVALID_ID_TAIL\x10 *x\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12+\n" +
 	"'VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS\x10\x01\x12\x1c\n" +
