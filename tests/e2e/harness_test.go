@@ -191,13 +191,38 @@ type options struct {
 	extraDeadline bool // start a second deadline process on the same database
 }
 
+// handedOut are the addresses freeAddr gave this test binary: the kernel may offer a closed port again,
+// and two parallel tests handed one port would start two services on it (one fails to bind, and the
+// other's clients reach the wrong process).
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+}
+
+// mainService is the gRPC service each binary registers: its health is asked by name, so a health
+// check answered by another process on the port (a port taken by someone else) does not pass.
+var mainService = map[string]string{
+	"filing":       "icp.filing.v1.FilingService",
+	"verification": "icp.verification.v1.VerificationService",
+	"sms-dispatch": "icp.smsdispatch.v1.SmsDispatchService",
+	"deadline":     "icp.deadline.v1.DeadlineService",
 }
 
 // newDatabase creates a database for one test and drops it afterwards.
@@ -342,7 +367,7 @@ func (s *suite) waitHealthy(name string, conn *grpc.ClientConn) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: mainService[strings.SplitN(name, "#", 2)[0]]})
 		cancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return
