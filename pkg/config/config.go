@@ -138,6 +138,8 @@ type Common struct {
 	TraceSampleRatio *float64
 	// InsecureDev lets a service on PostgreSQL start with open defaults (see OpenDefault).
 	InsecureDev *bool
+	// IdempotencyRetention is how long the answers to request ids are kept (services that keep them).
+	IdempotencyRetention *time.Duration
 }
 
 // RegisterCommon declares the shared flags with a service's defaults.
@@ -155,6 +157,8 @@ func RegisterCommon(f *Flags, defaultAddr, defaultSchema string) Common {
 			"(plaintext) or https://host:port; empty: tracing off"),
 		TraceSampleRatio: f.Float64("trace-sample-ratio", 1, "with --otlp-endpoint: the share of new traces recorded, 0 to 1 "+
 			"(a sampled caller's trace is always continued)"),
+		IdempotencyRetention: f.Duration("idempotency-retention", 7*24*time.Hour, "how long the stored answer to a request_id "+
+			"is kept (a retry later than that is a new request); older ones are purged in the background every hour"),
 		InsecureDev: f.Bool("insecure-dev", false, "development only: start on PostgreSQL even with open defaults (no portal auth, "+
 			"the console SMS provider, no internal credential, a placeholder secret), logging each; the memory store always allows them"),
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/pg"
@@ -96,6 +97,14 @@ func (b *Base) Postgres(ctx context.Context, migrations ...pg.Source) (*pgxpool.
 	if err := pg.Migrate(ctx, pool, migrations...); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range migrations {
+		if m.Name == idempotency.Migrations.Name && *b.common.IdempotencyRetention > 0 {
+			log := b.Log.Named("idempotency-purge")
+			b.Server.Go("idempotency-purge", func(ctx context.Context) error {
+				return idempotency.PurgeEvery(ctx, log, pool, *b.common.IdempotencyRetention, time.Hour, time.Now)
+			})
+		}
 	}
 	return pool, nil
 }
