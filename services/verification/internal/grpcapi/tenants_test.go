@@ -2,12 +2,7 @@ package grpcapi_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,22 +10,19 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/icpverify/icpverify/pkg/clock"
-	"github.com/icpverify/icpverify/pkg/config"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
@@ -54,8 +46,6 @@ type tenantEnv struct {
 	opened   int
 }
 
-func ptr(v string) *string { return &v }
-
 // newTenantEnv serves verification on PostgreSQL behind API keys key-a (tenant a) and key-b (tenant
 // b); the internal API on its own listener. maxMismatched is --max-mismatched-phones-per-caller.
 func newTenantEnv(t *testing.T, maxMismatched int) *tenantEnv {
@@ -74,49 +64,15 @@ func newTenantEnv(t *testing.T, maxMismatched int) *tenantEnv {
 	st.SetRand(&storetest.SeqRand{})
 	st.Mismatches = app.NewMismatchThrottle(clk, hasher, maxMismatched)
 
-	var lines []string
-	for id, key := range map[string]string{"a": "key-a", "b": "key-b"} {
-		sum := sha256.Sum256([]byte(key))
-		lines = append(lines, id+":"+hex.EncodeToString(sum[:]))
-	}
-	keyFile := filepath.Join(t.TempDir(), "api-keys")
-	if err := os.WriteFile(keyFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := rpc.NewSecureServer(zap.NewNop(), config.Security{InternalGRPCAddr: ptr("split"), PortalAuth: ptr("api-key"),
-		APIKeysFile: ptr(keyFile)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Public{Store: st}, &grpcapi.Internal{Store: st})
-	pub, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.ServeListeners(ctx, pub, in, time.Second); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	dial := func(addr string) *grpc.ClientConn {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
-	return &tenantEnv{pool: pool, clk: clk, public: pb.NewVerificationServiceClient(dial(pub.Addr().String())),
-		internal: pb.NewVerificationInternalServiceClient(dial(in.Addr().String()))}
+	srv := rpctest.ServeTenants(t, []string{"a", "b"}, func(s *rpc.Server) {
+		grpcapi.Register(s.Public(), s.Internal(), &grpcapi.Public{Store: st}, &grpcapi.Internal{Store: st})
+	})
+	return &tenantEnv{pool: pool, clk: clk, public: pb.NewVerificationServiceClient(srv.Public),
+		internal: pb.NewVerificationInternalServiceClient(srv.Internal)}
 }
 
 // as is a call of tenant's portal (its API key).
-func as(tenant string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(), "x-api-key", "key-"+tenant)
-}
+func as(tenant string) context.Context { return rpctest.As(context.Background(), tenant) }
 
 // open opens a session of order's submission for tenant with the victim's phone and returns its state.
 func (e *tenantEnv) open(t *testing.T, tenant, order string, sub int32) pb.SessionState {
