@@ -68,7 +68,7 @@ func TestSecurityEdgeOfAProcess(t *testing.T) {
 	_, err := pub.Verify(call(), req)
 	check("Verify without a key", err, codes.Unauthenticated, rpc.ReasonCredentialMissing)
 	_, err = pub.Verify(call("x-api-key", "portal-key-1"), req)
-	check("Verify with the key reaches the handler", err, codes.NotFound, "VERIFICATION_NOT_MATCHED")
+	check("Verify with the key reaches the handler", err, codes.NotFound, rpc.ReasonName(verificationv1.ErrorReason_ERROR_REASON_VERIFICATION_NOT_MATCHED))
 	_, err = pub.Verify(call("x-api-key", "portal-key-1"), req)
 	check("Verify over the limit", err, codes.ResourceExhausted, rpc.ReasonRateLimited)
 	if rpc.RetryDelay(err) <= 0 {

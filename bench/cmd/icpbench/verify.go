@@ -333,7 +333,7 @@ func (p *population) run(ctx context.Context, clients int, d time.Duration, clie
 		case err == nil:
 			p.passed.Add(1)
 			return !wrong, nil
-		case status.Code(err) == codes.NotFound && rpcReason(err) == "VERIFICATION_NOT_MATCHED":
+		case status.Code(err) == codes.NotFound && rpcReason(err) == notMatched:
 			p.mismatched.Add(1)
 			return wrong, nil // a correct check that mismatched is unexpected
 		default:
@@ -346,3 +346,6 @@ func (p *population) run(ctx context.Context, clients int, d time.Duration, clie
 }
 
 func rpcReason(err error) string { return rpc.Reason(err) }
+
+// notMatched is the reason of a check that matched no pending verifier.
+var notMatched = rpc.ReasonName(verificationv1.ErrorReason_ERROR_REASON_VERIFICATION_NOT_MATCHED)
