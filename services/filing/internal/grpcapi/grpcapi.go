@@ -6,13 +6,13 @@ package grpcapi
 
 import (
 	"context"
-	"strings"
 
 	"google.golang.org/grpc"
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
@@ -154,7 +154,9 @@ func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderReq
 		return nil, errs.Invalid("phone_locks", "TOO_MANY_PHONE_LOCKS", "at most %d phone locks", domain.CeilingMaxVerifiers)
 	}
 	for _, l := range req.GetPhoneLocks() {
-		if !strings.HasPrefix(l.GetPhone(), "+") || len(l.GetPhone()) > 16 || l.GetUntil() == nil || l.GetUntil().CheckValid() != nil {
+		// The phone must be in the E.164 form filing stores verifiers in, or the lock would match nothing.
+		e164, err := phone.Normalize("phone_locks.phone", l.GetPhone())
+		if err != nil || e164 != l.GetPhone() || l.GetUntil() == nil || l.GetUntil().CheckValid() != nil {
 			return nil, errs.Invalid("phone_locks", "INVALID_PHONE_LOCK", "a phone lock needs an E.164 phone and a valid until")
 		}
 	}

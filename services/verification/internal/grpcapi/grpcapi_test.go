@@ -45,18 +45,7 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, &grpcapi.Public{}) }
 // newEnvWith serves public (its Store is filled in) and the internal API on a real PostgreSQL store.
 func newEnvWith(t *testing.T, public *grpcapi.Public) *env {
 	t.Helper()
-	pool := pgtest.NewSchema(t, "verification", store.Migrations, outbox.Migrations, idempotency.Migrations)
-	clk := clock.NewFake(start)
-	keys, err := domain.ParseKeys("k1:" + strings.Repeat("ab", 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := domain.NewHasher(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := app.New(store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
-	st.SetRand(&storetest.SeqRand{})
+	pool, clk, _, st := newUses(t)
 	public.Store = st
 	conn := rpctest.Serve(t, func(srv *rpc.Server) {
 		pb.RegisterVerificationServiceServer(srv.GRPC, public)
@@ -307,4 +296,23 @@ func TestMinResponseTime(t *testing.T) {
 	if _, err := e.public.GetVerificationStatus(ctx, &pb.GetVerificationStatusRequest{OrderId: "nope"}); status.Code(err) != codes.NotFound || len(waits) != 2 {
 		t.Fatalf("status = %v, waits %v", err, waits)
 	}
+}
+
+// newUses is the use cases on a fresh PostgreSQL schema, with a fake clock at start, a fixed HMAC key
+// and predictable codes.
+func newUses(t *testing.T) (*pgxpool.Pool, *clock.Fake, *domain.Hasher, *app.App) {
+	t.Helper()
+	pool := pgtest.NewSchema(t, "verification", store.Migrations, outbox.Migrations, idempotency.Migrations)
+	clk := clock.NewFake(start)
+	keys, err := domain.ParseKeys("k1:" + strings.Repeat("ab", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := domain.NewHasher(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := app.New(store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
+	st.SetRand(&storetest.SeqRand{})
+	return pool, clk, hasher, st
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -18,17 +17,12 @@ import (
 	"github.com/icpverify/icpverify/pkg/clock"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
-	"github.com/icpverify/icpverify/pkg/idempotency"
-	"github.com/icpverify/icpverify/pkg/outbox"
-	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
 	"github.com/icpverify/icpverify/services/verification/internal/app"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
-	"github.com/icpverify/icpverify/services/verification/internal/store"
-	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
 )
 
 // Through real gRPC with API-key portal auth: two API keys are two tenants ("a" and "b").
@@ -50,18 +44,7 @@ type tenantEnv struct {
 // b); the internal API on its own listener. maxMismatched is --max-mismatched-phones-per-caller.
 func newTenantEnv(t *testing.T, maxMismatched int) *tenantEnv {
 	t.Helper()
-	pool := pgtest.NewSchema(t, "verification", store.Migrations, outbox.Migrations, idempotency.Migrations)
-	clk := clock.NewFake(start)
-	keys, err := domain.ParseKeys("k1:" + strings.Repeat("ab", 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, err := domain.NewHasher(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := app.New(store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
-	st.SetRand(&storetest.SeqRand{})
+	pool, clk, hasher, st := newUses(t)
 	st.Mismatches = app.NewMismatchThrottle(clk, hasher, maxMismatched)
 
 	srv := rpctest.ServeTenants(t, []string{"a", "b"}, func(s *rpc.Server) {
