@@ -176,6 +176,8 @@ type suite struct {
 	addrs   map[string]string
 	procs   map[string]*proc
 	gateway *gateway
+	// credentialed: the processes run with credentials() and the clients speak as portal and operator.
+	credentialed bool
 
 	Filing         filingv1.FilingServiceClient
 	FilingInternal filingv1.FilingInternalServiceClient
@@ -273,9 +275,10 @@ func startSuite(t *testing.T, o options) *suite {
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
 	}
+	creds := credentials(t, t.TempDir())
+	s.credentialed = true
 	for _, name := range services {
-		// The flow tests are about the flow; security_test.go starts processes with real credentials.
-		args[name] = append(args[name], "--insecure-dev")
+		args[name] = append(args[name], creds[name]...)
 		s.startProc(name, name, s.addrs[name], args[name])
 	}
 	if o.extraDeadline {
@@ -397,7 +400,11 @@ func (s *suite) restart(name string) {
 }
 
 func (s *suite) dial(addr string) *grpc.ClientConn {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if s.credentialed {
+		opts = append(opts, grpc.WithUnaryInterceptor(asCaller))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		s.t.Fatal(err)
 	}

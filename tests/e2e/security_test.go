@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/rpc"
 )
@@ -101,5 +102,55 @@ func TestOpenDefaultsOnPostgresRefuseToStart(t *testing.T) {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the refusal does not name %q:\n%s", want, out)
 		}
+	}
+}
+
+// Least privilege across real processes: each internal method admits only its callers. The suite runs
+// with one token per service; sms-dispatch's or an operator's token cannot approve or return an order,
+// a portal key is no internal credential, and the reviewer records the outcome.
+func TestInternalMethodsAdmitOnlyTheirCallers(t *testing.T) {
+	s := startSuite(t, options{})
+	principal := person("钱七", "13812345678")
+	order := s.submit(firstFiling(principal, &filingv1.Website{Domain: "acl.cn", Person: principal}))
+	sent := s.waitCodes(1, phoneA)
+
+	mark := &filingv1.MarkVerifiedRequest{RequestId: "acl-mark", OrderId: order.OrderId, Submission: order.Submission}
+	ret := &filingv1.ReturnOrderRequest{RequestId: "acl-return", OrderId: order.OrderId, Submission: order.Submission,
+		Reason: filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT}
+	denied := func(what string, err error) {
+		t.Helper()
+		if status.Code(err) != codes.PermissionDenied || rpc.Reason(err) != rpc.ReasonCallerNotAllowed {
+			t.Errorf("%s: %v (reason %q), want PermissionDenied %s", what, err, rpc.Reason(err), rpc.ReasonCallerNotAllowed)
+		}
+	}
+	for _, id := range []string{"sms-dispatch", "deadline", "operator-e2e", "reviewer-e2e"} {
+		_, err := s.FilingInternal.MarkVerified(as(ctx(t), id), mark)
+		denied(id+" MarkVerified", err)
+		_, err = s.FilingInternal.ReturnOrder(as(ctx(t), id), ret)
+		denied(id+" ReturnOrder", err)
+	}
+	_, err := s.FilingInternal.MarkVerified(metadata.AppendToOutgoingContext(ctx(t), "authorization", "Bearer "+portalKey), mark)
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a portal key on MarkVerified: %v, want Unauthenticated", err)
+	}
+	_, err = s.VerifyInternal.CloseIfIncomplete(as(ctx(t), "sms-dispatch"),
+		&verificationv1.CloseIfIncompleteRequest{RequestId: "acl-close", OrderId: order.OrderId, Submission: order.Submission})
+	denied("sms-dispatch CloseIfIncomplete", err)
+	got, err := s.Filing.GetOrder(ctx(t), &filingv1.GetOrderRequest{OrderId: order.OrderId})
+	if err != nil || got.Order.State != filingv1.OrderState_ORDER_STATE_AWAITING_VERIFICATION {
+		t.Fatalf("after the refused calls the order is %v, %v", got, err)
+	}
+
+	// The order still goes its way with the services' own identities, and the reviewer approves it.
+	if _, err := s.verify(phoneA, sent[phoneA], tailOf(principal)); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	s.waitState(order.OrderId, filingv1.OrderState_ORDER_STATE_UNDER_REVIEW, 15*time.Second)
+	review := &filingv1.RecordReviewOutcomeRequest{RequestId: "acl-review", OrderId: order.OrderId,
+		Outcome: filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED}
+	_, err = s.FilingInternal.RecordReviewOutcome(as(ctx(t), "verification"), review)
+	denied("verification RecordReviewOutcome", err)
+	if _, err := s.FilingInternal.RecordReviewOutcome(as(ctx(t), "reviewer-e2e"), review); err != nil {
+		t.Fatalf("the reviewer's RecordReviewOutcome: %v", err)
 	}
 }
