@@ -22,7 +22,9 @@ const (
 )
 
 // serviceToken is the internal token of a service (or of a role the test plays).
-func serviceToken(identity string) string { return "e2e-" + identity + "-token-0123456789abcdef0123456789" }
+func serviceToken(identity string) string {
+	return "e2e-" + identity + "-token-0123456789abcdef0123456789"
+}
 
 // identities are the internal callers every service knows: the four services and the test's operator.
 var identities = []string{"filing", "verification", "sms-dispatch", "deadline", "operator-e2e", "reviewer-e2e"}
