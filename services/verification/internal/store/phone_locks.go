@@ -68,14 +68,43 @@ func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge,
 	return byID, chs, tails, nil
 }
 
+// failureCounts are the challenges whose failure count a batch changed, with their last values: one
+// CountFailures statement writes them all.
+type failureCounts struct {
+	at    map[string]int // challenge id -> index in the slices
+	ids   []string
+	count []int
+	state []string
+}
+
+func (f *failureCounts) set(c domain.Challenge) {
+	if f.at == nil {
+		f.at = map[string]int{}
+	}
+	if i, ok := f.at[c.ID]; ok {
+		f.count[i], f.state[i] = c.Failed, string(c.State)
+		return
+	}
+	f.at[c.ID] = len(f.ids)
+	f.ids, f.count, f.state = append(f.ids, c.ID), append(f.count, c.Failed), append(f.state, string(c.State))
+}
+
+// queue queues the one statement on b (nothing when no failure was counted). It must come before
+// PassAll: a challenge can fail and then pass in one batch, and the pass is its last state.
+func (f *failureCounts) queue(b *pgx.Batch) {
+	if len(f.ids) > 0 {
+		b.Queue(queries.CountFailures, f.ids, f.count, f.state)
+	}
+}
+
 // queueMismatch queues the writes of a mismatch on phone into b (e: what domain.ApplyPhoneCheck did
-// to chs, the phone's pending challenges): the changed counts and states, the failed sessions and the
-// returns they owe (with the phone's lock when the budget was spent). It returns the verifiers it
-// locked, to report once the transaction committed.
+// to chs, the phone's pending challenges): the changed counts and states (into counts, written at the
+// end of the batch), the failed sessions and the returns they owe (with the phone's lock when the
+// budget was spent). It returns the verifiers it locked, to report once the transaction committed.
 func queueMismatch(b *pgx.Batch, now time.Time, phone string, sessions map[string]domain.Session, chs []domain.Challenge,
-	e domain.PhoneEffects) ([]lockedVerifier, error) {
+	e domain.PhoneEffects, counts *failureCounts) ([]lockedVerifier, error) {
 	for _, i := range e.Changed {
-		b.Queue(queries.CountFailure, chs[i].ID, chs[i].Failed, string(chs[i].State))
+		counts.set(chs[i])
 	}
 	for _, id := range e.Returned {
 		b.Queue(queries.SetSessionState, id, string(domain.SessionFailed), now)

@@ -60,9 +60,11 @@ SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s
 	ORDER BY s.id, c.id
 	FOR UPDATE OF s, c
 
--- name: CountFailure
--- One more failure on a challenge: its count $2 and state $3 (LOCKED at the limit).
-UPDATE challenges SET failed_attempts = $2, state = $3 WHERE id = $1
+-- name: CountFailures
+-- The failures a batch of checks counted, one statement for the batch: challenge $1[i] now has
+-- count $2[i] and state $3[i] (LOCKED at the limit). Each id appears once (its last value).
+UPDATE challenges c SET failed_attempts = u.failed, state = u.state
+	FROM unnest($1::uuid[], $2::integer[], $3::text[]) AS u(id, failed, state) WHERE c.id = u.id
 
 -- name: PassAll
 -- Verify (verify_batch.go): marks the challenges $1 passed at $2, in one statement for a whole batch,

@@ -214,6 +214,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 	out := make([]batch.Result[verifyResult], len(ins))
 	var passes []int // indexes into ins of the calls that pass, in arrival order
 	var counted failureRows
+	var counts failureCounts
 	for k, in := range ins {
 		idx := byPhone[in.Phone]
 		mine := make([]domain.Challenge, len(idx)) // every pending challenge of the phone, whatever its tenant
@@ -245,7 +246,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 			for _, i := range e.Changed {
 				chs[idx[i]] = mine[i]
 			}
-			locked, err := queueMismatch(b, now, in.Phone, sessions, mine, e)
+			locked, err := queueMismatch(b, now, in.Phone, sessions, mine, e, &counts)
 			if err != nil {
 				return nil, nil, nil, err
 			}
@@ -261,6 +262,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 		chs[idx[j]].State = domain.ChallengePassed
 	}
 	counted.queue(s, b, now)
+	counts.queue(b)
 	all := map[string]bool{} // session id -> every challenge passed, from PassAll
 	if len(passes) > 0 {
 		if err := queuePasses(b, now, out, passes, all); err != nil {

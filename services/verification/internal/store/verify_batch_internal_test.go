@@ -115,3 +115,65 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 		}
 	}
 }
+
+// Failures counted in one batch all land, each challenge written once with its last values: two
+// wrong checks and then the right one on one verifier leave it PASSED with 2 failures (the pass is
+// not overwritten by the counts); two wrong checks alone leave it PENDING with 2.
+func TestVerifyBatchCountsEveryFailureOfOneVerifier(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
+	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
+	s.SetRand(&storetest.SeqRand{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		order     string
+		pass      bool
+		wantState string
+	}{{"o1", true, "PASSED"}, {"o2", false, "PENDING"}} {
+		phone := "+861390000" + tc.order[1:] + "001"
+		specs := []domain.VerifierSpec{{Phone: phone, Roles: []string{"PRINCIPAL"}, Tails: []string{"111111"}}}
+		req := &pb.OpenSessionRequest{RequestId: "open:" + tc.order, OrderId: tc.order, Submission: 1,
+			DeadlineAt: timestamppb.New(storetest.Start.Add(time.Hour)),
+			Verifiers:  []*pb.VerifierSpec{{Phone: phone, Roles: specs[0].Roles, IdTails: specs[0].Tails}}}
+		spec, err := domain.NormalizeOpen(domain.OpenSpec{OrderID: tc.order, Submission: 1, DeadlineAt: storetest.Start.Add(time.Hour), Verifiers: specs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.OpenSession(ctx, req, spec); err != nil {
+			t.Fatal(err)
+		}
+		var code string
+		m := &smsv1.SendMessageRequest{}
+		rows, _ := outbox.PGQueue{Pool: pool}.Pending(ctx, 100)
+		for _, r := range rows {
+			if r.Target == convert.TargetSendMessage && proto.Unmarshal(r.Payload, m) == nil && m.GetPhone() == phone {
+				code = m.GetParams()["code"]
+			}
+		}
+		wrong := domain.VerifyInput{Phone: phone, Code: "000000", Tail: "111111"}
+		if code == wrong.Code {
+			wrong.Code = "000001"
+		}
+		ins := []domain.VerifyInput{wrong, wrong}
+		if tc.pass {
+			ins = append(ins, domain.VerifyInput{Phone: phone, Code: code, Tail: "111111"})
+		}
+		res, err := eng.verifyAll(ctx, ins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.pass && res[2].Value.resp.GetResult() != pb.VerifyResult_VERIFY_RESULT_ALL_PASSED {
+			t.Errorf("%s: the right check after two wrong ones answered %v, %v", tc.order, res[2].Value.resp, res[2].Value.err)
+		}
+		var failed int
+		var state string
+		if err := pool.QueryRow(ctx, `SELECT c.failed_attempts, c.state FROM challenges c JOIN sessions s ON s.id = c.session_id
+			WHERE s.order_id = $1`, tc.order).Scan(&failed, &state); err != nil {
+			t.Fatal(err)
+		}
+		if failed != 2 || state != tc.wantState {
+			t.Errorf("%s: challenge has %d failures, state %s; want 2, %s", tc.order, failed, state, tc.wantState)
+		}
+	}
+}
