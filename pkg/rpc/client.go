@@ -55,20 +55,6 @@ func NewDialer(log *zap.Logger, sec config.Security) (*Dialer, error) {
 	return d, nil
 }
 
-// DialWithToken returns a plaintext client connection that sends the token of tokenFile (its first
-// non-blank line) on every call: icpctl's --token-file, tests and tools.
-func DialWithToken(addr, tokenFile string) (*grpc.ClientConn, error) {
-	d := &Dialer{}
-	if tokenFile != "" {
-		token, err := newReloading(zap.NewNop(), "token", func() (string, error) { return readOwnToken(tokenFile) }, tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("--token-file: %w", err)
-		}
-		d.token = tokenCreds{token: token}
-	}
-	return d.Dial(addr)
-}
-
 // Dial returns a client connection to a peer service. It connects lazily, so a service starts even
 // when its peers are not up yet; the outbox relays retry until they are.
 func (d *Dialer) Dial(addr string) (*grpc.ClientConn, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,49 @@ func TestInternalMethodsAdmitOnlyTheirCallers(t *testing.T) {
 	denied("verification RecordReviewOutcome", err)
 	if _, err := s.FilingInternal.RecordReviewOutcome(as(ctx(t), "reviewer-e2e"), review); err != nil {
 		t.Fatalf("the reviewer's RecordReviewOutcome: %v", err)
+	}
+}
+
+// icpctl against the suite as production runs it: without credentials every call is refused with
+// exit code 8 and a clear message; with the portal's API key and the operator's token the status
+// (public GetOrder, internal ListMessages and GetDeadline) is shown; the operator cannot approve.
+func TestIcpctlWithCredentials(t *testing.T) {
+	s := startSuite(t, options{})
+	principal := person("孙八", "13812345678")
+	order := s.submit(firstFiling(principal, &filingv1.Website{Domain: "cli.cn", Person: principal}))
+	dir := t.TempDir()
+	keyFile, tokenFile := filepath.Join(dir, "key"), filepath.Join(dir, "token")
+	if err := os.WriteFile(keyFile, []byte(portalKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte(operatorToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	icpctl := func(args ...string) (string, int) {
+		t.Helper()
+		addrs := []string{"--filing-addr=" + s.addrs["filing"], "--verification-addr=" + s.addrs["verification"],
+			"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--deadline-addr=" + s.addrs["deadline"]}
+		out, err := exec.Command(filepath.Join(binDir, "icpctl"), append(addrs, args...)...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	if out, code := icpctl("status", order.OrderId); code != 8 || !strings.Contains(out, "Unauthenticated") {
+		t.Errorf("status without credentials: exit %d\n%s", code, out)
+	}
+	out, code := icpctl("--api-key-file="+keyFile, "--token-file="+tokenFile, "status", order.OrderId)
+	if code != 0 || !strings.Contains(out, order.OrderId) || !strings.Contains(out, "AWAITING_VERIFICATION") {
+		t.Errorf("status with credentials: exit %d\n%s", code, out)
+	}
+	if out, code := icpctl("--api-key-file="+keyFile, "--token-file="+tokenFile, "approve", order.OrderId); code != 8 ||
+		!strings.Contains(out, rpc.ReasonCallerNotAllowed) {
+		t.Errorf("approve as the operator: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, portalKey) || strings.Contains(out, operatorToken) {
+		t.Error("icpctl printed a credential")
 	}
 }

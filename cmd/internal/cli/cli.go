@@ -20,7 +20,6 @@ import (
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
-	"github.com/icpverify/icpverify/pkg/rpc"
 )
 
 // Exit codes; `icpctl help` documents them.
@@ -33,6 +32,7 @@ const (
 	ExitFailedPrecondition = 5
 	ExitResourceExhausted  = 6
 	ExitUnavailable        = 7
+	ExitUnauthorized       = 8
 )
 
 const usageText = `icpctl - command-line client of the ICP filing SMS-verification suite
@@ -65,8 +65,12 @@ Global flags (also accepted after the command; each falls back to the environmen
   --verification-addr ADDR   verification service  (VERIFICATION_ADDR, default 127.0.0.1:50052)
   --sms-dispatch-addr ADDR   sms-dispatch service  (SMS_DISPATCH_ADDR, default 127.0.0.1:50053)
   --deadline-addr ADDR       deadline service      (DEADLINE_ADDR, default 127.0.0.1:50054)
-  --output text|json         text for people; json prints one protojson document per command (OUTPUT)
-  --timeout DURATION         timeout of each call (TIMEOUT, default 10s)
+  --output text|json         text for people; json prints one protojson document per command (ICPCTL_OUTPUT)
+  --timeout DURATION         timeout of each call (ICPCTL_TIMEOUT, default 10s)
+  --api-key-file FILE        the portal API key sent on public calls as x-api-key (ICPCTL_API_KEY_FILE)
+  --token-file FILE          the internal token (an operator's or reviewer's) sent on internal calls (ICPCTL_TOKEN_FILE)
+  --tls-ca-file FILE         PEM CA of the services' certificates: connect with TLS and check them (ICPCTL_TLS_CA_FILE);
+                             without it icpctl speaks plaintext, as to the development suite
 
 Every mutating call carries a fresh request_id, so running a command again is a new request.
 
@@ -79,6 +83,8 @@ Exit codes:
   5  FailedPrecondition or AlreadyExists: the order is not in a state that allows this
   6  ResourceExhausted: a limit was reached (resend limits, per-phone SMS caps); "retry after" says when
   7  Unavailable or DeadlineExceeded: a service cannot be reached or did not answer in time
+  8  Unauthenticated or PermissionDenied: a credential is missing or wrong (--api-key-file, --token-file),
+     or the identity may not call this RPC
 `
 
 // globals are the flags every command takes.
@@ -86,6 +92,7 @@ type globals struct {
 	filingAddr, verificationAddr, smsAddr, deadlineAddr string
 	output                                              string
 	timeout                                             time.Duration
+	creds                                               credentialFiles
 }
 
 // app is one invocation: its flags, streams and lazily dialled connections.
@@ -94,6 +101,8 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	conns  map[string]*grpc.ClientConn
+	// dialOpts are the credentials and transport of every connection, read from the files once.
+	dialOpts []grpc.DialOption
 }
 
 // usageError is a bad command line; it exits with ExitUsage.
@@ -152,9 +161,13 @@ func (a *app) run(ctx context.Context, args []string) error {
 	smsAddr := f.String("sms-dispatch-addr", config.DefaultSMSDispatchAddr, "sms-dispatch service address")
 	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "deadline service address")
 	// OUTPUT and TIMEOUT are too generic to read from a user's environment.
-	f.EnvNames = map[string]string{"output": "ICPCTL_OUTPUT", "timeout": "ICPCTL_TIMEOUT"}
+	f.EnvNames = map[string]string{"output": "ICPCTL_OUTPUT", "timeout": "ICPCTL_TIMEOUT",
+		"api-key-file": "ICPCTL_API_KEY_FILE", "token-file": "ICPCTL_TOKEN_FILE", "tls-ca-file": "ICPCTL_TLS_CA_FILE"}
 	output := f.String("output", "text", "output format: text or json")
 	timeout := f.Duration("timeout", 10*time.Second, "timeout of each call")
+	apiKeyFile := f.String("api-key-file", "", "file holding the portal API key sent on public calls")
+	tokenFile := f.String("token-file", "", "file holding the internal token (operator, reviewer) sent on internal calls")
+	tlsCAFile := f.String("tls-ca-file", "", "PEM CA that signed the services' certificates: use TLS and check them")
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(a.stdout, usageText)
@@ -163,7 +176,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return usageError{err.Error()}
 	}
 	a.g = globals{filingAddr: *filingAddr, verificationAddr: *verificationAddr, smsAddr: *smsAddr,
-		deadlineAddr: *deadlineAddr, output: *output, timeout: *timeout}
+		deadlineAddr: *deadlineAddr, output: *output, timeout: *timeout,
+		creds: credentialFiles{apiKeyFile: *apiKeyFile, tokenFile: *tokenFile, tlsCAFile: *tlsCAFile}}
 	rest := f.Args()
 	if len(rest) == 0 {
 		fmt.Fprint(a.stderr, usageText)
@@ -209,6 +223,9 @@ func (a *app) flags(name string) *flag.FlagSet {
 	fs.StringVar(&a.g.deadlineAddr, "deadline-addr", a.g.deadlineAddr, "")
 	fs.StringVar(&a.g.output, "output", a.g.output, "")
 	fs.DurationVar(&a.g.timeout, "timeout", a.g.timeout, "")
+	fs.StringVar(&a.g.creds.apiKeyFile, "api-key-file", a.g.creds.apiKeyFile, "")
+	fs.StringVar(&a.g.creds.tokenFile, "token-file", a.g.creds.tokenFile, "")
+	fs.StringVar(&a.g.creds.tlsCAFile, "tls-ca-file", a.g.creds.tlsCAFile, "")
 	return fs
 }
 
@@ -272,8 +289,12 @@ func (a *app) conn(svc string) (*grpc.ClientConn, error) {
 	if c, ok := a.conns[svc]; ok {
 		return c, nil
 	}
-	c, err := rpc.Dial(a.addr(svc))
+	c, err := a.dial(a.addr(svc))
 	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return nil, err
+		}
 		return nil, usagef("%s address %q: %v", svc, a.addr(svc), err)
 	}
 	a.conns[svc] = c

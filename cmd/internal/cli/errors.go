@@ -28,6 +28,8 @@ func exitCode(c codes.Code) int {
 		return ExitResourceExhausted
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return ExitUnavailable
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return ExitUnauthorized
 	}
 	return ExitError
 }

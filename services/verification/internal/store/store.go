@@ -36,7 +36,7 @@ var queriesSQL string
 var queries = pg.MustQueries[struct {
 	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges          string
 	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge string
-	LockPhone, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut    string
+	LockPhone, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut   string
 	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                       string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
