@@ -157,10 +157,10 @@ type env struct {
 	o        options
 	adminURL string // the server the database was created on (dropped there at the end)
 	dbName   string
-	db     *pgxpool.Pool
-	s      *suite.Suite
-	filing *balanced
-	verif  *balanced
+	db       *pgxpool.Pool
+	s        *suite.Suite
+	filing   *balanced
+	verif    *balanced
 }
 
 // startEnv creates a database and starts the four services with drill-friendly flags plus extra.
