@@ -267,8 +267,9 @@ func startSuite(t *testing.T, o options) *suite {
 		s.addrs[name] = freeAddr(t)
 	}
 	args := map[string][]string{
+		// The flow tests submit a dozen orders at once (TestTwoDeadlineProcesses): past the default submit burst.
 		"filing": {"--verification-addr=" + s.addrs["verification"], "--deadline-addr=" + s.addrs["deadline"],
-			"--verification-window=" + o.window.String()},
+			"--verification-window=" + o.window.String(), "--create-rate=0", "--update-rate=0", "--submit-rate=0"},
 		"verification": {"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--filing-addr=" + s.addrs["filing"],
 			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--resend-interval=1ms"},
 		"sms-dispatch": {"--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=1s", "--dispatch-lease=3s",

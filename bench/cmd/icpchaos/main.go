@@ -185,7 +185,7 @@ func startEnvOn(o options, adminURL string, urlFor func(db string) string, extra
 		// a short lease so a message claimed by a killed replica is sent again within the drill
 		"sms-dispatch": {"--rate-per-minute=0", "--rate-per-hour=0", "--rate-per-day=0", "--webhook-timeout=1s", "--dispatch-lease=3s", "--shutdown-timeout=10s"},
 		"deadline":     {"--lease=5s", "--shutdown-timeout=10s"},
-		"filing":       {"--shutdown-timeout=10s"},
+		"filing":       {"--shutdown-timeout=10s", "--create-rate=0", "--update-rate=0", "--submit-rate=0"}, // one driver, one tenant
 	}
 	for k, v := range extra {
 		flags[k] = append(flags[k], v...)
