@@ -55,11 +55,11 @@ func Run(ctx context.Context, args []string) error {
 	maxMismatched := f.Int("max-mismatched-phones-per-caller", 20, "distinct phones a caller's (API key's, JWT subject's, "+
 		"or IP's) Verify and ResendCode may mismatch on in an hour; past it a check of a further phone is refused "+
 		"(ResourceExhausted) before it can count a failure. Per process; 0: no limit")
-	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per caller (API key, JWT subject, or IP with --portal-auth=none), "+
+	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per tenant (every API key and JWT subject of it; the IP with --portal-auth=none), "+
 		"against code guessing; 0: no limit")
-	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a caller may make at once before --verify-rate applies")
-	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per caller, against SMS pumping; 0: no limit")
-	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a caller may make at once before --resend-rate applies")
+	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a tenant may make at once before --verify-rate applies")
+	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per tenant, against SMS pumping; 0: no limit")
+	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a tenant may make at once before --resend-rate applies")
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
 		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
 	if err := f.Parse(args); err != nil {
@@ -90,8 +90,8 @@ func Run(ctx context.Context, args []string) error {
 	}
 
 	base, err := service.Start("verification", common, sec, verificationOpenDefaults(*hmacKeys),
-		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst},
-		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst})
+		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst, PerTenant: true},
+		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst, PerTenant: true})
 	if err != nil {
 		return err
 	}
