@@ -27,11 +27,11 @@ import (
 func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
-	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
 	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	ctx := context.Background()
-	q := outbox.PGQueue{Pool: pool}
+	q := outbox.PGQueue{Pool: pool, Keys: storetest.SealKeys()}
 
 	for _, tc := range []struct {
 		order    string
