@@ -42,7 +42,9 @@ func (q *MemQueue) RestoreForTest(_ *testing.T, id int64, target string, payload
 }
 
 // WithKeysForTest is a view of q that opens with keys instead (another replica's keyring).
-func (q *MemQueue) WithKeysForTest(keys *seal.Keyring) Queue { return &memView{MemQueue: q, keys: keys} }
+func (q *MemQueue) WithKeysForTest(keys *seal.Keyring) Queue {
+	return &memView{MemQueue: q, keys: keys}
+}
 
 type memView struct {
 	*MemQueue

@@ -35,7 +35,9 @@ var _ Queue = (*MemQueue)(nil)
 
 // NewMemQueue returns an empty queue whose sensitive payloads are sealed with keys (nil: kept in the
 // clear, as Encode says).
-func NewMemQueue(keys *seal.Keyring) *MemQueue { return &MemQueue{keys: keys, rows: map[int64]*memRow{}} }
+func NewMemQueue(keys *seal.Keyring) *MemQueue {
+	return &MemQueue{keys: keys, rows: map[int64]*memRow{}}
+}
 
 // Add queues a call to target; sensitive payloads are sealed, and wiped when parked.
 func (q *MemQueue) Add(now time.Time, target string, msg proto.Message, sensitive bool) error {
