@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -17,8 +18,18 @@ import (
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 )
 
-// pgDumpBin is the PostgreSQL client's pg_dump.
-const pgDumpBin = "/usr/bin/pg_dump"
+// pgDumpBin is the PostgreSQL client's pg_dump (Debian's postgresql-client, beside the server), else
+// the one on PATH.
+func pgDumpBin(t *testing.T) string {
+	if _, err := os.Stat("/usr/bin/pg_dump"); err == nil {
+		return "/usr/bin/pg_dump"
+	}
+	p, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatalf("no pg_dump (install the PostgreSQL client): %v", err)
+	}
+	return p
+}
 
 // serviceSchemas are the schemas the four services keep their tables in.
 var serviceSchemas = []string{"filing", "verification", "sms_dispatch", "deadline"}
@@ -129,7 +140,7 @@ func (s *suite) pgDump() []byte {
 		args = append(args, "--schema="+schema)
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(pgDumpBin, args...)
+	cmd := exec.Command(pgDumpBin(s.t), args...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
