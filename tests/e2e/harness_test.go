@@ -257,6 +257,9 @@ func newDatabase(t *testing.T) string {
 
 const hmacKeys = "e2e1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
+// sealKeys seal verification's queued SendMessage calls and sms-dispatch's queued texts.
+const sealKeys = "e2e1:8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677"
+
 func startSuite(t *testing.T, o options) *suite {
 	t.Helper()
 	if o.window == 0 {
@@ -271,8 +274,9 @@ func startSuite(t *testing.T, o options) *suite {
 		"filing": {"--verification-addr=" + s.addrs["verification"], "--deadline-addr=" + s.addrs["deadline"],
 			"--verification-window=" + o.window.String(), "--create-rate=0", "--update-rate=0", "--submit-rate=0"},
 		"verification": {"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--filing-addr=" + s.addrs["filing"],
-			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--resend-interval=1ms"},
+			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--seal-keys=" + sealKeys, "--resend-interval=1ms"},
 		"sms-dispatch": {"--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=1s", "--dispatch-lease=3s",
+			"--seal-keys=" + sealKeys,
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
 	}

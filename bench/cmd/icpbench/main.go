@@ -477,8 +477,10 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func redactArgs(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		if strings.HasPrefix(a, "--hmac-keys=") {
-			a = "--hmac-keys=<bench key>"
+		for _, secret := range []string{"--hmac-keys=", "--seal-keys="} {
+			if strings.HasPrefix(a, secret) {
+				a = secret + "<bench key>"
+			}
 		}
 		out[i] = a
 	}

@@ -113,8 +113,11 @@ func Run(ctx context.Context, args []string) error {
 		engine app.Engine
 		relay  = &outbox.Relay{Observer: obs, Log: log.Named("outbox"), Clock: clk, Linger: outbox.DefaultLinger}
 	)
+	// Filing's outbox seals nothing (nil keys): its sensitive payloads, the phones and ID tails of
+	// OpenSession, are in its orders in the same database anyway, and it never sees a code
+	// (docs/security.md, "Codes at rest").
 	if common.Memory() {
-		mq := outbox.NewMemQueue()
+		mq := outbox.NewMemQueue(nil)
 		engine, relay.Queue = memstore.New(clk, mq, relay.Wake), mq
 	} else {
 		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations, idempotency.Migrations)

@@ -42,6 +42,7 @@ func Run(ctx context.Context, args []string) error {
 	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "deadline service address")
 	hmacKeys := f.String("hmac-keys", "", `HMAC keys for codes and ID tails: "kid:hexkey[,kid:hexkey...]", at least 32 bytes each; `+
 		`the first signs, all verify (rotation). Required with --store=postgres; with --store=memory empty means a random key`)
+	sealKeys := service.RegisterSealKeys(f, "the SendMessage calls (which carry the code) while they wait in the outbox")
 	minResponse := f.Duration("min-response-time", 150*time.Millisecond, "public Verify and ResendCode answer no earlier than this "+
 		"after the request arrived, so the response time does not tell whether a phone has a pending verification; 0 disables")
 	maxFailed := f.Int("max-failed-attempts", domain.DefaultLimits.MaxFailedAttempts, "consecutive wrong entries that lock a verifier and return the order")
@@ -88,8 +89,11 @@ func Run(ctx context.Context, args []string) error {
 		return errors.New("--hmac-keys (HMAC_KEYS) is required with --store=postgres: every replica and restart must use " +
 			`the same key; make one with: HMAC_KEYS="k1:$(openssl rand -hex 32)"`)
 	}
+	if err := sealKeys.Check(common); err != nil {
+		return err
+	}
 
-	base, err := service.Start("verification", common, sec, verificationOpenDefaults(*hmacKeys),
+	base, err := service.Start("verification", common, sec, append(verificationOpenDefaults(*hmacKeys), sealKeys.OpenDefaults()...),
 		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst, PerTenant: true},
 		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst, PerTenant: true})
 	if err != nil {
@@ -99,6 +103,10 @@ func Run(ctx context.Context, args []string) error {
 	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	hasher, err := newHasher(log, *hmacKeys)
+	if err != nil {
+		return err
+	}
+	keys, err := sealKeys.Keyring(log)
 	if err != nil {
 		return err
 	}
@@ -138,7 +146,7 @@ func Run(ctx context.Context, args []string) error {
 	metrics := grpcapi.NewMetrics(obs.Registry)
 	var engine app.Engine
 	if common.Memory() {
-		q := outbox.NewMemQueue()
+		q := outbox.NewMemQueue(keys)
 		relay.Queue = q
 		ms := memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
 		ms.OnLock = metrics.Locked
@@ -149,8 +157,8 @@ func Run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pool.Close()
-		relay.Queue = outbox.PGQueue{Pool: pool}
-		ps := store.New(pool, clk, hasher, limits, log, relay.Wake)
+		relay.Queue = outbox.PGQueue{Pool: pool, Keys: keys}
+		ps := store.New(pool, clk, hasher, keys, limits, log, relay.Wake)
 		ps.OnLock = metrics.Locked
 		engine = ps
 	}

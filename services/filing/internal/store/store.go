@@ -240,7 +240,7 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.Up
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return nil, fmt.Errorf("update order: %w", err)
 			}
-			if err := outbox.EnqueueAll(ctx, tx, now, eff.Messages); err != nil {
+			if err := outbox.EnqueueAll(ctx, tx, nil, now, eff.Messages); err != nil {
 				return nil, err
 			}
 			enqueued = len(eff.Messages) > 0

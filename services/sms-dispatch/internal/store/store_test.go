@@ -16,7 +16,7 @@ import (
 func TestPostgres(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
-		return storetest.Engine{Store: store.New(pgtest.NewSchema(t, "sms", store.Migrations), clk)}
+		return storetest.Engine{Store: store.New(pgtest.NewSchema(t, "sms", store.Migrations), clk, storetest.SealKeys())}
 	})
 }
 
@@ -28,7 +28,7 @@ func TestReserveReadsTheClockAfterTheLock(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewSchema(t, "sms", store.Migrations)
 	clk := clock.NewFake(storetest.T0)
-	s := store.New(pool, clk)
+	s := store.New(pool, clk, storetest.SealKeys())
 	m, err := domain.NewMessage(domain.SendInput{MessageID: "m1", Phone: "13812345678", Template: domain.TemplateVerificationCode,
 		Params: map[string]string{"code": "123456"}, ExpireAt: storetest.T0.Add(time.Hour), OrderID: "o1", Sequence: 1},
 		"ICP备案", storetest.T0)

@@ -7,10 +7,12 @@ package storetest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/seal"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -26,6 +28,17 @@ type Store interface {
 type Engine struct {
 	Store Store
 }
+
+// SealKeys is the keyring the PostgreSQL engine seals the texts with in tests.
+func SealKeys() *seal.Keyring { return sealKeys }
+
+var sealKeys = func() *seal.Keyring {
+	k, err := seal.Parse("s1:" + strings.Repeat("5a", seal.KeyBytes))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // T0 is the suite's starting instant (10:00 in UTC+8).
 var T0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
