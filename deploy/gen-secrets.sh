@@ -9,6 +9,11 @@
 #   verification-seal.env  SEAL_KEYS of verification (its queued SendMessage calls)
 #   sms-dispatch-seal.env  SEAL_KEYS of sms-dispatch (its queued texts)
 #   sms-gateway.env    WEBHOOK_TOKEN of sms-dispatch (replace it with the one your gateway issued)
+#   ca.crt             the CA every service checks its peers' certificates with (--peer-tls-ca-file);
+#                      its key ca.key is for you to keep (it signs new certificates), never a Secret
+#   <svc>-tls.crt/.key each service's certificate for its gRPC listeners (--tls-cert-file/--tls-key-file),
+#                      for the names peers and portals dial: <svc>, <svc>.$NAMESPACE.svc(.cluster.local),
+#                      localhost and 127.0.0.1 (NAMESPACE defaults to icpverify, the example overlay's)
 # Then point the kustomization's secretGenerator (or compose's secrets) at these files instead of the
 # *.example ones, which the services refuse to start with (placeholders). Needs openssl and sha256sum.
 set -eu
@@ -30,4 +35,16 @@ printf 'HMAC_KEYS=k1:%s\n' "$(rand)" > "$dir/hmac.env"
 printf 'SEAL_KEYS=s1:%s\n' "$(rand)" > "$dir/verification-seal.env"
 printf 'SEAL_KEYS=s1:%s\n' "$(rand)" > "$dir/sms-dispatch-seal.env"
 printf 'WEBHOOK_TOKEN=%s\n' "$(rand)" > "$dir/sms-gateway.env"
+ns=${NAMESPACE:-icpverify}
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout "$dir/ca.key" -out "$dir/ca.crt" -days 825 -subj "/CN=icpverify internal CA" 2>/dev/null
+for svc in filing verification sms-dispatch deadline; do
+  printf 'subjectAltName=DNS:%s,DNS:%s.%s.svc,DNS:%s.%s.svc.cluster.local,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    "$svc" "$svc" "$ns" "$svc" "$ns" > "$dir/.$svc.ext"
+  openssl req $ec -keyout "$dir/$svc-tls.key" -out "$dir/.$svc.csr" -subj "/CN=$svc" 2>/dev/null
+  openssl x509 -req -in "$dir/.$svc.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 397 \
+    -extfile "$dir/.$svc.ext" -out "$dir/$svc-tls.crt" 2>/dev/null
+  rm -f "$dir/.$svc.ext" "$dir/.$svc.csr"
+done
+rm -f "$dir/ca.srl"
 echo "secrets written to $dir"

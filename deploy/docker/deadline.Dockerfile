@@ -32,7 +32,8 @@ USER 65532:65532
 # deploy/k8s; the other settings come from the environment (see the README's configuration table).
 ENV GRPC_ADDR=0.0.0.0:50064 ADMIN_ADDR=0.0.0.0:9094
 EXPOSE 50064 9094
-# grpc.health.v1 on the listener below (health is open on every listener, whatever the credentials).
+# /readyz on the admin listener: the gRPC listeners speak TLS in production (deploy/k8s, compose),
+# and the probe would need the CA and a name; the admin listener is plain HTTP on every deployment.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/usr/local/bin/healthprobe", "-grpc-addr=127.0.0.1:50064"]
+    CMD ["/usr/local/bin/healthprobe", "-http-url=http://127.0.0.1:9094/readyz"]
 ENTRYPOINT ["/usr/local/bin/deadline"]

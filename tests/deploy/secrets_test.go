@@ -3,11 +3,15 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/credentials"
 )
 
 // generated is what deploy/gen-secrets.sh made, keyed by the example file each replaces.
@@ -33,7 +37,9 @@ func generateSecrets(t *testing.T, dir string) generated {
 		}
 		return data
 	}
-	for _, name := range []string{"filing-token", "verification-token", "sms-dispatch-token", "deadline-token", "internal-callers", "api-keys"} {
+	for _, name := range []string{"filing-token", "verification-token", "sms-dispatch-token", "deadline-token", "internal-callers", "api-keys",
+		"filing-tls.crt", "filing-tls.key", "verification-tls.crt", "verification-tls.key", "sms-dispatch-tls.crt", "sms-dispatch-tls.key",
+		"deadline-tls.crt", "deadline-tls.key", "ca.crt"} {
 		g.files[string(read(filepath.Join(examples, name+".example")))] = read(filepath.Join(dir, name))
 	}
 	for _, name := range []string{"hmac.env", "verification-seal.env", "sms-dispatch-seal.env", "sms-gateway.env"} {
@@ -43,6 +49,18 @@ func generateSecrets(t *testing.T, dir string) generated {
 		}
 	}
 	return g
+}
+
+// clientTLS is what a client of the started services checks their certificates with: the CA
+// gen-secrets.sh made.
+func (g generated) clientTLS(t *testing.T) credentials.TransportCredentials {
+	t.Helper()
+	pool := x509.NewCertPool()
+	data, err := os.ReadFile(filepath.Join(g.dir, "ca.crt"))
+	if err != nil || !pool.AppendCertsFromPEM(data) {
+		t.Fatalf("the generated CA: %v", err)
+	}
+	return credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 }
 
 // file is the generated content that replaces data, or data.

@@ -76,6 +76,8 @@ func TestStartAsDeployed(t *testing.T) {
 	r := render(t, "deploy/k8s/overlays/example")
 	tmp := t.TempDir()
 	secrets := generateSecrets(t, filepath.Join(tmp, "secrets"))
+	transport = secrets.clientTLS(t)
+	t.Cleanup(func() { transport = insecure.NewCredentials() })
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 
@@ -280,8 +282,12 @@ func waitFor(s *started, check func() error) error {
 	}
 }
 
+// transport is how the test's clients reach the started services: TLS checked against the generated
+// CA while TestStartAsDeployed runs them (the manifests turn TLS on).
+var transport = insecure.NewCredentials()
+
 func grpcServing(addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(transport))
 	if err != nil {
 		return err
 	}
@@ -313,7 +319,7 @@ func httpOK(url string) error {
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(transport))
 	if err != nil {
 		t.Fatal(err)
 	}
