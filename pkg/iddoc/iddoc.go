@@ -29,6 +29,9 @@ const ReasonInvalidIDNumber = "INVALID_ID_NUMBER"
 // ReasonInvalidTail is the reason of a typed ID tail that is not 6 characters of an ID number.
 const ReasonInvalidTail = "INVALID_ID_TAIL"
 
+// ReasonInvalidIDType is the reason of an ID document type outside Type.
+const ReasonInvalidIDType = "INVALID_ID_TYPE"
+
 var (
 	passportRE = regexp.MustCompile(`^[A-Z0-9]{6,17}$`) // at least 6: the verifier types the last 6
 	hkMacaoRE  = regexp.MustCompile(`^[HM][0-9]{8}([0-9]{2})?$`)
@@ -65,7 +68,7 @@ func Validate(field string, t Type, number string) error {
 	case Other:
 		ok = otherRE.MatchString(n)
 	default:
-		return errs.Invalid(field, "INVALID_ID_TYPE", "unknown ID document type")
+		return errs.Invalid(field, ReasonInvalidIDType, "unknown ID document type")
 	}
 	if !ok {
 		return errs.Invalid(field, ReasonInvalidIDNumber, "not a valid number for this ID document type")

@@ -19,7 +19,9 @@ import (
 
 	"github.com/icpverify/icpverify/cmd/internal/devserver"
 	"github.com/icpverify/icpverify/pkg/config"
+	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/pkg/rpc"
 )
 
 // One suite for the package's tests, on a fresh PostgreSQL database dropped at the end.
@@ -224,12 +226,14 @@ func TestErrors(t *testing.T) {
 	}
 	r := withSuite(t, "create", "-f", bad)
 	if r.code != ExitInvalidArgument || !strings.Contains(r.stderr, "field spec.principal.phone") ||
-		!strings.Contains(r.stderr, "reason INVALID_PHONE") || !strings.HasPrefix(r.stderr, "icpctl: InvalidArgument: ") {
+		!strings.Contains(r.stderr, "reason "+rpc.ReasonName(filingv1.ErrorReason_ERROR_REASON_INVALID_PHONE)) ||
+		!strings.HasPrefix(r.stderr, "icpctl: InvalidArgument: ") {
 		t.Errorf("bad phone: exit %d: %q", r.code, r.stderr)
 	}
 
 	r = withSuite(t, "status", "ord_does_not_exist")
-	if r.code != ExitNotFound || !strings.Contains(r.stderr, "NotFound") || !strings.Contains(r.stderr, "ORDER_NOT_FOUND") {
+	if r.code != ExitNotFound || !strings.Contains(r.stderr, "NotFound") ||
+		!strings.Contains(r.stderr, rpc.ReasonName(filingv1.ErrorReason_ERROR_REASON_ORDER_NOT_FOUND)) {
 		t.Errorf("unknown order: exit %d: %q", r.code, r.stderr)
 	}
 

@@ -160,7 +160,7 @@ func scoped(method string, actor domain.Actor) string { return method + "@" + ac
 // checkActor refuses a public call without a tenant (the edge gives every public caller one).
 func checkActor(a domain.Actor) error {
 	if a.Tenant == "" && !a.CrossTenant {
-		return errs.PermissionDenied("NO_TENANT", "the caller belongs to no tenant")
+		return errs.PermissionDenied(domain.ReasonNoTenant, "the caller belongs to no tenant")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/errs"
 	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/phone"
 )
 
 // residentID completes 17 digits with the GB 11643 check character.
@@ -140,50 +141,50 @@ func TestValidationErrors(t *testing.T) {
 		spec        Spec
 		field, want string
 	}{
-		{"no type", Rules{}, Spec{}, "spec.filing_type", "MISSING_FILING_TYPE"},
-		{"unknown type", Rules{}, Spec{FilingType: 42}, "spec.filing_type", "INVALID_FILING_TYPE"},
-		{"subject id on first filing", Rules{}, Spec{FilingType: FirstFiling, SubjectID: "sub_1"}, "spec.subject_id", "UNEXPECTED_SUBJECT_ID"},
-		{"no subject id", Rules{}, Spec{FilingType: ChangeAccess}, "spec.subject_id", "MISSING_SUBJECT_ID"},
+		{"no type", Rules{}, Spec{}, "spec.filing_type", ReasonMissingFilingType},
+		{"unknown type", Rules{}, Spec{FilingType: 42}, "spec.filing_type", ReasonInvalidFilingType},
+		{"subject id on first filing", Rules{}, Spec{FilingType: FirstFiling, SubjectID: "sub_1"}, "spec.subject_id", ReasonUnexpectedSubjectID},
+		{"no subject id", Rules{}, Spec{FilingType: ChangeAccess}, "spec.subject_id", ReasonMissingSubjectID},
 		{"no principal on first filing", Rules{}, Spec{FilingType: FirstFiling, Websites: []Website{{Domain: "a.cn", Person: ok}}},
-			"spec.principal", "MISSING_PRINCIPAL"},
-		{"no principal on deregister subject", Rules{}, Spec{FilingType: DeregisterSubject, SubjectID: "s"}, "spec.principal", "MISSING_PRINCIPAL"},
+			"spec.principal", ReasonMissingPrincipal},
+		{"no principal on deregister subject", Rules{}, Spec{FilingType: DeregisterSubject, SubjectID: "s"}, "spec.principal", ReasonMissingPrincipal},
 		{"no principal on change filing with subject change", Rules{}, Spec{FilingType: ChangeFiling, SubjectID: "s", SubjectChanged: true},
-			"spec.principal", "MISSING_PRINCIPAL"},
+			"spec.principal", ReasonMissingPrincipal},
 		{"no principal on add website when principal verifies", Rules{AddWebsitePrincipal: true},
-			Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.principal", "MISSING_PRINCIPAL"},
-		{"no websites on first filing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok}, "spec.websites", "MISSING_WEBSITES"},
-		{"no websites on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s"}, "spec.websites", "MISSING_WEBSITES"},
+			Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.principal", ReasonMissingPrincipal},
+		{"no websites on first filing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok}, "spec.websites", ReasonMissingWebsites},
+		{"no websites on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s"}, "spec.websites", ReasonMissingWebsites},
 		{"empty domain", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", Websites: []Website{{Domain: " ", Person: ok}}},
-			"spec.websites[0].domain", "MISSING_DOMAIN"},
+			"spec.websites[0].domain", ReasonMissingDomain},
 		{"duplicate domain in another case", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", Websites: []Website{
-			{Domain: "a.cn", Person: ok}, {Domain: "A.CN", Person: ok}}}, "spec.websites[1].domain", "DUPLICATE_DOMAIN"},
+			{Domain: "a.cn", Person: ok}, {Domain: "A.CN", Person: ok}}}, "spec.websites[1].domain", ReasonDuplicateDomain},
 		{"website person missing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok, Websites: []Website{{Domain: "a.cn"}}},
-			"spec.websites[0].person", "MISSING_PERSON"},
+			"spec.websites[0].person", ReasonMissingPerson},
 		{"bad phone", Rules{}, Spec{FilingType: FirstFiling, Principal: ok, Websites: []Website{
 			{Domain: "a.cn", Person: ok}, {Domain: "b.cn", Person: person("李四", idB, "12345")}}},
-			"spec.websites[1].person.phone", "INVALID_PHONE"},
+			"spec.websites[1].person.phone", phone.ReasonInvalidPhone},
 		{"landline phone", Rules{}, Spec{FilingType: FirstFiling, Principal: person("张三", idA, "010-62345678"),
-			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.principal.phone", "INVALID_PHONE"},
+			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.principal.phone", phone.ReasonInvalidPhone},
 		{"bad emergency phone", Rules{}, Spec{FilingType: FirstFiling, Principal: &Person{Name: "张三", IDType: iddoc.ResidentIDCard,
 			IDNumber: idA, Phone: "13812345678", EmergencyPhone: "x"}, Websites: []Website{{Domain: "a.cn", Person: ok}}},
-			"spec.principal.emergency_phone", "INVALID_PHONE"},
-		{"no name", Rules{}, Spec{FilingType: FirstFiling, Principal: person(" ", idA, "13812345678")}, "spec.principal.name", "MISSING_NAME"},
+			"spec.principal.emergency_phone", phone.ReasonInvalidPhone},
+		{"no name", Rules{}, Spec{FilingType: FirstFiling, Principal: person(" ", idA, "13812345678")}, "spec.principal.name", ReasonMissingName},
 		{"unknown id type", Rules{}, Spec{FilingType: FirstFiling, Principal: &Person{Name: "x", IDNumber: idA, Phone: "13812345678"}},
-			"spec.principal.id_type", "INVALID_ID_TYPE"},
+			"spec.principal.id_type", iddoc.ReasonInvalidIDType},
 		{"bad check digit", Rules{}, Spec{FilingType: FirstFiling, Principal: person("张三", "110101199003074510", "13812345678")},
-			"spec.principal.id_number", "INVALID_ID_NUMBER"},
+			"spec.principal.id_number", iddoc.ReasonInvalidIDNumber},
 		// subject_changed belongs to CHANGE_FILING and ADD_WEBSITE only: on ADD_ACCESS it would let an
 		// unverified principal number into the record at approval.
 		{"subject changed on add access", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", SubjectChanged: true, Principal: ok,
-			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", ReasonUnexpectedSubjectChanged},
 		{"subject changed on deregister subject", Rules{}, Spec{FilingType: DeregisterSubject, SubjectID: "s", SubjectChanged: true, Principal: ok},
-			"spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+			"spec.subject_changed", ReasonUnexpectedSubjectChanged},
 		{"subject changed on first filing", Rules{}, Spec{FilingType: FirstFiling, SubjectChanged: true, Principal: ok,
-			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", ReasonUnexpectedSubjectChanged},
 		{"website changed on add website", Rules{}, Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{
-			{Domain: "a.cn", Person: ok}, {Domain: "b.cn", Person: ok, Changed: true}}}, "spec.websites[1].changed", "UNEXPECTED_WEBSITE_CHANGED"},
+			{Domain: "a.cn", Person: ok}, {Domain: "b.cn", Person: ok, Changed: true}}}, "spec.websites[1].changed", ReasonUnexpectedWebsiteChanged},
 		{"website changed on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s", Websites: []Website{
-			{Domain: "a.cn", Person: ok, Changed: true}}}, "spec.websites[0].changed", "UNEXPECTED_WEBSITE_CHANGED"},
+			{Domain: "a.cn", Person: ok, Changed: true}}}, "spec.websites[0].changed", ReasonUnexpectedWebsiteChanged},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

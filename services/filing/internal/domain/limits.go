@@ -48,6 +48,7 @@ const (
 	ReasonTooManyVerifiers  = "TOO_MANY_VERIFIERS"
 	ReasonTextTooLong       = "TEXT_TOO_LONG"
 	ReasonInvalidCharacters = "INVALID_CHARACTERS"
+	ReasonMissingDomain     = "MISSING_DOMAIN"
 	ReasonInvalidDomain     = "INVALID_DOMAIN"
 	ReasonInvalidSubjectID  = "INVALID_SUBJECT_ID"
 )
@@ -93,7 +94,7 @@ var domainProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.VerifyDN
 func normalizeDomain(field, raw string) (string, error) {
 	d := strings.TrimSpace(raw)
 	if d == "" {
-		return "", errs.Invalid(field, "MISSING_DOMAIN", "the website's domain is required")
+		return "", errs.Invalid(field, ReasonMissingDomain, "the website's domain is required")
 	}
 	if len(d) > maxDomainInput {
 		return "", errs.Invalid(field, ReasonInvalidDomain, "a domain name has at most %d characters", MaxDomainLength)

@@ -199,5 +199,5 @@ func TestDomains(t *testing.T) {
 	_, err := Rules{}.Normalize(Spec{FilingType: FirstFiling, Principal: person("张三", idA, "13812345678"),
 		Websites: []Website{{Domain: "例子.中国", Person: person("张三", idA, "13812345678")},
 			{Domain: "XN--FSQU00A.xn--fiqs8s", Person: person("张三", idA, "13812345678")}}})
-	wantInvalid(t, err, "spec.websites[1].domain", "DUPLICATE_DOMAIN")
+	wantInvalid(t, err, "spec.websites[1].domain", ReasonDuplicateDomain)
 }

@@ -60,16 +60,32 @@ func websitesRequired(t FilingType) bool {
 	return t == FirstFiling || t == AddWebsite || t == AddAccess || t == DeregisterWebsite
 }
 
+// The reasons of a spec's shape that Normalize gives besides the limits (limits.go) and the shared
+// checks of ID documents (iddoc) and phones (phone).
+const (
+	ReasonMissingFilingType        = "MISSING_FILING_TYPE"
+	ReasonInvalidFilingType        = "INVALID_FILING_TYPE"
+	ReasonMissingSubjectID         = "MISSING_SUBJECT_ID"
+	ReasonUnexpectedSubjectID      = "UNEXPECTED_SUBJECT_ID"
+	ReasonUnexpectedSubjectChanged = "UNEXPECTED_SUBJECT_CHANGED"
+	ReasonMissingPrincipal         = "MISSING_PRINCIPAL"
+	ReasonMissingWebsites          = "MISSING_WEBSITES"
+	ReasonDuplicateDomain          = "DUPLICATE_DOMAIN"
+	ReasonUnexpectedWebsiteChanged = "UNEXPECTED_WEBSITE_CHANGED"
+	ReasonMissingPerson            = "MISSING_PERSON"
+	ReasonMissingName              = "MISSING_NAME"
+)
+
 // Normalize validates spec and returns it with trimmed NFC names, canonical domains (normalizeDomain),
 // E.164 phones and cleaned ID numbers. The error is an InvalidArgument naming the field, e.g.
 // spec.websites[1].person.phone. Every path that stores or submits an order passes here, so the
 // limits (limits.go) hold on both engines.
 func (r Rules) Normalize(s Spec) (Spec, error) {
 	if s.FilingType == 0 {
-		return s, errs.Invalid("spec.filing_type", "MISSING_FILING_TYPE", "filing_type is required")
+		return s, errs.Invalid("spec.filing_type", ReasonMissingFilingType, "filing_type is required")
 	}
 	if !s.FilingType.Valid() {
-		return s, errs.Invalid("spec.filing_type", "INVALID_FILING_TYPE", "unknown filing_type")
+		return s, errs.Invalid("spec.filing_type", ReasonInvalidFilingType, "unknown filing_type")
 	}
 	if limit := r.maxWebsites(); len(s.Websites) > limit {
 		return s, errs.Invalid("spec.websites", ReasonTooManyWebsites, "an order lists at most %d websites; this one lists %d",
@@ -85,18 +101,18 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 	}
 	switch {
 	case s.FilingType == FirstFiling && s.SubjectID != "":
-		return s, errs.Invalid("spec.subject_id", "UNEXPECTED_SUBJECT_ID", "a first filing creates its subject: leave subject_id empty")
+		return s, errs.Invalid("spec.subject_id", ReasonUnexpectedSubjectID, "a first filing creates its subject: leave subject_id empty")
 	case s.FilingType != FirstFiling && s.SubjectID == "":
-		return s, errs.Invalid("spec.subject_id", "MISSING_SUBJECT_ID", "subject_id is required for a %s order", s.FilingType)
+		return s, errs.Invalid("spec.subject_id", ReasonMissingSubjectID, "subject_id is required for a %s order", s.FilingType)
 	}
 	if s.SubjectChanged && !subjectMayChange(s.FilingType) {
 		// On any other type an approval would write subject data (the principal's phone among it)
 		// that the phone-change rule never checked.
-		return s, errs.Invalid("spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED",
+		return s, errs.Invalid("spec.subject_changed", ReasonUnexpectedSubjectChanged,
 			"subject_changed is for CHANGE_FILING and ADD_WEBSITE orders only")
 	}
 	if s.Principal == nil && r.principalVerifies(s) {
-		return s, errs.Invalid("spec.principal", "MISSING_PRINCIPAL", "the principal responsible person is required for this order")
+		return s, errs.Invalid("spec.principal", ReasonMissingPrincipal, "the principal responsible person is required for this order")
 	}
 	if s.Principal != nil {
 		p, err := r.normalizePerson("spec.principal", *s.Principal)
@@ -106,7 +122,7 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 		s.Principal = &p
 	}
 	if len(s.Websites) == 0 && websitesRequired(s.FilingType) {
-		return s, errs.Invalid("spec.websites", "MISSING_WEBSITES", "at least one website is required for a %s order", s.FilingType)
+		return s, errs.Invalid("spec.websites", ReasonMissingWebsites, "at least one website is required for a %s order", s.FilingType)
 	}
 	websites := make([]Website, len(s.Websites))
 	seen := make(map[string]int, len(s.Websites))
@@ -119,14 +135,14 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 			return s, err
 		}
 		if j, dup := seen[w.Domain]; dup {
-			return s, errs.Invalid(path+".domain", "DUPLICATE_DOMAIN", "the domain is already listed as websites[%d]", j)
+			return s, errs.Invalid(path+".domain", ReasonDuplicateDomain, "the domain is already listed as websites[%d]", j)
 		}
 		seen[w.Domain] = i
 		if w.Changed && s.FilingType != ChangeFiling {
-			return s, errs.Invalid(path+".changed", "UNEXPECTED_WEBSITE_CHANGED", "changed is for CHANGE_FILING orders only")
+			return s, errs.Invalid(path+".changed", ReasonUnexpectedWebsiteChanged, "changed is for CHANGE_FILING orders only")
 		}
 		if w.Person == nil && websiteVerifies(s, w) {
-			return s, errs.Invalid(path+".person", "MISSING_PERSON", "the website's responsible person is required for this order")
+			return s, errs.Invalid(path+".person", ReasonMissingPerson, "the website's responsible person is required for this order")
 		}
 		if w.Person != nil {
 			p, err := r.normalizePerson(path+".person", *w.Person)
@@ -150,10 +166,10 @@ func (r Rules) normalizePerson(path string, p Person) (Person, error) {
 		return p, err
 	}
 	if p.Name == "" {
-		return p, errs.Invalid(path+".name", "MISSING_NAME", "the person's name is required")
+		return p, errs.Invalid(path+".name", ReasonMissingName, "the person's name is required")
 	}
 	if p.IDType < iddoc.ResidentIDCard || p.IDType > iddoc.Other {
-		return p, errs.Invalid(path+".id_type", "INVALID_ID_TYPE", "a known ID document type is required")
+		return p, errs.Invalid(path+".id_type", iddoc.ReasonInvalidIDType, "a known ID document type is required")
 	}
 	if len(p.IDNumber) > MaxIDNumberLength {
 		return p, errs.Invalid(path+".id_number", iddoc.ReasonInvalidIDNumber, "an ID document number has at most %d characters", MaxIDNumberLength)

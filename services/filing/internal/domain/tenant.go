@@ -8,6 +8,9 @@ type Actor struct {
 	CrossTenant bool
 }
 
+// ReasonNoTenant refuses a public call from a caller the edge gave no tenant (and no cross-tenant view).
+const ReasonNoTenant = "NO_TENANT"
+
 // Sees tells whether the actor may read and change order o. Another tenant's order is answered
 // exactly like an unknown id (OrderNotFound), so ids tell a stranger nothing.
 func (a Actor) Sees(o Order) bool { return a.CrossTenant || (a.Tenant != "" && a.Tenant == o.Tenant) }

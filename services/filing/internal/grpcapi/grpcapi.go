@@ -12,6 +12,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/orderid"
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
@@ -59,7 +60,7 @@ func actorOf(ctx context.Context) domain.Actor {
 
 func (h *Public) spec(p *filingv1.OrderSpec) (domain.Spec, error) {
 	if p == nil {
-		return domain.Spec{}, errs.Invalid("spec", "MISSING_SPEC", "spec is required")
+		return domain.Spec{}, errs.Invalid("spec", domain.ReasonMissingSpec, "spec is required")
 	}
 	return h.rules.Normalize(convert.SpecFromProto(p))
 }
@@ -108,11 +109,11 @@ func (h *Public) GetOrder(ctx context.Context, req *filingv1.GetOrderRequest) (*
 // ListOrders pages through orders, newest first.
 func (h *Public) ListOrders(ctx context.Context, req *filingv1.ListOrdersRequest) (*filingv1.ListOrdersResponse, error) {
 	if req.GetPageSize() < 0 {
-		return nil, errs.Invalid("page_size", "INVALID_PAGE_SIZE", "page_size must not be negative")
+		return nil, errs.Invalid("page_size", pagetoken.ReasonInvalidPageSize, "page_size must not be negative")
 	}
 	state := domain.State(req.GetState())
 	if state < domain.StateUnspecified || state > domain.StateCancelled {
-		return nil, errs.Invalid("state", "INVALID_STATE", "unknown order state")
+		return nil, errs.Invalid("state", domain.ReasonInvalidState, "unknown order state")
 	}
 	orders, next, err := h.store.ListOrders(ctx, actorOf(ctx), state, int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
@@ -148,16 +149,16 @@ func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderReq
 	switch req.GetReason() {
 	case filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS:
 	default:
-		return nil, errs.Invalid("reason", "INVALID_RETURN_REASON", "reason must be VERIFICATION_TIMEOUT or TOO_MANY_FAILED_ATTEMPTS")
+		return nil, errs.Invalid("reason", domain.ReasonInvalidReturnReason, "reason must be VERIFICATION_TIMEOUT or TOO_MANY_FAILED_ATTEMPTS")
 	}
 	if len(req.GetPhoneLocks()) > domain.CeilingMaxVerifiers {
-		return nil, errs.Invalid("phone_locks", "TOO_MANY_PHONE_LOCKS", "at most %d phone locks", domain.CeilingMaxVerifiers)
+		return nil, errs.Invalid("phone_locks", domain.ReasonTooManyPhoneLocks, "at most %d phone locks", domain.CeilingMaxVerifiers)
 	}
 	for _, l := range req.GetPhoneLocks() {
 		// The phone must be in the E.164 form filing stores verifiers in, or the lock would match nothing.
 		e164, err := phone.Normalize("phone_locks.phone", l.GetPhone())
 		if err != nil || e164 != l.GetPhone() || l.GetUntil() == nil || l.GetUntil().CheckValid() != nil {
-			return nil, errs.Invalid("phone_locks", "INVALID_PHONE_LOCK", "a phone lock needs an E.164 phone and a valid until")
+			return nil, errs.Invalid("phone_locks", domain.ReasonInvalidPhoneLock, "a phone lock needs an E.164 phone and a valid until")
 		}
 	}
 	return h.store.ReturnOrder(ctx, req)
@@ -171,7 +172,7 @@ func (h *Internal) RecordReviewOutcome(ctx context.Context, req *filingv1.Record
 	switch req.GetOutcome() {
 	case filingv1.ReviewOutcome_REVIEW_OUTCOME_APPROVED, filingv1.ReviewOutcome_REVIEW_OUTCOME_REJECTED:
 	default:
-		return nil, errs.Invalid("outcome", "INVALID_OUTCOME", "outcome must be APPROVED or REJECTED")
+		return nil, errs.Invalid("outcome", domain.ReasonInvalidOutcome, "outcome must be APPROVED or REJECTED")
 	}
 	if err := domain.CheckText("comment", req.GetComment(), domain.MaxCommentLength); err != nil {
 		return nil, err

@@ -78,7 +78,7 @@ func TestCreateOrderRetryReturnsSameOrder(t *testing.T) {
 	other := &filingv1.CreateOrderRequest{RequestId: "create-1", Spec: validSpec()}
 	other.Spec.SubjectName = "另一家"
 	_, err = c.pub.CreateOrder(ctx, other)
-	if status.Code(err) != codes.AlreadyExists || rpc.Reason(err) != "REQUEST_ID_REUSED" {
+	if status.Code(err) != codes.AlreadyExists || !rpc.HasReason(err, filingv1.ErrorReason_ERROR_REASON_REQUEST_ID_REUSED) {
 		t.Fatalf("reused request id: %v", err)
 	}
 	// A new request_id creates a second order.
@@ -104,49 +104,50 @@ func TestBadInputNamesTheField(t *testing.T) {
 	websiteChanged := validSpec()
 	websiteChanged.Websites[0].Changed = true
 	tests := []struct {
-		name          string
-		call          func() error
-		field, reason string
+		name   string
+		call   func() error
+		field  string
+		reason filingv1.ErrorReason
 	}{
-		{"no spec", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{}); return err }, "spec", "MISSING_SPEC"},
+		{"no spec", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{}); return err }, "spec", filingv1.ErrorReason_ERROR_REASON_MISSING_SPEC},
 		{"bad website phone", func() error {
 			_, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: badPhone})
 			return err
-		}, "spec.websites[0].person.phone", "INVALID_PHONE"},
+		}, "spec.websites[0].person.phone", filingv1.ErrorReason_ERROR_REASON_INVALID_PHONE},
 		{"duplicate domain", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: dup}); return err },
-			"spec.websites[1].domain", "DUPLICATE_DOMAIN"},
+			"spec.websites[1].domain", filingv1.ErrorReason_ERROR_REASON_DUPLICATE_DOMAIN},
 		{"bad id check digit", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: badID}); return err },
-			"spec.principal.id_number", "INVALID_ID_NUMBER"},
+			"spec.principal.id_number", filingv1.ErrorReason_ERROR_REASON_INVALID_ID_NUMBER},
 		{"subject changed on add access", func() error { _, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: access}); return err },
-			"spec.subject_changed", "UNEXPECTED_SUBJECT_CHANGED"},
+			"spec.subject_changed", filingv1.ErrorReason_ERROR_REASON_UNEXPECTED_SUBJECT_CHANGED},
 		{"website changed on first filing", func() error {
 			_, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: websiteChanged})
 			return err
-		}, "spec.websites[0].changed", "UNEXPECTED_WEBSITE_CHANGED"},
+		}, "spec.websites[0].changed", filingv1.ErrorReason_ERROR_REASON_UNEXPECTED_WEBSITE_CHANGED},
 		{"no order id", func() error { _, err := c.pub.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{}); return err },
-			"order_id", "MISSING_ORDER_ID"},
+			"order_id", filingv1.ErrorReason_ERROR_REASON_MISSING_ORDER_ID},
 		{"no submission", func() error {
 			_, err := c.in.MarkVerified(ctx, &filingv1.MarkVerifiedRequest{OrderId: "ord_x"})
 			return err
-		}, "submission", "INVALID_SUBMISSION"},
+		}, "submission", filingv1.ErrorReason_ERROR_REASON_INVALID_SUBMISSION},
 		{"no return reason", func() error {
 			_, err := c.in.ReturnOrder(ctx, &filingv1.ReturnOrderRequest{OrderId: "ord_x", Submission: 1})
 			return err
-		}, "reason", "INVALID_RETURN_REASON"},
+		}, "reason", filingv1.ErrorReason_ERROR_REASON_INVALID_RETURN_REASON},
 		{"negative page size", func() error {
 			_, err := c.pub.ListOrders(ctx, &filingv1.ListOrdersRequest{PageSize: -1})
 			return err
-		}, "page_size", "INVALID_PAGE_SIZE"},
+		}, "page_size", filingv1.ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE},
 		{"foreign page token", func() error {
 			_, err := c.pub.ListOrders(ctx, &filingv1.ListOrdersRequest{PageToken: "not-a-token"})
 			return err
-		}, "page_token", "INVALID_PAGE_TOKEN"},
+		}, "page_token", filingv1.ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			if status.Code(err) != codes.InvalidArgument || rpc.Field(err) != tt.field || rpc.Reason(err) != tt.reason {
-				t.Fatalf("err = %v (field %q reason %q), want InvalidArgument %q %q", err, rpc.Field(err), rpc.Reason(err), tt.field, tt.reason)
+			if status.Code(err) != codes.InvalidArgument || rpc.Field(err) != tt.field || !rpc.HasReason(err, tt.reason) {
+				t.Fatalf("err = %v (field %q reason %q), want InvalidArgument %q %s", err, rpc.Field(err), rpc.Reason(err), tt.field, rpc.ReasonName(tt.reason))
 			}
 			if s := status.Convert(err).Message(); len(s) == 0 {
 				t.Fatal("empty message")

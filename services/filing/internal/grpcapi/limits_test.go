@@ -74,7 +74,7 @@ func TestLimitsNameTheField(t *testing.T) {
 		{"long request id", func() error {
 			_, err := c.pub.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: strings.Repeat("r", 129), Spec: validSpec()})
 			return err
-		}, "request_id", "INVALID_REQUEST_ID"},
+		}, "request_id", rpc.ReasonName(filingv1.ErrorReason_ERROR_REASON_INVALID_REQUEST_ID)},
 		{"long cancel reason", func() error {
 			_, err := c.pub.CancelOrder(ctx, &filingv1.CancelOrderRequest{OrderId: id, Reason: strings.Repeat("因", domain.MaxReasonLength+1)})
 			return err

@@ -26,6 +26,250 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorReason lists the ErrorInfo reasons (domain icp.verify) of this service's errors. The reason on
+// the wire is the value's name without the ERROR_REASON_ prefix, e.g. ORDER_NOT_FOUND; callers compare
+// against these symbols (rpc.ReasonName, rpc.HasReason) rather than against copied strings. The
+// request checks every service shares (order ids, request ids, page tokens, phone numbers, ID
+// documents) are listed too, so this is the whole vocabulary of the service's answers; the
+// transport's own reasons (credentials, rate limits, callers not allowed) are not.
+type ErrorReason int32
+
+const (
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// No order with this order_id, or one of another tenant (answered alike). NotFound.
+	ErrorReason_ERROR_REASON_ORDER_NOT_FOUND ErrorReason = 1
+	// The order's state does not allow the call: UpdateOrder or SubmitOrder of an order that is not DRAFT
+	// or RETURNED, CancelOrder of one past verification, MarkVerified or ReturnOrder of one not awaiting
+	// verification, RecordReviewOutcome of one not under review. FailedPrecondition.
+	ErrorReason_ERROR_REASON_INVALID_STATE_TRANSITION ErrorReason = 2
+	// MarkVerified or ReturnOrder for a submission that is not the order's current one. FailedPrecondition.
+	ErrorReason_ERROR_REASON_STALE_SUBMISSION ErrorReason = 3
+	// SubmitOrder of a stored order that fails the current rules (they are configuration and may have
+	// changed since it was saved); the message names the field and its reason. FailedPrecondition.
+	ErrorReason_ERROR_REASON_ORDER_INVALID ErrorReason = 4
+	// No live approved record the caller may file against for the subject_id: NotFound when the request
+	// names it (CreateOrder, UpdateOrder), FailedPrecondition when only the order does (SubmitOrder, and
+	// RecordReviewOutcome approving an order whose subject was deregistered meanwhile).
+	ErrorReason_ERROR_REASON_SUBJECT_NOT_FOUND ErrorReason = 5
+	// SubmitOrder: a website of the order is not in the subject's approved record. FailedPrecondition.
+	ErrorReason_ERROR_REASON_WEBSITE_NOT_IN_RECORD ErrorReason = 6
+	// SubmitOrder of an ADD_WEBSITE order naming a website already in the record. FailedPrecondition.
+	ErrorReason_ERROR_REASON_WEBSITE_ALREADY_IN_RECORD ErrorReason = 7
+	// SubmitOrder: a person the order names holds another ID document than the record has for that
+	// role (a new person is filed with a CHANGE_FILING). FailedPrecondition.
+	ErrorReason_ERROR_REASON_ID_MISMATCH_WITH_RECORD ErrorReason = 8
+	// SubmitOrder: a phone differs from the record on a type that may not change phones (domain.md's
+	// phone-change rule). FailedPrecondition.
+	ErrorReason_ERROR_REASON_PHONE_CHANGE_REQUIRES_CHANGE_FILING ErrorReason = 9
+	// SubmitOrder of an ADD_ACCESS order that does not match a record its tenant does not hold: the one
+	// answer to every such mismatch, naming no field. FailedPrecondition.
+	ErrorReason_ERROR_REASON_RECORD_MISMATCH ErrorReason = 10
+	// CreateOrder, UpdateOrder or SubmitOrder naming a record the tenant does not hold once its
+	// record-mismatch budget is spent. ResourceExhausted with RetryInfo.
+	ErrorReason_ERROR_REASON_RECORD_MISMATCH_BUDGET ErrorReason = 11
+	// SubmitOrder naming a verifier phone whose failure budget verification spent, until the time in the
+	// message. FailedPrecondition.
+	ErrorReason_ERROR_REASON_PHONE_LOCKED ErrorReason = 12
+	// SubmitOrder naming a verifier phone that already has the most verifications pending at once.
+	// FailedPrecondition.
+	ErrorReason_ERROR_REASON_TOO_MANY_OPEN_CHALLENGES ErrorReason = 13
+	// SubmitOrder of an order returned for too many failed checks, within the cool-down (the message
+	// names its end). FailedPrecondition.
+	ErrorReason_ERROR_REASON_RESUBMIT_COOLDOWN ErrorReason = 14
+	// SubmitOrder of an order submitted the most times allowed in 24 hours. ResourceExhausted with RetryInfo.
+	ErrorReason_ERROR_REASON_SUBMISSIONS_EXCEEDED ErrorReason = 15
+	// A public call from a caller the edge gave no tenant. PermissionDenied.
+	ErrorReason_ERROR_REASON_NO_TENANT ErrorReason = 16
+	// The order spec's shape (CreateOrder, UpdateOrder: InvalidArgument, with the field in BadRequest,
+	// e.g. spec.websites[1].person.phone): missing, unexpected or malformed parts, the limits of an
+	// order, then the ID document and phone checks every service shares.
+	ErrorReason_ERROR_REASON_MISSING_SPEC               ErrorReason = 17
+	ErrorReason_ERROR_REASON_MISSING_FILING_TYPE        ErrorReason = 18
+	ErrorReason_ERROR_REASON_INVALID_FILING_TYPE        ErrorReason = 19
+	ErrorReason_ERROR_REASON_MISSING_SUBJECT_ID         ErrorReason = 20
+	ErrorReason_ERROR_REASON_UNEXPECTED_SUBJECT_ID      ErrorReason = 21
+	ErrorReason_ERROR_REASON_INVALID_SUBJECT_ID         ErrorReason = 22
+	ErrorReason_ERROR_REASON_UNEXPECTED_SUBJECT_CHANGED ErrorReason = 23
+	ErrorReason_ERROR_REASON_MISSING_PRINCIPAL          ErrorReason = 24
+	ErrorReason_ERROR_REASON_MISSING_WEBSITES           ErrorReason = 25
+	ErrorReason_ERROR_REASON_TOO_MANY_WEBSITES          ErrorReason = 26
+	ErrorReason_ERROR_REASON_MISSING_DOMAIN             ErrorReason = 27
+	ErrorReason_ERROR_REASON_INVALID_DOMAIN             ErrorReason = 28
+	ErrorReason_ERROR_REASON_DUPLICATE_DOMAIN           ErrorReason = 29
+	ErrorReason_ERROR_REASON_UNEXPECTED_WEBSITE_CHANGED ErrorReason = 30
+	ErrorReason_ERROR_REASON_MISSING_PERSON             ErrorReason = 31
+	ErrorReason_ERROR_REASON_MISSING_NAME               ErrorReason = 32
+	// Free text over its length (names, and CancelOrder's reason, RecordReviewOutcome's comment too).
+	ErrorReason_ERROR_REASON_TEXT_TOO_LONG ErrorReason = 33
+	// A name with invalid UTF-8 or a control or format character.
+	ErrorReason_ERROR_REASON_INVALID_CHARACTERS ErrorReason = 34
+	// More distinct verifying phones than an order may have.
+	ErrorReason_ERROR_REASON_TOO_MANY_VERIFIERS ErrorReason = 35
+	ErrorReason_ERROR_REASON_INVALID_ID_TYPE    ErrorReason = 36
+	ErrorReason_ERROR_REASON_INVALID_ID_NUMBER  ErrorReason = 37
+	ErrorReason_ERROR_REASON_INVALID_PHONE      ErrorReason = 38
+	// A valid mobile number of a country calling code outside --phone-country-codes.
+	ErrorReason_ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED ErrorReason = 39
+	// The other requests' shape (InvalidArgument, with the field in BadRequest): ListOrders with a state
+	// outside OrderState; ReturnOrder without a known reason, with more phone locks than verifiers an
+	// order may have, or a lock without an E.164 phone and a valid until; RecordReviewOutcome without
+	// APPROVED or REJECTED. Then the checks every service shares.
+	ErrorReason_ERROR_REASON_INVALID_STATE         ErrorReason = 40
+	ErrorReason_ERROR_REASON_INVALID_RETURN_REASON ErrorReason = 41
+	ErrorReason_ERROR_REASON_TOO_MANY_PHONE_LOCKS  ErrorReason = 42
+	ErrorReason_ERROR_REASON_INVALID_PHONE_LOCK    ErrorReason = 43
+	ErrorReason_ERROR_REASON_INVALID_OUTCOME       ErrorReason = 44
+	ErrorReason_ERROR_REASON_MISSING_ORDER_ID      ErrorReason = 45
+	ErrorReason_ERROR_REASON_INVALID_ORDER_ID      ErrorReason = 46
+	// MarkVerified or ReturnOrder with a submission below 1.
+	ErrorReason_ERROR_REASON_INVALID_SUBMISSION ErrorReason = 47
+	ErrorReason_ERROR_REASON_INVALID_REQUEST_ID ErrorReason = 48
+	// A request_id already used for another request. AlreadyExists.
+	ErrorReason_ERROR_REASON_REQUEST_ID_REUSED ErrorReason = 49
+	// ListOrders with a page_token not issued for this listing, or a negative page_size.
+	ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN ErrorReason = 50
+	ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE  ErrorReason = 51
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_ORDER_NOT_FOUND",
+		2:  "ERROR_REASON_INVALID_STATE_TRANSITION",
+		3:  "ERROR_REASON_STALE_SUBMISSION",
+		4:  "ERROR_REASON_ORDER_INVALID",
+		5:  "ERROR_REASON_SUBJECT_NOT_FOUND",
+		6:  "ERROR_REASON_WEBSITE_NOT_IN_RECORD",
+		7:  "ERROR_REASON_WEBSITE_ALREADY_IN_RECORD",
+		8:  "ERROR_REASON_ID_MISMATCH_WITH_RECORD",
+		9:  "ERROR_REASON_PHONE_CHANGE_REQUIRES_CHANGE_FILING",
+		10: "ERROR_REASON_RECORD_MISMATCH",
+		11: "ERROR_REASON_RECORD_MISMATCH_BUDGET",
+		12: "ERROR_REASON_PHONE_LOCKED",
+		13: "ERROR_REASON_TOO_MANY_OPEN_CHALLENGES",
+		14: "ERROR_REASON_RESUBMIT_COOLDOWN",
+		15: "ERROR_REASON_SUBMISSIONS_EXCEEDED",
+		16: "ERROR_REASON_NO_TENANT",
+		17: "ERROR_REASON_MISSING_SPEC",
+		18: "ERROR_REASON_MISSING_FILING_TYPE",
+		19: "ERROR_REASON_INVALID_FILING_TYPE",
+		20: "ERROR_REASON_MISSING_SUBJECT_ID",
+		21: "ERROR_REASON_UNEXPECTED_SUBJECT_ID",
+		22: "ERROR_REASON_INVALID_SUBJECT_ID",
+		23: "ERROR_REASON_UNEXPECTED_SUBJECT_CHANGED",
+		24: "ERROR_REASON_MISSING_PRINCIPAL",
+		25: "ERROR_REASON_MISSING_WEBSITES",
+		26: "ERROR_REASON_TOO_MANY_WEBSITES",
+		27: "ERROR_REASON_MISSING_DOMAIN",
+		28: "ERROR_REASON_INVALID_DOMAIN",
+		29: "ERROR_REASON_DUPLICATE_DOMAIN",
+		30: "ERROR_REASON_UNEXPECTED_WEBSITE_CHANGED",
+		31: "ERROR_REASON_MISSING_PERSON",
+		32: "ERROR_REASON_MISSING_NAME",
+		33: "ERROR_REASON_TEXT_TOO_LONG",
+		34: "ERROR_REASON_INVALID_CHARACTERS",
+		35: "ERROR_REASON_TOO_MANY_VERIFIERS",
+		36: "ERROR_REASON_INVALID_ID_TYPE",
+		37: "ERROR_REASON_INVALID_ID_NUMBER",
+		38: "ERROR_REASON_INVALID_PHONE",
+		39: "ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED",
+		40: "ERROR_REASON_INVALID_STATE",
+		41: "ERROR_REASON_INVALID_RETURN_REASON",
+		42: "ERROR_REASON_TOO_MANY_PHONE_LOCKS",
+		43: "ERROR_REASON_INVALID_PHONE_LOCK",
+		44: "ERROR_REASON_INVALID_OUTCOME",
+		45: "ERROR_REASON_MISSING_ORDER_ID",
+		46: "ERROR_REASON_INVALID_ORDER_ID",
+		47: "ERROR_REASON_INVALID_SUBMISSION",
+		48: "ERROR_REASON_INVALID_REQUEST_ID",
+		49: "ERROR_REASON_REQUEST_ID_REUSED",
+		50: "ERROR_REASON_INVALID_PAGE_TOKEN",
+		51: "ERROR_REASON_INVALID_PAGE_SIZE",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":                         0,
+		"ERROR_REASON_ORDER_NOT_FOUND":                     1,
+		"ERROR_REASON_INVALID_STATE_TRANSITION":            2,
+		"ERROR_REASON_STALE_SUBMISSION":                    3,
+		"ERROR_REASON_ORDER_INVALID":                       4,
+		"ERROR_REASON_SUBJECT_NOT_FOUND":                   5,
+		"ERROR_REASON_WEBSITE_NOT_IN_RECORD":               6,
+		"ERROR_REASON_WEBSITE_ALREADY_IN_RECORD":           7,
+		"ERROR_REASON_ID_MISMATCH_WITH_RECORD":             8,
+		"ERROR_REASON_PHONE_CHANGE_REQUIRES_CHANGE_FILING": 9,
+		"ERROR_REASON_RECORD_MISMATCH":                     10,
+		"ERROR_REASON_RECORD_MISMATCH_BUDGET":              11,
+		"ERROR_REASON_PHONE_LOCKED":                        12,
+		"ERROR_REASON_TOO_MANY_OPEN_CHALLENGES":            13,
+		"ERROR_REASON_RESUBMIT_COOLDOWN":                   14,
+		"ERROR_REASON_SUBMISSIONS_EXCEEDED":                15,
+		"ERROR_REASON_NO_TENANT":                           16,
+		"ERROR_REASON_MISSING_SPEC":                        17,
+		"ERROR_REASON_MISSING_FILING_TYPE":                 18,
+		"ERROR_REASON_INVALID_FILING_TYPE":                 19,
+		"ERROR_REASON_MISSING_SUBJECT_ID":                  20,
+		"ERROR_REASON_UNEXPECTED_SUBJECT_ID":               21,
+		"ERROR_REASON_INVALID_SUBJECT_ID":                  22,
+		"ERROR_REASON_UNEXPECTED_SUBJECT_CHANGED":          23,
+		"ERROR_REASON_MISSING_PRINCIPAL":                   24,
+		"ERROR_REASON_MISSING_WEBSITES":                    25,
+		"ERROR_REASON_TOO_MANY_WEBSITES":                   26,
+		"ERROR_REASON_MISSING_DOMAIN":                      27,
+		"ERROR_REASON_INVALID_DOMAIN":                      28,
+		"ERROR_REASON_DUPLICATE_DOMAIN":                    29,
+		"ERROR_REASON_UNEXPECTED_WEBSITE_CHANGED":          30,
+		"ERROR_REASON_MISSING_PERSON":                      31,
+		"ERROR_REASON_MISSING_NAME":                        32,
+		"ERROR_REASON_TEXT_TOO_LONG":                       33,
+		"ERROR_REASON_INVALID_CHARACTERS":                  34,
+		"ERROR_REASON_TOO_MANY_VERIFIERS":                  35,
+		"ERROR_REASON_INVALID_ID_TYPE":                     36,
+		"ERROR_REASON_INVALID_ID_NUMBER":                   37,
+		"ERROR_REASON_INVALID_PHONE":                       38,
+		"ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED":           39,
+		"ERROR_REASON_INVALID_STATE":                       40,
+		"ERROR_REASON_INVALID_RETURN_REASON":               41,
+		"ERROR_REASON_TOO_MANY_PHONE_LOCKS":                42,
+		"ERROR_REASON_INVALID_PHONE_LOCK":                  43,
+		"ERROR_REASON_INVALID_OUTCOME":                     44,
+		"ERROR_REASON_MISSING_ORDER_ID":                    45,
+		"ERROR_REASON_INVALID_ORDER_ID":                    46,
+		"ERROR_REASON_INVALID_SUBMISSION":                  47,
+		"ERROR_REASON_INVALID_REQUEST_ID":                  48,
+		"ERROR_REASON_REQUEST_ID_REUSED":                   49,
+		"ERROR_REASON_INVALID_PAGE_TOKEN":                  50,
+		"ERROR_REASON_INVALID_PAGE_SIZE":                   51,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_filing_v1_filing_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_icp_filing_v1_filing_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{0}
+}
+
 // FilingType is the kind of filing; it decides who must verify.
 type FilingType int32
 
@@ -78,11 +322,11 @@ func (x FilingType) String() string {
 }
 
 func (FilingType) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[0].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[1].Descriptor()
 }
 
 func (FilingType) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[0]
+	return &file_icp_filing_v1_filing_proto_enumTypes[1]
 }
 
 func (x FilingType) Number() protoreflect.EnumNumber {
@@ -91,7 +335,7 @@ func (x FilingType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FilingType.Descriptor instead.
 func (FilingType) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{0}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{1}
 }
 
 // OrderState is where an order stands.
@@ -143,11 +387,11 @@ func (x OrderState) String() string {
 }
 
 func (OrderState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[1].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[2].Descriptor()
 }
 
 func (OrderState) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[1]
+	return &file_icp_filing_v1_filing_proto_enumTypes[2]
 }
 
 func (x OrderState) Number() protoreflect.EnumNumber {
@@ -156,7 +400,7 @@ func (x OrderState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OrderState.Descriptor instead.
 func (OrderState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{1}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{2}
 }
 
 // ReturnReason says why verification returned an order.
@@ -193,11 +437,11 @@ func (x ReturnReason) String() string {
 }
 
 func (ReturnReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[2].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[3].Descriptor()
 }
 
 func (ReturnReason) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[2]
+	return &file_icp_filing_v1_filing_proto_enumTypes[3]
 }
 
 func (x ReturnReason) Number() protoreflect.EnumNumber {
@@ -206,7 +450,7 @@ func (x ReturnReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReturnReason.Descriptor instead.
 func (ReturnReason) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{2}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{3}
 }
 
 // IdDocumentType is the kind of identity document a person holds.
@@ -255,11 +499,11 @@ func (x IdDocumentType) String() string {
 }
 
 func (IdDocumentType) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[3].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[4].Descriptor()
 }
 
 func (IdDocumentType) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[3]
+	return &file_icp_filing_v1_filing_proto_enumTypes[4]
 }
 
 func (x IdDocumentType) Number() protoreflect.EnumNumber {
@@ -268,7 +512,7 @@ func (x IdDocumentType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use IdDocumentType.Descriptor instead.
 func (IdDocumentType) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{3}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{4}
 }
 
 // SubjectType tells a company from a person.
@@ -305,11 +549,11 @@ func (x SubjectType) String() string {
 }
 
 func (SubjectType) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[4].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[5].Descriptor()
 }
 
 func (SubjectType) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[4]
+	return &file_icp_filing_v1_filing_proto_enumTypes[5]
 }
 
 func (x SubjectType) Number() protoreflect.EnumNumber {
@@ -318,7 +562,7 @@ func (x SubjectType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SubjectType.Descriptor instead.
 func (SubjectType) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{4}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{5}
 }
 
 // ReviewOutcome is the administration's decision on an order under review.
@@ -355,11 +599,11 @@ func (x ReviewOutcome) String() string {
 }
 
 func (ReviewOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[5].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[6].Descriptor()
 }
 
 func (ReviewOutcome) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[5]
+	return &file_icp_filing_v1_filing_proto_enumTypes[6]
 }
 
 func (x ReviewOutcome) Number() protoreflect.EnumNumber {
@@ -368,7 +612,7 @@ func (x ReviewOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReviewOutcome.Descriptor instead.
 func (ReviewOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{5}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{6}
 }
 
 // Person is a responsible person. In responses id_number and phone are masked.
@@ -1989,7 +2233,61 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x1c.icp.filing.v1.ReviewOutcomeR\aoutcome\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\"I\n" +
 	"\x1bRecordReviewOutcomeResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order*\xa5\x02\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order*\x85\x0f\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cERROR_REASON_ORDER_NOT_FOUND\x10\x01\x12)\n" +
+	"%ERROR_REASON_INVALID_STATE_TRANSITION\x10\x02\x12!\n" +
+	"\x1dERROR_REASON_STALE_SUBMISSION\x10\x03\x12\x1e\n" +
+	"\x1aERROR_REASON_ORDER_INVALID\x10\x04\x12\"\n" +
+	"\x1eERROR_REASON_SUBJECT_NOT_FOUND\x10\x05\x12&\n" +
+	"\"ERROR_REASON_WEBSITE_NOT_IN_RECORD\x10\x06\x12*\n" +
+	"&ERROR_REASON_WEBSITE_ALREADY_IN_RECORD\x10\a\x12(\n" +
+	"$ERROR_REASON_ID_MISMATCH_WITH_RECORD\x10\b\x124\n" +
+	"0ERROR_REASON_PHONE_CHANGE_REQUIRES_CHANGE_FILING\x10\t\x12 \n" +
+	"\x1cERROR_REASON_RECORD_MISMATCH\x10\n" +
+	"\x12'\n" +
+	"#ERROR_REASON_RECORD_MISMATCH_BUDGET\x10\v\x12\x1d\n" +
+	"\x19ERROR_REASON_PHONE_LOCKED\x10\f\x12)\n" +
+	"%ERROR_REASON_TOO_MANY_OPEN_CHALLENGES\x10\r\x12\"\n" +
+	"\x1eERROR_REASON_RESUBMIT_COOLDOWN\x10\x0e\x12%\n" +
+	"!ERROR_REASON_SUBMISSIONS_EXCEEDED\x10\x0f\x12\x1a\n" +
+	"\x16ERROR_REASON_NO_TENANT\x10\x10\x12\x1d\n" +
+	"\x19ERROR_REASON_MISSING_SPEC\x10\x11\x12$\n" +
+	" ERROR_REASON_MISSING_FILING_TYPE\x10\x12\x12$\n" +
+	" ERROR_REASON_INVALID_FILING_TYPE\x10\x13\x12#\n" +
+	"\x1fERROR_REASON_MISSING_SUBJECT_ID\x10\x14\x12&\n" +
+	"\"ERROR_REASON_UNEXPECTED_SUBJECT_ID\x10\x15\x12#\n" +
+	"\x1fERROR_REASON_INVALID_SUBJECT_ID\x10\x16\x12+\n" +
+	"'ERROR_REASON_UNEXPECTED_SUBJECT_CHANGED\x10\x17\x12\"\n" +
+	"\x1eERROR_REASON_MISSING_PRINCIPAL\x10\x18\x12!\n" +
+	"\x1dERROR_REASON_MISSING_WEBSITES\x10\x19\x12\"\n" +
+	"\x1eERROR_REASON_TOO_MANY_WEBSITES\x10\x1a\x12\x1f\n" +
+	"\x1bERROR_REASON_MISSING_DOMAIN\x10\x1b\x12\x1f\n" +
+	"\x1bERROR_REASON_INVALID_DOMAIN\x10\x1c\x12!\n" +
+	"\x1dERROR_REASON_DUPLICATE_DOMAIN\x10\x1d\x12+\n" +
+	"'ERROR_REASON_UNEXPECTED_WEBSITE_CHANGED\x10\x1e\x12\x1f\n" +
+	"\x1bERROR_REASON_MISSING_PERSON\x10\x1f\x12\x1d\n" +
+	"\x19ERROR_REASON_MISSING_NAME\x10 \x12\x1e\n" +
+	"\x1aERROR_REASON_TEXT_TOO_LONG\x10!\x12#\n" +
+	"\x1fERROR_REASON_INVALID_CHARACTERS\x10\"\x12#\n" +
+	"\x1fERROR_REASON_TOO_MANY_VERIFIERS\x10#\x12 \n" +
+	"\x1cERROR_REASON_INVALID_ID_TYPE\x10$\x12\"\n" +
+	"\x1eERROR_REASON_INVALID_ID_NUMBER\x10%\x12\x1e\n" +
+	"\x1aERROR_REASON_INVALID_PHONE\x10&\x12*\n" +
+	"&ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED\x10'\x12\x1e\n" +
+	"\x1aERROR_REASON_INVALID_STATE\x10(\x12&\n" +
+	"\"ERROR_REASON_INVALID_RETURN_REASON\x10)\x12%\n" +
+	"!ERROR_REASON_TOO_MANY_PHONE_LOCKS\x10*\x12#\n" +
+	"\x1fERROR_REASON_INVALID_PHONE_LOCK\x10+\x12 \n" +
+	"\x1cERROR_REASON_INVALID_OUTCOME\x10,\x12!\n" +
+	"\x1dERROR_REASON_MISSING_ORDER_ID\x10-\x12!\n" +
+	"\x1dERROR_REASON_INVALID_ORDER_ID\x10.\x12#\n" +
+	"\x1fERROR_REASON_INVALID_SUBMISSION\x10/\x12#\n" +
+	"\x1fERROR_REASON_INVALID_REQUEST_ID\x100\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_ID_REUSED\x101\x12#\n" +
+	"\x1fERROR_REASON_INVALID_PAGE_TOKEN\x102\x12\"\n" +
+	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x103*\xa5\x02\n" +
 	"\n" +
 	"FilingType\x12\x1b\n" +
 	"\x17FILING_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
@@ -2057,94 +2355,95 @@ func file_icp_filing_v1_filing_proto_rawDescGZIP() []byte {
 	return file_icp_filing_v1_filing_proto_rawDescData
 }
 
-var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_icp_filing_v1_filing_proto_goTypes = []any{
-	(FilingType)(0),                     // 0: icp.filing.v1.FilingType
-	(OrderState)(0),                     // 1: icp.filing.v1.OrderState
-	(ReturnReason)(0),                   // 2: icp.filing.v1.ReturnReason
-	(IdDocumentType)(0),                 // 3: icp.filing.v1.IdDocumentType
-	(SubjectType)(0),                    // 4: icp.filing.v1.SubjectType
-	(ReviewOutcome)(0),                  // 5: icp.filing.v1.ReviewOutcome
-	(*Person)(nil),                      // 6: icp.filing.v1.Person
-	(*Website)(nil),                     // 7: icp.filing.v1.Website
-	(*OrderSpec)(nil),                   // 8: icp.filing.v1.OrderSpec
-	(*Verifier)(nil),                    // 9: icp.filing.v1.Verifier
-	(*StateChange)(nil),                 // 10: icp.filing.v1.StateChange
-	(*Order)(nil),                       // 11: icp.filing.v1.Order
-	(*CreateOrderRequest)(nil),          // 12: icp.filing.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),         // 13: icp.filing.v1.CreateOrderResponse
-	(*UpdateOrderRequest)(nil),          // 14: icp.filing.v1.UpdateOrderRequest
-	(*UpdateOrderResponse)(nil),         // 15: icp.filing.v1.UpdateOrderResponse
-	(*SubmitOrderRequest)(nil),          // 16: icp.filing.v1.SubmitOrderRequest
-	(*SubmitOrderResponse)(nil),         // 17: icp.filing.v1.SubmitOrderResponse
-	(*GetOrderRequest)(nil),             // 18: icp.filing.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),            // 19: icp.filing.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),           // 20: icp.filing.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),          // 21: icp.filing.v1.ListOrdersResponse
-	(*CancelOrderRequest)(nil),          // 22: icp.filing.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),         // 23: icp.filing.v1.CancelOrderResponse
-	(*MarkVerifiedRequest)(nil),         // 24: icp.filing.v1.MarkVerifiedRequest
-	(*MarkVerifiedResponse)(nil),        // 25: icp.filing.v1.MarkVerifiedResponse
-	(*ReturnOrderRequest)(nil),          // 26: icp.filing.v1.ReturnOrderRequest
-	(*PhoneLock)(nil),                   // 27: icp.filing.v1.PhoneLock
-	(*ReturnOrderResponse)(nil),         // 28: icp.filing.v1.ReturnOrderResponse
-	(*RecordReviewOutcomeRequest)(nil),  // 29: icp.filing.v1.RecordReviewOutcomeRequest
-	(*RecordReviewOutcomeResponse)(nil), // 30: icp.filing.v1.RecordReviewOutcomeResponse
-	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
+	(ErrorReason)(0),                    // 0: icp.filing.v1.ErrorReason
+	(FilingType)(0),                     // 1: icp.filing.v1.FilingType
+	(OrderState)(0),                     // 2: icp.filing.v1.OrderState
+	(ReturnReason)(0),                   // 3: icp.filing.v1.ReturnReason
+	(IdDocumentType)(0),                 // 4: icp.filing.v1.IdDocumentType
+	(SubjectType)(0),                    // 5: icp.filing.v1.SubjectType
+	(ReviewOutcome)(0),                  // 6: icp.filing.v1.ReviewOutcome
+	(*Person)(nil),                      // 7: icp.filing.v1.Person
+	(*Website)(nil),                     // 8: icp.filing.v1.Website
+	(*OrderSpec)(nil),                   // 9: icp.filing.v1.OrderSpec
+	(*Verifier)(nil),                    // 10: icp.filing.v1.Verifier
+	(*StateChange)(nil),                 // 11: icp.filing.v1.StateChange
+	(*Order)(nil),                       // 12: icp.filing.v1.Order
+	(*CreateOrderRequest)(nil),          // 13: icp.filing.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),         // 14: icp.filing.v1.CreateOrderResponse
+	(*UpdateOrderRequest)(nil),          // 15: icp.filing.v1.UpdateOrderRequest
+	(*UpdateOrderResponse)(nil),         // 16: icp.filing.v1.UpdateOrderResponse
+	(*SubmitOrderRequest)(nil),          // 17: icp.filing.v1.SubmitOrderRequest
+	(*SubmitOrderResponse)(nil),         // 18: icp.filing.v1.SubmitOrderResponse
+	(*GetOrderRequest)(nil),             // 19: icp.filing.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),            // 20: icp.filing.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),           // 21: icp.filing.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),          // 22: icp.filing.v1.ListOrdersResponse
+	(*CancelOrderRequest)(nil),          // 23: icp.filing.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),         // 24: icp.filing.v1.CancelOrderResponse
+	(*MarkVerifiedRequest)(nil),         // 25: icp.filing.v1.MarkVerifiedRequest
+	(*MarkVerifiedResponse)(nil),        // 26: icp.filing.v1.MarkVerifiedResponse
+	(*ReturnOrderRequest)(nil),          // 27: icp.filing.v1.ReturnOrderRequest
+	(*PhoneLock)(nil),                   // 28: icp.filing.v1.PhoneLock
+	(*ReturnOrderResponse)(nil),         // 29: icp.filing.v1.ReturnOrderResponse
+	(*RecordReviewOutcomeRequest)(nil),  // 30: icp.filing.v1.RecordReviewOutcomeRequest
+	(*RecordReviewOutcomeResponse)(nil), // 31: icp.filing.v1.RecordReviewOutcomeResponse
+	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
 }
 var file_icp_filing_v1_filing_proto_depIdxs = []int32{
-	3,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
-	6,  // 1: icp.filing.v1.Website.person:type_name -> icp.filing.v1.Person
-	0,  // 2: icp.filing.v1.OrderSpec.filing_type:type_name -> icp.filing.v1.FilingType
-	4,  // 3: icp.filing.v1.OrderSpec.subject_type:type_name -> icp.filing.v1.SubjectType
-	6,  // 4: icp.filing.v1.OrderSpec.principal:type_name -> icp.filing.v1.Person
-	7,  // 5: icp.filing.v1.OrderSpec.websites:type_name -> icp.filing.v1.Website
-	1,  // 6: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
-	1,  // 7: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
-	31, // 8: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
-	8,  // 9: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
-	1,  // 10: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
-	31, // 11: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
-	2,  // 12: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
-	9,  // 13: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
-	10, // 14: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
-	31, // 15: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	31, // 16: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 17: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
-	11, // 18: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
-	8,  // 19: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
-	11, // 20: icp.filing.v1.UpdateOrderResponse.order:type_name -> icp.filing.v1.Order
-	11, // 21: icp.filing.v1.SubmitOrderResponse.order:type_name -> icp.filing.v1.Order
-	11, // 22: icp.filing.v1.GetOrderResponse.order:type_name -> icp.filing.v1.Order
-	1,  // 23: icp.filing.v1.ListOrdersRequest.state:type_name -> icp.filing.v1.OrderState
-	11, // 24: icp.filing.v1.ListOrdersResponse.orders:type_name -> icp.filing.v1.Order
-	11, // 25: icp.filing.v1.CancelOrderResponse.order:type_name -> icp.filing.v1.Order
-	11, // 26: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
-	2,  // 27: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
-	27, // 28: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
-	31, // 29: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
-	11, // 30: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
-	5,  // 31: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
-	11, // 32: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
-	12, // 33: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
-	14, // 34: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
-	16, // 35: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
-	18, // 36: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
-	20, // 37: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
-	22, // 38: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
-	24, // 39: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
-	26, // 40: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
-	29, // 41: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
-	13, // 42: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
-	15, // 43: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
-	17, // 44: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
-	19, // 45: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
-	21, // 46: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
-	23, // 47: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
-	25, // 48: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
-	28, // 49: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
-	30, // 50: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
+	4,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
+	7,  // 1: icp.filing.v1.Website.person:type_name -> icp.filing.v1.Person
+	1,  // 2: icp.filing.v1.OrderSpec.filing_type:type_name -> icp.filing.v1.FilingType
+	5,  // 3: icp.filing.v1.OrderSpec.subject_type:type_name -> icp.filing.v1.SubjectType
+	7,  // 4: icp.filing.v1.OrderSpec.principal:type_name -> icp.filing.v1.Person
+	8,  // 5: icp.filing.v1.OrderSpec.websites:type_name -> icp.filing.v1.Website
+	2,  // 6: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
+	2,  // 7: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
+	32, // 8: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
+	9,  // 9: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
+	2,  // 10: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
+	32, // 11: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
+	3,  // 12: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
+	10, // 13: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
+	11, // 14: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
+	32, // 15: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	32, // 16: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 17: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
+	12, // 18: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
+	9,  // 19: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
+	12, // 20: icp.filing.v1.UpdateOrderResponse.order:type_name -> icp.filing.v1.Order
+	12, // 21: icp.filing.v1.SubmitOrderResponse.order:type_name -> icp.filing.v1.Order
+	12, // 22: icp.filing.v1.GetOrderResponse.order:type_name -> icp.filing.v1.Order
+	2,  // 23: icp.filing.v1.ListOrdersRequest.state:type_name -> icp.filing.v1.OrderState
+	12, // 24: icp.filing.v1.ListOrdersResponse.orders:type_name -> icp.filing.v1.Order
+	12, // 25: icp.filing.v1.CancelOrderResponse.order:type_name -> icp.filing.v1.Order
+	12, // 26: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
+	3,  // 27: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
+	28, // 28: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
+	32, // 29: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
+	12, // 30: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
+	6,  // 31: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
+	12, // 32: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
+	13, // 33: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
+	15, // 34: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
+	17, // 35: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
+	19, // 36: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
+	21, // 37: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
+	23, // 38: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
+	25, // 39: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
+	27, // 40: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
+	30, // 41: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
+	14, // 42: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
+	16, // 43: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
+	18, // 44: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
+	20, // 45: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
+	22, // 46: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
+	24, // 47: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
+	26, // 48: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
+	29, // 49: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
+	31, // 50: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
 	42, // [42:51] is the sub-list for method output_type
 	33, // [33:42] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
@@ -2162,7 +2461,7 @@ func file_icp_filing_v1_filing_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_filing_v1_filing_proto_rawDesc), len(file_icp_filing_v1_filing_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/pagetoken"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
@@ -44,7 +45,7 @@ func testListOrdersPages(t *testing.T, e *env) {
 		t.Fatalf("filtered = %v %q %v", awaiting, next, err)
 	}
 	_, _, err = e.Store.ListOrders(ctx, PortalA, domain.StateDraft, 2, token)
-	wantReason(t, err, "INVALID_PAGE_TOKEN")
+	wantReason(t, err, pagetoken.ReasonInvalidPageToken)
 }
 
 func testAnswersAreCopies(t *testing.T, e *env) {
