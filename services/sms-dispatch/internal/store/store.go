@@ -45,6 +45,9 @@ type Store struct {
 	clock clock.Clock // Reserve reads it after its locks
 	// creates commits concurrent Creates together (create_batch.go).
 	creates *batch.Group[domain.Message, created]
+	// Wake, when set, is called after a commit that wrote an outbox row (a failed message's delivery
+	// report, report.go): the relay's Wake. The outbox table (pkg/outbox.Migrations) is in the schema.
+	Wake func()
 }
 
 // New returns a store on pool (whose search_path is the service's schema).

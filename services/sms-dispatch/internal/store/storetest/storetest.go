@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -25,6 +26,8 @@ type Store interface {
 // Engine is one engine under test.
 type Engine struct {
 	Store Store
+	// Outbox is the queue the engine writes the delivery reports of failed messages to.
+	Outbox outbox.Queue
 }
 
 // T0 is the suite's starting instant (10:00 in UTC+8).
@@ -62,6 +65,10 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"CapsOffSendsWithoutReservation", testCapsOffSendsWithoutReservation},
 		{"StalledWorkerDoesNotSendCapsOff", testStalledWorkerDoesNotSendCapsOff},
 		{"BatchClaimAndMarkSent", testBatchClaimAndMarkSent},
+		{"CappedFailureReportsOnce", testCappedFailureReportsOnce},
+		{"ExpiredFailureReportsOnce", testExpiredFailureReportsOnce},
+		{"ProviderRefusalReportsWhenFinal", testProviderRefusalReportsWhenFinal},
+		{"NothingToSendReportsOnce", testNothingToSendReportsOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
