@@ -16,6 +16,9 @@ export DEADLINE_ADDR=${DEADLINE_ADDR:-127.0.0.1:50054}
 # credential) on PostgreSQL only because it says so; each service logs them.
 export INSECURE_DEV=true
 export HMAC_KEYS=${HMAC_KEYS:-dev1:69637076657269667920646576656c6f706d656e74206b6579206e6f742073656372657421}
+# The development seal key (DevSealKey) of verification's outbox and sms-dispatch's queued texts;
+# public too.
+export SEAL_KEYS=${SEAL_KEYS:-dev1:69637076657269667920646576207365616c206b65793a207075626c69632121}
 
 pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait; }

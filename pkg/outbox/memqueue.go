@@ -2,17 +2,21 @@ package outbox
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/icpverify/icpverify/pkg/seal"
 )
 
 // MemQueue is an outbox in memory for the one-process development server. A memory store adds rows
 // with Add while it holds its own lock, which is what makes the write and the outbox row atomic there.
+// Its rows are encoded as PGQueue's are (Encode: sensitive payloads sealed under its keys) and opened
+// when handed out, so the development server runs the sealing too.
 type MemQueue struct {
+	keys   *seal.Keyring
 	mu     sync.Mutex
 	nextID int64
 	rows   map[int64]*memRow
@@ -29,30 +33,38 @@ type memRow struct {
 
 var _ Queue = (*MemQueue)(nil)
 
-// NewMemQueue returns an empty queue.
-func NewMemQueue() *MemQueue { return &MemQueue{rows: map[int64]*memRow{}} }
+// NewMemQueue returns an empty queue whose sensitive payloads are sealed with keys (nil: kept in the
+// clear, as Encode says).
+func NewMemQueue(keys *seal.Keyring) *MemQueue {
+	return &MemQueue{keys: keys, rows: map[int64]*memRow{}}
+}
 
-// Add queues a call to target; sensitive payloads are wiped when parked.
+// Add queues a call to target; sensitive payloads are sealed, and wiped when parked.
 func (q *MemQueue) Add(now time.Time, target string, msg proto.Message, sensitive bool) error {
-	payload, err := proto.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("outbox: marshal %s: %w", target, err)
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.nextID++
-	q.rows[q.nextID] = &memRow{Row: Row{ID: q.nextID, Target: target, Payload: payload}, availableAt: now, createdAt: now, sensitive: sensitive}
-	return nil
+	return q.AddAll(now, []Message{{Target: target, Msg: msg, Sensitive: sensitive}})
 }
 
 // AddAll queues msgs; the caller holds its store's lock, which makes the rows part of its change.
 func (q *MemQueue) AddAll(now time.Time, msgs []Message) error {
-	for _, m := range msgs {
-		if err := q.Add(now, m.Target, m.Msg, m.Sensitive); err != nil {
-			return err
-		}
+	r, err := Encode(q.keys, msgs)
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range r.Targets {
+		q.nextID++
+		q.rows[q.nextID] = &memRow{Row: Row{ID: q.nextID, Target: r.Targets[i], Payload: r.Payloads[i], KeyID: r.KeyIDs[i]},
+			availableAt: now, createdAt: now, sensitive: r.Sensitive[i]}
 	}
 	return nil
+}
+
+// handOut is a stored row as the queue hands it out: opened.
+func (q *MemQueue) handOut(r *memRow) Row {
+	x := r.Row
+	x.open(q.keys)
+	return x
 }
 
 // Claim hides up to limit due rows for lease, oldest first.
@@ -75,7 +87,7 @@ func (q *MemQueue) Claim(_ context.Context, now time.Time, limit int, lease time
 	for _, r := range due[:min(limit, len(due))] {
 		r.availableAt = now.Truncate(time.Microsecond).Add(lease) // to the microsecond, as PostgreSQL keeps it
 		r.Attempts++
-		out = append(out, r.Row)
+		out = append(out, q.handOut(r))
 	}
 	return out, nil
 }
@@ -151,7 +163,7 @@ func (q *MemQueue) Pending(_ context.Context, limit int) ([]Row, error) {
 	var out []Row
 	for _, r := range q.rows {
 		if !r.dead {
-			out = append(out, r.Row)
+			out = append(out, q.handOut(r))
 		}
 	}
 	slices.SortFunc(out, func(a, b Row) int { return int(a.ID - b.ID) })

@@ -20,6 +20,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/seal"
 )
 
 //go:embed migrations/*.sql
@@ -33,70 +34,50 @@ var Migrations = pg.Source{Name: "outbox", FS: migrations}
 type Message struct {
 	Target string
 	Msg    proto.Message
-	// Sensitive payloads (a code, phones, ID tails) are wiped if the row is ever parked.
+	// Sensitive payloads (a code, phones, ID tails) are sealed at rest under the writer's keyring
+	// (see Encode) and wiped if the row is ever parked.
 	Sensitive bool
 }
 
-// EnqueueAll writes msgs inside tx.
-func EnqueueAll(ctx context.Context, tx pgx.Tx, now time.Time, msgs []Message) error {
-	for _, m := range msgs {
-		if err := enqueue(ctx, tx, now, m.Target, m.Msg, m.Sensitive); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Enqueue writes a call to target (a name the relay has a Handler for) inside tx.
-func Enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message) error {
-	return enqueue(ctx, tx, now, target, msg, false)
-}
-
-// EnqueueSensitive is Enqueue for a payload holding a code or personal data: the row is deleted
-// once delivered, like every row, and its payload is wiped if the receiver refuses it for good.
-func EnqueueSensitive(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message) error {
-	return enqueue(ctx, tx, now, target, msg, true)
-}
-
-// InsertSQL writes one row: target $1, payload $2, now $3, sensitive $4.
-const InsertSQL = InsertIntoSQL + `VALUES ($1, $2, $3, $3, $4)`
-
-// InsertIntoSQL is the head of an insert into the outbox, for a batch statement that selects its rows
-// itself (a CTE that writes only the rows of the changes it made): follow it with a query of
-// (target, payload, created_at, available_at, sensitive).
-const InsertIntoSQL = `INSERT INTO outbox (target, payload, created_at, available_at, sensitive) `
-
-// QueueInsert queues, on b, one statement that writes msgs in order: the set-based EnqueueAll for a
-// transaction sent as a pgx.Batch.
-func QueueInsert(b *pgx.Batch, now time.Time, msgs []Message) error {
+// EnqueueAll writes msgs inside tx, in order, in one statement; sensitive payloads are sealed with
+// keys (nil: kept in the clear, see Encode).
+func EnqueueAll(ctx context.Context, tx pgx.Tx, keys *seal.Keyring, now time.Time, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	targets, payloads, sensitive := make([]string, len(msgs)), make([][]byte, len(msgs)), make([]bool, len(msgs))
-	for i, m := range msgs {
-		p, err := proto.Marshal(m.Msg)
-		if err != nil {
-			return fmt.Errorf("outbox: marshal %s: %w", m.Target, err)
-		}
-		targets[i], payloads[i], sensitive[i] = m.Target, p, m.Sensitive
+	r, err := Encode(keys, msgs)
+	if err != nil {
+		return err
 	}
-	b.Queue(InsertIntoSQL+`SELECT t.target, t.payload, $1, $1, t.sensitive
-		FROM unnest($2::text[], $3::bytea[], $4::boolean[]) WITH ORDINALITY AS t(target, payload, sensitive, n) ORDER BY t.n`,
-		now, targets, payloads, sensitive)
+	if _, err := tx.Exec(ctx, insertRowsSQL, r.args(now)...); err != nil {
+		return fmt.Errorf("outbox: enqueue %s: %w", msgs[0].Target, err)
+	}
 	return nil
 }
 
-func enqueue(ctx context.Context, tx pgx.Tx, now time.Time, target string, msg proto.Message, sensitive bool) error {
-	payload, err := proto.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("outbox: marshal %s: %w", target, err)
+// QueueInsert queues, on b, one statement that writes msgs in order (sealed as EnqueueAll seals
+// them): EnqueueAll for a transaction sent as a pgx.Batch.
+func QueueInsert(b *pgx.Batch, keys *seal.Keyring, now time.Time, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
 	}
-	_, err = tx.Exec(ctx, InsertSQL, target, payload, now, sensitive)
+	r, err := Encode(keys, msgs)
 	if err != nil {
-		return fmt.Errorf("outbox: enqueue %s: %w", target, err)
+		return err
 	}
+	b.Queue(insertRowsSQL, r.args(now)...)
 	return nil
 }
+
+// InsertIntoSQL is the head of an insert into the outbox, for a batch statement that selects its rows
+// itself (a CTE that writes only the rows of the changes it made): follow it with a query of
+// (target, payload, created_at, available_at, sensitive, key_id), the columns of Encode's Rows.
+const InsertIntoSQL = `INSERT INTO outbox (target, payload, created_at, available_at, sensitive, key_id) `
+
+// insertRowsSQL writes Rows in order: now $1, then Rows.args' arrays.
+const insertRowsSQL = InsertIntoSQL + `SELECT t.target, t.payload, $1, $1, t.sensitive, t.key_id
+		FROM unnest($2::text[], $3::bytea[], $4::boolean[], $5::text[]) WITH ORDINALITY AS t(target, payload, sensitive, key_id, n)
+		ORDER BY t.n`
 
 // Handler delivers one payload. An error whose gRPC code says the receiver will never accept it
 // (InvalidArgument, NotFound, FailedPrecondition, ...) parks the row as dead; any other error retries.
@@ -118,12 +99,17 @@ func Call[T any, PT interface {
 	}
 }
 
-// Row is one claimed call.
+// Row is one claimed call. A queue hands out its payload opened: the request as the writer marshalled it.
 type Row struct {
 	ID       int64
 	Target   string
 	Payload  []byte
 	Attempts int
+	// KeyID names the key the payload is sealed with at rest, "" for a payload kept in the clear.
+	KeyID string
+	// Unopened says why a sealed payload could not be opened (Payload is then nil): its key is not
+	// in the queue's keyring (seal.ErrUnknownKey), or it does not authenticate.
+	Unopened error
 }
 
 // Queue is the storage a relay claims from: the service's PostgreSQL table (PGQueue) or, in the
@@ -435,7 +421,9 @@ func (r *Relay) deliver(ctx context.Context, x Row) bool {
 	ctx, span := r.metrics.startSpan(context.WithValue(ctx, deliveryKey{}, note), x)
 	h, ok := r.Handlers[x.Target]
 	var err error
-	if !ok {
+	if x.Unopened != nil {
+		err = unopenedError(x)
+	} else if !ok {
 		err = status.Errorf(codes.Unimplemented, "no handler for outbox target %q", x.Target)
 	} else {
 		callCtx, cancel := context.WithTimeout(ctx, r.CallTimeout)
@@ -475,6 +463,17 @@ func (r *Relay) deliver(ctx context.Context, x Row) bool {
 	return false
 }
 
+// unopenedError is the delivery error of a row whose sealed payload did not open. A key missing from
+// the keyring (retired while rows sealed with it were pending) is retried, so the row goes out once
+// the key is back in --seal-keys; a payload that does not authenticate never will, and is parked.
+func unopenedError(x Row) error {
+	if keyMissing(x.Unopened) {
+		return status.Errorf(codes.Unavailable, "outbox payload sealed with key %q, not in this service's seal keys: "+
+			"put the key back until no row needs it: %v", x.KeyID, x.Unopened)
+	}
+	return status.Errorf(codes.DataLoss, "outbox payload does not open: %v", x.Unopened)
+}
+
 // Backoff is the wait before retry number attempts+1: 200ms doubling to at most 30s.
 func Backoff(attempts int) time.Duration {
 	d := 200 * time.Millisecond
@@ -486,7 +485,8 @@ func Backoff(attempts int) time.Duration {
 
 func permanent(err error) bool {
 	switch status.Code(err) {
-	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
+	// DataLoss: a sealed payload that does not open (unopenedError), which no retry changes.
+	case codes.DataLoss, codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
 		codes.PermissionDenied, codes.Unimplemented, codes.OutOfRange:
 		return true
 	}

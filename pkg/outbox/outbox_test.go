@@ -19,6 +19,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+	"github.com/icpverify/icpverify/pkg/seal"
 )
 
 // engine is one outbox storage under test, with what the tests need to see inside it.
@@ -27,12 +28,30 @@ type engine struct {
 	add   func(t *testing.T, now time.Time, target string, msg proto.Message, sensitive bool)
 	// left counts undelivered rows; wipedDead counts parked rows whose payload is empty.
 	left, wipedDead func(t *testing.T) int
+	// stored lists the rows as kept at rest (payloads sealed); restore overwrites one's target and
+	// payload, as someone with write access to the table could.
+	stored  func(t *testing.T) []outbox.Row
+	restore func(t *testing.T, id int64, target string, payload []byte)
+}
+
+// testKeys is the keyring the engines under test seal sensitive payloads with.
+var testKeys = mustKeys("t1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+
+func mustKeys(spec string) *seal.Keyring {
+	k, err := seal.Parse(spec)
+	if err != nil {
+		panic(err)
+	}
+	return k
 }
 
 // start is the fake clock's first instant in every test.
 var start = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
-func engines(t *testing.T) map[string]func(t *testing.T) engine {
+func engines(t *testing.T) map[string]func(t *testing.T) engine { return enginesWith(testKeys) }
+
+// enginesWith are the engines with queues whose writes seal with keys, and whose reads open with them.
+func enginesWith(keys *seal.Keyring) map[string]func(t *testing.T) engine {
 	return map[string]func(t *testing.T) engine{
 		"postgres": func(t *testing.T) engine {
 			pool := pgtest.NewSchema(t, "outbox", outbox.Migrations)
@@ -44,13 +63,11 @@ func engines(t *testing.T) map[string]func(t *testing.T) engine {
 				return n
 			}
 			return engine{
-				queue: outbox.PGQueue{Pool: pool},
+				queue: outbox.PGQueue{Pool: pool, Keys: keys},
 				add: func(t *testing.T, now time.Time, target string, msg proto.Message, sensitive bool) {
 					err := pg.InTx(context.Background(), pool, func(tx pgx.Tx) error {
-						if sensitive {
-							return outbox.EnqueueSensitive(context.Background(), tx, now, target, msg)
-						}
-						return outbox.Enqueue(context.Background(), tx, now, target, msg)
+						return outbox.EnqueueAll(context.Background(), tx, keys, now,
+							[]outbox.Message{{Target: target, Msg: msg, Sensitive: sensitive}})
 					})
 					if err != nil {
 						t.Fatal(err)
@@ -58,10 +75,29 @@ func engines(t *testing.T) map[string]func(t *testing.T) engine {
 				},
 				left:      func(t *testing.T) int { return count(t, "true") },
 				wipedDead: func(t *testing.T) int { return count(t, "dead_at IS NOT NULL AND length(payload) = 0") },
+				stored: func(t *testing.T) []outbox.Row {
+					rows, err := pool.Query(context.Background(), `SELECT id, target, payload, attempts, key_id FROM outbox ORDER BY id`)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outbox.Row, error) {
+						var x outbox.Row
+						return x, r.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts, &x.KeyID)
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return out
+				},
+				restore: func(t *testing.T, id int64, target string, payload []byte) {
+					if _, err := pool.Exec(context.Background(), `UPDATE outbox SET target = $2, payload = $3 WHERE id = $1`, id, target, payload); err != nil {
+						t.Fatal(err)
+					}
+				},
 			}
 		},
 		"memory": func(t *testing.T) engine {
-			q := outbox.NewMemQueue()
+			q := outbox.NewMemQueue(keys)
 			return engine{
 				queue: q,
 				add: func(t *testing.T, now time.Time, target string, msg proto.Message, sensitive bool) {
@@ -71,6 +107,8 @@ func engines(t *testing.T) map[string]func(t *testing.T) engine {
 				},
 				left:      func(*testing.T) int { return q.Len() },
 				wipedDead: q.WipedDeadForTest,
+				stored:    q.StoredForTest,
+				restore:   q.RestoreForTest,
 			}
 		},
 	}
@@ -480,7 +518,7 @@ func (q *claimRecorder) Claim(ctx context.Context, now time.Time, limit int, lea
 // woke it; the relay does not claim before the linger is over.
 func TestLingerGathersRowsIntoOneClaim(t *testing.T) {
 	t.Parallel()
-	mem := outbox.NewMemQueue()
+	mem := outbox.NewMemQueue(nil)
 	q := &claimRecorder{Queue: mem, claimed: make(chan struct{}, 1)}
 	clk := clock.NewFake(start)
 	var delivered atomic.Int32

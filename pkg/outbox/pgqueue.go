@@ -8,10 +8,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/seal"
 )
 
-// PGQueue is the outbox table in the service's PostgreSQL schema.
-type PGQueue struct{ Pool *pgxpool.Pool }
+// PGQueue is the outbox table in the service's PostgreSQL schema. Keys opens the sealed payloads it
+// hands out (the keyring the service's writes seal with; nil when it seals none).
+type PGQueue struct {
+	Pool *pgxpool.Pool
+	Keys *seal.Keyring
+}
 
 var _ Queue = PGQueue{}
 
@@ -31,7 +36,7 @@ const claimSQL = `
 		)
 		UPDATE outbox o SET available_at = $1 + $3::interval, attempts = o.attempts + 1
 		FROM claimed WHERE o.id = claimed.id
-		RETURNING o.id, o.target, o.payload, o.attempts`
+		RETURNING o.id, o.target, o.payload, o.attempts, o.key_id`
 
 // Claim runs claimSQL as an ordered scan of outbox_live that stops at limit rows, whatever the
 // statistics say. An outbox is analyzed while it is nearly empty (its rows live for milliseconds),
@@ -44,11 +49,7 @@ func (q PGQueue) Claim(ctx context.Context, now time.Time, limit int, lease time
 	err := q.withIndexScans(ctx, func(b *pgx.Batch) {
 		b.Queue(claimSQL, now, limit, lease).Query(func(rows pgx.Rows) error {
 			var err error
-			out, err = pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
-				var x Row
-				err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts)
-				return x, err
-			})
+			out, err = pgx.CollectRows(rows, q.scanRow)
 			return err
 		})
 	})
@@ -125,16 +126,22 @@ func (q PGQueue) Park(ctx context.Context, row Row, now time.Time, lastErr strin
 
 // Pending lists undelivered live rows, oldest first.
 func (q PGQueue) Pending(ctx context.Context, limit int) ([]Row, error) {
-	rows, err := q.Pool.Query(ctx, `SELECT id, target, payload, attempts FROM outbox
+	rows, err := q.Pool.Query(ctx, `SELECT id, target, payload, attempts, key_id FROM outbox
 		WHERE dead_at IS NULL ORDER BY id LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(cr pgx.CollectableRow) (Row, error) {
-		var x Row
-		err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts)
-		return x, err
-	})
+	return pgx.CollectRows(rows, q.scanRow)
+}
+
+// scanRow reads id, target, payload, attempts and key_id, and opens a sealed payload.
+func (q PGQueue) scanRow(cr pgx.CollectableRow) (Row, error) {
+	var x Row
+	if err := cr.Scan(&x.ID, &x.Target, &x.Payload, &x.Attempts, &x.KeyID); err != nil {
+		return Row{}, err
+	}
+	x.open(q.Keys)
+	return x, nil
 }
 
 // Stats counts the rows per target: one aggregate over a table that holds only undelivered rows.

@@ -177,7 +177,7 @@ func TestObservabilityAcrossServices(t *testing.T) {
 	// The outbox relay delivers in the background: each delivery starts its own trace, which the
 	// receiver continues.
 	exp.Reset()
-	q := outbox.NewMemQueue()
+	q := outbox.NewMemQueue(nil)
 	if err := q.Add(time.Now(), "cancel-session", &pb.CancelSessionRequest{OrderId: "ord_2", Submission: 1}, false); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,19 @@ type RateLimit struct {
 	Method string // full method name, e.g. /icp.verification.v1.VerificationService/Verify
 	Rate   float64
 	Burst  int
+	// PerTenant keys the buckets by the caller's tenant instead of its identity: every API key and JWT
+	// subject of one tenant shares the tenant's bucket (security review L5: each JWT subject had its
+	// own). Callers without a credential (--portal-auth=none: all of the development tenant) and
+	// internal callers keep one bucket per identity.
+	PerTenant bool
+}
+
+// key is the bucket of c under l.
+func (l RateLimit) key(c Caller) string {
+	if l.PerTenant && c.Tenant != "" && !strings.HasPrefix(c.ID, "ip:") {
+		return "tenant:" + c.Tenant
+	}
+	return c.ID
 }
 
 // maxBuckets bounds the memory of one limiter: past it, buckets are dropped (idle ones first).
@@ -29,6 +43,7 @@ type bucket struct {
 // limiter is a token bucket per caller. A bucket idle long enough to be full again behaves exactly
 // like a new one, so dropping it loses nothing: that is how memory stays bounded.
 type limiter struct {
+	RateLimit
 	rate      rate.Limit
 	burst     int
 	idle      time.Duration // time after which an unused bucket is full again
@@ -40,7 +55,7 @@ type limiter struct {
 func newLimiter(l RateLimit) *limiter {
 	burst := max(l.Burst, 1)
 	idle := time.Duration(math.Ceil(float64(burst)/l.Rate*float64(time.Second))) + time.Second
-	return &limiter{rate: rate.Limit(l.Rate), burst: burst, idle: idle, buckets: map[string]*bucket{}}
+	return &limiter{RateLimit: l, rate: rate.Limit(l.Rate), burst: burst, idle: idle, buckets: map[string]*bucket{}}
 }
 
 // allow takes a token for key, or returns a ResourceExhausted error with the delay until one is free.

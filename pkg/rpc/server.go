@@ -392,7 +392,7 @@ func (s *Server) admit(ctx context.Context, fullMethod string) (context.Context,
 	}
 	ctx = WithCaller(ctx, c)
 	if l := s.limits[fullMethod]; l != nil {
-		if err := l.allow(c.ID, time.Now()); err != nil {
+		if err := l.allow(l.key(c), time.Now()); err != nil {
 			return ctx, err
 		}
 	}

@@ -110,6 +110,7 @@ func TestCompose(t *testing.T) {
 			checkAccepted(t, l)
 			checkFileFlags(t, l)
 			checkHMACKeys(t, l)
+			checkSealKeys(t, l)
 			checkProductionSettings(t, l)
 
 			// Published: only the public gRPC listener, and only for the services with public services.

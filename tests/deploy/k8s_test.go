@@ -239,6 +239,7 @@ func checkDeployment(t *testing.T, r rendered, svc string, launches map[string]l
 	checkAccepted(t, l)
 	checkFileFlags(t, l)
 	checkHMACKeys(t, l)
+	checkSealKeys(t, l)
 	checkProductionSettings(t, l)
 	if l.value("admin-addr") == "" {
 		t.Errorf("%s: no --admin-addr: the probes and /metrics need the admin listener", src)

@@ -298,6 +298,28 @@ func checkHMACKeys(t *testing.T, l launch) {
 	}
 }
 
+// sealing: the services that keep codes sealed at rest (--seal-keys, required on PostgreSQL).
+var sealing = map[string]bool{"verification": true, "sms-dispatch": true}
+
+// checkSealKeys: verification's and sms-dispatch's seal keys parse as pkg/seal parses them (kid:hex,
+// exactly 32 bytes each).
+func checkSealKeys(t *testing.T, l launch) {
+	t.Helper()
+	if !sealing[l.service] {
+		return
+	}
+	spec := l.value("seal-keys")
+	if spec == "" {
+		t.Errorf("%s: %s needs SEAL_KEYS with --store=postgres", l.source, l.service)
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		kid, hexKey, ok := strings.Cut(kv, ":")
+		if !ok || kid == "" || len(hexKey) != 64 || strings.Trim(hexKey, "0123456789abcdefABCDEF") != "" {
+			t.Errorf("%s: SEAL_KEYS entry %q is not kid:hexkey of exactly 32 bytes", l.source, kv)
+		}
+	}
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

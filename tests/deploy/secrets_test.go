@@ -36,7 +36,7 @@ func generateSecrets(t *testing.T, dir string) generated {
 	for _, name := range []string{"filing-token", "verification-token", "sms-dispatch-token", "deadline-token", "internal-callers", "api-keys"} {
 		g.files[string(read(filepath.Join(examples, name+".example")))] = read(filepath.Join(dir, name))
 	}
-	for _, name := range []string{"hmac.env", "sms-gateway.env"} {
+	for _, name := range []string{"hmac.env", "verification-seal.env", "sms-dispatch-seal.env", "sms-gateway.env"} {
 		example, real := envFile(read(filepath.Join(examples, name+".example"))), envFile(read(filepath.Join(dir, name)))
 		for k, v := range example {
 			g.envs[k+"="+v] = real[k]

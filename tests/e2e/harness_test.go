@@ -273,6 +273,9 @@ func newDatabase(t *testing.T) string {
 
 const hmacKeys = "e2e1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
+// sealKeys seal verification's queued SendMessage calls and sms-dispatch's queued texts.
+const sealKeys = "e2e1:8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677"
+
 func startSuite(t *testing.T, o options) *suite {
 	t.Helper()
 	if o.window == 0 {
@@ -283,11 +286,13 @@ func startSuite(t *testing.T, o options) *suite {
 		s.addrs[name] = freeAddr(t)
 	}
 	args := map[string][]string{
+		// The flow tests submit a dozen orders at once (TestTwoDeadlineProcesses): past the default submit burst.
 		"filing": {"--verification-addr=" + s.addrs["verification"], "--deadline-addr=" + s.addrs["deadline"],
-			"--verification-window=" + o.window.String()},
+			"--verification-window=" + o.window.String(), "--create-rate=0", "--update-rate=0", "--submit-rate=0"},
 		"verification": {"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--filing-addr=" + s.addrs["filing"],
-			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--resend-interval=1ms"},
-		"sms-dispatch": {"--verification-addr=" + s.addrs["verification"], "--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=1s", "--dispatch-lease=3s",
+			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--seal-keys=" + sealKeys, "--resend-interval=1ms"},
+		"sms-dispatch": {"--verification-addr=" + s.addrs["verification"], "--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL,
+			"--webhook-timeout=1s", "--dispatch-lease=3s", "--seal-keys=" + sealKeys,
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
 	}

@@ -94,12 +94,13 @@ func TestSecurityEdgeOfAProcess(t *testing.T) {
 
 // On PostgreSQL a service with open defaults refuses to start and names each; it never reaches the database.
 func TestOpenDefaultsOnPostgresRefuseToStart(t *testing.T) {
+	// The seal key is hex of "example seal key - replace me!!!", as copied from an example.
 	out, err := exec.Command(filepath.Join(binDir, "sms-dispatch"), "--database-url=postgres://nobody@127.0.0.1:1/none",
-		"--grpc-addr="+freeAddr(t)).CombinedOutput()
+		"--grpc-addr="+freeAddr(t), "--seal-keys=s1:6578616d706c65207365616c206b6579202d207265706c616365206d65212121").CombinedOutput()
 	if err == nil {
 		t.Fatalf("sms-dispatch started with open defaults:\n%s", out)
 	}
-	for _, want := range []string{"open defaults", "--sms-provider=webhook", "--internal-callers-file", "--insecure-dev"} {
+	for _, want := range []string{"open defaults", "--sms-provider=webhook", "--internal-callers-file", "--seal-keys", "--insecure-dev"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the refusal does not name %q:\n%s", want, out)
 		}

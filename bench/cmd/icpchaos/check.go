@@ -32,6 +32,7 @@ FROM filing.orders o WHERE o.order_id = ANY($1)`
 // verdict counts lost and duplicated orders; expire selects the expiry drill's expectations.
 type verdict struct {
 	lost, dup int
+	ackedLost int // orders with an acknowledged create, submit or check that the database does not hold
 	notes     []string
 }
 
@@ -86,6 +87,13 @@ func (e *env) check(ctx context.Context, d *driver, expire bool) (verdict, error
 		if dup {
 			v.dup++
 			note("duplicated %s: %+v phones %v/%v", o.id, r, d.sink.MessageIDs(o.phones[0]), d.sink.MessageIDs(o.phones[1]))
+		}
+		d.mu.Lock()
+		submitted, verified := o.submitted, o.verified
+		d.mu.Unlock()
+		if !ok || (submitted && r.state == "DRAFT") || verified > r.passed {
+			v.ackedLost++
+			note("acknowledged but lost %s (submitted=%v verified=%d): %+v", o.id, submitted, verified, r)
 		}
 		if o.abandoned && !d.retry {
 			continue // the client gave up on it (SIGTERM drill): its failed RPC is counted instead

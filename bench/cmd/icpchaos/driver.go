@@ -36,6 +36,9 @@ type order struct {
 	tails     [2]string
 	abandoned bool // an RPC failed for good (no retry in the SIGTERM drill): not checked for "lost"
 	noCode    bool // a code had not arrived within the driver's wait; finished during convergence
+	// What the suite acknowledged (answered OK): each must be in the database afterwards.
+	submitted bool
+	verified  int
 }
 
 // balanced is a client connection over a static, changeable list of replica addresses with
@@ -210,6 +213,11 @@ func (d *driver) submit(ctx context.Context, o *order) error {
 		_, err := d.filing.SubmitOrder(ctx, &filingv1.SubmitOrderRequest{RequestId: "chaos-submit-" + o.id, OrderId: o.id})
 		return err
 	})
+	if err == nil {
+		d.mu.Lock()
+		o.submitted = true
+		d.mu.Unlock()
+	}
 	return err
 }
 
@@ -236,6 +244,11 @@ func (d *driver) verifyAll(ctx context.Context, o *order) error {
 		// told NotFound ("already complete"); the convergence check decides.
 		if err != nil && !(attempts > 1 && status.Code(err) == codes.NotFound) {
 			return err
+		}
+		if err == nil {
+			d.mu.Lock()
+			o.verified++
+			d.mu.Unlock()
 		}
 	}
 	return nil

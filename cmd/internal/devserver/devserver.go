@@ -34,6 +34,10 @@ var runners = map[string]func(context.Context, []string) error{
 // It is public: never use it outside a developer's machine.
 const DevHMACKey = "dev1:69637076657269667920646576656c6f706d656e74206b6579206e6f742073656372657421"
 
+// DevSealKey is the development --seal-keys of verification and sms-dispatch with --store=postgres,
+// so the codes they keep sealed while queued survive a restart there. It is public, like DevHMACKey.
+const DevSealKey = "dev1:69637076657269667920646576207365616c206b65793a207075626c69632121"
+
 // Options configure the suite.
 type Options struct {
 	// Store is config.StoreMemory or config.StorePostgres (then DatabaseURL is needed).
@@ -114,11 +118,14 @@ func (s *Suite) args(name string, o Options) []string {
 		args = append(args, "--sms-dispatch-addr="+s.Addrs["sms-dispatch"], "--filing-addr="+s.Addrs["filing"],
 			"--deadline-addr="+s.Addrs["deadline"])
 		if o.Store == config.StorePostgres {
-			args = append(args, "--hmac-keys="+DevHMACKey)
+			args = append(args, "--hmac-keys="+DevHMACKey, "--seal-keys="+DevSealKey)
 		}
 	case "sms-dispatch":
 		// The console provider prints every text (codes included): this is the development server.
 		args = append(args, "--sms-provider=console", "--verification-addr="+s.Addrs["verification"])
+		if o.Store == config.StorePostgres {
+			args = append(args, "--seal-keys="+DevSealKey)
+		}
 	case "deadline":
 		args = append(args, "--verification-addr="+s.Addrs["verification"])
 	}

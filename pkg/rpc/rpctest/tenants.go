@@ -24,8 +24,8 @@ type Tenants struct {
 
 // ServeTenants serves the services register adds behind --portal-auth=api-key with one API key per
 // tenant ("key-<tenant>", key id = tenant), the internal ones on a separate listener, and returns
-// connections to both. As calls with a tenant's key.
-func ServeTenants(t testing.TB, tenants []string, register func(s *rpc.Server)) Tenants {
+// connections to both, with opts (rate limits) on the server. As calls with a tenant's key.
+func ServeTenants(t testing.TB, tenants []string, register func(s *rpc.Server), opts ...rpc.ServerOption) Tenants {
 	t.Helper()
 	var lines []string
 	for _, tenant := range tenants {
@@ -37,7 +37,7 @@ func ServeTenants(t testing.TB, tenants []string, register func(s *rpc.Server)) 
 		t.Fatal(err)
 	}
 	split, auth := "split", config.PortalAuthAPIKey
-	srv, err := rpc.NewSecureServer(zap.NewNop(), config.Security{InternalGRPCAddr: &split, PortalAuth: &auth, APIKeysFile: &keyFile})
+	srv, err := rpc.NewSecureServer(zap.NewNop(), config.Security{InternalGRPCAddr: &split, PortalAuth: &auth, APIKeysFile: &keyFile}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

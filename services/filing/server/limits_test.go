@@ -165,3 +165,23 @@ func TestConfiguredLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestRateFlags: --create-rate and --create-burst reach the edge (without portal auth the bucket is
+// the caller's IP); a record-mismatch budget without a window refuses to start.
+func TestRateFlags(t *testing.T) {
+	client := startMemory(t, "--create-rate", "0.001", "--create-burst", "1")
+	ctx := context.Background()
+	if _, err := client.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: limitsSpec(1)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.CreateOrder(ctx, &filingv1.CreateOrderRequest{Spec: limitsSpec(1)})
+	if status.Code(err) != codes.ResourceExhausted || rpc.Reason(err) != rpc.ReasonRateLimited {
+		t.Fatalf("second CreateOrder with --create-burst=1: %v, want RATE_LIMITED", err)
+	}
+	for _, bad := range [][]string{{"--record-mismatch-window", "0"}, {"--submit-rate", "-1"}} {
+		args := append([]string{"--store", "memory", "--grpc-addr", rpctest.FreeAddr(t), "--log-level", "error"}, bad...)
+		if err := server.Run(context.Background(), args); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
+			t.Errorf("Run %v: %v, want an error naming %s", bad, err, bad[0])
+		}
+	}
+}

@@ -53,6 +53,21 @@ func Run(ctx context.Context, args []string) error {
 		"submissions of one order in any 24 hours; more: SUBMISSIONS_EXCEEDED (0 or negative: no limit)")
 	maxVerifiers := f.Int("max-verifiers-per-order", domain.DefaultMaxVerifiers,
 		fmt.Sprintf("verifiers (distinct phones that receive a code) an order may have, 1 to %d", domain.CeilingMaxVerifiers))
+	mismatchBudget := f.Int("record-mismatch-budget", domain.DefaultRecordMismatchBudget,
+		"comparisons of one tenant's ADD_ACCESS orders with approved records it does not hold that may fail to match within "+
+			"--record-mismatch-window; past it the tenant's next comparison with such a record, and its create or update of such an "+
+			"order, is refused RECORD_MISMATCH_BUDGET before anything is compared (the record oracle: docs/security.md; "+
+			"CONFIGURABLE; 0 or negative: no budget)")
+	mismatchWindow := f.Duration("record-mismatch-window", domain.DefaultRecordMismatchWindow,
+		"the rolling window of --record-mismatch-budget (CONFIGURABLE)")
+	createRate := f.Float64("create-rate", 20, "public CreateOrder calls per second per tenant (every API key and JWT subject "+
+		"of the tenant together; per IP with --portal-auth=none); past it RATE_LIMITED with the delay. Per process; 0: no limit")
+	createBurst := f.Int("create-burst", 40, "public CreateOrder calls a tenant may make at once before --create-rate applies")
+	updateRate := f.Float64("update-rate", 20, "public UpdateOrder calls per second per tenant, as --create-rate; 0: no limit")
+	updateBurst := f.Int("update-burst", 40, "public UpdateOrder calls a tenant may make at once before --update-rate applies")
+	submitRate := f.Float64("submit-rate", 5, "public SubmitOrder calls per second per tenant, as --create-rate (each "+
+		"submission sends SMS); 0: no limit")
+	submitBurst := f.Int("submit-burst", 10, "public SubmitOrder calls a tenant may make at once before --submit-rate applies")
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -74,8 +89,18 @@ func Run(ctx context.Context, args []string) error {
 	if *locale != "zh-CN" && *locale != "en" {
 		return fmt.Errorf("--sms-locale %q: use zh-CN or en", *locale)
 	}
+	if *mismatchBudget > 0 && *mismatchWindow <= 0 {
+		return errors.New("--record-mismatch-window must be positive while --record-mismatch-budget is on")
+	}
+	for name, v := range map[string]float64{"create-rate": *createRate, "create-burst": float64(*createBurst), "update-rate": *updateRate,
+		"update-burst": float64(*updateBurst), "submit-rate": *submitRate, "submit-burst": float64(*submitBurst)} {
+		if v < 0 {
+			return fmt.Errorf("--%s must not be negative", name)
+		}
+	}
 
-	base, err := service.Start("filing", common, sec, nil)
+	base, err := service.Start("filing", common, sec, nil, grpcapi.RateLimits(grpcapi.Rate{PerSecond: *createRate, Burst: *createBurst},
+		grpcapi.Rate{PerSecond: *updateRate, Burst: *updateBurst}, grpcapi.Rate{PerSecond: *submitRate, Burst: *submitBurst})...)
 	if err != nil {
 		return err
 	}
@@ -88,8 +113,11 @@ func Run(ctx context.Context, args []string) error {
 		engine app.Engine
 		relay  = &outbox.Relay{Observer: obs, Log: log.Named("outbox"), Clock: clk, Linger: outbox.DefaultLinger}
 	)
+	// Filing's outbox seals nothing (nil keys): its sensitive payloads, the phones and ID tails of
+	// OpenSession, are in its orders in the same database anyway, and it never sees a code
+	// (docs/security.md, "Codes at rest").
 	if common.Memory() {
-		mq := outbox.NewMemQueue()
+		mq := outbox.NewMemQueue(nil)
 		engine, relay.Queue = memstore.New(clk, mq, relay.Wake), mq
 	} else {
 		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations, idempotency.Migrations)
@@ -120,13 +148,16 @@ func Run(ctx context.Context, args []string) error {
 	}
 
 	uses := app.New(engine, app.Config{Rules: rules, VerificationWindow: *window, Locale: *locale,
-		MaxOpenChallengesPerPhone: *maxOpen, Submits: domain.SubmitLimits{ResubmitCooldown: orNone(*cooldown), MaxPerDay: orNone(*perDay)}})
+		MaxOpenChallengesPerPhone: *maxOpen, Submits: domain.SubmitLimits{ResubmitCooldown: orNone(*cooldown), MaxPerDay: orNone(*perDay)},
+		Mismatches: domain.MismatchBudget{Max: orNone(*mismatchBudget), Window: *mismatchWindow}, Log: log})
 	grpcapi.Register(srv.Public(), srv.Internal(), uses, rules)
 	srv.Go("outbox", relay.Run)
 	log.Info("filing starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
 		zap.String("deadline_addr", *deadlineAddr), zap.Duration("verification_window", *window),
 		zap.Bool("add_website_principal", *addWebsitePrincipal), zap.Stringer("phone_country_codes", countries),
 		zap.Int("max_websites_per_order", *maxWebsites), zap.Int("max_verifiers_per_order", *maxVerifiers),
+		zap.Int("record_mismatch_budget", *mismatchBudget), zap.Duration("record_mismatch_window", *mismatchWindow),
+		zap.Float64("create_rate", *createRate), zap.Float64("update_rate", *updateRate), zap.Float64("submit_rate", *submitRate),
 		zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }

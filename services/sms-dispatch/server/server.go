@@ -75,6 +75,7 @@ func Run(ctx context.Context, args []string) error {
 	perHour := f.Int("rate-per-hour", domain.DefaultCaps.PerHour, "per-phone cap: messages per hour (0: no cap)")
 	perDay := f.Int("rate-per-day", domain.DefaultCaps.PerDay, "per-phone cap: messages per 24 hours (0: no cap)")
 	workers := f.Int("dispatch-workers", 8, "messages this replica sends at once")
+	sealKeys := service.RegisterSealKeys(f, "the texts of the queued messages (body and params: the code)")
 	lease := f.Duration("dispatch-lease", 30*time.Second,
 		"how long a claimed message is hidden from other replicas; after a crash it is sent again (same message id) once this passes")
 	if err := f.Parse(args); err != nil {
@@ -90,11 +91,11 @@ func Run(ctx context.Context, args []string) error {
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
 		DispatchWorkers: *workers, Lease: *lease,
 	}
-	if err := opts.check(); err != nil {
+	if err := errors.Join(opts.check(), sealKeys.Check(common)); err != nil {
 		return err
 	}
 
-	base, err := service.Start("sms-dispatch", common, sec, smsOpenDefaults(opts))
+	base, err := service.Start("sms-dispatch", common, sec, append(smsOpenDefaults(opts), sealKeys.OpenDefaults()...))
 	if err != nil {
 		return err
 	}
@@ -126,16 +127,23 @@ func Run(ctx context.Context, args []string) error {
 	}
 	var st engine
 	if common.Memory() {
+		// Memory keeps the texts in this process only, so there is nothing at rest to seal; the
+		// flag is still checked, as on PostgreSQL.
 		ms := memstore.New(clk)
 		ms.Wake, relay.Queue = relay.Wake, ms.Outbox()
 		st = ms
 	} else {
+		keys, err := sealKeys.Keyring(log)
+		if err != nil {
+			return err
+		}
 		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		ps := store.New(pool, clk)
+		// The outbox holds delivery reports only (message and order ids): nothing to seal.
+		ps := store.New(pool, clk, keys)
 		ps.Wake, relay.Queue = relay.Wake, outbox.PGQueue{Pool: pool}
 		st = ps
 	}

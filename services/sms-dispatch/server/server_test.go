@@ -38,6 +38,11 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--database-url", "postgres://x", "--rate-per-hour", "-1"}, "must not be negative"},
 		{[]string{}, "--database-url"},
 		{[]string{"--store", "sqlite"}, "--store"},
+		{[]string{"--database-url", "postgres://x"}, `--seal-keys (SEAL_KEYS) is required with --store=postgres`},
+		{[]string{"--database-url", "postgres://x", "--seal-keys", "s1:abcd"}, "want exactly 32"},
+		{[]string{"--store", "memory", "--seal-keys", "s1"}, "want kid:hexkey"},
+		{[]string{"--database-url", "postgres://x", "--sms-provider", "webhook", "--webhook-url", "http://gw/sms",
+			"--seal-keys", "s1:" + strings.Repeat("7", 64)}, "seal key is a placeholder"},
 	} {
 		err := server.Run(context.Background(), tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -48,7 +53,7 @@ func TestFlagValidation(t *testing.T) {
 
 // TestRunEndToEnd starts the whole service on PostgreSQL with the console provider (development
 // mode) and checks that a message is stored and sent by the background dispatcher, and that the API
-// still shows its text afterwards, as the CLI needs.
+// still shows its text afterwards, as the CLI needs; the text kept is sealed with --seal-keys.
 func TestRunEndToEnd(t *testing.T) {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -60,10 +65,26 @@ func TestRunEndToEnd(t *testing.T) {
 			pool.Close()
 		}
 	})
-	client := run(t, "--insecure-dev", "--database-url", pgtest.URL(), "--database-schema", schema)
+	client := run(t, "--insecure-dev", "--database-url", pgtest.URL(), "--database-schema", schema,
+		"--seal-keys", "s1:"+strings.Repeat("3c", 32))
 	m := sendAndWait(t, client)
 	if m.GetProvider() != "console" || m.GetRedacted() || !strings.Contains(m.GetBody(), "123456") {
 		t.Fatalf("sent message = %v", m)
+	}
+	pool, err := pg.Connect(context.Background(), zap.NewNop(), pgtest.URL(), schema, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var sealed []byte
+	var kid string
+	if err := pool.QueryRow(context.Background(), `SELECT sealed_text, key_id FROM messages WHERE message_id = $1`,
+		m.GetMessageId()).Scan(&sealed, &kid); err != nil {
+		t.Fatal(err)
+	}
+	if kid != "s1" || len(sealed) == 0 || strings.Contains(string(sealed), "123456") {
+		t.Fatalf("the kept text at rest: key %q, %d bytes, code in the clear %v; want it sealed with s1",
+			kid, len(sealed), strings.Contains(string(sealed), "123456"))
 	}
 }
 

@@ -42,6 +42,7 @@ func Run(ctx context.Context, args []string) error {
 	deadlineAddr := f.String("deadline-addr", config.DefaultDeadlineAddr, "deadline service address")
 	hmacKeys := f.String("hmac-keys", "", `HMAC keys for codes and ID tails: "kid:hexkey[,kid:hexkey...]", at least 32 bytes each; `+
 		`the first signs, all verify (rotation). Required with --store=postgres; with --store=memory empty means a random key`)
+	sealKeys := service.RegisterSealKeys(f, "the SendMessage calls (which carry the code) while they wait in the outbox")
 	minResponse := f.Duration("min-response-time", 150*time.Millisecond, "public Verify and ResendCode answer no earlier than this "+
 		"after the request arrived, so the response time does not tell whether a phone has a pending verification; 0 disables")
 	maxFailed := f.Int("max-failed-attempts", domain.DefaultLimits.MaxFailedAttempts, "consecutive wrong entries that lock a verifier and return the order")
@@ -55,11 +56,11 @@ func Run(ctx context.Context, args []string) error {
 	maxMismatched := f.Int("max-mismatched-phones-per-caller", 20, "distinct phones a caller's (API key's, JWT subject's, "+
 		"or IP's) Verify and ResendCode may mismatch on in an hour; past it a check of a further phone is refused "+
 		"(ResourceExhausted) before it can count a failure. Per process; 0: no limit")
-	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per caller (API key, JWT subject, or IP with --portal-auth=none), "+
+	verifyRate := f.Float64("verify-rate", 100, "public Verify calls per second per tenant (every API key and JWT subject of it; the IP with --portal-auth=none), "+
 		"against code guessing; 0: no limit")
-	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a caller may make at once before --verify-rate applies")
-	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per caller, against SMS pumping; 0: no limit")
-	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a caller may make at once before --resend-rate applies")
+	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a tenant may make at once before --verify-rate applies")
+	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per tenant, against SMS pumping; 0: no limit")
+	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a tenant may make at once before --resend-rate applies")
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
 		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
 	if err := f.Parse(args); err != nil {
@@ -88,10 +89,13 @@ func Run(ctx context.Context, args []string) error {
 		return errors.New("--hmac-keys (HMAC_KEYS) is required with --store=postgres: every replica and restart must use " +
 			`the same key; make one with: HMAC_KEYS="k1:$(openssl rand -hex 32)"`)
 	}
+	if err := sealKeys.Check(common); err != nil {
+		return err
+	}
 
-	base, err := service.Start("verification", common, sec, verificationOpenDefaults(*hmacKeys),
-		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst},
-		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst})
+	base, err := service.Start("verification", common, sec, append(verificationOpenDefaults(*hmacKeys), sealKeys.OpenDefaults()...),
+		rpc.RateLimit{Method: pb.VerificationService_Verify_FullMethodName, Rate: *verifyRate, Burst: *verifyBurst, PerTenant: true},
+		rpc.RateLimit{Method: pb.VerificationService_ResendCode_FullMethodName, Rate: *resendRate, Burst: *resendBurst, PerTenant: true})
 	if err != nil {
 		return err
 	}
@@ -99,6 +103,10 @@ func Run(ctx context.Context, args []string) error {
 	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	hasher, err := newHasher(log, *hmacKeys)
+	if err != nil {
+		return err
+	}
+	keys, err := sealKeys.Keyring(log)
 	if err != nil {
 		return err
 	}
@@ -138,7 +146,7 @@ func Run(ctx context.Context, args []string) error {
 	metrics := grpcapi.NewMetrics(obs.Registry)
 	var engine app.Engine
 	if common.Memory() {
-		q := outbox.NewMemQueue()
+		q := outbox.NewMemQueue(keys)
 		relay.Queue = q
 		ms := memstore.New(memstore.NewDB(q), clk, hasher, limits, log, relay.Wake)
 		ms.OnLock = metrics.Locked
@@ -149,8 +157,8 @@ func Run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pool.Close()
-		relay.Queue = outbox.PGQueue{Pool: pool}
-		ps := store.New(pool, clk, hasher, limits, log, relay.Wake)
+		relay.Queue = outbox.PGQueue{Pool: pool, Keys: keys}
+		ps := store.New(pool, clk, hasher, keys, limits, log, relay.Wake)
 		ps.OnLock = metrics.Locked
 		engine = ps
 	}

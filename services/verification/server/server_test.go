@@ -88,7 +88,7 @@ func TestRunWiresRelay(t *testing.T) {
 	})
 	addr := startRun(t, "--insecure-dev", "--database-url", pgtest.URL(), "--database-schema", schema,
 		"--sms-dispatch-addr", peerAddr, "--filing-addr", peerAddr, "--deadline-addr", peerAddr,
-		"--hmac-keys", "k1:"+strings.Repeat("ab", 32))
+		"--hmac-keys", "k1:"+strings.Repeat("ab", 32), "--seal-keys", "s1:"+strings.Repeat("cd", 32))
 	openAndVerify(t, p, addr)
 }
 
@@ -161,6 +161,11 @@ func openAndVerify(t *testing.T, p *peers, addr string) {
 	}
 }
 
+const (
+	hmacKey = "k1:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	sealKey = "s1:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+)
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	cases := []struct {
 		name string
@@ -168,10 +173,16 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{"no database", []string{"--database-url", ""}, "database-url"},
-		{"short key", []string{"--insecure-dev", "--database-url", "postgres://x", "--hmac-keys", "k1:abcd"}, "at least 32"},
+		{"short key", []string{"--insecure-dev", "--database-url", "postgres://x", "--hmac-keys", "k1:abcd", "--seal-keys", sealKey}, "at least 32"},
 		{"zero failures", []string{"--database-url", "postgres://x", "--max-failed-attempts", "0"}, "max-failed-attempts"},
 		{"no key with postgres", []string{"--database-url", "postgres://x"}, "HMAC_KEYS"},
 		{"key recipe", []string{"--database-url", "postgres://x"}, "openssl rand -hex 32"},
+		{"no seal key with postgres", []string{"--database-url", "postgres://x", "--hmac-keys", hmacKey}, "SEAL_KEYS"},
+		{"seal key recipe", []string{"--database-url", "postgres://x", "--hmac-keys", hmacKey}, `SEAL_KEYS="s1:$(openssl rand -hex 32)"`},
+		{"short seal key", []string{"--database-url", "postgres://x", "--hmac-keys", hmacKey, "--seal-keys", "s1:abcd"}, "want exactly 32"},
+		{"placeholder seal key", []string{"--database-url", "postgres://x", "--hmac-keys", hmacKey,
+			// hex of "example seal key - replace me!!!"
+			"--seal-keys", "s1:6578616d706c65207365616c206b6579202d207265706c616365206d65212121"}, "seal key is a placeholder"},
 		{"negative floor", []string{"--store", "memory", "--min-response-time", "-1s"}, "min-response-time"},
 	}
 	for _, tc := range cases {

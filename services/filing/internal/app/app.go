@@ -9,6 +9,7 @@ import (
 	"context"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/errs"
@@ -39,6 +40,17 @@ type Engine interface {
 	// domain.VerificationOutcome; they are idempotent by (order_id, submission) and by request id.
 	MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error)
 	ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error)
+
+	// The record-mismatch budget of each tenant (records.go): each comparison of an order with a record
+	// its tenant does not hold takes one before it runs, in its own transaction, so the count survives
+	// the failed submission's rollback. Under a lock per tenant, ReserveMismatch reads the tenant's
+	// reservations newer than b.Since(now), refuses through b.Check, else records one at now and returns
+	// its id; it may forget the tenant's reservations that left the window.
+	ReserveMismatch(ctx context.Context, tenant, orderID, subjectID string, b domain.MismatchBudget) (string, error)
+	// CheckMismatchBudget refuses (b.Check) when tenant's budget is spent, and records nothing.
+	CheckMismatchBudget(ctx context.Context, tenant string, b domain.MismatchBudget) error
+	// ReleaseMismatch gives back reservation id: its comparison found no mismatch, or never ran.
+	ReleaseMismatch(ctx context.Context, id string) error
 }
 
 // Op is one mutating request as the engine keeps its answer: by method and request id, with the
@@ -69,6 +81,8 @@ type Effects struct {
 	// each phone, counts the other orders awaiting verification of it and refuses through
 	// PhoneSlots.CheckSlots before writing anything.
 	Slots domain.PhoneSlots
+	// Holder, when set, adds a holder to the record of a subject or removes one (written after Record).
+	Holder *domain.HolderChange
 }
 
 // Config holds the settings the use cases depend on.
@@ -81,6 +95,11 @@ type Config struct {
 	MaxOpenChallengesPerPhone int
 	// Submits bound how often one order is submitted (zero fields: the defaults, negative: none).
 	Submits domain.SubmitLimits
+	// Mismatches bound, per tenant, the mismatches of its orders with records it does not hold (zero
+	// fields: the defaults, negative Max: none).
+	Mismatches domain.MismatchBudget
+	// Log gets the audit line of each such mismatch (nil: none).
+	Log *zap.Logger
 }
 
 // WithDefaults fills the unset settings.
@@ -99,6 +118,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Submits.MaxPerDay == 0 {
 		c.Submits.MaxPerDay = domain.DefaultMaxSubmissionsPerDay
+	}
+	if c.Mismatches.Max == 0 {
+		c.Mismatches.Max = domain.DefaultRecordMismatchBudget
+	}
+	if c.Mismatches.Window <= 0 {
+		c.Mismatches.Window = domain.DefaultRecordMismatchWindow
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
 	}
 	return c
 }

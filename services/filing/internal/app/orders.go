@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
@@ -17,52 +18,66 @@ func (a *App) CreateOrder(ctx context.Context, actor domain.Actor, req *filingv1
 		return nil, err
 	}
 	wrap := func(o *filingv1.Order) *filingv1.CreateOrderResponse { return &filingv1.CreateOrderResponse{Order: o} }
-	return answer[*filingv1.CreateOrderResponse](a.engine.CreateOrder(ctx, op(scoped(filingv1.FilingService_CreateOrder_FullMethodName, actor), req, wrap),
-		func(now time.Time, record domain.RecordLookup) (domain.Order, error) {
-			if err := domain.CheckSubject(spec, record); err != nil {
-				return domain.Order{}, err
-			}
-			o := domain.Order{ID: domain.NewID("ord_"), Spec: spec, CreatedAt: now, Tenant: actor.Tenant}
-			o.Move(now, domain.StateDraft, actor.HistoryName(), "created")
-			return o, nil
-		}))
+	return answer[*filingv1.CreateOrderResponse](a.budgeted(ctx, actor, "", func(granted bool) (proto.Message, error) {
+		return a.engine.CreateOrder(ctx, op(scoped(filingv1.FilingService_CreateOrder_FullMethodName, actor), req, wrap),
+			func(now time.Time, record domain.RecordLookup) (domain.Order, error) {
+				if err := domain.CheckSubject(spec, domain.Access{Actor: actor, Granted: granted}, record); err != nil {
+					return domain.Order{}, err
+				}
+				o := domain.Order{ID: domain.NewID("ord_"), Spec: spec, CreatedAt: now, Tenant: actor.Tenant}
+				o.Move(now, domain.StateDraft, actor.HistoryName(), "created")
+				return o, nil
+			})
+	}))
 }
 
 // UpdateOrder replaces the spec of a DRAFT or RETURNED order.
 func (a *App) UpdateOrder(ctx context.Context, actor domain.Actor, req *filingv1.UpdateOrderRequest, spec domain.Spec) (*filingv1.UpdateOrderResponse, error) {
 	wrap := func(o *filingv1.Order) *filingv1.UpdateOrderResponse { return &filingv1.UpdateOrderResponse{Order: o} }
-	return answer[*filingv1.UpdateOrderResponse](a.update(ctx, actor, op(scoped(filingv1.FilingService_UpdateOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
-		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
-			if err := domain.CheckUpdatable(o.State); err != nil {
-				return Effects{}, err
-			}
-			if err := domain.CheckSubject(spec, record); err != nil {
-				return Effects{}, err
-			}
-			o.Spec, o.UpdatedAt = spec, now
-			return Effects{}, nil
-		}))
+	return answer[*filingv1.UpdateOrderResponse](a.budgeted(ctx, actor, "", func(granted bool) (proto.Message, error) {
+		return a.update(ctx, actor, op(scoped(filingv1.FilingService_UpdateOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
+			func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+				if err := domain.CheckUpdatable(o.State); err != nil {
+					return Effects{}, err
+				}
+				if err := domain.CheckSubject(spec, domain.Access{Actor: actor, Granted: granted}, record); err != nil {
+					return Effects{}, err
+				}
+				o.Spec, o.UpdatedAt = spec, now
+				return Effects{}, nil
+			})
+	}))
 }
 
 // SubmitOrder computes the verifiers of a DRAFT or RETURNED order and opens a new submission: with
 // verifiers the order awaits verification and owes verification.OpenSession and
-// deadline.ScheduleDeadline; without, it goes straight to review.
+// deadline.ScheduleDeadline; without, it goes straight to review. The comparison of an ADD_ACCESS
+// order with a record its tenant does not hold takes one of the tenant's record-mismatch budget
+// first (see budgeted); each mismatch it finds is an audit line.
 func (a *App) SubmitOrder(ctx context.Context, actor domain.Actor, req *filingv1.SubmitOrderRequest) (*filingv1.SubmitOrderResponse, error) {
 	wrap := func(o *filingv1.Order) *filingv1.SubmitOrderResponse { return &filingv1.SubmitOrderResponse{Order: o} }
-	return answer[*filingv1.SubmitOrderResponse](a.update(ctx, actor, op(scoped(filingv1.FilingService_SubmitOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
-		func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
-			if err := a.cfg.Submits.Check(*o, now); err != nil {
-				return Effects{}, err
-			}
-			p, err := a.cfg.Rules.PlanSubmit(*o, now, a.cfg.VerificationWindow, record)
-			if err != nil {
-				return Effects{}, err
-			}
-			o.Open(p, now, actor.HistoryName())
-			// The ID tails go only to verification, in this message: no engine keeps them.
-			return Effects{Messages: convert.SubmitMessages(*o, p, a.cfg.Locale),
-				Slots: domain.SlotsOf(p, a.cfg.MaxOpenChallengesPerPhone)}, nil
-		}))
+	var subject string
+	resp, err := a.budgeted(ctx, actor, req.GetOrderId(), func(granted bool) (proto.Message, error) {
+		return a.update(ctx, actor, op(scoped(filingv1.FilingService_SubmitOrder_FullMethodName, actor), req, wrap), req.GetOrderId(),
+			func(o *domain.Order, now time.Time, record domain.RecordLookup) (Effects, error) {
+				if err := a.cfg.Submits.Check(*o, now); err != nil {
+					return Effects{}, err
+				}
+				subject = o.Spec.SubjectID
+				p, err := a.cfg.Rules.PlanSubmit(*o, now, a.cfg.VerificationWindow, domain.Access{Actor: actor, Granted: granted}, record)
+				if err != nil {
+					return Effects{}, err
+				}
+				o.Open(p, now, actor.HistoryName())
+				// The ID tails go only to verification, in this message: no engine keeps them.
+				return Effects{Messages: convert.SubmitMessages(*o, p, a.cfg.Locale),
+					Slots: domain.SlotsOf(p, a.cfg.MaxOpenChallengesPerPhone)}, nil
+			})
+	})
+	if errs.Reason(err) == domain.ReasonRecordMismatch {
+		a.auditMismatch(actor, req.GetOrderId(), subject)
+	}
+	return answer[*filingv1.SubmitOrderResponse](resp, err)
 }
 
 // CancelOrder cancels a DRAFT, RETURNED or AWAITING_VERIFICATION order; cancelling an order in
@@ -102,6 +117,9 @@ func (a *App) RecordReviewOutcome(ctx context.Context, req *filingv1.RecordRevie
 					return Effects{}, err
 				}
 				eff.Record = &rec
+				if c, ok := domain.HolderChangeOf(*o); ok {
+					eff.Holder = &c
+				}
 			}
 			o.Move(now, to, domain.ActorAdministration, req.GetComment())
 			return eff, nil

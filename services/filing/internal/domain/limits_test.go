@@ -71,7 +71,7 @@ func TestWebsiteAndVerifierCounts(t *testing.T) {
 
 	// SubmitOrder applies the limits to the stored spec (the rules may have been lowered since).
 	o := Order{ID: "ord_1", State: StateDraft, Spec: mustNormalize(t, Rules{}, first(websites(3, true)))}
-	_, err = small.PlanSubmit(o, time.Now(), time.Hour, nil)
+	_, err = small.PlanSubmit(o, time.Now(), time.Hour, Access{}, nil)
 	var de *errs.Error
 	if !errors.As(err, &de) || de.Kind != errs.KindFailedPrecondition || de.Reason != ReasonOrderInvalid || !strings.Contains(de.Message, ReasonTooManyVerifiers) {
 		t.Fatalf("submit over the lowered limit: %#v", err)

@@ -13,6 +13,9 @@ type Subject struct {
 	Principal    *Person   `json:"principal,omitempty"`
 	Websites     []Website `json:"websites,omitempty"`
 	Deregistered bool      `json:"deregistered,omitempty"`
+	// Holders are the tenants that hold the record (see HolderChangeOf), sorted. The engines keep them
+	// beside the record, not in it.
+	Holders []string `json:"-"`
 }
 
 // Website returns the record's website with domain, if any.
@@ -209,17 +212,4 @@ func Approve(o *Order, record RecordLookup) (Subject, error) {
 		return Subject{}, errs.FailedPrecondition(ReasonSubjectNotFound, "the order's subject has no live approved record")
 	}
 	return ApplyApproval(o.Spec, rec, ""), nil
-}
-
-// CheckSubject refuses a spec that names a subject without a live approved record; the request
-// names it, so it is NotFound (SubmitOrder checks the record again, see PlanSubmit).
-func CheckSubject(spec Spec, record RecordLookup) error {
-	if spec.FilingType == FirstFiling {
-		return nil
-	}
-	_, found, err := record(spec.SubjectID)
-	if err == nil && !found {
-		err = UnknownSubject()
-	}
-	return err
 }

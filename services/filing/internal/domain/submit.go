@@ -29,11 +29,14 @@ type Submission struct {
 // RecordLookup returns the live approved record of a subject; found=false when there is none.
 type RecordLookup func(subjectID string) (rec Subject, found bool, err error)
 
-// PlanSubmit decides a SubmitOrder of o at now: the state must allow it, the stored spec must pass
-// the current rules and, for every type but FIRST_FILING, the subject's approved record (read with
-// record, which the caller keeps locked until the change is written). The request names only the
-// order, so what is wrong with its content or its subject is the order's state: FailedPrecondition.
-func (r Rules) PlanSubmit(o Order, now time.Time, window time.Duration, record RecordLookup) (Submission, error) {
+// PlanSubmit decides a SubmitOrder of o at now by access: the state must allow it, the stored spec
+// must pass the current rules and, for every type but FIRST_FILING, the subject's approved record
+// (read with record, which the caller keeps locked until the change is written). The request names
+// only the order, so what is wrong with its content or its subject is the order's state:
+// FailedPrecondition. A subject the actor may not file against is answered as one without a record;
+// an ADD_ACCESS against a record held elsewhere needs access.Granted (else ForeignRecord) and learns
+// of any mismatch only RecordMismatch: the details are the holders' data.
+func (r Rules) PlanSubmit(o Order, now time.Time, window time.Duration, access Access, record RecordLookup) (Submission, error) {
 	if _, err := Next(o.State, EventSubmit, true); err != nil {
 		return Submission{}, err
 	}
@@ -47,14 +50,14 @@ func (r Rules) PlanSubmit(o Order, now time.Time, window time.Duration, record R
 		return Submission{}, err
 	}
 	if spec.FilingType != FirstFiling {
-		rec, found, err := record(spec.SubjectID)
+		rec, err := liveRecord(spec, access, record, orderSubjectGone)
 		if err != nil {
 			return Submission{}, err
 		}
-		if !found {
-			return Submission{}, errs.FailedPrecondition(ReasonSubjectNotFound, "the order's subject has no live approved record")
-		}
 		if err := r.CheckAgainstRecord(spec, rec); err != nil {
+			if !access.Actor.Holds(rec) {
+				return Submission{}, RecordMismatch()
+			}
 			return Submission{}, err
 		}
 	}

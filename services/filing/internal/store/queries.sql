@@ -58,13 +58,41 @@ INSERT INTO subjects (subject_id, name, record, deregistered_at, created_at, upd
 		deregistered_at = excluded.deregistered_at, updated_at = excluded.updated_at
 
 -- name: ReadSubject
--- A live subject's approved record.
-SELECT record FROM subjects WHERE subject_id = $1 AND deregistered_at IS NULL
+-- A live subject's approved record and its holders, sorted.
+SELECT record, ARRAY(SELECT h.tenant FROM subject_holders h WHERE h.subject_id = s.subject_id ORDER BY h.tenant COLLATE "C")
+		FROM subjects s WHERE s.subject_id = $1 AND s.deregistered_at IS NULL
 
 -- name: ReadSubjectForUpdate
--- ReadSubject, locking the record for the rest of the transaction (an approval writes it, a
--- submission is checked against it).
-SELECT record FROM subjects WHERE subject_id = $1 AND deregistered_at IS NULL FOR UPDATE
+-- ReadSubject, locking the record for the rest of the transaction (an approval writes it and its
+-- holders, a submission is checked against it).
+SELECT record, ARRAY(SELECT h.tenant FROM subject_holders h WHERE h.subject_id = s.subject_id ORDER BY h.tenant COLLATE "C")
+		FROM subjects s WHERE s.subject_id = $1 AND s.deregistered_at IS NULL FOR UPDATE OF s
+
+-- name: AddHolder
+-- Tenant $2 holds the record of subject $1 from $3 (kept from its first approval).
+INSERT INTO subject_holders (subject_id, tenant, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
+
+-- name: RemoveHolder
+DELETE FROM subject_holders WHERE subject_id = $1 AND tenant = $2
+
+-- name: LockTenantMismatches
+-- Locks tenant $1's record-mismatch budget to the end of the transaction: racing reservations count
+-- one after the other.
+SELECT pg_advisory_xact_lock(hashtextextended('icp-filing-record-mismatch:' || $1, 0))
+
+-- name: ForgetMismatches
+-- Tenant $1's reservations that left the window (at or before $2).
+DELETE FROM record_mismatches WHERE tenant = $1 AND at <= $2
+
+-- name: TenantMismatches
+-- The times of tenant $1's reservations within the window (after $2).
+SELECT at FROM record_mismatches WHERE tenant = $1 AND at > $2
+
+-- name: InsertMismatch
+INSERT INTO record_mismatches (id, tenant, order_id, subject_id, at) VALUES ($1, $2, $3, $4, $5)
+
+-- name: ReleaseMismatch
+DELETE FROM record_mismatches WHERE id = $1
 
 -- name: LockOrders
 -- The verification outcomes (outcome.go). Reads and locks the orders $1 one primary-key lookup at a

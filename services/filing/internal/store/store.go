@@ -39,7 +39,9 @@ var queriesSQL string
 var queries = pg.MustQueries[struct {
 	LoadOrder, LoadOrderForUpdate, LoadVerifiers, History, ListOrders        string
 	InsertOrder, UpdateOrder, InsertVerifier, InsertHistoryEntry, SaveRecord string
-	ReadSubject, ReadSubjectForUpdate                                        string
+	ReadSubject, ReadSubjectForUpdate, AddHolder, RemoveHolder               string
+	LockTenantMismatches, ForgetMismatches, TenantMismatches                 string
+	InsertMismatch, ReleaseMismatch                                          string
 	LockOrders, CurrentVerifiers, UpdateOrders, InsertHistory                string
 	LockPhones, PendingPerPhone, PhoneLocks, SavePhoneLocks                  string
 }]("filing/internal/store/queries.sql", queriesSQL)
@@ -232,10 +234,13 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, id string, fn app.Up
 					return nil, err
 				}
 			}
+			if eff.Holder != nil {
+				queueHolder(b, now, *eff.Holder)
+			}
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return nil, fmt.Errorf("update order: %w", err)
 			}
-			if err := outbox.EnqueueAll(ctx, tx, now, eff.Messages); err != nil {
+			if err := outbox.EnqueueAll(ctx, tx, nil, now, eff.Messages); err != nil {
 				return nil, err
 			}
 			enqueued = len(eff.Messages) > 0
@@ -340,16 +345,17 @@ func queueSaveRecord(b *pgx.Batch, now time.Time, rec domain.Subject) error {
 	return nil
 }
 
-// readSubject reads a live subject's approved record; forUpdate locks it for the rest of tx (an
-// approval writes it, a submission is checked against it).
+// readSubject reads a live subject's approved record with its holders; forUpdate locks it for the
+// rest of tx (an approval writes it, a submission is checked against it).
 func readSubject(ctx context.Context, q querier, id string, forUpdate bool) (domain.Subject, bool, error) {
 	var rec domain.Subject
 	var b []byte
+	var holders []string
 	sql := queries.ReadSubject
 	if forUpdate {
 		sql = queries.ReadSubjectForUpdate
 	}
-	err := q.QueryRow(ctx, sql, id).Scan(&b)
+	err := q.QueryRow(ctx, sql, id).Scan(&b, &holders)
 	if pg.IsNoRows(err) {
 		return rec, false, nil
 	}
@@ -359,6 +365,7 @@ func readSubject(ctx context.Context, q querier, id string, forUpdate bool) (dom
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return rec, false, fmt.Errorf("decode subject: %w", err)
 	}
+	rec.Holders = holders
 	return rec, true, nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
@@ -45,7 +46,7 @@ func start(t *testing.T, dev bool) fixture {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "smsapi", store.Migrations)
 	clk := clock.NewFake(t0)
-	st := store.New(pool, clk)
+	st := store.New(pool, clk, storetest.SealKeys())
 	conn := rpctest.Serve(t, func(srv *rpc.Server) {
 		smsv1.RegisterSmsDispatchServiceServer(srv.GRPC, &grpcapi.Server{Store: st, Clock: clk, Log: zap.NewNop(), Signature: "ICP备案", ShowText: dev})
 	})

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -77,18 +76,19 @@ func (s *Store) createOne(ctx context.Context, m domain.Message) batch.Result[cr
 func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying bool) ([]batch.Result[created], error) {
 	n := len(ms)
 	var (
-		ids, orders, phones, templates, params, locales, bodies = make([]string, n), make([]string, n), make([]string, n),
-			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ids, orders, phones, templates, keyIDs, locales = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n)
+		texts            = make([][]byte, n)
 		next, expire, at = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 		seqs, attempts   = make([]int32, n), make([]int32, n)
 	)
 	for i, m := range ms {
-		p, err := json.Marshal(m.Params)
+		sealed, kid, err := s.sealText(m)
 		if err != nil {
 			return nil, err
 		}
-		ids[i], orders[i], phones[i], templates[i], params[i], locales[i], bodies[i] =
-			m.ID, m.OrderID, m.Phone, m.Template.String(), string(p), m.Locale, m.Body
+		ids[i], orders[i], phones[i], templates[i], keyIDs[i], locales[i], texts[i] =
+			m.ID, m.OrderID, m.Phone, m.Template.String(), kid, m.Locale, sealed
 		next[i], expire[i], at[i], seqs[i], attempts[i] = m.NextAttempt, m.ExpireAt, m.CreatedAt, int32(m.Sequence), int32(m.Attempts)
 	}
 	inserted := make(map[string]bool, n)
@@ -96,11 +96,11 @@ func (s *Store) createAll(ctx context.Context, ms []domain.Message, retrying boo
 	// One round trip (pg.Pipeline without reads): BEGIN, the locks, the statement, COMMIT.
 	err := pg.Pipeline(ctx, s.pool, nil, func(b *pgx.Batch) error {
 		queueThreadLocks(b, ms)
-		b.Queue(queries.Create, ids, orders, phones, templates, params, locales, bodies, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
+		b.Queue(queries.Create, ids, orders, phones, templates, keyIDs, locales, texts, next, expire, at, seqs, attempts, domain.ErrorSuperseded).
 			Query(func(rows pgx.Rows) error {
 				_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
 					var own, superseded bool
-					m, err := scanMessage(prefixedRow{r, []any{&own, &superseded}})
+					m, err := s.scanMessage(prefixedRow{r, []any{&own, &superseded}})
 					if superseded {
 						// A repeat this statement superseded: its lookup saw the row as it was before.
 						m.MarkFailed(domain.ErrorSuperseded)

@@ -9,6 +9,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/storetest"
 )
 
 // A repeat that its own batch supersedes is answered as stored after the batch: FAILED superseded,
@@ -16,7 +17,7 @@ import (
 func TestCreateAnswersARepeatItsBatchSuperseded(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	s := New(pgtest.NewSchema(t, "sms", Migrations), clock.NewFake(now))
+	s := New(pgtest.NewSchema(t, "sms", Migrations), clock.NewFake(now), storetest.SealKeys())
 	ctx := context.Background()
 	msg := func(id string, seq int32) domain.Message {
 		m, err := domain.NewMessage(domain.SendInput{MessageID: id, Phone: "+8613800000000", Template: domain.TemplateVerificationCode,

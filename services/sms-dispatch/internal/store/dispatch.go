@@ -22,7 +22,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 	if err != nil {
 		return nil, fmt.Errorf("claim messages: %w", err)
 	}
-	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	msgs, err := s.collectMessages(rows)
 	if err != nil {
 		return nil, fmt.Errorf("claim messages: %w", err)
 	}

@@ -18,22 +18,22 @@ func (s *Store) getAll(ctx context.Context, ids []string) ([]domain.Message, err
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	return s.collectMessages(rows)
 }
 
 // Get returns one message, or NotFound.
 func (s *Store) Get(ctx context.Context, id string) (domain.Message, error) {
-	m, err := get(ctx, s.pool, id)
+	m, err := s.get(ctx, s.pool, id)
 	if err != nil && errs.Reason(err) != domain.ReasonMessageNotFound {
 		return domain.Message{}, fmt.Errorf("get message: %w", err)
 	}
 	return m, err
 }
 
-func get(ctx context.Context, q interface {
+func (s *Store) get(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, id string) (domain.Message, error) {
-	m, err := scanMessage(q.QueryRow(ctx, queries.Get, id))
+	m, err := s.scanMessage(q.QueryRow(ctx, queries.Get, id))
 	if pg.IsNoRows(err) {
 		return domain.Message{}, errs.NotFound(domain.ReasonMessageNotFound, "no message with this message_id")
 	}
@@ -52,7 +52,7 @@ func (s *Store) List(ctx context.Context, orderID string, after *domain.Position
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
-	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	msgs, err := s.collectMessages(rows)
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}

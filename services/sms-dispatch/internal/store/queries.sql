@@ -1,21 +1,22 @@
 -- The SQL of sms-dispatch's PostgreSQL store (package store): one "-- name:" block per statement,
 -- loaded into the fields of queries (store.go) by pg.MustQueries. Statements that return messages
--- list the columns in scanMessage's order.
+-- list the columns in scanMessage's order. A message's text (its body and params, which hold the
+-- code) is stored sealed in sealed_text, its key in key_id (text.go); wiping it sets both empty.
 
 -- name: Get
 -- One message; the columns are scanMessage's.
-SELECT message_id, order_id, phone, template, params, locale, body, state, attempts,
+SELECT message_id, order_id, phone, template, locale, sealed_text, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM messages WHERE message_id = $1
 
 -- name: GetAll
 -- The stored messages among the ids $1, one primary-key lookup each.
-SELECT m.message_id, m.order_id, m.phone, m.template, m.params, m.locale, m.body, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM unnest($1::text[]) AS i(id)
+SELECT m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM unnest($1::text[]) AS i(id)
 		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m
 
 -- name: List
 -- A page of messages newest first: of order $1 ('' for all), after the position ($3, $4) when
 -- $2, at most $5.
-SELECT message_id, order_id, phone, template, params, locale, body, state, attempts,
+SELECT message_id, order_id, phone, template, locale, sealed_text, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM messages
 		WHERE ($1 = '' OR order_id = $1)
 		  AND (NOT $2 OR (created_at, message_id) < ($3, $4))
@@ -37,11 +38,12 @@ SELECT pg_advisory_xact_lock(hashtextextended('sms-thread ' || k, 0))
 -- MarkSentAll locks them, so that the two cannot deadlock. The answer is every input's row: the
 -- inserted ones (RETURNING; the statement's own writes are invisible to its other parts) and the
 -- repeats (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics
--- say), each after two flags: inserted by this statement, superseded by it.
+-- say), each after two flags: inserted by this statement, superseded by it. The inputs' texts come
+-- sealed ($7), with their key ids ($5).
 WITH t AS MATERIALIZED (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[],
 				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
-				WITH ORDINALITY AS t(id, ord, phone, tpl, p, loc, body, nxt, exp, at, seq, att, n)
+				WITH ORDINALITY AS t(id, ord, phone, tpl, kid, loc, txt, nxt, exp, at, seq, att, n)
 		), late AS (
 			SELECT t.id FROM t WHERE t.ord <> '' AND (
 				EXISTS (SELECT 1 FROM t o WHERE o.ord = t.ord AND o.phone = t.phone AND o.tpl = t.tpl
@@ -49,27 +51,27 @@ WITH t AS MATERIALIZED (
 				OR EXISTS (SELECT 1 FROM (SELECT * FROM messages o WHERE o.order_id = t.ord AND o.phone = t.phone
 					AND o.template = t.tpl AND o.message_id <> t.id AND o.sequence > t.seq OFFSET 0) o))
 		), ins AS (
-			INSERT INTO messages (message_id, order_id, phone, template, params, locale, body, state, attempts,
+			INSERT INTO messages (message_id, order_id, phone, template, key_id, locale, sealed_text, state, attempts,
 				next_attempt_at, expire_at, created_at, sequence, last_error, redacted)
-			SELECT id, ord, phone, tpl, CASE WHEN l THEN '{}' ELSE p::jsonb END, loc, CASE WHEN l THEN NULL ELSE body END,
+			SELECT id, ord, phone, tpl, CASE WHEN l THEN '' ELSE kid END, loc, CASE WHEN l THEN NULL ELSE txt END,
 				CASE WHEN l THEN 'FAILED' ELSE 'QUEUED' END, att, nxt, exp, at, seq, CASE WHEN l THEN $13 ELSE '' END, l
 			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t) t
 			ORDER BY n
 			ON CONFLICT (message_id) DO NOTHING
-			RETURNING message_id, order_id, phone, template, params, locale, body, state, attempts,
+			RETURNING message_id, order_id, phone, template, locale, sealed_text, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence
 		), superseded AS (
-			UPDATE messages SET state = 'FAILED', last_error = $13, body = NULL, params = '{}', redacted = true
+			UPDATE messages SET state = 'FAILED', last_error = $13, sealed_text = NULL, key_id = '', redacted = true
 			WHERE message_id IN (SELECT r.message_id FROM ins n
 				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
 				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
 				ORDER BY r.message_id FOR UPDATE OF r)
 			RETURNING message_id
 		)
-		SELECT true, false, message_id, order_id, phone, template, params, locale, body, state, attempts,
+		SELECT true, false, message_id, order_id, phone, template, locale, sealed_text, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM ins
 		UNION ALL
-		SELECT false, m.message_id IN (SELECT message_id FROM superseded), m.message_id, m.order_id, m.phone, m.template, m.params, m.locale, m.body, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM t
+		SELECT false, m.message_id IN (SELECT message_id FROM superseded), m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM t
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
 			WHERE t.id NOT IN (SELECT message_id FROM ins)
 
@@ -85,7 +87,7 @@ WITH due AS (
 		)
 		UPDATE messages m SET next_attempt_at = $1 + $3::interval, attempts = m.attempts + 1
 		FROM due WHERE m.message_id = due.message_id
-		RETURNING m.message_id, m.order_id, m.phone, m.template, m.params, m.locale, m.body, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence
+		RETURNING m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence
 
 -- name: LockPhone
 -- Serialises the count-and-insert of one phone's ($1) cap reservations.
@@ -117,14 +119,14 @@ UPDATE messages SET next_attempt_at = $3, attempts = attempts - 1
 -- name: Fail
 -- Ends the claim (message $1, attempts $2) with error $3 and wipes its code
 -- (domain.Message.MarkFailed).
-UPDATE messages SET state = 'FAILED', last_error = $3, body = NULL, params = '{}', redacted = true
+UPDATE messages SET state = 'FAILED', last_error = $3, sealed_text = NULL, key_id = '', redacted = true
 	WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
 
 -- name: MarkSent
 -- Records the provider's acceptance of the claim (message $1, attempts $2) by provider $3 at $4
 -- and redacts the message unless $5 (development mode).
 UPDATE messages SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
-			body = CASE WHEN $5::boolean THEN body END, params = CASE WHEN $5 THEN params ELSE '{}' END, redacted = NOT $5
+			sealed_text = CASE WHEN $5::boolean THEN sealed_text END, key_id = CASE WHEN $5 THEN key_id ELSE '' END, redacted = NOT $5
 		WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
 
 -- name: MarkSentAll
@@ -141,7 +143,7 @@ WITH claimed AS (
 			FOR UPDATE OF m
 		)
 		UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
-			body = CASE WHEN $5::boolean THEN m.body END, params = CASE WHEN $5 THEN m.params ELSE '{}' END, redacted = NOT $5
+			sealed_text = CASE WHEN $5::boolean THEN m.sealed_text END, key_id = CASE WHEN $5 THEN m.key_id ELSE '' END, redacted = NOT $5
 		FROM claimed WHERE m.message_id = claimed.message_id
 		RETURNING m.message_id
 

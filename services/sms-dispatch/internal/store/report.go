@@ -19,7 +19,8 @@ func reportFailed(ctx context.Context, tx pgx.Tx, now time.Time, m domain.Messag
 	if !ok {
 		return false, nil
 	}
-	return true, outbox.EnqueueAll(ctx, tx, now, []outbox.Message{msg})
+	// A report holds no secret (message and order ids), so there is nothing to seal: no keys.
+	return true, outbox.EnqueueAll(ctx, tx, nil, now, []outbox.Message{msg})
 }
 
 // wake tells the outbox relay that a commit wrote a report (Store.Wake; nil: its poll finds it).

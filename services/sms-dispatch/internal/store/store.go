@@ -13,6 +13,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/seal"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -43,6 +44,8 @@ var queries = pg.MustQueries[struct {
 type Store struct {
 	pool  *pgxpool.Pool
 	clock clock.Clock // Reserve reads it after its locks
+	// keys seal the messages' texts at rest (text.go).
+	keys *seal.Keyring
 	// creates commits concurrent Creates together (create_batch.go).
 	creates *batch.Group[domain.Message, created]
 	// Wake, when set, is called after a commit that wrote an outbox row (a failed message's delivery
@@ -50,40 +53,44 @@ type Store struct {
 	Wake func()
 }
 
-// New returns a store on pool (whose search_path is the service's schema).
-func New(pool *pgxpool.Pool, clk clock.Clock) *Store {
-	s := &Store{pool: pool, clock: clk}
+// New returns a store on pool (whose search_path is the service's schema) that seals the messages'
+// texts with keys; nil keys panic: the texts carry the codes, which are never stored in the clear.
+func New(pool *pgxpool.Pool, clk clock.Clock, keys *seal.Keyring) *Store {
+	if keys == nil {
+		panic("sms-dispatch store: no seal keys")
+	}
+	s := &Store{pool: pool, clock: clk, keys: keys}
 	s.creates = &batch.Group[domain.Message, created]{Run: s.createBatch, Flights: createFlights, MaxBatch: 100}
 	return s
 }
 
-// scanMessage reads the message columns of queries.sql's statements (Get's).
-func scanMessage(row pgx.Row) (domain.Message, error) {
+// scanMessage reads the message columns of queries.sql's statements (Get's), opening the text.
+func (s *Store) scanMessage(row pgx.Row) (domain.Message, error) {
 	var (
 		m        domain.Message
 		template string
 		state    string
-		body     *string
+		sealed   []byte
 		sentAt   *time.Time
 	)
-	err := row.Scan(&m.ID, &m.OrderID, &m.Phone, &template, &m.Params, &m.Locale, &body, &state, &m.Attempts,
+	err := row.Scan(&m.ID, &m.OrderID, &m.Phone, &template, &m.Locale, &sealed, &state, &m.Attempts,
 		&m.NextAttempt, &m.ExpireAt, &m.Provider, &m.LastError, &m.CreatedAt, &sentAt, &m.Redacted, &m.Sequence)
 	if err != nil {
 		return domain.Message{}, err
 	}
 	m.Template = domain.ParseTemplate(template)
 	m.State = domain.State(state)
-	if body != nil {
-		m.Body = *body
-	}
+	s.openText(&m, sealed)
 	if sentAt != nil {
 		m.SentAt = sentAt.UTC()
 	}
 	m.NextAttempt, m.ExpireAt, m.CreatedAt = m.NextAttempt.UTC(), m.ExpireAt.UTC(), m.CreatedAt.UTC()
-	if m.Params == nil {
-		m.Params = map[string]string{}
-	}
 	return m, nil
+}
+
+// collectMessages reads every row of a statement that returns messages.
+func (s *Store) collectMessages(rows pgx.Rows) ([]domain.Message, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return s.scanMessage(r) })
 }
 
 // prefixedRow scans a row whose first columns, into first, precede the columns of a message.

@@ -18,7 +18,7 @@ func TestPostgres(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
 		pool := pgtest.NewSchema(t, "sms", store.Migrations, outbox.Migrations)
-		return storetest.Engine{Store: store.New(pool, clk), Outbox: outbox.PGQueue{Pool: pool}}
+		return storetest.Engine{Store: store.New(pool, clk, storetest.SealKeys()), Outbox: outbox.PGQueue{Pool: pool}}
 	})
 }
 
@@ -30,7 +30,7 @@ func TestReserveReadsTheClockAfterTheLock(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewSchema(t, "sms", store.Migrations)
 	clk := clock.NewFake(storetest.T0)
-	s := store.New(pool, clk)
+	s := store.New(pool, clk, storetest.SealKeys())
 	m, err := domain.NewMessage(domain.SendInput{MessageID: "m1", Phone: "13812345678", Template: domain.TemplateVerificationCode,
 		Params: map[string]string{"code": "123456"}, ExpireAt: storetest.T0.Add(time.Hour), OrderID: "o1", Sequence: 1},
 		"ICP备案", storetest.T0)
@@ -87,7 +87,7 @@ func TestFailureAndItsReportAreOneTransaction(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewSchema(t, "sms", store.Migrations, outbox.Migrations)
 	clk := clock.NewFake(storetest.T0)
-	s := store.New(pool, clk)
+	s := store.New(pool, clk, storetest.SealKeys())
 	woken := 0
 	s.Wake = func() { woken++ }
 	m, err := domain.NewMessage(domain.SendInput{MessageID: "m1", Phone: "13812345678", Template: domain.TemplateVerificationCode,

@@ -11,26 +11,26 @@ import (
 
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
+	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
 )
 
 // firstMessage is the first SendMessage call queued for phone.
 func (e *env) firstMessage(t *testing.T, phone string) *smsv1.SendMessageRequest {
 	t.Helper()
-	rows, err := e.pool.Query(context.Background(), `SELECT payload FROM outbox WHERE target = $1 ORDER BY id`, convert.TargetSendMessage)
+	rows, err := outbox.PGQueue{Pool: e.pool, Keys: storetest.SealKeys()}.Pending(context.Background(), 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			t.Fatal(err)
+	for _, r := range rows {
+		if r.Target != convert.TargetSendMessage {
+			continue
 		}
 		m := &smsv1.SendMessageRequest{}
-		if err := proto.Unmarshal(b, m); err != nil {
+		if err := proto.Unmarshal(r.Payload, m); err != nil {
 			t.Fatal(err)
 		}
 		if m.GetPhone() == phone {

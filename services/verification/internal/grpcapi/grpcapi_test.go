@@ -56,19 +56,17 @@ func newEnvWith(t *testing.T, public *grpcapi.Public) *env {
 
 func (e *env) code(t *testing.T, phone string) string {
 	t.Helper()
-	rows, err := e.pool.Query(context.Background(), `SELECT payload FROM outbox WHERE target = $1 ORDER BY id`, convert.TargetSendMessage)
+	rows, err := outbox.PGQueue{Pool: e.pool, Keys: storetest.SealKeys()}.Pending(context.Background(), 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
 	code := ""
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			t.Fatal(err)
+	for _, r := range rows {
+		if r.Target != convert.TargetSendMessage {
+			continue
 		}
 		m := &smsv1.SendMessageRequest{}
-		if err := proto.Unmarshal(b, m); err != nil {
+		if err := proto.Unmarshal(r.Payload, m); err != nil {
 			t.Fatal(err)
 		}
 		if m.GetPhone() == phone {
@@ -312,7 +310,7 @@ func newUses(t *testing.T) (*pgxpool.Pool, *clock.Fake, *domain.Hasher, *app.App
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := app.New(store.New(pool, clk, hasher, domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
+	st := app.New(store.New(pool, clk, hasher, storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil), hasher, domain.DefaultLimits, zap.NewNop())
 	st.SetRand(&storetest.SeqRand{})
 	return pool, clk, hasher, st
 }

@@ -166,7 +166,7 @@ func (s *Store) closeAll(ctx context.Context, reqs []*pb.CloseIfIncompleteReques
 		}
 		if len(closing) > 0 {
 			writes.Queue(queries.TimeOut, closing, string(domain.SessionTimedOut), now)
-			if err := outbox.QueueInsert(writes, now, msgs); err != nil {
+			if err := outbox.QueueInsert(writes, s.keys, now, msgs); err != nil {
 				return err
 			}
 		}

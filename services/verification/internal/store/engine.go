@@ -52,7 +52,7 @@ func (s *Store) UpdateOrder(ctx context.Context, op app.Op, orderID string, fn a
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return nil, fmt.Errorf("update sessions: %w", err)
 			}
-			if err := outbox.EnqueueAll(ctx, tx, now, ch.Messages); err != nil {
+			if err := outbox.EnqueueAll(ctx, tx, s.keys, now, ch.Messages); err != nil {
 				return nil, err
 			}
 			enqueued = len(ch.Messages) > 0
@@ -121,7 +121,7 @@ func (s *Store) UpdatePhone(ctx context.Context, op app.Op, phone string, fn app
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update challenges: %w", err)
 		}
-		if err := outbox.EnqueueAll(ctx, tx, now, ch.Messages); err != nil {
+		if err := outbox.EnqueueAll(ctx, tx, s.keys, now, ch.Messages); err != nil {
 			return err
 		}
 		enqueued = len(ch.Messages) > 0

@@ -101,7 +101,7 @@ func (f *failureCounts) queue(b *pgx.Batch) {
 // to chs, the phone's pending challenges): the changed counts and states (into counts, written at the
 // end of the batch), the failed sessions and the returns they owe (with the phone's lock when the
 // budget was spent). It returns the verifiers it locked, to report once the transaction committed.
-func queueMismatch(b *pgx.Batch, now time.Time, phone string, sessions map[string]domain.Session, chs []domain.Challenge,
+func (s *Store) queueMismatch(b *pgx.Batch, now time.Time, phone string, sessions map[string]domain.Session, chs []domain.Challenge,
 	e domain.PhoneEffects, counts *failureCounts) ([]lockedVerifier, error) {
 	for _, i := range e.Changed {
 		counts.set(chs[i])
@@ -109,7 +109,7 @@ func queueMismatch(b *pgx.Batch, now time.Time, phone string, sessions map[strin
 	for _, id := range e.Returned {
 		b.Queue(queries.SetSessionState, id, string(domain.SessionFailed), now)
 	}
-	if err := outbox.QueueInsert(b, now, convert.ReturnedMessages(sessions, phone, e)); err != nil {
+	if err := outbox.QueueInsert(b, s.keys, now, convert.ReturnedMessages(sessions, phone, e)); err != nil {
 		return nil, err
 	}
 	locked := make([]lockedVerifier, 0, len(e.Locked))

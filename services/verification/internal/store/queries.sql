@@ -70,7 +70,7 @@ UPDATE challenges c SET failed_attempts = u.failed, state = u.state
 -- Verify (verify_batch.go): marks the challenges $1 passed at $2, in one statement for a whole batch,
 -- and answers, for each of their sessions, whether every challenge has now passed; those sessions it
 -- also closes as PASSED and writes their outbox rows (session $3, target $4, payload $5, sensitive $6,
--- in array order). Its snapshot includes the batch's earlier statements (failures, locks); the CTEs'
+-- key id $7, in array order: pkg/outbox's Rows). Its snapshot includes the batch's earlier statements (failures, locks); the CTEs'
 -- own updates are not visible to the aggregate, hence "OR c.id = ANY($1)". Array comparisons keep
 -- every lookup an index scan whatever the statistics say. {{outbox.InsertIntoSQL}} is pkg/outbox's
 -- insert head (the outbox table's owner), put in its place when the package loads.
@@ -84,8 +84,8 @@ WITH up AS (
 		UPDATE sessions SET state = 'PASSED', closed_at = $2 WHERE id = ANY(ARRAY(SELECT session_id FROM agg WHERE all_passed))
 		RETURNING id
 	), ob AS (
-		{{outbox.InsertIntoSQL}}SELECT t.target, t.payload, $2, $2, t.sensitive
-		FROM unnest($3::uuid[], $4::text[], $5::bytea[], $6::boolean[]) WITH ORDINALITY AS t(session_id, target, payload, sensitive, n)
+		{{outbox.InsertIntoSQL}}SELECT t.target, t.payload, $2, $2, t.sensitive, t.key_id
+		FROM unnest($3::uuid[], $4::text[], $5::bytea[], $6::boolean[], $7::text[]) WITH ORDINALITY AS t(session_id, target, payload, sensitive, key_id, n)
 		WHERE t.session_id = ANY(ARRAY(SELECT id FROM closed))
 		ORDER BY t.n
 		RETURNING 1

@@ -20,6 +20,7 @@ import (
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg"
+	"github.com/icpverify/icpverify/pkg/seal"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -58,6 +59,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	clock  clock.Clock
 	hasher *domain.Hasher
+	// keys seal the sensitive outbox payloads (the SendMessage calls, which carry the code).
+	keys   *seal.Keyring
 	limits domain.Limits
 	log    *zap.Logger
 	// wake is called after a commit that wrote outbox rows (the relay's Wake), so they leave at once.
@@ -70,12 +73,14 @@ type Store struct {
 	failureWrites atomic.Uint64
 }
 
-// New returns a store; wake may be nil.
-func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, limits domain.Limits, log *zap.Logger, wake func()) *Store {
+// New returns a store whose outbox rows seal their sensitive payloads with keys (the relay's
+// outbox.PGQueue opens them with the same keyring); wake may be nil.
+func New(pool *pgxpool.Pool, clk clock.Clock, hasher *domain.Hasher, keys *seal.Keyring, limits domain.Limits, log *zap.Logger,
+	wake func()) *Store {
 	if wake == nil {
 		wake = func() {}
 	}
-	s := &Store{pool: pool, clock: clk, hasher: hasher, limits: limits, log: log, wake: wake}
+	s := &Store{pool: pool, clock: clk, hasher: hasher, keys: keys, limits: limits, log: log, wake: wake}
 	s.closes = &batch.Group[*pb.CloseIfIncompleteRequest, *pb.CloseIfIncompleteResponse]{Run: s.closeBatch, MaxBatch: 128}
 	s.verifies = &batch.Group[domain.VerifyInput, verifyResult]{Run: s.verifyBatch, MaxBatch: verifyMaxBatch, Flights: verifyFlights}
 	return s

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
 	"github.com/icpverify/icpverify/services/verification/internal/app"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/store"
 	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
@@ -28,7 +30,7 @@ func newPool(t *testing.T) *pgxpool.Pool {
 }
 
 func newStore(pool *pgxpool.Pool, clk clock.Clock, h *domain.Hasher) *app.App {
-	s := app.New(store.New(pool, clk, h, domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
+	s := app.New(store.New(pool, clk, h, storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	return s
 }
@@ -38,7 +40,7 @@ func TestStoreSuite(t *testing.T) {
 		pool := newPool(t)
 		return storetest.Engine{
 			Store:   newStore(pool, clk, storetest.Hasher(t)),
-			Outbox:  outbox.PGQueue{Pool: pool},
+			Outbox:  outbox.PGQueue{Pool: pool, Keys: storetest.SealKeys()},
 			Replica: func(clk clock.Clock, h *domain.Hasher) storetest.Store { return newStore(pool, clk, h) },
 		}
 	})
@@ -96,7 +98,7 @@ func TestVerifyReadsTheClockAfterTheLock(t *testing.T) {
 	if _, err := s.OpenSession(context.Background(), req, spec); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := outbox.PGQueue{Pool: pool}.Pending(context.Background(), 10)
+	rows, err := outbox.PGQueue{Pool: pool, Keys: storetest.SealKeys()}.Pending(context.Background(), 10)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("outbox = %v, %v", rows, err)
 	}
@@ -164,5 +166,64 @@ func TestPhoneFailuresPrunedByAge(t *testing.T) {
 			t.Fatalf("after failure %d: %d rows, want 1 (the older one pruned)", i+1, n)
 		}
 		clk.Advance(domain.DefaultLimits.PhoneFailureWindow)
+	}
+}
+
+// TestCodesSealedInTheOutbox: the SendMessage rows, which carry the code, are kept sealed with the
+// store's seal key (its id beside the payload), from OpenSession and from a resend alike; the queue
+// hands them out opened.
+func TestCodesSealedInTheOutbox(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	clk := clock.NewFake(storetest.Start)
+	s := newStore(pool, clk, storetest.Hasher(t))
+	ctx := context.Background()
+	req, spec := openRequest("o1", storetest.Start.Add(time.Hour))
+	if _, err := s.OpenSession(ctx, req, spec); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(domain.DefaultLimits.ResendInterval)
+	if _, err := s.ResendVerifier(ctx, &pb.ResendVerifierCodeRequest{RequestId: "r1", OrderId: "o1", VerifierId: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	opened, err := outbox.PGQueue{Pool: pool, Keys: storetest.SealKeys()}.Pending(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, r := range opened {
+		m := &smsv1.SendMessageRequest{}
+		if r.Target != convert.TargetSendMessage || proto.Unmarshal(r.Payload, m) != nil || len(m.GetParams()["code"]) != 6 {
+			t.Fatalf("outbox row %d (%s) does not open to a SendMessage with a code", r.ID, r.Target)
+		}
+		codes = append(codes, m.GetParams()["code"])
+	}
+	if len(codes) != 2 {
+		t.Fatalf("%d codes in the outbox, want 2 (open and resend)", len(codes))
+	}
+	rows, err := pool.Query(ctx, `SELECT payload, key_id, sensitive FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for ; rows.Next(); n++ {
+		var payload []byte
+		var kid string
+		var sensitive bool
+		if err := rows.Scan(&payload, &kid, &sensitive); err != nil {
+			t.Fatal(err)
+		}
+		if kid != storetest.SealKeys().ActiveKeyID() || !sensitive {
+			t.Errorf("row %d: key %q, sensitive %v; want sealed with %q", n, kid, sensitive, storetest.SealKeys().ActiveKeyID())
+		}
+		for _, c := range codes {
+			if bytes.Contains(payload, []byte(c)) {
+				t.Errorf("row %d holds a code in the clear", n)
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d rows at rest, want 2", n)
 	}
 }

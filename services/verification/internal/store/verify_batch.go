@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/icpverify/icpverify/pkg/batch"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
@@ -30,20 +29,6 @@ import (
 // then rolls it back, or closes the connection, so the pool never gets a connection inside a
 // transaction. A batch that fails as a whole (a deadlock, a lost connection) is retried call by call,
 // each like pg.InTx, unless its outcome is unknown (verifyBatch).
-
-// outboxRows marshals msgs for the outbox, in order.
-func outboxRows(msgs []outbox.Message) (targets []string, payloads [][]byte, sensitive []bool, err error) {
-	for _, e := range msgs {
-		p, err := proto.Marshal(e.Msg)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("outbox: marshal %s: %w", e.Target, err)
-		}
-		targets = append(targets, e.Target)
-		payloads = append(payloads, p)
-		sensitive = append(sensitive, e.Sensitive)
-	}
-	return targets, payloads, sensitive, nil
-}
 
 // verifyResult is what one committed Verify attempt did; logs and callbacks run once, after commit.
 type verifyResult struct {
@@ -246,7 +231,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 			for _, i := range e.Changed {
 				chs[idx[i]] = mine[i]
 			}
-			locked, err := queueMismatch(b, now, in.Phone, sessions, mine, e, &counts)
+			locked, err := s.queueMismatch(b, now, in.Phone, sessions, mine, e, &counts)
 			if err != nil {
 				return nil, nil, nil, err
 			}
@@ -265,7 +250,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 	counts.queue(b)
 	all := map[string]bool{} // session id -> every challenge passed, from PassAll
 	if len(passes) > 0 {
-		if err := queuePasses(b, now, out, passes, all); err != nil {
+		if err := s.queuePasses(b, now, out, passes, all); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -274,11 +259,9 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 
 // queuePasses queues, on b, PassAll for the passes of calls ks of out (each with its challenge
 // and session set); the answer goes to all, by session id.
-func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], ks []int, all map[string]bool) error {
+func (s *Store) queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], ks []int, all map[string]bool) error {
 	var chIDs, obSessions []string
-	var targets []string
-	var payloads [][]byte
-	var sensitive []bool
+	var ob outbox.Rows
 	rowsOf := map[string]int{} // session id -> outbox rows it owes when it closes
 	for _, k := range ks {
 		res := out[k].Value
@@ -286,17 +269,16 @@ func queuePasses(b *pgx.Batch, now time.Time, out []batch.Result[verifyResult], 
 		if _, ok := rowsOf[res.sess.ID]; ok {
 			continue
 		}
-		t, p, sv, err := outboxRows(convert.PassedMessages(res.sess))
+		n, err := ob.Add(s.keys, convert.PassedMessages(res.sess))
 		if err != nil {
 			return err
 		}
-		rowsOf[res.sess.ID] = len(t)
-		for range t {
+		rowsOf[res.sess.ID] = n
+		for range n {
 			obSessions = append(obSessions, res.sess.ID)
 		}
-		targets, payloads, sensitive = append(targets, t...), append(payloads, p...), append(sensitive, sv...)
 	}
-	b.Queue(queries.PassAll, chIDs, now, obSessions, targets, payloads, sensitive).Query(func(rows pgx.Rows) error {
+	b.Queue(queries.PassAll, chIDs, now, obSessions, ob.Targets, ob.Payloads, ob.Sensitive, ob.KeyIDs).Query(func(rows pgx.Rows) error {
 		var want, written int64
 		for rows.Next() {
 			var id string

@@ -27,11 +27,11 @@ import (
 func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
-	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
 	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	ctx := context.Background()
-	q := outbox.PGQueue{Pool: pool}
+	q := outbox.PGQueue{Pool: pool, Keys: storetest.SealKeys()}
 
 	for _, tc := range []struct {
 		order    string
@@ -122,7 +122,7 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 func TestVerifyBatchCountsEveryFailureOfOneVerifier(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
-	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), domain.DefaultLimits, zap.NewNop(), nil)
+	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
 	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	ctx := context.Background()
@@ -145,7 +145,7 @@ func TestVerifyBatchCountsEveryFailureOfOneVerifier(t *testing.T) {
 		}
 		var code string
 		m := &smsv1.SendMessageRequest{}
-		rows, _ := outbox.PGQueue{Pool: pool}.Pending(ctx, 100)
+		rows, _ := outbox.PGQueue{Pool: pool, Keys: storetest.SealKeys()}.Pending(ctx, 100)
 		for _, r := range rows {
 			if r.Target == convert.TargetSendMessage && proto.Unmarshal(r.Payload, m) == nil && m.GetPhone() == phone {
 				code = m.GetParams()["code"]

@@ -35,6 +35,8 @@ type Store struct {
 	idem     *idempotency.MemTable
 	// phoneLocks: until when no order naming the phone is submitted (ReturnOrder's phone_locks)
 	phoneLocks map[string]time.Time
+	holders    map[string]map[string]bool // subject id -> the tenants that hold its record
+	mismatches map[string][]mismatch      // tenant -> its record-mismatch reservations (records.go)
 }
 
 var _ app.Engine = (*Store)(nil)
@@ -43,7 +45,8 @@ var _ app.Engine = (*Store)(nil)
 // nil) is called after a change that queued rows.
 func New(clk clock.Clock, queue *outbox.MemQueue, wake func()) *Store {
 	return &Store{clock: clk, queue: queue, wake: wake, orders: map[string]*domain.Order{},
-		subjects: map[string]domain.Subject{}, idem: idempotency.NewMemTable(), phoneLocks: map[string]time.Time{}}
+		subjects: map[string]domain.Subject{}, idem: idempotency.NewMemTable(), phoneLocks: map[string]time.Time{},
+		holders: map[string]map[string]bool{}, mismatches: map[string][]mismatch{}}
 }
 
 func (s *Store) woke(enqueued bool, err error) {
@@ -59,7 +62,13 @@ func (s *Store) record(id string) (domain.Subject, bool, error) {
 	if !ok || rec.Deregistered {
 		return domain.Subject{}, false, nil
 	}
-	return cloneSubject(rec), true, nil
+	rec = cloneSubject(rec)
+	rec.Holders = nil
+	for tenant := range s.holders[id] {
+		rec.Holders = append(rec.Holders, tenant)
+	}
+	slices.Sort(rec.Holders)
+	return rec, true, nil
 }
 
 func (s *Store) order(id string) (*domain.Order, error) {
@@ -109,6 +118,9 @@ func (s *Store) UpdateOrder(_ context.Context, op app.Op, id string, fn app.Upda
 		enqueued = len(eff.Messages) > 0
 		if eff.Record != nil {
 			s.subjects[eff.Record.ID] = cloneSubject(*eff.Record)
+		}
+		if eff.Holder != nil {
+			s.setHolder(*eff.Holder)
 		}
 		s.put(o)
 		return op.Answer(cloneOrder(o)), nil

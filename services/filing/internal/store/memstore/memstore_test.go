@@ -11,7 +11,7 @@ import (
 
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake, wake func()) storetest.Engine {
-		queue := outbox.NewMemQueue()
+		queue := outbox.NewMemQueue(nil)
 		return storetest.Engine{Engine: memstore.New(clk, queue, wake), Outbox: queue}
 	})
 }

@@ -60,6 +60,10 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"RacingSubmitsForTheLastSlot":       testRacingSubmitsForTheLastSlot,
 		"PhoneLocksBlockSubmissions":        testPhoneLocksBlockSubmissions,
 		"SubmitLimits":                      testSubmitLimits,
+		"RecordHolders":                     testRecordHolders,
+		"RecordMismatchIsGeneric":           testRecordMismatchIsGeneric,
+		"RecordMismatchBudget":              testRecordMismatchBudget,
+		"RacingMismatchesKeepTheBudget":     testRacingMismatchesKeepTheBudget,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -166,12 +170,26 @@ func wantError(t *testing.T, err error, kind errs.Kind, reason string) {
 	}
 }
 
-// approve walks a first filing to APPROVED and returns the new subject id.
+// approve walks an order of portal A to APPROVED and returns its subject id (new for a first filing).
 func (e *env) approve(t *testing.T, spec domain.Spec) string {
 	t.Helper()
+	return e.approveAs(t, PortalA, spec)
+}
+
+// approveAs is approve with an order of actor.
+func (e *env) approveAs(t *testing.T, actor domain.Actor, spec domain.Spec) string {
+	t.Helper()
 	ctx := context.Background()
-	id := e.create(t, spec)
-	o := e.submit(t, id)
+	created, err := e.Store.CreateOrder(ctx, actor, &filingv1.CreateOrderRequest{RequestId: domain.NewID("r")}, mustNormalize(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetOrder().GetOrderId()
+	submitted, err := e.Store.SubmitOrder(ctx, actor, &filingv1.SubmitOrderRequest{RequestId: domain.NewID("r"), OrderId: id})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	o := submitted.GetOrder()
 	if o.GetState() == filingv1.OrderState_ORDER_STATE_AWAITING_VERIFICATION {
 		if _, err := e.Store.MarkVerified(ctx, &filingv1.MarkVerifiedRequest{OrderId: id, Submission: o.GetSubmission()}); err != nil {
 			t.Fatal(err)

@@ -48,7 +48,7 @@ type Store struct {
 
 // New returns an empty store on the clock clk, with its own outbox queue (Outbox).
 func New(clk clock.Clock) *Store {
-	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}, outbox: outbox.NewMemQueue()}
+	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}, outbox: outbox.NewMemQueue(nil)}
 }
 
 // Outbox is the queue of the calls the store owes (the relay's).

@@ -7,11 +7,13 @@ package storetest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/seal"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -29,6 +31,17 @@ type Engine struct {
 	// Outbox is the queue the engine writes the delivery reports of failed messages to.
 	Outbox outbox.Queue
 }
+
+// SealKeys is the keyring the PostgreSQL engine seals the texts with in tests.
+func SealKeys() *seal.Keyring { return sealKeys }
+
+var sealKeys = func() *seal.Keyring {
+	k, err := seal.Parse("s1:" + strings.Repeat("5a", seal.KeyBytes))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // T0 is the suite's starting instant (10:00 in UTC+8).
 var T0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)

@@ -15,7 +15,7 @@ import (
 
 func TestMemStoreSuite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
-		q := outbox.NewMemQueue()
+		q := outbox.NewMemQueue(storetest.SealKeys())
 		db := memstore.NewDB(q)
 		newStore := func(clk clock.Clock, h *domain.Hasher) storetest.Store {
 			return app.New(memstore.New(db, clk, h, domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())

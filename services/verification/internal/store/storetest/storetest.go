@@ -23,6 +23,7 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/pkg/seal"
 	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 	"github.com/icpverify/icpverify/services/verification/internal/grpcapi"
@@ -46,6 +47,17 @@ type Engine struct {
 
 // Start is the fake clock's first instant in every test.
 var Start = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+
+// SealKeys is the keyring every engine seals its sensitive outbox payloads with (the queue opens them).
+func SealKeys() *seal.Keyring { return sealKeys }
+
+var sealKeys = func() *seal.Keyring {
+	k, err := seal.Parse("s1:" + strings.Repeat("cd", seal.KeyBytes))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // Hasher is the key every engine's Store uses.
 func Hasher(t testing.TB) *domain.Hasher { return hasherFor(t, "k1:"+strings.Repeat("ab", 32)) }
