@@ -80,6 +80,9 @@ type gateway struct {
 	posts []gatewayPost
 	hold  chan struct{}
 	held  chan struct{} // receives once per held request
+	// refuse, when set, answers every POST with HTTP 400 (recorded all the same): a number the
+	// provider cannot reach.
+	refuse bool
 }
 
 func newGateway(t *testing.T) *gateway {
@@ -93,8 +96,12 @@ func newGateway(t *testing.T) *gateway {
 		p.IdempotencyKey = r.Header.Get("Idempotency-Key")
 		g.mu.Lock()
 		g.posts = append(g.posts, p)
-		hold := g.hold
+		hold, refuse := g.hold, g.refuse
 		g.mu.Unlock()
+		if refuse {
+			http.Error(w, "number not reachable", http.StatusBadRequest)
+			return
+		}
 		if hold != nil {
 			g.held <- struct{}{}
 			select {
@@ -108,6 +115,13 @@ func newGateway(t *testing.T) *gateway {
 	}))
 	t.Cleanup(g.srv.Close)
 	return g
+}
+
+// setRefuse makes the gateway refuse (or accept again) every message.
+func (g *gateway) setRefuse(on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refuse = on
 }
 
 func (g *gateway) Posts() []gatewayPost {
@@ -191,6 +205,8 @@ type suite struct {
 type options struct {
 	window        time.Duration
 	extraDeadline bool // start a second deadline process on the same database
+	// smsMaxAttempts, when set, is sms-dispatch's --max-attempts (1: a refused message fails at once).
+	smsMaxAttempts int
 }
 
 // handedOut are the addresses freeAddr gave this test binary: the kernel may offer a closed port again,
@@ -275,10 +291,13 @@ func startSuite(t *testing.T, o options) *suite {
 			"--verification-window=" + o.window.String(), "--create-rate=0", "--update-rate=0", "--submit-rate=0"},
 		"verification": {"--sms-dispatch-addr=" + s.addrs["sms-dispatch"], "--filing-addr=" + s.addrs["filing"],
 			"--deadline-addr=" + s.addrs["deadline"], "--hmac-keys=" + hmacKeys, "--seal-keys=" + sealKeys, "--resend-interval=1ms"},
-		"sms-dispatch": {"--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL, "--webhook-timeout=1s", "--dispatch-lease=3s",
-			"--seal-keys=" + sealKeys,
+		"sms-dispatch": {"--verification-addr=" + s.addrs["verification"], "--sms-provider=webhook", "--webhook-url=" + s.gateway.srv.URL,
+			"--webhook-timeout=1s", "--dispatch-lease=3s", "--seal-keys=" + sealKeys,
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
+	}
+	if o.smsMaxAttempts > 0 {
+		args["sms-dispatch"] = append(args["sms-dispatch"], fmt.Sprintf("--max-attempts=%d", o.smsMaxAttempts))
 	}
 	creds := credentials(t, t.TempDir())
 	s.credentialed = true

@@ -138,6 +138,12 @@ func TestInternalMethodsAdmitOnlyTheirCallers(t *testing.T) {
 	_, err = s.VerifyInternal.CloseIfIncomplete(as(ctx(t), "sms-dispatch"),
 		&verificationv1.CloseIfIncompleteRequest{RequestId: "acl-close", OrderId: order.OrderId, Submission: order.Submission})
 	denied("sms-dispatch CloseIfIncomplete", err)
+	// Only sms-dispatch reports deliveries (TestUndeliveredCodeNeverPasses shows it may).
+	for _, id := range []string{"filing", "verification", "deadline", "operator-e2e", "reviewer-e2e"} {
+		_, err = s.VerifyInternal.ReportDelivery(as(ctx(t), id), &verificationv1.ReportDeliveryRequest{RequestId: "acl-report-" + id,
+			MessageId: "vc-x-v1-1", OrderId: order.OrderId, State: verificationv1.DeliveryState_DELIVERY_STATE_FAILED})
+		denied(id+" ReportDelivery", err)
+	}
 	got, err := s.Filing.GetOrder(ctx(t), &filingv1.GetOrderRequest{OrderId: order.OrderId})
 	if err != nil || got.Order.State != filingv1.OrderState_ORDER_STATE_AWAITING_VERIFICATION {
 		t.Fatalf("after the refused calls the order is %v, %v", got, err)

@@ -317,7 +317,8 @@ func (s *Suite) Args(name string) []string {
 		args = append(args, "--sms-dispatch-addr="+s.Addrs["sms-dispatch"], "--filing-addr="+s.Addrs["filing"],
 			"--deadline-addr="+s.Addrs["deadline"], "--hmac-keys="+keys, "--seal-keys="+SealKeys)
 	case "sms-dispatch":
-		args = append(args, "--sms-provider=webhook", "--webhook-url="+c.WebhookURL, "--seal-keys="+SealKeys)
+		args = append(args, "--sms-provider=webhook", "--webhook-url="+c.WebhookURL, "--seal-keys="+SealKeys,
+			"--verification-addr="+s.Addrs["verification"])
 	case "deadline":
 		args = append(args, "--verification-addr="+s.Addrs["verification"])
 	}

@@ -122,7 +122,7 @@ func (s *Suite) args(name string, o Options) []string {
 		}
 	case "sms-dispatch":
 		// The console provider prints every text (codes included): this is the development server.
-		args = append(args, "--sms-provider=console")
+		args = append(args, "--sms-provider=console", "--verification-addr="+s.Addrs["verification"])
 		if o.Store == config.StorePostgres {
 			args = append(args, "--seal-keys="+DevSealKey)
 		}

@@ -1,6 +1,7 @@
 // Package server wires sms-dispatch together: flags, logger, storage (PostgreSQL, or memory with
-// --store=memory), provider, dispatcher and the gRPC service. Run is exported so a one-process
-// development server can start every service.
+// --store=memory), provider, dispatcher, the gRPC service and the outbox relay that delivers the
+// reports of failed messages to verification. Run is exported so a one-process development server
+// can start every service.
 package server
 
 import (
@@ -15,7 +16,10 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/config"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/service"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/convert"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -52,7 +56,9 @@ type options struct {
 func Run(ctx context.Context, args []string) error {
 	f := config.NewFlags("sms-dispatch")
 	common := config.RegisterCommon(f, config.DefaultSMSDispatchAddr, "sms_dispatch")
-	sec := config.RegisterSecurity(f, 0)
+	sec := config.RegisterSecurity(f, config.Peers)
+	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr,
+		"verification service address (ReportDelivery: the codes whose message failed are voided there)")
 	prov := f.String("sms-provider", "console", "SMS provider: console (development only: prints the text, sends nothing) or webhook")
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
@@ -94,7 +100,7 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer base.Close()
-	log, obs, srv := base.Log, base.Obs, base.Server
+	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
 	sms, sendTimeout := opts.provider()
 	// Development mode: the console provider prints every text anyway, so the API may show it too.
@@ -104,23 +110,42 @@ func Run(ctx context.Context, args []string) error {
 			"sends nothing, and GetMessage/ListMessages show the texts")
 	}
 
+	verificationConn, err := peers.Dial(*verificationAddr)
+	if err != nil {
+		return err
+	}
+	defer verificationConn.Close()
+	verification := verificationv1.NewVerificationInternalServiceClient(verificationConn)
+
 	clk := clock.Real{}
+	relay := &outbox.Relay{
+		Observer: obs,
+		Log:      log.Named("outbox"),
+		Clock:    clk,
+		Linger:   outbox.DefaultLinger,
+		Handlers: map[string]outbox.Handler{convert.TargetReportDelivery: outbox.Call(verification.ReportDelivery)},
+	}
 	var st engine
 	if common.Memory() {
 		// Memory keeps the texts in this process only, so there is nothing at rest to seal; the
 		// flag is still checked, as on PostgreSQL.
-		st = memstore.New(clk)
+		ms := memstore.New(clk)
+		ms.Wake, relay.Queue = relay.Wake, ms.Outbox()
+		st = ms
 	} else {
 		keys, err := sealKeys.Keyring(log)
 		if err != nil {
 			return err
 		}
-		pool, err := base.Postgres(ctx, store.Migrations)
+		pool, err := base.Postgres(ctx, store.Migrations, outbox.Migrations)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		st = store.New(pool, clk, keys)
+		// The outbox holds delivery reports only (message and order ids): nothing to seal.
+		ps := store.New(pool, clk, keys)
+		ps.Wake, relay.Queue = relay.Wake, outbox.PGQueue{Pool: pool}
+		st = ps
 	}
 
 	disp := &dispatcher.Dispatcher{
@@ -133,11 +158,13 @@ func Run(ctx context.Context, args []string) error {
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
 	})
 	srv.Go("dispatcher", disp.Run)
+	srv.Go("outbox", relay.Run)
 	_, batched := sms.(provider.BatchProvider)
 	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.String("provider", sms.Name()),
 		zap.Bool("provider_batch", batched), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
-		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay))
+		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay),
+		zap.String("verification_addr", *verificationAddr))
 	return base.Serve(ctx)
 }
 

@@ -43,7 +43,9 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 // wait does not use up an attempt), ActionFail ends it.
 func (s *Store) Reserve(ctx context.Context, m domain.Message, caps domain.Caps, sendTimeout time.Duration) (d domain.Decision,
 	at time.Time, err error) {
+	reported := false
 	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		reported = false
 		if _, err := tx.Exec(ctx, queries.LockPhone, m.Phone); err != nil {
 			return err
 		}
@@ -80,12 +82,17 @@ func (s *Store) Reserve(ctx context.Context, m domain.Message, caps domain.Caps,
 		case domain.ActionReschedule:
 			_, err = tx.Exec(ctx, queries.Reschedule, m.ID, m.Attempts, d.At)
 		case domain.ActionFail:
-			_, err = tx.Exec(ctx, queries.Fail, m.ID, m.Attempts, d.Error)
+			if _, err = tx.Exec(ctx, queries.Fail, m.ID, m.Attempts, d.Error); err == nil {
+				reported, err = reportFailed(ctx, tx, now, m, d.Error)
+			}
 		}
 		return err
 	})
 	if err != nil {
 		return domain.Decision{}, time.Time{}, fmt.Errorf("reserve send slot: %w", err)
+	}
+	if reported {
+		s.wake()
 	}
 	return d, at, nil
 }
@@ -133,8 +140,9 @@ func (s *Store) MarkSentAll(ctx context.Context, ms []domain.Message, provider s
 // fails the message. It reports false if the claim was no longer current.
 func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string,
 	final bool, retryAt time.Time) (bool, error) {
-	var ok bool
+	var ok, reported bool
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		reported = false
 		var tag pgconn.CommandTag
 		var err error
 		if final {
@@ -149,19 +157,39 @@ func (s *Store) SendFailed(ctx context.Context, m domain.Message, reservedAt tim
 		if ok = tag.RowsAffected() == 1; !ok {
 			return nil
 		}
-		_, err = tx.Exec(ctx, queries.ReleaseSend, m.ID, reservedAt)
+		if _, err = tx.Exec(ctx, queries.ReleaseSend, m.ID, reservedAt); err != nil || !final {
+			return err
+		}
+		reported, err = reportFailed(ctx, tx, s.clock.Now(), m, lastErr)
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("record send failure: %w", err)
 	}
+	if reported {
+		s.wake()
+	}
 	return ok, nil
 }
 
-// Fail ends a claimed message without calling the provider (nothing to send).
+// Fail ends a claimed message without calling the provider (nothing to send, or expired with the
+// caps off) and, in the same transaction, writes the delivery report it owes.
 func (s *Store) Fail(ctx context.Context, m domain.Message, lastErr string) error {
-	if _, err := s.pool.Exec(ctx, queries.Fail, m.ID, m.Attempts, lastErr); err != nil {
+	reported := false
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, queries.Fail, m.ID, m.Attempts, lastErr)
+		if err != nil || tag.RowsAffected() != 1 { // a stale claim: the message is another's to end
+			reported = false
+			return err
+		}
+		reported, err = reportFailed(ctx, tx, s.clock.Now(), m, lastErr)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("fail message: %w", err)
+	}
+	if reported {
+		s.wake()
 	}
 	return nil
 }

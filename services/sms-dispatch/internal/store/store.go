@@ -48,6 +48,9 @@ type Store struct {
 	keys *seal.Keyring
 	// creates commits concurrent Creates together (create_batch.go).
 	creates *batch.Group[domain.Message, created]
+	// Wake, when set, is called after a commit that wrote an outbox row (a failed message's delivery
+	// report, report.go): the relay's Wake. The outbox table (pkg/outbox.Migrations) is in the schema.
+	Wake func()
 }
 
 // New returns a store on pool (whose search_path is the service's schema) that seals the messages'

@@ -139,7 +139,7 @@ func Status(sess domain.Session, chs []domain.Challenge) *pb.VerificationStatus 
 	for _, c := range chs {
 		v := &pb.VerifierStatus{VerifierId: c.VerifierID, PhoneMasked: pii.MaskPhone(c.Phone), Roles: slices.Clone(c.Roles),
 			State: challengeStateProto(c.State), FailedAttempts: int32(c.Failed), ResendsUsed: int32(c.ResendsUsed),
-			LastSentTime: timestamppb.New(c.LastSentAt)}
+			LastSentTime: timestamppb.New(c.LastSentAt), CodeUndelivered: c.CodeVoid()}
 		if c.PassedAt != nil {
 			v.PassedTime = timestamppb.New(*c.PassedAt)
 		}

@@ -43,7 +43,8 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		domain.ReasonTooManyTails: true, domain.ReasonInvalidVerifierID: true, domain.ReasonInvalidTenant: true,
 		domain.ReasonMissingDeadline: true, domain.ReasonInvalidDeadline: true, domain.ReasonInvalidLocale: true,
 		domain.ReasonNoVerifiers: true, domain.ReasonDuplicateVerifierPhone: true, domain.ReasonMissingIDTail: true,
-		domain.ReasonMissingVerifierID: true,
+		domain.ReasonMissingVerifierID: true, domain.ReasonInvalidMessageID: true, domain.ReasonInvalidDeliveryState: true,
+		domain.ReasonInvalidDeliveryReason: true,
 		// The checks every service shares.
 		orderid.ReasonMissing: true, orderid.ReasonInvalid: true, orderid.ReasonInvalidSubmission: true,
 		errs.Reason(idempotency.CheckRequestID(strings.Repeat("r", idempotency.MaxRequestIDLength+1))): true,

@@ -135,10 +135,11 @@ func CandidateOf(sess Session, c Challenge) Candidate {
 	return Candidate{SessionState: sess.State, ChallengeState: c.State, DeadlineAt: sess.DeadlineAt, FailedAttempts: c.Failed}
 }
 
-// Candidate compares one entry with a challenge: its code and its ID tails.
+// Candidate compares one entry with a challenge: its code and its ID tails. A voided code
+// (delivery.go) matches nothing; the comparison still costs its HMAC, so the time does not tell.
 func (h *Hasher) Candidate(sess Session, c Challenge, tails []TailHash, code, tail string) Candidate {
 	cand := CandidateOf(sess, c)
-	cand.CodeMatches = h.VerifyCode(c.CodeKeyID, c.CodeHash, c.ID, code)
+	cand.CodeMatches = h.VerifyCode(c.CodeKeyID, c.CodeHash, c.ID, code) && !c.CodeVoid()
 	cand.TailMatches = h.TailMatches(c.ID, tails, tail)
 	return cand
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/errs"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/iddoc"
+	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
@@ -28,6 +29,7 @@ type Store interface {
 	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
 	CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error)
 	Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error)
+	ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest, r domain.DeliveryReport) (*pb.ReportDeliveryResponse, error)
 }
 
 // Register registers the public VerificationService and the internal VerificationInternalService.
@@ -174,4 +176,19 @@ func (h *Internal) CancelSession(ctx context.Context, req *pb.CancelSessionReque
 		return nil, err
 	}
 	return h.Store.CancelSession(ctx, req)
+}
+
+// ReportDelivery applies sms-dispatch's report on a code message: FAILED voids that code.
+func (h *Internal) ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest) (*pb.ReportDeliveryResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	r := domain.DeliveryReport{MessageID: req.GetMessageId(), OrderID: req.GetOrderId(), Reason: req.GetReason()}
+	if req.GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
+		r.State = domain.DeliveryFailed
+	}
+	if err := domain.CheckDeliveryReport(r); err != nil {
+		return nil, err
+	}
+	return h.Store.ReportDelivery(ctx, req, r)
 }

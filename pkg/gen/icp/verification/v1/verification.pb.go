@@ -82,6 +82,12 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_PHONE             ErrorReason = 30
 	ErrorReason_ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED ErrorReason = 31
 	ErrorReason_ERROR_REASON_INVALID_ID_TAIL           ErrorReason = 32
+	// ReportDelivery: a message_id that is empty or longer than 128 characters. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_MESSAGE_ID ErrorReason = 33
+	// ReportDelivery: a state outside DeliveryState (or UNSPECIFIED). InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_DELIVERY_STATE ErrorReason = 34
+	// ReportDelivery: a reason longer than 64 bytes. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_DELIVERY_REASON ErrorReason = 35
 )
 
 // Enum value maps for ErrorReason.
@@ -120,6 +126,9 @@ var (
 		30: "ERROR_REASON_INVALID_PHONE",
 		31: "ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED",
 		32: "ERROR_REASON_INVALID_ID_TAIL",
+		33: "ERROR_REASON_INVALID_MESSAGE_ID",
+		34: "ERROR_REASON_INVALID_DELIVERY_STATE",
+		35: "ERROR_REASON_INVALID_DELIVERY_REASON",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                0,
@@ -155,6 +164,9 @@ var (
 		"ERROR_REASON_INVALID_PHONE":              30,
 		"ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED":  31,
 		"ERROR_REASON_INVALID_ID_TAIL":            32,
+		"ERROR_REASON_INVALID_MESSAGE_ID":         33,
+		"ERROR_REASON_INVALID_DELIVERY_STATE":     34,
+		"ERROR_REASON_INVALID_DELIVERY_REASON":    35,
 	}
 )
 
@@ -347,6 +359,56 @@ func (x ChallengeState) Number() protoreflect.EnumNumber {
 // Deprecated: Use ChallengeState.Descriptor instead.
 func (ChallengeState) EnumDescriptor() ([]byte, []int) {
 	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{3}
+}
+
+// DeliveryState is what sms-dispatch knows about one message. Only FAILED is reported today; the
+// provider's receipts (sent, delivered, undelivered) are to take the next values.
+type DeliveryState int32
+
+const (
+	DeliveryState_DELIVERY_STATE_UNSPECIFIED DeliveryState = 0
+	// sms-dispatch gave up: no provider accepted the message (the per-phone caps, its expiry, or the
+	// provider refused it every attempt). Nobody received its code.
+	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 1
+)
+
+// Enum value maps for DeliveryState.
+var (
+	DeliveryState_name = map[int32]string{
+		0: "DELIVERY_STATE_UNSPECIFIED",
+		1: "DELIVERY_STATE_FAILED",
+	}
+	DeliveryState_value = map[string]int32{
+		"DELIVERY_STATE_UNSPECIFIED": 0,
+		"DELIVERY_STATE_FAILED":      1,
+	}
+)
+
+func (x DeliveryState) Enum() *DeliveryState {
+	p := new(DeliveryState)
+	*p = x
+	return p
+}
+
+func (x DeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_verification_v1_verification_proto_enumTypes[4].Descriptor()
+}
+
+func (DeliveryState) Type() protoreflect.EnumType {
+	return &file_icp_verification_v1_verification_proto_enumTypes[4]
+}
+
+func (x DeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeliveryState.Descriptor instead.
+func (DeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{4}
 }
 
 type VerifyRequest struct {
@@ -837,8 +899,12 @@ type VerifierStatus struct {
 	ResendsUsed    int32                  `protobuf:"varint,6,opt,name=resends_used,json=resendsUsed,proto3" json:"resends_used,omitempty"`
 	LastSentTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_sent_time,json=lastSentTime,proto3" json:"last_sent_time,omitempty"`
 	PassedTime     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=passed_time,json=passedTime,proto3" json:"passed_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// code_undelivered: the SMS of the verifier's current code was never accepted by a provider (over the
+	// per-phone caps, expired, or refused), so the code was voided; a resend sends a new one. Advise
+	// the person accordingly (another number may be needed if it keeps failing).
+	CodeUndelivered bool `protobuf:"varint,9,opt,name=code_undelivered,json=codeUndelivered,proto3" json:"code_undelivered,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *VerifierStatus) Reset() {
@@ -925,6 +991,13 @@ func (x *VerifierStatus) GetPassedTime() *timestamppb.Timestamp {
 		return x.PassedTime
 	}
 	return nil
+}
+
+func (x *VerifierStatus) GetCodeUndelivered() bool {
+	if x != nil {
+		return x.CodeUndelivered
+	}
+	return false
 }
 
 // VerifierSpec names one distinct phone that must verify and the ID tails it may answer with.
@@ -1450,6 +1523,133 @@ func (x *CancelSessionResponse) GetStatus() *VerificationStatus {
 	return nil
 }
 
+type ReportDeliveryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id: sms-dispatch uses "delivery:<message_id>:<state>", so a redelivered report is one report.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// message_id is the SendMessage message id verification chose (domain.MessageID: session, verifier,
+	// generation).
+	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// order_id is the SendMessage order_id of the message: the order whose sessions hold the challenge.
+	OrderId string        `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	State   DeliveryState `protobuf:"varint,4,opt,name=state,proto3,enum=icp.verification.v1.DeliveryState" json:"state,omitempty"`
+	// reason is sms-dispatch's word for the outcome, for logs: "expired", "rate limited", "provider
+	// refused", "no message text to send". Never a provider's own text, a phone or a code.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDeliveryRequest) Reset() {
+	*x = ReportDeliveryRequest{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDeliveryRequest) ProtoMessage() {}
+
+func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*ReportDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReportDeliveryRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReportDeliveryRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *ReportDeliveryRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *ReportDeliveryRequest) GetState() DeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *ReportDeliveryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReportDeliveryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// voided: this report (or its first delivery, for a repeated request_id) voided the verifier's current code.
+	Voided        bool `protobuf:"varint,1,opt,name=voided,proto3" json:"voided,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDeliveryResponse) Reset() {
+	*x = ReportDeliveryResponse{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDeliveryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDeliveryResponse) ProtoMessage() {}
+
+func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDeliveryResponse.ProtoReflect.Descriptor instead.
+func (*ReportDeliveryResponse) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReportDeliveryResponse) GetVoided() bool {
+	if x != nil {
+		return x.Voided
+	}
+	return false
+}
+
 var File_icp_verification_v1_verification_proto protoreflect.FileDescriptor
 
 const file_icp_verification_v1_verification_proto_rawDesc = "" +
@@ -1493,7 +1693,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2!.icp.verification.v1.SessionStateR\x05state\x12;\n" +
 	"\vdeadline_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"deadlineAt\x12A\n" +
-	"\tverifiers\x18\x05 \x03(\v2#.icp.verification.v1.VerifierStatusR\tverifiers\"\xf0\x02\n" +
+	"\tverifiers\x18\x05 \x03(\v2#.icp.verification.v1.VerifierStatusR\tverifiers\"\x9b\x03\n" +
 	"\x0eVerifierStatus\x12\x1f\n" +
 	"\vverifier_id\x18\x01 \x01(\tR\n" +
 	"verifierId\x12!\n" +
@@ -1504,7 +1704,8 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\fresends_used\x18\x06 \x01(\x05R\vresendsUsed\x12@\n" +
 	"\x0elast_sent_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastSentTime\x12;\n" +
 	"\vpassed_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"passedTime\"U\n" +
+	"passedTime\x12)\n" +
+	"\x10code_undelivered\x18\t \x01(\bR\x0fcodeUndelivered\"U\n" +
 	"\fVerifierSpec\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x19\n" +
@@ -1549,7 +1750,18 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\"X\n" +
 	"\x15CancelSessionResponse\x12?\n" +
-	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status*\xaf\t\n" +
+	"\x06status\x18\x01 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status\"\xc2\x01\n" +
+	"\x15ReportDeliveryRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x19\n" +
+	"\border_id\x18\x03 \x01(\tR\aorderId\x128\n" +
+	"\x05state\x18\x04 \x01(\x0e2\".icp.verification.v1.DeliveryStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"0\n" +
+	"\x16ReportDeliveryResponse\x12\x16\n" +
+	"\x06voided\x18\x01 \x01(\bR\x06voided*\xa7\n" +
+	"\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12)\n" +
 	"%ERROR_REASON_VERIFICATION_NOT_MATCHED\x10\x01\x12\"\n" +
@@ -1584,7 +1796,10 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\x1d\x12\x1e\n" +
 	"\x1aERROR_REASON_INVALID_PHONE\x10\x1e\x12*\n" +
 	"&ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED\x10\x1f\x12 \n" +
-	"\x1cERROR_REASON_INVALID_ID_TAIL\x10 *x\n" +
+	"\x1cERROR_REASON_INVALID_ID_TAIL\x10 \x12#\n" +
+	"\x1fERROR_REASON_INVALID_MESSAGE_ID\x10!\x12'\n" +
+	"#ERROR_REASON_INVALID_DELIVERY_STATE\x10\"\x12(\n" +
+	"$ERROR_REASON_INVALID_DELIVERY_REASON\x10#*x\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12+\n" +
 	"'VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS\x10\x01\x12\x1c\n" +
@@ -1600,19 +1815,23 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1bCHALLENGE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CHALLENGE_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16CHALLENGE_STATE_PASSED\x10\x02\x12\x1a\n" +
-	"\x16CHALLENGE_STATE_LOCKED\x10\x032\xc7\x02\n" +
+	"\x16CHALLENGE_STATE_LOCKED\x10\x03*J\n" +
+	"\rDeliveryState\x12\x1e\n" +
+	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15DELIVERY_STATE_FAILED\x10\x012\xc7\x02\n" +
 	"\x13VerificationService\x12Q\n" +
 	"\x06Verify\x12\".icp.verification.v1.VerifyRequest\x1a#.icp.verification.v1.VerifyResponse\x12]\n" +
 	"\n" +
 	"ResendCode\x12&.icp.verification.v1.ResendCodeRequest\x1a'.icp.verification.v1.ResendCodeResponse\x12~\n" +
-	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse2\x88\x04\n" +
+	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse2\x85\x05\n" +
 	"\x1bVerificationInternalService\x12l\n" +
 	"\vOpenSession\x12'.icp.verification.v1.OpenSessionRequest\x1a(.icp.verification.v1.OpenSessionResponse\"\n" +
 	"\x8a\xb5\x18\x06filing\x12\x83\x01\n" +
 	"\x12ResendVerifierCode\x12..icp.verification.v1.ResendVerifierCodeRequest\x1a/.icp.verification.v1.ResendVerifierCodeResponse\"\f\x8a\xb5\x18\boperator\x12\x80\x01\n" +
 	"\x11CloseIfIncomplete\x12-.icp.verification.v1.CloseIfIncompleteRequest\x1a..icp.verification.v1.CloseIfIncompleteResponse\"\f\x8a\xb5\x18\bdeadline\x12r\n" +
 	"\rCancelSession\x12).icp.verification.v1.CancelSessionRequest\x1a*.icp.verification.v1.CancelSessionResponse\"\n" +
-	"\x8a\xb5\x18\x06filingB\xe5\x01\n" +
+	"\x8a\xb5\x18\x06filing\x12{\n" +
+	"\x0eReportDelivery\x12*.icp.verification.v1.ReportDeliveryRequest\x1a+.icp.verification.v1.ReportDeliveryResponse\"\x10\x8a\xb5\x18\fsms-dispatchB\xe5\x01\n" +
 	"\x17com.icp.verification.v1B\x11VerificationProtoP\x01ZIgithub.com/icpverify/icpverify/pkg/gen/icp/verification/v1;verificationv1\xa2\x02\x03IVX\xaa\x02\x13Icp.Verification.V1\xca\x02\x13Icp\\Verification\\V1\xe2\x02\x1fIcp\\Verification\\V1\\GPBMetadata\xea\x02\x15Icp::Verification::V1b\x06proto3"
 
 var (
@@ -1627,70 +1846,76 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 	return file_icp_verification_v1_verification_proto_rawDescData
 }
 
-var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
 	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
 	(SessionState)(0),                     // 2: icp.verification.v1.SessionState
 	(ChallengeState)(0),                   // 3: icp.verification.v1.ChallengeState
-	(*VerifyRequest)(nil),                 // 4: icp.verification.v1.VerifyRequest
-	(*VerifyResponse)(nil),                // 5: icp.verification.v1.VerifyResponse
-	(*ResendCodeRequest)(nil),             // 6: icp.verification.v1.ResendCodeRequest
-	(*ResendCodeResponse)(nil),            // 7: icp.verification.v1.ResendCodeResponse
-	(*Resend)(nil),                        // 8: icp.verification.v1.Resend
-	(*GetVerificationStatusRequest)(nil),  // 9: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 10: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 11: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 12: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 13: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 14: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 15: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 16: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 17: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 18: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 19: icp.verification.v1.CloseIfIncompleteResponse
-	(*CancelSessionRequest)(nil),          // 20: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 21: icp.verification.v1.CancelSessionResponse
-	(*timestamppb.Timestamp)(nil),         // 22: google.protobuf.Timestamp
+	(DeliveryState)(0),                    // 4: icp.verification.v1.DeliveryState
+	(*VerifyRequest)(nil),                 // 5: icp.verification.v1.VerifyRequest
+	(*VerifyResponse)(nil),                // 6: icp.verification.v1.VerifyResponse
+	(*ResendCodeRequest)(nil),             // 7: icp.verification.v1.ResendCodeRequest
+	(*ResendCodeResponse)(nil),            // 8: icp.verification.v1.ResendCodeResponse
+	(*Resend)(nil),                        // 9: icp.verification.v1.Resend
+	(*GetVerificationStatusRequest)(nil),  // 10: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil), // 11: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),            // 12: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                // 13: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                  // 14: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),            // 15: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 16: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),     // 17: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),    // 18: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),      // 19: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),     // 20: icp.verification.v1.CloseIfIncompleteResponse
+	(*CancelSessionRequest)(nil),          // 21: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),         // 22: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),         // 23: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),        // 24: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),         // 25: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
-	8,  // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	22, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	22, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
-	11, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	9,  // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	25, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	25, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	12, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	2,  // 5: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	22, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	12, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	25, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	13, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
 	3,  // 8: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	22, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	22, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	22, // 11: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	13, // 12: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	11, // 13: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	8,  // 14: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	11, // 15: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	11, // 16: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	4,  // 17: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	6,  // 18: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	9,  // 19: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	14, // 20: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	16, // 21: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	18, // 22: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	20, // 23: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	5,  // 24: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	7,  // 25: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	10, // 26: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	15, // 27: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	17, // 28: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	19, // 29: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	21, // 30: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	25, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	25, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	25, // 11: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	14, // 12: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	12, // 13: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	9,  // 14: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	12, // 15: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	12, // 16: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	4,  // 17: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	5,  // 18: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	7,  // 19: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	10, // 20: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	15, // 21: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	17, // 22: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	19, // 23: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	21, // 24: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	23, // 25: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	6,  // 26: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	8,  // 27: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	11, // 28: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	16, // 29: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	18, // 30: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	20, // 31: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	22, // 32: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	24, // 33: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }
@@ -1703,8 +1928,8 @@ func file_icp_verification_v1_verification_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   18,
+			NumEnums:      5,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

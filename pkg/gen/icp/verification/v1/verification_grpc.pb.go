@@ -218,6 +218,7 @@ const (
 	VerificationInternalService_ResendVerifierCode_FullMethodName = "/icp.verification.v1.VerificationInternalService/ResendVerifierCode"
 	VerificationInternalService_CloseIfIncomplete_FullMethodName  = "/icp.verification.v1.VerificationInternalService/CloseIfIncomplete"
 	VerificationInternalService_CancelSession_FullMethodName      = "/icp.verification.v1.VerificationInternalService/CancelSession"
+	VerificationInternalService_ReportDelivery_FullMethodName     = "/icp.verification.v1.VerificationInternalService/ReportDelivery"
 )
 
 // VerificationInternalServiceClient is the client API for VerificationInternalService service.
@@ -235,6 +236,13 @@ type VerificationInternalServiceClient interface {
 	CloseIfIncomplete(ctx context.Context, in *CloseIfIncompleteRequest, opts ...grpc.CallOption) (*CloseIfIncompleteResponse, error)
 	// CancelSession closes an open session because its order was cancelled. Idempotent.
 	CancelSession(ctx context.Context, in *CancelSessionRequest, opts ...grpc.CallOption) (*CancelSessionResponse, error)
+	// ReportDelivery tells verification what became of a code's SMS (sms-dispatch writes it to its outbox
+	// in the transaction that decides the message's fate). FAILED voids the code of the challenge whose
+	// current message it is: that code never passes, and a resend sends a new one. A report about an
+	// older generation, a passed or closed challenge, or a message verification does not know changes
+	// nothing and is answered OK (voided false), so the sender's outbox does not retry it. Idempotent by
+	// request_id.
+	ReportDelivery(ctx context.Context, in *ReportDeliveryRequest, opts ...grpc.CallOption) (*ReportDeliveryResponse, error)
 }
 
 type verificationInternalServiceClient struct {
@@ -285,6 +293,16 @@ func (c *verificationInternalServiceClient) CancelSession(ctx context.Context, i
 	return out, nil
 }
 
+func (c *verificationInternalServiceClient) ReportDelivery(ctx context.Context, in *ReportDeliveryRequest, opts ...grpc.CallOption) (*ReportDeliveryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportDeliveryResponse)
+	err := c.cc.Invoke(ctx, VerificationInternalService_ReportDelivery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VerificationInternalServiceServer is the server API for VerificationInternalService service.
 // All implementations must embed UnimplementedVerificationInternalServiceServer
 // for forward compatibility.
@@ -300,6 +318,13 @@ type VerificationInternalServiceServer interface {
 	CloseIfIncomplete(context.Context, *CloseIfIncompleteRequest) (*CloseIfIncompleteResponse, error)
 	// CancelSession closes an open session because its order was cancelled. Idempotent.
 	CancelSession(context.Context, *CancelSessionRequest) (*CancelSessionResponse, error)
+	// ReportDelivery tells verification what became of a code's SMS (sms-dispatch writes it to its outbox
+	// in the transaction that decides the message's fate). FAILED voids the code of the challenge whose
+	// current message it is: that code never passes, and a resend sends a new one. A report about an
+	// older generation, a passed or closed challenge, or a message verification does not know changes
+	// nothing and is answered OK (voided false), so the sender's outbox does not retry it. Idempotent by
+	// request_id.
+	ReportDelivery(context.Context, *ReportDeliveryRequest) (*ReportDeliveryResponse, error)
 	mustEmbedUnimplementedVerificationInternalServiceServer()
 }
 
@@ -321,6 +346,9 @@ func (UnimplementedVerificationInternalServiceServer) CloseIfIncomplete(context.
 }
 func (UnimplementedVerificationInternalServiceServer) CancelSession(context.Context, *CancelSessionRequest) (*CancelSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelSession not implemented")
+}
+func (UnimplementedVerificationInternalServiceServer) ReportDelivery(context.Context, *ReportDeliveryRequest) (*ReportDeliveryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportDelivery not implemented")
 }
 func (UnimplementedVerificationInternalServiceServer) mustEmbedUnimplementedVerificationInternalServiceServer() {
 }
@@ -416,6 +444,24 @@ func _VerificationInternalService_CancelSession_Handler(srv interface{}, ctx con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VerificationInternalService_ReportDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportDeliveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerificationInternalServiceServer).ReportDelivery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerificationInternalService_ReportDelivery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerificationInternalServiceServer).ReportDelivery(ctx, req.(*ReportDeliveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VerificationInternalService_ServiceDesc is the grpc.ServiceDesc for VerificationInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -438,6 +484,10 @@ var VerificationInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelSession",
 			Handler:    _VerificationInternalService_CancelSession_Handler,
+		},
+		{
+			MethodName: "ReportDelivery",
+			Handler:    _VerificationInternalService_ReportDelivery_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

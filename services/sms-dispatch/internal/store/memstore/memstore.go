@@ -14,6 +14,8 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
+	"github.com/icpverify/icpverify/pkg/outbox"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/convert"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
@@ -37,11 +39,34 @@ type Store struct {
 	mu       sync.Mutex
 	messages map[string]*domain.Message
 	sends    map[string]send // by message id
+	// outbox holds the delivery reports failed messages owe (the PostgreSQL store's outbox table),
+	// added under mu with the failure.
+	outbox *outbox.MemQueue
+	// Wake, when set, is called after a change that queued an outbox row: the relay's Wake.
+	Wake func()
 }
 
-// New returns an empty store on the clock clk.
+// New returns an empty store on the clock clk, with its own outbox queue (Outbox).
 func New(clk clock.Clock) *Store {
-	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}}
+	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}, outbox: outbox.NewMemQueue(nil)}
+}
+
+// Outbox is the queue of the calls the store owes (the relay's).
+func (s *Store) Outbox() *outbox.MemQueue { return s.outbox }
+
+// fail ends stored with lastErr and queues the delivery report it owes (convert.FailedReport); the
+// caller holds mu, which makes the two one change.
+func (s *Store) fail(stored *domain.Message, lastErr string) error {
+	if msg, ok := convert.FailedReport(*stored, lastErr); ok {
+		if err := s.outbox.AddAll(s.clock.Now(), []outbox.Message{msg}); err != nil {
+			return err
+		}
+		if s.Wake != nil {
+			s.Wake()
+		}
+	}
+	stored.MarkFailed(lastErr)
+	return nil
 }
 
 // micro rounds t as PostgreSQL stores a timestamptz, so both engines answer the same instants.
@@ -178,7 +203,9 @@ func (s *Store) Reserve(_ context.Context, m domain.Message, caps domain.Caps, s
 		stored.NextAttempt = micro(d.At)
 		stored.Attempts--
 	case domain.ActionFail:
-		stored.MarkFailed(d.Error)
+		if err := s.fail(stored, d.Error); err != nil {
+			return domain.Decision{}, time.Time{}, err
+		}
 	}
 	return d, now, nil
 }
@@ -218,12 +245,15 @@ func (s *Store) SendFailed(_ context.Context, m domain.Message, reservedAt time.
 	if !ok {
 		return false, nil // a stale claim's reservation is not its own to give back
 	}
+	if final {
+		if err := s.fail(stored, lastErr); err != nil {
+			return false, err
+		}
+	}
 	if sd, ok := s.sends[m.ID]; ok && sd.at.Equal(micro(reservedAt)) {
 		delete(s.sends, m.ID)
 	}
-	if final {
-		stored.MarkFailed(lastErr)
-	} else {
+	if !final {
 		stored.NextAttempt, stored.LastError, stored.Provider = micro(retryAt), lastErr, provider
 	}
 	return true, nil
@@ -234,7 +264,7 @@ func (s *Store) Fail(_ context.Context, m domain.Message, lastErr string) error 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if stored, ok := s.current(m); ok {
-		stored.MarkFailed(lastErr)
+		return s.fail(stored, lastErr)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 func TestMemory(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(_ *testing.T, clk *clock.Fake) storetest.Engine {
-		return storetest.Engine{Store: memstore.New(clk)}
+		s := memstore.New(clk)
+		return storetest.Engine{Store: s, Outbox: s.Outbox()}
 	})
 }

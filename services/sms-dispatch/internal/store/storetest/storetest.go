@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/seal"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
@@ -27,6 +28,8 @@ type Store interface {
 // Engine is one engine under test.
 type Engine struct {
 	Store Store
+	// Outbox is the queue the engine writes the delivery reports of failed messages to.
+	Outbox outbox.Queue
 }
 
 // SealKeys is the keyring the PostgreSQL engine seals the texts with in tests.
@@ -75,6 +78,10 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"CapsOffSendsWithoutReservation", testCapsOffSendsWithoutReservation},
 		{"StalledWorkerDoesNotSendCapsOff", testStalledWorkerDoesNotSendCapsOff},
 		{"BatchClaimAndMarkSent", testBatchClaimAndMarkSent},
+		{"CappedFailureReportsOnce", testCappedFailureReportsOnce},
+		{"ExpiredFailureReportsOnce", testExpiredFailureReportsOnce},
+		{"ProviderRefusalReportsWhenFinal", testProviderRefusalReportsWhenFinal},
+		{"NothingToSendReportsOnce", testNothingToSendReportsOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,6 +139,11 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"PhoneBudgetSpansOrdersAndResubmissions", testPhoneBudgetSpansOrdersAndResubmissions},
 		{"PhoneBudgetCountsResendMismatches", testPhoneBudgetCountsResendMismatches},
 		{"ConcurrentMismatchesSpendTheBudgetOnce", testConcurrentMismatchesSpendTheBudgetOnce},
+		{"DeliveryFailedVoidsCode", testDeliveryFailedVoidsCode},
+		{"DeliveryFailedPublicResend", testDeliveryFailedPublicResend},
+		{"DeliveryReportOfOldGeneration", testDeliveryReportOfOldGeneration},
+		{"DeliveryReportTwiceIsOnce", testDeliveryReportTwiceIsOnce},
+		{"DeliveryReportFindsNothing", testDeliveryReportFindsNothing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
