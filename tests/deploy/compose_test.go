@@ -172,6 +172,16 @@ func checkProductionSettings(t *testing.T, l launch) {
 			t.Errorf("%s: --portal-auth=%s: portal callers must authenticate", l.source, a)
 		}
 	}
+	// TLS in production: every gRPC listener has a certificate, and a service that calls peers checks
+	// theirs (a peer dialled in plaintext would fail against a TLS listener, or trust anyone).
+	if l.value("tls-cert-file") == "" || l.value("tls-key-file") == "" {
+		t.Errorf("%s: the gRPC listeners must speak TLS (--tls-cert-file, --tls-key-file)", l.source)
+	}
+	for flag := range peerFlags {
+		if l.value(flag) != "" && l.value("peer-tls-ca-file") == "" {
+			t.Errorf("%s: calls a peer (--%s) without checking its certificate (--peer-tls-ca-file)", l.source, flag)
+		}
+	}
 	if l.service == "sms-dispatch" && l.value("sms-provider") != "webhook" {
 		t.Errorf("%s: --sms-provider=%s: the console provider is for development only", l.source, l.value("sms-provider"))
 	}
