@@ -3,6 +3,8 @@
 package iddoc
 
 import (
+	"golang.org/x/text/width"
+
 	"regexp"
 	"strings"
 	"time"
@@ -38,12 +40,16 @@ var (
 	taiwanRE   = regexp.MustCompile(`^[0-9]{8}([0-9]{2})?$`)
 	foreignOld = regexp.MustCompile(`^[A-Z]{3}[0-9]{12}$`)
 	otherRE    = regexp.MustCompile(`^[A-Z0-9\-]{6,30}$`)
-	tailRE     = regexp.MustCompile(`^[A-Z0-9\-]{6}$`)
+	// The brackets: a Hong Kong identity card's check digit is written in them, "567(8)".
+	tailRE = regexp.MustCompile(`^[A-Z0-9\-()]{6}$`)
 )
 
-// Clean removes spaces and upper-cases, the form every rule below works on.
+// Clean folds full-width characters to their ASCII forms, removes spaces and upper-cases: the form
+// every rule below works on.
 func Clean(number string) string {
-	return strings.ToUpper(strings.Join(strings.Fields(number), ""))
+	// Width folding first: a number typed with a Chinese input method comes in full width
+	// (１２３４５Ｘ, "567（8）", the ideographic space) and means the same characters.
+	return strings.ToUpper(strings.Join(strings.Fields(width.Fold.String(number)), ""))
 }
 
 // Validate checks number against the rules of its document type; field names the request field.

@@ -49,13 +49,19 @@ func TestTail(t *testing.T) {
 	if got := Tail("11010519491231002x"); got != "31002X" {
 		t.Errorf("Tail = %q, want 31002X", got)
 	}
-	for in, want := range map[string]string{" 31002x ": "31002X", "31 002X": "31002X", "31002X": "31002X"} {
+	if got := Tail("Ａ１２３４５６（７）"); got != "456(7)" {
+		t.Errorf("Tail of a full-width Hong Kong identity card number = %q, want 456(7)", got)
+	}
+	for in, want := range map[string]string{" 31002x ": "31002X", "31 002X": "31002X", "31002X": "31002X",
+		// typed with a Chinese input method: full-width digits and letters, the ideographic space,
+		// a Hong Kong identity card's full-width brackets
+		"３１００２ｘ": "31002X", "31\u3000002X": "31002X", "567（8）": "567(8)", "567(8)": "567(8)"} {
 		got, err := NormalizeTail("id_tail", in)
 		if err != nil || got != want {
 			t.Errorf("NormalizeTail(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "12345", "1234567", "12345!", "31002X" + strings.Repeat(" ", maxTailInput)} {
+	for _, bad := range []string{"", "12345", "1234567", "12345!", "１２３４５！", "31002X" + strings.Repeat(" ", maxTailInput)} {
 		if _, err := NormalizeTail("id_tail", bad); err == nil {
 			t.Errorf("NormalizeTail(%q) accepted", bad)
 		}

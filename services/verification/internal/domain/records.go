@@ -2,6 +2,7 @@ package domain
 
 import (
 	"cmp"
+	"fmt"
 	"io"
 	"slices"
 	"time"
@@ -199,7 +200,7 @@ func PrepareResend(now time.Time, sess Session, c *Challenge, l Limits, h *Hashe
 		DeadlineAt: sess.DeadlineAt, ResendsUsed: c.ResendsUsed, LastSentAt: c.LastSentAt}, l); err != nil {
 		return "", err
 	}
-	code, err := NewCode(rnd)
+	code, err := newCodeUnlike(rnd, h, c)
 	if err != nil {
 		return "", err
 	}
@@ -209,6 +210,18 @@ func PrepareResend(now time.Time, sess Session, c *Challenge, l Limits, h *Hashe
 	c.ResendsUsed++
 	c.LastSentAt = now
 	return code, nil
+}
+
+// newCodeUnlike draws a code other than the one c holds now: a resend never sends the verifier the
+// code it received last (验证码不重复). Equal draws are one in a million, so a few tries suffice.
+func newCodeUnlike(rnd io.Reader, h *Hasher, c *Challenge) (string, error) {
+	for range 8 {
+		code, err := NewCode(rnd)
+		if err != nil || !h.VerifyCode(c.CodeKeyID, c.CodeHash, c.ID, code) {
+			return code, err
+		}
+	}
+	return "", fmt.Errorf("draw code: the random source keeps returning the previous code")
 }
 
 // Tombstone is the CANCELLED session a cancel leaves when it overtakes OpenSession, so the late open
