@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	pkgs := []string{"github.com/icpverify/icpverify/cmd/icpdev", "github.com/icpverify/icpverify/cmd/icpctl"}
-	for _, s := range services {
+	for _, s := range append(services, "edge") {
 		pkgs = append(pkgs, "github.com/icpverify/icpverify/services/"+s+"/cmd/"+s)
 	}
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
@@ -191,6 +191,8 @@ type suite struct {
 type options struct {
 	window        time.Duration
 	extraDeadline bool // start a second deadline process on the same database
+	// verification adds flags to verification's (a later flag wins: rate limits, for instance).
+	verification []string
 }
 
 // handedOut are the addresses freeAddr gave this test binary: the kernel may offer a closed port again,
@@ -280,6 +282,7 @@ func startSuite(t *testing.T, o options) *suite {
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
 	}
+	args["verification"] = append(args["verification"], o.verification...)
 	creds := credentials(t, t.TempDir())
 	s.credentialed = true
 	for _, name := range services {
