@@ -57,9 +57,11 @@ type reply struct {
 // key sends the API key in X-Api-Key; bearer in Authorization; none sends no credential.
 type credential func(*http.Request)
 
-func key(k string) credential    { return func(r *http.Request) { r.Header.Set("X-Api-Key", k) } }
-func bearer(k string) credential { return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k) } }
-func none(*http.Request)         {}
+func key(k string) credential { return func(r *http.Request) { r.Header.Set("X-Api-Key", k) } }
+func bearer(k string) credential {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k) }
+}
+func none(*http.Request) {}
 
 // call sends body (a message as protojson, raw bytes, or nothing) as cred.
 func (e *edge) call(cred credential, method, path string, body any) reply {
