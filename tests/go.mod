@@ -4,8 +4,10 @@ go 1.26.0
 
 require (
 	github.com/icpverify/icpverify/pkg v0.0.0
+	github.com/icpverify/icpverify/services/sms-dispatch v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
 	gopkg.in/yaml.v3 v3.0.1
 	sigs.k8s.io/kustomize/api v0.21.2
 	sigs.k8s.io/kustomize/kyaml v0.21.2
@@ -71,10 +73,12 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-replace github.com/icpverify/icpverify/pkg => ../pkg
+replace (
+	github.com/icpverify/icpverify/pkg => ../pkg
+	github.com/icpverify/icpverify/services/sms-dispatch => ../services/sms-dispatch
+)
