@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/icpverify/icpverify/pkg v0.0.0
+	github.com/icpverify/icpverify/services/sms-dispatch v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
@@ -77,4 +78,7 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-replace github.com/icpverify/icpverify/pkg => ../pkg
+replace (
+	github.com/icpverify/icpverify/pkg => ../pkg
+	github.com/icpverify/icpverify/services/sms-dispatch => ../services/sms-dispatch
+)

@@ -32,6 +32,8 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/pg/pgtest"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/providertest"
 )
 
 var binDir string
@@ -83,6 +85,9 @@ type gateway struct {
 	// refuse, when set, answers every POST with HTTP 400 (recorded all the same): a number the
 	// provider cannot reach.
 	refuse bool
+	// aliyun, when the suite runs sms-dispatch with --sms-provider=aliyun, is the fake dysmsapi its
+	// messages go to instead: Posts lists what it accepted.
+	aliyun *providertest.Aliyun
 }
 
 func newGateway(t *testing.T) *gateway {
@@ -127,7 +132,15 @@ func (g *gateway) setRefuse(on bool) {
 func (g *gateway) Posts() []gatewayPost {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]gatewayPost(nil), g.posts...)
+	posts := append([]gatewayPost(nil), g.posts...)
+	if g.aliyun != nil {
+		// The template's values stand for the text: the code first, so Code finds it.
+		for _, a := range g.aliyun.Accepted() {
+			posts = append(posts, gatewayPost{MessageID: a.MessageID, Phone: a.Phone, Text: a.Code() + " " + strings.Join(a.Ordered, " "),
+				IdempotencyKey: a.MessageID})
+		}
+	}
+	return posts
 }
 
 // ForPhone returns the posts to one E.164 phone, oldest first.
@@ -209,6 +222,9 @@ type options struct {
 	smsMaxAttempts int
 	// verification adds flags to verification's (a later flag wins: rate limits, for instance).
 	verification []string
+	// smsProvider "aliyun" runs sms-dispatch with the aliyun provider against a fake dysmsapi
+	// (s.gateway.aliyun) instead of the webhook gateway.
+	smsProvider string
 }
 
 // handedOut are the addresses freeAddr gave this test binary: the kernel may offer a closed port again,
@@ -273,6 +289,12 @@ func newDatabase(t *testing.T) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
 }
 
+// The fake dysmsapi's AccessKey (made up for the suite; checkNoPersonalDataInLogs looks for the secret too).
+const (
+	e2eAliyunKeyID  = "LTAI5tE2eSuiteKey"
+	e2eAliyunSecret = "Hq3Vn8Rw2Tz6Yb1Mk5Pd9Lc4"
+)
+
 const hmacKeys = "e2e1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 // sealKeys seal verification's queued SendMessage calls and sms-dispatch's queued texts.
@@ -297,6 +319,15 @@ func startSuite(t *testing.T, o options) *suite {
 			"--webhook-timeout=1s", "--dispatch-lease=3s", "--seal-keys=" + sealKeys,
 			"--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"},
 		"deadline": {"--verification-addr=" + s.addrs["verification"], "--sweep-interval=100ms"},
+	}
+	if o.smsProvider == "aliyun" {
+		s.gateway.aliyun = providertest.NewAliyun(e2eAliyunKeyID, e2eAliyunSecret, "ICP备案", "SMS_480012345", "code", "time")
+		t.Cleanup(s.gateway.aliyun.Close)
+		args["sms-dispatch"] = []string{"--verification-addr=" + s.addrs["verification"], "--sms-provider=aliyun",
+			"--aliyun-endpoint=" + s.gateway.aliyun.URL(), "--aliyun-access-key-id=" + e2eAliyunKeyID,
+			"--aliyun-access-key-secret=" + e2eAliyunSecret, "--aliyun-sign-name=ICP备案", "--aliyun-template-code=SMS_480012345",
+			"--aliyun-template-params=code=code,time=deadline", "--provider-timeout=1s", "--dispatch-lease=3s",
+			"--seal-keys=" + sealKeys, "--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"}
 	}
 	if o.smsMaxAttempts > 0 {
 		args["sms-dispatch"] = append(args["sms-dispatch"], fmt.Sprintf("--max-attempts=%d", o.smsMaxAttempts))
@@ -352,6 +383,7 @@ func (s *suite) checkNoPersonalDataInLogs() {
 		secrets = append(secrets, p.Code(), p.Phone, strings.TrimPrefix(p.Phone, "+86"))
 	}
 	secrets = append(secrets, usedIDNumbers()...)
+	secrets = append(secrets, e2eAliyunSecret)
 	for _, p := range s.procs {
 		out := p.Output()
 		for _, secret := range secrets {

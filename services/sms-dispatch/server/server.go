@@ -50,6 +50,7 @@ type options struct {
 	Caps                domain.Caps
 	DispatchWorkers     int
 	Lease               time.Duration
+	Cloud               cloudOptions
 }
 
 // Run parses args, starts the service and serves until ctx ends.
@@ -59,7 +60,9 @@ func Run(ctx context.Context, args []string) error {
 	sec := config.RegisterSecurity(f, config.Peers)
 	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr,
 		"verification service address (ReportDelivery: the codes whose message failed are voided there)")
-	prov := f.String("sms-provider", "console", "SMS provider: console (development only: prints the text, sends nothing) or webhook")
+	prov := f.String("sms-provider", "console",
+		"SMS provider: console (development only: prints the text, sends nothing), webhook, aliyun or tencent")
+	cloud := registerCloud(f)
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
 	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
@@ -89,7 +92,7 @@ func Run(ctx context.Context, args []string) error {
 		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax, WebhookBatchFlights: *webhookBatchFlights,
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
-		DispatchWorkers: *workers, Lease: *lease,
+		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(),
 	}
 	if err := errors.Join(opts.check(), sealKeys.Check(common)); err != nil {
 		return err
@@ -188,8 +191,12 @@ func (o options) check() error {
 		if o.WebhookBatchMax < 1 {
 			problems = append(problems, errors.New("--webhook-batch-max must be at least 1"))
 		}
+	case "aliyun":
+		problems = append(problems, o.Cloud.checkAliyun()...)
+	case "tencent":
+		problems = append(problems, o.Cloud.checkTencent()...)
 	default:
-		problems = append(problems, fmt.Errorf("--sms-provider %q: use console or webhook", o.Provider))
+		problems = append(problems, fmt.Errorf("--sms-provider %q: use console, webhook, aliyun or tencent", o.Provider))
 	}
 	// The lease must outlast a provider call, or a slow send would be claimed again by another replica.
 	if _, sendTimeout := o.provider(); o.Lease <= sendTimeout {
@@ -217,6 +224,12 @@ func httpURL(s string) bool {
 
 // provider builds the configured provider and the time one provider call (Send, or SendBatch) may take.
 func (o options) provider() (provider.Provider, time.Duration) {
+	switch o.Provider {
+	case "aliyun":
+		return o.Cloud.aliyun(o.DispatchWorkers), o.Cloud.Timeout + time.Second
+	case "tencent":
+		return o.Cloud.tencent(o.DispatchWorkers), o.Cloud.Timeout + time.Second
+	}
 	if o.Provider == "webhook" {
 		// One idle connection per worker: each worker has at most one request in flight.
 		w := provider.NewWebhookConns(o.WebhookURL, o.WebhookToken, o.WebhookTimeout, o.DispatchWorkers)
@@ -229,7 +242,7 @@ func (o options) provider() (provider.Provider, time.Duration) {
 }
 
 // smsOpenDefaults: the console provider prints every code to stdout and keeps and shows the texts;
-// a placeholder webhook token is known to anyone who read the example.
+// a placeholder webhook token or cloud secret is known to anyone who read the example.
 func smsOpenDefaults(o options) []config.OpenDefault {
 	var open []config.OpenDefault
 	if o.Provider == "console" {
@@ -238,5 +251,5 @@ func smsOpenDefaults(o options) []config.OpenDefault {
 	if o.WebhookToken != "" && config.IsPlaceholder(o.WebhookToken) {
 		open = append(open, config.OpenDefault{Flag: "--webhook-token", What: "the webhook token is a placeholder"})
 	}
-	return open
+	return append(open, o.Cloud.openDefaults(o.Provider)...)
 }

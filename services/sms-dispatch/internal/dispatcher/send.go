@@ -167,7 +167,8 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 }
 
 func (d *Dispatcher) providerMessage(m domain.Message) provider.Message {
-	return provider.Message{ID: m.ID, Phone: m.Phone, Text: m.Body, Sender: d.Sender}
+	return provider.Message{ID: m.ID, Phone: m.Phone, Text: m.Body, Sender: d.Sender,
+		Values: domain.TemplateValues(m.Params, m.ExpireAt)}
 }
 
 // decide applies the claim's fence, expiry and the per-phone caps to one claimed message, reserving
@@ -224,20 +225,29 @@ func (d *Dispatcher) decide(ctx context.Context, m domain.Message) (time.Time, b
 }
 
 // recordFailed records a provider's refusal of m (reserved at reservedAt): the cap slot is given
-// back and the message retried after a backoff, or FAILED once it has had MaxAttempts.
+// back and the message retried after a backoff, or FAILED once it has had MaxAttempts. The error's
+// class (provider.ClassOf) decides the rest: a permanent refusal (an invalid number) FAILS the
+// message at once; a per-number limit waits at least domain.PerNumberLimitWait; transient and
+// account refusals take the usual backoff.
 func (d *Dispatcher) recordFailed(ctx context.Context, m domain.Message, reservedAt time.Time, sendErr error) error {
-	final := m.Attempts >= d.MaxAttempts
-	retryAt := d.Clock.Now().Add(domain.Backoff(m.Attempts, d.Jitter()))
+	class := provider.ClassOf(sendErr)
+	final := m.Attempts >= d.MaxAttempts || class == provider.Permanent
+	wait := domain.Backoff(m.Attempts, d.Jitter())
+	if class == provider.PerNumberLimit {
+		wait = max(wait, domain.PerNumberLimitWait)
+	}
+	retryAt := d.Clock.Now().Add(wait)
 	lastErr := truncate(sendErr.Error(), 500)
 	if _, err := d.Store.SendFailed(ctx, m, reservedAt, d.Provider.Name(), lastErr, final, retryAt); err != nil {
 		return errors.Join(sendErr, err)
 	}
 	if final {
 		d.Metrics.count(d.Provider.Name(), ResultFailed)
-		d.logMsg(zap.WarnLevel, "provider refused the message; giving up", m, zap.Error(sendErr))
+		d.logMsg(zap.WarnLevel, "provider refused the message; giving up", m, zap.Error(sendErr), zap.Stringer("class", class))
 	} else {
 		d.Metrics.count(d.Provider.Name(), ResultRetried)
-		d.logMsg(zap.WarnLevel, "provider refused the message; will retry", m, zap.Error(sendErr), zap.Time("next_attempt", retryAt))
+		d.logMsg(zap.WarnLevel, "provider refused the message; will retry", m, zap.Error(sendErr), zap.Stringer("class", class),
+			zap.Time("next_attempt", retryAt))
 	}
 	return nil
 }

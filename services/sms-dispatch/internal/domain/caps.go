@@ -86,6 +86,10 @@ func Decide(now, expireAt time.Time, caps Caps, sends []time.Time) Decision {
 	return Decision{Action: ActionFail, Error: ErrorRateLimited}
 }
 
+// PerNumberLimitWait is the least wait before a message the provider refused under its per-number
+// flow control (provider.PerNumberLimit) goes again: such limits count per minute or longer.
+const PerNumberLimitWait = time.Minute
+
 // Backoff is the wait after a provider failure on attempt number attempts (1-based): 1s doubling
 // to at most 60s, plus up to 20% jitter (jitter in [0,1)) so that retries after an outage spread out.
 func Backoff(attempts int, jitter float64) time.Duration {

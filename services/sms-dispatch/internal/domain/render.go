@@ -34,13 +34,9 @@ func Render(t Template, locale, signature string, params map[string]string, expi
 	if !isCode(code) {
 		return "", errs.Invalid("params.code", ReasonInvalidParam, "params.code must be 6 digits")
 	}
-	deadline := expireAt
-	if s, ok := params[ParamDeadline]; ok && s != "" {
-		d, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return "", errs.Invalid("params.deadline", ReasonInvalidParam, "params.deadline must be an RFC 3339 time")
-		}
-		deadline = d
+	deadline, err := deadlineOf(params, expireAt)
+	if err != nil {
+		return "", err
 	}
 	if deadline.IsZero() {
 		return "", errs.Invalid("params.deadline", ReasonMissingParam, "a deadline is required (params.deadline or expire_time)")
@@ -70,4 +66,31 @@ func isCode(s string) bool {
 		}
 	}
 	return true
+}
+
+// deadlineOf is the deadline a text shows: params["deadline"] (RFC 3339) when given, else expireAt.
+func deadlineOf(params map[string]string, expireAt time.Time) (time.Time, error) {
+	s, ok := params[ParamDeadline]
+	if !ok || s == "" {
+		return expireAt, nil
+	}
+	d, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errs.Invalid("params.deadline", ReasonInvalidParam, "params.deadline must be an RFC 3339 time")
+	}
+	return d, nil
+}
+
+// TemplateValues are the values of a stored message that a provider rendering its own template
+// (aliyun, tencent) fills in, by name: ParamCode, and ParamDeadline as Render's text shows it (UTC+8,
+// DeadlineLayout). A value the message lacks is absent.
+func TemplateValues(params map[string]string, expireAt time.Time) map[string]string {
+	v := map[string]string{}
+	if c := params[ParamCode]; c != "" {
+		v[ParamCode] = c
+	}
+	if d, err := deadlineOf(params, expireAt); err == nil && !d.IsZero() {
+		v[ParamDeadline] = d.In(CST).Format(DeadlineLayout)
+	}
+	return v
 }

@@ -1,6 +1,7 @@
 // Package provider delivers SMS texts to a gateway. Every provider sits behind one interface so the
-// dispatcher neither knows nor cares which is configured. A Send error means "not accepted, retry":
-// the dispatcher decides how often. A provider whose gateway takes many messages in one call also
+// dispatcher neither knows nor cares which is configured. A Send error means "not accepted"; its
+// Class (ClassOf: an *Error's, else Transient) tells the dispatcher what to do: retry (how often is
+// its decision), retry later, or fail the message at once. A provider whose gateway takes many messages in one call also
 // implements BatchProvider, and the dispatcher then sends a worker's batch in one call.
 package provider
 
@@ -30,6 +31,10 @@ type Message struct {
 	Phone  string
 	Text   string
 	Sender string
+	// Values are what a provider that renders its own template (aliyun, tencent) fills in, by our
+	// name: "code", and "deadline" as Text shows it (domain.TemplateValues). The text gateways
+	// (webhook, console) send Text instead.
+	Values map[string]string
 }
 
 // Provider sends one SMS. Send returns nil once the gateway accepted the message.

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
+)
+
+// cloudOptions are the flags of the two cloud providers, which render their own templates.
+type cloudOptions struct {
+	Timeout time.Duration
+
+	AliyunKeyID, AliyunSecret, AliyunEndpoint    string
+	AliyunSignName, AliyunTemplate, AliyunParams string
+
+	TencentSecretID, TencentSecretKey, TencentEndpoint, TencentRegion string
+	TencentAppID, TencentSignName, TencentTemplate, TencentParams     string
+}
+
+// registerCloud declares the aliyun and tencent flags; the values are read after Parse.
+func registerCloud(f *config.Flags) func() cloudOptions {
+	timeout := f.Duration("provider-timeout", 5*time.Second, "aliyun and tencent providers: timeout of one SendSms call")
+	akID := f.String("aliyun-access-key-id", "", "aliyun provider: the AccessKey ID that signs SendSms")
+	akSecret := f.String("aliyun-access-key-secret", "", "aliyun provider: the AccessKey secret (signs requests; never sent or logged)")
+	akEndpoint := f.String("aliyun-endpoint", provider.DefaultAliyunEndpoint, "aliyun provider: the dysmsapi endpoint URL")
+	akSign := f.String("aliyun-sign-name", "", "aliyun provider: the approved sign name (SignName)")
+	akTemplate := f.String("aliyun-template-code", "", "aliyun provider: the approved template (TemplateCode, SMS_…)")
+	akParams := f.String("aliyun-template-params", "code=code",
+		"aliyun provider: the template's variables, var=value comma-separated, each value code or deadline (e.g. code=code,time=deadline)")
+	tcID := f.String("tencent-secret-id", "", "tencent provider: the SecretId that signs SendSms")
+	tcKey := f.String("tencent-secret-key", "", "tencent provider: the SecretKey (signs requests; never sent or logged)")
+	tcEndpoint := f.String("tencent-endpoint", provider.DefaultTencentEndpoint, "tencent provider: the SMS API endpoint URL")
+	tcRegion := f.String("tencent-region", provider.DefaultTencentRegion, "tencent provider: X-TC-Region")
+	tcApp := f.String("tencent-sdk-app-id", "", "tencent provider: the SMS application (SmsSdkAppId, 1400…)")
+	tcSign := f.String("tencent-sign-name", "", "tencent provider: the approved sign name (SignName)")
+	tcTemplate := f.String("tencent-template-id", "", "tencent provider: the approved template (TemplateId)")
+	tcParams := f.String("tencent-template-params", "code",
+		"tencent provider: the template's {1}, {2}, … in order, comma-separated, each code or deadline (e.g. code,deadline)")
+	return func() cloudOptions {
+		return cloudOptions{Timeout: *timeout,
+			AliyunKeyID: *akID, AliyunSecret: *akSecret, AliyunEndpoint: *akEndpoint, AliyunSignName: *akSign,
+			AliyunTemplate: *akTemplate, AliyunParams: *akParams,
+			TencentSecretID: *tcID, TencentSecretKey: *tcKey, TencentEndpoint: *tcEndpoint, TencentRegion: *tcRegion,
+			TencentAppID: *tcApp, TencentSignName: *tcSign, TencentTemplate: *tcTemplate, TencentParams: *tcParams}
+	}
+}
+
+// checkAliyun and checkTencent list what is missing or malformed for the chosen provider.
+func (c cloudOptions) checkAliyun() []error {
+	var problems []error
+	if c.AliyunKeyID == "" || c.AliyunSecret == "" {
+		problems = append(problems, errors.New("--aliyun-access-key-id and --aliyun-access-key-secret are required with --sms-provider=aliyun"))
+	}
+	if !httpURL(c.AliyunEndpoint) {
+		problems = append(problems, errors.New("--aliyun-endpoint must be an http(s) URL"))
+	}
+	if c.AliyunSignName == "" || c.AliyunTemplate == "" {
+		problems = append(problems, errors.New("--aliyun-sign-name and --aliyun-template-code are required with --sms-provider=aliyun"))
+	}
+	if _, err := provider.ParseNamedParams(c.AliyunParams); err != nil {
+		problems = append(problems, errors.New("--aliyun-template-params: "+err.Error()))
+	}
+	return append(problems, c.checkTimeout()...)
+}
+
+func (c cloudOptions) checkTencent() []error {
+	var problems []error
+	if c.TencentSecretID == "" || c.TencentSecretKey == "" {
+		problems = append(problems, errors.New("--tencent-secret-id and --tencent-secret-key are required with --sms-provider=tencent"))
+	}
+	if !httpURL(c.TencentEndpoint) {
+		problems = append(problems, errors.New("--tencent-endpoint must be an http(s) URL"))
+	}
+	if c.TencentRegion == "" || c.TencentAppID == "" || c.TencentSignName == "" || c.TencentTemplate == "" {
+		problems = append(problems, errors.New("--tencent-region, --tencent-sdk-app-id, --tencent-sign-name and --tencent-template-id "+
+			"are required with --sms-provider=tencent"))
+	}
+	if _, err := provider.ParsePositionalParams(c.TencentParams); err != nil {
+		problems = append(problems, errors.New("--tencent-template-params: "+err.Error()))
+	}
+	return append(problems, c.checkTimeout()...)
+}
+
+func (c cloudOptions) checkTimeout() []error {
+	if c.Timeout <= 0 {
+		return []error{errors.New("--provider-timeout must be positive")}
+	}
+	return nil
+}
+
+// client is the HTTP client of a cloud provider: one idle keep-alive connection per worker.
+func (c cloudOptions) client(conns int) *http.Client {
+	conns = max(conns, 2)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = max(tr.MaxIdleConns, conns)
+	tr.MaxIdleConnsPerHost = conns
+	return &http.Client{Timeout: c.Timeout, Transport: tr}
+}
+
+// aliyun and tencent build the providers of checked options.
+func (c cloudOptions) aliyun(conns int) *provider.Aliyun {
+	params, _ := provider.ParseNamedParams(c.AliyunParams)
+	return &provider.Aliyun{Endpoint: c.AliyunEndpoint, AccessKeyID: c.AliyunKeyID, AccessKeySecret: c.AliyunSecret,
+		SignName: c.AliyunSignName, TemplateCode: c.AliyunTemplate, Params: params, Client: c.client(conns)}
+}
+
+func (c cloudOptions) tencent(conns int) *provider.Tencent {
+	params, _ := provider.ParsePositionalParams(c.TencentParams)
+	return &provider.Tencent{Endpoint: c.TencentEndpoint, Region: c.TencentRegion, SecretID: c.TencentSecretID,
+		SecretKey: c.TencentSecretKey, SdkAppID: c.TencentAppID, SignName: c.TencentSignName, TemplateID: c.TencentTemplate,
+		Params: params, Client: c.client(conns)}
+}
+
+// openDefaults: a placeholder secret is known to anyone who read the example.
+func (c cloudOptions) openDefaults(prov string) []config.OpenDefault {
+	var open []config.OpenDefault
+	if prov == "aliyun" && config.IsPlaceholder(c.AliyunSecret) {
+		open = append(open, config.OpenDefault{Flag: "--aliyun-access-key-secret", What: "the aliyun AccessKey secret is a placeholder"})
+	}
+	if prov == "tencent" && config.IsPlaceholder(c.TencentSecretKey) {
+		open = append(open, config.OpenDefault{Flag: "--tencent-secret-key", What: "the tencent SecretKey is a placeholder"})
+	}
+	return open
+}
