@@ -149,8 +149,9 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_MINI_PROGRAM_PLATFORM ErrorReason = 57
 	// A mini programme's app id missing or not of its platform's shape.
 	ErrorReason_ERROR_REASON_INVALID_MINI_PROGRAM_APP_ID ErrorReason = 58
-	// A service listed twice (same kind and key: domain, APP name, platform and app id, package); a
-	// website named in both websites and services is listed twice.
+	// A service other than a website listed twice (same kind and key: APP name, mini programme
+	// platform and app id, quick app package); a website listed twice, in websites or services or
+	// both, is DUPLICATE_DOMAIN.
 	ErrorReason_ERROR_REASON_DUPLICATE_SERVICE ErrorReason = 59
 	// A province that is not one of GB/T 2260's provincial divisions (code, abbreviation or name).
 	ErrorReason_ERROR_REASON_INVALID_PROVINCE ErrorReason = 60
@@ -1188,13 +1189,14 @@ type OrderSpec struct {
 	SubjectName string      `protobuf:"bytes,3,opt,name=subject_name,json=subjectName,proto3" json:"subject_name,omitempty"`
 	SubjectType SubjectType `protobuf:"varint,4,opt,name=subject_type,json=subjectType,proto3,enum=icp.filing.v1.SubjectType" json:"subject_type,omitempty"`
 	Principal   *Person     `protobuf:"bytes,5,opt,name=principal,proto3" json:"principal,omitempty"`
-	// websites: deprecated, list them in services. Read as services of kind WEBSITE, before those of
-	// services; both may be given if no service is listed twice. In responses it repeats the WEBSITE
-	// services for readers that predate services.
+	// websites: deprecated in requests, list them in services. Read as services of kind WEBSITE,
+	// before those of services; both may be given if no service is listed twice. In responses the
+	// WEBSITE services are here, as before services existed, so readers that predate services see
+	// every website; services then holds the other kinds. Each service is answered once.
 	Websites []*Website `protobuf:"bytes,6,rep,name=websites,proto3" json:"websites,omitempty"`
 	// subject_changed marks a change of subject data (CHANGE_FILING, ADD_WEBSITE).
 	SubjectChanged bool `protobuf:"varint,7,opt,name=subject_changed,json=subjectChanged,proto3" json:"subject_changed,omitempty"`
-	// services: the services of every kind the order lists.
+	// services: the services of every kind the order lists (in responses, all but the websites).
 	Services []*Service `protobuf:"bytes,8,rep,name=services,proto3" json:"services,omitempty"`
 	// province names the administration (管局) that reviews the order: a GB/T 2260 two-digit code
 	// ("33"), its abbreviation ("ZJ") or its name ("浙江", "浙江省", "Zhejiang"); answered as the code.
