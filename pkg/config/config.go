@@ -17,8 +17,10 @@ import (
 	"time"
 )
 
-// Default listen addresses of the four services; also the default peer addresses.
+// Default listen addresses of the four services (also the default peer addresses) and the edge's
+// HTTP address.
 const (
+	DefaultEdgeHTTPAddr     = "127.0.0.1:8080"
 	DefaultFilingAddr       = "127.0.0.1:50051"
 	DefaultVerificationAddr = "127.0.0.1:50052"
 	DefaultSMSDispatchAddr  = "127.0.0.1:50053"
@@ -275,10 +277,8 @@ func RegisterSecurity(f *Flags, parts SecurityParts) Security {
 			"among the method's callers. Re-read when the file changes"),
 	}
 	if parts&Peers != 0 {
-		s.PeerTLSCAFile = f.String("peer-tls-ca-file", "", "PEM CA bundle that verifies the peers' server certificates; "+
-			"setting any --peer-tls-* flag makes peer calls use TLS")
-		s.PeerTLSCertFile = f.String("peer-tls-cert-file", "", "PEM client certificate presented to peers (mutual TLS)")
-		s.PeerTLSKeyFile = f.String("peer-tls-key-file", "", "PEM private key of --peer-tls-cert-file")
+		p := RegisterPeerTLS(f)
+		s.PeerTLSCAFile, s.PeerTLSCertFile, s.PeerTLSKeyFile = p.PeerTLSCAFile, p.PeerTLSCertFile, p.PeerTLSKeyFile
 	}
 	if parts&PublicAPI != 0 {
 		s.PortalAuth = f.String("portal-auth", PortalAuthNone, "how portal callers of the public services authenticate: "+
@@ -297,6 +297,17 @@ func RegisterSecurity(f *Flags, parts SecurityParts) Security {
 			"that makes the caller cross-tenant (the authority's own portal)")
 	}
 	return s
+}
+
+// RegisterPeerTLS declares only the peer TLS flags, for a binary that calls the services without
+// serving gRPC itself (the edge); the other pointers of the Security it returns are nil.
+func RegisterPeerTLS(f *Flags) Security {
+	return Security{
+		PeerTLSCAFile: f.String("peer-tls-ca-file", "", "PEM CA bundle that verifies the peers' server certificates; "+
+			"setting any --peer-tls-* flag makes peer calls use TLS"),
+		PeerTLSCertFile: f.String("peer-tls-cert-file", "", "PEM client certificate presented to peers (mutual TLS)"),
+		PeerTLSKeyFile:  f.String("peer-tls-key-file", "", "PEM private key of --peer-tls-cert-file"),
+	}
 }
 
 // Check reports missing or contradictory security flags.

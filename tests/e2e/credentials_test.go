@@ -17,8 +17,10 @@ import (
 // admitting only its callers (the icp.auth.v1.callers table), portals with API keys. The test speaks
 // as one portal on the public services and as an operator on the internal ones.
 const (
-	portalKey     = "e2e-portal-key-0123456789abcdef0123456789"
-	operatorToken = "e2e-operator-token-0123456789abcdef012345"
+	portalKey = "e2e-portal-key-0123456789abcdef0123456789"
+	// otherPortalKey is a second tenant's key: it must see none of portal-e2e's orders.
+	otherPortalKey = "e2e-other-portal-key-0123456789abcdef0123"
+	operatorToken  = "e2e-operator-token-0123456789abcdef012345"
 )
 
 // serviceToken is the internal token of a service (or of a role the test plays).
@@ -52,7 +54,7 @@ func credentials(t *testing.T, dir string) map[string][]string {
 		callers.WriteString(id + ":" + hexSum(tokenOf(id)) + "\n")
 	}
 	callersFile := write("internal-callers", callers.String())
-	keysFile := write("api-keys", "portal-e2e:"+hexSum(portalKey)+"\n")
+	keysFile := write("api-keys", "portal-e2e:"+hexSum(portalKey)+"\nportal-other:"+hexSum(otherPortalKey)+"\n")
 	flags := map[string][]string{}
 	for _, name := range services {
 		flags[name] = []string{"--internal-token-file=" + write(name+".token", serviceToken(name)+"\n"),

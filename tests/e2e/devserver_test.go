@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +52,8 @@ func freePortNumber(t *testing.T) int {
 func TestDevServerDemoWithoutDatabase(t *testing.T) {
 	base := freeBasePort(t)
 	var devOut bytes.Buffer
-	dev := exec.Command(filepath.Join(binDir, "icpdev"), fmt.Sprintf("--base-port=%d", base))
+	edgeAddr := freeAddr(t)
+	dev := exec.Command(filepath.Join(binDir, "icpdev"), fmt.Sprintf("--base-port=%d", base), "--edge-addr="+edgeAddr)
 	// Point every PostgreSQL setting at a closed port: the memory store must not need any of them.
 	dev.Env = append(os.Environ(), "DATABASE_URL=postgres://nobody@127.0.0.1:1/none?connect_timeout=1", "PGHOST=127.0.0.1", "PGPORT=1")
 	w := lockedWriter{mu: new(sync.Mutex), buf: &devOut}
@@ -72,9 +75,22 @@ func TestDevServerDemoWithoutDatabase(t *testing.T) {
 			t.Logf("icpdev output:\n%s", tail(w.String(), 6000))
 		}
 	})
-	eventually(t, 30*time.Second, "icpdev to print its four listening lines", func() (bool, string) {
-		return strings.Count(w.String(), "listening on") == 4, w.String()
+	eventually(t, 30*time.Second, "icpdev to print its five listening lines", func() (bool, string) {
+		return strings.Count(w.String(), "listening on") == 5, w.String()
 	})
+	// The edge's line gives its base URL, and the REST API answers there (no credential needed in development).
+	if want := "edge          listening on http://" + edgeAddr + " "; !strings.Contains(w.String(), want) {
+		t.Errorf("icpdev output lacks %q:\n%s", want, w.String())
+	}
+	resp, err := http.Get("http://" + edgeAddr + "/v1/orders?pageSize=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"orders"`) {
+		t.Errorf("GET /v1/orders through icpdev's edge: %d %s", resp.StatusCode, body)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	pkgs := []string{"github.com/icpverify/icpverify/cmd/icpdev", "github.com/icpverify/icpverify/cmd/icpctl"}
-	for _, s := range services {
+	for _, s := range append(services, "edge") {
 		pkgs = append(pkgs, "github.com/icpverify/icpverify/services/"+s+"/cmd/"+s)
 	}
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
@@ -207,6 +207,8 @@ type options struct {
 	extraDeadline bool // start a second deadline process on the same database
 	// smsMaxAttempts, when set, is sms-dispatch's --max-attempts (1: a refused message fails at once).
 	smsMaxAttempts int
+	// verification adds flags to verification's (a later flag wins: rate limits, for instance).
+	verification []string
 }
 
 // handedOut are the addresses freeAddr gave this test binary: the kernel may offer a closed port again,
@@ -299,6 +301,7 @@ func startSuite(t *testing.T, o options) *suite {
 	if o.smsMaxAttempts > 0 {
 		args["sms-dispatch"] = append(args["sms-dispatch"], fmt.Sprintf("--max-attempts=%d", o.smsMaxAttempts))
 	}
+	args["verification"] = append(args["verification"], o.verification...)
 	creds := credentials(t, t.TempDir())
 	s.credentialed = true
 	for _, name := range services {

@@ -38,7 +38,7 @@ func TestReadmeListsEveryFlag(t *testing.T) {
 	}
 	accepted := map[string]bool{}
 	flagRE := regexp.MustCompile(`(?m)^\s+-([a-z-]+)`)
-	for _, s := range services {
+	for _, s := range append(services, "edge") {
 		out, _ := exec.Command(filepath.Join(binDir, s), "-h").CombinedOutput()
 		for _, m := range flagRE.FindAllStringSubmatch(string(out), -1) {
 			accepted[m[1]] = true

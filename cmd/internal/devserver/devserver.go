@@ -1,6 +1,6 @@
 // Package devserver runs the whole suite in one process: the four services' own Run functions,
 // each with its own gRPC server on loopback, talking to each other over gRPC exactly as in
-// production. On the memory store it needs no database and no network beyond 127.0.0.1.
+// production, and the HTTP/JSON edge in front of filing and verification. On the memory store it needs no database and no network beyond 127.0.0.1.
 package devserver
 
 import (
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/config"
 	deadline "github.com/icpverify/icpverify/services/deadline/server"
+	edge "github.com/icpverify/icpverify/services/edge/server"
 	filing "github.com/icpverify/icpverify/services/filing/server"
 	smsdispatch "github.com/icpverify/icpverify/services/sms-dispatch/server"
 	verification "github.com/icpverify/icpverify/services/verification/server"
@@ -50,13 +52,17 @@ type Options struct {
 	LogLevel string
 	// Window is filing's verification window (0: the service default, 24h).
 	Window time.Duration
+	// EdgeAddr is where the HTTP/JSON edge listens ("": a free port on Host; "off": no edge).
+	EdgeAddr string
 }
 
 // Suite is a running suite.
 type Suite struct {
 	Addrs map[string]string
-	errs  chan error
-	wg    sync.WaitGroup
+	// EdgeURL is the edge's base URL, http://host:port ("" without an edge).
+	EdgeURL string
+	errs    chan error
+	wg      sync.WaitGroup
 }
 
 // Start starts the four services and returns once each answers its health check. They stop when ctx ends; Wait then returns.
@@ -67,7 +73,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	if o.LogLevel == "" {
 		o.LogLevel = "warn"
 	}
-	s := &Suite{Addrs: map[string]string{}, errs: make(chan error, len(Services))}
+	s := &Suite{Addrs: map[string]string{}, errs: make(chan error, len(Services)+1)}
 	for i, name := range Services {
 		port := 0
 		if o.BasePort != 0 {
@@ -93,6 +99,13 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	}
 	for _, name := range Services {
 		if err := s.waitHealthy(runCtx, name); err != nil {
+			cancel()
+			s.wg.Wait()
+			return nil, errors.Join(err, s.firstErr())
+		}
+	}
+	if o.EdgeAddr != "off" {
+		if err := s.startEdge(runCtx, cancel, o); err != nil {
 			cancel()
 			s.wg.Wait()
 			return nil, errors.Join(err, s.firstErr())
@@ -130,6 +143,42 @@ func (s *Suite) args(name string, o Options) []string {
 		args = append(args, "--verification-addr="+s.Addrs["verification"])
 	}
 	return args
+}
+
+// startEdge starts the edge in front of filing and verification and waits for its /readyz.
+func (s *Suite) startEdge(ctx context.Context, cancel context.CancelFunc, o Options) error {
+	addr := o.EdgeAddr
+	if addr == "" {
+		p, err := freePort(o.Host)
+		if err != nil {
+			return err
+		}
+		addr = net.JoinHostPort(o.Host, strconv.Itoa(p))
+	}
+	s.EdgeURL = "http://" + addr
+	args := []string{"--http-addr=" + addr, "--filing-addr=" + s.Addrs["filing"], "--verification-addr=" + s.Addrs["verification"],
+		"--log-level=" + o.LogLevel}
+	s.wg.Go(func() {
+		if err := edge.Run(ctx, args); err != nil {
+			s.errs <- fmt.Errorf("edge: %w", err)
+			cancel()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(s.EdgeURL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("edge did not start")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("edge did not become ready within 30s")
 }
 
 // Wait blocks until every service stopped and returns the first failure, if any.

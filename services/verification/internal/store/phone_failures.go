@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/icpverify/icpverify/pkg/pg"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -32,11 +33,17 @@ func (s *Store) queuePhoneFailures(b *pgx.Batch, phones []string, out map[string
 	b.Queue(queries.PhoneFailures, hashes).Query(func(rows pgx.Rows) error { return scanPhoneFailures(rows, of, out) })
 }
 
-// loadPhoneFailures reads the counted failures of phones (by phone) in tx.
+// loadPhoneFailures reads the counted failures of phones (by phone) in tx. The read is the verify
+// batch's prepared statement too, whose generic plan is shared on the connection: it is planned under
+// pg.GenericPlans here as there, so no plan made without it (a scan of a table analyzed empty) is
+// the one the batches reuse.
 func (s *Store) loadPhoneFailures(ctx context.Context, tx pgx.Tx, phones []string) (map[string][]domain.PhoneFailure, error) {
 	out := map[string][]domain.PhoneFailure{}
 	if len(phones) == 0 {
 		return out, nil
+	}
+	if _, err := tx.Exec(ctx, pg.GenericPlans); err != nil {
+		return nil, fmt.Errorf("phone failures: %w", err)
 	}
 	hashes, of := s.phoneHashes(phones)
 	rows, err := tx.Query(ctx, queries.PhoneFailures, hashes)

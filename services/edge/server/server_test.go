@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/icpverify/icpverify/pkg/rpc/rpctest"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The edge serves /openapi.json with every REST path, /healthz, and /readyz that follows the
+// services' health; SIGTERM (ctx) stops it cleanly.
+func TestRun(t *testing.T) {
+	hs := health.NewServer()
+	peer := rpctest.Peer(t, func(s grpc.ServiceRegistrar) { healthpb.RegisterHealthServer(s, hs) })
+	httpAddr, adminAddr := rpctest.FreeAddr(t), rpctest.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--http-addr=" + httpAddr, "--admin-addr=" + adminAddr, "--filing-addr=" + peer,
+			"--verification-addr=" + peer, "--log-level=error"})
+	}()
+	base := "http://" + httpAddr
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the edge did not start")
+		}
+	}
+
+	code, body := get(t, base+"/openapi.json")
+	var doc struct {
+		Swagger string
+		Paths   map[string]map[string]any
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil || code != 200 || doc.Swagger != "2.0" {
+		t.Fatalf("/openapi.json: %d %v", code, err)
+	}
+	want := map[string]string{
+		"/v1/orders": "get post", "/v1/orders/{orderId}": "get patch", "/v1/orders/{orderId}:submit": "post",
+		"/v1/orders/{orderId}:cancel": "post", "/v1/verify": "post", "/v1/resend": "post",
+		"/v1/orders/{orderId}/verification": "get",
+	}
+	for path, methods := range want {
+		for _, m := range strings.Fields(methods) {
+			if doc.Paths[path][m] == nil {
+				t.Errorf("/openapi.json lacks %s %s", m, path)
+			}
+		}
+	}
+	if len(doc.Paths) != len(want) {
+		t.Errorf("/openapi.json has %d paths, want %d (only the public RPCs)", len(doc.Paths), len(want))
+	}
+
+	for _, u := range []string{base + "/readyz", "http://" + adminAddr + "/readyz"} {
+		if code, body := get(t, u); code != 200 {
+			t.Errorf("%s: %d %s", u, code, body)
+		}
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	if code, _ := get(t, base+"/readyz"); code != 503 {
+		t.Errorf("/readyz with the services not serving: %d, want 503", code)
+	}
+	if code, body := get(t, "http://"+adminAddr+"/metrics"); code != 200 || !strings.Contains(body, "edge_http_requests_total") {
+		t.Errorf("/metrics: %d", code)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the edge did not stop")
+	}
+}
+
+func TestRunRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"}} {
+		if err := Run(context.Background(), args); err == nil {
+			t.Errorf("%v: started", args)
+		}
+	}
+}
