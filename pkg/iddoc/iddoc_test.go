@@ -67,3 +67,26 @@ func TestTail(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanHKMacaoID(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"A123456(3)": "A123456(3)", "a1234563": "A123456(3)", "Ａ１２３４５６（３）": "A123456(3)", " A 123456 (3) ": "A123456(3)",
+		"A004567(8)": "A004567(8)", "Ａ００４５６７（８）": "A004567(8)", "AB987654(3)": "AB987654(3)",
+		"1234567(8)": "1234567(8)", "12345678": "1234567(8)", "５２３４５６７（８）": "5234567(8)",
+	} {
+		got, err := CleanHKMacaoID("hk", in)
+		if err != nil || got != want {
+			t.Errorf("CleanHKMacaoID(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	// The tail a Zhejiang verifier types, with the brackets, as in the portal's example 567（8）.
+	if n, _ := CleanHKMacaoID("hk", "A004567(8)"); Tail(n) != "567(8)" {
+		t.Errorf("Tail(%q) = %q, want 567(8)", n, Tail(n))
+	}
+	for _, bad := range []string{"", "A123456(4)", "A12345(3)", "1234567(A)", "2234567(8)", "H12345678", "ABC123456(7)", "A123456((3))"} {
+		if _, err := CleanHKMacaoID("hk", bad); err == nil {
+			t.Errorf("CleanHKMacaoID(%q) accepted", bad)
+		}
+	}
+}

@@ -271,11 +271,14 @@ func runList(ctx context.Context, a *app, args []string) error {
 			fmt.Fprintln(w, "no orders")
 			return
 		}
-		fmt.Fprintln(w, "ORDER\tSTATE\tTYPE\tSUBJECT\tWEBSITES\tUPDATED")
+		fmt.Fprintln(w, "ORDER\tSTATE\tTYPE\tSUBJECT\tSERVICES\tUPDATED")
 		for _, o := range orders {
 			var domains []string
 			for _, s := range o.GetSpec().GetWebsites() {
 				domains = append(domains, s.GetDomain())
+			}
+			for _, s := range o.GetSpec().GetServices() {
+				domains = append(domains, s.GetName())
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", o.GetOrderId(), shortEnum(o.GetState()), shortEnum(o.GetSpec().GetFilingType()),
 				orDash(o.GetSpec().GetSubjectName()), orDash(strings.Join(domains, ",")), fmtTime(o.GetUpdateTime()))

@@ -101,6 +101,9 @@ func orderSummary(w io.Writer, o *filingv1.Order) {
 		subject += "  subject_id " + spec.GetSubjectId()
 	}
 	fmt.Fprintf(w, "subject\t%s\n", subject)
+	if spec.GetProvince() != "" {
+		fmt.Fprintf(w, "province\t%s\n", spec.GetProvince())
+	}
 	if p := spec.GetPrincipal(); p != nil {
 		fmt.Fprintf(w, "principal\t%s  %s\n", p.GetName(), p.GetPhone())
 	}
@@ -110,6 +113,13 @@ func orderSummary(w io.Writer, o *filingv1.Order) {
 			person = "  " + p.GetName() + "  " + p.GetPhone()
 		}
 		fmt.Fprintf(w, "website\t%s%s\n", site.GetDomain(), person)
+	}
+	for _, sv := range spec.GetServices() {
+		person := ""
+		if p := sv.GetPerson(); p != nil {
+			person = "  " + p.GetName() + "  " + p.GetPhone()
+		}
+		fmt.Fprintf(w, "%s\t%s%s\n", strings.ToLower(shortEnum(sv.GetKind())), serviceLabel(sv), person)
 	}
 	if o.GetSubmission() > 0 {
 		fmt.Fprintf(w, "submission\t%d\n", o.GetSubmission())
@@ -143,4 +153,21 @@ func fromState(s filingv1.OrderState) string {
 		return "-"
 	}
 	return shortEnum(s)
+}
+
+// serviceLabel is what identifies a service within its kind, for the order's lines and lists.
+func serviceLabel(sv *filingv1.Service) string {
+	switch sv.GetKind() {
+	case filingv1.ServiceKind_SERVICE_KIND_WEBSITE:
+		return sv.GetDomain()
+	case filingv1.ServiceKind_SERVICE_KIND_MINI_PROGRAM:
+		return sv.GetName() + " (" + shortEnum(sv.GetMiniProgramPlatform()) + " " + sv.GetMiniProgramAppId() + ")"
+	case filingv1.ServiceKind_SERVICE_KIND_QUICK_APP:
+		return sv.GetName() + " (" + sv.GetQuickAppPackage() + ")"
+	}
+	var ids []string
+	for _, id := range sv.GetAppPlatforms() {
+		ids = append(ids, shortEnum(id.GetPlatform())+" "+id.GetPackageOrBundleId())
+	}
+	return sv.GetName() + " (" + strings.Join(ids, ", ") + ")"
 }

@@ -20,6 +20,7 @@ func TestExamplesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	types := map[filingv1.FilingType]bool{}
+	kinds := map[filingv1.ServiceKind]bool{}
 	for _, f := range files {
 		if ext := filepath.Ext(f); ext != ".yaml" && ext != ".json" {
 			continue
@@ -29,10 +30,11 @@ func TestExamplesParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The name is the filing type, with a suffix for a variant: add-website-app.yaml (新增APP).
 			base := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
-			want := "FILING_TYPE_" + strings.ToUpper(strings.ReplaceAll(base, "-", "_"))
-			if spec.GetFilingType().String() != want {
-				t.Errorf("filing_type %s, want %s", spec.GetFilingType(), want)
+			name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(spec.GetFilingType().String(), "FILING_TYPE_"), "_", "-"))
+			if base != name && !strings.HasPrefix(base, name+"-") {
+				t.Errorf("filing_type %s in %s", spec.GetFilingType(), base)
 			}
 			types[spec.GetFilingType()] = true
 			first := spec.GetFilingType() == filingv1.FilingType_FILING_TYPE_FIRST_FILING
@@ -43,12 +45,24 @@ func TestExamplesParse(t *testing.T) {
 			for _, w := range spec.GetWebsites() {
 				persons = append(persons, w.GetPerson())
 			}
+			for _, sv := range spec.GetServices() {
+				persons = append(persons, sv.GetPerson())
+				kinds[sv.GetKind()] = true
+				if sv.GetKind() == filingv1.ServiceKind_SERVICE_KIND_UNSPECIFIED {
+					t.Errorf("a service without a kind")
+				}
+			}
 			for _, p := range persons {
 				if p == nil {
 					continue
 				}
 				if err := iddoc.Validate("id_number", iddoc.Type(p.GetIdType()), p.GetIdNumber()); err != nil {
 					t.Errorf("%s: %v", p.GetName(), err)
+				}
+				if n := p.GetHkMacaoIdNumber(); n != "" {
+					if _, err := iddoc.CleanHKMacaoID("hk_macao_id_number", n); err != nil {
+						t.Errorf("%s: %v", p.GetName(), err)
+					}
 				}
 				if _, err := phone.Normalize("phone", p.GetPhone()); err != nil {
 					t.Errorf("%s: phone: %v", p.GetName(), err)
@@ -63,6 +77,10 @@ func TestExamplesParse(t *testing.T) {
 	}
 	if len(types) != 8 {
 		t.Errorf("examples cover %d filing types, want all 8", len(types))
+	}
+	// Websites are in the websites of most examples; every kind has an example in services.
+	if len(kinds) != 4 {
+		t.Errorf("examples' services cover %d kinds, want all 4", len(kinds))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,7 +44,14 @@ func Run(ctx context.Context, args []string) error {
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes an order's phone numbers "+
 		"may have, comma-separated, e.g. 86,852 (CONFIGURABLE; default mainland China only, against SMS pumping)")
 	maxWebsites := f.Int("max-websites-per-order", domain.DefaultMaxWebsites,
-		fmt.Sprintf("websites an order may list, 1 to %d", domain.CeilingMaxWebsites))
+		fmt.Sprintf("services (websites, APPs, mini programmes, quick apps) an order may list, 1 to %d", domain.CeilingMaxWebsites))
+	backIDProvinces := f.String("back-id-tail-provinces", "ZJ",
+		"provinces whose administration checks a HK/Macau permit holder against the last 6 characters of the Hong Kong or Macau "+
+			"identity card on the permit's back (hk_macao_id_number, e.g. 567(8)) instead of the permit's number: GB/T 2260 codes, "+
+			"abbreviations or names, comma-separated; empty: none (CONFIGURABLE, domain.md)")
+	defaultProvince := f.String("default-province", "",
+		"the province (管局) of a FIRST_FILING that names none: a GB/T 2260 code, abbreviation or name; empty: the order stays "+
+			"without one and its verifiers type their own documents' tails")
 	maxOpen := f.Int("max-open-challenges-per-phone", domain.DefaultMaxOpenChallengesPerPhone,
 		"orders awaiting verification, across all tenants, that may name one phone at once; a submission past it is refused "+
 			"TOO_MANY_OPEN_CHALLENGES (bounds what one guess at a phone can hit: docs/security.md; negative: no limit)")
@@ -78,8 +86,16 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--phone-country-codes: %w", err)
 	}
+	backIDs, err := domain.ParseProvinces(*backIDProvinces)
+	if err != nil {
+		return fmt.Errorf("--back-id-tail-provinces: %w", err)
+	}
+	defProvince, ok := domain.ParseProvince(*defaultProvince)
+	if !ok && strings.TrimSpace(*defaultProvince) != "" {
+		return fmt.Errorf("--default-province %q: not a mainland province (use a GB/T 2260 code, an abbreviation like ZJ or a name)", *defaultProvince)
+	}
 	rules := domain.Rules{AddWebsitePrincipal: *addWebsitePrincipal, PhoneCountries: countries,
-		MaxWebsites: *maxWebsites, MaxVerifiers: *maxVerifiers}
+		MaxWebsites: *maxWebsites, MaxVerifiers: *maxVerifiers, BackIDTailProvinces: backIDs, DefaultProvince: defProvince}
 	if err := rules.Validate(); err != nil {
 		return err
 	}
@@ -155,7 +171,8 @@ func Run(ctx context.Context, args []string) error {
 	log.Info("filing starting", zap.String("addr", *common.GRPCAddr), zap.String("verification_addr", *verificationAddr),
 		zap.String("deadline_addr", *deadlineAddr), zap.Duration("verification_window", *window),
 		zap.Bool("add_website_principal", *addWebsitePrincipal), zap.Stringer("phone_country_codes", countries),
-		zap.Int("max_websites_per_order", *maxWebsites), zap.Int("max_verifiers_per_order", *maxVerifiers),
+		zap.Int("max_websites_per_order", *maxWebsites), zap.Strings("back_id_tail_provinces", backIDs),
+		zap.String("default_province", defProvince), zap.Int("max_verifiers_per_order", *maxVerifiers),
 		zap.Int("record_mismatch_budget", *mismatchBudget), zap.Duration("record_mismatch_window", *mismatchWindow),
 		zap.Float64("create_rate", *createRate), zap.Float64("update_rate", *updateRate), zap.Float64("submit_rate", *submitRate),
 		zap.String("store", *common.Store))

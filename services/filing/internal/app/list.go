@@ -19,8 +19,9 @@ import (
 // The domain limits (domain/limits.go) bound an order's content: 50 websites with a 253-character
 // domain (up to ~0.7 KB as Unicode), a 100-character name and a 100-character person each, a
 // 128-character subject, 20 verifiers whose roles repeat the domains, 4 bytes a character at worst.
-// TestWorstCaseOrderSize builds that order: about 125 KB rendered, with a cancel reason and a review
-// comment in its history (each submission and return adds ~0.1 KB more). The engine reads
+// TestWorstCaseOrderSize builds that order: about 125 KB rendered (50 APPs with three of the
+// longest packages each are smaller, ~104 KB: TestWorstCaseAppOrderSize), with a cancel reason and
+// a review comment in its history (each submission and return adds ~0.1 KB more). The engine reads
 // maxOrdersPerPage+1 orders: ~6.3 MB at worst in their domain form (the stored and decoded forms are
 // of the same size), of which at most maxPageBytes is rendered (below), so several concurrent
 // worst-case lists stay well under the 256 MiB filing pods (deploy/k8s).

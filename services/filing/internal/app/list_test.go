@@ -152,3 +152,37 @@ func TestListPageBoundedByBytes(t *testing.T) {
 
 // testActor is the portal these tests act as.
 var testActor = domain.Actor{ID: "apikey:test", Tenant: "test"}
+
+// TestWorstCaseAppOrderSize: an order of the most APPs with the longest names and three platform
+// ids of the longest packages each (and the HK/Macau cards at their longest) stays within the bound
+// TestWorstCaseOrderSize checks for websites.
+func TestWorstCaseAppOrderSize(t *testing.T) {
+	rules := domain.Rules{}
+	pkg := func(i, p int) string {
+		s := fmt.Sprintf("c%d.p%d.", i, p)
+		return s + strings.Repeat("a", domain.MaxPackageLength-len(s))
+	}
+	person := func(i int) *domain.Person {
+		return &domain.Person{Name: strings.Repeat("\U00020000", domain.MaxPersonNameLength), IDType: iddoc.HKMacaoPermit,
+			IDNumber: "H0123456789", HKMacaoIDNumber: "AB123456(9)", Phone: fmt.Sprintf("+86138%08d", i%domain.DefaultMaxVerifiers),
+			EmergencyPhone: "+8613900000000"}
+	}
+	s := domain.Spec{FilingType: domain.FirstFiling, SubjectName: strings.Repeat("\U00020000", domain.MaxSubjectNameLength),
+		Principal: person(0), Province: "ZJ"}
+	for i := range domain.DefaultMaxWebsites {
+		s.Services = append(s.Services, domain.Service{Kind: domain.KindApp, Person: person(i),
+			Name: fmt.Sprint(i) + strings.Repeat("\U00020000", domain.MaxWebsiteNameLength-len(fmt.Sprint(i))),
+			AppIDs: []domain.AppID{{Platform: domain.PlatformAndroid, ID: pkg(i, 1)}, {Platform: domain.PlatformIOS, ID: pkg(i, 2)},
+				{Platform: domain.PlatformHarmony, ID: pkg(i, 3)}}})
+	}
+	n, err := rules.Normalize(s)
+	if err != nil {
+		t.Fatalf("worst-case APP spec: %v", err)
+	}
+	o := domain.Order{ID: "ord_1", Spec: n, Verifiers: rules.Verifiers(n)}
+	size := proto.Size(convert.Order(o))
+	t.Logf("worst-case APP order: %d bytes rendered", size)
+	if size > 200_000 {
+		t.Fatalf("worst-case APP order renders to %d bytes: update the arithmetic in list.go", size)
+	}
+}

@@ -56,9 +56,27 @@ func specProto(s domain.Spec) *filingv1.OrderSpec {
 		SubjectType:    filingv1.SubjectType(s.SubjectType),
 		Principal:      maskedPerson(s.Principal),
 		SubjectChanged: s.SubjectChanged,
+		Province:       s.Province,
 	}
-	for _, w := range s.Websites {
-		out.Websites = append(out.Websites, &filingv1.Website{Domain: w.Domain, Name: w.Name, Person: maskedPerson(w.Person), Changed: w.Changed})
+	// An answer lists the WEBSITE services in websites, as before services existed, so the readers
+	// that predate them see every website, and every other kind in services: each service once,
+	// whichever list the request named it in (README, decisions).
+	for _, w := range domain.FoldedServices(s) {
+		if w.Kind == domain.KindWebsite {
+			out.Websites = append(out.Websites, &filingv1.Website{Domain: w.Domain, Name: w.Name, Person: maskedPerson(w.Person), Changed: w.Changed})
+		} else {
+			out.Services = append(out.Services, serviceProto(w))
+		}
+	}
+	return out
+}
+
+func serviceProto(w domain.Service) *filingv1.Service {
+	out := &filingv1.Service{Kind: filingv1.ServiceKind(w.Kind), Domain: w.Domain, Name: w.Name,
+		MiniProgramPlatform: filingv1.MiniProgramPlatform(w.MiniPlatform), MiniProgramAppId: w.MiniAppID,
+		QuickAppPackage: w.Package, Person: maskedPerson(w.Person), Changed: w.Changed}
+	for _, id := range w.AppIDs {
+		out.AppPlatforms = append(out.AppPlatforms, &filingv1.AppPlatformId{Platform: filingv1.AppPlatform(id.Platform), PackageOrBundleId: id.ID})
 	}
 	return out
 }
@@ -72,10 +90,14 @@ func maskedPerson(p *domain.Person) *filingv1.Person {
 	if p.EmergencyPhone != "" {
 		out.EmergencyPhone = pii.MaskPhone(p.EmergencyPhone)
 	}
+	if p.HKMacaoIDNumber != "" {
+		out.HkMacaoIdNumber = pii.MaskID(p.HKMacaoIDNumber)
+	}
 	return out
 }
 
-// SpecFromProto converts a request spec to the domain form (not yet validated).
+// SpecFromProto converts a request spec to the domain form (not yet validated): websites stay in
+// Websites, for Normalize to fold into Services and name their fields spec.websites[i].
 func SpecFromProto(p *filingv1.OrderSpec) domain.Spec {
 	s := domain.Spec{
 		FilingType:     domain.FilingType(p.GetFilingType()),
@@ -84,10 +106,20 @@ func SpecFromProto(p *filingv1.OrderSpec) domain.Spec {
 		SubjectType:    int32(p.GetSubjectType()),
 		Principal:      personFromProto(p.GetPrincipal()),
 		SubjectChanged: p.GetSubjectChanged(),
+		Province:       p.GetProvince(),
 	}
 	for _, w := range p.GetWebsites() {
-		s.Websites = append(s.Websites, domain.Website{Domain: w.GetDomain(), Name: w.GetName(),
+		s.Websites = append(s.Websites, domain.Website{Kind: domain.KindWebsite, Domain: w.GetDomain(), Name: w.GetName(),
 			Person: personFromProto(w.GetPerson()), Changed: w.GetChanged()})
+	}
+	for _, w := range p.GetServices() {
+		sv := domain.Service{Kind: domain.ServiceKind(w.GetKind()), Domain: w.GetDomain(), Name: w.GetName(),
+			MiniPlatform: domain.MiniPlatform(w.GetMiniProgramPlatform()), MiniAppID: w.GetMiniProgramAppId(),
+			Package: w.GetQuickAppPackage(), Person: personFromProto(w.GetPerson()), Changed: w.GetChanged()}
+		for _, id := range w.GetAppPlatforms() {
+			sv.AppIDs = append(sv.AppIDs, domain.AppID{Platform: domain.AppPlatform(id.GetPlatform()), ID: id.GetPackageOrBundleId()})
+		}
+		s.Services = append(s.Services, sv)
 	}
 	return s
 }
@@ -97,7 +129,7 @@ func personFromProto(p *filingv1.Person) *domain.Person {
 		return nil
 	}
 	return &domain.Person{Name: p.GetName(), IDType: iddoc.Type(p.GetIdType()), IDNumber: p.GetIdNumber(),
-		Phone: p.GetPhone(), EmergencyPhone: p.GetEmergencyPhone()}
+		Phone: p.GetPhone(), EmergencyPhone: p.GetEmergencyPhone(), HKMacaoIDNumber: p.GetHkMacaoIdNumber()}
 }
 
 // Outbox targets this service writes; the relay in server.Run has a handler for each.

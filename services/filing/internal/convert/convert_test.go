@@ -34,6 +34,11 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		domain.ReasonDuplicateDomain: true, domain.ReasonUnexpectedWebsiteChanged: true, domain.ReasonMissingPerson: true,
 		domain.ReasonMissingName: true, domain.ReasonTextTooLong: true, domain.ReasonInvalidCharacters: true,
 		domain.ReasonTooManyVerifiers: true,
+		// The services' shape, the province and the HK/Macau identity card.
+		domain.ReasonInvalidServiceKind: true, domain.ReasonUnexpectedServiceField: true, domain.ReasonMissingAppPlatforms: true,
+		domain.ReasonInvalidAppPlatform: true, domain.ReasonInvalidPackageName: true, domain.ReasonInvalidMiniProgramPlatform: true,
+		domain.ReasonInvalidMiniProgramAppID: true, domain.ReasonDuplicateService: true, domain.ReasonInvalidProvince: true,
+		iddoc.ReasonInvalidHKMacaoID: true, domain.ReasonMissingHKMacaoID: true,
 		// The other requests' shape.
 		domain.ReasonInvalidState: true, domain.ReasonInvalidReturnReason: true, domain.ReasonTooManyPhoneLocks: true,
 		domain.ReasonInvalidPhoneLock: true, domain.ReasonInvalidOutcome: true,

@@ -65,40 +65,40 @@ func (r ReturnReason) String() string {
 	return "UNSPECIFIED"
 }
 
-// Person is a responsible person. After Rules.Normalize, Phone and EmergencyPhone are E.164 and
-// IDNumber is in iddoc.Clean form.
+// Person is a responsible person. After Rules.Normalize, Phone and EmergencyPhone are E.164,
+// IDNumber is in iddoc.Clean form and HKMacaoIDNumber in iddoc.CleanHKMacaoID form.
 type Person struct {
 	Name           string     `json:"name"`
 	IDType         iddoc.Type `json:"id_type"`
 	IDNumber       string     `json:"id_number"`
 	Phone          string     `json:"phone"`
 	EmergencyPhone string     `json:"emergency_phone,omitempty"`
-}
-
-// Website is one website of an order or of an approved record, identified by its domain.
-type Website struct {
-	Domain  string  `json:"domain"`
-	Name    string  `json:"name,omitempty"`
-	Person  *Person `json:"person,omitempty"`
-	Changed bool    `json:"changed,omitempty"`
+	// HKMacaoIDNumber: a HK/Macau permit holder's Hong Kong or Macau identity card (the permit's
+	// back), whose tail the verifier types in a province of Rules.BackIDTailProvinces.
+	HKMacaoIDNumber string `json:"hk_macao_id_number,omitempty"`
 }
 
 // Spec is the content of an order as the portal entered it.
 type Spec struct {
-	FilingType     FilingType `json:"filing_type"`
-	SubjectID      string     `json:"subject_id,omitempty"`
-	SubjectName    string     `json:"subject_name,omitempty"`
-	SubjectType    int32      `json:"subject_type,omitempty"` // mirrors icp.filing.v1.SubjectType
-	Principal      *Person    `json:"principal,omitempty"`
-	Websites       []Website  `json:"websites,omitempty"`
-	SubjectChanged bool       `json:"subject_changed,omitempty"`
+	FilingType  FilingType `json:"filing_type"`
+	SubjectID   string     `json:"subject_id,omitempty"`
+	SubjectName string     `json:"subject_name,omitempty"`
+	SubjectType int32      `json:"subject_type,omitempty"` // mirrors icp.filing.v1.SubjectType
+	Principal   *Person    `json:"principal,omitempty"`
+	// Websites is the contract's deprecated list: Normalize (and reading a stored spec) folds it into
+	// Services as services of kind WEBSITE, in front, so it is empty in every normalized spec.
+	Websites       []Website `json:"websites,omitempty"`
+	SubjectChanged bool      `json:"subject_changed,omitempty"`
+	Services       []Service `json:"services,omitempty"`
+	// Province is the GB/T 2260 code of the administration (管局) reviewing the order ("": not named).
+	Province string `json:"province,omitempty"`
 }
 
 // Verifier is one distinct phone that must pass SMS verification, with every role it verifies for
 // and the ID tails of the persons using it (any of them may be typed).
 type Verifier struct {
 	Phone   string   // E.164
-	Roles   []string // "principal", "website:<domain>"
+	Roles   []string // "principal", and the Key of each service whose person it is
 	IDTails []string // iddoc.Tail of each person with this phone, deduplicated
 }
 

@@ -45,7 +45,7 @@ func TestVerifiersByFilingType(t *testing.T) {
 	web1 := person("李四", idB, "13912345678")
 	web2 := person("王五", idC, "13712345678")
 	sites := func(changed ...bool) []Website {
-		ws := []Website{{Domain: "a.cn", Person: web1}, {Domain: "b.cn", Person: web2}}
+		ws := []Website{{Kind: KindWebsite, Domain: "a.cn", Person: web1}, {Kind: KindWebsite, Domain: "b.cn", Person: web2}}
 		for i, c := range changed {
 			ws[i].Changed = c
 		}
@@ -63,13 +63,13 @@ func TestVerifiersByFilingType(t *testing.T) {
 			[][]string{{"principal"}, {"website:a.cn"}, {"website:b.cn"}}, nil},
 		{"first filing: shared phone in another spelling verifies once", Rules{},
 			Spec{FilingType: FirstFiling, Principal: principal, Websites: []Website{
-				{Domain: "a.cn", Person: person("张三", idA, "+86 138-1234-5678")},
-				{Domain: "b.cn", Person: web2}}},
+				{Kind: KindWebsite, Domain: "a.cn", Person: person("张三", idA, "+86 138-1234-5678")},
+				{Kind: KindWebsite, Domain: "b.cn", Person: web2}}},
 			[][]string{{"principal", "website:a.cn"}, {"website:b.cn"}},
 			[][]string{{iddoc.Tail(idA)}, {iddoc.Tail(idC)}}},
 		{"shared phone, two persons: both tails kept", Rules{},
 			Spec{FilingType: FirstFiling, Principal: principal, Websites: []Website{
-				{Domain: "a.cn", Person: person("李四", idB, "008613812345678")}}},
+				{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idB, "008613812345678")}}},
 			[][]string{{"principal", "website:a.cn"}},
 			[][]string{{iddoc.Tail(idA), iddoc.Tail(idB)}}},
 		{"add website: new websites only by default", Rules{},
@@ -124,8 +124,8 @@ func TestVerifiersByFilingType(t *testing.T) {
 
 func TestSharedPhoneGivesTwoVerifiers(t *testing.T) {
 	spec := Spec{FilingType: FirstFiling, Principal: person("张三", idA, "13812345678"), Websites: []Website{
-		{Domain: "a.cn", Person: person("张三", idA, "+86 138 1234 5678")},
-		{Domain: "b.cn", Person: person("王五", idC, "13712345678")},
+		{Kind: KindWebsite, Domain: "a.cn", Person: person("张三", idA, "+86 138 1234 5678")},
+		{Kind: KindWebsite, Domain: "b.cn", Person: person("王五", idC, "13712345678")},
 	}}
 	got := Rules{}.Verifiers(mustNormalize(t, Rules{}, spec))
 	if len(got) != 2 || got[0].Phone != "+8613812345678" || got[1].Phone != "+8613712345678" {
@@ -145,28 +145,28 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown type", Rules{}, Spec{FilingType: 42}, "spec.filing_type", ReasonInvalidFilingType},
 		{"subject id on first filing", Rules{}, Spec{FilingType: FirstFiling, SubjectID: "sub_1"}, "spec.subject_id", ReasonUnexpectedSubjectID},
 		{"no subject id", Rules{}, Spec{FilingType: ChangeAccess}, "spec.subject_id", ReasonMissingSubjectID},
-		{"no principal on first filing", Rules{}, Spec{FilingType: FirstFiling, Websites: []Website{{Domain: "a.cn", Person: ok}}},
+		{"no principal on first filing", Rules{}, Spec{FilingType: FirstFiling, Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: ok}}},
 			"spec.principal", ReasonMissingPrincipal},
 		{"no principal on deregister subject", Rules{}, Spec{FilingType: DeregisterSubject, SubjectID: "s"}, "spec.principal", ReasonMissingPrincipal},
 		{"no principal on change filing with subject change", Rules{}, Spec{FilingType: ChangeFiling, SubjectID: "s", SubjectChanged: true},
 			"spec.principal", ReasonMissingPrincipal},
 		{"no principal on add website when principal verifies", Rules{AddWebsitePrincipal: true},
-			Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.principal", ReasonMissingPrincipal},
-		{"no websites on first filing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok}, "spec.websites", ReasonMissingWebsites},
-		{"no websites on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s"}, "spec.websites", ReasonMissingWebsites},
-		{"empty domain", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", Websites: []Website{{Domain: " ", Person: ok}}},
+			Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: ok}}}, "spec.principal", ReasonMissingPrincipal},
+		{"no websites on first filing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok}, "spec.services", ReasonMissingWebsites},
+		{"no websites on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s"}, "spec.services", ReasonMissingWebsites},
+		{"empty domain", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", Websites: []Website{{Kind: KindWebsite, Domain: " ", Person: ok}}},
 			"spec.websites[0].domain", ReasonMissingDomain},
 		{"duplicate domain in another case", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", Websites: []Website{
-			{Domain: "a.cn", Person: ok}, {Domain: "A.CN", Person: ok}}}, "spec.websites[1].domain", ReasonDuplicateDomain},
-		{"website person missing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok, Websites: []Website{{Domain: "a.cn"}}},
+			{Kind: KindWebsite, Domain: "a.cn", Person: ok}, {Kind: KindWebsite, Domain: "A.CN", Person: ok}}}, "spec.websites[1].domain", ReasonDuplicateDomain},
+		{"website person missing", Rules{}, Spec{FilingType: FirstFiling, Principal: ok, Websites: []Website{{Kind: KindWebsite, Domain: "a.cn"}}},
 			"spec.websites[0].person", ReasonMissingPerson},
 		{"bad phone", Rules{}, Spec{FilingType: FirstFiling, Principal: ok, Websites: []Website{
-			{Domain: "a.cn", Person: ok}, {Domain: "b.cn", Person: person("李四", idB, "12345")}}},
+			{Kind: KindWebsite, Domain: "a.cn", Person: ok}, {Kind: KindWebsite, Domain: "b.cn", Person: person("李四", idB, "12345")}}},
 			"spec.websites[1].person.phone", phone.ReasonInvalidPhone},
 		{"landline phone", Rules{}, Spec{FilingType: FirstFiling, Principal: person("张三", idA, "010-62345678"),
-			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.principal.phone", phone.ReasonInvalidPhone},
+			Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: ok}}}, "spec.principal.phone", phone.ReasonInvalidPhone},
 		{"bad emergency phone", Rules{}, Spec{FilingType: FirstFiling, Principal: &Person{Name: "张三", IDType: iddoc.ResidentIDCard,
-			IDNumber: idA, Phone: "13812345678", EmergencyPhone: "x"}, Websites: []Website{{Domain: "a.cn", Person: ok}}},
+			IDNumber: idA, Phone: "13812345678", EmergencyPhone: "x"}, Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: ok}}},
 			"spec.principal.emergency_phone", phone.ReasonInvalidPhone},
 		{"no name", Rules{}, Spec{FilingType: FirstFiling, Principal: person(" ", idA, "13812345678")}, "spec.principal.name", ReasonMissingName},
 		{"unknown id type", Rules{}, Spec{FilingType: FirstFiling, Principal: &Person{Name: "x", IDNumber: idA, Phone: "13812345678"}},
@@ -176,15 +176,15 @@ func TestValidationErrors(t *testing.T) {
 		// subject_changed belongs to CHANGE_FILING and ADD_WEBSITE only: on ADD_ACCESS it would let an
 		// unverified principal number into the record at approval.
 		{"subject changed on add access", Rules{}, Spec{FilingType: AddAccess, SubjectID: "s", SubjectChanged: true, Principal: ok,
-			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", ReasonUnexpectedSubjectChanged},
+			Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: ok}}}, "spec.subject_changed", ReasonUnexpectedSubjectChanged},
 		{"subject changed on deregister subject", Rules{}, Spec{FilingType: DeregisterSubject, SubjectID: "s", SubjectChanged: true, Principal: ok},
 			"spec.subject_changed", ReasonUnexpectedSubjectChanged},
 		{"subject changed on first filing", Rules{}, Spec{FilingType: FirstFiling, SubjectChanged: true, Principal: ok,
-			Websites: []Website{{Domain: "a.cn", Person: ok}}}, "spec.subject_changed", ReasonUnexpectedSubjectChanged},
+			Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: ok}}}, "spec.subject_changed", ReasonUnexpectedSubjectChanged},
 		{"website changed on add website", Rules{}, Spec{FilingType: AddWebsite, SubjectID: "s", Websites: []Website{
-			{Domain: "a.cn", Person: ok}, {Domain: "b.cn", Person: ok, Changed: true}}}, "spec.websites[1].changed", ReasonUnexpectedWebsiteChanged},
+			{Kind: KindWebsite, Domain: "a.cn", Person: ok}, {Kind: KindWebsite, Domain: "b.cn", Person: ok, Changed: true}}}, "spec.websites[1].changed", ReasonUnexpectedWebsiteChanged},
 		{"website changed on deregister website", Rules{}, Spec{FilingType: DeregisterWebsite, SubjectID: "s", Websites: []Website{
-			{Domain: "a.cn", Person: ok, Changed: true}}}, "spec.websites[0].changed", ReasonUnexpectedWebsiteChanged},
+			{Kind: KindWebsite, Domain: "a.cn", Person: ok, Changed: true}}}, "spec.websites[0].changed", ReasonUnexpectedWebsiteChanged},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,10 +203,10 @@ func TestValidationErrors(t *testing.T) {
 func TestNormalizeCleansValues(t *testing.T) {
 	s := mustNormalize(t, Rules{}, Spec{FilingType: FirstFiling, Principal: &Person{Name: " 张三 ", IDType: iddoc.ResidentIDCard,
 		IDNumber: " " + idA + " ", Phone: "86-138-1234-5678", EmergencyPhone: "13912345678"},
-		Websites: []Website{{Domain: " Example.CN. ", Person: person("李四", idB, "13712345678")}}})
+		Websites: []Website{{Kind: KindWebsite, Domain: " Example.CN. ", Person: person("李四", idB, "13712345678")}}})
 	if s.Principal.Name != "张三" || s.Principal.IDNumber != idA || s.Principal.Phone != "+8613812345678" ||
-		s.Principal.EmergencyPhone != "+8613912345678" || s.Websites[0].Domain != "example.cn" {
-		t.Fatalf("normalized = %+v %+v", s.Principal, s.Websites[0])
+		s.Principal.EmergencyPhone != "+8613912345678" || s.Services[0].Domain != "example.cn" {
+		t.Fatalf("normalized = %+v %+v", s.Principal, s.Services[0])
 	}
 }
 
@@ -220,17 +220,17 @@ func TestEmergencyPhoneNeverVerifies(t *testing.T) {
 }
 
 func TestPhoneChangeRule(t *testing.T) {
-	rec := Subject{ID: "sub_1", Principal: mustPerson(t, person("张三", idA, "13812345678")), Websites: []Website{
-		{Domain: "a.cn", Person: mustPerson(t, person("李四", idB, "13912345678"))},
-		{Domain: "b.cn", Person: mustPerson(t, person("王五", idC, "13712345678"))},
+	rec := Subject{ID: "sub_1", Principal: mustPerson(t, person("张三", idA, "13812345678")), Services: []Service{
+		{Kind: KindWebsite, Domain: "a.cn", Person: mustPerson(t, person("李四", idB, "13912345678"))},
+		{Kind: KindWebsite, Domain: "b.cn", Person: mustPerson(t, person("王五", idC, "13712345678"))},
 	}}
 	newPrincipal := person("张三", idA, "13600000000")
 	samePrincipal := person("张三", idA, "+86 138 1234 5678")
-	newA := Website{Domain: "a.cn", Person: person("李四", idB, "13600000001")}
-	sameA := Website{Domain: "a.cn", Person: person("李四", idB, "13912345678")}
+	newA := Website{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idB, "13600000001")}
+	sameA := Website{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idB, "13912345678")}
 	otherIDPrincipal := person("张三", idC, "13812345678") // the record's number, another person's ID
 	passportPrincipal := &Person{Name: "张三", IDType: iddoc.Passport, IDNumber: "E12345678", Phone: "13812345678"}
-	otherIDA := Website{Domain: "a.cn", Person: person("李四", idC, "13912345678")}
+	otherIDA := Website{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idC, "13912345678")}
 	tests := []struct {
 		name  string
 		rules Rules
@@ -242,14 +242,14 @@ func TestPhoneChangeRule(t *testing.T) {
 		{"deregister website, new number", Rules{}, Spec{FilingType: DeregisterWebsite, Websites: []Website{newA}}, ReasonPhoneChangeRequiresChangeFiling},
 		{"deregister website, same number", Rules{}, Spec{FilingType: DeregisterWebsite, Websites: []Website{sameA}}, ""},
 		{"deregister website not in record", Rules{}, Spec{FilingType: DeregisterWebsite,
-			Websites: []Website{{Domain: "c.cn", Person: person("李四", idB, "13912345678")}}}, ReasonWebsiteNotInRecord},
+			Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("李四", idB, "13912345678")}}}, ReasonWebsiteNotInRecord},
 		{"add access, new number", Rules{}, Spec{FilingType: AddAccess, Websites: []Website{newA}}, ReasonPhoneChangeRequiresChangeFiling},
 		{"add access, website not in record", Rules{}, Spec{FilingType: AddAccess,
-			Websites: []Website{{Domain: "c.cn", Person: person("李四", idB, "13912345678")}}}, ReasonWebsiteNotInRecord},
+			Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("李四", idB, "13912345678")}}}, ReasonWebsiteNotInRecord},
 		{"change filing may carry a new principal number", Rules{}, Spec{FilingType: ChangeFiling, SubjectChanged: true, Principal: newPrincipal}, ""},
-		{"change filing may carry a new website number", Rules{}, Spec{FilingType: ChangeFiling, Websites: []Website{{Domain: "a.cn", Person: newA.Person, Changed: true}}}, ""},
+		{"change filing may carry a new website number", Rules{}, Spec{FilingType: ChangeFiling, Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: newA.Person, Changed: true}}}, ""},
 		{"add website may carry a new principal number", Rules{AddWebsitePrincipal: true}, Spec{FilingType: AddWebsite, Principal: newPrincipal,
-			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ""},
+			Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ""},
 		// Every person given is compared on the types that must match the record, not only those who verify.
 		{"change access: a given principal on a new number", Rules{}, Spec{FilingType: ChangeAccess, Principal: newPrincipal}, ReasonPhoneChangeRequiresChangeFiling},
 		{"add access: the non-verifying principal on a new number", Rules{}, Spec{FilingType: AddAccess, Principal: newPrincipal, Websites: []Website{sameA}},
@@ -263,18 +263,18 @@ func TestPhoneChangeRule(t *testing.T) {
 		{"change access, principal with another ID", Rules{}, Spec{FilingType: ChangeAccess, Principal: otherIDPrincipal}, ReasonIDMismatchWithRecord},
 		{"change filing, unchanged website with another ID", Rules{}, Spec{FilingType: ChangeFiling, Websites: []Website{otherIDA}}, ReasonIDMismatchWithRecord},
 		{"change filing, unchanged subject with another principal ID", Rules{}, Spec{FilingType: ChangeFiling, Principal: otherIDPrincipal,
-			Websites: []Website{{Domain: "a.cn", Person: newA.Person, Changed: true}}}, ReasonIDMismatchWithRecord},
+			Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: newA.Person, Changed: true}}}, ReasonIDMismatchWithRecord},
 		{"change filing, changed website with a new person", Rules{}, Spec{FilingType: ChangeFiling,
-			Websites: []Website{{Domain: "a.cn", Person: otherIDA.Person, Changed: true}}}, ""},
+			Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: otherIDA.Person, Changed: true}}}, ""},
 		{"change filing, changed subject with a new principal", Rules{}, Spec{FilingType: ChangeFiling, SubjectChanged: true, Principal: passportPrincipal}, ""},
 		{"add website, unchanged subject with another principal ID", Rules{}, Spec{FilingType: AddWebsite, Principal: otherIDPrincipal,
-			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ReasonIDMismatchWithRecord},
+			Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ReasonIDMismatchWithRecord},
 		{"add website, changed subject with a new principal", Rules{}, Spec{FilingType: AddWebsite, SubjectChanged: true, Principal: otherIDPrincipal,
-			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ""},
+			Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("赵六", idC, "13500000000")}}}, ""},
 		// Record membership.
 		{"add website of a domain already in the record", Rules{}, Spec{FilingType: AddWebsite, Websites: []Website{sameA}}, ReasonWebsiteAlreadyInRecord},
 		{"change filing of a website not in the record", Rules{}, Spec{FilingType: ChangeFiling,
-			Websites: []Website{{Domain: "c.cn", Person: person("赵六", idC, "13500000000"), Changed: true}}}, ReasonWebsiteNotInRecord},
+			Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("赵六", idC, "13500000000"), Changed: true}}}, ReasonWebsiteNotInRecord},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,35 +310,35 @@ func mustPerson(t *testing.T, p *Person) *Person {
 func TestApplyApproval(t *testing.T) {
 	p := mustPerson(t, person("张三", idA, "13812345678"))
 	pNew := mustPerson(t, person("张三", idA, "13600000000"))
-	wa := Website{Domain: "a.cn", Person: mustPerson(t, person("李四", idB, "13912345678"))}
-	wb := Website{Domain: "b.cn", Person: mustPerson(t, person("王五", idC, "13712345678"))}
-	first := ApplyApproval(Spec{FilingType: FirstFiling, SubjectName: "公司", Principal: p, Websites: []Website{wa}}, Subject{}, "sub_new")
-	if first.ID != "sub_new" || first.Name != "公司" || first.Principal.Phone != p.Phone || len(first.Websites) != 1 {
+	wa := Website{Kind: KindWebsite, Domain: "a.cn", Person: mustPerson(t, person("李四", idB, "13912345678"))}
+	wb := Website{Kind: KindWebsite, Domain: "b.cn", Person: mustPerson(t, person("王五", idC, "13712345678"))}
+	first := ApplyApproval(Spec{FilingType: FirstFiling, SubjectName: "公司", Principal: p, Services: []Service{wa}}, Subject{}, "sub_new")
+	if first.ID != "sub_new" || first.Name != "公司" || first.Principal.Phone != p.Phone || len(first.Services) != 1 {
 		t.Fatalf("first filing record = %+v", first)
 	}
-	added := ApplyApproval(Spec{FilingType: AddWebsite, Websites: []Website{wb}}, first, "")
-	if _, ok := added.Website("b.cn"); !ok || len(added.Websites) != 2 {
+	added := ApplyApproval(Spec{FilingType: AddWebsite, Services: []Service{wb}}, first, "")
+	if _, ok := added.Service("website:b.cn"); !ok || len(added.Services) != 2 {
 		t.Fatalf("add website record = %+v", added)
 	}
 	changed := ApplyApproval(Spec{FilingType: ChangeFiling, SubjectChanged: true, Principal: pNew,
-		Websites: []Website{{Domain: "a.cn", Person: pNew, Changed: true}, {Domain: "b.cn", Person: p}}}, added, "")
+		Services: []Service{{Kind: KindWebsite, Domain: "a.cn", Person: pNew, Changed: true}, {Kind: KindWebsite, Domain: "b.cn", Person: p}}}, added, "")
 	if changed.Principal.Phone != pNew.Phone {
 		t.Fatalf("principal phone not changed: %+v", changed.Principal)
 	}
-	if w, _ := changed.Website("a.cn"); w.Person.Phone != pNew.Phone {
+	if w, _ := changed.Service("website:a.cn"); w.Person.Phone != pNew.Phone {
 		t.Fatalf("changed website not updated: %+v", w.Person)
 	}
-	if w, _ := changed.Website("b.cn"); w.Person.Phone != wb.Person.Phone {
+	if w, _ := changed.Service("website:b.cn"); w.Person.Phone != wb.Person.Phone {
 		t.Fatalf("unchanged website was updated: %+v", w.Person)
 	}
-	removed := ApplyApproval(Spec{FilingType: DeregisterWebsite, Websites: []Website{{Domain: "a.cn"}}}, changed, "")
-	if _, ok := removed.Website("a.cn"); ok || len(removed.Websites) != 1 {
+	removed := ApplyApproval(Spec{FilingType: DeregisterWebsite, Services: []Service{{Kind: KindWebsite, Domain: "a.cn"}}}, changed, "")
+	if _, ok := removed.Service("website:a.cn"); ok || len(removed.Services) != 1 {
 		t.Fatalf("deregister website record = %+v", removed)
 	}
 	// ADD_ACCESS never touches subject data, whatever the spec says (validation refuses subject_changed
 	// there; this is the second line of defence).
 	if acc := ApplyApproval(Spec{FilingType: AddAccess, SubjectChanged: true, Principal: p, SubjectName: "x",
-		Websites: []Website{{Domain: "b.cn", Person: wb.Person}}}, changed, ""); acc.Principal.Phone != pNew.Phone || acc.Name != "公司" {
+		Websites: []Website{{Kind: KindWebsite, Domain: "b.cn", Person: wb.Person}}}, changed, ""); acc.Principal.Phone != pNew.Phone || acc.Name != "公司" {
 		t.Fatalf("add access changed subject data: %+v", acc)
 	}
 	if gone := ApplyApproval(Spec{FilingType: DeregisterSubject}, removed, ""); !gone.Deregistered {

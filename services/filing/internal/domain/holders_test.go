@@ -11,7 +11,7 @@ import (
 func TestRecordAccess(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	rec := Subject{ID: "sub_1", Principal: mustPerson(t, person("张三", idA, "13812345678")), Holders: []string{"a"},
-		Websites: []Website{{Domain: "a.cn", Person: mustPerson(t, person("李四", idB, "13912345678"))}}}
+		Services: []Service{{Kind: KindWebsite, Domain: "a.cn", Person: mustPerson(t, person("李四", idB, "13912345678"))}}}
 	records := func(id string) (Subject, bool, error) { return rec, id == rec.ID, nil }
 	holder, stranger, authority := Actor{Tenant: "a"}, Actor{Tenant: "b"}, Actor{Tenant: "x", CrossTenant: true}
 	draft := func(s Spec) Order { return Order{ID: "ord_1", State: StateDraft, Spec: mustNormalize(t, Rules{}, s)} }
@@ -37,7 +37,7 @@ func TestRecordAccess(t *testing.T) {
 	// ADD_ACCESS with the wrong ID number: a stranger takes a budget first, then gets only the generic
 	// answer; the holder and the authority get the detail.
 	wrongID := draft(Spec{FilingType: AddAccess, SubjectID: "sub_1",
-		Websites: []Website{{Domain: "a.cn", Person: person("李四", idA, "13912345678")}}})
+		Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idA, "13912345678")}}})
 	if f, ok := AsForeign(plan(wrongID, Access{Actor: stranger})); !ok || f.SubjectID != "sub_1" {
 		t.Fatalf("stranger's ADD_ACCESS without a budget: want ForeignRecord")
 	}
@@ -51,7 +51,7 @@ func TestRecordAccess(t *testing.T) {
 		t.Fatalf("stranger's mismatch: %#v", generic)
 	}
 	notInRecord := draft(Spec{FilingType: AddAccess, SubjectID: "sub_1",
-		Websites: []Website{{Domain: "z.cn", Person: person("李四", idB, "13912345678")}}})
+		Websites: []Website{{Kind: KindWebsite, Domain: "z.cn", Person: person("李四", idB, "13912345678")}}})
 	if other := plan(notInRecord, Access{Actor: stranger, Granted: true}); other.Error() != generic.Error() {
 		t.Fatalf("two different mismatches told apart: %v vs %v", other, generic)
 	}
@@ -61,7 +61,7 @@ func TestRecordAccess(t *testing.T) {
 		}
 	}
 	right := draft(Spec{FilingType: AddAccess, SubjectID: "sub_1",
-		Websites: []Website{{Domain: "a.cn", Person: person("李四", idB, "13912345678")}}})
+		Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idB, "13912345678")}}})
 	if err := plan(right, Access{Actor: stranger, Granted: true}); err != nil {
 		t.Fatalf("stranger's matching ADD_ACCESS: %v", err)
 	}

@@ -161,30 +161,17 @@ func (r Rules) Validate() error {
 }
 
 // checkVerifierCount refuses a normalized spec whose distinct verifying phones exceed the limit,
-// naming the phone of the first verifier too many.
-func (r Rules) checkVerifierCount(s Spec) error {
+// naming the phone of the first verifier too many (paths: the services' fields as Normalize names them).
+func (r Rules) checkVerifierCount(s Spec, paths []string) error {
 	limit := r.maxVerifiers()
 	phones := make(map[string]bool, limit+1)
-	count := func(path string, p *Person) error {
-		if p == nil || phones[p.Phone] {
-			return nil
+	for _, vp := range r.verifyingPersons(s, paths) {
+		if phones[vp.person.Phone] {
+			continue
 		}
-		if phones[p.Phone] = true; len(phones) > limit {
-			return errs.Invalid(path+".phone", ReasonTooManyVerifiers,
+		if phones[vp.person.Phone] = true; len(phones) > limit {
+			return errs.Invalid(vp.path+".phone", ReasonTooManyVerifiers,
 				"an order has at most %d verifiers (distinct phones that receive a code); this one is verifier %d", limit, len(phones))
-		}
-		return nil
-	}
-	if r.principalVerifies(s) {
-		if err := count("spec.principal", s.Principal); err != nil {
-			return err
-		}
-	}
-	for i, w := range s.Websites {
-		if websiteVerifies(s, w) {
-			if err := count(fmt.Sprintf("spec.websites[%d].person", i), w.Person); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -23,7 +23,7 @@ func websites(n int, distinctPhones bool) []Website {
 		if distinctPhones {
 			ph = mobile(i + 1)
 		}
-		out[i] = Website{Domain: fmt.Sprintf("site%d.cn", i), Person: person("李四", idB, ph)}
+		out[i] = Website{Kind: KindWebsite, Domain: fmt.Sprintf("site%d.cn", i), Person: person("李四", idB, ph)}
 	}
 	return out
 }
@@ -95,7 +95,7 @@ func TestPhoneCountries(t *testing.T) {
 	spec := func(ph, emergency string) Spec {
 		p := person("张三", idA, ph)
 		p.EmergencyPhone = emergency
-		return Spec{FilingType: FirstFiling, Principal: p, Websites: []Website{{Domain: "a.cn", Person: person("李四", idB, "13912345678")}}}
+		return Spec{FilingType: FirstFiling, Principal: p, Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idB, "13912345678")}}}
 	}
 	_, err := Rules{}.Normalize(spec(hk, ""))
 	if de := wantInvalid(t, err, "spec.principal.phone", phone.ReasonCountryNotAllowed); !strings.Contains(de.Message, "+86") {
@@ -117,7 +117,7 @@ func TestPhoneCountries(t *testing.T) {
 func TestTextLimits(t *testing.T) {
 	base := func() Spec {
 		return Spec{FilingType: FirstFiling, SubjectName: "示例公司", Principal: person("张三", idA, "13812345678"),
-			Websites: []Website{{Domain: "a.cn", Name: "示例网站", Person: person("李四", idB, "13912345678")}}}
+			Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Name: "示例网站", Person: person("李四", idB, "13912345678")}}}
 	}
 	tests := []struct {
 		name          string
@@ -197,7 +197,7 @@ func TestDomains(t *testing.T) {
 	}
 	// Two spellings of one domain are a duplicate.
 	_, err := Rules{}.Normalize(Spec{FilingType: FirstFiling, Principal: person("张三", idA, "13812345678"),
-		Websites: []Website{{Domain: "例子.中国", Person: person("张三", idA, "13812345678")},
-			{Domain: "XN--FSQU00A.xn--fiqs8s", Person: person("张三", idA, "13812345678")}}})
+		Websites: []Website{{Kind: KindWebsite, Domain: "例子.中国", Person: person("张三", idA, "13812345678")},
+			{Kind: KindWebsite, Domain: "XN--FSQU00A.xn--fiqs8s", Person: person("张三", idA, "13812345678")}}})
 	wantInvalid(t, err, "spec.websites[1].domain", ReasonDuplicateDomain)
 }

@@ -17,7 +17,7 @@ func TestPlanSubmit(t *testing.T) {
 	draft := func(s Spec) Order { return Order{ID: "ord_1", State: StateDraft, Spec: mustNormalize(t, Rules{}, s)} }
 
 	first := draft(Spec{FilingType: FirstFiling, Principal: person("张三", idA, "13812345678"),
-		Websites: []Website{{Domain: "a.cn", Person: person("李四", idB, "13912345678")}}})
+		Websites: []Website{{Kind: KindWebsite, Domain: "a.cn", Person: person("李四", idB, "13912345678")}}})
 	p, err := Rules{}.PlanSubmit(first, now, time.Hour, holder, records)
 	if err != nil || p.To != StateAwaitingVerification || p.Number != 1 || len(p.Verifiers) != 2 || !p.DeadlineAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("first filing plan = %+v, %v", p, err)
@@ -42,7 +42,7 @@ func TestPlanSubmit(t *testing.T) {
 	}
 	fails("wrong state", Order{State: StateApproved, Spec: first.Spec}, Rules{}, errs.KindFailedPrecondition, ReasonInvalidStateTransition, "")
 	// The request has no spec: a stored spec the current rules refuse is the order's state, not bad input.
-	addWebsite := draft(Spec{FilingType: AddWebsite, SubjectID: "sub_1", Websites: []Website{{Domain: "c.cn", Person: person("李四", idB, "13912345678")}}})
+	addWebsite := draft(Spec{FilingType: AddWebsite, SubjectID: "sub_1", Websites: []Website{{Kind: KindWebsite, Domain: "c.cn", Person: person("李四", idB, "13912345678")}}})
 	fails("stored spec fails the current rules", addWebsite, Rules{AddWebsitePrincipal: true}, errs.KindFailedPrecondition, ReasonOrderInvalid,
 		"spec.principal")
 	// The request names the order, not the subject: a subject gone since is the order's state too.

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"strings"
+
 	"github.com/icpverify/icpverify/pkg/errs"
 )
 
@@ -11,21 +13,24 @@ type Subject struct {
 	Name         string    `json:"name,omitempty"`
 	Type         int32     `json:"type,omitempty"`
 	Principal    *Person   `json:"principal,omitempty"`
-	Websites     []Website `json:"websites,omitempty"`
+	Services     []Service `json:"services,omitempty"`
 	Deregistered bool      `json:"deregistered,omitempty"`
+	// Province is the code of the administration that approved the subject's first filing ("": a
+	// record approved before orders named their province). Orders without a province take it.
+	Province string `json:"province,omitempty"`
 	// Holders are the tenants that hold the record (see HolderChangeOf), sorted. The engines keep them
 	// beside the record, not in it.
 	Holders []string `json:"-"`
 }
 
-// Website returns the record's website with domain, if any.
-func (s Subject) Website(domain string) (Website, bool) {
-	for _, w := range s.Websites {
-		if w.Domain == domain {
+// Service returns the record's service with key (Service.Key), if any.
+func (s Subject) Service(key string) (Service, bool) {
+	for _, w := range s.Services {
+		if w.Key() == key {
 			return w, true
 		}
 	}
-	return Website{}, false
+	return Service{}, false
 }
 
 // Reasons of the phone-change rule.
@@ -44,10 +49,10 @@ func phoneChangeAllowed(t FilingType) bool { return t == ChangeFiling || t == Ad
 // givenPerson is one person an order names, with the role it holds in the record.
 type givenPerson struct {
 	role   string
-	domain string // "" for the principal
+	key    string // the service's Key, "" for the principal
 	person Person
 	// changes is set for the data the order changes (a new principal of a subject_changed order, a
-	// new or changed website): it is the data under review, so nothing in the record binds it.
+	// new or changed service): it is the data under review, so nothing in the record binds it.
 	changes bool
 }
 
@@ -56,9 +61,9 @@ func givenPersons(s Spec) []givenPerson {
 	if s.Principal != nil {
 		out = append(out, givenPerson{role: RolePrincipal, person: *s.Principal, changes: s.SubjectChanged})
 	}
-	for _, w := range s.Websites {
+	for _, w := range s.Services {
 		if w.Person != nil {
-			out = append(out, givenPerson{role: WebsiteRole(w.Domain), domain: w.Domain, person: *w.Person,
+			out = append(out, givenPerson{role: w.Key(), key: w.Key(), person: *w.Person,
 				changes: s.FilingType == AddWebsite || w.Changed})
 		}
 	}
@@ -67,36 +72,40 @@ func givenPersons(s Spec) []givenPerson {
 
 // CheckAgainstRecord checks a normalized spec of any type but FIRST_FILING against the subject's
 // approved record:
-//   - ADD_WEBSITE names websites that are not in the record yet; every other type names websites of the record;
+//   - ADD_WEBSITE names services that are not in the record yet; every other type names services of
+//     the record (a service is its kind and key, Service.Key);
 //   - every person the order names, except the data it changes, holds the record's ID document for
 //     that role: the verifier is checked against the tail of that document, so it must not be the
 //     submitter's choice;
 //   - the phone-change rule of domain.md: except on CHANGE_FILING and ADD_WEBSITE, every person the
 //     order names (verifying or not) has the record's phone for that role.
 func (r Rules) CheckAgainstRecord(s Spec, rec Subject) error {
-	for _, w := range s.Websites {
-		_, inRecord := rec.Website(w.Domain)
+	for _, w := range s.Services {
+		_, inRecord := rec.Service(w.Key())
 		switch {
 		case s.FilingType == AddWebsite && inRecord:
 			return errs.FailedPrecondition(ReasonWebsiteAlreadyInRecord,
-				"website %s is already in the subject's approved record; change it with a CHANGE_FILING", w.Domain)
+				"%s %s is already in the subject's approved record; change it with a CHANGE_FILING", w.Kind, serviceLabel(w))
 		case s.FilingType != AddWebsite && !inRecord:
 			return errs.FailedPrecondition(ReasonWebsiteNotInRecord,
-				"website %s is not in the subject's approved record", w.Domain)
+				"%s %s is not in the subject's approved record", w.Kind, serviceLabel(w))
 		}
 	}
 	for _, gp := range givenPersons(s) {
 		var recorded *Person
-		if gp.domain == "" {
+		if gp.key == "" {
 			recorded = rec.Principal
-		} else if w, ok := rec.Website(gp.domain); ok {
+		} else if w, ok := rec.Service(gp.key); ok {
 			recorded = w.Person
 		}
 		if recorded == nil {
 			// Nothing recorded for this role: there is nothing to compare with.
 			continue
 		}
-		if !gp.changes && (recorded.IDType != gp.person.IDType || recorded.IDNumber != gp.person.IDNumber) {
+		// The identity card on a HK/Macau permit's back is part of the document: in a province that
+		// checks its tail it is what the verifier is checked against.
+		if !gp.changes && (recorded.IDType != gp.person.IDType || recorded.IDNumber != gp.person.IDNumber ||
+			recorded.HKMacaoIDNumber != gp.person.HKMacaoIDNumber) {
 			return errs.FailedPrecondition(ReasonIDMismatchWithRecord,
 				"the ID document of %s differs from the approved record; a new person is filed with a CHANGE_FILING (变更备案)", gp.role)
 		}
@@ -113,37 +122,41 @@ func (r Rules) CheckAgainstRecord(s Spec, rec Subject) error {
 func ApplyApproval(s Spec, rec Subject, newID string) Subject {
 	switch s.FilingType {
 	case FirstFiling:
-		out := Subject{ID: newID, Name: s.SubjectName, Type: s.SubjectType, Principal: s.Principal}
-		for _, w := range s.Websites {
+		out := Subject{ID: newID, Name: s.SubjectName, Type: s.SubjectType, Principal: s.Principal, Province: s.Province}
+		for _, w := range s.Services {
 			w.Changed = false
-			out.Websites = append(out.Websites, w)
+			out.Services = append(out.Services, w)
 		}
 		return out
 	case AddWebsite:
 		rec = updateSubjectData(rec, s)
-		for _, w := range s.Websites {
-			rec = upsertWebsite(rec, w)
+		for _, w := range s.Services {
+			rec = upsertService(rec, w)
 		}
 	case AddAccess:
-		// The websites move to this provider as the record has them; subject data never changes here.
-		for _, w := range s.Websites {
-			rec = upsertWebsite(rec, w)
+		// The services move to this provider as the record has them; subject data never changes here.
+		for _, w := range s.Services {
+			rec = upsertService(rec, w)
 		}
 	case ChangeFiling:
 		rec = updateSubjectData(rec, s)
-		for _, w := range s.Websites {
+		for _, w := range s.Services {
 			if w.Changed {
-				rec = upsertWebsite(rec, w)
+				rec = upsertService(rec, w)
 			}
 		}
 	case DeregisterSubject:
 		rec.Deregistered = true
 	case DeregisterWebsite:
-		for _, w := range s.Websites {
-			rec.Websites = removeWebsite(rec.Websites, w.Domain)
+		for _, w := range s.Services {
+			rec.Services = removeService(rec.Services, w.Key())
 		}
 	case ChangeAccess, CancelAccess:
 		// The access provider is not part of the record this service keeps.
+	}
+	if rec.Province == "" {
+		// A record approved before orders named their province learns it from the first that does.
+		rec.Province = s.Province
 	}
 	return rec
 }
@@ -164,34 +177,40 @@ func updateSubjectData(rec Subject, s Spec) Subject {
 	return rec
 }
 
-func upsertWebsite(rec Subject, w Website) Subject {
+func upsertService(rec Subject, w Service) Subject {
 	w.Changed = false
-	websites := make([]Website, 0, len(rec.Websites)+1)
+	services := make([]Service, 0, len(rec.Services)+1)
 	replaced := false
-	for _, old := range rec.Websites {
-		if old.Domain == w.Domain {
+	for _, old := range rec.Services {
+		if old.Key() == w.Key() {
 			if w.Person == nil {
 				w.Person = old.Person
 			}
 			old, replaced = w, true
 		}
-		websites = append(websites, old)
+		services = append(services, old)
 	}
 	if !replaced {
-		websites = append(websites, w)
+		services = append(services, w)
 	}
-	rec.Websites = websites
+	rec.Services = services
 	return rec
 }
 
-func removeWebsite(ws []Website, domain string) []Website {
-	out := make([]Website, 0, len(ws))
+func removeService(ws []Service, key string) []Service {
+	out := make([]Service, 0, len(ws))
 	for _, w := range ws {
-		if w.Domain != domain {
+		if w.Key() != key {
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// serviceLabel names a service in messages: what identifies it within its kind.
+func serviceLabel(w Service) string {
+	label, _ := strings.CutPrefix(w.Key(), w.Kind.String()+":")
+	return label
 }
 
 // Approve decides what an approval of order o does to its subject's approved record: a FIRST_FILING

@@ -18,14 +18,22 @@ type Rules struct {
 	AddWebsitePrincipal bool
 	// PhoneCountries lists the country calling codes an order's phones may have (zero: +86 only).
 	PhoneCountries phone.Countries
-	// MaxWebsites and MaxVerifiers bound an order (0: DefaultMaxWebsites, DefaultMaxVerifiers).
+	// MaxWebsites and MaxVerifiers bound an order (0: DefaultMaxWebsites, DefaultMaxVerifiers); the
+	// first counts services of every kind.
 	MaxWebsites, MaxVerifiers int
+	// BackIDTailProvinces lists the provinces (GB/T 2260 codes) whose administration checks a HK/Macau
+	// permit holder against the tail of the Hong Kong or Macau identity card on the permit's back
+	// rather than the permit's own number (nil: Zhejiang only; empty: none).
+	BackIDTailProvinces []string
+	// DefaultProvince is the province of a FIRST_FILING that names none ("": it stays unnamed, and
+	// its verifiers type their documents' own tails).
+	DefaultProvince string
 }
 
 // RolePrincipal is the verifier role of the subject's principal responsible person.
 const RolePrincipal = "principal"
 
-// WebsiteRole is the verifier role of a website's responsible person.
+// WebsiteRole is the verifier role of a website's responsible person (Service.Key of the website).
 func WebsiteRole(domain string) string { return "website:" + domain }
 
 // principalVerifies tells whether the principal must pass SMS verification for spec.
@@ -41,8 +49,9 @@ func (r Rules) principalVerifies(s Spec) bool {
 	return false
 }
 
-// websiteVerifies tells whether the person of website w must pass SMS verification for spec.
-func websiteVerifies(s Spec, w Website) bool {
+// serviceVerifies tells whether the person of service w must pass SMS verification for spec
+// (domain.md's table, "website" read as "service").
+func serviceVerifies(s Spec, w Service) bool {
 	switch s.FilingType {
 	case FirstFiling, AddWebsite, AddAccess, DeregisterWebsite:
 		return true
@@ -55,8 +64,8 @@ func websiteVerifies(s Spec, w Website) bool {
 // subjectMayChange lists the types whose order may change subject data (subject_changed).
 func subjectMayChange(t FilingType) bool { return t == ChangeFiling || t == AddWebsite }
 
-// websitesRequired lists the types whose order must name at least one website.
-func websitesRequired(t FilingType) bool {
+// servicesRequired lists the types whose order must name at least one service.
+func servicesRequired(t FilingType) bool {
 	return t == FirstFiling || t == AddWebsite || t == AddAccess || t == DeregisterWebsite
 }
 
@@ -76,10 +85,11 @@ const (
 	ReasonMissingName              = "MISSING_NAME"
 )
 
-// Normalize validates spec and returns it with trimmed NFC names, canonical domains (normalizeDomain),
-// E.164 phones and cleaned ID numbers. The error is an InvalidArgument naming the field, e.g.
-// spec.websites[1].person.phone. Every path that stores or submits an order passes here, so the
-// limits (limits.go) hold on both engines.
+// Normalize validates spec and returns it with trimmed NFC names, canonical domains (normalizeDomain)
+// and service identifiers (normalizeService), the legacy websites folded into Services, the province
+// as its code, E.164 phones and cleaned ID numbers. The error is an InvalidArgument naming the field,
+// e.g. spec.websites[1].person.phone or spec.services[0].app_platforms[1].package_or_bundle_id. Every
+// path that stores or submits an order passes here, so the limits (limits.go) hold on both engines.
 func (r Rules) Normalize(s Spec) (Spec, error) {
 	if s.FilingType == 0 {
 		return s, errs.Invalid("spec.filing_type", ReasonMissingFilingType, "filing_type is required")
@@ -87,9 +97,13 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 	if !s.FilingType.Valid() {
 		return s, errs.Invalid("spec.filing_type", ReasonInvalidFilingType, "unknown filing_type")
 	}
-	if limit := r.maxWebsites(); len(s.Websites) > limit {
-		return s, errs.Invalid("spec.websites", ReasonTooManyWebsites, "an order lists at most %d websites; this one lists %d",
-			limit, len(s.Websites))
+	if limit, n := r.maxWebsites(), len(s.Websites)+len(s.Services); n > limit {
+		field := "spec.services"
+		if len(s.Services) == 0 {
+			field = "spec.websites"
+		}
+		return s, errs.Invalid(field, ReasonTooManyWebsites, "an order lists at most %d services (websites, APPs, mini programmes, quick apps); this one lists %d",
+			limit, n)
 	}
 	s.SubjectID = strings.TrimSpace(s.SubjectID)
 	if len(s.SubjectID) > MaxSubjectIDLength {
@@ -104,6 +118,12 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 		return s, errs.Invalid("spec.subject_id", ReasonUnexpectedSubjectID, "a first filing creates its subject: leave subject_id empty")
 	case s.FilingType != FirstFiling && s.SubjectID == "":
 		return s, errs.Invalid("spec.subject_id", ReasonMissingSubjectID, "subject_id is required for a %s order", s.FilingType)
+	}
+	if s.Province, err = normalizeProvince("spec.province", s.Province); err != nil {
+		return s, err
+	}
+	if s.Province == "" && s.FilingType == FirstFiling {
+		s.Province = r.DefaultProvince
 	}
 	if s.SubjectChanged && !subjectMayChange(s.FilingType) {
 		// On any other type an approval would write subject data (the principal's phone among it)
@@ -121,40 +141,55 @@ func (r Rules) Normalize(s Spec) (Spec, error) {
 		}
 		s.Principal = &p
 	}
-	if len(s.Websites) == 0 && websitesRequired(s.FilingType) {
-		return s, errs.Invalid("spec.websites", ReasonMissingWebsites, "at least one website is required for a %s order", s.FilingType)
+	if len(s.Websites)+len(s.Services) == 0 && servicesRequired(s.FilingType) {
+		return s, errs.Invalid("spec.services", ReasonMissingWebsites,
+			"at least one service (website, APP, mini programme or quick app) is required for a %s order", s.FilingType)
 	}
-	websites := make([]Website, len(s.Websites))
-	seen := make(map[string]int, len(s.Websites))
+	paths := make([]string, 0, len(s.Websites)+len(s.Services))
 	for i, w := range s.Websites {
-		path := fmt.Sprintf("spec.websites[%d]", i)
-		if w.Domain, err = normalizeDomain(path+".domain", w.Domain); err != nil {
+		if w.Kind != 0 && w.Kind != KindWebsite {
+			return s, errs.Invalid(fmt.Sprintf("spec.websites[%d].kind", i), ReasonInvalidServiceKind, "websites lists websites only: list the others in services")
+		}
+		paths = append(paths, fmt.Sprintf("spec.websites[%d]", i))
+	}
+	for i := range s.Services {
+		paths = append(paths, fmt.Sprintf("spec.services[%d]", i))
+	}
+	all := foldWebsites(s.Websites, s.Services)
+	services := make([]Service, len(all))
+	seen := make(map[string]int, len(all))
+	for i, sv := range all {
+		path := paths[i]
+		if sv, err = normalizeService(path, sv); err != nil {
 			return s, err
 		}
-		if w.Name, err = normalizeName(path+".name", w.Name, MaxWebsiteNameLength); err != nil {
-			return s, err
+		if j, dup := seen[sv.Key()]; dup {
+			if sv.Kind == KindWebsite {
+				return s, errs.Invalid(path+".domain", ReasonDuplicateDomain, "the domain is already listed as %s", strings.TrimPrefix(paths[j], "spec."))
+			}
+			return s, errs.Invalid(path, ReasonDuplicateService, "the %s is already listed as %s", sv.Kind, strings.TrimPrefix(paths[j], "spec."))
 		}
-		if j, dup := seen[w.Domain]; dup {
-			return s, errs.Invalid(path+".domain", ReasonDuplicateDomain, "the domain is already listed as websites[%d]", j)
-		}
-		seen[w.Domain] = i
-		if w.Changed && s.FilingType != ChangeFiling {
+		seen[sv.Key()] = i
+		if sv.Changed && s.FilingType != ChangeFiling {
 			return s, errs.Invalid(path+".changed", ReasonUnexpectedWebsiteChanged, "changed is for CHANGE_FILING orders only")
 		}
-		if w.Person == nil && websiteVerifies(s, w) {
-			return s, errs.Invalid(path+".person", ReasonMissingPerson, "the website's responsible person is required for this order")
+		if sv.Person == nil && serviceVerifies(s, sv) {
+			return s, errs.Invalid(path+".person", ReasonMissingPerson, "the %s's responsible person is required for this order", sv.Kind)
 		}
-		if w.Person != nil {
-			p, err := r.normalizePerson(path+".person", *w.Person)
+		if sv.Person != nil {
+			p, err := r.normalizePerson(path+".person", *sv.Person)
 			if err != nil {
 				return s, err
 			}
-			w.Person = &p
+			sv.Person = &p
 		}
-		websites[i] = w
+		services[i] = sv
 	}
-	s.Websites = websites
-	if err := r.checkVerifierCount(s); err != nil {
+	s.Websites, s.Services = nil, services
+	if err := r.checkVerifierCount(s, paths); err != nil {
+		return s, err
+	}
+	if err := r.CheckBackIDs(s, paths); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -178,6 +213,20 @@ func (r Rules) normalizePerson(path string, p Person) (Person, error) {
 		return p, err
 	}
 	p.IDNumber = iddoc.Clean(p.IDNumber)
+	if strings.TrimSpace(p.HKMacaoIDNumber) == "" {
+		p.HKMacaoIDNumber = ""
+	} else {
+		field := path + ".hk_macao_id_number"
+		if p.IDType != iddoc.HKMacaoPermit {
+			return p, errs.Invalid(field, iddoc.ReasonInvalidHKMacaoID, "hk_macao_id_number is for holders of a HK_MACAO_PERMIT only")
+		}
+		if len(p.HKMacaoIDNumber) > MaxIDNumberLength {
+			return p, errs.Invalid(field, iddoc.ReasonInvalidHKMacaoID, "an ID document number has at most %d characters", MaxIDNumberLength)
+		}
+		if p.HKMacaoIDNumber, err = iddoc.CleanHKMacaoID(field, p.HKMacaoIDNumber); err != nil {
+			return p, err
+		}
+	}
 	e164, err := r.PhoneCountries.Normalize(path+".phone", p.Phone)
 	if err != nil {
 		return p, err
@@ -193,33 +242,78 @@ func (r Rules) normalizePerson(path string, p Person) (Person, error) {
 	return p, nil
 }
 
+// ReasonMissingHKMacaoID refuses a verifying HK/Macau permit holder without the identity card on
+// the permit's back in a province whose administration checks it.
+const ReasonMissingHKMacaoID = "MISSING_HK_MACAO_ID_NUMBER"
+
 // verifyingPerson is one role of a normalized spec that must verify.
 type verifyingPerson struct {
 	role   string
-	domain string // "" for the principal
+	path   string // the person's field, e.g. spec.services[0].person
 	person Person
 }
 
-func (r Rules) verifyingPersons(s Spec) []verifyingPerson {
+// servicePaths are the fields of a normalized spec's services when Normalize's are not at hand.
+func servicePaths(s Spec) []string {
+	paths := make([]string, len(s.Services))
+	for i := range s.Services {
+		paths[i] = fmt.Sprintf("spec.services[%d]", i)
+	}
+	return paths
+}
+
+func (r Rules) verifyingPersons(s Spec, paths []string) []verifyingPerson {
+	if paths == nil {
+		paths = servicePaths(s)
+	}
 	var out []verifyingPerson
 	if r.principalVerifies(s) && s.Principal != nil {
-		out = append(out, verifyingPerson{role: RolePrincipal, person: *s.Principal})
+		out = append(out, verifyingPerson{role: RolePrincipal, path: "spec.principal", person: *s.Principal})
 	}
-	for _, w := range s.Websites {
-		if websiteVerifies(s, w) && w.Person != nil {
-			out = append(out, verifyingPerson{role: WebsiteRole(w.Domain), domain: w.Domain, person: *w.Person})
+	for i, w := range s.Services {
+		if serviceVerifies(s, w) && w.Person != nil {
+			out = append(out, verifyingPerson{role: w.Key(), path: paths[i] + ".person", person: *w.Person})
 		}
 	}
 	return out
 }
 
+// CheckBackIDs refuses a normalized spec of a province in BackIDTailProvinces whose verifying
+// HK/Macau permit holder has no hk_macao_id_number: that administration checks its tail (paths: the
+// services' fields as Normalize names them, nil: spec.services[i]). PlanSubmit checks again once an
+// order without a province takes its record's.
+func (r Rules) CheckBackIDs(s Spec, paths []string) error {
+	if !r.backIDTail(s.Province) {
+		return nil
+	}
+	for _, vp := range r.verifyingPersons(s, paths) {
+		if vp.person.IDType == iddoc.HKMacaoPermit && vp.person.HKMacaoIDNumber == "" {
+			return errs.Invalid(vp.path+".hk_macao_id_number", ReasonMissingHKMacaoID,
+				"in %s a HK/Macau permit holder verifies with the Hong Kong or Macau identity card on the permit's back: "+
+					"hk_macao_id_number is required", ProvinceName(s.Province))
+		}
+	}
+	return nil
+}
+
+// idTail is the tail a person types in the order's province: a HK/Macau permit holder's identity
+// card tail where the administration checks it (width-folded, the brackets kept: 567(8)), else the
+// tail of the person's own document.
+func (r Rules) idTail(p Person, province string) string {
+	if p.IDType == iddoc.HKMacaoPermit && p.HKMacaoIDNumber != "" && r.backIDTail(province) {
+		return iddoc.Tail(p.HKMacaoIDNumber)
+	}
+	return iddoc.Tail(p.IDNumber)
+}
+
 // Verifiers returns who must pass SMS verification for a normalized spec: one verifier per distinct
 // E.164 phone, in order of first appearance (principal first), so a person named in several roles
-// gets one code and verifies once. Empty means the order skips verification.
+// gets one code and verifies once. Empty means the order skips verification. The spec's province
+// must be settled (a non-first order without one takes its record's first, see PlanSubmit).
 func (r Rules) Verifiers(s Spec) []Verifier {
 	var out []Verifier
 	index := map[string]int{}
-	for _, vp := range r.verifyingPersons(s) {
+	for _, vp := range r.verifyingPersons(s, nil) {
 		i, ok := index[vp.person.Phone]
 		if !ok {
 			i = len(out)
@@ -230,7 +324,7 @@ func (r Rules) Verifiers(s Spec) []Verifier {
 		if !slices.Contains(v.Roles, vp.role) {
 			v.Roles = append(v.Roles, vp.role)
 		}
-		if tail := iddoc.Tail(vp.person.IDNumber); !slices.Contains(v.IDTails, tail) {
+		if tail := r.idTail(vp.person, s.Province); !slices.Contains(v.IDTails, tail) {
 			v.IDTails = append(v.IDTails, tail)
 		}
 	}

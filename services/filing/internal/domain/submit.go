@@ -26,6 +26,16 @@ type Submission struct {
 	Reason     string     // for the history
 }
 
+// orderInvalid is SubmitOrder's answer when the stored order fails a rule of its shape.
+func orderInvalid(err error) error {
+	var de *errs.Error
+	if errors.As(err, &de) && de.Kind == errs.KindInvalidArgument {
+		return errs.FailedPrecondition(ReasonOrderInvalid,
+			"the order fails the current rules at %s (%s): %s; correct it with UpdateOrder", de.Field, de.Reason, de.Message)
+	}
+	return err
+}
+
 // RecordLookup returns the live approved record of a subject; found=false when there is none.
 type RecordLookup func(subjectID string) (rec Subject, found bool, err error)
 
@@ -42,12 +52,7 @@ func (r Rules) PlanSubmit(o Order, now time.Time, window time.Duration, access A
 	}
 	spec, err := r.Normalize(o.Spec)
 	if err != nil {
-		var de *errs.Error
-		if errors.As(err, &de) && de.Kind == errs.KindInvalidArgument {
-			return Submission{}, errs.FailedPrecondition(ReasonOrderInvalid,
-				"the order fails the current rules at %s (%s): %s; correct it with UpdateOrder", de.Field, de.Reason, de.Message)
-		}
-		return Submission{}, err
+		return Submission{}, orderInvalid(err)
 	}
 	if spec.FilingType != FirstFiling {
 		rec, err := liveRecord(spec, access, record, orderSubjectGone)
@@ -59,6 +64,14 @@ func (r Rules) PlanSubmit(o Order, now time.Time, window time.Duration, access A
 				return Submission{}, RecordMismatch()
 			}
 			return Submission{}, err
+		}
+		if spec.Province == "" {
+			// The administration that holds the record reviews its later orders; its rule decides
+			// the tails (a HK/Macau permit holder's in Zhejiang).
+			spec.Province = rec.Province
+			if err := r.CheckBackIDs(spec, nil); err != nil {
+				return Submission{}, orderInvalid(err)
+			}
 		}
 	}
 	p := Submission{Number: o.Submission + 1, Verifiers: r.Verifiers(spec)}

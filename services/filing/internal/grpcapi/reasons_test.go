@@ -96,6 +96,18 @@ func TestEveryReasonIsDeclared(t *testing.T) {
 		return &filingv1.OrderSpec{FilingType: ft, SubjectId: subject, Websites: []*filingv1.Website{w}}
 	}
 	wrongID := func(w *filingv1.Website) { w.Person.IdNumber = validSpec().GetPrincipal().GetIdNumber() }
+	// withService is validSpec listing an APP (edited by change) instead of its website.
+	withService := func(change func(sv *filingv1.Service)) *filingv1.OrderSpec {
+		s := validSpec()
+		sv := &filingv1.Service{Kind: filingv1.ServiceKind_SERVICE_KIND_APP, Name: "示例APP", Person: s.Websites[0].Person,
+			AppPlatforms: []*filingv1.AppPlatformId{{Platform: filingv1.AppPlatform_APP_PLATFORM_ANDROID, PackageOrBundleId: "com.example.app"}}}
+		change(sv)
+		s.Websites, s.Services = nil, []*filingv1.Service{sv}
+		return s
+	}
+	hkPrincipal := func(s *filingv1.OrderSpec) {
+		s.Principal.IdType, s.Principal.IdNumber = filingv1.IdDocumentType_ID_DOCUMENT_TYPE_HK_MACAO_PERMIT, "H12345678"
+	}
 	lockUntil := timestamppb.New(t0.Add(time.Hour))
 
 	type reasonCase struct {
@@ -224,6 +236,33 @@ func TestEveryReasonIsDeclared(t *testing.T) {
 		{filingv1.ErrorReason_ERROR_REASON_INVALID_PHONE, invalid, createErr(a, edit(validSpec(), func(s *filingv1.OrderSpec) { s.Principal.Phone = "12345" }))},
 		{filingv1.ErrorReason_ERROR_REASON_PHONE_COUNTRY_NOT_ALLOWED, invalid, createErr(a, edit(validSpec(), func(s *filingv1.OrderSpec) {
 			s.Principal.Phone = "+852 5123 4567"
+		}))},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_SERVICE_KIND, invalid, createErr(a, withService(func(sv *filingv1.Service) { sv.Kind = 42 }))},
+		{filingv1.ErrorReason_ERROR_REASON_UNEXPECTED_SERVICE_FIELD, invalid, createErr(a, withService(func(sv *filingv1.Service) { sv.Domain = "a.cn" }))},
+		{filingv1.ErrorReason_ERROR_REASON_MISSING_APP_PLATFORMS, invalid, createErr(a, withService(func(sv *filingv1.Service) { sv.AppPlatforms = nil }))},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_APP_PLATFORM, invalid, createErr(a, withService(func(sv *filingv1.Service) { sv.AppPlatforms[0].Platform = 0 }))},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_PACKAGE_NAME, invalid, createErr(a, withService(func(sv *filingv1.Service) {
+			sv.AppPlatforms[0].PackageOrBundleId = "shop"
+		}))},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_MINI_PROGRAM_PLATFORM, invalid, createErr(a, withService(func(sv *filingv1.Service) {
+			sv.Kind, sv.AppPlatforms, sv.MiniProgramAppId = filingv1.ServiceKind_SERVICE_KIND_MINI_PROGRAM, nil, "wx0123456789abcdef"
+		}))},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_MINI_PROGRAM_APP_ID, invalid, createErr(a, withService(func(sv *filingv1.Service) {
+			sv.Kind, sv.AppPlatforms, sv.MiniProgramPlatform = filingv1.ServiceKind_SERVICE_KIND_MINI_PROGRAM, nil, filingv1.MiniProgramPlatform_MINI_PROGRAM_PLATFORM_WECHAT
+			sv.MiniProgramAppId = "wx123"
+		}))},
+		{filingv1.ErrorReason_ERROR_REASON_DUPLICATE_SERVICE, invalid, func() error {
+			s := withService(func(*filingv1.Service) {})
+			s.Services = append(s.Services, proto.Clone(s.Services[0]).(*filingv1.Service))
+			return createErr(a, s)()
+		}},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_PROVINCE, invalid, createErr(a, edit(validSpec(), func(s *filingv1.OrderSpec) { s.Province = "台湾" }))},
+		{filingv1.ErrorReason_ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER, invalid, createErr(a, edit(validSpec(), func(s *filingv1.OrderSpec) {
+			s.Principal.HkMacaoIdNumber = "A123456(3)" // on a resident ID card holder
+		}))},
+		{filingv1.ErrorReason_ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER, invalid, createErr(a, edit(validSpec(), func(s *filingv1.OrderSpec) {
+			hkPrincipal(s)
+			s.Province = "浙江"
 		}))},
 
 		{filingv1.ErrorReason_ERROR_REASON_INVALID_STATE, invalid, func() error {

@@ -4,7 +4,8 @@
 // 	protoc        (unknown)
 // source: icp/filing/v1/filing.proto
 
-// Package icp.filing.v1 owns filing orders: their subjects, websites, responsible persons,
+// Package icp.filing.v1 owns filing orders: their subjects, services (websites, APPs, mini programmes,
+// quick apps), responsible persons,
 // who must pass SMS verification, and the order's state with its history.
 
 package filingv1
@@ -129,6 +130,39 @@ const (
 	// ListOrders with a page_token not issued for this listing, or a negative page_size.
 	ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN ErrorReason = 50
 	ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE  ErrorReason = 51
+	// The services' shape (InvalidArgument, with the field in BadRequest, e.g. spec.services[0].kind).
+	// The website reasons above (MISSING_WEBSITES, TOO_MANY_WEBSITES, WEBSITE_NOT_IN_RECORD,
+	// WEBSITE_ALREADY_IN_RECORD, UNEXPECTED_WEBSITE_CHANGED) apply to services of every kind: read
+	// "website" as "service", as domain.md's table does.
+	// A service without a known ServiceKind.
+	ErrorReason_ERROR_REASON_INVALID_SERVICE_KIND ErrorReason = 52
+	// A field of another kind of service (a domain on an APP, platform ids on a website...).
+	ErrorReason_ERROR_REASON_UNEXPECTED_SERVICE_FIELD ErrorReason = 53
+	// An APP without a platform id.
+	ErrorReason_ERROR_REASON_MISSING_APP_PLATFORMS ErrorReason = 54
+	// An APP platform outside AppPlatform, or listed twice.
+	ErrorReason_ERROR_REASON_INVALID_APP_PLATFORM ErrorReason = 55
+	// An APP's package name or bundle id, or a quick app's package, that is missing or not of the
+	// reverse-domain shape (com.example.app).
+	ErrorReason_ERROR_REASON_INVALID_PACKAGE_NAME ErrorReason = 56
+	// A mini programme without a known MiniProgramPlatform.
+	ErrorReason_ERROR_REASON_INVALID_MINI_PROGRAM_PLATFORM ErrorReason = 57
+	// A mini programme's app id missing or not of its platform's shape.
+	ErrorReason_ERROR_REASON_INVALID_MINI_PROGRAM_APP_ID ErrorReason = 58
+	// A service other than a website listed twice (same kind and key: APP name, mini programme
+	// platform and app id, quick app package); a website listed twice, in websites or services or
+	// both, is DUPLICATE_DOMAIN.
+	ErrorReason_ERROR_REASON_DUPLICATE_SERVICE ErrorReason = 59
+	// A province that is not one of GB/T 2260's provincial divisions (code, abbreviation or name).
+	ErrorReason_ERROR_REASON_INVALID_PROVINCE ErrorReason = 60
+	// A hk_macao_id_number that is not a Hong Kong or Macau identity card number, or one on a person
+	// whose id_type is not HK_MACAO_PERMIT.
+	ErrorReason_ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER ErrorReason = 61
+	// A verifying HK/Macau permit holder without hk_macao_id_number in a province whose administration
+	// checks the identity card's tail (--back-id-tail-provinces, default Zhejiang). InvalidArgument on
+	// CreateOrder and UpdateOrder; FailedPrecondition ORDER_INVALID on SubmitOrder when the province
+	// comes from the approved record.
+	ErrorReason_ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER ErrorReason = 62
 )
 
 // Enum value maps for ErrorReason.
@@ -186,6 +220,17 @@ var (
 		49: "ERROR_REASON_REQUEST_ID_REUSED",
 		50: "ERROR_REASON_INVALID_PAGE_TOKEN",
 		51: "ERROR_REASON_INVALID_PAGE_SIZE",
+		52: "ERROR_REASON_INVALID_SERVICE_KIND",
+		53: "ERROR_REASON_UNEXPECTED_SERVICE_FIELD",
+		54: "ERROR_REASON_MISSING_APP_PLATFORMS",
+		55: "ERROR_REASON_INVALID_APP_PLATFORM",
+		56: "ERROR_REASON_INVALID_PACKAGE_NAME",
+		57: "ERROR_REASON_INVALID_MINI_PROGRAM_PLATFORM",
+		58: "ERROR_REASON_INVALID_MINI_PROGRAM_APP_ID",
+		59: "ERROR_REASON_DUPLICATE_SERVICE",
+		60: "ERROR_REASON_INVALID_PROVINCE",
+		61: "ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER",
+		62: "ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                         0,
@@ -240,6 +285,17 @@ var (
 		"ERROR_REASON_REQUEST_ID_REUSED":                   49,
 		"ERROR_REASON_INVALID_PAGE_TOKEN":                  50,
 		"ERROR_REASON_INVALID_PAGE_SIZE":                   51,
+		"ERROR_REASON_INVALID_SERVICE_KIND":                52,
+		"ERROR_REASON_UNEXPECTED_SERVICE_FIELD":            53,
+		"ERROR_REASON_MISSING_APP_PLATFORMS":               54,
+		"ERROR_REASON_INVALID_APP_PLATFORM":                55,
+		"ERROR_REASON_INVALID_PACKAGE_NAME":                56,
+		"ERROR_REASON_INVALID_MINI_PROGRAM_PLATFORM":       57,
+		"ERROR_REASON_INVALID_MINI_PROGRAM_APP_ID":         58,
+		"ERROR_REASON_DUPLICATE_SERVICE":                   59,
+		"ERROR_REASON_INVALID_PROVINCE":                    60,
+		"ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER":          61,
+		"ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER":          62,
 	}
 )
 
@@ -270,19 +326,22 @@ func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{0}
 }
 
-// FilingType is the kind of filing; it decides who must verify.
+// FilingType is the kind of filing; it decides who must verify. The types naming a website apply to
+// services of every kind (domain.md: read "website" as "service"): ADD_WEBSITE is also 新增APP,
+// 新增小程序 and 新增快应用, DEREGISTER_WEBSITE also 注销APP, 注销小程序 and 注销快应用; the services the
+// order lists say which.
 type FilingType int32
 
 const (
 	FilingType_FILING_TYPE_UNSPECIFIED        FilingType = 0
 	FilingType_FILING_TYPE_FIRST_FILING       FilingType = 1 // 首次备案
-	FilingType_FILING_TYPE_ADD_WEBSITE        FilingType = 2 // 新增网站
+	FilingType_FILING_TYPE_ADD_WEBSITE        FilingType = 2 // 新增网站 / 新增APP: new services of any kind
 	FilingType_FILING_TYPE_ADD_ACCESS         FilingType = 3 // 新增接入
 	FilingType_FILING_TYPE_CHANGE_FILING      FilingType = 4 // 变更备案
 	FilingType_FILING_TYPE_CHANGE_ACCESS      FilingType = 5 // 变更接入
 	FilingType_FILING_TYPE_CANCEL_ACCESS      FilingType = 6 // 取消接入
 	FilingType_FILING_TYPE_DEREGISTER_SUBJECT FilingType = 7 // 注销主体
-	FilingType_FILING_TYPE_DEREGISTER_WEBSITE FilingType = 8 // 注销网站
+	FilingType_FILING_TYPE_DEREGISTER_WEBSITE FilingType = 8 // 注销网站 / 注销APP: services of any kind
 )
 
 // Enum value maps for FilingType.
@@ -338,6 +397,177 @@ func (FilingType) EnumDescriptor() ([]byte, []int) {
 	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{1}
 }
 
+// ServiceKind is the kind of an internet information service (互联网信息服务) an order lists.
+type ServiceKind int32
+
+const (
+	ServiceKind_SERVICE_KIND_UNSPECIFIED  ServiceKind = 0
+	ServiceKind_SERVICE_KIND_WEBSITE      ServiceKind = 1 // 网站: identified by its domain
+	ServiceKind_SERVICE_KIND_APP          ServiceKind = 2 // APP: identified by its name, with a package name or bundle id per platform
+	ServiceKind_SERVICE_KIND_MINI_PROGRAM ServiceKind = 3 // 小程序: identified by its platform and app id
+	ServiceKind_SERVICE_KIND_QUICK_APP    ServiceKind = 4 // 快应用: identified by its package
+)
+
+// Enum value maps for ServiceKind.
+var (
+	ServiceKind_name = map[int32]string{
+		0: "SERVICE_KIND_UNSPECIFIED",
+		1: "SERVICE_KIND_WEBSITE",
+		2: "SERVICE_KIND_APP",
+		3: "SERVICE_KIND_MINI_PROGRAM",
+		4: "SERVICE_KIND_QUICK_APP",
+	}
+	ServiceKind_value = map[string]int32{
+		"SERVICE_KIND_UNSPECIFIED":  0,
+		"SERVICE_KIND_WEBSITE":      1,
+		"SERVICE_KIND_APP":          2,
+		"SERVICE_KIND_MINI_PROGRAM": 3,
+		"SERVICE_KIND_QUICK_APP":    4,
+	}
+)
+
+func (x ServiceKind) Enum() *ServiceKind {
+	p := new(ServiceKind)
+	*p = x
+	return p
+}
+
+func (x ServiceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ServiceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_filing_v1_filing_proto_enumTypes[2].Descriptor()
+}
+
+func (ServiceKind) Type() protoreflect.EnumType {
+	return &file_icp_filing_v1_filing_proto_enumTypes[2]
+}
+
+func (x ServiceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ServiceKind.Descriptor instead.
+func (ServiceKind) EnumDescriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{2}
+}
+
+// AppPlatform is an operating system an APP is published for.
+type AppPlatform int32
+
+const (
+	AppPlatform_APP_PLATFORM_UNSPECIFIED AppPlatform = 0
+	AppPlatform_APP_PLATFORM_ANDROID     AppPlatform = 1 // package name, e.g. com.example.shop
+	AppPlatform_APP_PLATFORM_IOS         AppPlatform = 2 // bundle id, e.g. com.example.shop
+	AppPlatform_APP_PLATFORM_HARMONY     AppPlatform = 3 // HarmonyOS bundle name, e.g. com.example.shop
+)
+
+// Enum value maps for AppPlatform.
+var (
+	AppPlatform_name = map[int32]string{
+		0: "APP_PLATFORM_UNSPECIFIED",
+		1: "APP_PLATFORM_ANDROID",
+		2: "APP_PLATFORM_IOS",
+		3: "APP_PLATFORM_HARMONY",
+	}
+	AppPlatform_value = map[string]int32{
+		"APP_PLATFORM_UNSPECIFIED": 0,
+		"APP_PLATFORM_ANDROID":     1,
+		"APP_PLATFORM_IOS":         2,
+		"APP_PLATFORM_HARMONY":     3,
+	}
+)
+
+func (x AppPlatform) Enum() *AppPlatform {
+	p := new(AppPlatform)
+	*p = x
+	return p
+}
+
+func (x AppPlatform) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AppPlatform) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_filing_v1_filing_proto_enumTypes[3].Descriptor()
+}
+
+func (AppPlatform) Type() protoreflect.EnumType {
+	return &file_icp_filing_v1_filing_proto_enumTypes[3]
+}
+
+func (x AppPlatform) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AppPlatform.Descriptor instead.
+func (AppPlatform) EnumDescriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{3}
+}
+
+// MiniProgramPlatform is the platform a mini programme runs on.
+type MiniProgramPlatform int32
+
+const (
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_UNSPECIFIED MiniProgramPlatform = 0
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_WECHAT      MiniProgramPlatform = 1 // 微信: app id "wx" and 16 hex digits
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_ALIPAY      MiniProgramPlatform = 2 // 支付宝: 16 digits
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_BAIDU       MiniProgramPlatform = 3 // 百度智能小程序
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_DOUYIN      MiniProgramPlatform = 4 // 抖音 (字节跳动): app id "tt" and 16 hex digits
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_QQ          MiniProgramPlatform = 5 // QQ
+	MiniProgramPlatform_MINI_PROGRAM_PLATFORM_OTHER       MiniProgramPlatform = 6
+)
+
+// Enum value maps for MiniProgramPlatform.
+var (
+	MiniProgramPlatform_name = map[int32]string{
+		0: "MINI_PROGRAM_PLATFORM_UNSPECIFIED",
+		1: "MINI_PROGRAM_PLATFORM_WECHAT",
+		2: "MINI_PROGRAM_PLATFORM_ALIPAY",
+		3: "MINI_PROGRAM_PLATFORM_BAIDU",
+		4: "MINI_PROGRAM_PLATFORM_DOUYIN",
+		5: "MINI_PROGRAM_PLATFORM_QQ",
+		6: "MINI_PROGRAM_PLATFORM_OTHER",
+	}
+	MiniProgramPlatform_value = map[string]int32{
+		"MINI_PROGRAM_PLATFORM_UNSPECIFIED": 0,
+		"MINI_PROGRAM_PLATFORM_WECHAT":      1,
+		"MINI_PROGRAM_PLATFORM_ALIPAY":      2,
+		"MINI_PROGRAM_PLATFORM_BAIDU":       3,
+		"MINI_PROGRAM_PLATFORM_DOUYIN":      4,
+		"MINI_PROGRAM_PLATFORM_QQ":          5,
+		"MINI_PROGRAM_PLATFORM_OTHER":       6,
+	}
+)
+
+func (x MiniProgramPlatform) Enum() *MiniProgramPlatform {
+	p := new(MiniProgramPlatform)
+	*p = x
+	return p
+}
+
+func (x MiniProgramPlatform) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MiniProgramPlatform) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_filing_v1_filing_proto_enumTypes[4].Descriptor()
+}
+
+func (MiniProgramPlatform) Type() protoreflect.EnumType {
+	return &file_icp_filing_v1_filing_proto_enumTypes[4]
+}
+
+func (x MiniProgramPlatform) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MiniProgramPlatform.Descriptor instead.
+func (MiniProgramPlatform) EnumDescriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{4}
+}
+
 // OrderState is where an order stands.
 type OrderState int32
 
@@ -387,11 +617,11 @@ func (x OrderState) String() string {
 }
 
 func (OrderState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[2].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[5].Descriptor()
 }
 
 func (OrderState) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[2]
+	return &file_icp_filing_v1_filing_proto_enumTypes[5]
 }
 
 func (x OrderState) Number() protoreflect.EnumNumber {
@@ -400,7 +630,7 @@ func (x OrderState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OrderState.Descriptor instead.
 func (OrderState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{2}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{5}
 }
 
 // ReturnReason says why verification returned an order.
@@ -437,11 +667,11 @@ func (x ReturnReason) String() string {
 }
 
 func (ReturnReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[3].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[6].Descriptor()
 }
 
 func (ReturnReason) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[3]
+	return &file_icp_filing_v1_filing_proto_enumTypes[6]
 }
 
 func (x ReturnReason) Number() protoreflect.EnumNumber {
@@ -450,7 +680,7 @@ func (x ReturnReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReturnReason.Descriptor instead.
 func (ReturnReason) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{3}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{6}
 }
 
 // IdDocumentType is the kind of identity document a person holds.
@@ -499,11 +729,11 @@ func (x IdDocumentType) String() string {
 }
 
 func (IdDocumentType) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[4].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[7].Descriptor()
 }
 
 func (IdDocumentType) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[4]
+	return &file_icp_filing_v1_filing_proto_enumTypes[7]
 }
 
 func (x IdDocumentType) Number() protoreflect.EnumNumber {
@@ -512,7 +742,7 @@ func (x IdDocumentType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use IdDocumentType.Descriptor instead.
 func (IdDocumentType) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{4}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{7}
 }
 
 // SubjectType tells a company from a person.
@@ -549,11 +779,11 @@ func (x SubjectType) String() string {
 }
 
 func (SubjectType) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[5].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[8].Descriptor()
 }
 
 func (SubjectType) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[5]
+	return &file_icp_filing_v1_filing_proto_enumTypes[8]
 }
 
 func (x SubjectType) Number() protoreflect.EnumNumber {
@@ -562,7 +792,7 @@ func (x SubjectType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SubjectType.Descriptor instead.
 func (SubjectType) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{5}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{8}
 }
 
 // ReviewOutcome is the administration's decision on an order under review.
@@ -599,11 +829,11 @@ func (x ReviewOutcome) String() string {
 }
 
 func (ReviewOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_filing_v1_filing_proto_enumTypes[6].Descriptor()
+	return file_icp_filing_v1_filing_proto_enumTypes[9].Descriptor()
 }
 
 func (ReviewOutcome) Type() protoreflect.EnumType {
-	return &file_icp_filing_v1_filing_proto_enumTypes[6]
+	return &file_icp_filing_v1_filing_proto_enumTypes[9]
 }
 
 func (x ReviewOutcome) Number() protoreflect.EnumNumber {
@@ -612,7 +842,7 @@ func (x ReviewOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReviewOutcome.Descriptor instead.
 func (ReviewOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{6}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{9}
 }
 
 // Person is a responsible person. In responses id_number and phone are masked.
@@ -625,8 +855,13 @@ type Person struct {
 	Phone string `protobuf:"bytes,4,opt,name=phone,proto3" json:"phone,omitempty"`
 	// emergency_phone (应急联系手机) never receives codes.
 	EmergencyPhone string `protobuf:"bytes,5,opt,name=emergency_phone,json=emergencyPhone,proto3" json:"emergency_phone,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// hk_macao_id_number is, for a holder of a HK_MACAO_PERMIT, the Hong Kong or Macau identity card
+	// number printed on the back of the permit, e.g. A123456(7). In a province whose administration
+	// checks it (Zhejiang by default) the verifier types its last 6 characters, 567（8）, instead of the
+	// permit's. Masked in responses.
+	HkMacaoIdNumber string `protobuf:"bytes,6,opt,name=hk_macao_id_number,json=hkMacaoIdNumber,proto3" json:"hk_macao_id_number,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Person) Reset() {
@@ -694,7 +929,15 @@ func (x *Person) GetEmergencyPhone() string {
 	return ""
 }
 
-// Website is one website of the order with its responsible person.
+func (x *Person) GetHkMacaoIdNumber() string {
+	if x != nil {
+		return x.HkMacaoIdNumber
+	}
+	return ""
+}
+
+// Website is one website of the order with its responsible person. Deprecated: list websites as
+// services of kind SERVICE_KIND_WEBSITE; a Website is read as such a service.
 type Website struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// domain identifies the website within the subject's approved record.
@@ -765,6 +1008,178 @@ func (x *Website) GetChanged() bool {
 	return false
 }
 
+// AppPlatformId is an APP's identity on one platform.
+type AppPlatformId struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform AppPlatform            `protobuf:"varint,1,opt,name=platform,proto3,enum=icp.filing.v1.AppPlatform" json:"platform,omitempty"`
+	// package_or_bundle_id: the Android package name, the iOS bundle id or the HarmonyOS bundle name,
+	// in reverse-domain form (com.example.shop).
+	PackageOrBundleId string `protobuf:"bytes,2,opt,name=package_or_bundle_id,json=packageOrBundleId,proto3" json:"package_or_bundle_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AppPlatformId) Reset() {
+	*x = AppPlatformId{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppPlatformId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppPlatformId) ProtoMessage() {}
+
+func (x *AppPlatformId) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppPlatformId.ProtoReflect.Descriptor instead.
+func (*AppPlatformId) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppPlatformId) GetPlatform() AppPlatform {
+	if x != nil {
+		return x.Platform
+	}
+	return AppPlatform_APP_PLATFORM_UNSPECIFIED
+}
+
+func (x *AppPlatformId) GetPackageOrBundleId() string {
+	if x != nil {
+		return x.PackageOrBundleId
+	}
+	return ""
+}
+
+// Service is one internet information service of the order with its responsible person (服务负责人).
+// Each kind fills its own fields and leaves the others empty.
+type Service struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  ServiceKind            `protobuf:"varint,1,opt,name=kind,proto3,enum=icp.filing.v1.ServiceKind" json:"kind,omitempty"`
+	// domain: WEBSITE only, its identity within the subject's approved record.
+	Domain string `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	// name: the service's name (网站名称, APP名称, 小程序名称, 快应用名称); required but for websites; an
+	// APP's identity.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// app_platforms: APP only, at least one, one per platform.
+	AppPlatforms []*AppPlatformId `protobuf:"bytes,4,rep,name=app_platforms,json=appPlatforms,proto3" json:"app_platforms,omitempty"`
+	// mini_program_platform and mini_program_app_id: MINI_PROGRAM only, its identity.
+	MiniProgramPlatform MiniProgramPlatform `protobuf:"varint,5,opt,name=mini_program_platform,json=miniProgramPlatform,proto3,enum=icp.filing.v1.MiniProgramPlatform" json:"mini_program_platform,omitempty"`
+	MiniProgramAppId    string              `protobuf:"bytes,6,opt,name=mini_program_app_id,json=miniProgramAppId,proto3" json:"mini_program_app_id,omitempty"`
+	// quick_app_package: QUICK_APP only, its identity (reverse-domain form).
+	QuickAppPackage string  `protobuf:"bytes,7,opt,name=quick_app_package,json=quickAppPackage,proto3" json:"quick_app_package,omitempty"`
+	Person          *Person `protobuf:"bytes,8,opt,name=person,proto3" json:"person,omitempty"`
+	// changed marks a service whose data changes in a CHANGE_FILING order.
+	Changed       bool `protobuf:"varint,9,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Service) Reset() {
+	*x = Service{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Service) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Service) ProtoMessage() {}
+
+func (x *Service) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Service.ProtoReflect.Descriptor instead.
+func (*Service) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Service) GetKind() ServiceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ServiceKind_SERVICE_KIND_UNSPECIFIED
+}
+
+func (x *Service) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Service) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Service) GetAppPlatforms() []*AppPlatformId {
+	if x != nil {
+		return x.AppPlatforms
+	}
+	return nil
+}
+
+func (x *Service) GetMiniProgramPlatform() MiniProgramPlatform {
+	if x != nil {
+		return x.MiniProgramPlatform
+	}
+	return MiniProgramPlatform_MINI_PROGRAM_PLATFORM_UNSPECIFIED
+}
+
+func (x *Service) GetMiniProgramAppId() string {
+	if x != nil {
+		return x.MiniProgramAppId
+	}
+	return ""
+}
+
+func (x *Service) GetQuickAppPackage() string {
+	if x != nil {
+		return x.QuickAppPackage
+	}
+	return ""
+}
+
+func (x *Service) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+func (x *Service) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
 // OrderSpec is the content of an order as the portal enters it.
 type OrderSpec struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -774,16 +1189,27 @@ type OrderSpec struct {
 	SubjectName string      `protobuf:"bytes,3,opt,name=subject_name,json=subjectName,proto3" json:"subject_name,omitempty"`
 	SubjectType SubjectType `protobuf:"varint,4,opt,name=subject_type,json=subjectType,proto3,enum=icp.filing.v1.SubjectType" json:"subject_type,omitempty"`
 	Principal   *Person     `protobuf:"bytes,5,opt,name=principal,proto3" json:"principal,omitempty"`
-	Websites    []*Website  `protobuf:"bytes,6,rep,name=websites,proto3" json:"websites,omitempty"`
+	// websites: deprecated in requests, list them in services. Read as services of kind WEBSITE,
+	// before those of services; both may be given if no service is listed twice. In responses the
+	// WEBSITE services are here, as before services existed, so readers that predate services see
+	// every website; services then holds the other kinds. Each service is answered once.
+	Websites []*Website `protobuf:"bytes,6,rep,name=websites,proto3" json:"websites,omitempty"`
 	// subject_changed marks a change of subject data (CHANGE_FILING, ADD_WEBSITE).
 	SubjectChanged bool `protobuf:"varint,7,opt,name=subject_changed,json=subjectChanged,proto3" json:"subject_changed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// services: the services of every kind the order lists (in responses, all but the websites).
+	Services []*Service `protobuf:"bytes,8,rep,name=services,proto3" json:"services,omitempty"`
+	// province names the administration (管局) that reviews the order: a GB/T 2260 two-digit code
+	// ("33"), its abbreviation ("ZJ") or its name ("浙江", "浙江省", "Zhejiang"); answered as the code.
+	// Empty: the filing service's --default-province for a FIRST_FILING, the approved record's province
+	// for every other type.
+	Province      string `protobuf:"bytes,9,opt,name=province,proto3" json:"province,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OrderSpec) Reset() {
 	*x = OrderSpec{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[2]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1221,7 @@ func (x *OrderSpec) String() string {
 func (*OrderSpec) ProtoMessage() {}
 
 func (x *OrderSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[2]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1234,7 @@ func (x *OrderSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderSpec.ProtoReflect.Descriptor instead.
 func (*OrderSpec) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{2}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OrderSpec) GetFilingType() FilingType {
@@ -860,11 +1286,26 @@ func (x *OrderSpec) GetSubjectChanged() bool {
 	return false
 }
 
+func (x *OrderSpec) GetServices() []*Service {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *OrderSpec) GetProvince() string {
+	if x != nil {
+		return x.Province
+	}
+	return ""
+}
+
 // Verifier is one distinct phone that must pass verification for the current submission.
 type Verifier struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	PhoneMasked string                 `protobuf:"bytes,1,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
-	// roles lists who this phone verifies for, e.g. "principal", "website:example.cn".
+	// roles lists who this phone verifies for, e.g. "principal", "website:example.cn", "app:示例商城",
+	// "mini_program:WECHAT:wx0123456789abcdef", "quick_app:com.example.quick".
 	Roles         []string `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -872,7 +1313,7 @@ type Verifier struct {
 
 func (x *Verifier) Reset() {
 	*x = Verifier{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[3]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1325,7 @@ func (x *Verifier) String() string {
 func (*Verifier) ProtoMessage() {}
 
 func (x *Verifier) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[3]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1338,7 @@ func (x *Verifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verifier.ProtoReflect.Descriptor instead.
 func (*Verifier) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{3}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Verifier) GetPhoneMasked() string {
@@ -928,7 +1369,7 @@ type StateChange struct {
 
 func (x *StateChange) Reset() {
 	*x = StateChange{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[4]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1381,7 @@ func (x *StateChange) String() string {
 func (*StateChange) ProtoMessage() {}
 
 func (x *StateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[4]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1394,7 @@ func (x *StateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChange.ProtoReflect.Descriptor instead.
 func (*StateChange) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{4}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StateChange) GetFrom() OrderState {
@@ -1013,7 +1454,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[5]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1466,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[5]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1479,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{5}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Order) GetOrderId() string {
@@ -1129,7 +1570,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[6]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1582,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[6]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1595,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{6}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateOrderRequest) GetRequestId() string {
@@ -1180,7 +1621,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[7]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1633,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[7]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1646,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{7}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateOrderResponse) GetOrder() *Order {
@@ -1226,7 +1667,7 @@ type UpdateOrderRequest struct {
 
 func (x *UpdateOrderRequest) Reset() {
 	*x = UpdateOrderRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[8]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1679,7 @@ func (x *UpdateOrderRequest) String() string {
 func (*UpdateOrderRequest) ProtoMessage() {}
 
 func (x *UpdateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[8]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1692,7 @@ func (x *UpdateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrderRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{8}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateOrderRequest) GetRequestId() string {
@@ -1284,7 +1725,7 @@ type UpdateOrderResponse struct {
 
 func (x *UpdateOrderResponse) Reset() {
 	*x = UpdateOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[9]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1737,7 @@ func (x *UpdateOrderResponse) String() string {
 func (*UpdateOrderResponse) ProtoMessage() {}
 
 func (x *UpdateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[9]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1750,7 @@ func (x *UpdateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrderResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{9}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateOrderResponse) GetOrder() *Order {
@@ -1329,7 +1770,7 @@ type SubmitOrderRequest struct {
 
 func (x *SubmitOrderRequest) Reset() {
 	*x = SubmitOrderRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[10]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1782,7 @@ func (x *SubmitOrderRequest) String() string {
 func (*SubmitOrderRequest) ProtoMessage() {}
 
 func (x *SubmitOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[10]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1795,7 @@ func (x *SubmitOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrderRequest.ProtoReflect.Descriptor instead.
 func (*SubmitOrderRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{10}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitOrderRequest) GetRequestId() string {
@@ -1380,7 +1821,7 @@ type SubmitOrderResponse struct {
 
 func (x *SubmitOrderResponse) Reset() {
 	*x = SubmitOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[11]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1833,7 @@ func (x *SubmitOrderResponse) String() string {
 func (*SubmitOrderResponse) ProtoMessage() {}
 
 func (x *SubmitOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[11]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1846,7 @@ func (x *SubmitOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrderResponse.ProtoReflect.Descriptor instead.
 func (*SubmitOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{11}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubmitOrderResponse) GetOrder() *Order {
@@ -1424,7 +1865,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[12]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1877,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[12]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1890,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{12}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetOrderRequest) GetOrderId() string {
@@ -1468,7 +1909,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[13]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1921,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[13]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1934,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{13}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -1515,7 +1956,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[14]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1968,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[14]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1981,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{14}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOrdersRequest) GetPageSize() int32 {
@@ -1574,7 +2015,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[15]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +2027,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[15]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +2040,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{15}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -1627,7 +2068,7 @@ type CancelOrderRequest struct {
 
 func (x *CancelOrderRequest) Reset() {
 	*x = CancelOrderRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[16]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +2080,7 @@ func (x *CancelOrderRequest) String() string {
 func (*CancelOrderRequest) ProtoMessage() {}
 
 func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[16]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +2093,7 @@ func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
 func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{16}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelOrderRequest) GetRequestId() string {
@@ -1685,7 +2126,7 @@ type CancelOrderResponse struct {
 
 func (x *CancelOrderResponse) Reset() {
 	*x = CancelOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[17]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +2138,7 @@ func (x *CancelOrderResponse) String() string {
 func (*CancelOrderResponse) ProtoMessage() {}
 
 func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[17]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +2151,7 @@ func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
 func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{17}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelOrderResponse) GetOrder() *Order {
@@ -1731,7 +2172,7 @@ type MarkVerifiedRequest struct {
 
 func (x *MarkVerifiedRequest) Reset() {
 	*x = MarkVerifiedRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[18]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2184,7 @@ func (x *MarkVerifiedRequest) String() string {
 func (*MarkVerifiedRequest) ProtoMessage() {}
 
 func (x *MarkVerifiedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[18]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2197,7 @@ func (x *MarkVerifiedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkVerifiedRequest.ProtoReflect.Descriptor instead.
 func (*MarkVerifiedRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{18}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MarkVerifiedRequest) GetRequestId() string {
@@ -1789,7 +2230,7 @@ type MarkVerifiedResponse struct {
 
 func (x *MarkVerifiedResponse) Reset() {
 	*x = MarkVerifiedResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[19]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +2242,7 @@ func (x *MarkVerifiedResponse) String() string {
 func (*MarkVerifiedResponse) ProtoMessage() {}
 
 func (x *MarkVerifiedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[19]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +2255,7 @@ func (x *MarkVerifiedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkVerifiedResponse.ProtoReflect.Descriptor instead.
 func (*MarkVerifiedResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{19}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MarkVerifiedResponse) GetOrder() *Order {
@@ -1839,7 +2280,7 @@ type ReturnOrderRequest struct {
 
 func (x *ReturnOrderRequest) Reset() {
 	*x = ReturnOrderRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[20]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2292,7 @@ func (x *ReturnOrderRequest) String() string {
 func (*ReturnOrderRequest) ProtoMessage() {}
 
 func (x *ReturnOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[20]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2305,7 @@ func (x *ReturnOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnOrderRequest.ProtoReflect.Descriptor instead.
 func (*ReturnOrderRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{20}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReturnOrderRequest) GetRequestId() string {
@@ -1913,7 +2354,7 @@ type PhoneLock struct {
 
 func (x *PhoneLock) Reset() {
 	*x = PhoneLock{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2366,7 @@ func (x *PhoneLock) String() string {
 func (*PhoneLock) ProtoMessage() {}
 
 func (x *PhoneLock) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[21]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2379,7 @@ func (x *PhoneLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhoneLock.ProtoReflect.Descriptor instead.
 func (*PhoneLock) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{21}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PhoneLock) GetPhone() string {
@@ -1964,7 +2405,7 @@ type ReturnOrderResponse struct {
 
 func (x *ReturnOrderResponse) Reset() {
 	*x = ReturnOrderResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2417,7 @@ func (x *ReturnOrderResponse) String() string {
 func (*ReturnOrderResponse) ProtoMessage() {}
 
 func (x *ReturnOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[22]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2430,7 @@ func (x *ReturnOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnOrderResponse.ProtoReflect.Descriptor instead.
 func (*ReturnOrderResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{22}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReturnOrderResponse) GetOrder() *Order {
@@ -2011,7 +2452,7 @@ type RecordReviewOutcomeRequest struct {
 
 func (x *RecordReviewOutcomeRequest) Reset() {
 	*x = RecordReviewOutcomeRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2464,7 @@ func (x *RecordReviewOutcomeRequest) String() string {
 func (*RecordReviewOutcomeRequest) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[23]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2477,7 @@ func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{23}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecordReviewOutcomeRequest) GetRequestId() string {
@@ -2076,7 +2517,7 @@ type RecordReviewOutcomeResponse struct {
 
 func (x *RecordReviewOutcomeResponse) Reset() {
 	*x = RecordReviewOutcomeResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[24]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2529,7 @@ func (x *RecordReviewOutcomeResponse) String() string {
 func (*RecordReviewOutcomeResponse) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[24]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2542,7 @@ func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{24}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecordReviewOutcomeResponse) GetOrder() *Order {
@@ -2115,18 +2556,32 @@ var File_icp_filing_v1_filing_proto protoreflect.FileDescriptor
 
 const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\n" +
-	"\x1aicp/filing/v1/filing.proto\x12\ricp.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xb0\x01\n" +
+	"\x1aicp/filing/v1/filing.proto\x12\ricp.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xdd\x01\n" +
 	"\x06Person\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
 	"\aid_type\x18\x02 \x01(\x0e2\x1d.icp.filing.v1.IdDocumentTypeR\x06idType\x12\x1b\n" +
 	"\tid_number\x18\x03 \x01(\tR\bidNumber\x12\x14\n" +
 	"\x05phone\x18\x04 \x01(\tR\x05phone\x12'\n" +
-	"\x0femergency_phone\x18\x05 \x01(\tR\x0eemergencyPhone\"~\n" +
+	"\x0femergency_phone\x18\x05 \x01(\tR\x0eemergencyPhone\x12+\n" +
+	"\x12hk_macao_id_number\x18\x06 \x01(\tR\x0fhkMacaoIdNumber\"~\n" +
 	"\aWebsite\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
 	"\x06person\x18\x03 \x01(\v2\x15.icp.filing.v1.PersonR\x06person\x12\x18\n" +
-	"\achanged\x18\x04 \x01(\bR\achanged\"\xda\x02\n" +
+	"\achanged\x18\x04 \x01(\bR\achanged\"x\n" +
+	"\rAppPlatformId\x126\n" +
+	"\bplatform\x18\x01 \x01(\x0e2\x1a.icp.filing.v1.AppPlatformR\bplatform\x12/\n" +
+	"\x14package_or_bundle_id\x18\x02 \x01(\tR\x11packageOrBundleId\"\xa4\x03\n" +
+	"\aService\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.icp.filing.v1.ServiceKindR\x04kind\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12A\n" +
+	"\rapp_platforms\x18\x04 \x03(\v2\x1c.icp.filing.v1.AppPlatformIdR\fappPlatforms\x12V\n" +
+	"\x15mini_program_platform\x18\x05 \x01(\x0e2\".icp.filing.v1.MiniProgramPlatformR\x13miniProgramPlatform\x12-\n" +
+	"\x13mini_program_app_id\x18\x06 \x01(\tR\x10miniProgramAppId\x12*\n" +
+	"\x11quick_app_package\x18\a \x01(\tR\x0fquickAppPackage\x12-\n" +
+	"\x06person\x18\b \x01(\v2\x15.icp.filing.v1.PersonR\x06person\x12\x18\n" +
+	"\achanged\x18\t \x01(\bR\achanged\"\xaa\x03\n" +
 	"\tOrderSpec\x12:\n" +
 	"\vfiling_type\x18\x01 \x01(\x0e2\x19.icp.filing.v1.FilingTypeR\n" +
 	"filingType\x12\x1d\n" +
@@ -2136,7 +2591,9 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\fsubject_type\x18\x04 \x01(\x0e2\x1a.icp.filing.v1.SubjectTypeR\vsubjectType\x123\n" +
 	"\tprincipal\x18\x05 \x01(\v2\x15.icp.filing.v1.PersonR\tprincipal\x122\n" +
 	"\bwebsites\x18\x06 \x03(\v2\x16.icp.filing.v1.WebsiteR\bwebsites\x12'\n" +
-	"\x0fsubject_changed\x18\a \x01(\bR\x0esubjectChanged\"C\n" +
+	"\x0fsubject_changed\x18\a \x01(\bR\x0esubjectChanged\x122\n" +
+	"\bservices\x18\b \x03(\v2\x16.icp.filing.v1.ServiceR\bservices\x12\x1a\n" +
+	"\bprovince\x18\t \x01(\tR\bprovince\"C\n" +
 	"\bVerifier\x12!\n" +
 	"\fphone_masked\x18\x01 \x01(\tR\vphoneMasked\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\"\xc1\x01\n" +
@@ -2233,7 +2690,7 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x1c.icp.filing.v1.ReviewOutcomeR\aoutcome\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\"I\n" +
 	"\x1bRecordReviewOutcomeResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order*\x85\x0f\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order*\xcc\x12\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_ORDER_NOT_FOUND\x10\x01\x12)\n" +
@@ -2287,7 +2744,18 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\x1fERROR_REASON_INVALID_REQUEST_ID\x100\x12\"\n" +
 	"\x1eERROR_REASON_REQUEST_ID_REUSED\x101\x12#\n" +
 	"\x1fERROR_REASON_INVALID_PAGE_TOKEN\x102\x12\"\n" +
-	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x103*\xa5\x02\n" +
+	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x103\x12%\n" +
+	"!ERROR_REASON_INVALID_SERVICE_KIND\x104\x12)\n" +
+	"%ERROR_REASON_UNEXPECTED_SERVICE_FIELD\x105\x12&\n" +
+	"\"ERROR_REASON_MISSING_APP_PLATFORMS\x106\x12%\n" +
+	"!ERROR_REASON_INVALID_APP_PLATFORM\x107\x12%\n" +
+	"!ERROR_REASON_INVALID_PACKAGE_NAME\x108\x12.\n" +
+	"*ERROR_REASON_INVALID_MINI_PROGRAM_PLATFORM\x109\x12,\n" +
+	"(ERROR_REASON_INVALID_MINI_PROGRAM_APP_ID\x10:\x12\"\n" +
+	"\x1eERROR_REASON_DUPLICATE_SERVICE\x10;\x12!\n" +
+	"\x1dERROR_REASON_INVALID_PROVINCE\x10<\x12+\n" +
+	"'ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER\x10=\x12+\n" +
+	"'ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER\x10>*\xa5\x02\n" +
 	"\n" +
 	"FilingType\x12\x1b\n" +
 	"\x17FILING_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
@@ -2298,7 +2766,26 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\x19FILING_TYPE_CHANGE_ACCESS\x10\x05\x12\x1d\n" +
 	"\x19FILING_TYPE_CANCEL_ACCESS\x10\x06\x12\"\n" +
 	"\x1eFILING_TYPE_DEREGISTER_SUBJECT\x10\a\x12\"\n" +
-	"\x1eFILING_TYPE_DEREGISTER_WEBSITE\x10\b*\xee\x01\n" +
+	"\x1eFILING_TYPE_DEREGISTER_WEBSITE\x10\b*\x96\x01\n" +
+	"\vServiceKind\x12\x1c\n" +
+	"\x18SERVICE_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14SERVICE_KIND_WEBSITE\x10\x01\x12\x14\n" +
+	"\x10SERVICE_KIND_APP\x10\x02\x12\x1d\n" +
+	"\x19SERVICE_KIND_MINI_PROGRAM\x10\x03\x12\x1a\n" +
+	"\x16SERVICE_KIND_QUICK_APP\x10\x04*u\n" +
+	"\vAppPlatform\x12\x1c\n" +
+	"\x18APP_PLATFORM_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14APP_PLATFORM_ANDROID\x10\x01\x12\x14\n" +
+	"\x10APP_PLATFORM_IOS\x10\x02\x12\x18\n" +
+	"\x14APP_PLATFORM_HARMONY\x10\x03*\x82\x02\n" +
+	"\x13MiniProgramPlatform\x12%\n" +
+	"!MINI_PROGRAM_PLATFORM_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cMINI_PROGRAM_PLATFORM_WECHAT\x10\x01\x12 \n" +
+	"\x1cMINI_PROGRAM_PLATFORM_ALIPAY\x10\x02\x12\x1f\n" +
+	"\x1bMINI_PROGRAM_PLATFORM_BAIDU\x10\x03\x12 \n" +
+	"\x1cMINI_PROGRAM_PLATFORM_DOUYIN\x10\x04\x12\x1c\n" +
+	"\x18MINI_PROGRAM_PLATFORM_QQ\x10\x05\x12\x1f\n" +
+	"\x1bMINI_PROGRAM_PLATFORM_OTHER\x10\x06*\xee\x01\n" +
 	"\n" +
 	"OrderState\x12\x1b\n" +
 	"\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -2355,100 +2842,111 @@ func file_icp_filing_v1_filing_proto_rawDescGZIP() []byte {
 	return file_icp_filing_v1_filing_proto_rawDescData
 }
 
-var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: icp.filing.v1.ErrorReason
 	(FilingType)(0),                     // 1: icp.filing.v1.FilingType
-	(OrderState)(0),                     // 2: icp.filing.v1.OrderState
-	(ReturnReason)(0),                   // 3: icp.filing.v1.ReturnReason
-	(IdDocumentType)(0),                 // 4: icp.filing.v1.IdDocumentType
-	(SubjectType)(0),                    // 5: icp.filing.v1.SubjectType
-	(ReviewOutcome)(0),                  // 6: icp.filing.v1.ReviewOutcome
-	(*Person)(nil),                      // 7: icp.filing.v1.Person
-	(*Website)(nil),                     // 8: icp.filing.v1.Website
-	(*OrderSpec)(nil),                   // 9: icp.filing.v1.OrderSpec
-	(*Verifier)(nil),                    // 10: icp.filing.v1.Verifier
-	(*StateChange)(nil),                 // 11: icp.filing.v1.StateChange
-	(*Order)(nil),                       // 12: icp.filing.v1.Order
-	(*CreateOrderRequest)(nil),          // 13: icp.filing.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),         // 14: icp.filing.v1.CreateOrderResponse
-	(*UpdateOrderRequest)(nil),          // 15: icp.filing.v1.UpdateOrderRequest
-	(*UpdateOrderResponse)(nil),         // 16: icp.filing.v1.UpdateOrderResponse
-	(*SubmitOrderRequest)(nil),          // 17: icp.filing.v1.SubmitOrderRequest
-	(*SubmitOrderResponse)(nil),         // 18: icp.filing.v1.SubmitOrderResponse
-	(*GetOrderRequest)(nil),             // 19: icp.filing.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),            // 20: icp.filing.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),           // 21: icp.filing.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),          // 22: icp.filing.v1.ListOrdersResponse
-	(*CancelOrderRequest)(nil),          // 23: icp.filing.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),         // 24: icp.filing.v1.CancelOrderResponse
-	(*MarkVerifiedRequest)(nil),         // 25: icp.filing.v1.MarkVerifiedRequest
-	(*MarkVerifiedResponse)(nil),        // 26: icp.filing.v1.MarkVerifiedResponse
-	(*ReturnOrderRequest)(nil),          // 27: icp.filing.v1.ReturnOrderRequest
-	(*PhoneLock)(nil),                   // 28: icp.filing.v1.PhoneLock
-	(*ReturnOrderResponse)(nil),         // 29: icp.filing.v1.ReturnOrderResponse
-	(*RecordReviewOutcomeRequest)(nil),  // 30: icp.filing.v1.RecordReviewOutcomeRequest
-	(*RecordReviewOutcomeResponse)(nil), // 31: icp.filing.v1.RecordReviewOutcomeResponse
-	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
+	(ServiceKind)(0),                    // 2: icp.filing.v1.ServiceKind
+	(AppPlatform)(0),                    // 3: icp.filing.v1.AppPlatform
+	(MiniProgramPlatform)(0),            // 4: icp.filing.v1.MiniProgramPlatform
+	(OrderState)(0),                     // 5: icp.filing.v1.OrderState
+	(ReturnReason)(0),                   // 6: icp.filing.v1.ReturnReason
+	(IdDocumentType)(0),                 // 7: icp.filing.v1.IdDocumentType
+	(SubjectType)(0),                    // 8: icp.filing.v1.SubjectType
+	(ReviewOutcome)(0),                  // 9: icp.filing.v1.ReviewOutcome
+	(*Person)(nil),                      // 10: icp.filing.v1.Person
+	(*Website)(nil),                     // 11: icp.filing.v1.Website
+	(*AppPlatformId)(nil),               // 12: icp.filing.v1.AppPlatformId
+	(*Service)(nil),                     // 13: icp.filing.v1.Service
+	(*OrderSpec)(nil),                   // 14: icp.filing.v1.OrderSpec
+	(*Verifier)(nil),                    // 15: icp.filing.v1.Verifier
+	(*StateChange)(nil),                 // 16: icp.filing.v1.StateChange
+	(*Order)(nil),                       // 17: icp.filing.v1.Order
+	(*CreateOrderRequest)(nil),          // 18: icp.filing.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),         // 19: icp.filing.v1.CreateOrderResponse
+	(*UpdateOrderRequest)(nil),          // 20: icp.filing.v1.UpdateOrderRequest
+	(*UpdateOrderResponse)(nil),         // 21: icp.filing.v1.UpdateOrderResponse
+	(*SubmitOrderRequest)(nil),          // 22: icp.filing.v1.SubmitOrderRequest
+	(*SubmitOrderResponse)(nil),         // 23: icp.filing.v1.SubmitOrderResponse
+	(*GetOrderRequest)(nil),             // 24: icp.filing.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),            // 25: icp.filing.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),           // 26: icp.filing.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),          // 27: icp.filing.v1.ListOrdersResponse
+	(*CancelOrderRequest)(nil),          // 28: icp.filing.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),         // 29: icp.filing.v1.CancelOrderResponse
+	(*MarkVerifiedRequest)(nil),         // 30: icp.filing.v1.MarkVerifiedRequest
+	(*MarkVerifiedResponse)(nil),        // 31: icp.filing.v1.MarkVerifiedResponse
+	(*ReturnOrderRequest)(nil),          // 32: icp.filing.v1.ReturnOrderRequest
+	(*PhoneLock)(nil),                   // 33: icp.filing.v1.PhoneLock
+	(*ReturnOrderResponse)(nil),         // 34: icp.filing.v1.ReturnOrderResponse
+	(*RecordReviewOutcomeRequest)(nil),  // 35: icp.filing.v1.RecordReviewOutcomeRequest
+	(*RecordReviewOutcomeResponse)(nil), // 36: icp.filing.v1.RecordReviewOutcomeResponse
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
 }
 var file_icp_filing_v1_filing_proto_depIdxs = []int32{
-	4,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
-	7,  // 1: icp.filing.v1.Website.person:type_name -> icp.filing.v1.Person
-	1,  // 2: icp.filing.v1.OrderSpec.filing_type:type_name -> icp.filing.v1.FilingType
-	5,  // 3: icp.filing.v1.OrderSpec.subject_type:type_name -> icp.filing.v1.SubjectType
-	7,  // 4: icp.filing.v1.OrderSpec.principal:type_name -> icp.filing.v1.Person
-	8,  // 5: icp.filing.v1.OrderSpec.websites:type_name -> icp.filing.v1.Website
-	2,  // 6: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
-	2,  // 7: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
-	32, // 8: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
-	9,  // 9: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
-	2,  // 10: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
-	32, // 11: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
-	3,  // 12: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
-	10, // 13: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
-	11, // 14: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
-	32, // 15: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	32, // 16: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
-	9,  // 17: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
-	12, // 18: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
-	9,  // 19: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
-	12, // 20: icp.filing.v1.UpdateOrderResponse.order:type_name -> icp.filing.v1.Order
-	12, // 21: icp.filing.v1.SubmitOrderResponse.order:type_name -> icp.filing.v1.Order
-	12, // 22: icp.filing.v1.GetOrderResponse.order:type_name -> icp.filing.v1.Order
-	2,  // 23: icp.filing.v1.ListOrdersRequest.state:type_name -> icp.filing.v1.OrderState
-	12, // 24: icp.filing.v1.ListOrdersResponse.orders:type_name -> icp.filing.v1.Order
-	12, // 25: icp.filing.v1.CancelOrderResponse.order:type_name -> icp.filing.v1.Order
-	12, // 26: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
-	3,  // 27: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
-	28, // 28: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
-	32, // 29: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
-	12, // 30: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
-	6,  // 31: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
-	12, // 32: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
-	13, // 33: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
-	15, // 34: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
-	17, // 35: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
-	19, // 36: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
-	21, // 37: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
-	23, // 38: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
-	25, // 39: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
-	27, // 40: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
-	30, // 41: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
-	14, // 42: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
-	16, // 43: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
-	18, // 44: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
-	20, // 45: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
-	22, // 46: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
-	24, // 47: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
-	26, // 48: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
-	29, // 49: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
-	31, // 50: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	7,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
+	10, // 1: icp.filing.v1.Website.person:type_name -> icp.filing.v1.Person
+	3,  // 2: icp.filing.v1.AppPlatformId.platform:type_name -> icp.filing.v1.AppPlatform
+	2,  // 3: icp.filing.v1.Service.kind:type_name -> icp.filing.v1.ServiceKind
+	12, // 4: icp.filing.v1.Service.app_platforms:type_name -> icp.filing.v1.AppPlatformId
+	4,  // 5: icp.filing.v1.Service.mini_program_platform:type_name -> icp.filing.v1.MiniProgramPlatform
+	10, // 6: icp.filing.v1.Service.person:type_name -> icp.filing.v1.Person
+	1,  // 7: icp.filing.v1.OrderSpec.filing_type:type_name -> icp.filing.v1.FilingType
+	8,  // 8: icp.filing.v1.OrderSpec.subject_type:type_name -> icp.filing.v1.SubjectType
+	10, // 9: icp.filing.v1.OrderSpec.principal:type_name -> icp.filing.v1.Person
+	11, // 10: icp.filing.v1.OrderSpec.websites:type_name -> icp.filing.v1.Website
+	13, // 11: icp.filing.v1.OrderSpec.services:type_name -> icp.filing.v1.Service
+	5,  // 12: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
+	5,  // 13: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
+	37, // 14: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
+	14, // 15: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
+	5,  // 16: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
+	37, // 17: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
+	6,  // 18: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
+	15, // 19: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
+	16, // 20: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
+	37, // 21: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	37, // 22: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	14, // 23: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
+	17, // 24: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
+	14, // 25: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
+	17, // 26: icp.filing.v1.UpdateOrderResponse.order:type_name -> icp.filing.v1.Order
+	17, // 27: icp.filing.v1.SubmitOrderResponse.order:type_name -> icp.filing.v1.Order
+	17, // 28: icp.filing.v1.GetOrderResponse.order:type_name -> icp.filing.v1.Order
+	5,  // 29: icp.filing.v1.ListOrdersRequest.state:type_name -> icp.filing.v1.OrderState
+	17, // 30: icp.filing.v1.ListOrdersResponse.orders:type_name -> icp.filing.v1.Order
+	17, // 31: icp.filing.v1.CancelOrderResponse.order:type_name -> icp.filing.v1.Order
+	17, // 32: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
+	6,  // 33: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
+	33, // 34: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
+	37, // 35: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
+	17, // 36: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
+	9,  // 37: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
+	17, // 38: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
+	18, // 39: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
+	20, // 40: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
+	22, // 41: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
+	24, // 42: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
+	26, // 43: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
+	28, // 44: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
+	30, // 45: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
+	32, // 46: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
+	35, // 47: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
+	19, // 48: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
+	21, // 49: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
+	23, // 50: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
+	25, // 51: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
+	27, // 52: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
+	29, // 53: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
+	31, // 54: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
+	34, // 55: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
+	36, // 56: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
+	48, // [48:57] is the sub-list for method output_type
+	39, // [39:48] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_icp_filing_v1_filing_proto_init() }
@@ -2461,8 +2959,8 @@ func file_icp_filing_v1_filing_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_filing_v1_filing_proto_rawDesc), len(file_icp_filing_v1_filing_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   25,
+			NumEnums:      10,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -4,7 +4,8 @@
 // - protoc             (unknown)
 // source: icp/filing/v1/filing.proto
 
-// Package icp.filing.v1 owns filing orders: their subjects, websites, responsible persons,
+// Package icp.filing.v1 owns filing orders: their subjects, services (websites, APPs, mini programmes,
+// quick apps), responsible persons,
 // who must pass SMS verification, and the order's state with its history.
 
 package filingv1

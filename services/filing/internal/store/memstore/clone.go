@@ -16,13 +16,14 @@ func clonePerson(p *domain.Person) *domain.Person {
 	return &c
 }
 
-func cloneWebsites(ws []domain.Website) []domain.Website {
+func cloneServices(ws []domain.Service) []domain.Service {
 	if ws == nil {
 		return nil
 	}
-	out := make([]domain.Website, len(ws))
+	out := make([]domain.Service, len(ws))
 	for i, w := range ws {
 		w.Person = clonePerson(w.Person)
+		w.AppIDs = slices.Clone(w.AppIDs)
 		out[i] = w
 	}
 	return out
@@ -30,13 +31,14 @@ func cloneWebsites(ws []domain.Website) []domain.Website {
 
 func cloneSpec(s domain.Spec) domain.Spec {
 	s.Principal = clonePerson(s.Principal)
-	s.Websites = cloneWebsites(s.Websites)
+	s.Websites = cloneServices(s.Websites)
+	s.Services = cloneServices(s.Services)
 	return s
 }
 
 func cloneSubject(s domain.Subject) domain.Subject {
 	s.Principal = clonePerson(s.Principal)
-	s.Websites = cloneWebsites(s.Websites)
+	s.Services = cloneServices(s.Services)
 	return s
 }
 

@@ -46,6 +46,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"AddAccessCannotChangeThePrincipal": testAddAccessCannotChangeThePrincipal,
 		"IDNumberMustMatchTheRecord":        testIDNumberMustMatchTheRecord,
 		"WebsitesAgainstTheRecord":          testWebsitesAgainstTheRecord,
+		"ServicesOfEveryKind":               testServicesOfEveryKind,
 		"UnknownSubjectCodes":               testUnknownSubjectCodes,
 		"StoredSpecFailingTheRulesAtSubmit": testStoredSpecFailingTheRulesAtSubmit,
 		"UpdateOnlyInDraftOrReturned":       testUpdateOnlyInDraftOrReturned,
