@@ -20,8 +20,8 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
-	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/clock"
+	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 )
 
 // fakeVerification answers Verify and ResendCode with what the test set, and records the calls.

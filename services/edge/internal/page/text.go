@@ -20,9 +20,9 @@ var beijing = time.FixedZone("CST", 8*3600)
 // texts are every visible string of one language; sentences are whole, never concatenated.
 type texts struct {
 	Title, Intro, TabVerify, TabResend, SwitchLang, SwitchLangName string
-	Code, CodeHint, Phone, PhoneHint, IDTail, IDTailHint          string
-	Captcha, CaptchaHint, CaptchaAlt, CaptchaNew, CaptchaAudio    string
-	Submit, ResendIntro, VerifyIntro, AnswerHeading               string
+	Code, CodeHint, Phone, PhoneHint, IDTail, IDTailHint           string
+	Captcha, CaptchaHint, CaptchaAlt, CaptchaNew, CaptchaAudio     string
+	Submit, ResendIntro, VerifyIntro, AnswerHeading                string
 	// Answers.
 	Waiting, AllDone, Mismatch, Sent, SentLeft, ResendLimit, ResendTooSoon, NotPending string
 	PhoneLocked, TooMany, RateLimited, CaptchaWrong, BadForm, Unavailable, Disabled    string
