@@ -36,7 +36,8 @@ func run(ctx context.Context, args []string) error {
 		fmt.Printf("%-13s listening on %s\n", name, suite.Addrs[name])
 	}
 	if suite.EdgeURL != "" {
-		fmt.Printf("%-13s listening on %s (REST API; OpenAPI at %s/openapi.json)\n", "edge", suite.EdgeURL, suite.EdgeURL)
+		fmt.Printf("%-13s listening on %s (REST API; OpenAPI at %s/openapi.json; 短信核验 page at %s/)\n", "edge", suite.EdgeURL,
+			suite.EdgeURL, suite.EdgeURL)
 	}
 	fmt.Printf("store: %s; SMS provider: console (codes are printed below). Try: make demo. Ctrl-C stops.\n", *store)
 	err = suite.Wait()

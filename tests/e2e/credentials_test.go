@@ -21,6 +21,8 @@ const (
 	// otherPortalKey is a second tenant's key: it must see none of portal-e2e's orders.
 	otherPortalKey = "e2e-other-portal-key-0123456789abcdef0123"
 	operatorToken  = "e2e-operator-token-0123456789abcdef012345"
+	// authorityKey is the authority's own portal (cross-tenant): the key the edge's page calls with.
+	authorityKey = "e2e-authority-portal-key-0123456789abcdef"
 )
 
 // serviceToken is the internal token of a service (or of a role the test plays).
@@ -54,7 +56,8 @@ func credentials(t *testing.T, dir string) map[string][]string {
 		callers.WriteString(id + ":" + hexSum(tokenOf(id)) + "\n")
 	}
 	callersFile := write("internal-callers", callers.String())
-	keysFile := write("api-keys", "portal-e2e:"+hexSum(portalKey)+"\nportal-other:"+hexSum(otherPortalKey)+"\n")
+	keysFile := write("api-keys", "portal-e2e:"+hexSum(portalKey)+"\nportal-other:"+hexSum(otherPortalKey)+
+		"\nauthority:"+hexSum(authorityKey)+":cross-tenant\n")
 	flags := map[string][]string{}
 	for _, name := range services {
 		flags[name] = []string{"--internal-token-file=" + write(name+".token", serviceToken(name)+"\n"),

@@ -56,6 +56,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build: %v\n", err)
 		os.Exit(1)
 	}
+	// The page's browser tests read captcha answers through a route that only a binary built with
+	// the pagetest tag has; every other test runs the production edge.
+	cmd = exec.Command("go", "build", "-tags", "pagetest", "-o", filepath.Join(dir, "edge-pagetest"),
+		"github.com/icpverify/icpverify/services/edge/cmd/edge")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -157,7 +157,7 @@ func (s *Suite) startEdge(ctx context.Context, cancel context.CancelFunc, o Opti
 	}
 	s.EdgeURL = "http://" + addr
 	args := []string{"--http-addr=" + addr, "--filing-addr=" + s.Addrs["filing"], "--verification-addr=" + s.Addrs["verification"],
-		"--log-level=" + o.LogLevel}
+		"--log-level=" + o.LogLevel, "--page-no-credential"} // the services run --portal-auth=none here
 	s.wg.Go(func() {
 		if err := edge.Run(ctx, args); err != nil {
 			s.errs <- fmt.Errorf("edge: %w", err)

@@ -25,6 +25,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/observe"
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/edge/internal/gateway"
+	"github.com/icpverify/icpverify/services/edge/internal/page"
 	"github.com/icpverify/icpverify/services/edge/openapi"
 )
 
@@ -44,6 +45,7 @@ func Run(ctx context.Context, args []string) error {
 	requestTimeout := f.Duration("request-timeout", 10*time.Second, "deadline of each call to a service (a shorter grpc-timeout header wins)")
 	idleTimeout := f.Duration("idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	shutdownTimeout := f.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish before a hard stop")
+	pf := registerPageFlags(f)
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := f.Parse(args); err != nil {
 		return err
@@ -104,7 +106,11 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	handler := publicMux(obs, gw)
+	pg, err := pf.newPage(log, conns["verification"], *requestTimeout)
+	if err != nil {
+		return err
+	}
+	handler := publicMux(obs, gw, pg)
 
 	lis, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
@@ -131,7 +137,7 @@ func Run(ctx context.Context, args []string) error {
 	obs.SetServing(true)
 	log.Info("edge listening", zap.String("http_addr", "http://"+lis.Addr().String()),
 		zap.String("filing_addr", *filingAddr), zap.String("verification_addr", *verificationAddr),
-		zap.Bool("peer_tls", sec.PeerTLS()), zap.Int("max_body_bytes", *maxBody), zap.Duration("request_timeout", *requestTimeout))
+		zap.Bool("page", pg != nil), zap.Bool("peer_tls", sec.PeerTLS()), zap.Int("max_body_bytes", *maxBody), zap.Duration("request_timeout", *requestTimeout))
 
 	select {
 	case err := <-served:
@@ -149,9 +155,10 @@ func Run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// publicMux serves the REST API, /openapi.json, and /healthz and /readyz (the admin listener has
-// them too, with /metrics). Every response is counted by code and method on /metrics.
-func publicMux(obs *observe.Observer, gw http.Handler) http.Handler {
+// publicMux serves the REST API, /openapi.json, the 短信核验 page when pg is not nil, and /healthz
+// and /readyz (the admin listener has them too, with /metrics). Every response is counted by code
+// and method on /metrics.
+func publicMux(obs *observe.Observer, gw http.Handler, pg *page.Page) http.Handler {
 	mux := http.NewServeMux()
 	probes := obs.Handler()
 	mux.Handle("GET /healthz", probes)
@@ -160,6 +167,9 @@ func publicMux(obs *observe.Observer, gw http.Handler) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
 	})
+	if pg != nil {
+		pg.Register(mux)
+	}
 	mux.Handle("/", gw)
 	requests := promauto.With(obs.Registry).NewCounterVec(prometheus.CounterOpts{
 		Name: "edge_http_requests_total", Help: "HTTP requests the edge answered, by status code and method.",
