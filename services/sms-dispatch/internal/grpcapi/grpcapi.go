@@ -80,6 +80,10 @@ func (s *Server) SendMessage(ctx context.Context, req *smsv1.SendMessageRequest)
 		}
 		in.ExpireAt = ts.AsTime()
 	}
+	// The one exception to "the store reads the clock after its locks": Create is a single round trip
+	// (locks, insert, commit), and nothing it decides depends on this time. A thread's order is its
+	// sequence number, the caps are counted by the dispatcher at send time, and the time only says
+	// when the message is due (now) and where ListMessages shows it.
 	now := s.Clock.Now().Truncate(time.Microsecond)
 	m, err := domain.NewMessage(in, s.Signature, now)
 	if err != nil {
