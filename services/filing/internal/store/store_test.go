@@ -20,7 +20,7 @@ import (
 	"github.com/icpverify/icpverify/services/filing/internal/store/storetest"
 )
 
-func TestStore(t *testing.T) {
+func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake, wake func()) storetest.Engine {
 		pool := pgtest.NewSchema(t, "filing", store.Migrations, outbox.Migrations, idempotency.Migrations)
 		return storetest.Engine{Engine: store.New(pool, clk, wake), Outbox: outbox.PGQueue{Pool: pool}}

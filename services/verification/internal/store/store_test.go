@@ -35,7 +35,7 @@ func newStore(pool *pgxpool.Pool, clk clock.Clock, h *domain.Hasher) *app.App {
 	return s
 }
 
-func TestStoreSuite(t *testing.T) {
+func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
 		pool := newPool(t)
 		return storetest.Engine{
@@ -63,8 +63,8 @@ func openRequest(order string, deadline time.Time) (*pb.OpenSessionRequest, doma
 func TestOpenSessionRequestHashIsKeyed(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
-	s := newStore(pool, clock.NewFake(storetest.Start), storetest.Hasher(t))
-	req, spec := openRequest("o1", storetest.Start.Add(time.Hour))
+	s := newStore(pool, clock.NewFake(storetest.T0), storetest.Hasher(t))
+	req, spec := openRequest("o1", storetest.T0.Add(time.Hour))
 	if _, err := s.OpenSession(context.Background(), req, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +91,9 @@ func TestOpenSessionRequestHashIsKeyed(t *testing.T) {
 func TestVerifyReadsTheClockAfterTheLock(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
-	clk := clock.NewFake(storetest.Start)
+	clk := clock.NewFake(storetest.T0)
 	s := newStore(pool, clk, storetest.Hasher(t))
-	deadline := storetest.Start.Add(time.Hour)
+	deadline := storetest.T0.Add(time.Hour)
 	req, spec := openRequest("o1", deadline)
 	if _, err := s.OpenSession(context.Background(), req, spec); err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func errString(err error) string {
 // counts one, so the table holds no more than the failures that still count.
 func TestPhoneFailuresPrunedByAge(t *testing.T) {
 	pool := newPool(t)
-	clk := clock.NewFake(storetest.Start)
+	clk := clock.NewFake(storetest.T0)
 	ctx := context.Background()
 	count := func() int {
 		var n int
@@ -175,10 +175,10 @@ func TestPhoneFailuresPrunedByAge(t *testing.T) {
 func TestCodesSealedInTheOutbox(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
-	clk := clock.NewFake(storetest.Start)
+	clk := clock.NewFake(storetest.T0)
 	s := newStore(pool, clk, storetest.Hasher(t))
 	ctx := context.Background()
-	req, spec := openRequest("o1", storetest.Start.Add(time.Hour))
+	req, spec := openRequest("o1", storetest.T0.Add(time.Hour))
 	if _, err := s.OpenSession(ctx, req, spec); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
-	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
+	eng := New(pool, clock.NewFake(storetest.T0), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
 	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	ctx := context.Background()
@@ -41,11 +41,11 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 		specs := []domain.VerifierSpec{{Phone: pa, Roles: []string{"PRINCIPAL"}, Tails: []string{"111111"}},
 			{Phone: pb2, Roles: []string{"WEBSITE"}, Tails: []string{"222222"}}}
 		req := &pb.OpenSessionRequest{RequestId: "open:" + tc.order, OrderId: tc.order, Submission: 1,
-			DeadlineAt: timestamppb.New(storetest.Start.Add(time.Hour))}
+			DeadlineAt: timestamppb.New(storetest.T0.Add(time.Hour))}
 		for _, v := range specs {
 			req.Verifiers = append(req.Verifiers, &pb.VerifierSpec{Phone: v.Phone, Roles: v.Roles, IdTails: v.Tails})
 		}
-		spec, err := domain.NormalizeOpen(domain.OpenSpec{OrderID: tc.order, Submission: 1, DeadlineAt: storetest.Start.Add(time.Hour), Verifiers: specs})
+		spec, err := domain.NormalizeOpen(domain.OpenSpec{OrderID: tc.order, Submission: 1, DeadlineAt: storetest.T0.Add(time.Hour), Verifiers: specs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func TestVerifyBatchPassAndLockInOneSession(t *testing.T) {
 func TestVerifyBatchCountsEveryFailureOfOneVerifier(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewSchema(t, "verification", Migrations, outbox.Migrations, idempotency.Migrations)
-	eng := New(pool, clock.NewFake(storetest.Start), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
+	eng := New(pool, clock.NewFake(storetest.T0), storetest.Hasher(t), storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil)
 	s := app.New(eng, storetest.Hasher(t), domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
 	ctx := context.Background()
@@ -134,9 +134,9 @@ func TestVerifyBatchCountsEveryFailureOfOneVerifier(t *testing.T) {
 		phone := "+861390000" + tc.order[1:] + "001"
 		specs := []domain.VerifierSpec{{Phone: phone, Roles: []string{"PRINCIPAL"}, Tails: []string{"111111"}}}
 		req := &pb.OpenSessionRequest{RequestId: "open:" + tc.order, OrderId: tc.order, Submission: 1,
-			DeadlineAt: timestamppb.New(storetest.Start.Add(time.Hour)),
+			DeadlineAt: timestamppb.New(storetest.T0.Add(time.Hour)),
 			Verifiers:  []*pb.VerifierSpec{{Phone: phone, Roles: specs[0].Roles, IdTails: specs[0].Tails}}}
-		spec, err := domain.NormalizeOpen(domain.OpenSpec{OrderID: tc.order, Submission: 1, DeadlineAt: storetest.Start.Add(time.Hour), Verifiers: specs})
+		spec, err := domain.NormalizeOpen(domain.OpenSpec{OrderID: tc.order, Submission: 1, DeadlineAt: storetest.T0.Add(time.Hour), Verifiers: specs})
 		if err != nil {
 			t.Fatal(err)
 		}

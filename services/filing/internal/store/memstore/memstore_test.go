@@ -9,7 +9,7 @@ import (
 	"github.com/icpverify/icpverify/services/filing/internal/store/storetest"
 )
 
-func TestStore(t *testing.T) {
+func TestMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake, wake func()) storetest.Engine {
 		queue := outbox.NewMemQueue(nil)
 		return storetest.Engine{Engine: memstore.New(clk, queue, wake), Outbox: queue}

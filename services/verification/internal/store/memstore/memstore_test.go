@@ -13,7 +13,7 @@ import (
 	"github.com/icpverify/icpverify/services/verification/internal/store/storetest"
 )
 
-func TestMemStoreSuite(t *testing.T) {
+func TestMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, clk *clock.Fake) storetest.Engine {
 		q := outbox.NewMemQueue(storetest.SealKeys())
 		db := memstore.NewDB(q)

@@ -58,7 +58,7 @@ func (e *env) wantReturnedWithLock(order string, sub int32, until time.Time) {
 func testPhoneBudgetSpansOrdersAndResubmissions(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
 	ctx := context.Background()
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 	e.open(s, "o1", 1, deadline, vA())
 	e.open(s, "o2", 1, deadline, vA())
 	for range 5 { // the 5th locks both verifiers (5 per verifier): 5 of the phone's 10
@@ -121,7 +121,7 @@ func testPhoneBudgetCountsResendMismatches(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
 	ctx := context.Background()
 	for sub := int32(1); sub <= 2; sub++ {
-		e.open(s, "o1", sub, Start.Add(48*time.Hour), vA())
+		e.open(s, "o1", sub, T0.Add(48*time.Hour), vA())
 		for i := range 5 {
 			_, err := s.ResendByPhone(ctx, &pb.ResendCodeRequest{RequestId: fmt.Sprintf("g%d-%d", sub, i)}, phoneA, "00000"+fmt.Sprint(i))
 			if !isNotMatched(err) {
@@ -138,11 +138,11 @@ func testPhoneBudgetCountsResendMismatches(e *env) {
 func testConcurrentMismatchesSpendTheBudgetOnce(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
 	ctx := context.Background()
-	e.open(s, "o1", 1, Start.Add(48*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(48*time.Hour), vA())
 	for range 4 {
 		e.wrongVerify(ctx)
 	}
-	e.open(s, "o2", 1, Start.Add(48*time.Hour), vA())
+	e.open(s, "o2", 1, T0.Add(48*time.Hour), vA())
 	// o1 is one failure from its verifier limit; o2 fresh. Race 2 mismatches: the phone is at 4.
 	// Then race two more pairs: 4+2+2 = 8, and a last pair takes it to exactly 10.
 	replicas := []Store{s, e.replica(clk, Hasher(t))}
@@ -163,9 +163,9 @@ func testConcurrentMismatchesSpendTheBudgetOnce(e *env) {
 			}
 		}
 	}
-	e.open(s, "o3", 1, Start.Add(48*time.Hour), vA())
+	e.open(s, "o3", 1, T0.Add(48*time.Hour), vA())
 	race() // 6: o1 locks at its 5th; o2, o3 at 2
-	e.open(s, "o1", 2, Start.Add(48*time.Hour), vA())
+	e.open(s, "o1", 2, T0.Add(48*time.Hour), vA())
 	race() // 8
 	if st := e.status("o3"); st.GetState() != pb.SessionState_SESSION_STATE_OPEN || st.GetVerifiers()[0].GetFailedAttempts() != 4 {
 		t.Fatalf("o3 at 8 of the phone's failures = %v", st)

@@ -11,7 +11,7 @@ import (
 
 func testCancelSession(e *env) {
 	t, s := e.t, e.Store
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 	ctx := context.Background()
 	e.open(s, "o1", 1, deadline, vA())
 	before := e.pending()

@@ -21,7 +21,7 @@ import (
 // never both.
 func testDeadlineRace(e *env) {
 	t := e.t
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 	cases := []struct {
 		name            string
 		verifyAt        time.Time
@@ -80,7 +80,7 @@ func testDeadlineRace(e *env) {
 func testConcurrentCloses(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
 	const n = 30
-	deadline := Start.Add(time.Hour)
+	deadline := T0.Add(time.Hour)
 	for i := range n {
 		e.open(s, fmt.Sprintf("c%02d", i), 1, deadline,
 			domain.VerifierSpec{Phone: fmt.Sprintf("+86137000000%02d", i), Roles: []string{"PRINCIPAL"}, Tails: []string{tailA}})
@@ -145,7 +145,7 @@ func testConcurrentCloses(e *env) {
 
 func testCloseIfIncomplete(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 	e.open(s, "o1", 1, deadline, vA())
 	ctx := context.Background()
 	req := &pb.CloseIfIncompleteRequest{RequestId: "deadline:close:o1:1", OrderId: "o1", Submission: 1}

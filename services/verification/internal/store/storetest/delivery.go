@@ -38,7 +38,7 @@ func (e *env) check(phone, code, tail string) (*pb.VerifyResponse, error) {
 // resend's new code passes.
 func testDeliveryFailedVoidsCode(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA(), vB())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA(), vB())
 	codeA, codeB := e.lastCode(phoneA), e.lastCode(phoneB)
 	queued := e.pending()
 
@@ -81,7 +81,7 @@ func testDeliveryFailedVoidsCode(e *env) {
 // The public resend (phone + ID tail) replaces a voided code too.
 func testDeliveryFailedPublicResend(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA())
 	first := e.lastCode(phoneA)
 	e.reportFailed(e.sent(phoneA)[0])
 	e.clk.Advance(time.Minute)
@@ -99,7 +99,7 @@ func testDeliveryFailedPublicResend(e *env) {
 // A report on an older generation (its code already replaced by a resend) leaves the current code valid.
 func testDeliveryReportOfOldGeneration(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA())
 	e.clk.Advance(time.Minute)
 	if _, err := s.ResendVerifier(context.Background(), &pb.ResendVerifierCodeRequest{RequestId: "r1", OrderId: "o1", VerifierId: "v1"}); err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func testDeliveryReportOfOldGeneration(e *env) {
 // one finds the code already void. After a resend, neither touches the new code.
 func testDeliveryReportTwiceIsOnce(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA())
 	m := e.sent(phoneA)[0]
 	first := e.reportFailed(m)
 	if again := e.reportFailed(m); !first.GetVoided() || !proto.Equal(again, first) {
@@ -147,8 +147,8 @@ func testDeliveryReportTwiceIsOnce(e *env) {
 // passed verifier, a closed session.
 func testDeliveryReportFindsNothing(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA(), vB())
-	e.open(s, "o2", 1, Start.Add(24*time.Hour), domain.VerifierSpec{Phone: "+8613712345678", Tails: []string{tailA}})
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA(), vB())
+	e.open(s, "o2", 1, T0.Add(24*time.Hour), domain.VerifierSpec{Phone: "+8613712345678", Tails: []string{tailA}})
 	mA, mB := e.sent(phoneA)[0], e.sent(phoneB)[0]
 	for _, r := range []struct{ what, order, message string }{
 		{"unknown order", "o-gone", mA.GetMessageId()},

@@ -14,7 +14,7 @@ func testKeyRotation(e *env) {
 	t := e.t
 	oldSpec := "old:" + strings.Repeat("cd", 32)
 	old := e.replica(e.clk, hasherFor(t, oldSpec))
-	e.open(old, "o1", 1, Start.Add(time.Hour), vA())
+	e.open(old, "o1", 1, T0.Add(time.Hour), vA())
 	rotated := e.replica(e.clk, hasherFor(t, "new:"+strings.Repeat("ef", 32)+","+oldSpec))
 	if r, err := rotated.Verify(context.Background(), domain.VerifyInput{Phone: phoneA, Code: e.lastCode(phoneA), Tail: tailA}); err != nil ||
 		r.GetResult() != pb.VerifyResult_VERIFY_RESULT_ALL_PASSED {

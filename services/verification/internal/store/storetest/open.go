@@ -20,7 +20,7 @@ import (
 
 func testOpenSessionIdempotentAndSuperseded(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 
 	st := e.open(s, "o1", 1, deadline, vA(), vB())
 	if st.GetState() != pb.SessionState_SESSION_STATE_OPEN || len(st.GetVerifiers()) != 2 ||
@@ -45,7 +45,7 @@ func testOpenSessionIdempotentAndSuperseded(e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !proto.Equal(again, st) || other.GetStatus().GetVerifiers()[0].GetLastSentTime().AsTime() != Start {
+	if !proto.Equal(again, st) || other.GetStatus().GetVerifiers()[0].GetLastSentTime().AsTime() != T0 {
 		t.Fatalf("repeat answered differently: %v / %v", again, other)
 	}
 	if n := len(e.payloads(convert.TargetSendMessage)); n != 2 {
@@ -83,7 +83,7 @@ func testOpenSessionIdempotentAndSuperseded(e *env) {
 // order at once, so the order is not left waiting; the deadline sweeper's close then answers closed.
 func testOpenSessionAfterDeadline(e *env) {
 	t, s, ctx := e.t, e.Store, context.Background()
-	deadline := Start
+	deadline := T0
 	st := e.open(s, "late", 1, deadline, vA(), vB())
 	if st.GetState() != pb.SessionState_SESSION_STATE_TIMED_OUT || !st.GetDeadlineAt().AsTime().Equal(deadline) {
 		t.Fatalf("late open = %v", st)
@@ -108,8 +108,8 @@ func testOpenSessionAfterDeadline(e *env) {
 		t.Fatalf("verify = %v", err)
 	}
 	// 1ns before the deadline a session still opens normally.
-	e.clk.Set(Start.Add(-time.Hour))
-	if st := e.open(s, "ontime", 1, Start.Add(-time.Hour+time.Nanosecond), vA()); st.GetState() != pb.SessionState_SESSION_STATE_OPEN {
+	e.clk.Set(T0.Add(-time.Hour))
+	if st := e.open(s, "ontime", 1, T0.Add(-time.Hour+time.Nanosecond), vA()); st.GetState() != pb.SessionState_SESSION_STATE_OPEN {
 		t.Fatalf("on-time open = %v", st)
 	}
 }
@@ -118,7 +118,7 @@ func testOpenSessionAfterDeadline(e *env) {
 // make one session and draw one code per verifier.
 func testConcurrentOpen(e *env) {
 	t := e.t
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 	var wg sync.WaitGroup
 	statuses := make([]*pb.VerificationStatus, 10)
 	errsOut := make([]error, 10)

@@ -19,7 +19,7 @@ import (
 
 func testResend(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
-	deadline := Start.Add(24 * time.Hour)
+	deadline := T0.Add(24 * time.Hour)
 	e.open(s, "o1", 1, deadline, vA(), vB())
 	ctx := context.Background()
 	first := e.lastCode(phoneA)
@@ -115,8 +115,8 @@ func testResend(e *env) {
 // matching phone + tail still learns "too soon".
 func testResendMismatchCounts(e *env) {
 	t, s, ctx := e.t, e.Store, context.Background()
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA(), vB())
-	e.open(s, "o2", 1, Start.Add(24*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA(), vB())
+	e.open(s, "o2", 1, T0.Add(24*time.Hour), vA())
 
 	_, err := s.ResendByPhone(ctx, &pb.ResendCodeRequest{RequestId: "ok"}, phoneA, tailA)
 	if errs.Reason(err) != domain.ReasonResendTooSoon {
@@ -161,7 +161,7 @@ func testResendMismatchCounts(e *env) {
 // testConcurrentResendMismatches: racing wrong-tail resends count exactly, lock once, return once.
 func testConcurrentResendMismatches(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA())
 	var wg sync.WaitGroup
 	const n = 12
 	errsOut := make([]error, n)

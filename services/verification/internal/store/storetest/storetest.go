@@ -45,8 +45,8 @@ type Engine struct {
 	Replica func(clk clock.Clock, h *domain.Hasher) Store
 }
 
-// Start is the fake clock's first instant in every test.
-var Start = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+// T0 is the fake clock's first instant in every test.
+var T0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
 // SealKeys is the keyring every engine seals its sensitive outbox payloads with (the queue opens them).
 func SealKeys() *seal.Keyring { return sealKeys }
@@ -148,7 +148,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			clk := clock.NewFake(Start)
+			clk := clock.NewFake(T0)
 			e := &env{Engine: newEngine(t, clk), t: t, clk: clk}
 			e.Store.SetRand(&SeqRand{})
 			tc.fn(e)

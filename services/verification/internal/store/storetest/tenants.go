@@ -20,7 +20,7 @@ func tenantCtx(tenant string) context.Context {
 // openFor opens a session of order for tenant with the given verifiers.
 func (e *env) openFor(tenant, order string, sub int32, vs ...domain.VerifierSpec) {
 	e.t.Helper()
-	req, spec := openReq(order, sub, Start.Add(24*time.Hour), vs...)
+	req, spec := openReq(order, sub, T0.Add(24*time.Hour), vs...)
 	req.Tenant, spec.Tenant = tenant, tenant
 	if _, err := e.Store.OpenSession(context.Background(), req, spec); err != nil {
 		e.t.Fatalf("open session: %v", err)
@@ -79,7 +79,7 @@ func testCrossTenantVerify(e *env) {
 // the id is its own request.
 func testResendRequestIDIsNoOracle(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA())
 	clk.Advance(time.Minute)
 	ctx := context.Background()
 	first, err := s.ResendByPhone(ctx, &pb.ResendCodeRequest{RequestId: "r1"}, phoneA, tailA)

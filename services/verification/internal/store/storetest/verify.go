@@ -14,7 +14,7 @@ import (
 
 func testVerifyPassesAllVerifiers(e *env) {
 	t, s, clk := e.t, e.Store, e.clk
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA(), vB())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA(), vB())
 	ctx := context.Background()
 
 	r, err := s.Verify(ctx, domain.VerifyInput{Phone: phoneA, Code: e.lastCode(phoneA), Tail: tailA})
@@ -36,7 +36,7 @@ func testVerifyPassesAllVerifiers(e *env) {
 		t.Fatal("ALL_PASSED must queue one MarkVerified and one CancelDeadline")
 	}
 	st := e.status("o1")
-	if st.GetState() != pb.SessionState_SESSION_STATE_PASSED || !st.GetVerifiers()[1].GetPassedTime().AsTime().Equal(Start.Add(time.Hour)) {
+	if st.GetState() != pb.SessionState_SESSION_STATE_PASSED || !st.GetVerifiers()[1].GetPassedTime().AsTime().Equal(T0.Add(time.Hour)) {
 		t.Fatalf("status = %v", st)
 	}
 	// A passed session cannot time out.
@@ -49,7 +49,7 @@ func testVerifyPassesAllVerifiers(e *env) {
 
 func testConcurrentWrongVerifies(e *env) {
 	t, s := e.t, e.Store
-	e.open(s, "o1", 1, Start.Add(24*time.Hour), vA(), vB())
+	e.open(s, "o1", 1, T0.Add(24*time.Hour), vA(), vB())
 	bad := domain.VerifyInput{Phone: phoneA, Code: wrongCode(e.lastCode(phoneA)), Tail: tailA}
 
 	const n = 20
@@ -107,7 +107,7 @@ func testConcurrentChecksOfOneSession(e *env) {
 		order := fmt.Sprintf("o%d", i)
 		a := domain.VerifierSpec{Phone: fmt.Sprintf("+8613600000%03d", 2*i), Roles: []string{"PRINCIPAL"}, Tails: []string{tailA}}
 		b := domain.VerifierSpec{Phone: fmt.Sprintf("+8613600000%03d", 2*i+1), Roles: []string{"WEBSITE"}, Tails: []string{tailB}}
-		e.open(s, order, 1, Start.Add(24*time.Hour), a, b)
+		e.open(s, order, 1, T0.Add(24*time.Hour), a, b)
 		for _, v := range []domain.VerifierSpec{a, b} {
 			code := e.lastCode(v.Phone)
 			for range 2 {
