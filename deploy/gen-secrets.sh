@@ -4,7 +4,9 @@
 #   operator-token     a token for icpctl's internal calls (role operator)
 #   reviewer-token     a token for the review console's RecordReviewOutcome (role reviewer)
 #   internal-callers   identity:sha256-hex-of-token of all of the above: every service's --internal-callers-file
-#   api-keys           key_id:sha256-hex-of-key of one portal key; the key itself in portal-key (give it to the portal)
+#   api-keys           key_id:sha256-hex-of-key of one portal key; the key itself in portal-key (give it to the portal),
+#                      and edge-portal:sha256:cross-tenant, the authority's cross-tenant key the edge's page sends
+#   edge-api-key       that cross-tenant key itself: the edge's --page-api-key-file
 #   hmac.env           HMAC_KEYS of verification
 #   verification-seal.env  SEAL_KEYS of verification (its queued SendMessage calls)
 #   sms-dispatch-seal.env  SEAL_KEYS of sms-dispatch (its queued texts)
@@ -31,6 +33,9 @@ done
 key=$(rand)
 printf '%s\n' "$key" > "$dir/portal-key"
 printf 'portal-1:%s\n' "$(hash "$key")" > "$dir/api-keys"
+key=$(rand)
+printf '%s\n' "$key" > "$dir/edge-api-key"
+printf 'edge-portal:%s:cross-tenant\n' "$(hash "$key")" >> "$dir/api-keys"
 printf 'HMAC_KEYS=k1:%s\n' "$(rand)" > "$dir/hmac.env"
 printf 'SEAL_KEYS=s1:%s\n' "$(rand)" > "$dir/verification-seal.env"
 printf 'SEAL_KEYS=s1:%s\n' "$(rand)" > "$dir/sms-dispatch-seal.env"

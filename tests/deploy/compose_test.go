@@ -104,8 +104,21 @@ func TestCompose(t *testing.T) {
 			if str(dig(s, "restart")) == "" {
 				t.Errorf("%s: no restart policy", l.source)
 			}
-			if cond := str(dig(s, "depends_on", "postgres", "condition")); cond != "service_healthy" {
-				t.Errorf("%s: depends_on postgres condition %q, want service_healthy", l.source, cond)
+			// A service with a database waits for PostgreSQL; every service waits for the peers it
+			// dials only when it has no database of its own to be ready with (the edge).
+			if database[svc] {
+				if cond := str(dig(s, "depends_on", "postgres", "condition")); cond != "service_healthy" {
+					t.Errorf("%s: depends_on postgres condition %q, want service_healthy", l.source, cond)
+				}
+			} else {
+				for flag, peer := range peerFlags {
+					if _, ok := binaries[svc].flags[flag]; ok && str(dig(s, "depends_on", peer, "condition")) != "service_healthy" {
+						t.Errorf("%s: calls %s (--%s) but does not depend on it being healthy", l.source, peer, flag)
+					}
+				}
+				if dig(s, "depends_on", "postgres") != nil {
+					t.Errorf("%s: depends on postgres, but has no database", l.source)
+				}
 			}
 			checkAccepted(t, l)
 			checkFileFlags(t, l)
@@ -113,17 +126,18 @@ func TestCompose(t *testing.T) {
 			checkSealKeys(t, l)
 			checkProductionSettings(t, l)
 
-			// Published: only the public gRPC listener, and only for the services with public services.
+			// Published: only the public listener (gRPC, or the edge's HTTP), and only for the services
+			// with public services.
 			var published []string
 			for _, p := range list(dig(s, "ports")) {
 				parts := strings.Split(str(p), ":")
 				cport := portOf("x:" + parts[len(parts)-1])
 				published = append(published, parts[len(parts)-1])
-				if kind := l.listenerByPort(cport); kind != lisGRPC {
-					t.Errorf("%s: publishes container port %d, which is %q, not the public gRPC listener", l.source, cport, kind)
+				if kind := l.listenerByPort(cport); kind != publicKind(svc) {
+					t.Errorf("%s: publishes container port %d, which is %q, not the public %s listener", l.source, cport, kind, publicKind(svc))
 				}
 			}
-			if publicAPI[svc] && len(published) != 1 {
+			if (publicAPI[svc] || !grpcListeners[svc]) && len(published) != 1 {
 				t.Errorf("%s: want the public listener published, got %v", l.source, published)
 			}
 			// The image's HEALTHCHECK still asks a listener of this configuration.
@@ -131,15 +145,21 @@ func TestCompose(t *testing.T) {
 				_, d := imageLaunch(t, svc)
 				checkHealthcheck(t, d, l)
 			}
-			// Peers: the compose service name and the peer's internal listener.
+			// Peers: the compose service name and the peer's internal listener (the edge: the public one).
 			for flag, peer := range peerFlags {
 				if _, ok := binaries[svc].flags[flag]; !ok {
 					continue
 				}
-				want := net.JoinHostPort(peer, portString(launches[peer].internalAddr()))
+				want := net.JoinHostPort(peer, portString(peerTarget(svc, launches[peer])))
 				if got := l.value(flag); got != want {
-					t.Errorf("%s: --%s=%s, want %s (the peer's internal listener)", l.source, flag, got, want)
+					t.Errorf("%s: --%s=%s, want %s (the listener of %s it must call)", l.source, flag, got, want, peer)
 				}
+			}
+			if !database[svc] {
+				if l.value("database-url") != "" {
+					t.Errorf("%s: DATABASE_URL set, but %s has no database", l.source, svc)
+				}
+				return
 			}
 			// The database is the compose postgres, with its user, database and password.
 			u, err := url.Parse(l.value("database-url"))
@@ -158,6 +178,10 @@ func TestCompose(t *testing.T) {
 // checkProductionSettings: what "configured as in production" means for every manifest.
 func checkProductionSettings(t *testing.T, l launch) {
 	t.Helper()
+	if !grpcListeners[l.service] {
+		checkEdgeSettings(t, l)
+		return
+	}
 	if l.value("store") != "postgres" {
 		t.Errorf("%s: --store=%s, want postgres", l.source, l.value("store"))
 	}
@@ -184,6 +208,21 @@ func checkProductionSettings(t *testing.T, l launch) {
 	}
 	if l.service == "sms-dispatch" && l.value("sms-provider") != "webhook" {
 		t.Errorf("%s: --sms-provider=%s: the console provider is for development only", l.source, l.value("sms-provider"))
+	}
+}
+
+// checkEdgeSettings: the edge in production checks the public listeners' certificates (they speak TLS)
+// and serves the page with a credential, never without one.
+func checkEdgeSettings(t *testing.T, l launch) {
+	t.Helper()
+	if l.value("peer-tls-ca-file") == "" {
+		t.Errorf("%s: the edge dials TLS listeners: --peer-tls-ca-file is required", l.source)
+	}
+	if l.value("page-api-key-file") == "" {
+		t.Errorf("%s: no --page-api-key-file: the 短信核验 page would be off", l.source)
+	}
+	if v := l.value("page-no-credential"); v != "" && v != "false" {
+		t.Errorf("%s: --page-no-credential is for development only", l.source)
 	}
 }
 

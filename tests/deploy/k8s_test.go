@@ -332,7 +332,8 @@ func checkDeployment(t *testing.T, r rendered, svc string, launches map[string]l
 		}
 	}
 
-	// Peers: the peer's Service, on the port that reaches the peer's internal listener.
+	// Peers: the peer's Service, on the port that reaches the peer's internal listener (the edge's: the
+	// public one).
 	for flag, peer := range peerFlags {
 		if _, ok := binaries[svc].flags[flag]; !ok {
 			continue
@@ -342,8 +343,9 @@ func checkDeployment(t *testing.T, r rendered, svc string, launches map[string]l
 			t.Errorf("%s: --%s=%s: %v", src, flag, l.value(flag), err)
 			continue
 		}
-		if target := servicePortTarget(t, r, peer, host, toInt(port)); target != portOf(launches[peer].internalAddr()) {
-			t.Errorf("%s: --%s=%s does not reach %s's internal listener %s", src, flag, l.value(flag), peer, launches[peer].internalAddr())
+		want := peerTarget(svc, launches[peer])
+		if target := servicePortTarget(t, r, peer, host, toInt(port)); target != portOf(want) {
+			t.Errorf("%s: --%s=%s does not reach %s's listener %s", src, flag, l.value(flag), peer, want)
 		}
 	}
 

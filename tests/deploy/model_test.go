@@ -1,5 +1,5 @@
 // Package deploy checks deploy/ (Dockerfiles, compose.yaml, the kustomize base and overlay) against the
-// four binaries: every flag, environment variable, port and probe they use must be one the binary really
+// five binaries: every flag, environment variable, port and probe they use must be one the binary really
 // accepts, and the binaries started exactly as the Kubernetes Deployments start them must become healthy.
 // No container engine is needed: the binaries are built here the way the Dockerfiles build them.
 package deploy
@@ -22,7 +22,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-var services = []string{"filing", "verification", "sms-dispatch", "deadline"}
+var services = []string{"filing", "verification", "sms-dispatch", "deadline", "edge"}
+
+// database: the services with a PostgreSQL schema of their own (--store=postgres, DATABASE_URL). The
+// edge has none.
+var database = map[string]bool{"filing": true, "verification": true, "sms-dispatch": true, "deadline": true}
+
+// grpcListeners: the services that serve gRPC (--grpc-addr, TLS, internal credentials). The edge serves
+// HTTP only (--http-addr) and is a client of the public gRPC listeners.
+var grpcListeners = map[string]bool{"filing": true, "verification": true, "sms-dispatch": true, "deadline": true}
 
 // publicAPI: the services with public (portal) services; the others serve internal services only.
 var publicAPI = map[string]bool{"filing": true, "verification": true}
@@ -194,13 +202,16 @@ const (
 	lisGRPC     = "grpc"          // --grpc-addr
 	lisInternal = "grpc-internal" // --internal-grpc-addr, or --grpc-addr of a service without public services
 	lisAdmin    = "admin"         // --admin-addr (HTTP: /healthz, /readyz, /metrics)
+	lisHTTP     = "http"          // --http-addr of the edge (public HTTP: REST, /openapi.json, the page)
 )
 
 // listeners returns the addresses the binary listens on, by kind. For sms-dispatch and deadline the one
-// gRPC listener is their internal one.
+// gRPC listener is their internal one; the edge has its public HTTP listener instead.
 func (l launch) listeners() map[string]string {
 	out := map[string]string{}
-	if publicAPI[l.service] {
+	if !grpcListeners[l.service] {
+		out[lisHTTP] = l.value("http-addr")
+	} else if publicAPI[l.service] {
 		out[lisGRPC] = l.value("grpc-addr")
 		if v := l.value("internal-grpc-addr"); v != "" {
 			out[lisInternal] = v
@@ -221,6 +232,23 @@ func (l launch) internalAddr() string {
 		return a
 	}
 	return ls[lisGRPC]
+}
+
+// publicKind is the listener kind svc publishes: the public gRPC one, or the edge's HTTP one.
+func publicKind(svc string) string {
+	if grpcListeners[svc] {
+		return lisGRPC
+	}
+	return lisHTTP
+}
+
+// peerTarget is the listener of peer that caller must dial: a service calls a peer's internal listener;
+// the edge, a portal-side client, calls the public one.
+func peerTarget(caller string, peer launch) string {
+	if grpcListeners[caller] {
+		return peer.internalAddr()
+	}
+	return peer.listeners()[lisGRPC]
 }
 
 // listenerByPort returns the listener kind on port, or "".

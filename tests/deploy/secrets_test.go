@@ -3,11 +3,14 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,7 +42,7 @@ func generateSecrets(t *testing.T, dir string) generated {
 	}
 	for _, name := range []string{"filing-token", "verification-token", "sms-dispatch-token", "deadline-token", "internal-callers", "api-keys",
 		"filing-tls.crt", "filing-tls.key", "verification-tls.crt", "verification-tls.key", "sms-dispatch-tls.crt", "sms-dispatch-tls.key",
-		"deadline-tls.crt", "deadline-tls.key", "ca.crt"} {
+		"deadline-tls.crt", "deadline-tls.key", "ca.crt", "edge-api-key"} {
 		g.files[string(read(filepath.Join(examples, name+".example")))] = read(filepath.Join(dir, name))
 	}
 	for _, name := range []string{"hmac.env", "verification-seal.env", "sms-dispatch-seal.env", "sms-gateway.env"} {
@@ -79,6 +82,30 @@ func (g generated) env(k, v string) string {
 	return v
 }
 
+// checkServes: the certificate gen-secrets.sh made for svc chains to the generated CA and is valid for
+// host (the name a caller dials), bare and with the example overlay's namespace.
+func (g generated) checkServes(t *testing.T, svc, host, who string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(filepath.Join(g.dir, "ca.crt"))
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("the generated CA: %v", err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(g.dir, svc+"-tls.crt"), filepath.Join(g.dir, svc+"-tls.key"))
+	if err != nil {
+		t.Fatalf("%s's generated certificate: %v", svc, err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{host, host + ".icpverify.svc", host + ".icpverify.svc.cluster.local"} {
+		if _, err := cert.Verify(x509.VerifyOptions{DNSName: name, Roots: pool}); err != nil {
+			t.Errorf("%s dials %s: %s's generated certificate is not valid for it: %v", who, name, svc, err)
+		}
+	}
+}
+
 // token is the token gen-secrets.sh made for identity.
 func (g generated) token(identity string) string {
 	data, err := os.ReadFile(filepath.Join(g.dir, identity+"-token"))
@@ -98,4 +125,32 @@ func envFile(data []byte) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestPageKeyIsCrossTenant: the edge's page key (generated and example) is an API key the services
+// accept, marked cross-tenant: the page verifies for every portal's filings.
+func TestPageKeyIsCrossTenant(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	if out, err := exec.Command("sh", filepath.Join(repoRoot, "deploy/gen-secrets.sh"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("gen-secrets.sh: %v\n%s", err, out)
+	}
+	for _, pair := range [][2]string{
+		{filepath.Join(dir, "edge-api-key"), filepath.Join(dir, "api-keys")},
+		{filepath.Join(repoRoot, "deploy/k8s/base/secrets/edge-api-key.example"), filepath.Join(repoRoot, "deploy/k8s/base/secrets/api-keys.example")},
+		{filepath.Join(repoRoot, "deploy/secrets/edge-api-key.example"), filepath.Join(repoRoot, "deploy/secrets/api-keys.example")},
+	} {
+		key, err := os.ReadFile(pair[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := os.ReadFile(pair[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(string(key))))
+		want := "edge-portal:" + hex.EncodeToString(sum[:]) + ":cross-tenant"
+		if !slices.Contains(strings.Split(string(keys), "\n"), want) {
+			t.Errorf("%s has no line %q for the key of %s", pair[1], want, pair[0])
+		}
+	}
 }

@@ -65,7 +65,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestStartAsDeployed starts the four binaries exactly as the example overlay's Deployments start them
+// TestStartAsDeployed starts the five binaries exactly as the example overlay's Deployments start them
 // (same args and environment, the image's ENV included, the Secrets' files), with four changes only:
 // DATABASE_URL is the test database with a fresh schema per service, a port is moved when the
 // manifest's port is privileged or taken here, a peer's Service name becomes 127.0.0.1 and its port,
@@ -95,6 +95,15 @@ func TestStartAsDeployed(t *testing.T) {
 			}
 		}
 	}
+	// The peers' certificates are for the names the manifests dial (the edge dials the public listeners).
+	for _, svc := range services {
+		for flag, peer := range peerFlags {
+			if v := procs[svc].l.value(flag); v != "" {
+				host, _, _ := net.SplitHostPort(v)
+				secrets.checkServes(t, peer, host, procs[svc].l.source+" --"+flag)
+			}
+		}
+	}
 	for _, svc := range services {
 		s := procs[svc]
 		l := s.l
@@ -117,7 +126,7 @@ func TestStartAsDeployed(t *testing.T) {
 				return filepath.Join(root, v)
 			}
 			switch flag {
-			case "grpc-addr", "internal-grpc-addr", "admin-addr":
+			case "grpc-addr", "internal-grpc-addr", "admin-addr", "http-addr":
 				host, _, _ := net.SplitHostPort(v)
 				return net.JoinHostPort(host, strconv.Itoa(s.ports[portOf(v)]))
 			case "database-url":
@@ -143,10 +152,12 @@ func TestStartAsDeployed(t *testing.T) {
 		for k, v := range l.env {
 			env[k] = rewrite(binaries[svc].envToFlag[k], secrets.env(k, v))
 		}
-		env["DATABASE_URL"] = testDatabaseURL()
-		schema := "t_deploy_" + strings.ReplaceAll(svc, "-", "_") + "_" + hex.EncodeToString(suffix)
-		env["DATABASE_SCHEMA"] = schema
-		t.Cleanup(func() { dropSchema(schema) })
+		if database[svc] {
+			env["DATABASE_URL"] = testDatabaseURL()
+			schema := "t_deploy_" + strings.ReplaceAll(svc, "-", "_") + "_" + hex.EncodeToString(suffix)
+			env["DATABASE_SCHEMA"] = schema
+			t.Cleanup(func() { dropSchema(schema) })
+		}
 		s.l = launch{source: l.source, service: svc, args: args, env: env, files: files, envFrom: l.envFrom}
 	}
 
@@ -185,7 +196,7 @@ func TestStartAsDeployed(t *testing.T) {
 			for kind, addr := range s.l.listeners() {
 				local := net.JoinHostPort("127.0.0.1", strconv.Itoa(portOf(addr)))
 				var err error
-				if kind == lisAdmin {
+				if kind == lisAdmin || kind == lisHTTP {
 					err = waitFor(s, func() error { return httpOK("http://" + local + "/healthz") })
 					if err == nil {
 						err = waitFor(s, func() error { return httpOK("http://" + local + "/readyz") })
@@ -254,6 +265,11 @@ func TestStartAsDeployed(t *testing.T) {
 		withOperator := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secrets.token("operator"))
 		if _, err := client.ListDeadlines(withOperator, &deadlinev1.ListDeadlinesRequest{}); err != nil {
 			t.Errorf("deadline with the operator's token from gen-secrets.sh: %v", err)
+		}
+		// The edge loaded its page key: the 短信核验 page is on (it is off without a credential).
+		e := procs["edge"]
+		if err := httpOK("http://127.0.0.1:" + strconv.Itoa(portOf(e.l.listeners()[lisHTTP])) + "/"); err != nil {
+			t.Errorf("the edge's page with the generated page key: %v", err)
 		}
 		f := procs["filing"]
 		fc := filingv1.NewFilingServiceClient(dial(t, "127.0.0.1:"+strconv.Itoa(portOf(f.l.listeners()[lisGRPC]))))
