@@ -1,5 +1,6 @@
 // Command icpbench measures the suite: PostgreSQL's own limit (pgbench), the gRPC transport's (a
-// health check), Verify at saturation over a population of open verifiers, SubmitOrder through to
+// health check), Verify at saturation over a population of open verifiers, the same Verify load as
+// REST/JSON through the edge (services/edge) over a population of its own, SubmitOrder through to
 // the SMS gateway, SMS dispatch, the deadline sweeper with 1M timers, and each service's memory.
 // The four services run as processes (bench/internal/suite) on a fresh database, configured as an
 // operator would for throughput. Every figure is printed as `name value unit` and written to --out.
@@ -63,9 +64,9 @@ type options struct {
 	phases        map[string]bool
 }
 
-// phaseNames are the parts of a run, in order; --phases picks some (verify seeds its population,
-// deadline needs submit's orders).
-var phaseNames = []string{"pgbench", "noop", "sms", "verify", "submit", "deadline"}
+// phaseNames are the parts of a run, in order; --phases picks some (verify and rest each seed their
+// population, deadline needs submit's orders).
+var phaseNames = []string{"pgbench", "noop", "sms", "verify", "rest", "submit", "deadline"}
 
 func (o options) on(phase string) bool { return o.phases[phase] }
 
@@ -346,18 +347,19 @@ func run(o options) error {
 
 	// 4. The Verify population, seeded first: the SMS run then meets tables of a running system
 	// (100,000 messages), not empty ones.
+	sc := seedClients{
+		sessions: func(i int64) verificationv1.VerificationInternalServiceClient {
+			return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
+		},
+		timers: func(i int64) deadlinev1.DeadlineServiceClient {
+			return deadlinev1.NewDeadlineServiceClient(pick("deadline", i))
+		},
+		orders: filingv1.NewFilingServiceClient(pick("filing", 0)),
+	}
 	var pop *population
 	if o.on("verify") {
 		var err error
-		if pop, err = seed(ctx, o, fig, sink, db, seedClients{
-			sessions: func(i int64) verificationv1.VerificationInternalServiceClient {
-				return verificationv1.NewVerificationInternalServiceClient(pick("verification", i))
-			},
-			timers: func(i int64) deadlinev1.DeadlineServiceClient {
-				return deadlinev1.NewDeadlineServiceClient(pick("deadline", i))
-			},
-			orders: filingv1.NewFilingServiceClient(pick("filing", 0)),
-		}); err != nil {
+		if pop, err = seed(ctx, o, fig, sink, db, sc, grpcPop); err != nil {
 			return err
 		}
 		if err := analyze(ctx, db); err != nil {
@@ -382,6 +384,24 @@ func run(o options) error {
 	if o.on("verify") {
 		var err error
 		if vr, err = verifyPhases(ctx, o, fig, s, pop, pb, db, dbName, stmts, pick); err != nil {
+			return err
+		}
+	}
+
+	// 6c. Verify through the edge (REST/JSON), on a population of its own seeded as the gRPC one was.
+	if o.on("rest") {
+		rp, err := seed(ctx, o, fig, sink, db, sc, restPop)
+		if err != nil {
+			return err
+		}
+		if err := analyze(ctx, db); err != nil {
+			return err
+		}
+		var grpcRPS float64 // verify_rps of this run, when the verify phase ran
+		if o.on("verify") {
+			grpcRPS = vr.rps()
+		}
+		if err := restPhase(ctx, o, fig, s, rp, grpcRPS); err != nil {
 			return err
 		}
 	}

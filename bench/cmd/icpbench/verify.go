@@ -38,7 +38,7 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 	if err := s.Restart("verification", "--min-response-time=150ms"); err != nil {
 		return loadResult{}, err
 	}
-	r150 := pop.run(ctx, o.clients, o.minRespRun, verifyClient)
+	r150 := pop.run(ctx, o.clients, o.minRespRun, grpcVerify(verifyClient))
 	fig.add("verify_minresp150_rps", r150.rps(), "rps")
 	fig.add("verify_minresp150_p50_ms", ms(r150.pct(50)), "ms")
 	if err := s.Restart("verification", "--min-response-time=0"); err != nil {
@@ -92,7 +92,7 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 		if r == rounds-1 {
 			profile(o, "verify", min(per-3*time.Second, 20*time.Second))
 		}
-		res := pop.run(ctx, o.clients, per, verifyClient)
+		res := pop.run(ctx, o.clients, per, grpcVerify(verifyClient))
 		for k, v := range cpuSnapshot(s) {
 			cpu[k] += v - cpu0[k]
 		}
@@ -150,7 +150,23 @@ type population struct {
 	wrongWindow int
 	passed      atomic.Int64
 	mismatched  atomic.Int64
+	tag         popTag
 }
+
+// popTag keeps populations apart: their phones, order ids and seeding figures.
+type popTag struct {
+	name        string // in order ids (ord_<name>_<i>) and request ids
+	phonePrefix string // +86 and 3 digits; the verifier's number follows in 8
+	figures     string // prefix of the seeding figures
+}
+
+// The gRPC Verify phase's population and the REST phase's own.
+var (
+	grpcPop = popTag{name: "benchpop", phonePrefix: "+86138", figures: "seed_"}
+	restPop = popTag{name: "benchrest", phonePrefix: "+86135", figures: "seed_rest_"}
+)
+
+func (p *population) orderID(i int64) string { return fmt.Sprintf("ord_%s_%d", p.tag.name, i) }
 
 // seedClients are the services the seeding calls.
 type seedClients struct {
@@ -163,13 +179,13 @@ type seedClients struct {
 // order awaiting verification in filing, its session in verification (the codes captured at the
 // gateway) and its deadline timer, so that the calls a passed session owes (MarkVerified,
 // CancelDeadline) do the work they do in production.
-func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pgxpool.Pool, cl seedClients) (*population, error) {
+func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pgxpool.Pool, cl seedClients, tag popTag) (*population, error) {
 	client, timers := cl.sessions, cl.timers
 	n := o.population
 	p := &population{phones: make([]string, n), tails: make([]string, n), sink: sink, wrongPct: o.wrongPct,
-		wrongWindow: max(o.wrongWindow, 1)}
+		wrongWindow: max(o.wrongWindow, 1), tag: tag}
 	for i := range n {
-		p.phones[i] = fmt.Sprintf("+86138%08d", i)
+		p.phones[i] = fmt.Sprintf("%s%08d", tag.phonePrefix, i)
 		p.tails[i] = fmt.Sprintf("%06d", (i*7919)%1000000)
 	}
 	p.order = make([]int32, n)
@@ -189,7 +205,7 @@ func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pg
 	start := time.Now()
 	res, err := runN(ctx, 2*o.clients, sessions, func(ctx context.Context, i int64) error {
 		a, b := 2*i, 2*i+1
-		order := fmt.Sprintf("ord_benchpop_%d", i)
+		order := p.orderID(i)
 		_, err := client(i).OpenSession(ctx, &verificationv1.OpenSessionRequest{
 			RequestId: "bench:open:" + order, OrderId: order, Submission: 1, DeadlineAt: deadlineAt,
 			Verifiers: []*verificationv1.VerifierSpec{
@@ -207,15 +223,15 @@ func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pg
 		return nil, fmt.Errorf("gateway got %d of %d codes", sink.Distinct()-before, n)
 	}
 	all := time.Since(start)
-	fig.add("seed_open_session_rps", float64(sessions)/opened.Seconds(), "rps")
-	fig.add("seed_codes_delivered_per_s", float64(n)/all.Seconds(), "msg/s")
+	fig.add(tag.figures+"open_session_rps", float64(sessions)/opened.Seconds(), "rps")
+	fig.add(tag.figures+"codes_delivered_per_s", float64(n)/all.Seconds(), "msg/s")
 
 	// Each session's deadline timer, as filing schedules it on submit: a passed session's CancelDeadline
 	// then meets the timers (and idempotency answers) a running system holds, not empty tables.
 	logf("scheduling the %d sessions' deadline timers (ScheduleDeadline, as filing does)", sessions)
 	start = time.Now()
 	res, err = runN(ctx, 2*o.clients, sessions, func(ctx context.Context, i int64) error {
-		order := fmt.Sprintf("ord_benchpop_%d", i)
+		order := p.orderID(i)
 		_, err := timers(i).ScheduleDeadline(ctx, &deadlinev1.ScheduleDeadlineRequest{
 			RequestId: fmt.Sprintf("filing:schedule-deadline:%s:1", order), OrderId: order, Submission: 1, DueTime: deadlineAt})
 		return err
@@ -223,7 +239,7 @@ func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pg
 	if err != nil {
 		return nil, fmt.Errorf("ScheduleDeadline (%d failed): %w", res.errs, err)
 	}
-	fig.add("seed_schedule_deadline_rps", float64(sessions)/time.Since(start).Seconds(), "rps")
+	fig.add(tag.figures+"schedule_deadline_rps", float64(sessions)/time.Since(start).Seconds(), "rps")
 	return p, nil
 }
 
@@ -232,11 +248,11 @@ func seed(ctx context.Context, o options, fig *figures, sink *suite.Sink, db *pg
 // through SubmitOrder would take minutes and open sessions the seeding opens itself).
 func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingServiceClient, p *population, n int64, deadline time.Time) error {
 	logf("copying %d orders awaiting verification into filing", n)
-	resp, err := orders.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: "bench-pop-template",
+	resp, err := orders.CreateOrder(ctx, &filingv1.CreateOrderRequest{RequestId: "bench-" + p.tag.name + "-template",
 		Spec: &filingv1.OrderSpec{
 			FilingType: filingv1.FilingType_FILING_TYPE_FIRST_FILING, SubjectName: "杭州示例科技有限公司",
 			SubjectType: filingv1.SubjectType_SUBJECT_TYPE_ORGANIZATION, Principal: suite.Person("张三", p.phones[0], 0),
-			Websites: []*filingv1.Website{{Domain: "benchpop.cn", Name: "示例", Person: suite.Person("李四", p.phones[1], 1)}},
+			Websites: []*filingv1.Website{{Domain: p.tag.name + ".cn", Name: "示例", Person: suite.Person("李四", p.phones[1], 1)}},
 		}})
 	if err != nil {
 		return fmt.Errorf("template order: %w", err)
@@ -268,10 +284,9 @@ func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingSer
 		}
 		return nil
 	}
-	orderID := func(i int64) string { return fmt.Sprintf("ord_benchpop_%d", i) }
 	if err := copyRows("orders", []string{"order_id", "filing_type", "spec", "state", "submission", "deadline_at", "created_at", "updated_at", "tenant"}, n,
 		func(i int64) []any {
-			return []any{orderID(i), filingType, spec, "AWAITING_VERIFICATION", int32(1), deadline, now, now, tenant}
+			return []any{p.orderID(i), filingType, spec, "AWAITING_VERIFICATION", int32(1), deadline, now, now, tenant}
 		}); err != nil {
 		return err
 	}
@@ -281,12 +296,12 @@ func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingSer
 			if k%2 == 1 {
 				roles = []string{"WEBSITE_PERSON"}
 			}
-			return []any{orderID(k / 2), int32(1), int32(k % 2), p.phones[k], roles}
+			return []any{p.orderID(k / 2), int32(1), int32(k % 2), p.phones[k], roles}
 		}); err != nil {
 		return err
 	}
 	if err := copyRows("order_history", []string{"order_id", "at", "from_state", "to_state", "actor", "reason"}, n,
-		func(i int64) []any { return []any{orderID(i), now, "DRAFT", "AWAITING_VERIFICATION", "bench", ""} }); err != nil {
+		func(i int64) []any { return []any{p.orderID(i), now, "DRAFT", "AWAITING_VERIFICATION", "bench", ""} }); err != nil {
 		return err
 	}
 	// The answers those orders' SubmitOrder calls would have saved: filing's idempotency table then
@@ -294,13 +309,25 @@ func seedOrders(ctx context.Context, db *pgxpool.Pool, orders filingv1.FilingSer
 	hash := make([]byte, 32)
 	return copyRows("idempotency_keys", []string{"method", "request_id", "request_hash", "response", "created_at"}, n,
 		func(i int64) []any {
-			return []any{filingv1.FilingService_SubmitOrder_FullMethodName, "bench-pop-submit-" + orderID(i), hash, []byte{}, now}
+			return []any{filingv1.FilingService_SubmitOrder_FullMethodName, "bench-" + p.tag.name + "-submit-" + p.orderID(i), hash, []byte{}, now}
 		})
+}
+
+// verifyFunc makes one Verify call (over gRPC or through the edge); a failure is a gRPC status error
+// as the service sent it.
+type verifyFunc func(ctx context.Context, seq int64, req *verificationv1.VerifyRequest) error
+
+// grpcVerify calls Verify on the clients' connections.
+func grpcVerify(client func(int64) verificationv1.VerificationServiceClient) verifyFunc {
+	return func(ctx context.Context, seq int64, req *verificationv1.VerifyRequest) error {
+		_, err := client(seq).Verify(ctx, req)
+		return err
+	}
 }
 
 // run drives Verify: wrongPct of the checks carry a wrong code, the rest the right code of a verifier
 // not yet checked correctly.
-func (p *population) run(ctx context.Context, clients int, d time.Duration, client func(int64) verificationv1.VerificationServiceClient) loadResult {
+func (p *population) run(ctx context.Context, clients int, d time.Duration, verify verifyFunc) loadResult {
 	n := int64(len(p.order))
 	return runLoad(ctx, clients, d, func(ctx context.Context, seq int64) (bool, error) {
 		wrong := int(seq%100) < p.wrongPct
@@ -328,7 +355,7 @@ func (p *population) run(ctx context.Context, clients int, d time.Duration, clie
 			c, _ := strconv.Atoi(code)
 			code = fmt.Sprintf("%06d", (c+1)%1000000)
 		}
-		_, err := client(seq).Verify(ctx, &verificationv1.VerifyRequest{Phone: p.phones[v], Code: code, IdTail: p.tails[v]})
+		err := verify(ctx, seq, &verificationv1.VerifyRequest{Phone: p.phones[v], Code: code, IdTail: p.tails[v]})
 		switch {
 		case err == nil:
 			p.passed.Add(1)

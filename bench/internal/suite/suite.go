@@ -12,9 +12,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,10 +43,14 @@ func AdminURL() string {
 	return DefaultAdminURL
 }
 
-// Build compiles the four services into dir with `go build`, run from the workspace root root.
+// Edge is the REST/JSON edge's binary (services/edge): built with the services, started on demand
+// (StartEdge) in front of filing and verification; it is not one of Services.
+const Edge = "edge"
+
+// Build compiles the four services and the edge into dir with `go build`, run from the workspace root root.
 func Build(root, dir string) error {
 	args := []string{"build", "-o", dir + "/"}
-	for _, s := range Services {
+	for _, s := range append(slices.Clone(Services), Edge) {
 		args = append(args, "github.com/icpverify/icpverify/services/"+s+"/cmd/"+s)
 	}
 	cmd := exec.Command("go", args...)
@@ -349,6 +355,38 @@ func Start(cfg Config) (*Suite, error) {
 		}
 	}
 	return s, nil
+}
+
+// StartEdge starts the edge (Procs[Edge]) with its HTTP listener on a free port (Addrs[Edge], host:port)
+// in front of the suite's filing and verification, plus extra flags, and waits until its /readyz
+// answers 200 (both services healthy through it).
+func (s *Suite) StartEdge(extra ...string) (*Proc, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	lvl := s.Cfg.LogLevel
+	if lvl == "" {
+		lvl = "warn"
+	}
+	args := append([]string{"--http-addr=" + addr, "--filing-addr=" + s.Addrs["filing"],
+		"--verification-addr=" + s.Addrs["verification"], "--log-level=" + lvl}, extra...)
+	p := &Proc{Name: Edge, Bin: filepath.Join(s.Cfg.BinDir, Edge), Addr: addr, Args: args}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	s.Procs[Edge], s.Addrs[Edge] = p, addr
+	end := time.Now().Add(60 * time.Second)
+	for time.Now().Before(end) && p.Running() {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("the edge did not become ready; output:\n%s", tail(p.Output(), 4000))
 }
 
 // StartProc starts one process of a service under key (e.g. "deadline#2" for a second replica).
