@@ -101,7 +101,7 @@ func (p *Page) refusal(v *view, err error, now time.Time) int {
 		return limited(t.RateLimited)
 	}
 	// Never the service's message: it is for developers. Nothing personal is logged.
-	p.o.Log.Warn("page: service call failed", zap.String("code", status.Code(err).String()), zap.String("reason", rpc.Reason(err)))
+	p.o.Log.Warn("page: service call failed", zap.String("grpc_code", status.Code(err).String()), zap.String("reason", rpc.Reason(err)))
 	v.Answer = t.Unavailable
 	return http.StatusServiceUnavailable
 }
