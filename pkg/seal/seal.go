@@ -13,11 +13,10 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
+
+	"github.com/icpverify/icpverify/pkg/keyspec"
 )
 
 // KeyBytes is the size of every key: AES-256.
@@ -37,8 +36,6 @@ const (
 	tagBytes   = 16
 )
 
-var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
-
 // The errors Open returns, wrapped with what they concern (never key material or plaintext).
 var (
 	// ErrUnknownKey: the value was sealed with a key the keyring does not hold (retired too early,
@@ -52,10 +49,7 @@ var (
 )
 
 // Key is one named AES-256 key.
-type Key struct {
-	ID     string
-	Secret []byte
-}
+type Key = keyspec.Key
 
 // Keyring seals with its first key and opens with any of its keys. It is safe for concurrent use.
 type Keyring struct {
@@ -64,41 +58,9 @@ type Keyring struct {
 	aeads  map[string]cipher.AEAD
 }
 
-// ParseKeys reads "kid:hexkey[,kid:hexkey...]", every key exactly 32 bytes (64 hex digits), ids
-// 1-32 of [A-Za-z0-9_.-] and distinct. Errors never echo key material.
-func ParseKeys(spec string) ([]Key, error) {
-	var keys []Key
-	seen := map[string]bool{}
-	for i, part := range strings.Split(spec, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		kid, hexKey, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, fmt.Errorf("seal key #%d: want kid:hexkey", i+1)
-		}
-		if !keyIDRE.MatchString(kid) {
-			return nil, fmt.Errorf("seal key #%d: key id must be 1-32 of [A-Za-z0-9_.-]", i+1)
-		}
-		if seen[kid] {
-			return nil, fmt.Errorf("seal key id %q appears twice", kid)
-		}
-		secret, err := hex.DecodeString(strings.TrimSpace(hexKey))
-		if err != nil {
-			return nil, fmt.Errorf("seal key %q: not hexadecimal", kid)
-		}
-		if len(secret) != KeyBytes {
-			return nil, fmt.Errorf("seal key %q: %d bytes, want exactly %d (64 hex digits)", kid, len(secret), KeyBytes)
-		}
-		seen[kid] = true
-		keys = append(keys, Key{ID: kid, Secret: secret})
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no seal key given")
-	}
-	return keys, nil
-}
+// ParseKeys reads "kid:hexkey[,kid:hexkey...]" (pkg/keyspec), every key exactly 32 bytes (64 hex
+// digits). Errors never echo key material.
+func ParseKeys(spec string) ([]Key, error) { return keyspec.Parse("seal", spec, KeyBytes, KeyBytes) }
 
 // Parse is ParseKeys then New.
 func Parse(spec string) (*Keyring, error) {
@@ -126,7 +88,7 @@ func New(keys []Key) (*Keyring, error) {
 	}
 	k := &Keyring{active: keys[0].ID, aeads: make(map[string]cipher.AEAD, len(keys))}
 	for _, key := range keys {
-		if !keyIDRE.MatchString(key.ID) {
+		if !keyspec.IDRE.MatchString(key.ID) {
 			return nil, fmt.Errorf("seal: key id %q must be 1-32 of [A-Za-z0-9_.-]", key.ID)
 		}
 		if _, dup := k.aeads[key.ID]; dup {
@@ -213,7 +175,7 @@ func split(sealed []byte) (kid string, rest []byte, err error) {
 		return "", nil, ErrMalformed
 	}
 	kid = string(sealed[2 : 2+n])
-	if !keyIDRE.MatchString(kid) {
+	if !keyspec.IDRE.MatchString(kid) {
 		return "", nil, ErrMalformed
 	}
 	return kid, sealed[2+n:], nil

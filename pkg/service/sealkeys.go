@@ -1,14 +1,13 @@
 package service
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/pkg/keyspec"
 	"github.com/icpverify/icpverify/pkg/seal"
 )
 
@@ -40,18 +39,11 @@ func (k SealKeys) Check(common config.Common) error {
 	return nil
 }
 
-// OpenDefaults names a placeholder key (copied from an example, or one character repeated), in hex or
-// once decoded (the examples spell "example ... key" in hex): anyone who read it could open what it seals.
+// OpenDefaults names a placeholder key (keyspec.HasPlaceholder): anyone who read it could open what
+// it seals.
 func (k SealKeys) OpenDefaults() []config.OpenDefault {
-	for _, part := range strings.Split(*k.spec, ",") {
-		_, key, ok := strings.Cut(strings.TrimSpace(part), ":")
-		if !ok {
-			continue
-		}
-		raw, err := hex.DecodeString(strings.TrimSpace(key))
-		if config.IsPlaceholder(key) || (err == nil && config.IsPlaceholder(string(raw))) {
-			return []config.OpenDefault{{Flag: "--seal-keys", What: "a seal key is a placeholder"}}
-		}
+	if keyspec.HasPlaceholder(*k.spec) {
+		return []config.OpenDefault{{Flag: "--seal-keys", What: "a seal key is a placeholder"}}
 	}
 	return nil
 }

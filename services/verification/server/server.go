@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,6 +19,7 @@ import (
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	pb "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
+	"github.com/icpverify/icpverify/pkg/keyspec"
 	"github.com/icpverify/icpverify/pkg/outbox"
 	"github.com/icpverify/icpverify/pkg/phone"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -200,10 +200,8 @@ func newHasher(log *zap.Logger, spec string) (*domain.Hasher, error) {
 // verificationOpenDefaults: a placeholder HMAC key (copied from an example, or one character repeated)
 // lets anyone who read it compute the hashes of codes and ID tails.
 func verificationOpenDefaults(hmacKeys string) []config.OpenDefault {
-	for _, spec := range strings.Split(hmacKeys, ",") {
-		if _, key, ok := strings.Cut(strings.TrimSpace(spec), ":"); ok && config.IsPlaceholder(key) {
-			return []config.OpenDefault{{Flag: "--hmac-keys", What: "an HMAC key is a placeholder"}}
-		}
+	if keyspec.HasPlaceholder(hmacKeys) {
+		return []config.OpenDefault{{Flag: "--hmac-keys", What: "an HMAC key is a placeholder"}}
 	}
 	return nil
 }

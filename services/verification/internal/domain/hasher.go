@@ -6,8 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"strings"
+
+	"github.com/icpverify/icpverify/pkg/keyspec"
 )
 
 // MinKeyBytes is the shortest HMAC key accepted: a 6-digit code space is tiny, so the key carries all
@@ -17,50 +18,13 @@ const MinKeyBytes = 32
 // EphemeralKeyID names the random key generated when no key is configured (development only).
 const EphemeralKeyID = "ephemeral"
 
-var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
-
 // Key is one HMAC key with the id stored beside every hash made with it.
-type Key struct {
-	ID     string
-	Secret []byte
-}
+type Key = keyspec.Key
 
-// ParseKeys reads "kid:hexkey[,kid:hexkey...]". The first key signs; all of them verify, so a key
-// can be rotated by putting the new one first and keeping the old one until its hashes are gone.
-func ParseKeys(spec string) ([]Key, error) {
-	var keys []Key
-	seen := map[string]bool{}
-	for i, part := range strings.Split(spec, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		kid, hexKey, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, fmt.Errorf("hmac key #%d: want kid:hexkey", i+1)
-		}
-		if !keyIDRE.MatchString(kid) {
-			return nil, fmt.Errorf("hmac key #%d: key id must be 1-32 of [A-Za-z0-9_.-]", i+1)
-		}
-		if seen[kid] {
-			return nil, fmt.Errorf("hmac key id %q appears twice", kid)
-		}
-		secret, err := hex.DecodeString(strings.TrimSpace(hexKey))
-		if err != nil {
-			// Never echo the key material.
-			return nil, fmt.Errorf("hmac key %q: not hexadecimal", kid)
-		}
-		if len(secret) < MinKeyBytes {
-			return nil, fmt.Errorf("hmac key %q: %d bytes, need at least %d", kid, len(secret), MinKeyBytes)
-		}
-		seen[kid] = true
-		keys = append(keys, Key{ID: kid, Secret: secret})
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("no hmac key given")
-	}
-	return keys, nil
-}
+// ParseKeys reads "kid:hexkey[,kid:hexkey...]" (pkg/keyspec), every key at least MinKeyBytes. The
+// first key signs; all of them verify, so a key can be rotated by putting the new one first and
+// keeping the old one until its hashes are gone.
+func ParseKeys(spec string) ([]Key, error) { return keyspec.Parse("hmac", spec, MinKeyBytes, 0) }
 
 // EphemeralKey returns a random key for development, when no key is configured. Hashes made with it
 // do not verify after a restart.
