@@ -134,9 +134,14 @@ func RetryDelay(err error) time.Duration {
 // ItemStatus is what a batch answer carries for one item's error: the code, ErrorInfo reason and
 // message ToStatus gives the same error from a single call (codes.OK, "", "" for nil), so a caller
 // treats an item exactly as it would the single call's answer.
-func ItemStatus(log *zap.Logger, method string, err error) (code codes.Code, reason, message string) {
+// An internal error is logged with the server's logger, as ToStatus logs a single call's.
+func ItemStatus(ctx context.Context, method string, err error) (code codes.Code, reason, message string) {
 	if err == nil {
 		return codes.OK, "", ""
+	}
+	log, _ := ctx.Value(logKey{}).(*zap.Logger)
+	if log == nil {
+		log = zap.NewNop()
 	}
 	st := status.Convert(ToStatus(log, method, err))
 	return st.Code(), Reason(st.Err()), st.Message()
@@ -157,3 +162,6 @@ func ItemError(code int32, reason, message string) error {
 	}
 	return st.Err()
 }
+
+// logKey holds, in a handler's context, the server's logger (ItemStatus logs with it).
+type logKey struct{}

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	DeadlineService_ScheduleDeadline_FullMethodName = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
 	DeadlineService_CancelDeadline_FullMethodName   = "/icp.deadline.v1.DeadlineService/CancelDeadline"
+	DeadlineService_CancelDeadlines_FullMethodName  = "/icp.deadline.v1.DeadlineService/CancelDeadlines"
 	DeadlineService_GetDeadline_FullMethodName      = "/icp.deadline.v1.DeadlineService/GetDeadline"
 	DeadlineService_ListDeadlines_FullMethodName    = "/icp.deadline.v1.DeadlineService/ListDeadlines"
 )
@@ -37,6 +38,10 @@ type DeadlineServiceClient interface {
 	ScheduleDeadline(ctx context.Context, in *ScheduleDeadlineRequest, opts ...grpc.CallOption) (*ScheduleDeadlineResponse, error)
 	// CancelDeadline cancels a pending timer. Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(ctx context.Context, in *CancelDeadlineRequest, opts ...grpc.CallOption) (*CancelDeadlineResponse, error)
+	// CancelDeadlines cancels many timers in one transaction (verification's outbox relay sends a
+	// claim's cancels together): each item is answered as CancelDeadline would answer it, and one
+	// item's refusal does not fail the others.
+	CancelDeadlines(ctx context.Context, in *CancelDeadlinesRequest, opts ...grpc.CallOption) (*CancelDeadlinesResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(ctx context.Context, in *GetDeadlineRequest, opts ...grpc.CallOption) (*GetDeadlineResponse, error)
 	// ListDeadlines pages through timers, soonest first.
@@ -65,6 +70,16 @@ func (c *deadlineServiceClient) CancelDeadline(ctx context.Context, in *CancelDe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CancelDeadlineResponse)
 	err := c.cc.Invoke(ctx, DeadlineService_CancelDeadline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deadlineServiceClient) CancelDeadlines(ctx context.Context, in *CancelDeadlinesRequest, opts ...grpc.CallOption) (*CancelDeadlinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelDeadlinesResponse)
+	err := c.cc.Invoke(ctx, DeadlineService_CancelDeadlines_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +116,10 @@ type DeadlineServiceServer interface {
 	ScheduleDeadline(context.Context, *ScheduleDeadlineRequest) (*ScheduleDeadlineResponse, error)
 	// CancelDeadline cancels a pending timer. Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error)
+	// CancelDeadlines cancels many timers in one transaction (verification's outbox relay sends a
+	// claim's cancels together): each item is answered as CancelDeadline would answer it, and one
+	// item's refusal does not fail the others.
+	CancelDeadlines(context.Context, *CancelDeadlinesRequest) (*CancelDeadlinesResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error)
 	// ListDeadlines pages through timers, soonest first.
@@ -120,6 +139,9 @@ func (UnimplementedDeadlineServiceServer) ScheduleDeadline(context.Context, *Sch
 }
 func (UnimplementedDeadlineServiceServer) CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDeadline not implemented")
+}
+func (UnimplementedDeadlineServiceServer) CancelDeadlines(context.Context, *CancelDeadlinesRequest) (*CancelDeadlinesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDeadlines not implemented")
 }
 func (UnimplementedDeadlineServiceServer) GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDeadline not implemented")
@@ -184,6 +206,24 @@ func _DeadlineService_CancelDeadline_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeadlineService_CancelDeadlines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelDeadlinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeadlineServiceServer).CancelDeadlines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeadlineService_CancelDeadlines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeadlineServiceServer).CancelDeadlines(ctx, req.(*CancelDeadlinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DeadlineService_GetDeadline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetDeadlineRequest)
 	if err := dec(in); err != nil {
@@ -234,6 +274,10 @@ var DeadlineService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelDeadline",
 			Handler:    _DeadlineService_CancelDeadline_Handler,
+		},
+		{
+			MethodName: "CancelDeadlines",
+			Handler:    _DeadlineService_CancelDeadlines_Handler,
 		},
 		{
 			MethodName: "GetDeadline",
