@@ -23,7 +23,7 @@ func CallBatch[T any, PT interface {
 	*T
 	proto.Message
 }, BReq, BResp any](call func(context.Context, BReq, ...grpc.CallOption) (BResp, error), wrap func([]PT) BReq,
-	split func(BResp, int) []error) BatchHandler {
+	split func(BResp) []error) BatchHandler {
 	return func(ctx context.Context, payloads [][]byte) []error {
 		errs := make([]error, len(payloads))
 		reqs := make([]PT, 0, len(payloads))
@@ -46,7 +46,7 @@ func CallBatch[T any, PT interface {
 		resp, err := call(ctx, wrap(reqs))
 		var got []error
 		if err == nil {
-			if got = split(resp, len(reqs)); len(got) != len(reqs) {
+			if got = split(resp); len(got) != len(reqs) {
 				err = status.Errorf(codes.Internal, "batch answer has %d results for %d requests", len(got), len(reqs))
 			}
 		}

@@ -214,7 +214,7 @@ func TestCallBatch(t *testing.T) {
 		return out, nil
 	}
 	h := outbox.CallBatch(call, func(in []*wrapperspb.StringValue) []*wrapperspb.StringValue { return in },
-		func(resp []error, _ int) []error { return resp })
+		func(resp []error) []error { return resp })
 	ok, _ := proto.Marshal(wrapperspb.String("yes"))
 	no, _ := proto.Marshal(wrapperspb.String("no"))
 	errs := h(context.Background(), [][]byte{ok, {0xff, 0xff}, no})

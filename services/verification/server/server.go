@@ -63,6 +63,8 @@ func Run(ctx context.Context, args []string) error {
 	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a tenant may make at once before --resend-rate applies")
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
 		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
+	relayBatch := f.Int("relay-batch", outbox.DefaultMaxPerCall, "outbox rows of one target the relay sends in one batch call "+
+		"(MarkVerifiedBatch, ReturnOrderBatch, CancelDeadlines: one receiver transaction each); 1 sends every row alone")
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +82,9 @@ func Run(ctx context.Context, args []string) error {
 	}
 	if *maxMismatched < 0 {
 		return fmt.Errorf("--max-mismatched-phones-per-caller must not be negative")
+	}
+	if err := checkRelayBatch(*relayBatch); err != nil {
+		return err
 	}
 	if *minResponse < 0 {
 		return errors.New("--min-response-time must not be negative")
@@ -142,6 +147,8 @@ func Run(ctx context.Context, args []string) error {
 			convert.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
 			convert.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
 		},
+		BatchHandlers: batchHandlers(filing, deadline, *relayBatch),
+		MaxPerCall:    *relayBatch,
 	}
 	metrics := grpcapi.NewMetrics(obs.Registry)
 	var engine app.Engine
@@ -174,7 +181,7 @@ func Run(ctx context.Context, args []string) error {
 		zap.Duration("resend_interval", limits.ResendInterval), zap.Int("phone_failure_budget", limits.PhoneFailureBudget),
 		zap.Duration("phone_failure_window", limits.PhoneFailureWindow),
 		zap.Duration("min_response_time", *minResponse), zap.Stringer("phone_country_codes", countries),
-		zap.String("store", *common.Store))
+		zap.Int("relay_batch", *relayBatch), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }
 
