@@ -196,8 +196,9 @@ func riverRun(ctx context.Context, o options, fig *figures, s *suite.Suite, sink
 		_ = rc.Stop(stopCtx)
 	}()
 
-	// T: one instant for all due jobs, far enough ahead for the moves below.
-	T := time.Now().Add(20 * time.Second).UTC().Truncate(time.Millisecond)
+	// T: one instant for all due jobs, far enough ahead for the insert, ANALYZE and moves below (13 s
+	// on a loaded 2-core machine).
+	T := time.Now().Add(30 * time.Second).UTC().Truncate(time.Millisecond)
 	params = params[:0]
 	for _, id := range orders {
 		params = append(params, river.InsertManyParams{Args: closeArgs{OrderID: id, Submission: 1}, InsertOpts: &river.InsertOpts{ScheduledAt: T}})
