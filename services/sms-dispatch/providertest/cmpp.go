@@ -50,6 +50,7 @@ type CMPP struct {
 	hold        bool
 	held        []cmppReport
 	reportAcks  map[uint64]int
+	deliverOf   map[uint64]uint64 // a DELIVER's own Msg_Id -> the reported Msg_Id
 	probeAnswer int
 	wg          sync.WaitGroup
 }
@@ -98,7 +99,7 @@ func NewCMPP(sourceAddr, secret string) *CMPP {
 	}
 	f := &CMPP{ln: ln, SourceAddr: sourceAddr, Secret: secret, GatewayID: 12345, conns: map[*cmppConn]bool{},
 		acked: map[uint64]int{}, parts: map[string][][]byte{}, partIDs: map[string][]uint64{},
-		stats: map[string]string{}, reportAcks: map[uint64]int{}}
+		stats: map[string]string{}, reportAcks: map[uint64]int{}, deliverOf: map[uint64]uint64{}}
 	f.wg.Add(1)
 	go f.accept()
 	return f
@@ -239,7 +240,8 @@ func (f *CMPP) Acked() map[uint64]int {
 	return out
 }
 
-// ReportAcks is how many DELIVER_RESPs (Result 0) came back per reported Msg_Id.
+// ReportAcks is how many DELIVER_RESPs (Result 0, naming the DELIVER's own Msg_Id) came back per
+// reported Msg_Id.
 func (f *CMPP) ReportAcks() map[uint64]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -349,7 +351,12 @@ func (c *cmppConn) serve() {
 		case cmppDeliver | cmppResp:
 			if len(p.body) == 12 && binary32(p.body[8:]) == 0 {
 				id := binary64(p.body[:8])
-				f.set(func() { f.reportAcks[id]++ })
+				f.set(func() {
+					if reported, ok := f.deliverOf[id]; ok {
+						delete(f.deliverOf, id)
+						f.reportAcks[reported]++
+					}
+				})
 			}
 		case cmppTerminate:
 			c.write(cmppBytes(cmppTerminate|cmppResp, p.seq))
@@ -519,6 +526,7 @@ func (f *CMPP) sendReport(r cmppReport) {
 	}
 	f.msgSeq++
 	deliverID := uint64(f.GatewayID&0x3fffff)<<16 | uint64(f.msgSeq)
+	f.deliverOf[deliverID] = r.msgID
 	f.mu.Unlock()
 	if c == nil {
 		return

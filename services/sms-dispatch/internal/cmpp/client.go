@@ -30,8 +30,9 @@ type Config struct {
 	Conns int
 	// Window is how many submits a link may have unacknowledged (default 16).
 	Window int
-	// SubmitTimeout bounds the wait for a SUBMIT_RESP, for a window slot and for a link (default
-	// 10s). A link that leaves a submit unanswered that long is dropped and dialled again.
+	// SubmitTimeout bounds each wait of a submit: for a link, for a window slot, for each
+	// SUBMIT_RESP (default 10s). A link that leaves a submit unanswered that long is dropped and
+	// dialled again; a caller's own deadline only abandons its submit.
 	SubmitTimeout time.Duration
 	// DialTimeout bounds dialling and the CONNECT exchange (default 10s).
 	DialTimeout time.Duration
@@ -210,23 +211,23 @@ func (c *Client) pick() (*session, chan struct{}, error) {
 	if c.closed {
 		return nil, nil, &Error{Class: Transient, Op: "submit", Detail: "client closed"}
 	}
-	var any *session
+	var busy *session
 	for k := range c.links {
 		s := c.links[(c.rr+k)%len(c.links)]
 		if s == nil {
 			continue
 		}
-		if any == nil {
-			any = s
+		if busy == nil {
+			busy = s
 		}
 		if len(s.slots) < cap(s.slots) {
 			c.rr = (c.rr + k + 1) % len(c.links)
 			return s, nil, nil
 		}
 	}
-	if any != nil {
+	if busy != nil {
 		c.rr = (c.rr + 1) % len(c.links)
-		return any, nil, nil
+		return busy, nil, nil
 	}
 	return nil, c.ready, c.lastErr
 }
@@ -244,9 +245,9 @@ func (c *Client) Submit(ctx context.Context, sub Submission) ([]uint64, error) {
 	if err != nil {
 		return nil, &Error{Class: Permanent, Op: "submit", Detail: err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
+	wait, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
 	defer cancel()
-	s, err := c.link(ctx)
+	s, err := c.link(wait)
 	if err != nil {
 		return nil, err
 	}

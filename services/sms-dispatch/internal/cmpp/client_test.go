@@ -199,9 +199,11 @@ func TestHeartbeat(t *testing.T) {
 
 func TestDropMidWindow(t *testing.T) {
 	f := gateway(t)
-	c := dial(t, f, func(cfg *cmpp.Config) { cfg.Window = 8 })
+	c := dial(t, f, func(cfg *cmpp.Config) { cfg.Window = 16 })
+	// The link drops when the 8th submit arrives, none of the 8 acknowledged: half a window in
+	// flight.
 	f.DelayAcks(time.Second)
-	f.DropAfter(5)
+	f.DropAfter(8)
 	_, errs := submitAll(c, 8, "lost")
 	for i, err := range errs {
 		if cmpp.ClassOf(err) != cmpp.Transient || err == nil {
@@ -245,5 +247,25 @@ func TestSubmitTimeout(t *testing.T) {
 	eventually(t, "a link that sat on a submit is replaced", func() bool { return c.Connects() == 2 })
 	if _, err := c.Submit(context.Background(), cmpp.Submission{Phone: phone, Text: "fast"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCallerDeadlineKeepsLink(t *testing.T) {
+	f := gateway(t)
+	c := dial(t, f, func(cfg *cmpp.Config) { cfg.Window = 1 })
+	f.DelayAcks(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Submit(ctx, cmpp.Submission{Phone: phone, Text: "impatient"}); cmpp.ClassOf(err) != cmpp.Transient ||
+		err == nil || !strings.Contains(err.Error(), "abandoned") {
+		t.Fatalf("caller's deadline: %v", err)
+	}
+	f.DelayAcks(0)
+	// The one window slot comes back with the late answer; the link stays.
+	if _, err := c.Submit(context.Background(), cmpp.Submission{Phone: phone, Text: "patient"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Connects() != 1 || f.MaxUnacked() != 1 {
+		t.Fatalf("connects %d, max unacked %d", c.Connects(), f.MaxUnacked())
 	}
 }

@@ -86,12 +86,12 @@ func TestSubmitVector(t *testing.T) {
 		"3031",                       // FeeType "01"
 		"303030303030",               // FeeCode "000000"
 		zeros(17), zeros(17),         // ValId_Time, At_Time
-		"3130363930303031"+zeros(13), // Src_Id "10690001" (21)
-		"01",                         // DestUsr_tl
+		"3130363930303031"+zeros(13),       // Src_Id "10690001" (21)
+		"01",                               // DestUsr_tl
 		"3133383132333435363738"+zeros(21), // Dest_terminal_Id (32)
 		"00",                               // Dest_terminal_type
 		"04", "00480069",                   // Msg_Length, Msg_Content "Hi"
-		zeros(20))                          // LinkID
+		zeros(20)) // LinkID
 	if got := s.Marshal(7); !bytes.Equal(got, want) {
 		t.Fatalf("SUBMIT\n got %x\nwant %x", got, want)
 	}
@@ -116,11 +116,11 @@ func TestSubmitVector(t *testing.T) {
 
 func TestDeliverReportVector(t *testing.T) {
 	pdu := unhex(t,
-		"000000b4 00000005 0000002a", // 180 bytes, CMPP_DELIVER, seq 42
-		"0000000000000063",           // Msg_Id of the DELIVER itself
-		"3130363930303031"+zeros(13), // Dest_Id "10690001" (21)
-		zeros(10),                    // Service_Id
-		"00 00 00",                   // TP_pid, TP_udhi, Msg_Fmt
+		"000000b4 00000005 0000002a",       // 180 bytes, CMPP_DELIVER, seq 42
+		"0000000000000063",                 // Msg_Id of the DELIVER itself
+		"3130363930303031"+zeros(13),       // Dest_Id "10690001" (21)
+		zeros(10),                          // Service_Id
+		"00 00 00",                         // TP_pid, TP_udhi, Msg_Fmt
 		"3133383132333435363738"+zeros(21), // Src_terminal_Id (32)
 		"00 01 47",                         // Src_terminal_type, Registered_Delivery 1, Msg_Length 71
 		"c205eb4030390007",                 // report: Msg_Id

@@ -136,11 +136,18 @@ func (s *session) submit(ctx context.Context, p *Submit) (uint64, error) {
 		defer s.mu.Unlock()
 		return &Error{Class: Transient, Op: "submit", Detail: "link lost: " + s.err.Error()}
 	}
+	abandoned := func() error {
+		return &Error{Class: Transient, Op: "submit", Detail: "abandoned by the caller: " + context.Cause(ctx).Error()}
+	}
+	timer := time.NewTimer(s.c.cfg.SubmitTimeout)
+	defer timer.Stop()
 	select {
 	case s.slots <- struct{}{}:
 	case <-s.done:
 		return 0, lost()
 	case <-ctx.Done():
+		return 0, abandoned()
+	case <-timer.C:
 		return 0, &Error{Class: Transient, Op: "submit", Detail: "no window slot free in time"}
 	}
 	seq := s.nextSeq()
@@ -155,16 +162,17 @@ func (s *session) submit(ctx context.Context, p *Submit) (uint64, error) {
 	if err := s.write(p.Marshal(seq)); err != nil {
 		s.fail(fmt.Errorf("write: %w", err))
 	}
+	timer.Reset(s.c.cfg.SubmitTimeout)
 	select {
 	case r := <-ch:
 		return r.id, r.err
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			// A gateway that sits on a submit this long is not to be trusted with more.
-			s.fail(errors.New("no SUBMIT_RESP in time"))
-			if r := <-ch; r.err == nil {
-				return r.id, nil
-			}
+		return 0, abandoned()
+	case <-timer.C:
+		// A gateway that sits on a submit this long is not to be trusted with more.
+		s.fail(errors.New("no SUBMIT_RESP in time"))
+		if r := <-ch; r.err == nil {
+			return r.id, nil
 		}
 		return 0, &Error{Class: Transient, Op: "submit", Detail: "no SUBMIT_RESP in time"}
 	}
