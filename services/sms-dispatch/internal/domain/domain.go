@@ -93,14 +93,14 @@ const (
 
 // Template parameters.
 const (
-	ParamCode           = "code"
-	ParamDeadline       = "deadline"
+	ParamCode     = "code"
+	ParamDeadline = "deadline"
 	// ParamLink is the optional verification link (verification's --verify-link-base/<token>).
 	ParamLink = "link"
 	// MaxLinkLength is the longest link verification sends (its MaxLinkLength: a base of at most
 	// 41 characters, "/" and a 22-character token); the start-up check (CheckSignature) makes sure
 	// it fits behind --sms-signature. A longer one is refused when it overflows (MESSAGE_TOO_LONG).
-	MaxLinkLength = 64
+	MaxLinkLength       = 64
 	MaxParamValueLength = 256
 )
 
