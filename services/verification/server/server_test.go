@@ -232,6 +232,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"negative floor", []string{"--store", "memory", "--min-response-time", "-1s"}, "min-response-time"},
 		{"no relay batch", []string{"--store", "memory", "--relay-batch", "0"}, "--relay-batch must be between 1 and 500"},
 		{"relay batch over the bound", []string{"--store", "memory", "--relay-batch", "501"}, "--relay-batch"},
+		// 42 characters: with a token the SMS could overflow two segments.
+		{"long link base", []string{"--store", "memory", "--verify-link-base", "https://beian.example.cn/" + strings.Repeat("v", 17)}, "two segments"},
+		{"link base with a query", []string{"--store", "memory", "--verify-link-base", "https://beian.example.cn/v?x=1"}, "without query"},
 	}
 	for _, tc := range cases {
 		err := Run(context.Background(), tc.args)
