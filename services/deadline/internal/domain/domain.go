@@ -45,7 +45,9 @@ type Key struct {
 func (k Key) Close() Key { return Key{OrderID: k.OrderID, Submission: k.Submission, Kind: KindClose} }
 
 // Noon is the key of the noon resend timer of k's submission.
-func (k Key) Noon() Key { return Key{OrderID: k.OrderID, Submission: k.Submission, Kind: KindNoonResend} }
+func (k Key) Noon() Key {
+	return Key{OrderID: k.OrderID, Submission: k.Submission, Kind: KindNoonResend}
+}
 
 // Deadline is one order submission's timer.
 type Deadline struct {
