@@ -28,7 +28,7 @@ func TestNoonResendTwoDeadlineProcessesAndRestart(t *testing.T) {
 	pa1, pa2 := person("正午甲", "13710000001"), person("正午乙", "13710000002")
 	pb1, pb2 := person("正午丙", "13710000003"), person("正午丁", "13710000004")
 	pc, pd := person("正午戊", "13710000005"), person("正午己", "13710000006")
-	both := s.submit(firstFiling(pa1, &filingv1.Website{Domain: "noon-a.cn", Person: pa2}))  // both pending at noon
+	both := s.submit(firstFiling(pa1, &filingv1.Website{Domain: "noon-a.cn", Person: pa2}))      // both pending at noon
 	onePassed := s.submit(firstFiling(pb1, &filingv1.Website{Domain: "noon-b.cn", Person: pb2})) // pb1 passes first
 	allPassed := s.submit(firstFiling(pc, &filingv1.Website{Domain: "noon-c.cn", Person: pc}))   // done before noon
 	cancelled := s.submit(firstFiling(pd, &filingv1.Website{Domain: "noon-d.cn", Person: pd}))   // cancelled before noon
