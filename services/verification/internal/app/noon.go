@@ -31,9 +31,13 @@ func (a *App) AutoResend(ctx context.Context, req *pb.AutoResendRequest) (*pb.Au
 			resp := &pb.AutoResendResponse{Outcome: convert.AutoResendOutcome(outcome)}
 			var msgs []outbox.Message
 			for _, s := range sent {
-				c := rec.Challenges[s.Index]
+				c := &rec.Challenges[s.Index]
+				token, err := domain.DrawLink(c) // the new code's link, as a resend's; the old one dies with the old code
+				if err != nil {
+					return Change{}, err
+				}
 				resp.VerifierIds = append(resp.VerifierIds, c.VerifierID)
-				msgs = append(msgs, convert.CodeMessage(rec.Session, c, s.Code))
+				msgs = append(msgs, convert.CodeMessage(rec.Session, *c, s.Code, domain.LinkURL(a.LinkBase, token)))
 			}
 			a.log.Info("noon resend", logging.OrderID(rec.OrderID), logging.Submission(rec.Submission),
 				zap.String("outcome", resp.Outcome.String()), zap.Strings("verifier_ids", resp.VerifierIds))

@@ -36,10 +36,10 @@ var queriesSQL string
 
 // queries holds the store's statements, one field per "-- name:" block of queries.sql.
 var queries = pg.MustQueries[struct {
-	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges          string
-	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge string
-	LockPhone, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut   string
-	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures, SetAutoResent        string
+	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges                       string
+	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge              string
+	LockPhone, LinkChallenge, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut string
+	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures, SetAutoResent                     string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
 // outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the
@@ -114,7 +114,7 @@ func scanChallenge(row pgx.Row) (domain.Challenge, error) {
 	var c domain.Challenge
 	var state string
 	err := row.Scan(&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
-		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt)
+		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &c.LinkHash)
 	c.State = domain.ChallengeState(state)
 	return c, err
 }
