@@ -28,7 +28,7 @@ func TestWebhookAccepted(t *testing.T) {
 	}))
 	defer srv.Close()
 	w := NewWebhookConns(srv.URL, "s3cret", time.Second, 2)
-	if err := w.Send(context.Background(), msg); err != nil {
+	if _, err := w.Send(context.Background(), msg); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	if got != (webhookBody{MessageID: msg.ID, Phone: msg.Phone, Text: msg.Text, Sender: msg.Sender}) {
@@ -46,7 +46,7 @@ func TestWebhookNoTokenNoAuthorization(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	if err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg); err != nil {
+	if _, err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -67,7 +67,7 @@ func TestWebhookRetriedWithSameKey(t *testing.T) {
 	}))
 	defer srv.Close()
 	w := NewWebhookConns(srv.URL, "", time.Second, 2)
-	err := w.Send(context.Background(), msg)
+	_, err := w.Send(context.Background(), msg)
 	if err == nil || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("first Send = %v, want an error naming HTTP 500", err)
 	}
@@ -76,7 +76,7 @@ func TestWebhookRetriedWithSameKey(t *testing.T) {
 			t.Fatalf("error %q leaks %q", err, leak)
 		}
 	}
-	if err := w.Send(context.Background(), msg); err != nil {
+	if _, err := w.Send(context.Background(), msg); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 	if len(keys) != 2 || keys[0] != msg.ID || keys[1] != msg.ID {
@@ -94,7 +94,7 @@ func TestWebhookTimeoutIsRetryable(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	err := NewWebhookConns(srv.URL, "", 50*time.Millisecond, 2).Send(context.Background(), msg)
+	_, err := NewWebhookConns(srv.URL, "", 50*time.Millisecond, 2).Send(context.Background(), msg)
 	if err == nil {
 		t.Fatal("Send succeeded against a hanging gateway")
 	}
@@ -107,7 +107,7 @@ func TestWebhookTransportError(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	if err := NewWebhookConns(url, "", time.Second, 2).Send(context.Background(), msg); err == nil {
+	if _, err := NewWebhookConns(url, "", time.Second, 2).Send(context.Background(), msg); err == nil {
 		t.Fatal("Send to a closed server succeeded")
 	}
 }
@@ -115,7 +115,7 @@ func TestWebhookTransportError(t *testing.T) {
 func TestConsole(t *testing.T) {
 	var buf bytes.Buffer
 	c := NewConsole(&buf)
-	if err := c.Send(context.Background(), msg); err != nil {
+	if _, err := c.Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
 	want := "DEV SMS to 138****5678 [vc-s1-v1-1]: 【ICP备案】您的短信核验码为123456\n"
@@ -172,9 +172,10 @@ func results(w http.ResponseWriter, rs ...batchResult) {
 }
 
 // noLeak fails when an error names a phone, a text, a code or the response body.
-func noLeak(t *testing.T, errs []error, body ...string) {
+func noLeak(t *testing.T, outs []Outcome, body ...string) {
 	t.Helper()
-	for _, err := range errs {
+	for _, o := range outs {
+		err := o.Err
 		if err == nil {
 			continue
 		}
@@ -198,7 +199,7 @@ func TestWebhookBatchAllAccepted(t *testing.T) {
 	p := g.provider("s3cret")
 	var _ BatchProvider = p
 	errs := p.SendBatch(context.Background(), batchMsgs)
-	if len(errs) != 3 || errs[0] != nil || errs[1] != nil || errs[2] != nil {
+	if len(errs) != 3 || errs[0].Err != nil || errs[1].Err != nil || errs[2].Err != nil {
 		t.Fatalf("SendBatch = %v", errs)
 	}
 	if g.calls.Load() != 1 || g.path != "/sms/batch" {
@@ -242,18 +243,18 @@ func TestWebhookBatchPartial(t *testing.T) {
 		)
 	})
 	errs := g.provider("").SendBatch(context.Background(), batchMsgs)
-	if len(errs) != 3 || errs[0] != nil || errs[1] == nil || errs[2] == nil {
+	if len(errs) != 3 || errs[0].Err != nil || errs[1].Err == nil || errs[2].Err == nil {
 		t.Fatalf("SendBatch = %v, want [nil refused missing]", errs)
 	}
-	if !strings.Contains(errs[1].Error(), "isv.BUSINESS_LIMIT_CONTROL +# code #") || len(errs[1].Error()) > 300 ||
-		strings.Contains(errs[1].Error(), "\n") {
-		t.Errorf("refusal = %q, want the gateway's error masked and short", errs[1])
+	if !strings.Contains(errs[1].Err.Error(), "isv.BUSINESS_LIMIT_CONTROL +# code #") || len(errs[1].Err.Error()) > 300 ||
+		strings.Contains(errs[1].Err.Error(), "\n") {
+		t.Errorf("refusal = %q, want the gateway's error masked and short", errs[1].Err)
 	}
-	if !utf8.ValidString(errs[1].Error()) {
-		t.Errorf("refusal %q is not valid UTF-8", errs[1])
+	if !utf8.ValidString(errs[1].Err.Error()) {
+		t.Errorf("refusal %q is not valid UTF-8", errs[1].Err)
 	}
-	if !strings.Contains(errs[2].Error(), "without a result") {
-		t.Errorf("missing = %q", errs[2])
+	if !strings.Contains(errs[2].Err.Error(), "without a result") {
+		t.Errorf("missing = %q", errs[2].Err)
 	}
 	noLeak(t, errs)
 }
@@ -270,7 +271,7 @@ func TestWebhookBatchConflictingResults(t *testing.T) {
 		)
 	})
 	errs := g.provider("").SendBatch(context.Background(), batchMsgs)
-	if errs[0] == nil || errs[1] != nil || errs[2] == nil {
+	if errs[0].Err == nil || errs[1].Err != nil || errs[2].Err == nil {
 		t.Fatalf("SendBatch = %v, want [refused nil refused]", errs)
 	}
 }
@@ -297,7 +298,8 @@ func TestWebhookBatchWholeBatchNotAccepted(t *testing.T) {
 			if len(errs) != 3 {
 				t.Fatalf("%d errors for 3 messages", len(errs))
 			}
-			for i, err := range errs {
+			for i, o := range errs {
+				err := o.Err
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("message %d: %v, want an error naming %q", i, err, tc.want)
 				}
@@ -318,7 +320,8 @@ func TestWebhookBatchTimeoutAndTransportError(t *testing.T) {
 	defer hang.Close()
 	defer close(release)
 	errs := NewWebhookConns(hang.URL, "", 50*time.Millisecond, 2).WithBatch(hang.URL+"/batch", 10).SendBatch(context.Background(), batchMsgs)
-	for i, err := range errs {
+	for i, o := range errs {
+		err := o.Err
 		if err == nil {
 			t.Fatalf("message %d accepted by a hanging gateway", i)
 		}
@@ -329,7 +332,8 @@ func TestWebhookBatchTimeoutAndTransportError(t *testing.T) {
 	url := closed.URL
 	closed.Close()
 	errs = NewWebhookConns(url, "", time.Second, 2).WithBatch(url+"/batch?key=s3cret", 10).SendBatch(context.Background(), batchMsgs)
-	for i, err := range errs {
+	for i, o := range errs {
+		err := o.Err
 		if err == nil {
 			t.Fatalf("message %d accepted by a closed server", i)
 		}

@@ -361,8 +361,69 @@ func (ChallengeState) EnumDescriptor() ([]byte, []int) {
 	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{3}
 }
 
-// DeliveryState is what sms-dispatch knows about one message. Only FAILED is reported today; the
-// provider's receipts (sent, delivered, undelivered) are to take the next values.
+// CodeDelivery is what is known of the SMS of a verifier's current code.
+type CodeDelivery int32
+
+const (
+	CodeDelivery_CODE_DELIVERY_UNSPECIFIED CodeDelivery = 0
+	// No receipt yet (or the provider sends none).
+	CodeDelivery_CODE_DELIVERY_PENDING CodeDelivery = 1
+	// The carrier's receipt says the phone received it.
+	CodeDelivery_CODE_DELIVERY_DELIVERED CodeDelivery = 2
+	// It never reached the phone: no provider accepted it, or the carrier's receipt says undelivered.
+	// code_undelivered is set too; a resend sends a new code, and another number may be needed.
+	CodeDelivery_CODE_DELIVERY_UNDELIVERED CodeDelivery = 3
+	// No receipt came in time: the SMS may not arrive; the person may ask for a resend or use another number.
+	CodeDelivery_CODE_DELIVERY_AT_RISK CodeDelivery = 4
+)
+
+// Enum value maps for CodeDelivery.
+var (
+	CodeDelivery_name = map[int32]string{
+		0: "CODE_DELIVERY_UNSPECIFIED",
+		1: "CODE_DELIVERY_PENDING",
+		2: "CODE_DELIVERY_DELIVERED",
+		3: "CODE_DELIVERY_UNDELIVERED",
+		4: "CODE_DELIVERY_AT_RISK",
+	}
+	CodeDelivery_value = map[string]int32{
+		"CODE_DELIVERY_UNSPECIFIED": 0,
+		"CODE_DELIVERY_PENDING":     1,
+		"CODE_DELIVERY_DELIVERED":   2,
+		"CODE_DELIVERY_UNDELIVERED": 3,
+		"CODE_DELIVERY_AT_RISK":     4,
+	}
+)
+
+func (x CodeDelivery) Enum() *CodeDelivery {
+	p := new(CodeDelivery)
+	*p = x
+	return p
+}
+
+func (x CodeDelivery) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CodeDelivery) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_verification_v1_verification_proto_enumTypes[4].Descriptor()
+}
+
+func (CodeDelivery) Type() protoreflect.EnumType {
+	return &file_icp_verification_v1_verification_proto_enumTypes[4]
+}
+
+func (x CodeDelivery) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CodeDelivery.Descriptor instead.
+func (CodeDelivery) EnumDescriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{4}
+}
+
+// DeliveryState is what sms-dispatch knows about one message: FAILED (no provider accepted it), or
+// what the carrier's receipt said once a provider had it.
 type DeliveryState int32
 
 const (
@@ -370,6 +431,14 @@ const (
 	// sms-dispatch gave up: no provider accepted the message (the per-phone caps, its expiry, or the
 	// provider refused it every attempt). Nobody received its code.
 	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 1
+	// The carrier's receipt says the phone received the message.
+	DeliveryState_DELIVERY_STATE_DELIVERED DeliveryState = 2
+	// The carrier's receipt says the phone did not receive it (a number range that cannot receive the
+	// authority's texts, a phone off for too long, …). The code is voided; the person should use another number.
+	DeliveryState_DELIVERY_STATE_UNDELIVERED DeliveryState = 3
+	// The provider accepted the message but no receipt came within sms-dispatch's --receipt-timeout.
+	// Nothing changes but the status shown; a late receipt still reports DELIVERED or UNDELIVERED.
+	DeliveryState_DELIVERY_STATE_AT_RISK DeliveryState = 4
 )
 
 // Enum value maps for DeliveryState.
@@ -377,10 +446,16 @@ var (
 	DeliveryState_name = map[int32]string{
 		0: "DELIVERY_STATE_UNSPECIFIED",
 		1: "DELIVERY_STATE_FAILED",
+		2: "DELIVERY_STATE_DELIVERED",
+		3: "DELIVERY_STATE_UNDELIVERED",
+		4: "DELIVERY_STATE_AT_RISK",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
 		"DELIVERY_STATE_FAILED":      1,
+		"DELIVERY_STATE_DELIVERED":   2,
+		"DELIVERY_STATE_UNDELIVERED": 3,
+		"DELIVERY_STATE_AT_RISK":     4,
 	}
 )
 
@@ -395,11 +470,11 @@ func (x DeliveryState) String() string {
 }
 
 func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[4].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[5].Descriptor()
 }
 
 func (DeliveryState) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[4]
+	return &file_icp_verification_v1_verification_proto_enumTypes[5]
 }
 
 func (x DeliveryState) Number() protoreflect.EnumNumber {
@@ -408,7 +483,7 @@ func (x DeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryState.Descriptor instead.
 func (DeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{4}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
 }
 
 type VerifyRequest struct {
@@ -903,8 +978,10 @@ type VerifierStatus struct {
 	// per-phone caps, expired, or refused), so the code was voided; a resend sends a new one. Advise
 	// the person accordingly (another number may be needed if it keeps failing).
 	CodeUndelivered bool `protobuf:"varint,9,opt,name=code_undelivered,json=codeUndelivered,proto3" json:"code_undelivered,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// delivery is what the carrier said of the SMS of the verifier's current code.
+	Delivery      CodeDelivery `protobuf:"varint,10,opt,name=delivery,proto3,enum=icp.verification.v1.CodeDelivery" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifierStatus) Reset() {
@@ -998,6 +1075,13 @@ func (x *VerifierStatus) GetCodeUndelivered() bool {
 		return x.CodeUndelivered
 	}
 	return false
+}
+
+func (x *VerifierStatus) GetDelivery() CodeDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return CodeDelivery_CODE_DELIVERY_UNSPECIFIED
 }
 
 // VerifierSpec names one distinct phone that must verify and the ID tails it may answer with.
@@ -1693,7 +1777,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2!.icp.verification.v1.SessionStateR\x05state\x12;\n" +
 	"\vdeadline_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"deadlineAt\x12A\n" +
-	"\tverifiers\x18\x05 \x03(\v2#.icp.verification.v1.VerifierStatusR\tverifiers\"\x9b\x03\n" +
+	"\tverifiers\x18\x05 \x03(\v2#.icp.verification.v1.VerifierStatusR\tverifiers\"\xda\x03\n" +
 	"\x0eVerifierStatus\x12\x1f\n" +
 	"\vverifier_id\x18\x01 \x01(\tR\n" +
 	"verifierId\x12!\n" +
@@ -1705,7 +1789,9 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x0elast_sent_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastSentTime\x12;\n" +
 	"\vpassed_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"passedTime\x12)\n" +
-	"\x10code_undelivered\x18\t \x01(\bR\x0fcodeUndelivered\"U\n" +
+	"\x10code_undelivered\x18\t \x01(\bR\x0fcodeUndelivered\x12=\n" +
+	"\bdelivery\x18\n" +
+	" \x01(\x0e2!.icp.verification.v1.CodeDeliveryR\bdelivery\"U\n" +
 	"\fVerifierSpec\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x19\n" +
@@ -1815,10 +1901,19 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1bCHALLENGE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CHALLENGE_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16CHALLENGE_STATE_PASSED\x10\x02\x12\x1a\n" +
-	"\x16CHALLENGE_STATE_LOCKED\x10\x03*J\n" +
+	"\x16CHALLENGE_STATE_LOCKED\x10\x03*\x9f\x01\n" +
+	"\fCodeDelivery\x12\x1d\n" +
+	"\x19CODE_DELIVERY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15CODE_DELIVERY_PENDING\x10\x01\x12\x1b\n" +
+	"\x17CODE_DELIVERY_DELIVERED\x10\x02\x12\x1d\n" +
+	"\x19CODE_DELIVERY_UNDELIVERED\x10\x03\x12\x19\n" +
+	"\x15CODE_DELIVERY_AT_RISK\x10\x04*\xa4\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
-	"\x15DELIVERY_STATE_FAILED\x10\x012\xc7\x02\n" +
+	"\x15DELIVERY_STATE_FAILED\x10\x01\x12\x1c\n" +
+	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x1e\n" +
+	"\x1aDELIVERY_STATE_UNDELIVERED\x10\x03\x12\x1a\n" +
+	"\x16DELIVERY_STATE_AT_RISK\x10\x042\xc7\x02\n" +
 	"\x13VerificationService\x12Q\n" +
 	"\x06Verify\x12\".icp.verification.v1.VerifyRequest\x1a#.icp.verification.v1.VerifyResponse\x12]\n" +
 	"\n" +
@@ -1846,76 +1941,78 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 	return file_icp_verification_v1_verification_proto_rawDescData
 }
 
-var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
 	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
 	(SessionState)(0),                     // 2: icp.verification.v1.SessionState
 	(ChallengeState)(0),                   // 3: icp.verification.v1.ChallengeState
-	(DeliveryState)(0),                    // 4: icp.verification.v1.DeliveryState
-	(*VerifyRequest)(nil),                 // 5: icp.verification.v1.VerifyRequest
-	(*VerifyResponse)(nil),                // 6: icp.verification.v1.VerifyResponse
-	(*ResendCodeRequest)(nil),             // 7: icp.verification.v1.ResendCodeRequest
-	(*ResendCodeResponse)(nil),            // 8: icp.verification.v1.ResendCodeResponse
-	(*Resend)(nil),                        // 9: icp.verification.v1.Resend
-	(*GetVerificationStatusRequest)(nil),  // 10: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 11: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 12: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 13: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 14: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 15: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 16: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 17: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 18: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 19: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 20: icp.verification.v1.CloseIfIncompleteResponse
-	(*CancelSessionRequest)(nil),          // 21: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 22: icp.verification.v1.CancelSessionResponse
-	(*ReportDeliveryRequest)(nil),         // 23: icp.verification.v1.ReportDeliveryRequest
-	(*ReportDeliveryResponse)(nil),        // 24: icp.verification.v1.ReportDeliveryResponse
-	(*timestamppb.Timestamp)(nil),         // 25: google.protobuf.Timestamp
+	(CodeDelivery)(0),                     // 4: icp.verification.v1.CodeDelivery
+	(DeliveryState)(0),                    // 5: icp.verification.v1.DeliveryState
+	(*VerifyRequest)(nil),                 // 6: icp.verification.v1.VerifyRequest
+	(*VerifyResponse)(nil),                // 7: icp.verification.v1.VerifyResponse
+	(*ResendCodeRequest)(nil),             // 8: icp.verification.v1.ResendCodeRequest
+	(*ResendCodeResponse)(nil),            // 9: icp.verification.v1.ResendCodeResponse
+	(*Resend)(nil),                        // 10: icp.verification.v1.Resend
+	(*GetVerificationStatusRequest)(nil),  // 11: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil), // 12: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),            // 13: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                // 14: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                  // 15: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),            // 16: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 17: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),     // 18: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),    // 19: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),      // 20: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),     // 21: icp.verification.v1.CloseIfIncompleteResponse
+	(*CancelSessionRequest)(nil),          // 22: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),         // 23: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),         // 24: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),        // 25: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),         // 26: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
-	9,  // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	25, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	25, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
-	12, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	10, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	26, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	26, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	13, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	2,  // 5: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	25, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	13, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	26, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	14, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
 	3,  // 8: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	25, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	25, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	25, // 11: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	14, // 12: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	12, // 13: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	9,  // 14: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	12, // 15: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	12, // 16: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	4,  // 17: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
-	5,  // 18: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	7,  // 19: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	10, // 20: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	15, // 21: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	17, // 22: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	19, // 23: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	21, // 24: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	23, // 25: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
-	6,  // 26: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	8,  // 27: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	11, // 28: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	16, // 29: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	18, // 30: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	20, // 31: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	22, // 32: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	24, // 33: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	26, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	26, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	4,  // 11: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
+	26, // 12: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	15, // 13: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	13, // 14: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	10, // 15: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	13, // 16: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	13, // 17: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	5,  // 18: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	6,  // 19: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	8,  // 20: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	11, // 21: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	16, // 22: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	18, // 23: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	20, // 24: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	22, // 25: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	24, // 26: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	7,  // 27: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	9,  // 28: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	12, // 29: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	17, // 30: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	19, // 31: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	21, // 32: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	23, // 33: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	25, // 34: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }
@@ -1928,7 +2025,7 @@ func file_icp_verification_v1_verification_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
