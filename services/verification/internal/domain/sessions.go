@@ -84,7 +84,8 @@ func (p *PhoneChallenges) Mismatch(pc PhoneCheck, visible []int) PhoneEffects {
 func ChallengeChanged(before, after Challenge) bool {
 	return !bytes.Equal(before.CodeHash, after.CodeHash) || before.CodeKeyID != after.CodeKeyID ||
 		before.Generation != after.Generation || before.Failed != after.Failed || before.ResendsUsed != after.ResendsUsed ||
-		!before.LastSentAt.Equal(after.LastSentAt) || before.State != after.State || !equalTimes(before.PassedAt, after.PassedAt)
+		!before.LastSentAt.Equal(after.LastSentAt) || before.State != after.State || !equalTimes(before.PassedAt, after.PassedAt) ||
+		before.Delivery != after.Delivery
 }
 
 func equalTimes(a, b *time.Time) bool {
