@@ -65,7 +65,8 @@ func noSecrets(t *testing.T, err error) {
 
 func TestAliyunSendsTheTemplate(t *testing.T) {
 	fake, p := newAliyun(t)
-	if _, err := p.Send(context.Background(), message("m-1")); err != nil {
+	acc, err := p.Send(context.Background(), message("m-1"))
+	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	got := fake.Accepted()
@@ -76,6 +77,10 @@ func TestAliyunSendsTheTemplate(t *testing.T) {
 	if a.MessageID != "m-1" || a.Phone != testPhone || a.SignName != "ICP备案" || a.Template != "SMS_472035118" ||
 		a.Params["code"] != testCode || a.Params["time"] != testDeadline || len(a.Params) != 2 || a.Code() != testCode {
 		t.Fatalf("accepted %+v", a)
+	}
+	// The gateway's id of the message (BizId, SerialNo) is what its receipts name it by.
+	if len(acc.ProviderIDs) != 1 || acc.ProviderIDs[0] == "" || acc.ProviderIDs[0] != a.ProviderID {
+		t.Fatalf("Send answered provider ids %v, the fake gave %q", acc.ProviderIDs, a.ProviderID)
 	}
 }
 
@@ -177,7 +182,8 @@ func TestAliyunTransportErrorHidesTheQuery(t *testing.T) {
 
 func TestTencentSendsTheTemplate(t *testing.T) {
 	fake, p := newTencent(t)
-	if _, err := p.Send(context.Background(), message("m-1")); err != nil {
+	acc, err := p.Send(context.Background(), message("m-1"))
+	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	got := fake.Accepted()
@@ -188,6 +194,10 @@ func TestTencentSendsTheTemplate(t *testing.T) {
 	if a.MessageID != "m-1" || a.Phone != testPhone || a.Template != "1937261" || a.SignName != "ICP备案" ||
 		len(a.Ordered) != 2 || a.Ordered[0] != testCode || a.Ordered[1] != testDeadline {
 		t.Fatalf("accepted %+v", a)
+	}
+	// The gateway's id of the message (BizId, SerialNo) is what its receipts name it by.
+	if len(acc.ProviderIDs) != 1 || acc.ProviderIDs[0] == "" || acc.ProviderIDs[0] != a.ProviderID {
+		t.Fatalf("Send answered provider ids %v, the fake gave %q", acc.ProviderIDs, a.ProviderID)
 	}
 }
 

@@ -167,8 +167,6 @@ func acceptedID(id string) Accepted {
 	return Accepted{ProviderIDs: []string{id}}
 }
 
-
-
 // DefaultBatchMax is the default of WebhookBatch.Max.
 const DefaultBatchMax = 100
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -354,6 +355,23 @@ func TestGatewayError(t *testing.T) {
 	} {
 		if got := gatewayError(in); got != want {
 			t.Errorf("gatewayError(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A webhook gateway may answer its own id of the message; an answer without one is still acceptance.
+func TestWebhookProviderID(t *testing.T) {
+	for body, want := range map[string]string{`{"provider_id":"gw-42"}`: "gw-42", ``: "", `not json`: "",
+		`{"provider_id":"` + strings.Repeat("x", 200) + `"}`: ""} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) }))
+		acc, err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg)
+		srv.Close()
+		got := ""
+		if len(acc.ProviderIDs) == 1 {
+			got = acc.ProviderIDs[0]
+		}
+		if err != nil || got != want || len(acc.ProviderIDs) > 1 {
+			t.Errorf("answer %.20q: %v, %v; want provider id %q", body, acc, err, want)
 		}
 	}
 }
