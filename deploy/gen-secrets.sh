@@ -7,6 +7,7 @@
 #   api-keys           key_id:sha256-hex-of-key of one portal key; the key itself in portal-key (give it to the portal),
 #                      and edge-portal:sha256:cross-tenant, the authority's cross-tenant key the edge's page sends
 #   edge-api-key       that cross-tenant key itself: the edge's --page-api-key-file
+#   edge-page-secret   the key of the page's CSRF tokens and captchas, shared by every edge replica
 #   hmac.env           HMAC_KEYS of verification
 #   verification-seal.env  SEAL_KEYS of verification (its queued SendMessage calls)
 #   sms-dispatch-seal.env  SEAL_KEYS of sms-dispatch (its queued texts)
@@ -36,6 +37,7 @@ printf 'portal-1:%s\n' "$(hash "$key")" > "$dir/api-keys"
 key=$(rand)
 printf '%s\n' "$key" > "$dir/edge-api-key"
 printf 'edge-portal:%s:cross-tenant\n' "$(hash "$key")" >> "$dir/api-keys"
+printf '%s\n' "$(rand)" > "$dir/edge-page-secret"
 printf 'HMAC_KEYS=k1:%s\n' "$(rand)" > "$dir/hmac.env"
 printf 'SEAL_KEYS=s1:%s\n' "$(rand)" > "$dir/verification-seal.env"
 printf 'SEAL_KEYS=s1:%s\n' "$(rand)" > "$dir/sms-dispatch-seal.env"

@@ -221,6 +221,9 @@ func checkEdgeSettings(t *testing.T, l launch) {
 	if l.value("page-api-key-file") == "" {
 		t.Errorf("%s: no --page-api-key-file: the 短信核验 page would be off", l.source)
 	}
+	if l.value("page-secret-file") == "" {
+		t.Errorf("%s: no --page-secret-file: forms and captchas drawn on one edge replica would fail on another", l.source)
+	}
 	if v := l.value("page-no-credential"); v != "" && v != "false" {
 		t.Errorf("%s: --page-no-credential is for development only", l.source)
 	}

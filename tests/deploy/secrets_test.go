@@ -42,7 +42,7 @@ func generateSecrets(t *testing.T, dir string) generated {
 	}
 	for _, name := range []string{"filing-token", "verification-token", "sms-dispatch-token", "deadline-token", "internal-callers", "api-keys",
 		"filing-tls.crt", "filing-tls.key", "verification-tls.crt", "verification-tls.key", "sms-dispatch-tls.crt", "sms-dispatch-tls.key",
-		"deadline-tls.crt", "deadline-tls.key", "ca.crt", "edge-api-key"} {
+		"deadline-tls.crt", "deadline-tls.key", "ca.crt", "edge-api-key", "edge-page-secret"} {
 		g.files[string(read(filepath.Join(examples, name+".example")))] = read(filepath.Join(dir, name))
 	}
 	for _, name := range []string{"hmac.env", "verification-seal.env", "sms-dispatch-seal.env", "sms-gateway.env"} {

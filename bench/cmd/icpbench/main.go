@@ -138,7 +138,7 @@ func main() {
 	flag.StringVar(&o.adminURL, "database-url", suite.AdminURL(), "PostgreSQL server to create the benchmark databases on")
 	flag.BoolVar(&o.keep, "keep", false, "keep the databases afterwards")
 	flag.BoolVar(&o.skipDeadline, "skip-deadline", false, "skip the 1M-timer deadline run")
-	flag.StringVar(&o.pprof, "pprof", "", "run this service (verification, sms-dispatch, filing or deadline) with net/http/pprof (bench/cmd/pprofservice) and save a CPU profile of each phase to bench/<service>_<phase>_cpu.pprof")
+	flag.StringVar(&o.pprof, "pprof", "", "run this service (verification, sms-dispatch, filing, deadline, or edge for the rest phase) with net/http/pprof (bench/cmd/pprofservice) and save a CPU profile of each phase to bench/<service>_<phase>_cpu.pprof")
 	phases := flag.String("phases", strings.Join(phaseNames, ","), "the phases to run, comma-separated (deadline implies submit)")
 	var dbParams multiFlag
 	flag.Var(&dbParams, "db-param", "extra query parameter on every service's database URL, e.g. options=-c%20synchronous_commit%3Doff (a diagnostic, not an operator setting; repeatable)")
@@ -157,7 +157,7 @@ func main() {
 	if o.phases["deadline"] {
 		o.phases["submit"] = true
 	}
-	if o.pprof != "" && !slices.Contains(suite.Services, o.pprof) {
+	if o.pprof != "" && !slices.Contains(suite.Services, o.pprof) && o.pprof != suite.Edge {
 		fmt.Fprintf(os.Stderr, "--pprof: unknown service %q\n", o.pprof)
 		os.Exit(2)
 	}

@@ -1,4 +1,4 @@
-// Command pprofservice is one of the four services, named by $PPROF_SERVICE, with net/http/pprof on
+// Command pprofservice is one of the four services or the edge, named by $PPROF_SERVICE, with net/http/pprof on
 // $PPROF_ADDR, for icpbench --pprof: the same server.Run as the service's own command, so a CPU
 // profile under load shows where that service spends its time.
 package main
@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	deadline "github.com/icpverify/icpverify/services/deadline/server"
+	edge "github.com/icpverify/icpverify/services/edge/server"
 	filing "github.com/icpverify/icpverify/services/filing/server"
 	smsdispatch "github.com/icpverify/icpverify/services/sms-dispatch/server"
 	verification "github.com/icpverify/icpverify/services/verification/server"
@@ -21,6 +22,7 @@ import (
 func main() {
 	runs := map[string]func(context.Context, []string) error{
 		"filing": filing.Run, "verification": verification.Run, "sms-dispatch": smsdispatch.Run, "deadline": deadline.Run,
+		"edge": edge.Run,
 	}
 	name := os.Getenv("PPROF_SERVICE")
 	run, ok := runs[name]

@@ -371,7 +371,7 @@ func (s *Suite) StartEdge(extra ...string) (*Proc, error) {
 	}
 	args := append([]string{"--http-addr=" + addr, "--filing-addr=" + s.Addrs["filing"],
 		"--verification-addr=" + s.Addrs["verification"], "--log-level=" + lvl}, extra...)
-	p := &Proc{Name: Edge, Bin: filepath.Join(s.Cfg.BinDir, Edge), Addr: addr, Args: args}
+	p := &Proc{Name: Edge, Bin: filepath.Join(s.Cfg.BinDir, Edge), Addr: addr, Args: args, Env: s.Cfg.Env[Edge]}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 // pageFlags are the flags of the 短信核验 page.
 type pageFlags struct {
 	keyFile         *string
+	secretFile      *string
 	noCredential    *bool
 	captchaOnVerify *bool
 	perMinute       *int
@@ -30,6 +31,9 @@ func registerPageFlags(f *config.Flags) *pageFlags {
 	return &pageFlags{
 		keyFile: f.String("page-api-key-file", "", "file holding the API key the 短信核验 page sends (x-api-key) on its Verify and "+
 			"ResendCode calls: the authority's cross-tenant portal key; empty: the page is off (unless --page-no-credential)"),
+		secretFile: f.String("page-secret-file", "", "file holding the page's secret (at least 32 bytes, e.g. 64 hex digits) that "+
+			"keys its CSRF tokens and captchas; every replica behind one address must share it. Empty: a random secret per "+
+			"process (one replica only)"),
 		noCredential: f.Bool("page-no-credential", false, "serve the page without a key, calling the services with no credential "+
 			"(development only: for services running --portal-auth=none)"),
 		captchaOnVerify: f.Bool("page-captcha-on-verify", false, "ask for the image/audio captcha on the 短信核验 form too "+
@@ -77,7 +81,25 @@ func (pf *pageFlags) newPage(log *zap.Logger, conn grpc.ClientConnInterface, tim
 		log.Info("the 短信核验 page is off: no --page-api-key-file (the authority's cross-tenant portal key)")
 		return nil, nil
 	}
+	var secret []byte
+	if *pf.secretFile != "" {
+		b, err := os.ReadFile(*pf.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--page-secret-file: %w", err)
+		}
+		if secret = []byte(strings.TrimSpace(string(b))); len(secret) < 32 {
+			return nil, fmt.Errorf("--page-secret-file %s holds %d bytes, want at least 32", *pf.secretFile, len(secret))
+		}
+		if config.IsPlaceholder(string(secret)) {
+			return nil, fmt.Errorf("--page-secret-file %s holds a placeholder (copied from an example): anyone who read it "+
+				"could forge the page's CSRF tokens and answer its captchas; make one with deploy/gen-secrets.sh", *pf.secretFile)
+		}
+	} else {
+		log.Warn("the 短信核验 page has a secret of this process only (no --page-secret-file): run one replica, " +
+			"or forms and captchas drawn on one replica fail on another")
+	}
 	return page.New(page.Options{
+		Secret:       secret,
 		Verification: verificationv1.NewVerificationServiceClient(conn), APIKey: key,
 		CaptchaOnVerify: *pf.captchaOnVerify, RatePerSecond: float64(*pf.perMinute) / 60, Burst: *pf.burst,
 		TrustedProxies: proxies, RequestTimeout: timeout, Log: log.Named("page"),

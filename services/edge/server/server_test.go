@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +101,20 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunRefusesBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"}} {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	key := "--page-api-key-file=" + write("key", "3f1c0a9d7e5b4c2a8f6e1d3b5a7c9e0f")
+	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"},
+		// The page's secret: too short, the example's placeholder, missing.
+		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + write("short", "0123456789abcdef")},
+		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + write("example", "example-edge-page-secret-do-not-use-generate-one-with-gen-secrets")},
+		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + filepath.Join(dir, "missing")}} {
 		if err := Run(context.Background(), args); err == nil {
 			t.Errorf("%v: started", args)
 		}

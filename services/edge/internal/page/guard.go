@@ -35,14 +35,6 @@ const csrfCookie = "icp_csrf"
 
 type csrf struct{ key []byte }
 
-func newCSRF() (*csrf, error) {
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return nil, err
-	}
-	return &csrf{key: k}, nil
-}
-
 func (c *csrf) sign(secret string) string {
 	m := hmac.New(sha256.New, c.key)
 	m.Write([]byte("icp-page-csrf:" + secret))

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/netip"
@@ -49,8 +50,11 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// RequestTimeout bounds each call to the service.
 	RequestTimeout time.Duration
-	Clock          clock.Clock
-	Log            *zap.Logger
+	// Secret keys the CSRF tokens and the captchas. Replicas behind one address share it, so a form
+	// drawn on one is accepted by another; nil: a random secret of this process (one replica only).
+	Secret []byte
+	Clock  clock.Clock
+	Log    *zap.Logger
 }
 
 // Page serves the page's routes.
@@ -58,6 +62,7 @@ type Page struct {
 	o       Options
 	csrf    *csrf
 	limit   *limiter
+	images  *limiter // captcha pictures and sounds cost CPU to draw: bounded per client too
 	captcha *captchas
 }
 
@@ -75,12 +80,20 @@ func New(o Options) (*Page, error) {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
-	c, err := newCSRF()
-	if err != nil {
-		return nil, err
+	if o.Secret == nil {
+		o.Secret = make([]byte, 32)
+		if _, err := rand.Read(o.Secret); err != nil {
+			return nil, err
+		}
+	} else if len(o.Secret) < minSecret {
+		return nil, fmt.Errorf("page: the secret has %d bytes, want at least %d", len(o.Secret), minSecret)
 	}
-	return &Page{o: o, csrf: c, limit: newLimiter(o.RatePerSecond, o.Burst), captcha: newCaptchas()}, nil
+	return &Page{o: o, csrf: &csrf{key: derive(o.Secret, "csrf")}, limit: newLimiter(o.RatePerSecond, o.Burst),
+		images: newLimiter(3*o.RatePerSecond, 3*o.Burst), captcha: newCaptchas(o.Secret, o.Clock.Now)}, nil
 }
+
+// minSecret is the shortest page secret accepted (bytes).
+const minSecret = 32
 
 // Register adds the page's routes to mux: GET / and /verify (the page), POST /verify and
 // /resend (the forms), the captcha's image and audio, and the stylesheet.
@@ -89,7 +102,14 @@ func (p *Page) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /verify", p.get)
 	mux.HandleFunc("POST /verify", p.post(tabVerify))
 	mux.HandleFunc("POST /resend", p.post(tabResend))
-	mux.HandleFunc("GET /captcha/{file}", p.captcha.serve)
+	mux.HandleFunc("GET /captcha/{file}", func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := p.images.allow(clientIP(r, p.o.TrustedProxies), p.o.Clock.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
+			return
+		}
+		p.captcha.serve(w, r)
+	})
 	mux.HandleFunc("GET /static/page.css", func(w http.ResponseWriter, _ *http.Request) {
 		secure(w.Header())
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
