@@ -36,7 +36,7 @@ func (c *countingStore) claims() []int {
 
 type nopProvider struct{}
 
-func (nopProvider) Name() string                                 { return "nop" }
+func (nopProvider) Name() string { return "nop" }
 func (nopProvider) Send(context.Context, provider.Message) (provider.Accepted, error) {
 	return provider.Accepted{}, nil
 }
