@@ -38,28 +38,30 @@ func loadClaimSQL(root string) error {
 	return nil
 }
 
+// deadlineRun makes the submitted orders' timers due at one instant T among o.deadlineTotal pending
+// ones and measures the sweeper; it returns T to the last order RETURNED (deadline_due<N>k_seconds).
 func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool, stmts *statements, orders []string,
-	client func(int64) filingv1.FilingServiceClient) error {
+	client func(int64) filingv1.FilingServiceClient) (float64, error) {
 	due := len(orders)
 	// Wait until every submitted order's timer exists (the filing outbox schedules them).
 	end := time.Now().Add(2 * time.Minute)
 	for {
 		var k int
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM deadline.deadlines WHERE order_id = ANY($1) AND state = 'PENDING'`, orders).Scan(&k); err != nil {
-			return err
+			return 0, err
 		}
 		if k >= due {
 			break
 		}
 		if time.Now().After(end) {
-			return fmt.Errorf("only %d of %d deadlines scheduled", k, due)
+			return 0, fmt.Errorf("only %d of %d deadlines scheduled", k, due)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	// The rest of the total: far-future timers (the seeded population's timers count too).
 	var pending int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM deadline.deadlines WHERE state = 'PENDING'`).Scan(&pending); err != nil {
-		return err
+		return 0, err
 	}
 	far := o.deadlineTotal - pending
 	logf("COPY %d far-future pending timers into deadline.deadlines", far)
@@ -67,7 +69,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	start := time.Now()
 	conn, err := db.Acquire(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	i := 0
 	n, err := conn.Conn().CopyFrom(ctx, pgx.Identifier{"deadline", "deadlines"},
@@ -83,51 +85,29 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		}))
 	conn.Release()
 	if err != nil {
-		return fmt.Errorf("copy: %w", err)
+		return 0, fmt.Errorf("copy: %w", err)
 	}
 	if err := analyze(ctx, db); err != nil {
-		return err
+		return 0, err
 	}
 	logf("copied %d rows in %s", n, time.Since(start).Round(time.Millisecond))
 	var total int64
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM deadline.deadlines WHERE state = 'PENDING'`).Scan(&total); err != nil {
-		return err
+		return 0, err
 	}
 	fig.add("deadline_pending_rows", float64(total), "rows")
 
 	// T: one instant for all due orders, far enough ahead for the moves below.
 	T := time.Now().Add(20 * time.Second).UTC().Truncate(time.Millisecond)
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	for _, q := range []string{
-		`UPDATE verification.sessions SET deadline_at = $2 WHERE order_id = ANY($1) AND submission = 1`,
-		`UPDATE deadline.deadlines SET due_at = $2, next_attempt_at = $2 WHERE order_id = ANY($1) AND submission = 1 AND state = 'PENDING'`,
-		`UPDATE filing.orders SET deadline_at = $2 WHERE order_id = ANY($1)`,
-	} {
-		tag, err := tx.Exec(ctx, q, orders, T)
-		if err != nil {
-			_ = tx.Rollback(ctx)
-			return fmt.Errorf("%s: %w", q, err)
-		}
-		if tag.RowsAffected() != int64(due) {
-			_ = tx.Rollback(ctx)
-			return fmt.Errorf("%s moved %d rows, want %d", q, tag.RowsAffected(), due)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	if err := analyze(ctx, db); err != nil {
-		return err
+	if err := moveDeadlines(ctx, db, orders, T, true); err != nil {
+		return 0, err
 	}
 
 	// The claim on 1M rows: EXPLAIN ANALYZE (rolled back, at T so the due rows qualify) and the
 	// prepared statement's own timing.
 	claimTimes, plan, err := claimPlan(ctx, db, T)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	fmt.Fprintln(os.Stderr, plan)
 	writePlan(o, plan)
@@ -138,7 +118,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	}
 	fig.add("deadline_claim_uses_partial_index", usesIndex, "bool")
 	if time.Now().After(T.Add(-2 * time.Second)) {
-		return fmt.Errorf("set-up took past T; raise the margin")
+		return 0, fmt.Errorf("set-up took past T; raise the margin")
 	}
 	logf("waiting for T = %s; %d orders fall due then", T.Format(time.RFC3339Nano), due)
 
@@ -156,7 +136,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	// (by state: ~20 ms of database time here) confirms the end, and runs every 2 s in any case.
 	var afterID int64
 	if err := db.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM filing.order_history`).Scan(&afterID); err != nil {
-		return err
+		return 0, err
 	}
 	seen, lastExact := 0, time.Now()
 	for {
@@ -164,21 +144,21 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		var k int
 		if err := db.QueryRow(ctx, `SELECT coalesce(max(id), $1), count(*) FILTER (WHERE to_state = 'RETURNED')
 			FROM filing.order_history WHERE id > $1`, afterID).Scan(&maxID, &k); err != nil {
-			return err
+			return 0, err
 		}
 		afterID, seen = maxID, seen+k
 		if seen >= due || time.Since(lastExact) > 2*time.Second {
 			lastExact = time.Now()
 			var exact int
 			if err := db.QueryRow(ctx, `SELECT count(*) FROM filing.orders WHERE state = 'RETURNED'`).Scan(&exact); err != nil {
-				return err
+				return 0, err
 			}
 			if exact >= due {
 				break
 			}
 		}
 		if time.Now().After(T.Add(5 * time.Minute)) {
-			return fmt.Errorf("only %d of %d returned 5 minutes after T", seen, due)
+			return 0, fmt.Errorf("only %d of %d returned 5 minutes after T", seen, due)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -191,10 +171,10 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	var early, reasons int
 	if err := db.QueryRow(ctx, `SELECT max(at), count(*) FILTER (WHERE at < $2) FROM filing.order_history
 		WHERE order_id = ANY($1) AND to_state = 'RETURNED'`, orders, T).Scan(&last, &early); err != nil {
-		return err
+		return 0, err
 	}
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM filing.orders WHERE order_id = ANY($1) AND return_reason <> 0`, orders).Scan(&reasons); err != nil {
-		return err
+		return 0, err
 	}
 	// The public API must agree: page through ListOrders(RETURNED).
 	listed := 0
@@ -207,7 +187,7 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		resp, err := client(0).ListOrders(ctx, &filingv1.ListOrdersRequest{PageSize: 200, PageToken: token,
 			State: filingv1.OrderState_ORDER_STATE_RETURNED})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, ord := range resp.Orders {
 			if want[ord.OrderId] && ord.ReturnReason == filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT {
@@ -219,9 +199,10 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 		}
 	}
 	if listed != due {
-		return fmt.Errorf("ListOrders shows %d of %d due orders RETURNED for VERIFICATION_TIMEOUT", listed, due)
+		return 0, fmt.Errorf("ListOrders shows %d of %d due orders RETURNED for VERIFICATION_TIMEOUT", listed, due)
 	}
-	fig.add(fmt.Sprintf("deadline_due%dk_seconds", due/1000), last.Sub(T).Seconds(), "s")
+	dueSeconds := last.Sub(T).Seconds()
+	fig.add(fmt.Sprintf("deadline_due%dk_seconds", due/1000), dueSeconds, "s")
 	fig.add("deadline_due_observed_seconds", observed.Seconds(), "s")
 	var firedLast time.Time
 	if err := db.QueryRow(ctx, `SELECT max(fired_at) FROM deadline.deadlines WHERE order_id = ANY($1)`, orders).Scan(&firedLast); err == nil {
@@ -231,10 +212,10 @@ func deadlineRun(ctx context.Context, o options, fig *figures, db *pgxpool.Pool,
 	fig.add("deadline_early_returns", float64(early), "count")
 	var extra int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM deadline.deadlines WHERE state <> 'PENDING' AND order_id LIKE 'ord_benchfar_%'`).Scan(&extra); err != nil {
-		return err
+		return 0, err
 	}
 	fig.add("deadline_far_fired", float64(extra), "count")
-	return nil
+	return dueSeconds, nil
 }
 
 func claimPlan(ctx context.Context, db *pgxpool.Pool, T time.Time) ([]float64, string, error) {

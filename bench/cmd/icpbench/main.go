@@ -62,11 +62,13 @@ type options struct {
 	pprof         string
 	dbParams      []string
 	phases        map[string]bool
+	riverWorkers  int
+	steadyWindow  int
 }
 
-// phaseNames are the parts of a run, in order; --phases picks some (verify and rest each seed their
-// population, deadline needs submit's orders).
-var phaseNames = []string{"pgbench", "noop", "sms", "verify", "rest", "submit", "deadline"}
+// phaseNames are the parts of a run, in order; --phases picks some (verify, verify_steady and rest
+// each seed their population, deadline needs submit's orders, river submits orders of its own).
+var phaseNames = []string{"pgbench", "noop", "sms", "verify", "verify_steady", "rest", "submit", "deadline", "river"}
 
 func (o options) on(phase string) bool { return o.phases[phase] }
 
@@ -137,6 +139,8 @@ func main() {
 	flag.StringVar(&o.root, "root", "", "workspace root (default: found from the working directory via go.work)")
 	flag.StringVar(&o.adminURL, "database-url", suite.AdminURL(), "PostgreSQL server to create the benchmark databases on")
 	flag.BoolVar(&o.keep, "keep", false, "keep the databases afterwards")
+	flag.IntVar(&o.riverWorkers, "river-workers", 2000, "River's MaxWorkers in the river phase (River's own benchmark runs 2,000)")
+	flag.IntVar(&o.steadyWindow, "steady-window", 64, "verify_steady: an order's second verifier is checked this many checks after its first (1: back to back)")
 	flag.BoolVar(&o.skipDeadline, "skip-deadline", false, "skip the 1M-timer deadline run")
 	flag.StringVar(&o.pprof, "pprof", "", "run this service (verification, sms-dispatch, filing, deadline, or edge for the rest phase) with net/http/pprof (bench/cmd/pprofservice) and save a CPU profile of each phase to bench/<service>_<phase>_cpu.pprof")
 	phases := flag.String("phases", strings.Join(phaseNames, ","), "the phases to run, comma-separated (deadline implies submit)")
@@ -388,6 +392,22 @@ func run(o options) error {
 		}
 	}
 
+	// 6b. Verify in steady state: both verifiers of an order checked close together, on a population of its own.
+	var steadyRPS float64
+	if o.on("verify_steady") {
+		sp, err := seed(ctx, o, fig, sink, db, sc, steadyPop)
+		if err != nil {
+			return err
+		}
+		sp.pairUp(o.steadyWindow)
+		if err := analyze(ctx, db); err != nil {
+			return err
+		}
+		if steadyRPS, err = steadyPhase(ctx, o, fig, s, sp, pb, db, stmts, pick); err != nil {
+			return err
+		}
+	}
+
 	// 6c. Verify through the edge (REST/JSON), on a population of its own seeded as the gRPC one was.
 	if o.on("rest") {
 		rp, err := seed(ctx, o, fig, sink, db, sc, restPop)
@@ -411,20 +431,30 @@ func run(o options) error {
 	if o.on("submit") {
 		var err error
 		stmts.begin(ctx)
-		if orders, err = submit(ctx, o, fig, sink, func(i int64) filingv1.FilingServiceClient {
+		if orders, submitRPS, err = submit(ctx, o, fig, sink, func(i int64) filingv1.FilingServiceClient {
 			return filingv1.NewFilingServiceClient(pick("filing", i))
-		}); err != nil {
+		}, submitSet); err != nil {
 			return err
 		}
 		stmts.end(ctx, "submit")
 	}
 
 	// 8. The deadline sweeper with 1M pending timers.
+	var deadlineDue, riverDue float64
 	if o.on("deadline") && !o.skipDeadline {
-		if err := deadlineRun(ctx, o, fig, db, stmts, orders, func(i int64) filingv1.FilingServiceClient {
+		if deadlineDue, err = deadlineRun(ctx, o, fig, db, stmts, orders, func(i int64) filingv1.FilingServiceClient {
 			return filingv1.NewFilingServiceClient(pick("filing", i))
 		}); err != nil {
 			return err
+		}
+	}
+
+	// 9. River on the deadline path: the same load, the same close call, a peer's scheduler.
+	if o.on("river") {
+		if riverDue, err = riverRun(ctx, o, fig, s, sink, db, func(i int64) filingv1.FilingServiceClient {
+			return filingv1.NewFilingServiceClient(pick("filing", i))
+		}); err != nil {
+			return fmt.Errorf("river: %w", err)
 		}
 	}
 
@@ -435,8 +465,10 @@ func run(o options) error {
 		}
 	}
 	ratio("verify_vs_pgbench", vr.rps(), pgbenchTPS)
+	ratio("verify_steady_vs_pgbench", steadyRPS, steadyTPS)
 	ratio("verify_vs_noop", vr.rps(), noop.rps())
 	ratio("submit_vs_pgbench", submitRPS, pgbenchTPS)
+	ratio("deadline_vs_river", riverDue, deadlineDue) // > 1: ours is faster
 	for _, name := range suite.Services {
 		if !s.Procs[name].Running() {
 			return fmt.Errorf("%s exited during the run:\n%s", name, s.Procs[name].Output())

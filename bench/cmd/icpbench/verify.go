@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,12 +46,7 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 	time.Sleep(time.Second)
 
 	// 6b. Verify at saturation, with RSS sampled meanwhile, in rounds alternating with pgbench.
-	rounds := o.rounds
-	if pb == nil {
-		rounds = 1
-	}
-	per := o.duration / time.Duration(rounds)
-	logf("Verify at saturation: %d clients for %s in %d round(s) alternating with pgbench (%d%% wrong)", o.clients, o.duration, rounds, o.wrongPct)
+	logf("Verify at saturation: %d clients for %s in rounds alternating with pgbench (%d%% wrong)", o.clients, o.duration, o.wrongPct)
 	peak := map[string]int64{}
 	stopRSS := make(chan struct{})
 	var rssWG sync.WaitGroup
@@ -72,38 +66,14 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 			}
 		}
 	})
-	var vr loadResult
-	var commits int64
-	var tpsList, rpsList, ratios []string
-	var tpsSum, tps float64
-	cpu := map[string]float64{} // CPU seconds used during the Verify rounds only
-	stmts.begin(ctx)            // pgbench's statements run in its own database: not counted
-	for r := range rounds {
-		if pb != nil {
-			var err error
-			if tps, err = pb.run(ctx, per); err != nil {
-				return loadResult{}, fmt.Errorf("pgbench: %w", err)
-			}
-			tpsSum += tps
-			tpsList = append(tpsList, strconv.FormatFloat(tps, 'f', 0, 64))
-		}
-		statsBefore, _ := dbStats(ctx, db, dbName)
-		cpu0 := cpuSnapshot(s)
-		if r == rounds-1 {
-			profile(o, "verify", min(per-3*time.Second, 20*time.Second))
-		}
-		res := pop.run(ctx, o.clients, per, grpcVerify(verifyClient))
-		for k, v := range cpuSnapshot(s) {
-			cpu[k] += v - cpu0[k]
-		}
-		statsAfter, _ := dbStats(ctx, db, dbName)
-		commits += statsAfter.commits - statsBefore.commits
-		vr = vr.merge(res)
-		rpsList = append(rpsList, strconv.FormatFloat(res.rps(), 'f', 0, 64))
-		if pb != nil {
-			ratios = append(ratios, strconv.FormatFloat(res.rps()/tps, 'f', 3, 64))
-		}
+	stmts.begin(ctx) // pgbench's statements run in its own database: not counted
+	res, err := alternate(ctx, o, s, pb, db, dbName, "verify", func(d time.Duration) loadResult {
+		return pop.run(ctx, o.clients, d, grpcVerify(verifyClient))
+	})
+	if err != nil {
+		return loadResult{}, err
 	}
+	vr, commits, cpu := res.vr, res.commits, res.cpu
 	stmts.end(ctx, "verify")
 	// What the passes owe filing and deadline and was not delivered yet: a relay that falls behind
 	// makes the run look faster than the suite can keep up with.
@@ -114,11 +84,9 @@ func verifyPhases(ctx context.Context, o options, fig *figures, s *suite.Suite, 
 	close(stopRSS)
 	rssWG.Wait()
 	if pb != nil {
-		// Each round's pgbench ran as long as its Verify run: the mean is the rate over all rounds.
-		pgbenchTPS = tpsSum / float64(rounds)
+		pgbenchTPS = res.tps
 		fig.add("pgbench_tps", pgbenchTPS, "tps")
-		fig.note(fmt.Sprintf("rounds of %s: pgbench_tps %s; verify_rps %s; verify_vs_pgbench %s",
-			per, strings.Join(tpsList, " "), strings.Join(rpsList, " "), strings.Join(ratios, " ")))
+		fig.note(res.note)
 	}
 	fig.add("verify_rps", vr.rps(), "rps")
 	fig.add("verify_p50_ms", ms(vr.pct(50)), "ms")
