@@ -197,9 +197,13 @@ UPDATE messages m SET state = 'AT_RISK' FROM (
 DELETE FROM parked_receipts WHERE received_at < $1
 
 -- name: StrandedParked
--- Messages marked SENT (or AT_RISK) with a parked receipt left behind (a crash between MarkSentAll
--- and applying it): at most $1.
-SELECT DISTINCT i.message_id FROM parked_receipts p
+-- Messages marked SENT (or AT_RISK) with a parked receipt left behind, by a provider id or by the
+-- message id (a crash between MarkSentAll and applying it, or a receipt parked while MarkSentAll ran
+-- on an older snapshot): at most $1.
+SELECT i.message_id FROM parked_receipts p
 		JOIN message_provider_ids i ON i.provider = p.provider AND i.provider_id = p.park_key
 		JOIN messages m ON m.message_id = i.message_id AND m.state IN ('SENT', 'AT_RISK')
-		LIMIT $1
+	UNION
+	SELECT m.message_id FROM parked_receipts p
+		JOIN messages m ON p.park_key = 'id:' || m.message_id AND m.provider = p.provider AND m.state IN ('SENT', 'AT_RISK')
+	LIMIT $1
