@@ -3,13 +3,17 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,5 +114,61 @@ func TestDevServerDemoWithoutDatabase(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(text), "\n"); !strings.Contains(lines[len(lines)-1], "UNDER_REVIEW") {
 		t.Errorf("the demo must end with the order UNDER_REVIEW; last line: %q", lines[len(lines)-1])
+	}
+
+	// A newcomer's path through the link: submit the example order, read the link and the code out
+	// of the console SMS, open the link and post code and ID tail to it.
+	ctl := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "icpctl"), append([]string{"--output", "json",
+			fmt.Sprintf("--filing-addr=127.0.0.1:%d", base), fmt.Sprintf("--verification-addr=127.0.0.1:%d", base+1)}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("icpctl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	var created struct {
+		Order struct {
+			OrderID string `json:"order_id"`
+		} `json:"order"`
+	}
+	if err := json.Unmarshal([]byte(ctl("create", "-f", filepath.Join("..", "..", "examples", "orders", "first-filing.json"))), &created); err != nil {
+		t.Fatal(err)
+	}
+	ctl("submit", created.Order.OrderID)
+	// The example's principal: 13812345678, ID ending 051237.
+	smsRE := regexp.MustCompile(`DEV SMS to 138\*\*\*\*5678 \[[^\]]+\]: .*码为(\d{6})，.*核验链接：(http://\S+)`)
+	var code, link string
+	eventually(t, 20*time.Second, "the example order's SMS with its link in icpdev's output", func() (bool, string) {
+		all := smsRE.FindAllStringSubmatch(w.String(), -1)
+		if all == nil {
+			return false, tail(w.String(), 2000)
+		}
+		code, link = all[len(all)-1][1], all[len(all)-1][2]
+		return true, ""
+	})
+	if !strings.HasPrefix(link, "http://"+edgeAddr+"/v/") {
+		t.Fatalf("console SMS link %q is not the edge's page", link)
+	}
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	resp, err = client.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(string(page))
+	if resp.StatusCode != http.StatusOK || csrf == nil || !strings.Contains(string(page), "138****5678") {
+		t.Fatalf("the link's page: HTTP %d:\n%s", resp.StatusCode, page)
+	}
+	resp, err = client.PostForm(link, url.Values{"csrf": {csrf[1]}, "code": {code}, "id_tail": {"051237"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "您的短信核验完成，请等待其他核验人进行短信核验") {
+		t.Fatalf("verify through the link: HTTP %d:\n%s", resp.StatusCode, page)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,14 +41,13 @@ func browser(t *testing.T) context.Context {
 	return bctx
 }
 
-// startPageEdge starts the pagetest edge with the authority's cross-tenant key for its page.
-func (s *suite) startPageEdge() *edge {
+// startPageEdge starts the pagetest edge on addr with the authority's cross-tenant key for its page.
+func (s *suite) startPageEdge(addr string) *edge {
 	s.t.Helper()
 	keyFile := filepath.Join(s.t.TempDir(), "page-key")
 	if err := os.WriteFile(keyFile, []byte(authorityKey+"\n"), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
-	addr := freeAddr(s.t)
 	p := &proc{name: "edge-pagetest", args: []string{"--http-addr=" + addr, "--filing-addr=" + s.addrs["filing"],
 		"--verification-addr=" + s.addrs["verification"], "--page-api-key-file=" + keyFile, "--page-burst=50"}, out: &bytes.Buffer{}}
 	p.start(s.t)
@@ -84,14 +84,19 @@ func submitForm(t *testing.T, bctx context.Context, url string, first string, ke
 	return strings.TrimSpace(answer)
 }
 
+// linkRE finds the verification link in an SMS text.
+var linkRE = regexp.MustCompile(`https?://\S+/v/[A-Za-z0-9_-]{22}`)
+
 // The 短信核验 page in real Chromium, in front of the credentialed suite: a wrong check shows the
 // uniform text, the first verifier sees "waiting for others", a resend goes through the captcha,
-// the English switch, and the second verifier sees "all done" with JavaScript disabled. With
-// UPDATE_SCREENSHOTS=1 it writes the README's screenshots of both tabs to docs/.
+// the link from an SMS, the English switch, and the second verifier sees "all done" with
+// JavaScript disabled. With UPDATE_SCREENSHOTS=1 it writes the README's screenshots of both tabs
+// to docs/.
 func TestPageInChromium(t *testing.T) {
 	bctx := browser(t)
-	s := startSuite(t, options{})
-	e := s.startPageEdge()
+	addr := freeAddr(t)
+	s := startSuite(t, options{verification: []string{"--verify-link-base=http://" + addr + "/v"}})
+	e := s.startPageEdge(addr)
 
 	principal, web := person("张三", phoneA), person("李四", phoneB)
 	order := s.submit(firstFiling(principal, &filingv1.Website{Domain: "page.example.cn", Name: "页面", Person: web}))
@@ -157,6 +162,38 @@ func TestPageInChromium(t *testing.T) {
 		t.Errorf("resend: %q", resent)
 	}
 	newCode := s.waitCodes(2, phoneB)[phoneB]
+
+	// The link from an SMS: a third person's order; the text carries the link to the page of that
+	// one challenge, which shows the masked phone and asks only for the code and the ID tail.
+	third := person("王五", phoneC)
+	linked := s.submit(firstFiling(third, &filingv1.Website{Domain: "link.example.cn", Name: "链接", Person: third}))
+	code := s.waitCodes(1, phoneC)[phoneC]
+	posts := s.gateway.ForPhone(phoneC)
+	link := linkRE.FindString(posts[len(posts)-1].Text)
+	if !strings.HasPrefix(link, e.url+"/v/") {
+		t.Fatalf("the SMS %q carries no link to the page at %s", posts[len(posts)-1].Text, e.url)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitReady(chromedp.CSS(`#phone[readonly]`))); err != nil {
+		t.Fatalf("open the link: %v", err)
+	}
+	if masked, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(`#phone`))); err != nil || masked != "137****1111" {
+		t.Errorf("the link page shows phone %q (%v), want 137****1111", masked, err)
+	}
+	got = submitForm(t, bctx, link, "#code", code+"\t\t"+tailOf(third))
+	if got != "您的短信核验已全部完成，该请求将提交管局审核" {
+		t.Errorf("verify through the link: %q", got)
+	}
+	s.waitState(linked.OrderId, filingv1.OrderState_ORDER_STATE_UNDER_REVIEW, 15*time.Second)
+	// Passed, the link is dead: one page, HTTP 404.
+	resp, err = http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "链接已失效") {
+		t.Errorf("a used link: HTTP %d, want 404 and 链接已失效", resp.StatusCode)
+	}
 
 	// JavaScript off from here on: the page works without it. The English switch is a link.
 	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {

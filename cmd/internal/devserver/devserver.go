@@ -61,8 +61,10 @@ type Suite struct {
 	Addrs map[string]string
 	// EdgeURL is the edge's base URL, http://host:port ("" without an edge).
 	EdgeURL string
-	errs    chan error
-	wg      sync.WaitGroup
+	// edgeAddr is where the edge listens ("": no edge), known before verification starts.
+	edgeAddr string
+	errs     chan error
+	wg       sync.WaitGroup
 }
 
 // Start starts the four services and returns once each answers its health check. They stop when ctx ends; Wait then returns.
@@ -86,6 +88,17 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 			port = p
 		}
 		s.Addrs[name] = net.JoinHostPort(o.Host, strconv.Itoa(port))
+	}
+	if o.EdgeAddr != "off" {
+		// Chosen before the services start: verification's SMS carry links to the edge's page.
+		s.edgeAddr = o.EdgeAddr
+		if s.edgeAddr == "" {
+			p, err := freePort(o.Host)
+			if err != nil {
+				return nil, err
+			}
+			s.edgeAddr = net.JoinHostPort(o.Host, strconv.Itoa(p))
+		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	for _, name := range Services {
@@ -130,6 +143,9 @@ func (s *Suite) args(name string, o Options) []string {
 	case "verification":
 		args = append(args, "--sms-dispatch-addr="+s.Addrs["sms-dispatch"], "--filing-addr="+s.Addrs["filing"],
 			"--deadline-addr="+s.Addrs["deadline"])
+		if s.edgeAddr != "" { // a clickable link to the edge's page in every console SMS
+			args = append(args, "--verify-link-base=http://"+s.edgeAddr+"/v")
+		}
 		if o.Store == config.StorePostgres {
 			args = append(args, "--hmac-keys="+DevHMACKey, "--seal-keys="+DevSealKey)
 		}
@@ -147,14 +163,7 @@ func (s *Suite) args(name string, o Options) []string {
 
 // startEdge starts the edge in front of filing and verification and waits for its /readyz.
 func (s *Suite) startEdge(ctx context.Context, cancel context.CancelFunc, o Options) error {
-	addr := o.EdgeAddr
-	if addr == "" {
-		p, err := freePort(o.Host)
-		if err != nil {
-			return err
-		}
-		addr = net.JoinHostPort(o.Host, strconv.Itoa(p))
-	}
+	addr := s.edgeAddr
 	s.EdgeURL = "http://" + addr
 	args := []string{"--http-addr=" + addr, "--filing-addr=" + s.Addrs["filing"], "--verification-addr=" + s.Addrs["verification"],
 		"--log-level=" + o.LogLevel, "--page-no-credential"} // the services run --portal-auth=none here

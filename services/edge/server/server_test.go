@@ -63,7 +63,7 @@ func TestRun(t *testing.T) {
 	want := map[string]string{
 		"/v1/orders": "get post", "/v1/orders/{orderId}": "get patch", "/v1/orders/{orderId}:submit": "post",
 		"/v1/orders/{orderId}:cancel": "post", "/v1/verify": "post", "/v1/resend": "post",
-		"/v1/orders/{orderId}/verification": "get",
+		"/v1/orders/{orderId}/verification": "get", "/v1/links/{token}": "get",
 	}
 	for path, methods := range want {
 		for _, m := range strings.Fields(methods) {

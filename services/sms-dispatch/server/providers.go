@@ -29,7 +29,7 @@ func registerCloud(f *config.Flags) func() cloudOptions {
 	akSign := f.String("aliyun-sign-name", "", "aliyun provider: the approved sign name (SignName)")
 	akTemplate := f.String("aliyun-template-code", "", "aliyun provider: the approved template (TemplateCode, SMS_…)")
 	akParams := f.String("aliyun-template-params", "code=code",
-		"aliyun provider: the template's variables, var=value comma-separated, each value code or deadline (e.g. code=code,time=deadline)")
+		"aliyun provider: the template's variables, var=value comma-separated, each value code, deadline or link (e.g. code=code,time=deadline,url=link)")
 	tcID := f.String("tencent-secret-id", "", "tencent provider: the SecretId that signs SendSms")
 	tcKey := f.String("tencent-secret-key", "", "tencent provider: the SecretKey (signs requests; never sent or logged)")
 	tcEndpoint := f.String("tencent-endpoint", provider.DefaultTencentEndpoint, "tencent provider: the SMS API endpoint URL")
@@ -38,7 +38,7 @@ func registerCloud(f *config.Flags) func() cloudOptions {
 	tcSign := f.String("tencent-sign-name", "", "tencent provider: the approved sign name (SignName)")
 	tcTemplate := f.String("tencent-template-id", "", "tencent provider: the approved template (TemplateId)")
 	tcParams := f.String("tencent-template-params", "code",
-		"tencent provider: the template's {1}, {2}, … in order, comma-separated, each code or deadline (e.g. code,deadline)")
+		"tencent provider: the template's {1}, {2}, … in order, comma-separated, each code, deadline or link (e.g. code,deadline,link)")
 	return func() cloudOptions {
 		return cloudOptions{Timeout: *timeout,
 			AliyunKeyID: *akID, AliyunSecret: *akSecret, AliyunEndpoint: *akEndpoint, AliyunSignName: *akSign,

@@ -185,6 +185,9 @@ func Run(ctx context.Context, args []string) error {
 
 func (o options) check() error {
 	var problems []error
+	if err := domain.CheckSignature(o.Signature); err != nil {
+		problems = append(problems, err)
+	}
 	switch o.Provider {
 	case "console":
 	case "webhook":

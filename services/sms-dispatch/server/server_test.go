@@ -38,6 +38,8 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--database-url", "postgres://x", "--rate-per-hour", "-1"}, "must not be negative"},
 		{[]string{}, "--database-url"},
 		{[]string{"--store", "sqlite"}, "--store"},
+		// 17 characters: the text with the longest verification link would take three segments.
+		{[]string{"--store", "memory", "--sms-signature", "ICP备案" + strings.Repeat("号", 12)}, "shorten the signature"},
 		{[]string{"--database-url", "postgres://x"}, `--seal-keys (SEAL_KEYS) is required with --store=postgres`},
 		{[]string{"--database-url", "postgres://x", "--seal-keys", "s1:abcd"}, "want exactly 32"},
 		{[]string{"--store", "memory", "--seal-keys", "s1"}, "want kid:hexkey"},

@@ -63,7 +63,13 @@ func Run(ctx context.Context, args []string) error {
 	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a tenant may make at once before --resend-rate applies")
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
 		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
+	linkBase := f.String("verify-link-base", "", "the verification page's link base, e.g. https://beian.example.cn/v: each SMS "+
+		"then carries <base>/<token>, a link to the page of its one challenge; empty: no link in the text")
 	if err := f.Parse(args); err != nil {
+		return err
+	}
+	link, err := domain.CheckLinkBase(*linkBase)
+	if err != nil {
 		return err
 	}
 	countries, err := phone.ParseCountries(*phoneCountries)
@@ -163,6 +169,7 @@ func Run(ctx context.Context, args []string) error {
 		engine = ps
 	}
 	st := app.New(engine, hasher, limits, log)
+	st.LinkBase = link
 	st.Mismatches = app.NewMismatchThrottle(clk, hasher, *maxMismatched)
 	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
 
@@ -174,7 +181,7 @@ func Run(ctx context.Context, args []string) error {
 		zap.Duration("resend_interval", limits.ResendInterval), zap.Int("phone_failure_budget", limits.PhoneFailureBudget),
 		zap.Duration("phone_failure_window", limits.PhoneFailureWindow),
 		zap.Duration("min_response_time", *minResponse), zap.Stringer("phone_country_codes", countries),
-		zap.String("store", *common.Store))
+		zap.String("verify_link_base", link), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }
 

@@ -184,6 +184,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			// hex of "example seal key - replace me!!!"
 			"--seal-keys", "s1:6578616d706c65207365616c206b6579202d207265706c616365206d65212121"}, "seal key is a placeholder"},
 		{"negative floor", []string{"--store", "memory", "--min-response-time", "-1s"}, "min-response-time"},
+		// 42 characters: with a token the SMS could overflow two segments.
+		{"long link base", []string{"--store", "memory", "--verify-link-base", "https://beian.example.cn/" + strings.Repeat("v", 17)}, "two segments"},
+		{"link base with a query", []string{"--store", "memory", "--verify-link-base", "https://beian.example.cn/v?x=1"}, "without query"},
 	}
 	for _, tc := range cases {
 		err := Run(context.Background(), tc.args)

@@ -117,6 +117,11 @@ func (v *fakeVerification) GetVerificationStatus(ctx context.Context, req *verif
 	return &verificationv1.GetVerificationStatusResponse{Status: &verificationv1.VerificationStatus{OrderId: req.GetOrderId(), Submission: 2}}, nil
 }
 
+func (v *fakeVerification) GetLink(ctx context.Context, req *verificationv1.GetLinkRequest) (*verificationv1.GetLinkResponse, error) {
+	v.filing.seen(ctx, req)
+	return &verificationv1.GetLinkResponse{PhoneMasked: "138****5678", State: verificationv1.ChallengeState_CHALLENGE_STATE_PENDING}, nil
+}
+
 type fixture struct {
 	url    string
 	filing *fakeFiling

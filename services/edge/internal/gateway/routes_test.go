@@ -37,6 +37,9 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/v1/resend", `{"requestId":"r5","phone":"+8613800000000","idTail":"12345X"}`,
 			&verificationv1.ResendCodeRequest{RequestId: "r5", Phone: "+8613800000000", IdTail: "12345X"}},
 		{"GET", "/v1/orders/ord_7/verification", "", &verificationv1.GetVerificationStatusRequest{OrderId: "ord_7"}},
+		{"GET", "/v1/links/Abcdefghijklmnopqrstu0", "", &verificationv1.GetLinkRequest{Token: "Abcdefghijklmnopqrstu0"}},
+		{"POST", "/v1/verify", `{"code":"123456","idTail":"12345X","linkToken":"Abcdefghijklmnopqrstu0"}`,
+			&verificationv1.VerifyRequest{Code: "123456", IdTail: "12345X", LinkToken: "Abcdefghijklmnopqrstu0"}},
 	}
 	for _, c := range cases {
 		a := fx.do(t, c.method, c.path, c.body, "X-Api-Key", "k")

@@ -17,12 +17,16 @@ import (
 
 func fmtAt(format, at string) string { return fmt.Sprintf(format, at) }
 
+// seconds is a Retry-After value: d in whole seconds, rounded up.
+func seconds(d time.Duration) string { return strconv.Itoa(int((d + time.Second - 1) / time.Second)) }
+
 // reason is the ErrorInfo reason name of r (VERIFICATION_NOT_MATCHED...).
 func reason(r verificationv1.ErrorReason) string { return rpc.ReasonName(r) }
 
-// verify calls Verify and fills v with the answer; it returns the HTTP status of the page.
-func (p *Page) verify(ctx context.Context, v *view, code string, now time.Time) int {
-	resp, err := p.o.Verification.Verify(ctx, &verificationv1.VerifyRequest{Phone: v.Phone, Code: code, IdTail: v.IDTail})
+// verify calls Verify (through the link of token, when not empty) and fills v with the answer; it
+// returns the HTTP status of the page.
+func (p *Page) verify(ctx context.Context, v *view, code, token string, now time.Time) int {
+	resp, err := p.o.Verification.Verify(ctx, &verificationv1.VerifyRequest{Phone: v.Phone, Code: code, IdTail: v.IDTail, LinkToken: token})
 	if err != nil {
 		return p.refusal(v, err, now)
 	}
@@ -61,7 +65,7 @@ func (p *Page) refusal(v *view, err error, now time.Time) int {
 		if wait <= 0 {
 			wait = time.Minute
 		}
-		v.retryAfter = strconv.Itoa(int((wait + time.Second - 1) / time.Second))
+		v.retryAfter = seconds(wait)
 		v.Answer = fmtAt(format, t.at(now, wait))
 		return http.StatusTooManyRequests
 	}

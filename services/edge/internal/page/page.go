@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -96,15 +95,18 @@ func New(o Options) (*Page, error) {
 const minSecret = 32
 
 // Register adds the page's routes to mux: GET / and /verify (the page), POST /verify and
-// /resend (the forms), the captcha's image and audio, and the stylesheet.
+// /resend (the forms), GET and POST /v/{token} (the page of an SMS's link, link.go), the
+// captcha's image and audio, and the stylesheet.
 func (p *Page) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", p.get)
 	mux.HandleFunc("GET /verify", p.get)
 	mux.HandleFunc("POST /verify", p.post(tabVerify))
 	mux.HandleFunc("POST /resend", p.post(tabResend))
+	mux.HandleFunc("GET /v/{token}", p.getLink)
+	mux.HandleFunc("POST /v/{token}", p.postLink)
 	mux.HandleFunc("GET /captcha/{file}", func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := p.images.allow(clientIP(r, p.o.TrustedProxies), p.o.Clock.Now()); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			w.Header().Set("Retry-After", seconds(wait))
 			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
 			return
 		}
@@ -144,7 +146,11 @@ type view struct {
 	AnswerOK          bool
 	FieldErr          map[string]string
 	CaptchaImg, Audio string
-	retryAfter        string
+	// Link: the page of an SMS link, for the challenge whose masked phone is PhoneMasked; Dead: the
+	// link is no longer valid (link.go).
+	Link, Dead  bool
+	PhoneMasked string
+	retryAfter  string
 }
 
 // language picks ?lang=, then the cookie a previous switch set, then Accept-Language; zh-CN otherwise.
@@ -234,44 +240,68 @@ func (p *Page) render(w http.ResponseWriter, v *view, code int, answer bool) {
 
 func (p *Page) post(tab string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 		v := p.newView(w, r, tab)
-		now := p.o.Clock.Now()
-		if ok, wait := p.limit.allow(clientIP(r, p.o.TrustedProxies), now); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			v.Answer = fmtAt(v.T.RateLimited, v.T.at(now, wait))
-			p.render(w, v, http.StatusTooManyRequests, true)
+		ctx, cancel, ok := p.guard(w, r, v)
+		if !ok {
 			return
 		}
-		if err := r.ParseForm(); err != nil || !p.csrf.valid(r) {
-			v.Answer = v.T.Disabled
-			p.render(w, v, http.StatusForbidden, true)
-			return
-		}
+		defer cancel()
 		v.Phone = strings.TrimSpace(r.PostFormValue("phone"))
 		v.IDTail = strings.TrimSpace(r.PostFormValue("id_tail"))
-		if v.CaptchaOn && !p.captcha.check(r.PostFormValue("captcha_id"), r.PostFormValue("captcha")) {
-			v.FieldErr["captcha"] = v.T.CaptchaWrong
-			v.Answer = v.T.CaptchaWrong
-			p.render(w, v, http.StatusBadRequest, true)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), p.o.RequestTimeout)
-		defer cancel()
-		if p.o.APIKey != "" {
-			ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", p.o.APIKey)
-		}
 		var code int
 		if tab == tabVerify {
-			code = p.verify(ctx, v, r.PostFormValue("code"), now)
+			code = p.verify(ctx, v, r.PostFormValue("code"), "", p.o.Clock.Now())
 		} else {
-			code = p.resend(ctx, v, now)
+			code = p.resend(ctx, v, p.o.Clock.Now())
 		}
-		if code == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", v.retryAfter)
-		}
-		p.render(w, v, code, true)
+		p.answer(w, v, code)
 	}
+}
+
+// guard is what every form post passes first: the client's rate limit, the body's size, the CSRF
+// token and the captcha (where the form has one). It answers the refusal itself (ok false), or
+// returns the context of the service calls, carrying the edge's credential.
+func (p *Page) guard(w http.ResponseWriter, r *http.Request, v *view) (context.Context, context.CancelFunc, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	now := p.o.Clock.Now()
+	if ok, wait := p.limit.allow(clientIP(r, p.o.TrustedProxies), now); !ok {
+		w.Header().Set("Retry-After", seconds(wait))
+		v.Answer = fmtAt(v.T.RateLimited, v.T.at(now, wait))
+		p.render(w, v, http.StatusTooManyRequests, true)
+		return nil, nil, false
+	}
+	if err := r.ParseForm(); err != nil || !p.csrf.valid(r) {
+		v.Answer = v.T.Disabled
+		p.render(w, v, http.StatusForbidden, true)
+		return nil, nil, false
+	}
+	if v.CaptchaOn && !p.captcha.check(r.PostFormValue("captcha_id"), r.PostFormValue("captcha")) {
+		v.IDTail = strings.TrimSpace(r.PostFormValue("id_tail"))
+		v.Phone = strings.TrimSpace(r.PostFormValue("phone"))
+		v.FieldErr["captcha"] = v.T.CaptchaWrong
+		v.Answer = v.T.CaptchaWrong
+		p.render(w, v, http.StatusBadRequest, true)
+		return nil, nil, false
+	}
+	ctx, cancel := p.serviceCtx(r)
+	return ctx, cancel, true
+}
+
+// serviceCtx is the context of one call to the service: bounded, with the edge's credential.
+func (p *Page) serviceCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), p.o.RequestTimeout)
+	if p.o.APIKey != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", p.o.APIKey)
+	}
+	return ctx, cancel
+}
+
+// answer renders a form's answer with its status (and Retry-After for a limit).
+func (p *Page) answer(w http.ResponseWriter, v *view, code int) {
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", v.retryAfter)
+	}
+	p.render(w, v, code, true)
 }
 
 func requestID() string {

@@ -29,15 +29,23 @@ type fakeVerification struct {
 	verificationv1.VerificationServiceClient
 	verify    func(*verificationv1.VerifyRequest) (*verificationv1.VerifyResponse, error)
 	resend    func(*verificationv1.ResendCodeRequest) (*verificationv1.ResendCodeResponse, error)
+	getLink   func(*verificationv1.GetLinkRequest) (*verificationv1.GetLinkResponse, error)
 	calls     int
 	lastKey   []string
 	lastPhone string
+	lastLink  string
+}
+
+func (f *fakeVerification) GetLink(ctx context.Context, in *verificationv1.GetLinkRequest, _ ...grpc.CallOption) (*verificationv1.GetLinkResponse, error) {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	f.lastKey = md.Get("x-api-key")
+	return f.getLink(in)
 }
 
 func (f *fakeVerification) Verify(ctx context.Context, in *verificationv1.VerifyRequest, _ ...grpc.CallOption) (*verificationv1.VerifyResponse, error) {
 	f.calls++
 	md, _ := metadata.FromOutgoingContext(ctx)
-	f.lastKey, f.lastPhone = md.Get("x-api-key"), in.GetPhone()
+	f.lastKey, f.lastPhone, f.lastLink = md.Get("x-api-key"), in.GetPhone(), in.GetLinkToken()
 	return f.verify(in)
 }
 

@@ -27,7 +27,9 @@ type texts struct {
 	Waiting, AllDone, Mismatch, Sent, SentLeft, ResendLimit, ResendTooSoon, NotPending string
 	PhoneLocked, TooMany, RateLimited, CaptchaWrong, BadForm, Unavailable, Disabled    string
 	FieldCode, FieldPhone, FieldIDTail, FieldCaptcha                                   string
-	TimeFormat                                                                         string
+	// The page of an SMS link.
+	LinkIntro, LinkPhoneHint, LinkDead, LinkDeadHint, LinkToPage string
+	TimeFormat                                                   string
 }
 
 var catalog = map[Language]*texts{
@@ -60,6 +62,10 @@ var catalog = map[Language]*texts{
 		FieldCode:     "验证码应为6位数字。", FieldPhone: "请输入正确的手机号码。",
 		FieldIDTail: "请输入证件号码后6位。", FieldCaptcha: "请输入图片中的6位数字。",
 		TimeFormat: "15:04:05（北京时间）",
+		LinkIntro:  "请填写短信验证码和证件号码后6位，然后单击提交。", LinkPhoneHint: "接收本条核验短信的手机号码",
+		LinkDead:     "链接已失效",
+		LinkDeadHint: "您仍可在短信核验页面填写短信验证码、手机号码和证件号码后6位完成核验；如验证码已失效，可申请短信重发。",
+		LinkToPage:   "前往短信核验页面",
 	},
 	English: {
 		Title: "SMS verification", Intro: "Complete the ICP filing's SMS verification with the code the MIIT sent you.",
@@ -89,7 +95,12 @@ var catalog = map[Language]*texts{
 		Disabled:      "This page has expired: reload it and submit again.",
 		FieldCode:     "The code is 6 digits.", FieldPhone: "Enter a valid mobile phone number.",
 		FieldIDTail: "Enter the last 6 characters of the ID document number.", FieldCaptcha: "Enter the 6 digits of the picture.",
-		TimeFormat: "15:04:05 (Beijing time)",
+		TimeFormat:    "15:04:05 (Beijing time)",
+		LinkIntro:     "Fill in the SMS code and the last 6 characters of your ID document number, then submit.",
+		LinkPhoneHint: "The phone number this verification SMS was sent to",
+		LinkDead:      "This link is no longer valid.",
+		LinkDeadHint:  "You can still verify on the SMS verification page with the code, the phone number and the last 6 characters of your ID document number; if the code has expired, ask for a new SMS.",
+		LinkToPage:    "Go to the SMS verification page",
 	},
 }
 

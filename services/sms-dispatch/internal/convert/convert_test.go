@@ -18,7 +18,7 @@ func TestReasonsAreTheContracts(t *testing.T) {
 	returned := map[string]bool{
 		domain.ReasonMessageNotFound: true, domain.ReasonMessageIDReused: true, domain.ReasonInvalidMessageID: true,
 		domain.ReasonInvalidTemplate: true, domain.ReasonMissingParam: true, domain.ReasonInvalidParam: true,
-		domain.ReasonUnsupportedLocale: true, domain.ReasonInvalidExpireTime: true,
+		domain.ReasonUnsupportedLocale: true, domain.ReasonInvalidExpireTime: true, domain.ReasonMessageTooLong: true,
 		phone.ReasonInvalidPhone: true, orderid.ReasonInvalid: true,
 		pagetoken.ReasonInvalidPageToken: true, pagetoken.ReasonInvalidPageSize: true,
 	}

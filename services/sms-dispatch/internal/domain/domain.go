@@ -86,6 +86,7 @@ const (
 	ReasonInvalidExpireTime = "INVALID_EXPIRE_TIME"
 	ReasonMessageIDReused   = "MESSAGE_ID_REUSED"
 	ReasonMessageNotFound   = "MESSAGE_NOT_FOUND"
+	ReasonMessageTooLong    = "MESSAGE_TOO_LONG"
 )
 
 // last_error values of messages the dispatcher gave up on without a provider error.
@@ -98,8 +99,14 @@ const (
 
 // Template parameters.
 const (
-	ParamCode           = "code"
-	ParamDeadline       = "deadline"
+	ParamCode     = "code"
+	ParamDeadline = "deadline"
+	// ParamLink is the optional verification link (verification's --verify-link-base/<token>).
+	ParamLink = "link"
+	// MaxLinkLength is the longest link verification sends (its MaxLinkLength: a base of at most
+	// 41 characters, "/" and a 22-character token); the start-up check (CheckSignature) makes sure
+	// it fits behind --sms-signature. A longer one is refused when it overflows (MESSAGE_TOO_LONG).
+	MaxLinkLength       = 64
 	MaxParamValueLength = 256
 )
 

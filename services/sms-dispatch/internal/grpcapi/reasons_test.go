@@ -41,6 +41,10 @@ func TestEveryReasonIsDeclared(t *testing.T) {
 		{smsv1.ErrorReason_ERROR_REASON_INVALID_TEMPLATE, send(func(r *smsv1.SendMessageRequest) { r.Template = smsv1.Template_TEMPLATE_UNSPECIFIED })},
 		{smsv1.ErrorReason_ERROR_REASON_MISSING_PARAM, send(func(r *smsv1.SendMessageRequest) { delete(r.Params, "code") })},
 		{smsv1.ErrorReason_ERROR_REASON_INVALID_PARAM, send(func(r *smsv1.SendMessageRequest) { r.Params["code"] = "12345" })},
+		// 80 characters of link behind the zh-CN text: three segments.
+		{smsv1.ErrorReason_ERROR_REASON_MESSAGE_TOO_LONG, send(func(r *smsv1.SendMessageRequest) {
+			r.Locale, r.Params["link"] = "zh-CN", "https://"+strings.Repeat("a", 72)
+		})},
 		{smsv1.ErrorReason_ERROR_REASON_UNSUPPORTED_LOCALE, send(func(r *smsv1.SendMessageRequest) { r.Locale = "fr" })},
 		{smsv1.ErrorReason_ERROR_REASON_INVALID_EXPIRE_TIME, send(func(r *smsv1.SendMessageRequest) { r.ExpireTime = nil })},
 		{smsv1.ErrorReason_ERROR_REASON_INVALID_PHONE, send(func(r *smsv1.SendMessageRequest) { r.Phone = "123" })},

@@ -6,12 +6,14 @@ import (
 )
 
 // TemplateValueNames are the values a provider's template may show (Message.Values).
-var TemplateValueNames = []string{"code", "deadline"}
+// "link" is the verification link, present when verification runs with --verify-link-base: a
+// template that shows it fails messages without one, so map it only with that flag set.
+var TemplateValueNames = []string{"code", "deadline", "link"}
 
 // TemplateParam maps one variable of a provider's template to one of our values.
 type TemplateParam struct {
 	Name  string // the template's variable (aliyun: ${Name}; tencent: {1}, {2}, … by position)
-	Value string // ours: code or deadline
+	Value string // ours: code, deadline or link
 }
 
 func knownValue(v string) bool {
@@ -24,7 +26,7 @@ func knownValue(v string) bool {
 }
 
 // ParseNamedParams reads "var=value,var=value" (aliyun: the template's variable names, each set to
-// code or deadline), e.g. "code=code,time=deadline". Spaces around items are ignored.
+// code, deadline or link), e.g. "code=code,time=deadline". Spaces around items are ignored.
 func ParseNamedParams(s string) ([]TemplateParam, error) {
 	var out []TemplateParam
 	seen := map[string]bool{}
@@ -54,7 +56,7 @@ func ParseNamedParams(s string) ([]TemplateParam, error) {
 }
 
 // ParsePositionalParams reads "value,value" (tencent: the template's {1}, {2}, … in order, each
-// code or deadline), e.g. "code,deadline".
+// code, deadline or link), e.g. "code,deadline".
 func ParsePositionalParams(s string) ([]TemplateParam, error) {
 	var out []TemplateParam
 	for item := range strings.SplitSeq(s, ",") {

@@ -35,6 +35,9 @@ type Engine interface {
 	// OrderSessions reads the sessions of an order (without ID-tail hashes).
 	OrderSessions(ctx context.Context, orderID string) (domain.OrderSessions, error)
 
+	// Link reads the challenge of a link hash with its session (Found false: none) and the time.
+	Link(ctx context.Context, hash []byte) (domain.LinkRecord, time.Time, error)
+
 	Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error)
 	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
 }
@@ -76,6 +79,9 @@ type App struct {
 	rand io.Reader
 	// OnLock, when set, is called after a verifier was locked by too many failed attempts (metrics).
 	OnLock func()
+	// LinkBase is --verify-link-base (checked by domain.CheckLinkBase): the SMS carry <LinkBase>/<token>;
+	// "": no link in the text.
+	LinkBase string
 	// Mismatches, when set, throttles callers mismatching on many distinct phones (Verify, ResendCode).
 	Mismatches *MismatchThrottle
 }

@@ -46,6 +46,10 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 			if err != nil {
 				return Change{}, err
 			}
+			links, err := a.drawLinks(chs)
+			if err != nil {
+				return Change{}, err
+			}
 			for i := range o.Sessions {
 				if o.Sessions[i].State == domain.SessionOpen {
 					o.Sessions[i].State = domain.SessionCancelled // superseded by this submission
@@ -67,7 +71,7 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 					zap.Int("verifiers", len(spec.Verifiers)), zap.Time("deadline_at", sess.DeadlineAt))
 			}
 			return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, chs)},
-				Messages: convert.OpenMessages(sess, chs, codes)}, nil
+				Messages: convert.OpenMessages(sess, chs, codes, links)}, nil
 		}))
 }
 
@@ -192,9 +196,27 @@ func (a *App) resend(now time.Time, sess domain.Session, c *domain.Challenge) (*
 	if err != nil {
 		return nil, outbox.Message{}, err
 	}
+	token, err := domain.DrawLink(c) // the new code's link; the old one dies with the old code
+	if err != nil {
+		return nil, outbox.Message{}, err
+	}
 	a.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
-	return convert.ResendAnswer(now, sess, *c, a.limits), convert.CodeMessage(sess, *c, code), nil
+	return convert.ResendAnswer(now, sess, *c, a.limits), convert.CodeMessage(sess, *c, code, domain.LinkURL(a.LinkBase, token)), nil
+}
+
+// drawLinks gives every new challenge its link token and returns the links its SMS carry (""
+// each without a link base).
+func (a *App) drawLinks(chs []domain.Challenge) ([]string, error) {
+	links := make([]string, len(chs))
+	for i := range chs {
+		token, err := domain.DrawLink(&chs[i])
+		if err != nil {
+			return nil, err
+		}
+		links[i] = domain.LinkURL(a.LinkBase, token)
+	}
+	return links, nil
 }
 
 func (a *App) reportLocked(sess domain.Session, c domain.Challenge) {
@@ -219,12 +241,26 @@ func (a *App) Status(ctx context.Context, orderID string) (*pb.VerificationStatu
 	return convert.Status(rec.Session, rec.Challenges), nil
 }
 
-// Verify checks phone + code + ID tail (batched in each engine).
+// Verify checks phone + code + ID tail (batched in each engine). Through a link (in.Link) only the
+// link's challenge can pass; without a phone, the phone is the link's challenge's, and a dead or
+// unknown link is the uniform mismatch.
 func (a *App) Verify(ctx context.Context, in domain.VerifyInput) (*pb.VerifyResponse, error) {
+	in.Scope = scopeOf(ctx)
+	if in.Link != nil && in.Phone == "" {
+		r, now, err := a.engine.Link(ctx, in.Link)
+		if err != nil {
+			return nil, err
+		}
+		// A dead link can pass nothing, so it counts nothing either: no phone was named.
+		if !domain.LinkLive(now, in.Scope, r) {
+			a.hasher.Burn(in.Code, in.Tail)
+			return nil, domain.ErrNotMatched()
+		}
+		in.Phone = r.Challenge.Phone
+	}
 	if err := a.Mismatches.check(ctx, in.Phone); err != nil {
 		return nil, err
 	}
-	in.Scope = scopeOf(ctx)
 	resp, err := a.engine.Verify(ctx, in)
 	a.Mismatches.recordIfMismatch(ctx, in.Phone, err)
 	return resp, err
@@ -240,4 +276,19 @@ func (a *App) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRe
 func scopeOf(ctx context.Context) domain.Scope {
 	c := rpc.CallerFrom(ctx)
 	return domain.Scope{Tenant: c.Tenant, All: c.CrossTenant}
+}
+
+// GetLink shows the challenge a link names to the page: the masked phone, the deadline and the
+// session's locale, while it can still be checked. A link that is unknown, another tenant's, passed,
+// locked, closed, cancelled or past its window is one answer (LINK_NOT_FOUND), so the link tells
+// its holder nothing about the order's fate.
+func (a *App) GetLink(ctx context.Context, token string) (*pb.GetLinkResponse, error) {
+	r, now, err := a.engine.Link(ctx, domain.LinkHash(token))
+	if err != nil {
+		return nil, err
+	}
+	if !domain.LinkLive(now, scopeOf(ctx), r) {
+		return nil, domain.ErrLinkNotFound()
+	}
+	return convert.LinkAnswer(r), nil
 }

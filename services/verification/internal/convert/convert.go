@@ -27,13 +27,18 @@ const (
 	TargetCancelDeadline = "deadline.CancelDeadline"
 )
 
-// CodeMessage owes sms-dispatch one message carrying the plaintext code of a challenge's generation.
-func CodeMessage(sess domain.Session, c domain.Challenge, code string) outbox.Message {
+// CodeMessage owes sms-dispatch one message carrying the plaintext code of a challenge's generation
+// and, when link is not empty, its verification link (params.link).
+func CodeMessage(sess domain.Session, c domain.Challenge, code, link string) outbox.Message {
+	params := map[string]string{"code": code, "deadline": sess.DeadlineAt.Format(time.RFC3339)}
+	if link != "" {
+		params["link"] = link
+	}
 	return outbox.Message{Target: TargetSendMessage, Sensitive: true, Msg: &smsv1.SendMessageRequest{
 		MessageId:  domain.MessageID(sess.ID, c.VerifierID, c.Generation),
 		Phone:      c.Phone,
 		Template:   smsv1.Template_TEMPLATE_VERIFICATION_CODE,
-		Params:     map[string]string{"code": code, "deadline": sess.DeadlineAt.Format(time.RFC3339)},
+		Params:     params,
 		Locale:     sess.Locale,
 		ExpireTime: timestamppb.New(sess.DeadlineAt),
 		OrderId:    sess.OrderID,
@@ -97,15 +102,15 @@ func TimedOutMessages(sess domain.Session) []outbox.Message {
 	return []outbox.Message{returnOrder(sess, filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT)}
 }
 
-// OpenMessages are the calls a new session owes: a code message per challenge (codes[i] is
-// chs[i]'s), or, for a session born TIMED_OUT, the order's return.
-func OpenMessages(sess domain.Session, chs []domain.Challenge, codes []string) []outbox.Message {
+// OpenMessages are the calls a new session owes: a code message per challenge (codes[i] and links[i]
+// are chs[i]'s), or, for a session born TIMED_OUT, the order's return.
+func OpenMessages(sess domain.Session, chs []domain.Challenge, codes, links []string) []outbox.Message {
 	if sess.State == domain.SessionTimedOut {
 		return TimedOutMessages(sess)
 	}
 	msgs := make([]outbox.Message, len(chs))
 	for i, c := range chs {
-		msgs[i] = CodeMessage(sess, c, codes[i])
+		msgs[i] = CodeMessage(sess, c, codes[i], links[i])
 	}
 	return msgs
 }
@@ -128,6 +133,12 @@ func PassAnswer(sess domain.Session, all bool) *pb.VerifyResponse {
 	}
 	return &pb.VerifyResponse{Result: pb.VerifyResult_VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS, OrderId: sess.OrderID,
 		MessageZh: domain.MessageWaitingZH, MessageEn: domain.MessageWaitingEN}
+}
+
+// LinkAnswer is GetLink's answer for a live link: the masked phone, the deadline and the SMS locale.
+func LinkAnswer(r domain.LinkRecord) *pb.GetLinkResponse {
+	return &pb.GetLinkResponse{PhoneMasked: pii.MaskPhone(r.Challenge.Phone), State: challengeStateProto(r.Challenge.State),
+		DeadlineAt: timestamppb.New(r.Session.DeadlineAt), Locale: r.Session.Locale}
 }
 
 // Status is the public view of a session and its challenges; phones are masked.

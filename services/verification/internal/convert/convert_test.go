@@ -44,7 +44,7 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		domain.ReasonMissingDeadline: true, domain.ReasonInvalidDeadline: true, domain.ReasonInvalidLocale: true,
 		domain.ReasonNoVerifiers: true, domain.ReasonDuplicateVerifierPhone: true, domain.ReasonMissingIDTail: true,
 		domain.ReasonMissingVerifierID: true, domain.ReasonInvalidMessageID: true, domain.ReasonInvalidDeliveryState: true,
-		domain.ReasonInvalidDeliveryReason: true,
+		domain.ReasonInvalidDeliveryReason: true, domain.ReasonLinkNotFound: true, domain.ReasonInvalidLinkToken: true,
 		// The checks every service shares.
 		orderid.ReasonMissing: true, orderid.ReasonInvalid: true, orderid.ReasonInvalidSubmission: true,
 		errs.Reason(idempotency.CheckRequestID(strings.Repeat("r", idempotency.MaxRequestIDLength+1))): true,

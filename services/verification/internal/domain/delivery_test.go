@@ -85,11 +85,11 @@ func TestVoidCodeMatchesNoEntry(t *testing.T) {
 	c := Challenge{ID: "c1", State: ChallengePending}
 	c.CodeKeyID, c.CodeHash = h.HashCode(c.ID, "123456")
 	sess := Session{State: SessionOpen}
-	if !h.Candidate(sess, c, nil, "123456", "").CodeMatches {
+	if !h.Candidate(sess, c, nil, "123456", "", nil).CodeMatches {
 		t.Fatal("the code does not match before the void")
 	}
 	c.VoidCode()
-	if h.Candidate(sess, c, nil, "123456", "").CodeMatches {
+	if h.Candidate(sess, c, nil, "123456", "", nil).CodeMatches {
 		t.Fatal("a voided code matched")
 	}
 }

@@ -183,7 +183,7 @@ func TestNormalizeVerify(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := NormalizeVerify(phone.Countries{}, tc.phone, tc.code, tc.tail)
+			got, err := NormalizeVerify(phone.Countries{}, tc.phone, tc.code, tc.tail, "")
 			var de *errs.Error
 			if tc.field != "" {
 				if !errors.As(err, &de) || de.Kind != errs.KindInvalidArgument || de.Field != tc.field {
@@ -408,8 +408,8 @@ func TestNormalizeOpen(t *testing.T) {
 // answer of a malformed number (field, reason and message), in Verify and in ResendCode's
 // NormalizePhone; with its country allowed it is normalized.
 func TestForeignPhoneIsMalformed(t *testing.T) {
-	_, malformed := NormalizeVerify(phone.Countries{}, "12", "123456", "12345X")
-	_, foreign := NormalizeVerify(phone.Countries{}, "+852 5123 4567", "123456", "12345X")
+	_, malformed := NormalizeVerify(phone.Countries{}, "12", "123456", "12345X", "")
+	_, foreign := NormalizeVerify(phone.Countries{}, "+852 5123 4567", "123456", "12345X", "")
 	var m, f *errs.Error
 	if !errors.As(malformed, &m) || !errors.As(foreign, &f) || m.Error() != f.Error() || m.Kind != f.Kind || f.Reason != phone.ReasonInvalidPhone {
 		t.Fatalf("foreign %#v, malformed %#v: want the same answer", foreign, malformed)
@@ -421,7 +421,7 @@ func TestForeignPhoneIsMalformed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in, err := NormalizeVerify(hk, "+852 5123 4567", "123456", "12345X"); err != nil || in.Phone != "+85251234567" {
+	if in, err := NormalizeVerify(hk, "+852 5123 4567", "123456", "12345X", ""); err != nil || in.Phone != "+85251234567" {
 		t.Fatalf("allowed +852: %+v, %v", in, err)
 	}
 }

@@ -33,6 +33,9 @@ type Challenge struct {
 	LastSentAt                       time.Time
 	State                            ChallengeState
 	PassedAt                         *time.Time
+	// LinkHash is the SHA-256 of the current generation's link token (link.go); nil for rows from
+	// before links.
+	LinkHash []byte
 	// Delivery is what the carrier said of the current code's SMS (ApplyDelivery).
 	Delivery CodeDelivery
 }
@@ -140,9 +143,11 @@ func CandidateOf(sess Session, c Challenge) Candidate {
 
 // Candidate compares one entry with a challenge: its code and its ID tails. A voided code
 // (delivery.go) matches nothing; the comparison still costs its HMAC, so the time does not tell.
-func (h *Hasher) Candidate(sess Session, c Challenge, tails []TailHash, code, tail string) Candidate {
+// A check through a link (link: the token's hash; nil: none) passes only that link's challenge; the
+// others still count its failure as before.
+func (h *Hasher) Candidate(sess Session, c Challenge, tails []TailHash, code, tail string, link []byte) Candidate {
 	cand := CandidateOf(sess, c)
-	cand.CodeMatches = h.VerifyCode(c.CodeKeyID, c.CodeHash, c.ID, code) && !c.CodeVoid()
+	cand.CodeMatches = h.VerifyCode(c.CodeKeyID, c.CodeHash, c.ID, code) && !c.CodeVoid() && LinkAllows(link, c)
 	cand.TailMatches = h.TailMatches(c.ID, tails, tail)
 	return cand
 }

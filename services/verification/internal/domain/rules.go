@@ -108,15 +108,29 @@ type VerifyInput struct {
 	Tail  string // 6 upper-case characters
 	// Scope is whose challenges the check may compare with (the caller's tenant's).
 	Scope Scope
+	// Link is the hash of the link token the check came through (nil: none): only that challenge
+	// may pass, and failures count on the phone's challenges exactly as without it.
+	Link []byte
 }
 
 // NormalizeVerify checks the shape of a Verify request; shape errors name the field. Everything
-// beyond the shape is answered uniformly by the check. countries is the list of allowed country
+// beyond the shape is answered uniformly by the check; linkToken ("": none) is a link's token, and
+// with one the phone may be empty. countries is the list of allowed country
 // calling codes (see NormalizePhone).
-func NormalizeVerify(countries phone.Countries, rawPhone, code, tail string) (VerifyInput, error) {
-	p, err := NormalizePhone(countries, "phone", rawPhone)
-	if err != nil {
-		return VerifyInput{}, err
+func NormalizeVerify(countries phone.Countries, rawPhone, code, tail, linkToken string) (VerifyInput, error) {
+	var link []byte
+	if linkToken != "" {
+		if err := CheckLinkToken("link_token", linkToken); err != nil {
+			return VerifyInput{}, err
+		}
+		link = LinkHash(linkToken)
+	}
+	var p string
+	if rawPhone != "" || link == nil { // through a link the phone may be left out: it is the link's
+		var err error
+		if p, err = NormalizePhone(countries, "phone", rawPhone); err != nil {
+			return VerifyInput{}, err
+		}
 	}
 	if !ValidCodeShape(code) {
 		return VerifyInput{}, errs.Invalid("code", ReasonInvalidCode, "the code has exactly %d digits", CodeLength)
@@ -125,7 +139,7 @@ func NormalizeVerify(countries phone.Countries, rawPhone, code, tail string) (Ve
 	if err != nil {
 		return VerifyInput{}, err
 	}
-	return VerifyInput{Phone: p, Code: code, Tail: t}, nil
+	return VerifyInput{Phone: p, Code: code, Tail: t, Link: link}, nil
 }
 
 // Checkable reports whether a challenge can be checked at now: its session is open, it is pending

@@ -30,6 +30,7 @@ type Store interface {
 	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
 	CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error)
 	Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error)
+	GetLink(ctx context.Context, token string) (*pb.GetLinkResponse, error)
 	ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest, r domain.DeliveryReport) (*pb.ReportDeliveryResponse, error)
 }
 
@@ -92,11 +93,22 @@ type Internal struct {
 func (h *Public) Verify(ctx context.Context, req *pb.VerifyRequest) (resp *pb.VerifyResponse, err error) {
 	defer h.hold(ctx, time.Now())
 	defer func() { h.Metrics.verified(resp, err) }()
-	in, err := domain.NormalizeVerify(h.Phones, req.GetPhone(), req.GetCode(), req.GetIdTail())
+	in, err := domain.NormalizeVerify(h.Phones, req.GetPhone(), req.GetCode(), req.GetIdTail(), req.GetLinkToken())
 	if err != nil {
 		return nil, err
 	}
 	return h.Store.Verify(ctx, in)
+}
+
+// GetLink shows the challenge an SMS link names while it can be checked; every other link is the
+// uniform LINK_NOT_FOUND. It is held to MinResponseTime like Verify: the time must not tell a live
+// link from a dead one.
+func (h *Public) GetLink(ctx context.Context, req *pb.GetLinkRequest) (*pb.GetLinkResponse, error) {
+	defer h.hold(ctx, time.Now())
+	if err := domain.CheckLinkToken("token", req.GetToken()); err != nil {
+		return nil, err
+	}
+	return h.Store.GetLink(ctx, req.GetToken())
 }
 
 // ResendCode sends a new code to the verifier identified by phone + ID tail. Every "no" is the uniform

@@ -238,7 +238,7 @@ func queueInsertSession(b *pgx.Batch, now time.Time, r domain.SessionRecord) {
 	b.Queue(queries.InsertSession, r.ID, r.OrderID, r.Submission, string(r.State), r.DeadlineAt, r.Locale,
 		r.CreatedAt, closedAt, r.Tenant)
 	for _, c := range r.Challenges {
-		b.Queue(queries.InsertChallenge, c.ID, c.SessionID, c.VerifierID, c.Phone, c.Roles, c.CodeHash, c.CodeKeyID, c.Generation, c.LastSentAt, string(c.State))
+		b.Queue(queries.InsertChallenge, c.ID, c.SessionID, c.VerifierID, c.Phone, c.Roles, c.CodeHash, c.CodeKeyID, c.Generation, c.LastSentAt, string(c.State), c.LinkHash)
 		for _, t := range r.Tails[c.ID] {
 			b.Queue(queries.InsertTail, c.ID, t.KeyID, t.Hash)
 		}
@@ -254,5 +254,5 @@ func queueSessionState(b *pgx.Batch, now time.Time, sess domain.Session) {
 // this transaction: from its commit on, only the new code passes.
 func queueUpdateChallenge(b *pgx.Batch, c domain.Challenge) {
 	b.Queue(queries.UpdateChallenge, c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt,
-		string(c.Delivery))
+		c.LinkHash, string(c.Delivery))
 }

@@ -42,7 +42,7 @@ func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge,
 		var hashes [][]byte
 		if err := rows.Scan(&sess.ID, &sess.OrderID, &sess.Submission, &sessState, &sess.DeadlineAt, &sess.Locale, &sess.CreatedAt, &sess.Tenant,
 			&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
-			&c.Failed, &c.ResendsUsed, &c.LastSentAt, &chState, &c.PassedAt, &delivery, &keyIDs, &hashes); err != nil {
+			&c.Failed, &c.ResendsUsed, &c.LastSentAt, &chState, &c.PassedAt, &c.LinkHash, &delivery, &keyIDs, &hashes); err != nil {
 			return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 		}
 		if len(keyIDs) != len(hashes) {

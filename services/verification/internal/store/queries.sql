@@ -18,7 +18,7 @@ SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, t
 -- name: SessionChallenges
 -- The challenges of the sessions $1; the columns are scanChallenge's.
 SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
-	failed_attempts, resends_used, last_sent_at, state, passed_at, delivery FROM challenges WHERE session_id = ANY($1::uuid[])
+	failed_attempts, resends_used, last_sent_at, state, passed_at, link_hash, delivery FROM challenges WHERE session_id = ANY($1::uuid[])
 		ORDER BY session_id, verifier_id
 
 -- name: InsertSession
@@ -27,7 +27,7 @@ INSERT INTO sessions (id, order_id, submission, state, deadline_at, locale, crea
 
 -- name: InsertChallenge
 INSERT INTO challenges (id, session_id, verifier_id, phone, roles, code_hash, code_key_id, generation,
-			last_sent_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			last_sent_at, state, link_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 
 -- name: InsertTail
 INSERT INTO challenge_id_tails (challenge_id, key_id, tail_hash) VALUES ($1, $2, $3)
@@ -40,7 +40,7 @@ UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1
 -- A challenge's changed fields. A new code hash replaces the old one in this transaction: from its
 -- commit on, only the new code passes.
 UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_attempts = $5,
-		resends_used = $6, last_sent_at = $7, state = $8, passed_at = $9, delivery = $10 WHERE id = $1
+		resends_used = $6, last_sent_at = $7, state = $8, passed_at = $9, link_hash = $10, delivery = $11 WHERE id = $1
 
 -- name: LockPhone
 -- Locks the open sessions that have a pending challenge for one of the phones ($1) and those
@@ -52,13 +52,21 @@ UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_
 -- arrays on the primary key).
 SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at, s.tenant,
 	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
-	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.delivery,
+	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.link_hash, c.delivery,
 	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
 	(SELECT array_agg(t.tail_hash ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id)
 	FROM sessions s JOIN challenges c ON c.session_id = s.id
 	WHERE c.phone = ANY($1::text[]) AND c.state = 'PENDING' AND s.state = 'OPEN'
 	ORDER BY s.id, c.id
 	FOR UPDATE OF s, c
+
+-- name: LinkChallenge
+-- GetLink and a Verify through a link without a phone: the challenge whose link hash is $1 (index
+-- challenges_link_hash) with its session; the columns are scanSession's, then scanChallenge's.
+SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at, s.tenant,
+	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
+	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.link_hash, c.delivery
+	FROM challenges c JOIN sessions s ON s.id = c.session_id WHERE c.link_hash = $1
 
 -- name: CountFailures
 -- The failures a batch of checks counted, one statement for the batch: challenge $1[i] now has
@@ -109,7 +117,7 @@ SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, t
 SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
 		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
 		CROSS JOIN LATERAL (SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
-	failed_attempts, resends_used, last_sent_at, state, passed_at, delivery FROM challenges WHERE session_id = s.id OFFSET 0) c
+	failed_attempts, resends_used, last_sent_at, state, passed_at, link_hash, delivery FROM challenges WHERE session_id = s.id OFFSET 0) c
 
 -- name: TimeOut
 -- Closes the sessions $1 in state $2 at $3.

@@ -35,10 +35,10 @@ var queriesSQL string
 
 // queries holds the store's statements, one field per "-- name:" block of queries.sql.
 var queries = pg.MustQueries[struct {
-	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges          string
-	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge string
-	LockPhone, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut   string
-	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                       string
+	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges                       string
+	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge              string
+	LockPhone, LinkChallenge, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut string
+	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                                    string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
 // outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the
@@ -100,7 +100,7 @@ func scanChallenge(row pgx.Row) (domain.Challenge, error) {
 	var c domain.Challenge
 	var state, delivery string
 	err := row.Scan(&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
-		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &delivery)
+		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &c.LinkHash, &delivery)
 	c.State, c.Delivery = domain.ChallengeState(state), domain.CodeDelivery(delivery)
 	return c, err
 }

@@ -32,6 +32,7 @@ func newPool(t *testing.T) *pgxpool.Pool {
 func newStore(pool *pgxpool.Pool, clk clock.Clock, h *domain.Hasher) *app.App {
 	s := app.New(store.New(pool, clk, h, storetest.SealKeys(), domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
 	s.SetRand(&storetest.SeqRand{})
+	s.LinkBase = storetest.LinkBase
 	return s
 }
 

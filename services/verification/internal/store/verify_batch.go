@@ -210,7 +210,7 @@ func (s *Store) queueVerifies(b *pgx.Batch, now time.Time, ins []domain.VerifyIn
 		cands := make([]domain.Candidate, len(visible))
 		for j, i := range visible {
 			c := mine[i]
-			cands[j] = s.hasher.Candidate(sessions[c.SessionID], c, tails[c.ID], in.Code, in.Tail)
+			cands[j] = s.hasher.Candidate(sessions[c.SessionID], c, tails[c.ID], in.Code, in.Tail, in.Link)
 		}
 		if len(visible) == 0 {
 			s.hasher.Burn(in.Code, in.Tail)

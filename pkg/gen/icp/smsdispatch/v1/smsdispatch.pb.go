@@ -58,6 +58,9 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN ErrorReason = 11
 	// A negative page_size. InvalidArgument.
 	ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE ErrorReason = 12
+	// SendMessage: with params.link the text would take more than two SMS segments (a longer
+	// signature or link than the suite allows). InvalidArgument, field params.link.
+	ErrorReason_ERROR_REASON_MESSAGE_TOO_LONG ErrorReason = 13
 )
 
 // Enum value maps for ErrorReason.
@@ -76,6 +79,7 @@ var (
 		10: "ERROR_REASON_INVALID_ORDER_ID",
 		11: "ERROR_REASON_INVALID_PAGE_TOKEN",
 		12: "ERROR_REASON_INVALID_PAGE_SIZE",
+		13: "ERROR_REASON_MESSAGE_TOO_LONG",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":         0,
@@ -91,6 +95,7 @@ var (
 		"ERROR_REASON_INVALID_ORDER_ID":    10,
 		"ERROR_REASON_INVALID_PAGE_TOKEN":  11,
 		"ERROR_REASON_INVALID_PAGE_SIZE":   12,
+		"ERROR_REASON_MESSAGE_TOO_LONG":    13,
 	}
 )
 
@@ -788,7 +793,7 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\border_id\x18\x03 \x01(\tR\aorderId\"w\n" +
 	"\x14ListMessagesResponse\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.icp.smsdispatch.v1.MessageR\bmessages\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd2\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xf5\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eERROR_REASON_MESSAGE_NOT_FOUND\x10\x01\x12\"\n" +
@@ -803,7 +808,8 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\x1dERROR_REASON_INVALID_ORDER_ID\x10\n" +
 	"\x12#\n" +
 	"\x1fERROR_REASON_INVALID_PAGE_TOKEN\x10\v\x12\"\n" +
-	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x10\f*D\n" +
+	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x10\f\x12!\n" +
+	"\x1dERROR_REASON_MESSAGE_TOO_LONG\x10\r*D\n" +
 	"\bTemplate\x12\x18\n" +
 	"\x14TEMPLATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTEMPLATE_VERIFICATION_CODE\x10\x01*\xd0\x01\n" +

@@ -88,6 +88,11 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_DELIVERY_STATE ErrorReason = 34
 	// ReportDelivery: a reason longer than 64 bytes. InvalidArgument.
 	ErrorReason_ERROR_REASON_INVALID_DELIVERY_REASON ErrorReason = 35
+	// GetLink: the link is unknown, another tenant's, passed, locked, closed, cancelled or past its
+	// window; one answer for all. NotFound.
+	ErrorReason_ERROR_REASON_LINK_NOT_FOUND ErrorReason = 36
+	// GetLink or Verify: a link token that is not 22 base64url characters. InvalidArgument.
+	ErrorReason_ERROR_REASON_INVALID_LINK_TOKEN ErrorReason = 37
 )
 
 // Enum value maps for ErrorReason.
@@ -129,6 +134,8 @@ var (
 		33: "ERROR_REASON_INVALID_MESSAGE_ID",
 		34: "ERROR_REASON_INVALID_DELIVERY_STATE",
 		35: "ERROR_REASON_INVALID_DELIVERY_REASON",
+		36: "ERROR_REASON_LINK_NOT_FOUND",
+		37: "ERROR_REASON_INVALID_LINK_TOKEN",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                0,
@@ -167,6 +174,8 @@ var (
 		"ERROR_REASON_INVALID_MESSAGE_ID":         33,
 		"ERROR_REASON_INVALID_DELIVERY_STATE":     34,
 		"ERROR_REASON_INVALID_DELIVERY_REASON":    35,
+		"ERROR_REASON_LINK_NOT_FOUND":             36,
+		"ERROR_REASON_INVALID_LINK_TOKEN":         37,
 	}
 )
 
@@ -493,7 +502,11 @@ type VerifyRequest struct {
 	// code is the 6-digit code from the SMS.
 	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	// id_tail is the last 6 characters of the ID document number; case and spaces are ignored.
-	IdTail        string `protobuf:"bytes,3,opt,name=id_tail,json=idTail,proto3" json:"id_tail,omitempty"`
+	IdTail string `protobuf:"bytes,3,opt,name=id_tail,json=idTail,proto3" json:"id_tail,omitempty"`
+	// link_token, optional: the token of the SMS's verification link. Then only that challenge can
+	// pass (phone and ID tail are still checked, failures count as without it), and phone may be
+	// empty: it is the link's challenge's.
+	LinkToken     string `protobuf:"bytes,4,opt,name=link_token,json=linkToken,proto3" json:"link_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +558,13 @@ func (x *VerifyRequest) GetCode() string {
 func (x *VerifyRequest) GetIdTail() string {
 	if x != nil {
 		return x.IdTail
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetLinkToken() string {
+	if x != nil {
+		return x.LinkToken
 	}
 	return ""
 }
@@ -798,6 +818,122 @@ func (x *Resend) GetDeadlineAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type GetLinkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the last path segment of the link: 22 base64url characters.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLinkRequest) Reset() {
+	*x = GetLinkRequest{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLinkRequest) ProtoMessage() {}
+
+func (x *GetLinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLinkRequest.ProtoReflect.Descriptor instead.
+func (*GetLinkRequest) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetLinkRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type GetLinkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// phone_masked is the phone the code went to, masked (138****5678).
+	PhoneMasked string `protobuf:"bytes,1,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
+	// state is PENDING: a link answers only while its verifier can still verify.
+	State      ChallengeState         `protobuf:"varint,2,opt,name=state,proto3,enum=icp.verification.v1.ChallengeState" json:"state,omitempty"`
+	DeadlineAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline_at,json=deadlineAt,proto3" json:"deadline_at,omitempty"`
+	// locale of the SMS ("zh-CN" or "en"): the page's default language for this link.
+	Locale        string `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLinkResponse) Reset() {
+	*x = GetLinkResponse{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLinkResponse) ProtoMessage() {}
+
+func (x *GetLinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLinkResponse.ProtoReflect.Descriptor instead.
+func (*GetLinkResponse) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetLinkResponse) GetPhoneMasked() string {
+	if x != nil {
+		return x.PhoneMasked
+	}
+	return ""
+}
+
+func (x *GetLinkResponse) GetState() ChallengeState {
+	if x != nil {
+		return x.State
+	}
+	return ChallengeState_CHALLENGE_STATE_UNSPECIFIED
+}
+
+func (x *GetLinkResponse) GetDeadlineAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeadlineAt
+	}
+	return nil
+}
+
+func (x *GetLinkResponse) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
 type GetVerificationStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -807,7 +943,7 @@ type GetVerificationStatusRequest struct {
 
 func (x *GetVerificationStatusRequest) Reset() {
 	*x = GetVerificationStatusRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[5]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +955,7 @@ func (x *GetVerificationStatusRequest) String() string {
 func (*GetVerificationStatusRequest) ProtoMessage() {}
 
 func (x *GetVerificationStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[5]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +968,7 @@ func (x *GetVerificationStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVerificationStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetVerificationStatusRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVerificationStatusRequest) GetOrderId() string {
@@ -851,7 +987,7 @@ type GetVerificationStatusResponse struct {
 
 func (x *GetVerificationStatusResponse) Reset() {
 	*x = GetVerificationStatusResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[6]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +999,7 @@ func (x *GetVerificationStatusResponse) String() string {
 func (*GetVerificationStatusResponse) ProtoMessage() {}
 
 func (x *GetVerificationStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[6]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1012,7 @@ func (x *GetVerificationStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVerificationStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetVerificationStatusResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{6}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetVerificationStatusResponse) GetStatus() *VerificationStatus {
@@ -900,7 +1036,7 @@ type VerificationStatus struct {
 
 func (x *VerificationStatus) Reset() {
 	*x = VerificationStatus{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[7]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1048,7 @@ func (x *VerificationStatus) String() string {
 func (*VerificationStatus) ProtoMessage() {}
 
 func (x *VerificationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[7]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1061,7 @@ func (x *VerificationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationStatus.ProtoReflect.Descriptor instead.
 func (*VerificationStatus) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{7}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerificationStatus) GetOrderId() string {
@@ -986,7 +1122,7 @@ type VerifierStatus struct {
 
 func (x *VerifierStatus) Reset() {
 	*x = VerifierStatus{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[8]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1134,7 @@ func (x *VerifierStatus) String() string {
 func (*VerifierStatus) ProtoMessage() {}
 
 func (x *VerifierStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[8]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1147,7 @@ func (x *VerifierStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifierStatus.ProtoReflect.Descriptor instead.
 func (*VerifierStatus) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{8}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifierStatus) GetVerifierId() string {
@@ -1098,7 +1234,7 @@ type VerifierSpec struct {
 
 func (x *VerifierSpec) Reset() {
 	*x = VerifierSpec{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[9]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1246,7 @@ func (x *VerifierSpec) String() string {
 func (*VerifierSpec) ProtoMessage() {}
 
 func (x *VerifierSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[9]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1259,7 @@ func (x *VerifierSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifierSpec.ProtoReflect.Descriptor instead.
 func (*VerifierSpec) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{9}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifierSpec) GetPhone() string {
@@ -1165,7 +1301,7 @@ type OpenSessionRequest struct {
 
 func (x *OpenSessionRequest) Reset() {
 	*x = OpenSessionRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[10]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1313,7 @@ func (x *OpenSessionRequest) String() string {
 func (*OpenSessionRequest) ProtoMessage() {}
 
 func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[10]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1326,7 @@ func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionRequest.ProtoReflect.Descriptor instead.
 func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{10}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OpenSessionRequest) GetRequestId() string {
@@ -1251,7 +1387,7 @@ type OpenSessionResponse struct {
 
 func (x *OpenSessionResponse) Reset() {
 	*x = OpenSessionResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[11]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1399,7 @@ func (x *OpenSessionResponse) String() string {
 func (*OpenSessionResponse) ProtoMessage() {}
 
 func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[11]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1412,7 @@ func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
 func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{11}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenSessionResponse) GetStatus() *VerificationStatus {
@@ -1297,7 +1433,7 @@ type ResendVerifierCodeRequest struct {
 
 func (x *ResendVerifierCodeRequest) Reset() {
 	*x = ResendVerifierCodeRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[12]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1445,7 @@ func (x *ResendVerifierCodeRequest) String() string {
 func (*ResendVerifierCodeRequest) ProtoMessage() {}
 
 func (x *ResendVerifierCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[12]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1458,7 @@ func (x *ResendVerifierCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerifierCodeRequest.ProtoReflect.Descriptor instead.
 func (*ResendVerifierCodeRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{12}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResendVerifierCodeRequest) GetRequestId() string {
@@ -1355,7 +1491,7 @@ type ResendVerifierCodeResponse struct {
 
 func (x *ResendVerifierCodeResponse) Reset() {
 	*x = ResendVerifierCodeResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[13]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1503,7 @@ func (x *ResendVerifierCodeResponse) String() string {
 func (*ResendVerifierCodeResponse) ProtoMessage() {}
 
 func (x *ResendVerifierCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[13]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1516,7 @@ func (x *ResendVerifierCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerifierCodeResponse.ProtoReflect.Descriptor instead.
 func (*ResendVerifierCodeResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{13}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResendVerifierCodeResponse) GetResend() *Resend {
@@ -1401,7 +1537,7 @@ type CloseIfIncompleteRequest struct {
 
 func (x *CloseIfIncompleteRequest) Reset() {
 	*x = CloseIfIncompleteRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[14]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1549,7 @@ func (x *CloseIfIncompleteRequest) String() string {
 func (*CloseIfIncompleteRequest) ProtoMessage() {}
 
 func (x *CloseIfIncompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[14]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1562,7 @@ func (x *CloseIfIncompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseIfIncompleteRequest.ProtoReflect.Descriptor instead.
 func (*CloseIfIncompleteRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{14}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CloseIfIncompleteRequest) GetRequestId() string {
@@ -1461,7 +1597,7 @@ type CloseIfIncompleteResponse struct {
 
 func (x *CloseIfIncompleteResponse) Reset() {
 	*x = CloseIfIncompleteResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[15]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1609,7 @@ func (x *CloseIfIncompleteResponse) String() string {
 func (*CloseIfIncompleteResponse) ProtoMessage() {}
 
 func (x *CloseIfIncompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[15]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1622,7 @@ func (x *CloseIfIncompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseIfIncompleteResponse.ProtoReflect.Descriptor instead.
 func (*CloseIfIncompleteResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{15}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CloseIfIncompleteResponse) GetClosed() bool {
@@ -1514,7 +1650,7 @@ type CancelSessionRequest struct {
 
 func (x *CancelSessionRequest) Reset() {
 	*x = CancelSessionRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[16]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1662,7 @@ func (x *CancelSessionRequest) String() string {
 func (*CancelSessionRequest) ProtoMessage() {}
 
 func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[16]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1675,7 @@ func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionRequest.ProtoReflect.Descriptor instead.
 func (*CancelSessionRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{16}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelSessionRequest) GetRequestId() string {
@@ -1572,7 +1708,7 @@ type CancelSessionResponse struct {
 
 func (x *CancelSessionResponse) Reset() {
 	*x = CancelSessionResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[17]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1720,7 @@ func (x *CancelSessionResponse) String() string {
 func (*CancelSessionResponse) ProtoMessage() {}
 
 func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[17]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1733,7 @@ func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionResponse.ProtoReflect.Descriptor instead.
 func (*CancelSessionResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{17}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelSessionResponse) GetStatus() *VerificationStatus {
@@ -1626,7 +1762,7 @@ type ReportDeliveryRequest struct {
 
 func (x *ReportDeliveryRequest) Reset() {
 	*x = ReportDeliveryRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1774,7 @@ func (x *ReportDeliveryRequest) String() string {
 func (*ReportDeliveryRequest) ProtoMessage() {}
 
 func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1787,7 @@ func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{18}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportDeliveryRequest) GetRequestId() string {
@@ -1699,7 +1835,7 @@ type ReportDeliveryResponse struct {
 
 func (x *ReportDeliveryResponse) Reset() {
 	*x = ReportDeliveryResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1847,7 @@ func (x *ReportDeliveryResponse) String() string {
 func (*ReportDeliveryResponse) ProtoMessage() {}
 
 func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1860,7 @@ func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{19}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportDeliveryResponse) GetVoided() bool {
@@ -1738,11 +1874,13 @@ var File_icp_verification_v1_verification_proto protoreflect.FileDescriptor
 
 const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\n" +
-	"&icp/verification/v1/verification.proto\x12\x13icp.verification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"R\n" +
+	"&icp/verification/v1/verification.proto\x12\x13icp.verification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"q\n" +
 	"\rVerifyRequest\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x17\n" +
-	"\aid_tail\x18\x03 \x01(\tR\x06idTail\"\xa4\x01\n" +
+	"\aid_tail\x18\x03 \x01(\tR\x06idTail\x12\x1d\n" +
+	"\n" +
+	"link_token\x18\x04 \x01(\tR\tlinkToken\"\xa4\x01\n" +
 	"\x0eVerifyResponse\x129\n" +
 	"\x06result\x18\x01 \x01(\x0e2!.icp.verification.v1.VerifyResultR\x06result\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1d\n" +
@@ -1764,7 +1902,15 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\fresends_left\x18\x03 \x01(\x05R\vresendsLeft\x12D\n" +
 	"\x10next_resend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0enextResendTime\x12;\n" +
 	"\vdeadline_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"deadlineAt\"9\n" +
+	"deadlineAt\"&\n" +
+	"\x0eGetLinkRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xc4\x01\n" +
+	"\x0fGetLinkResponse\x12!\n" +
+	"\fphone_masked\x18\x01 \x01(\tR\vphoneMasked\x129\n" +
+	"\x05state\x18\x02 \x01(\x0e2#.icp.verification.v1.ChallengeStateR\x05state\x12;\n" +
+	"\vdeadline_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"deadlineAt\x12\x16\n" +
+	"\x06locale\x18\x04 \x01(\tR\x06locale\"9\n" +
 	"\x1cGetVerificationStatusRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"`\n" +
 	"\x1dGetVerificationStatusResponse\x12?\n" +
@@ -1846,7 +1992,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\".icp.verification.v1.DeliveryStateR\x05state\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\"0\n" +
 	"\x16ReportDeliveryResponse\x12\x16\n" +
-	"\x06voided\x18\x01 \x01(\bR\x06voided*\xa7\n" +
+	"\x06voided\x18\x01 \x01(\bR\x06voided*\xed\n" +
 	"\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12)\n" +
@@ -1885,7 +2031,9 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1cERROR_REASON_INVALID_ID_TAIL\x10 \x12#\n" +
 	"\x1fERROR_REASON_INVALID_MESSAGE_ID\x10!\x12'\n" +
 	"#ERROR_REASON_INVALID_DELIVERY_STATE\x10\"\x12(\n" +
-	"$ERROR_REASON_INVALID_DELIVERY_REASON\x10#*x\n" +
+	"$ERROR_REASON_INVALID_DELIVERY_REASON\x10#\x12\x1f\n" +
+	"\x1bERROR_REASON_LINK_NOT_FOUND\x10$\x12#\n" +
+	"\x1fERROR_REASON_INVALID_LINK_TOKEN\x10%*x\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12+\n" +
 	"'VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS\x10\x01\x12\x1c\n" +
@@ -1913,12 +2061,13 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x15DELIVERY_STATE_FAILED\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNDELIVERED\x10\x03\x12\x1a\n" +
-	"\x16DELIVERY_STATE_AT_RISK\x10\x042\xc7\x02\n" +
+	"\x16DELIVERY_STATE_AT_RISK\x10\x042\x9d\x03\n" +
 	"\x13VerificationService\x12Q\n" +
 	"\x06Verify\x12\".icp.verification.v1.VerifyRequest\x1a#.icp.verification.v1.VerifyResponse\x12]\n" +
 	"\n" +
 	"ResendCode\x12&.icp.verification.v1.ResendCodeRequest\x1a'.icp.verification.v1.ResendCodeResponse\x12~\n" +
-	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse2\x85\x05\n" +
+	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse\x12T\n" +
+	"\aGetLink\x12#.icp.verification.v1.GetLinkRequest\x1a$.icp.verification.v1.GetLinkResponse2\x85\x05\n" +
 	"\x1bVerificationInternalService\x12l\n" +
 	"\vOpenSession\x12'.icp.verification.v1.OpenSessionRequest\x1a(.icp.verification.v1.OpenSessionResponse\"\n" +
 	"\x8a\xb5\x18\x06filing\x12\x83\x01\n" +
@@ -1942,7 +2091,7 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
 	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
@@ -1955,64 +2104,70 @@ var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(*ResendCodeRequest)(nil),             // 8: icp.verification.v1.ResendCodeRequest
 	(*ResendCodeResponse)(nil),            // 9: icp.verification.v1.ResendCodeResponse
 	(*Resend)(nil),                        // 10: icp.verification.v1.Resend
-	(*GetVerificationStatusRequest)(nil),  // 11: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 12: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 13: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 14: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 15: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 16: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 17: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 18: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 19: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 20: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 21: icp.verification.v1.CloseIfIncompleteResponse
-	(*CancelSessionRequest)(nil),          // 22: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 23: icp.verification.v1.CancelSessionResponse
-	(*ReportDeliveryRequest)(nil),         // 24: icp.verification.v1.ReportDeliveryRequest
-	(*ReportDeliveryResponse)(nil),        // 25: icp.verification.v1.ReportDeliveryResponse
-	(*timestamppb.Timestamp)(nil),         // 26: google.protobuf.Timestamp
+	(*GetLinkRequest)(nil),                // 11: icp.verification.v1.GetLinkRequest
+	(*GetLinkResponse)(nil),               // 12: icp.verification.v1.GetLinkResponse
+	(*GetVerificationStatusRequest)(nil),  // 13: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil), // 14: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),            // 15: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                // 16: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                  // 17: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),            // 18: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 19: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),     // 20: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),    // 21: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),      // 22: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),     // 23: icp.verification.v1.CloseIfIncompleteResponse
+	(*CancelSessionRequest)(nil),          // 24: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),         // 25: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),         // 26: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),        // 27: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),         // 28: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
 	10, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	26, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	26, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
-	13, // 4: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	2,  // 5: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	26, // 6: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	14, // 7: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
-	3,  // 8: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	26, // 9: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	26, // 10: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	4,  // 11: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
-	26, // 12: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	15, // 13: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	13, // 14: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	10, // 15: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	13, // 16: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	13, // 17: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	5,  // 18: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
-	6,  // 19: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	8,  // 20: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	11, // 21: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	16, // 22: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	18, // 23: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	20, // 24: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	22, // 25: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	24, // 26: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
-	7,  // 27: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	9,  // 28: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	12, // 29: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	17, // 30: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	19, // 31: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	21, // 32: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	23, // 33: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	25, // 34: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	28, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	28, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	3,  // 4: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
+	28, // 5: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
+	15, // 6: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	2,  // 7: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
+	28, // 8: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	16, // 9: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	3,  // 10: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
+	28, // 11: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	28, // 12: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	4,  // 13: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
+	28, // 14: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	17, // 15: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	15, // 16: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	10, // 17: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	15, // 18: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	15, // 19: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	5,  // 20: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	6,  // 21: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	8,  // 22: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	13, // 23: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	11, // 24: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
+	18, // 25: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	20, // 26: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	22, // 27: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	24, // 28: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	26, // 29: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	7,  // 30: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	9,  // 31: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	14, // 32: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	12, // 33: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
+	19, // 34: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	21, // 35: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	23, // 36: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	25, // 37: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	27, // 38: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	30, // [30:39] is the sub-list for method output_type
+	21, // [21:30] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }
@@ -2026,7 +2181,7 @@ func file_icp_verification_v1_verification_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

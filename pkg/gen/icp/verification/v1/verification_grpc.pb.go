@@ -25,6 +25,7 @@ const (
 	VerificationService_Verify_FullMethodName                = "/icp.verification.v1.VerificationService/Verify"
 	VerificationService_ResendCode_FullMethodName            = "/icp.verification.v1.VerificationService/ResendCode"
 	VerificationService_GetVerificationStatus_FullMethodName = "/icp.verification.v1.VerificationService/GetVerificationStatus"
+	VerificationService_GetLink_FullMethodName               = "/icp.verification.v1.VerificationService/GetLink"
 )
 
 // VerificationServiceClient is the client API for VerificationService service.
@@ -41,6 +42,11 @@ type VerificationServiceClient interface {
 	ResendCode(ctx context.Context, in *ResendCodeRequest, opts ...grpc.CallOption) (*ResendCodeResponse, error)
 	// GetVerificationStatus shows the group's progress for an order.
 	GetVerificationStatus(ctx context.Context, in *GetVerificationStatusRequest, opts ...grpc.CallOption) (*GetVerificationStatusResponse, error)
+	// GetLink shows the page of a verification link (the <base>/<token> an SMS carries): the masked
+	// phone and the deadline of the one challenge the token names, while it can be checked. A link that
+	// is unknown, another tenant's, passed, locked, closed, cancelled or past its window gets the same
+	// NotFound answer, reason LINK_NOT_FOUND ("链接已失效").
+	GetLink(ctx context.Context, in *GetLinkRequest, opts ...grpc.CallOption) (*GetLinkResponse, error)
 }
 
 type verificationServiceClient struct {
@@ -81,6 +87,16 @@ func (c *verificationServiceClient) GetVerificationStatus(ctx context.Context, i
 	return out, nil
 }
 
+func (c *verificationServiceClient) GetLink(ctx context.Context, in *GetLinkRequest, opts ...grpc.CallOption) (*GetLinkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLinkResponse)
+	err := c.cc.Invoke(ctx, VerificationService_GetLink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VerificationServiceServer is the server API for VerificationService service.
 // All implementations must embed UnimplementedVerificationServiceServer
 // for forward compatibility.
@@ -95,6 +111,11 @@ type VerificationServiceServer interface {
 	ResendCode(context.Context, *ResendCodeRequest) (*ResendCodeResponse, error)
 	// GetVerificationStatus shows the group's progress for an order.
 	GetVerificationStatus(context.Context, *GetVerificationStatusRequest) (*GetVerificationStatusResponse, error)
+	// GetLink shows the page of a verification link (the <base>/<token> an SMS carries): the masked
+	// phone and the deadline of the one challenge the token names, while it can be checked. A link that
+	// is unknown, another tenant's, passed, locked, closed, cancelled or past its window gets the same
+	// NotFound answer, reason LINK_NOT_FOUND ("链接已失效").
+	GetLink(context.Context, *GetLinkRequest) (*GetLinkResponse, error)
 	mustEmbedUnimplementedVerificationServiceServer()
 }
 
@@ -113,6 +134,9 @@ func (UnimplementedVerificationServiceServer) ResendCode(context.Context, *Resen
 }
 func (UnimplementedVerificationServiceServer) GetVerificationStatus(context.Context, *GetVerificationStatusRequest) (*GetVerificationStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetVerificationStatus not implemented")
+}
+func (UnimplementedVerificationServiceServer) GetLink(context.Context, *GetLinkRequest) (*GetLinkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLink not implemented")
 }
 func (UnimplementedVerificationServiceServer) mustEmbedUnimplementedVerificationServiceServer() {}
 func (UnimplementedVerificationServiceServer) testEmbeddedByValue()                             {}
@@ -189,6 +213,24 @@ func _VerificationService_GetVerificationStatus_Handler(srv interface{}, ctx con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VerificationService_GetLink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerificationServiceServer).GetLink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerificationService_GetLink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerificationServiceServer).GetLink(ctx, req.(*GetLinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VerificationService_ServiceDesc is the grpc.ServiceDesc for VerificationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -207,6 +249,10 @@ var VerificationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetVerificationStatus",
 			Handler:    _VerificationService_GetVerificationStatus_Handler,
+		},
+		{
+			MethodName: "GetLink",
+			Handler:    _VerificationService_GetLink_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

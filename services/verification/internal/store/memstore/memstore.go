@@ -6,6 +6,7 @@
 package memstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -139,7 +140,7 @@ func (s *Store) Verify(_ context.Context, in domain.VerifyInput) (*pb.VerifyResp
 	cands := make([]domain.Candidate, len(visible))
 	for j, i := range visible {
 		c := chs[i]
-		cands[j] = s.hasher.Candidate(sessions[c.SessionID], c, db.tails[c.ID], in.Code, in.Tail)
+		cands[j] = s.hasher.Candidate(sessions[c.SessionID], c, db.tails[c.ID], in.Code, in.Tail, in.Link)
 	}
 	if len(visible) == 0 {
 		s.hasher.Burn(in.Code, in.Tail)
@@ -379,4 +380,19 @@ func (db *DB) orderSessions(orderID string) domain.OrderSessions {
 	}
 	slices.SortFunc(o.Sessions, func(a, b domain.SessionRecord) int { return cmp.Compare(a.ID, b.ID) })
 	return o
+}
+
+// Link finds the challenge of a link hash with its session (see store.Store.Link). Memory scans:
+// the dev store holds a few challenges, PostgreSQL has the index.
+func (s *Store) Link(_ context.Context, hash []byte) (domain.LinkRecord, time.Time, error) {
+	db := s.db
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	now := s.clock.Now()
+	for _, c := range db.challenges {
+		if len(c.LinkHash) > 0 && bytes.Equal(c.LinkHash, hash) {
+			return domain.LinkRecord{Session: db.sessions[c.SessionID], Challenge: c, Found: true}, now, nil
+		}
+	}
+	return domain.LinkRecord{}, now, nil
 }

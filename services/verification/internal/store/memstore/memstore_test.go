@@ -18,7 +18,9 @@ func TestMemory(t *testing.T) {
 		q := outbox.NewMemQueue(storetest.SealKeys())
 		db := memstore.NewDB(q)
 		newStore := func(clk clock.Clock, h *domain.Hasher) storetest.Store {
-			return app.New(memstore.New(db, clk, h, domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
+			s := app.New(memstore.New(db, clk, h, domain.DefaultLimits, zap.NewNop(), nil), h, domain.DefaultLimits, zap.NewNop())
+			s.LinkBase = storetest.LinkBase
+			return s
 		}
 		return storetest.Engine{Store: newStore(clk, storetest.Hasher(t)), Outbox: q, Replica: newStore}
 	})

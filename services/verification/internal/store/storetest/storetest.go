@@ -145,6 +145,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"DeliveryReportOfOldGeneration", testDeliveryReportOfOldGeneration},
 		{"DeliveryReportTwiceIsOnce", testDeliveryReportTwiceIsOnce},
 		{"DeliveryReportFindsNothing", testDeliveryReportFindsNothing},
+		{"Links", testLinks},
+		{"LinkOfAnotherChallenge", testLinkOfAnotherChallenge},
+		{"LinkDies", testLinkDies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
