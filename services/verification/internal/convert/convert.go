@@ -173,7 +173,7 @@ func Status(sess domain.Session, chs []domain.Challenge) *pb.VerificationStatus 
 	for _, c := range chs {
 		v := &pb.VerifierStatus{VerifierId: c.VerifierID, PhoneMasked: pii.MaskPhone(c.Phone), Roles: slices.Clone(c.Roles),
 			State: challengeStateProto(c.State), FailedAttempts: int32(c.Failed), ResendsUsed: int32(c.ResendsUsed),
-			LastSentTime: timestamppb.New(c.LastSentAt), CodeUndelivered: c.CodeVoid()}
+			LastSentTime: timestamppb.New(c.LastSentAt), CodeUndelivered: c.CodeVoid(), Delivery: codeDeliveryProto(c)}
 		if c.PassedAt != nil {
 			v.PassedTime = timestamppb.New(*c.PassedAt)
 		}
@@ -221,4 +221,33 @@ func RedactOpenRequest(req *pb.OpenSessionRequest, h *domain.Hasher) *pb.OpenSes
 		}
 	}
 	return out
+}
+
+// DeliveryStateFromProto is the domain form of a report's state ("" for UNSPECIFIED or unknown).
+func DeliveryStateFromProto(s pb.DeliveryState) domain.DeliveryState {
+	switch s {
+	case pb.DeliveryState_DELIVERY_STATE_FAILED:
+		return domain.DeliveryFailed
+	case pb.DeliveryState_DELIVERY_STATE_DELIVERED:
+		return domain.DeliveryDelivered
+	case pb.DeliveryState_DELIVERY_STATE_UNDELIVERED:
+		return domain.DeliveryUndelivered
+	case pb.DeliveryState_DELIVERY_STATE_AT_RISK:
+		return domain.DeliveryAtRisk
+	}
+	return ""
+}
+
+// codeDeliveryProto is what VerifierStatus.delivery shows of c's current code: undelivered whenever
+// the code was voided (code_undelivered), else what the carrier said.
+func codeDeliveryProto(c domain.Challenge) pb.CodeDelivery {
+	switch {
+	case c.CodeVoid() || c.Delivery == domain.CodeUndelivered:
+		return pb.CodeDelivery_CODE_DELIVERY_UNDELIVERED
+	case c.Delivery == domain.CodeDelivered:
+		return pb.CodeDelivery_CODE_DELIVERY_DELIVERED
+	case c.Delivery == domain.CodeAtRisk:
+		return pb.CodeDelivery_CODE_DELIVERY_AT_RISK
+	}
+	return pb.CodeDelivery_CODE_DELIVERY_PENDING
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/phone"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -202,15 +203,14 @@ func (h *Internal) CancelSession(ctx context.Context, req *pb.CancelSessionReque
 	return h.Store.CancelSession(ctx, req)
 }
 
-// ReportDelivery applies sms-dispatch's report on a code message: FAILED voids that code.
+// ReportDelivery applies sms-dispatch's report on a code message: FAILED and UNDELIVERED void that
+// code, DELIVERED and AT_RISK change what its status shows.
 func (h *Internal) ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest) (*pb.ReportDeliveryResponse, error) {
 	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
 		return nil, err
 	}
 	r := domain.DeliveryReport{MessageID: req.GetMessageId(), OrderID: req.GetOrderId(), Reason: req.GetReason()}
-	if req.GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
-		r.State = domain.DeliveryFailed
-	}
+	r.State = convert.DeliveryStateFromProto(req.GetState())
 	if err := domain.CheckDeliveryReport(r); err != nil {
 		return nil, err
 	}

@@ -256,5 +256,6 @@ func queueSessionState(b *pgx.Batch, now time.Time, sess domain.Session) {
 // queueUpdateChallenge writes a challenge's changed fields. A new code hash replaces the old one in
 // this transaction: from its commit on, only the new code passes.
 func queueUpdateChallenge(b *pgx.Batch, c domain.Challenge) {
-	b.Queue(queries.UpdateChallenge, c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt, c.LinkHash)
+	b.Queue(queries.UpdateChallenge, c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt,
+		c.LinkHash, string(c.Delivery))
 }

@@ -112,10 +112,10 @@ func scanOrderSession(row pgx.Row) (domain.Session, error) {
 // scanChallenge reads the challenge columns of queries.sql's statements (SessionChallenges').
 func scanChallenge(row pgx.Row) (domain.Challenge, error) {
 	var c domain.Challenge
-	var state string
+	var state, delivery string
 	err := row.Scan(&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
-		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &c.LinkHash)
-	c.State = domain.ChallengeState(state)
+		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &c.LinkHash, &delivery)
+	c.State, c.Delivery = domain.ChallengeState(state), domain.CodeDelivery(delivery)
 	return c, err
 }
 

@@ -370,6 +370,67 @@ func (ChallengeState) EnumDescriptor() ([]byte, []int) {
 	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{3}
 }
 
+// CodeDelivery is what is known of the SMS of a verifier's current code.
+type CodeDelivery int32
+
+const (
+	CodeDelivery_CODE_DELIVERY_UNSPECIFIED CodeDelivery = 0
+	// No receipt yet (or the provider sends none).
+	CodeDelivery_CODE_DELIVERY_PENDING CodeDelivery = 1
+	// The carrier's receipt says the phone received it.
+	CodeDelivery_CODE_DELIVERY_DELIVERED CodeDelivery = 2
+	// It never reached the phone: no provider accepted it, or the carrier's receipt says undelivered.
+	// code_undelivered is set too; a resend sends a new code, and another number may be needed.
+	CodeDelivery_CODE_DELIVERY_UNDELIVERED CodeDelivery = 3
+	// No receipt came in time: the SMS may not arrive; the person may ask for a resend or use another number.
+	CodeDelivery_CODE_DELIVERY_AT_RISK CodeDelivery = 4
+)
+
+// Enum value maps for CodeDelivery.
+var (
+	CodeDelivery_name = map[int32]string{
+		0: "CODE_DELIVERY_UNSPECIFIED",
+		1: "CODE_DELIVERY_PENDING",
+		2: "CODE_DELIVERY_DELIVERED",
+		3: "CODE_DELIVERY_UNDELIVERED",
+		4: "CODE_DELIVERY_AT_RISK",
+	}
+	CodeDelivery_value = map[string]int32{
+		"CODE_DELIVERY_UNSPECIFIED": 0,
+		"CODE_DELIVERY_PENDING":     1,
+		"CODE_DELIVERY_DELIVERED":   2,
+		"CODE_DELIVERY_UNDELIVERED": 3,
+		"CODE_DELIVERY_AT_RISK":     4,
+	}
+)
+
+func (x CodeDelivery) Enum() *CodeDelivery {
+	p := new(CodeDelivery)
+	*p = x
+	return p
+}
+
+func (x CodeDelivery) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CodeDelivery) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_verification_v1_verification_proto_enumTypes[4].Descriptor()
+}
+
+func (CodeDelivery) Type() protoreflect.EnumType {
+	return &file_icp_verification_v1_verification_proto_enumTypes[4]
+}
+
+func (x CodeDelivery) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CodeDelivery.Descriptor instead.
+func (CodeDelivery) EnumDescriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{4}
+}
+
 // AutoResendOutcome is what one AutoResend call did.
 type AutoResendOutcome int32
 
@@ -415,11 +476,11 @@ func (x AutoResendOutcome) String() string {
 }
 
 func (AutoResendOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[4].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[5].Descriptor()
 }
 
 func (AutoResendOutcome) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[4]
+	return &file_icp_verification_v1_verification_proto_enumTypes[5]
 }
 
 func (x AutoResendOutcome) Number() protoreflect.EnumNumber {
@@ -428,11 +489,11 @@ func (x AutoResendOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AutoResendOutcome.Descriptor instead.
 func (AutoResendOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{4}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
 }
 
-// DeliveryState is what sms-dispatch knows about one message. Only FAILED is reported today; the
-// provider's receipts (sent, delivered, undelivered) are to take the next values.
+// DeliveryState is what sms-dispatch knows about one message: FAILED (no provider accepted it), or
+// what the carrier's receipt said once a provider had it.
 type DeliveryState int32
 
 const (
@@ -440,6 +501,14 @@ const (
 	// sms-dispatch gave up: no provider accepted the message (the per-phone caps, its expiry, or the
 	// provider refused it every attempt). Nobody received its code.
 	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 1
+	// The carrier's receipt says the phone received the message.
+	DeliveryState_DELIVERY_STATE_DELIVERED DeliveryState = 2
+	// The carrier's receipt says the phone did not receive it (a number range that cannot receive the
+	// authority's texts, a phone off for too long, …). The code is voided; the person should use another number.
+	DeliveryState_DELIVERY_STATE_UNDELIVERED DeliveryState = 3
+	// The provider accepted the message but no receipt came within sms-dispatch's --receipt-timeout.
+	// Nothing changes but the status shown; a late receipt still reports DELIVERED or UNDELIVERED.
+	DeliveryState_DELIVERY_STATE_AT_RISK DeliveryState = 4
 )
 
 // Enum value maps for DeliveryState.
@@ -447,10 +516,16 @@ var (
 	DeliveryState_name = map[int32]string{
 		0: "DELIVERY_STATE_UNSPECIFIED",
 		1: "DELIVERY_STATE_FAILED",
+		2: "DELIVERY_STATE_DELIVERED",
+		3: "DELIVERY_STATE_UNDELIVERED",
+		4: "DELIVERY_STATE_AT_RISK",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
 		"DELIVERY_STATE_FAILED":      1,
+		"DELIVERY_STATE_DELIVERED":   2,
+		"DELIVERY_STATE_UNDELIVERED": 3,
+		"DELIVERY_STATE_AT_RISK":     4,
 	}
 )
 
@@ -465,11 +540,11 @@ func (x DeliveryState) String() string {
 }
 
 func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[5].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[6].Descriptor()
 }
 
 func (DeliveryState) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[5]
+	return &file_icp_verification_v1_verification_proto_enumTypes[6]
 }
 
 func (x DeliveryState) Number() protoreflect.EnumNumber {
@@ -478,7 +553,7 @@ func (x DeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryState.Descriptor instead.
 func (DeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{6}
 }
 
 type VerifyRequest struct {
@@ -1100,8 +1175,10 @@ type VerifierStatus struct {
 	// per-phone caps, expired, or refused), so the code was voided; a resend sends a new one. Advise
 	// the person accordingly (another number may be needed if it keeps failing).
 	CodeUndelivered bool `protobuf:"varint,9,opt,name=code_undelivered,json=codeUndelivered,proto3" json:"code_undelivered,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// delivery is what the carrier said of the SMS of the verifier's current code.
+	Delivery      CodeDelivery `protobuf:"varint,10,opt,name=delivery,proto3,enum=icp.verification.v1.CodeDelivery" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifierStatus) Reset() {
@@ -1195,6 +1272,13 @@ func (x *VerifierStatus) GetCodeUndelivered() bool {
 		return x.CodeUndelivered
 	}
 	return false
+}
+
+func (x *VerifierStatus) GetDelivery() CodeDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return CodeDelivery_CODE_DELIVERY_UNSPECIFIED
 }
 
 // VerifierSpec names one distinct phone that must verify and the ID tails it may answer with.
@@ -2013,7 +2097,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2!.icp.verification.v1.SessionStateR\x05state\x12;\n" +
 	"\vdeadline_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"deadlineAt\x12A\n" +
-	"\tverifiers\x18\x05 \x03(\v2#.icp.verification.v1.VerifierStatusR\tverifiers\"\x9b\x03\n" +
+	"\tverifiers\x18\x05 \x03(\v2#.icp.verification.v1.VerifierStatusR\tverifiers\"\xda\x03\n" +
 	"\x0eVerifierStatus\x12\x1f\n" +
 	"\vverifier_id\x18\x01 \x01(\tR\n" +
 	"verifierId\x12!\n" +
@@ -2025,7 +2109,9 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x0elast_sent_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastSentTime\x12;\n" +
 	"\vpassed_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"passedTime\x12)\n" +
-	"\x10code_undelivered\x18\t \x01(\bR\x0fcodeUndelivered\"U\n" +
+	"\x10code_undelivered\x18\t \x01(\bR\x0fcodeUndelivered\x12=\n" +
+	"\bdelivery\x18\n" +
+	" \x01(\x0e2!.icp.verification.v1.CodeDeliveryR\bdelivery\"U\n" +
 	"\fVerifierSpec\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x19\n" +
@@ -2147,16 +2233,25 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1bCHALLENGE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CHALLENGE_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16CHALLENGE_STATE_PASSED\x10\x02\x12\x1a\n" +
-	"\x16CHALLENGE_STATE_LOCKED\x10\x03*\xc6\x01\n" +
+	"\x16CHALLENGE_STATE_LOCKED\x10\x03*\x9f\x01\n" +
+	"\fCodeDelivery\x12\x1d\n" +
+	"\x19CODE_DELIVERY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15CODE_DELIVERY_PENDING\x10\x01\x12\x1b\n" +
+	"\x17CODE_DELIVERY_DELIVERED\x10\x02\x12\x1d\n" +
+	"\x19CODE_DELIVERY_UNDELIVERED\x10\x03\x12\x19\n" +
+	"\x15CODE_DELIVERY_AT_RISK\x10\x04*\xc6\x01\n" +
 	"\x11AutoResendOutcome\x12#\n" +
 	"\x1fAUTO_RESEND_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18AUTO_RESEND_OUTCOME_SENT\x10\x01\x12$\n" +
 	" AUTO_RESEND_OUTCOME_ALREADY_SENT\x10\x02\x12&\n" +
 	"\"AUTO_RESEND_OUTCOME_SESSION_CLOSED\x10\x03\x12 \n" +
-	"\x1cAUTO_RESEND_OUTCOME_DISABLED\x10\x04*J\n" +
+	"\x1cAUTO_RESEND_OUTCOME_DISABLED\x10\x04*\xa4\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
-	"\x15DELIVERY_STATE_FAILED\x10\x012\x9d\x03\n" +
+	"\x15DELIVERY_STATE_FAILED\x10\x01\x12\x1c\n" +
+	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x1e\n" +
+	"\x1aDELIVERY_STATE_UNDELIVERED\x10\x03\x12\x1a\n" +
+	"\x16DELIVERY_STATE_AT_RISK\x10\x042\x9d\x03\n" +
 	"\x13VerificationService\x12Q\n" +
 	"\x06Verify\x12\".icp.verification.v1.VerifyRequest\x1a#.icp.verification.v1.VerifyResponse\x12]\n" +
 	"\n" +
@@ -2187,88 +2282,90 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 	return file_icp_verification_v1_verification_proto_rawDescData
 }
 
-var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
 	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
 	(SessionState)(0),                     // 2: icp.verification.v1.SessionState
 	(ChallengeState)(0),                   // 3: icp.verification.v1.ChallengeState
-	(AutoResendOutcome)(0),                // 4: icp.verification.v1.AutoResendOutcome
-	(DeliveryState)(0),                    // 5: icp.verification.v1.DeliveryState
-	(*VerifyRequest)(nil),                 // 6: icp.verification.v1.VerifyRequest
-	(*VerifyResponse)(nil),                // 7: icp.verification.v1.VerifyResponse
-	(*ResendCodeRequest)(nil),             // 8: icp.verification.v1.ResendCodeRequest
-	(*ResendCodeResponse)(nil),            // 9: icp.verification.v1.ResendCodeResponse
-	(*Resend)(nil),                        // 10: icp.verification.v1.Resend
-	(*GetLinkRequest)(nil),                // 11: icp.verification.v1.GetLinkRequest
-	(*GetLinkResponse)(nil),               // 12: icp.verification.v1.GetLinkResponse
-	(*GetVerificationStatusRequest)(nil),  // 13: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 14: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 15: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 16: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 17: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 18: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 19: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 20: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 21: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 22: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 23: icp.verification.v1.CloseIfIncompleteResponse
-	(*AutoResendRequest)(nil),             // 24: icp.verification.v1.AutoResendRequest
-	(*AutoResendResponse)(nil),            // 25: icp.verification.v1.AutoResendResponse
-	(*CancelSessionRequest)(nil),          // 26: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 27: icp.verification.v1.CancelSessionResponse
-	(*ReportDeliveryRequest)(nil),         // 28: icp.verification.v1.ReportDeliveryRequest
-	(*ReportDeliveryResponse)(nil),        // 29: icp.verification.v1.ReportDeliveryResponse
-	(*timestamppb.Timestamp)(nil),         // 30: google.protobuf.Timestamp
+	(CodeDelivery)(0),                     // 4: icp.verification.v1.CodeDelivery
+	(AutoResendOutcome)(0),                // 5: icp.verification.v1.AutoResendOutcome
+	(DeliveryState)(0),                    // 6: icp.verification.v1.DeliveryState
+	(*VerifyRequest)(nil),                 // 7: icp.verification.v1.VerifyRequest
+	(*VerifyResponse)(nil),                // 8: icp.verification.v1.VerifyResponse
+	(*ResendCodeRequest)(nil),             // 9: icp.verification.v1.ResendCodeRequest
+	(*ResendCodeResponse)(nil),            // 10: icp.verification.v1.ResendCodeResponse
+	(*Resend)(nil),                        // 11: icp.verification.v1.Resend
+	(*GetLinkRequest)(nil),                // 12: icp.verification.v1.GetLinkRequest
+	(*GetLinkResponse)(nil),               // 13: icp.verification.v1.GetLinkResponse
+	(*GetVerificationStatusRequest)(nil),  // 14: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil), // 15: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),            // 16: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                // 17: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                  // 18: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),            // 19: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 20: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),     // 21: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),    // 22: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),      // 23: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),     // 24: icp.verification.v1.CloseIfIncompleteResponse
+	(*AutoResendRequest)(nil),             // 25: icp.verification.v1.AutoResendRequest
+	(*AutoResendResponse)(nil),            // 26: icp.verification.v1.AutoResendResponse
+	(*CancelSessionRequest)(nil),          // 27: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),         // 28: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),         // 29: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),        // 30: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),         // 31: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
-	10, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	30, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	30, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	11, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	31, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	31, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
-	30, // 5: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
-	15, // 6: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	31, // 5: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
+	16, // 6: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	2,  // 7: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	30, // 8: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	16, // 9: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	31, // 8: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	17, // 9: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
 	3,  // 10: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	30, // 11: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	30, // 12: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	30, // 13: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	17, // 14: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	15, // 15: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	10, // 16: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	15, // 17: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	4,  // 18: icp.verification.v1.AutoResendResponse.outcome:type_name -> icp.verification.v1.AutoResendOutcome
-	15, // 19: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	5,  // 20: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
-	6,  // 21: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	8,  // 22: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	13, // 23: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	11, // 24: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
-	18, // 25: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	20, // 26: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	22, // 27: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	26, // 28: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	28, // 29: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
-	24, // 30: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
-	7,  // 31: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	9,  // 32: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	14, // 33: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	12, // 34: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
-	19, // 35: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	21, // 36: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	23, // 37: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	27, // 38: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	29, // 39: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
-	25, // 40: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	31, // 11: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	31, // 12: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	4,  // 13: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
+	31, // 14: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	18, // 15: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	16, // 16: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	11, // 17: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	16, // 18: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	5,  // 19: icp.verification.v1.AutoResendResponse.outcome:type_name -> icp.verification.v1.AutoResendOutcome
+	16, // 20: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	6,  // 21: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	7,  // 22: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	9,  // 23: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	14, // 24: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	12, // 25: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
+	19, // 26: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	21, // 27: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	23, // 28: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	27, // 29: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	29, // 30: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	25, // 31: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
+	8,  // 32: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	10, // 33: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	15, // 34: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	13, // 35: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
+	20, // 36: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	22, // 37: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	24, // 38: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	28, // 39: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	30, // 40: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	26, // 41: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }
@@ -2281,7 +2378,7 @@ func file_icp_verification_v1_verification_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -142,6 +142,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ConcurrentMismatchesSpendTheBudgetOnce", testConcurrentMismatchesSpendTheBudgetOnce},
 		{"DeliveryFailedVoidsCode", testDeliveryFailedVoidsCode},
 		{"DeliveryFailedPublicResend", testDeliveryFailedPublicResend},
+		{"DeliveryReceiptsShowInStatus", testDeliveryReceiptsShowInStatus},
 		{"DeliveryReportOfOldGeneration", testDeliveryReportOfOldGeneration},
 		{"DeliveryReportTwiceIsOnce", testDeliveryReportTwiceIsOnce},
 		{"DeliveryReportFindsNothing", testDeliveryReportFindsNothing},
