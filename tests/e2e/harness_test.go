@@ -221,6 +221,8 @@ type suite struct {
 	VerifyInternal verificationv1.VerificationInternalServiceClient
 	SMS            smsv1.SmsDispatchServiceClient
 	Deadline       deadlinev1.DeadlineServiceClient
+	// receiptURL is sms-dispatch's receipt endpoint (aliyun suites): http://addr.
+	receiptURL string
 }
 
 // options changes one service's extra flags.
@@ -231,6 +233,8 @@ type options struct {
 	smsMaxAttempts int
 	// verification adds flags to verification's (a later flag wins: rate limits, for instance).
 	verification []string
+	// deadline adds flags to every deadline process's.
+	deadline []string
 	// smsProvider "aliyun" runs sms-dispatch with the aliyun provider against a fake dysmsapi
 	// (s.gateway.aliyun) instead of the webhook gateway.
 	smsProvider string
@@ -304,6 +308,9 @@ const (
 	e2eAliyunSecret = "Hq3Vn8Rw2Tz6Yb1Mk5Pd9Lc4"
 )
 
+// e2eReceiptToken is the secret of sms-dispatch's receipt endpoint in the aliyun suites.
+const e2eReceiptToken = "e2e-receipt-token-7f3a9c"
+
 const hmacKeys = "e2e1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 // sealKeys seal verification's queued SendMessage calls and sms-dispatch's queued texts.
@@ -337,11 +344,15 @@ func startSuite(t *testing.T, o options) *suite {
 			"--aliyun-access-key-secret=" + e2eAliyunSecret, "--aliyun-sign-name=ICP备案", "--aliyun-template-code=SMS_480012345",
 			"--aliyun-template-params=code=code,time=deadline", "--provider-timeout=1s", "--dispatch-lease=3s",
 			"--seal-keys=" + sealKeys, "--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"}
+		receiptAddr := freeAddr(t)
+		s.receiptURL = "http://" + receiptAddr
+		args["sms-dispatch"] = append(args["sms-dispatch"], "--receipt-addr="+receiptAddr, "--receipt-token="+e2eReceiptToken)
 	}
 	if o.smsMaxAttempts > 0 {
 		args["sms-dispatch"] = append(args["sms-dispatch"], fmt.Sprintf("--max-attempts=%d", o.smsMaxAttempts))
 	}
 	args["verification"] = append(args["verification"], o.verification...)
+	args["deadline"] = append(args["deadline"], o.deadline...)
 	creds := credentials(t, t.TempDir())
 	s.credentialed = true
 	for _, name := range services {

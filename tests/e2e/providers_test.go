@@ -8,6 +8,7 @@ import (
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	smsv1 "github.com/icpverify/icpverify/pkg/gen/icp/smsdispatch/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/services/sms-dispatch/providertest"
 )
 
 // The suite with --sms-provider=aliyun against a fake dysmsapi that checks every request's
@@ -22,11 +23,12 @@ func TestAliyunCodeArrivesAndPasses(t *testing.T) {
 	if len(got) != 1 || got[0].SignName != "ICP备案" || got[0].Template != "SMS_480012345" || got[0].Params["time"] == "" {
 		t.Fatalf("the fake accepted %+v", got)
 	}
-	msgs, err := s.SMS.ListMessages(ctx(t), &smsv1.ListMessagesRequest{OrderId: order.OrderId})
-	if err != nil || len(msgs.GetMessages()) != 1 || msgs.GetMessages()[0].GetMessageId() != got[0].MessageID ||
-		msgs.GetMessages()[0].GetProvider() != "aliyun" {
-		t.Fatalf("sms-dispatch's messages = %v, %v; want the one the fake accepted (OutId = message id)", msgs, err)
-	}
+	// The fake records the acceptance before it answers; the SENT mark follows the answer.
+	eventually(t, 10*time.Second, "the message the fake accepted (OutId = message id) to be SENT by aliyun", func() (bool, string) {
+		msgs, err := s.SMS.ListMessages(ctx(t), &smsv1.ListMessagesRequest{OrderId: order.OrderId})
+		return err == nil && len(msgs.GetMessages()) == 1 && msgs.GetMessages()[0].GetMessageId() == got[0].MessageID &&
+			msgs.GetMessages()[0].GetProvider() == "aliyun", fmt.Sprint(msgs, err)
+	})
 	resp, err := s.verify(phoneA, codes[phoneA], tailOf(principal))
 	if err != nil || resp.GetResult() != verificationv1.VerifyResult_VERIFY_RESULT_ALL_PASSED {
 		t.Fatalf("verify: %v, %v", resp, err)
@@ -55,5 +57,62 @@ func TestAliyunInvalidNumberFailsAtOnce(t *testing.T) {
 	}
 	if n := s.gateway.aliyun.Requests(); n != 1 {
 		t.Fatalf("the gateway was called %d times, want once (a permanent refusal is not retried)", n)
+	}
+}
+
+// The carrier's receipts reach the verifier's status: the fake pushes SmsReport to sms-dispatch's
+// receipt endpoint as Alibaba Cloud would; a delivered code shows delivered, an undelivered one
+// undelivered (and voided: a resend is offered, another number advised).
+func TestAliyunReceiptsReachVerificationStatus(t *testing.T) {
+	s := startSuite(t, options{smsProvider: "aliyun"})
+	pushURL := s.receiptURL + "/receipts/aliyun/" + e2eReceiptToken
+	cases := []struct {
+		phone, name, domain string
+		delivered           bool
+		want                verificationv1.CodeDelivery
+		state               smsv1.MessageState
+	}{
+		{phoneA, "王五", "delivered.cn", true, verificationv1.CodeDelivery_CODE_DELIVERY_DELIVERED, smsv1.MessageState_MESSAGE_STATE_DELIVERED},
+		{phoneB, "赵六", "undelivered.cn", false, verificationv1.CodeDelivery_CODE_DELIVERY_UNDELIVERED, smsv1.MessageState_MESSAGE_STATE_UNDELIVERED},
+	}
+	for _, tc := range cases {
+		p := person(tc.name, tc.phone[3:])
+		order := s.submit(firstFiling(p, &filingv1.Website{Domain: tc.domain, Person: p}))
+		s.waitCodes(1, tc.phone)
+		var msg providertest.Accepted
+		eventually(t, 10*time.Second, "the message to be SENT", func() (bool, string) {
+			for _, a := range s.gateway.aliyun.Accepted() {
+				if a.Phone == tc.phone {
+					msg = a
+				}
+			}
+			m, err := s.SMS.ListMessages(ctx(t), &smsv1.ListMessagesRequest{OrderId: order.OrderId})
+			if err != nil || len(m.GetMessages()) != 1 {
+				return false, fmt.Sprint(m, err)
+			}
+			return msg.ProviderID != "" && m.GetMessages()[0].GetState() == smsv1.MessageState_MESSAGE_STATE_SENT, fmt.Sprint(m)
+		})
+		st, err := s.Verification.GetVerificationStatus(ctx(t), &verificationv1.GetVerificationStatusRequest{OrderId: order.OrderId})
+		if err != nil || st.GetStatus().GetVerifiers()[0].GetDelivery() != verificationv1.CodeDelivery_CODE_DELIVERY_PENDING {
+			t.Fatalf("before the receipt: %v, %v", st, err)
+		}
+		report := msg.AliyunReport(tc.delivered, "MK:0001")
+		for range 2 { // Alibaba Cloud may push a report twice
+			if err := providertest.PushAliyun(pushURL, report); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 15*time.Second, "the receipt to reach the status", func() (bool, string) {
+			st, err := s.Verification.GetVerificationStatus(ctx(t), &verificationv1.GetVerificationStatusRequest{OrderId: order.OrderId})
+			if err != nil {
+				return false, err.Error()
+			}
+			v := st.GetStatus().GetVerifiers()[0]
+			return v.GetDelivery() == tc.want && v.GetCodeUndelivered() == !tc.delivered, fmt.Sprint(v)
+		})
+		m, err := s.SMS.ListMessages(ctx(t), &smsv1.ListMessagesRequest{OrderId: order.OrderId})
+		if err != nil || m.GetMessages()[0].GetState() != tc.state || m.GetMessages()[0].GetDeliveryCode() == "" {
+			t.Fatalf("sms-dispatch's message = %v, %v", m, err)
+		}
 	}
 }

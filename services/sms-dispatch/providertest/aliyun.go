@@ -215,8 +215,9 @@ func (f *Aliyun) serve(w http.ResponseWriter, r *http.Request) {
 	for i, k := range names {
 		ordered[i] = params[k]
 	}
+	bizID := fmt.Sprintf("%d^0", time.Now().UnixNano())
 	f.add(Accepted{MessageID: q.Get("OutId"), Phone: phone, SignName: q.Get("SignName"), Template: q.Get("TemplateCode"),
-		Params: params, Ordered: ordered})
+		Params: params, Ordered: ordered, ProviderID: bizID})
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
-	_ = json.NewEncoder(w).Encode(provider.AliyunAnswer{Code: "OK", Message: "OK", BizID: fmt.Sprintf("%d^0", time.Now().UnixNano()), RequestID: requestID()})
+	_ = json.NewEncoder(w).Encode(provider.AliyunAnswer{Code: "OK", Message: "OK", BizID: bizID, RequestID: requestID()})
 }

@@ -25,6 +25,8 @@ type Accepted struct {
 	Params map[string]string
 	// Ordered holds the parameter values in the template's order (tencent), or sorted by name (aliyun).
 	Ordered []string
+	// ProviderID is the fake's id of the message as it answered it (aliyun BizId, tencent SerialNo).
+	ProviderID string
 }
 
 var sixDigits = regexp.MustCompile(`^\d{6}$`)

@@ -180,7 +180,7 @@ func (f *Tencent) serve(w http.ResponseWriter, r *http.Request) {
 				params[strconv.Itoa(j+1)] = v
 			}
 			f.add(Accepted{MessageID: req.SessionContext, Phone: phone, SignName: req.SignName, Template: req.TemplateID,
-				Params: params, Ordered: append([]string(nil), req.TemplateParamSet...)})
+				Params: params, Ordered: append([]string(nil), req.TemplateParamSet...), ProviderID: st.SerialNo})
 		}
 		ans.Response.SendStatusSet = append(ans.Response.SendStatusSet, st)
 	}

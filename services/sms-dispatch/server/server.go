@@ -24,6 +24,7 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/receipts"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/store/memstore"
 )
@@ -32,6 +33,7 @@ import (
 type engine interface {
 	grpcapi.Store
 	dispatcher.Store
+	receipts.Recorder
 }
 
 // options are the service's own flags.
@@ -51,6 +53,7 @@ type options struct {
 	DispatchWorkers     int
 	Lease               time.Duration
 	Cloud               cloudOptions
+	Receipts            receiptOptions
 }
 
 // Run parses args, starts the service and serves until ctx ends.
@@ -63,6 +66,7 @@ func Run(ctx context.Context, args []string) error {
 	prov := f.String("sms-provider", "console",
 		"SMS provider: console (development only: prints the text, sends nothing), webhook, aliyun or tencent")
 	cloud := registerCloud(f)
+	receiptOpts := registerReceipts(f)
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
 	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
@@ -92,7 +96,7 @@ func Run(ctx context.Context, args []string) error {
 		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax, WebhookBatchFlights: *webhookBatchFlights,
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
-		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(),
+		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(), Receipts: receiptOpts(sec),
 	}
 	if err := errors.Join(opts.check(), sealKeys.Check(common)); err != nil {
 		return err
@@ -154,7 +158,7 @@ func Run(ctx context.Context, args []string) error {
 	disp := &dispatcher.Dispatcher{
 		Store: st, Provider: sms, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers, BatchFlights: opts.WebhookBatchFlights,
-		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev,
+		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev, AtRiskAfter: opts.Receipts.Timeout,
 		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
 	}
 	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Server{
@@ -162,6 +166,14 @@ func Run(ctx context.Context, args []string) error {
 	})
 	srv.Go("dispatcher", disp.Run)
 	srv.Go("outbox", relay.Run)
+	if opts.Receipts.Addr != "" {
+		serve, err := serveReceipts(ctx, log, opts.Receipts, &receipts.Handler{Store: st, Token: opts.Receipts.Token, Clock: clk,
+			Log: log.Named("receipts"), Metrics: disp.Metrics})
+		if err != nil {
+			return err
+		}
+		srv.Go("receipts", serve)
+	}
 	_, batched := sms.(provider.BatchProvider)
 	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.String("provider", sms.Name()),
 		zap.Bool("provider_batch", batched), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
@@ -205,6 +217,7 @@ func (o options) check() error {
 	if _, sendTimeout := o.provider(); o.Lease <= sendTimeout {
 		problems = append(problems, fmt.Errorf("--dispatch-lease must be longer than one provider call (%s)", sendTimeout))
 	}
+	problems = append(problems, o.Receipts.check()...)
 	if o.MaxAttempts < 1 {
 		problems = append(problems, errors.New("--max-attempts must be at least 1"))
 	}
@@ -254,5 +267,6 @@ func smsOpenDefaults(o options) []config.OpenDefault {
 	if o.WebhookToken != "" && config.IsPlaceholder(o.WebhookToken) {
 		open = append(open, config.OpenDefault{Flag: "--webhook-token", What: "the webhook token is a placeholder"})
 	}
+	open = append(open, o.Receipts.openDefaults()...)
 	return append(open, o.Cloud.openDefaults(o.Provider)...)
 }

@@ -24,7 +24,7 @@ func (s *Store) CancelBatch(ctx context.Context, reqs []*deadlinev1.CancelDeadli
 			continue
 		}
 		calls = append(calls, timerCall{method: methodCancel, requestID: r.GetRequestId(), req: r,
-			key: domain.Key{OrderID: r.GetOrderId(), Submission: r.GetSubmission()}})
+			key: domain.Key{OrderID: r.GetOrderId(), Submission: r.GetSubmission()}.Close()})
 		idx = append(idx, i)
 	}
 	if len(calls) == 0 {

@@ -33,6 +33,12 @@ func stateToProto(s domain.State) smsv1.MessageState {
 		return smsv1.MessageState_MESSAGE_STATE_SENT
 	case domain.StateFailed:
 		return smsv1.MessageState_MESSAGE_STATE_FAILED
+	case domain.StateDelivered:
+		return smsv1.MessageState_MESSAGE_STATE_DELIVERED
+	case domain.StateUndelivered:
+		return smsv1.MessageState_MESSAGE_STATE_UNDELIVERED
+	case domain.StateAtRisk:
+		return smsv1.MessageState_MESSAGE_STATE_AT_RISK
 	}
 	return smsv1.MessageState_MESSAGE_STATE_UNSPECIFIED
 }
@@ -41,16 +47,20 @@ func stateToProto(s domain.State) smsv1.MessageState {
 // mode, see grpcapi.Server.ShowText).
 func Message(m domain.Message, showText bool) *smsv1.Message {
 	p := &smsv1.Message{
-		MessageId:   m.ID,
-		OrderId:     m.OrderID,
-		PhoneMasked: pii.MaskPhone(m.Phone),
-		Template:    templateToProto(m.Template),
-		State:       stateToProto(m.State),
-		Attempts:    int32(m.Attempts),
-		Provider:    m.Provider,
-		LastError:   m.LastError,
-		CreateTime:  timestamppb.New(m.CreatedAt),
-		Redacted:    true,
+		MessageId:    m.ID,
+		OrderId:      m.OrderID,
+		PhoneMasked:  pii.MaskPhone(m.Phone),
+		Template:     templateToProto(m.Template),
+		State:        stateToProto(m.State),
+		Attempts:     int32(m.Attempts),
+		Provider:     m.Provider,
+		LastError:    m.LastError,
+		CreateTime:   timestamppb.New(m.CreatedAt),
+		Redacted:     true,
+		DeliveryCode: m.DeliveryCode,
+	}
+	if !m.ReceiptAt.IsZero() {
+		p.ReceiptTime = timestamppb.New(m.ReceiptAt)
 	}
 	if showText {
 		p.Body, p.Redacted = m.Body, m.Redacted

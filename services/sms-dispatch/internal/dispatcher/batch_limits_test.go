@@ -103,7 +103,7 @@ func TestBatchWrongResultCountIsRetried(t *testing.T) {
 
 type shortAnswer struct{ *batchProvider }
 
-func (s shortAnswer) SendBatch(ctx context.Context, msgs []provider.Message) []error {
+func (s shortAnswer) SendBatch(ctx context.Context, msgs []provider.Message) []provider.Outcome {
 	return s.batchProvider.SendBatch(ctx, msgs)[:len(msgs)-1]
 }
 

@@ -41,27 +41,28 @@ var _ provider.BatchProvider = (*batchProvider)(nil)
 
 func (*batchProvider) Name() string { return "batch" }
 
-func (b *batchProvider) Send(context.Context, provider.Message) error {
+func (b *batchProvider) Send(context.Context, provider.Message) (provider.Accepted, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.singles++
-	return errors.New("Send called on a batch provider")
+	return provider.Accepted{}, errors.New("Send called on a batch provider")
 }
 
 func (b *batchProvider) MaxBatch() int { return b.max }
 
-func (b *batchProvider) SendBatch(ctx context.Context, msgs []provider.Message) []error {
+func (b *batchProvider) SendBatch(ctx context.Context, msgs []provider.Message) []provider.Outcome {
 	b.mu.Lock()
 	if b.texts == nil {
 		b.texts = map[string]string{}
 	}
 	var ids []string
-	errs := make([]error, len(msgs))
+	errs := make([]provider.Outcome, len(msgs))
 	for i, m := range msgs {
 		ids = append(ids, m.ID)
 		b.texts[m.ID] = m.Text
+		errs[i].ProviderIDs = []string{"batch-" + m.ID}
 		if b.refuse != nil {
-			errs[i] = b.refuse(m.ID)
+			errs[i].Err = b.refuse(m.ID)
 		}
 	}
 	b.calls = append(b.calls, ids)

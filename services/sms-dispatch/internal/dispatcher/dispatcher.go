@@ -42,6 +42,9 @@ type Store interface {
 	MarkSentAll(ctx context.Context, ms []domain.Message, provider string, now time.Time, keepText bool) ([]string, error)
 	SendFailed(ctx context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string, final bool, retryAt time.Time) (bool, error)
 	Fail(ctx context.Context, m domain.Message, lastErr string) error
+	// MarkAtRisk makes up to limit messages SENT at or before sentBefore without a receipt AT_RISK
+	// (writing their reports) and returns how many; now dates the reports.
+	MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit int) (int, error)
 }
 
 // DefaultBatch is how many messages one worker claims at most in one statement.
@@ -80,6 +83,10 @@ type Dispatcher struct {
 	Jitter func() float64
 	// Metrics counts the outcomes; nil counts nothing.
 	Metrics *Metrics
+	// AtRiskAfter is how long a SENT message waits for its receipt before it is AT_RISK
+	// (domain.DefaultAtRiskAfter when 0); Sweep is how often Run looks for them (a minute when 0).
+	AtRiskAfter time.Duration
+	Sweep       time.Duration
 
 	once sync.Once
 	// pending counts messages stored (Wake) that no claim has accounted for yet: a counting
@@ -94,7 +101,7 @@ type Dispatcher struct {
 	sendSlots chan struct{}
 	// sends coalesces the provider calls of concurrent sends into one batch call when the provider
 	// takes lists (provider.BatchProvider); nil otherwise.
-	sends *batch.Group[domain.Message, struct{}]
+	sends *batch.Group[domain.Message, provider.Accepted]
 	// lastClaim (UnixNano of the real clock) lets a poll skip its claim when another one just ran.
 	lastClaim atomic.Int64
 	// idle counts workers parked waiting for a Wake or their poll timer.
@@ -133,11 +140,17 @@ func (d *Dispatcher) init() {
 		if d.Jitter == nil {
 			d.Jitter = rand.Float64
 		}
+		if d.AtRiskAfter <= 0 {
+			d.AtRiskAfter = domain.DefaultAtRiskAfter
+		}
+		if d.Sweep <= 0 {
+			d.Sweep = time.Minute
+		}
 		d.signal = make(chan struct{}, d.Workers)
 		d.claimSlots = make(chan struct{}, min(2, d.Workers))
 		d.sendSlots = make(chan struct{}, d.Workers)
 		if bp, ok := d.Provider.(provider.BatchProvider); ok {
-			d.sends = &batch.Group[domain.Message, struct{}]{Run: func(ctx context.Context, ms []domain.Message) []batch.Result[struct{}] {
+			d.sends = &batch.Group[domain.Message, provider.Accepted]{Run: func(ctx context.Context, ms []domain.Message) []batch.Result[provider.Accepted] {
 				return d.sendBatch(ctx, bp, ms)
 			}, MaxBatch: max(bp.MaxBatch(), 1), Flights: max(d.BatchFlights, 1)}
 		}
@@ -178,6 +191,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	for range d.Workers {
 		wg.Go(func() { d.work(ctx) })
 	}
+	wg.Go(func() { d.sweepLoop(ctx) })
 	wg.Wait()
 	d.drainHanded()
 	return ctx.Err()
@@ -280,6 +294,42 @@ func (d *Dispatcher) Drain(ctx context.Context) (int, error) {
 		n += k
 		if err != nil || k == 0 {
 			return n, err
+		}
+	}
+}
+
+// atRiskBatch is how many messages one sweep statement marks at most.
+const atRiskBatch = 1000
+
+// SweepAtRisk marks the messages whose receipt is overdue at the dispatcher's clock AT_RISK, a batch
+// statement at a time, and returns how many.
+func (d *Dispatcher) SweepAtRisk(ctx context.Context) (int, error) {
+	d.init()
+	now := d.Clock.Now()
+	total := 0
+	for {
+		n, err := d.Store.MarkAtRisk(ctx, now, now.Add(-d.AtRiskAfter), atRiskBatch)
+		total += n
+		d.Metrics.atRisk(d.Provider.Name(), n)
+		if err != nil || n < atRiskBatch {
+			return total, err
+		}
+	}
+}
+
+func (d *Dispatcher) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(d.Sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := d.SweepAtRisk(ctx); err != nil && ctx.Err() == nil {
+				d.Log.Warn("at-risk sweep failed", zap.Error(err))
+			} else if n > 0 {
+				d.Log.Info("messages without a receipt in time are at risk", zap.Int("messages", n))
+			}
 		}
 	}
 }

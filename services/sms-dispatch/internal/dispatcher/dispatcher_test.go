@@ -36,8 +36,10 @@ func (c *countingStore) claims() []int {
 
 type nopProvider struct{}
 
-func (nopProvider) Name() string                                 { return "nop" }
-func (nopProvider) Send(context.Context, provider.Message) error { return nil }
+func (nopProvider) Name() string { return "nop" }
+func (nopProvider) Send(context.Context, provider.Message) (provider.Accepted, error) {
+	return provider.Accepted{}, nil
+}
 
 // TestWakeWakesOneWorker: one stored message (one Wake) makes one worker run one claim of one
 // message, not every idle worker an empty claim.

@@ -39,11 +39,11 @@ type recorder struct {
 }
 
 func (*recorder) Name() string { return "rec" }
-func (r *recorder) Send(_ context.Context, m provider.Message) error {
+func (r *recorder) Send(_ context.Context, m provider.Message) (provider.Accepted, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ids = append(r.ids, m.ID)
-	return nil
+	return provider.Accepted{}, nil
 }
 func (r *recorder) sent() []string {
 	r.mu.Lock()
@@ -217,10 +217,10 @@ type gate struct {
 }
 
 func (*gate) Name() string { return "gate" }
-func (g *gate) Send(_ context.Context, m provider.Message) error {
+func (g *gate) Send(_ context.Context, m provider.Message) (provider.Accepted, error) {
 	g.sending <- m.ID
 	<-g.proceed
-	return nil
+	return provider.Accepted{}, nil
 }
 
 // Under load the local queue fills and later messages are stored unclaimed with a Wake; the handed

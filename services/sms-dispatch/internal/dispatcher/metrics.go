@@ -18,6 +18,7 @@ const (
 // counts nothing. Never a phone or message id as a label.
 type Metrics struct {
 	messages *prometheus.CounterVec
+	receipts *prometheus.CounterVec
 	send     *prometheus.HistogramVec
 	batch    *prometheus.HistogramVec
 }
@@ -39,12 +40,42 @@ func NewMetrics(reg prometheus.Registerer, provider string) *Metrics {
 			Help:    "Messages in one provider batch call, by provider (batch providers only).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}, []string{"provider"}),
+		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icp_sms_receipts_total",
+			Help: "Delivery receipts by provider and result (applied, repeat, parked, ignored, unknown, rejected), and AT_RISK marks (result at_risk).",
+		}, []string{"provider", "result"}),
 	}
 	for _, r := range []string{ResultSent, ResultRetried, ResultFailed, ResultCapped} {
 		m.messages.WithLabelValues(provider, r)
 	}
-	reg.MustRegister(m.messages, m.send, m.batch)
+	for _, r := range ReceiptResults {
+		m.receipts.WithLabelValues(provider, r)
+	}
+	reg.MustRegister(m.messages, m.send, m.batch, m.receipts)
 	return m
+}
+
+// ReceiptResults are the result labels of icp_sms_receipts_total: domain.ReceiptOutcome's, rejected
+// (a receipt that did not parse or had no id) and at_risk (the sweep's marks).
+var ReceiptResults = []string{"applied", "repeat", "parked", "ignored", "unknown", ResultRejected, ResultAtRisk}
+
+// The receipt results that are no domain.ReceiptOutcome.
+const (
+	ResultRejected = "rejected"
+	ResultAtRisk   = "at_risk"
+)
+
+// Receipt counts one receipt of provider with result.
+func (m *Metrics) Receipt(provider, result string) {
+	if m != nil {
+		m.receipts.WithLabelValues(provider, result).Inc()
+	}
+}
+
+func (m *Metrics) atRisk(provider string, n int) {
+	if m != nil && n > 0 {
+		m.receipts.WithLabelValues(provider, ResultAtRisk).Add(float64(n))
+	}
 }
 
 func (m *Metrics) count(provider, result string) {

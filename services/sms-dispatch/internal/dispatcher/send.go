@@ -64,7 +64,7 @@ func (d *Dispatcher) handleBatch(ctx context.Context, msgs []domain.Message) err
 
 // sendBatch is the Run of d.sends: one provider call for the claimed messages of concurrent sends
 // that decide cleared to go.
-func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, ms []domain.Message) []batch.Result[struct{}] {
+func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, ms []domain.Message) []batch.Result[provider.Accepted] {
 	// The call must end while every message's claim still holds (its lease end, NextAttempt) and
 	// takes at most SendTimeout: time a message spent waiting for this call does not shorten it,
 	// unless a lease is that close to its end.
@@ -78,14 +78,14 @@ func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, m
 	sendCtx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	start := time.Now()
-	errs := bp.SendBatch(sendCtx, pms)
+	outcomes := bp.SendBatch(sendCtx, pms)
 	d.Metrics.timedBatch(d.Provider.Name(), time.Since(start), len(ms))
-	out := make([]batch.Result[struct{}], len(ms))
+	out := make([]batch.Result[provider.Accepted], len(ms))
 	for i := range out {
-		if len(errs) != len(ms) { // a provider bug: nothing is known to be accepted
-			out[i].Err = fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(errs), len(ms))
+		if len(outcomes) != len(ms) { // a provider bug: nothing is known to be accepted
+			out[i].Err = fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(outcomes), len(ms))
 		} else {
-			out[i].Err = errs[i]
+			out[i].Value, out[i].Err = outcomes[i].Accepted, outcomes[i].Err
 		}
 	}
 	return out
@@ -148,14 +148,17 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 	if err != nil || !ok {
 		return err
 	}
-	var sendErr error
+	var (
+		sendErr  error
+		accepted provider.Accepted
+	)
 	if d.sends != nil {
 		// Sends that arrive while BatchFlights calls are in flight go together in the next one.
-		_, sendErr = d.sends.Do(ctx, m)
+		accepted, sendErr = d.sends.Do(ctx, m)
 	} else {
 		sendCtx, cancel := context.WithTimeout(ctx, d.SendTimeout)
 		sendStart := time.Now()
-		sendErr = d.Provider.Send(sendCtx, d.providerMessage(m))
+		accepted, sendErr = d.Provider.Send(sendCtx, d.providerMessage(m))
 		d.Metrics.timed(d.Provider.Name(), time.Since(sendStart))
 		cancel()
 	}
@@ -163,6 +166,8 @@ func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
 		return d.recordFailed(ctx, m, reservedAt, sendErr)
 	}
 	d.Metrics.count(d.Provider.Name(), ResultSent)
+	// The gateway's ids go with the SENT mark: its receipts name the message by them.
+	m.ProviderIDs = accepted.ProviderIDs
 	return d.recordSent(ctx, m)
 }
 

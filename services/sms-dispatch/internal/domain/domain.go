@@ -4,6 +4,7 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -41,11 +42,16 @@ func ParseTemplate(s string) Template {
 // State is where a message stands.
 type State string
 
-// The states. QUEUED -> SENT (provider accepted) | FAILED (gave up); both are final.
+// The states. QUEUED -> SENT (provider accepted) | FAILED (gave up). SENT -> DELIVERED |
+// UNDELIVERED by the carrier's receipt, or AT_RISK when none came in time (AtRisk); AT_RISK ->
+// DELIVERED | UNDELIVERED by a late receipt. FAILED, DELIVERED and UNDELIVERED are final (receipt.go).
 const (
-	StateQueued State = "QUEUED"
-	StateSent   State = "SENT"
-	StateFailed State = "FAILED"
+	StateQueued      State = "QUEUED"
+	StateSent        State = "SENT"
+	StateFailed      State = "FAILED"
+	StateDelivered   State = "DELIVERED"
+	StateUndelivered State = "UNDELIVERED"
+	StateAtRisk      State = "AT_RISK"
 )
 
 // Locales the templates are written in.
@@ -125,6 +131,13 @@ type Message struct {
 	Redacted    bool
 	// Sequence orders the messages of one (order, phone, template); see Supersedes.
 	Sequence int32
+	// ProviderIDs are the gateway's ids of the message (provider.Accepted), set with SENT: its
+	// receipts name it by them.
+	ProviderIDs []string
+	// DeliveryCode is the carrier's code of the receipt that made it DELIVERED or UNDELIVERED
+	// (DELIVRD, MK:0001, …), ReceiptAt when that receipt arrived.
+	DeliveryCode string
+	ReceiptAt    time.Time
 }
 
 // SendInput is a SendMessage request before validation.
@@ -223,6 +236,7 @@ func SameRequest(stored, repeat Message) bool {
 // keepText: only development mode (console provider) keeps it, so the CLI and tests can read codes.
 func (m *Message) MarkSent(provider string, now time.Time, keepText bool) {
 	m.State, m.Provider, m.SentAt, m.LastError = StateSent, provider, now, ""
+	m.ProviderIDs = slices.Clone(m.ProviderIDs)
 	if !keepText {
 		m.redact()
 	}

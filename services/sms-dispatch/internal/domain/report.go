@@ -29,3 +29,18 @@ func ReportReason(lastErr string) string {
 // ReportRequestID is the request id of the report of message id's failure: one per message and
 // outcome, so a redelivered report is one report.
 func ReportRequestID(messageID string) string { return "delivery:" + messageID + ":FAILED" }
+
+// DeliveryReported tells whether m, just made DELIVERED, UNDELIVERED or AT_RISK, owes its sender a
+// report: every such message of an order does (one per message and state: DeliveryRequestID).
+func DeliveryReported(m Message) bool {
+	switch m.State {
+	case StateDelivered, StateUndelivered, StateAtRisk:
+		return m.OrderID != ""
+	}
+	return false
+}
+
+// DeliveryRequestID is the request id of the report of message id reaching state.
+func DeliveryRequestID(messageID string, state State) string {
+	return "delivery:" + messageID + ":" + string(state)
+}

@@ -31,8 +31,10 @@ var t0 = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
 
 type okProvider struct{}
 
-func (okProvider) Name() string                                 { return "fake" }
-func (okProvider) Send(context.Context, provider.Message) error { return nil }
+func (okProvider) Name() string { return "fake" }
+func (okProvider) Send(context.Context, provider.Message) (provider.Accepted, error) {
+	return provider.Accepted{}, nil
+}
 
 type fixture struct {
 	client smsv1.SmsDispatchServiceClient

@@ -62,13 +62,13 @@ const maxAnswer = 64 << 10
 
 // Send calls SendSms with PhoneNumbers, SignName, TemplateCode, TemplateParam (the mapped values as a
 // JSON object) and OutId (the message id) in the query of a POST with an empty body, signed with
-// ACS3-HMAC-SHA256. Code "OK" is acceptance; any other code is an *Error classified by
+// ACS3-HMAC-SHA256. Code "OK" is acceptance (BizId, which SmsReport names, is the provider id); any other code is an *Error classified by
 // AliyunClass. Errors name the gateway's code and message (masked), never the phone, the code, the
 // query or a credential.
-func (a *Aliyun) Send(ctx context.Context, m Message) error {
+func (a *Aliyun) Send(ctx context.Context, m Message) (Accepted, error) {
 	values, err := fill(a.Params, m)
 	if err != nil {
-		return &Error{Provider: a.Name(), Class: Permanent, Code: "missing template value", Detail: err.Error()}
+		return Accepted{}, &Error{Provider: a.Name(), Class: Permanent, Code: "missing template value", Detail: err.Error()}
 	}
 	tp := make(map[string]string, len(values))
 	for i, p := range a.Params {
@@ -76,7 +76,7 @@ func (a *Aliyun) Send(ctx context.Context, m Message) error {
 	}
 	tpJSON, err := json.Marshal(tp)
 	if err != nil {
-		return fmt.Errorf("aliyun: encode template parameters: %w", err)
+		return Accepted{}, fmt.Errorf("aliyun: encode template parameters: %w", err)
 	}
 	query := url.Values{
 		"PhoneNumbers":  {AliyunPhone(m.Phone)},
@@ -87,7 +87,7 @@ func (a *Aliyun) Send(ctx context.Context, m Message) error {
 	}
 	endpoint, err := url.Parse(a.Endpoint)
 	if err != nil {
-		return fmt.Errorf("aliyun: the endpoint is not a URL")
+		return Accepted{}, fmt.Errorf("aliyun: the endpoint is not a URL")
 	}
 	now := time.Now
 	if a.Now != nil {
@@ -109,7 +109,7 @@ func (a *Aliyun) Send(ctx context.Context, m Message) error {
 	u.Path, u.RawQuery = "/", ACS3Query(query)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), http.NoBody)
 	if err != nil {
-		return fmt.Errorf("aliyun: build request: %w", unwrapURLError(err))
+		return Accepted{}, fmt.Errorf("aliyun: build request: %w", unwrapURLError(err))
 	}
 	for k, v := range headers {
 		if k != "host" {
@@ -121,7 +121,7 @@ func (a *Aliyun) Send(ctx context.Context, m Message) error {
 	resp, err := a.Client.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL, whose query holds the phone and the code: keep only the cause.
-		return fmt.Errorf("aliyun: request failed: %w", unwrapURLError(err))
+		return Accepted{}, fmt.Errorf("aliyun: request failed: %w", unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	var ans AliyunAnswer
@@ -129,12 +129,12 @@ func (a *Aliyun) Send(ctx context.Context, m Message) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	switch {
 	case resp.StatusCode == http.StatusOK && decodeErr == nil && ans.Code == "OK":
-		return nil
+		return acceptedID(ans.BizID), nil
 	case decodeErr != nil || ans.Code == "":
 		// Not an answer of the API (a proxy's page, a cut body): nothing is known, retry.
-		return refusal(a.Name(), Transient, fmt.Sprintf("HTTP %d", resp.StatusCode), "")
+		return Accepted{}, refusal(a.Name(), Transient, fmt.Sprintf("HTTP %d", resp.StatusCode), "")
 	}
-	return refusal(a.Name(), AliyunClass(resp.StatusCode, ans.Code), ans.Code, ans.Message)
+	return Accepted{}, refusal(a.Name(), AliyunClass(resp.StatusCode, ans.Code), ans.Code, ans.Message)
 }
 
 // aliyunCodes classifies dysmsapi's codes (Alibaba Cloud SMS "API error codes", help.aliyun.com

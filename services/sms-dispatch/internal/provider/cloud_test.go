@@ -65,7 +65,8 @@ func noSecrets(t *testing.T, err error) {
 
 func TestAliyunSendsTheTemplate(t *testing.T) {
 	fake, p := newAliyun(t)
-	if err := p.Send(context.Background(), message("m-1")); err != nil {
+	acc, err := p.Send(context.Background(), message("m-1"))
+	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	got := fake.Accepted()
@@ -76,6 +77,10 @@ func TestAliyunSendsTheTemplate(t *testing.T) {
 	if a.MessageID != "m-1" || a.Phone != testPhone || a.SignName != "ICP备案" || a.Template != "SMS_472035118" ||
 		a.Params["code"] != testCode || a.Params["time"] != testDeadline || len(a.Params) != 2 || a.Code() != testCode {
 		t.Fatalf("accepted %+v", a)
+	}
+	// The gateway's id of the message (BizId, SerialNo) is what its receipts name it by.
+	if len(acc.ProviderIDs) != 1 || acc.ProviderIDs[0] == "" || acc.ProviderIDs[0] != a.ProviderID {
+		t.Fatalf("Send answered provider ids %v, the fake gave %q", acc.ProviderIDs, a.ProviderID)
 	}
 }
 
@@ -99,7 +104,7 @@ func TestAliyunClasses(t *testing.T) {
 		t.Run(code, func(t *testing.T) {
 			fake, p := newAliyun(t)
 			fake.FailNext(1, code)
-			err := p.Send(context.Background(), message("m-1"))
+			_, err := p.Send(context.Background(), message("m-1"))
 			if err == nil || provider.ClassOf(err) != want || !strings.Contains(err.Error(), code) {
 				t.Fatalf("Send = %v (class %s), want a %s error naming %s", err, provider.ClassOf(err), want, code)
 			}
@@ -108,7 +113,7 @@ func TestAliyunClasses(t *testing.T) {
 				t.Fatal("a refused message was recorded as accepted")
 			}
 			// The script is spent: the retry goes through.
-			if err := p.Send(context.Background(), message("m-1")); err != nil {
+			if _, err := p.Send(context.Background(), message("m-1")); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 		})
@@ -119,13 +124,13 @@ func TestAliyunPerPhoneScript(t *testing.T) {
 	fake, p := newAliyun(t)
 	fake.FailPhone(testPhone, "isv.MOBILE_NUMBER_ILLEGAL")
 	for range 2 {
-		if err := p.Send(context.Background(), message("m-1")); provider.ClassOf(err) != provider.Permanent {
+		if _, err := p.Send(context.Background(), message("m-1")); provider.ClassOf(err) != provider.Permanent {
 			t.Fatalf("Send = %v, want permanent", err)
 		}
 	}
 	other := message("m-2")
 	other.Phone = "+8613987654321"
-	if err := p.Send(context.Background(), other); err != nil {
+	if _, err := p.Send(context.Background(), other); err != nil {
 		t.Fatalf("another phone: %v", err)
 	}
 }
@@ -149,7 +154,7 @@ func TestAliyunFakeChecksTheSignature(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fake, p := newAliyun(t)
 			change(p)
-			err := p.Send(context.Background(), message("m-1"))
+			_, err := p.Send(context.Background(), message("m-1"))
 			code, _, _ := strings.Cut(name, "/")
 			if err == nil || provider.ClassOf(err) != provider.Account || !strings.Contains(err.Error(), code) {
 				t.Fatalf("Send = %v, want an account error naming %s", err, code)
@@ -165,7 +170,7 @@ func TestAliyunFakeChecksTheSignature(t *testing.T) {
 func TestAliyunTransportErrorHidesTheQuery(t *testing.T) {
 	fake, p := newAliyun(t)
 	fake.Close()
-	err := p.Send(context.Background(), message("m-1"))
+	_, err := p.Send(context.Background(), message("m-1"))
 	if err == nil || provider.ClassOf(err) != provider.Transient {
 		t.Fatalf("Send = %v, want transient", err)
 	}
@@ -177,7 +182,8 @@ func TestAliyunTransportErrorHidesTheQuery(t *testing.T) {
 
 func TestTencentSendsTheTemplate(t *testing.T) {
 	fake, p := newTencent(t)
-	if err := p.Send(context.Background(), message("m-1")); err != nil {
+	acc, err := p.Send(context.Background(), message("m-1"))
+	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	got := fake.Accepted()
@@ -188,6 +194,10 @@ func TestTencentSendsTheTemplate(t *testing.T) {
 	if a.MessageID != "m-1" || a.Phone != testPhone || a.Template != "1937261" || a.SignName != "ICP备案" ||
 		len(a.Ordered) != 2 || a.Ordered[0] != testCode || a.Ordered[1] != testDeadline {
 		t.Fatalf("accepted %+v", a)
+	}
+	// The gateway's id of the message (BizId, SerialNo) is what its receipts name it by.
+	if len(acc.ProviderIDs) != 1 || acc.ProviderIDs[0] == "" || acc.ProviderIDs[0] != a.ProviderID {
+		t.Fatalf("Send answered provider ids %v, the fake gave %q", acc.ProviderIDs, a.ProviderID)
 	}
 }
 
@@ -205,12 +215,12 @@ func TestTencentClasses(t *testing.T) {
 		t.Run(code, func(t *testing.T) {
 			fake, p := newTencent(t)
 			fake.FailNext(1, code)
-			err := p.Send(context.Background(), message("m-1"))
+			_, err := p.Send(context.Background(), message("m-1"))
 			if err == nil || provider.ClassOf(err) != want || !strings.Contains(err.Error(), code) {
 				t.Fatalf("Send = %v (class %s), want a %s error naming %s", err, provider.ClassOf(err), want, code)
 			}
 			noSecrets(t, err)
-			if err := p.Send(context.Background(), message("m-1")); err != nil {
+			if _, err := p.Send(context.Background(), message("m-1")); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 		})
@@ -236,7 +246,7 @@ func TestTencentFakeChecksTheRequest(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fake, p := newTencent(t)
 			change(p)
-			err := p.Send(context.Background(), message("m-1"))
+			_, err := p.Send(context.Background(), message("m-1"))
 			code, _, _ := strings.Cut(name, "/")
 			if err == nil || provider.ClassOf(err) != provider.Account || !strings.Contains(err.Error(), code) {
 				t.Fatalf("Send = %v, want an account error naming %s", err, code)
@@ -266,7 +276,7 @@ func TestTemplateParams(t *testing.T) {
 	_, p := newAliyun(t)
 	m := message("m-1")
 	delete(m.Values, "deadline")
-	if err := p.Send(context.Background(), m); provider.ClassOf(err) != provider.Permanent {
+	if _, err := p.Send(context.Background(), m); provider.ClassOf(err) != provider.Permanent {
 		t.Fatalf("Send = %v, want permanent", err)
 	}
 }

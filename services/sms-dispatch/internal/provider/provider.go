@@ -37,10 +37,24 @@ type Message struct {
 	Values map[string]string
 }
 
-// Provider sends one SMS. Send returns nil once the gateway accepted the message.
+// Accepted is what a gateway answered when it took a message: its own ids of the message, by which
+// its delivery receipts name it (aliyun's BizId, tencent's SerialNo, one per segment for CMPP). A
+// gateway that gives none (console, a webhook that answers no provider_id) leaves it empty; its
+// receipts, if any, must then name our message id.
+type Accepted struct {
+	ProviderIDs []string
+}
+
+// Outcome is one message's result of a batch call: Err nil once the gateway accepted it.
+type Outcome struct {
+	Accepted
+	Err error
+}
+
+// Provider sends one SMS. Send returns a nil error once the gateway accepted the message.
 type Provider interface {
 	Name() string
-	Send(ctx context.Context, m Message) error
+	Send(ctx context.Context, m Message) (Accepted, error)
 }
 
 // BatchProvider is a Provider whose gateway also takes several messages in one call (the list APIs
@@ -49,10 +63,10 @@ type BatchProvider interface {
 	Provider
 	// MaxBatch is how many messages one SendBatch call takes at most.
 	MaxBatch() int
-	// SendBatch sends msgs (at most MaxBatch, distinct ids) in one call and returns one error per
-	// message, in the order of msgs: nil once the gateway accepted that message, else "not accepted,
-	// retry" as for Send. The message id stays each message's idempotency key.
-	SendBatch(ctx context.Context, msgs []Message) []error
+	// SendBatch sends msgs (at most MaxBatch, distinct ids) in one call and returns one outcome per
+	// message, in the order of msgs: Err nil once the gateway accepted that message, else "not
+	// accepted, retry" as for Send. The message id stays each message's idempotency key.
+	SendBatch(ctx context.Context, msgs []Message) []Outcome
 }
 
 // Console is the development provider: it prints the text (with the code) instead of sending it.
@@ -68,11 +82,11 @@ func NewConsole(out io.Writer) *Console { return &Console{Out: out} }
 func (*Console) Name() string { return "console" }
 
 // Send writes "DEV SMS to <masked phone> [<message_id>]: <text>".
-func (c *Console) Send(_ context.Context, m Message) error {
+func (c *Console) Send(_ context.Context, m Message) (Accepted, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, err := fmt.Fprintf(c.Out, "DEV SMS to %s [%s]: %s\n", pii.MaskPhone(m.Phone), m.ID, m.Text)
-	return err
+	return Accepted{}, err
 }
 
 // Webhook posts each message as JSON to an HTTP gateway.
@@ -108,14 +122,14 @@ type webhookBody struct {
 // Send posts {"message_id","phone","text","sender"} with an Idempotency-Key header equal to the
 // message id. Any non-2xx answer, timeout or transport error is retryable; the error names the status
 // but never the response body, the phone or the text.
-func (w *Webhook) Send(ctx context.Context, m Message) error {
+func (w *Webhook) Send(ctx context.Context, m Message) (Accepted, error) {
 	payload, err := json.Marshal(webhookBody{MessageID: m.ID, Phone: m.Phone, Text: m.Text, Sender: m.Sender})
 	if err != nil {
-		return fmt.Errorf("webhook: encode: %w", err)
+		return Accepted{}, fmt.Errorf("webhook: encode: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(payload))
 	if err != nil {
-		return fmt.Errorf("webhook: build request: %w", err)
+		return Accepted{}, fmt.Errorf("webhook: build request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", m.ID)
@@ -125,14 +139,32 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	resp, err := w.Client.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL, which may carry a secret in its query; keep only the cause.
-		return fmt.Errorf("webhook: request failed: %w", unwrapURLError(err))
+		return Accepted{}, fmt.Errorf("webhook: request failed: %w", unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook: gateway answered HTTP %d", resp.StatusCode)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+		return Accepted{}, fmt.Errorf("webhook: gateway answered HTTP %d", resp.StatusCode)
 	}
-	return nil
+	// An answer may carry {"provider_id": "..."}: the gateway's id its receipts will name. Any other
+	// body (or none) is still acceptance.
+	var ans struct {
+		ProviderID string `json:"provider_id"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return acceptedID(ans.ProviderID), nil
+}
+
+// maxProviderID bounds a gateway's id of a message as it is stored.
+const maxProviderID = 128
+
+// acceptedID is the acceptance naming the gateway's id id; none when it is empty or too long to be one.
+func acceptedID(id string) Accepted {
+	if id == "" || len(id) > maxProviderID {
+		return Accepted{}
+	}
+	return Accepted{ProviderIDs: []string{id}}
 }
 
 // DefaultBatchMax is the default of WebhookBatch.Max.
@@ -164,9 +196,10 @@ type batchRequest struct {
 }
 
 type batchResult struct {
-	MessageID string `json:"message_id"`
-	Accepted  bool   `json:"accepted"`
-	Error     string `json:"error,omitempty"`
+	MessageID  string `json:"message_id"`
+	Accepted   bool   `json:"accepted"`
+	Error      string `json:"error,omitempty"`
+	ProviderID string `json:"provider_id,omitempty"`
 }
 
 type batchResponse struct {
@@ -177,21 +210,22 @@ type batchResponse struct {
 const maxBatchResponse = 1 << 20
 
 // SendBatch posts {"messages":[{"message_id","phone","text","sender"},...]} to BatchURL and reads
-// {"results":[{"message_id","accepted","error"},...]} from a 2xx answer. Each message's
+// {"results":[{"message_id","accepted","error","provider_id"},...]} from a 2xx answer (provider_id
+// optional: the gateway's id its receipts will name). Each message's
 // message_id is its idempotency key (the request has no Idempotency-Key header: a retried batch
 // may hold other messages). A message is accepted only when its result says accepted:true; a
 // message the answer does not list, a non-2xx answer, a timeout, a transport error or an answer that
 // does not parse leave the messages not accepted (retry). Errors name the HTTP status or the cause,
 // never the phone, the text or the response body; a gateway's own error string for one message is
 // kept, shortened and with every run of 4 or more digits masked.
-func (w *WebhookBatch) SendBatch(ctx context.Context, msgs []Message) []error {
-	errs := make([]error, len(msgs))
+func (w *WebhookBatch) SendBatch(ctx context.Context, msgs []Message) []Outcome {
+	errs := make([]Outcome, len(msgs))
 	if len(msgs) == 0 {
 		return errs
 	}
-	all := func(err error) []error {
+	all := func(err error) []Outcome {
 		for i := range errs {
-			errs[i] = err
+			errs[i].Err = err
 		}
 		return errs
 	}
@@ -239,11 +273,13 @@ func (w *WebhookBatch) SendBatch(ctx context.Context, msgs []Message) []error {
 		r, ok := results[m.ID]
 		switch {
 		case !ok:
-			errs[i] = fmt.Errorf("webhook batch: gateway answered HTTP %d without a result for this message", resp.StatusCode)
+			errs[i].Err = fmt.Errorf("webhook batch: gateway answered HTTP %d without a result for this message", resp.StatusCode)
 		case !r.Accepted && r.Error != "":
-			errs[i] = fmt.Errorf("webhook batch: gateway refused the message: %s", gatewayError(r.Error))
+			errs[i].Err = fmt.Errorf("webhook batch: gateway refused the message: %s", gatewayError(r.Error))
 		case !r.Accepted:
-			errs[i] = errors.New("webhook batch: gateway refused the message")
+			errs[i].Err = errors.New("webhook batch: gateway refused the message")
+		default:
+			errs[i].Accepted = acceptedID(r.ProviderID)
 		}
 	}
 	return errs

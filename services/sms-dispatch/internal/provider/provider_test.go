@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -28,7 +29,7 @@ func TestWebhookAccepted(t *testing.T) {
 	}))
 	defer srv.Close()
 	w := NewWebhookConns(srv.URL, "s3cret", time.Second, 2)
-	if err := w.Send(context.Background(), msg); err != nil {
+	if _, err := w.Send(context.Background(), msg); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	if got != (webhookBody{MessageID: msg.ID, Phone: msg.Phone, Text: msg.Text, Sender: msg.Sender}) {
@@ -46,7 +47,7 @@ func TestWebhookNoTokenNoAuthorization(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	if err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg); err != nil {
+	if _, err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -67,7 +68,7 @@ func TestWebhookRetriedWithSameKey(t *testing.T) {
 	}))
 	defer srv.Close()
 	w := NewWebhookConns(srv.URL, "", time.Second, 2)
-	err := w.Send(context.Background(), msg)
+	_, err := w.Send(context.Background(), msg)
 	if err == nil || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("first Send = %v, want an error naming HTTP 500", err)
 	}
@@ -76,7 +77,7 @@ func TestWebhookRetriedWithSameKey(t *testing.T) {
 			t.Fatalf("error %q leaks %q", err, leak)
 		}
 	}
-	if err := w.Send(context.Background(), msg); err != nil {
+	if _, err := w.Send(context.Background(), msg); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 	if len(keys) != 2 || keys[0] != msg.ID || keys[1] != msg.ID {
@@ -94,7 +95,7 @@ func TestWebhookTimeoutIsRetryable(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	err := NewWebhookConns(srv.URL, "", 50*time.Millisecond, 2).Send(context.Background(), msg)
+	_, err := NewWebhookConns(srv.URL, "", 50*time.Millisecond, 2).Send(context.Background(), msg)
 	if err == nil {
 		t.Fatal("Send succeeded against a hanging gateway")
 	}
@@ -107,7 +108,7 @@ func TestWebhookTransportError(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	if err := NewWebhookConns(url, "", time.Second, 2).Send(context.Background(), msg); err == nil {
+	if _, err := NewWebhookConns(url, "", time.Second, 2).Send(context.Background(), msg); err == nil {
 		t.Fatal("Send to a closed server succeeded")
 	}
 }
@@ -115,7 +116,7 @@ func TestWebhookTransportError(t *testing.T) {
 func TestConsole(t *testing.T) {
 	var buf bytes.Buffer
 	c := NewConsole(&buf)
-	if err := c.Send(context.Background(), msg); err != nil {
+	if _, err := c.Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
 	want := "DEV SMS to 138****5678 [vc-s1-v1-1]: 【ICP备案】您的短信核验码为123456\n"
@@ -172,9 +173,10 @@ func results(w http.ResponseWriter, rs ...batchResult) {
 }
 
 // noLeak fails when an error names a phone, a text, a code or the response body.
-func noLeak(t *testing.T, errs []error, body ...string) {
+func noLeak(t *testing.T, outs []Outcome, body ...string) {
 	t.Helper()
-	for _, err := range errs {
+	for _, o := range outs {
+		err := o.Err
 		if err == nil {
 			continue
 		}
@@ -198,7 +200,7 @@ func TestWebhookBatchAllAccepted(t *testing.T) {
 	p := g.provider("s3cret")
 	var _ BatchProvider = p
 	errs := p.SendBatch(context.Background(), batchMsgs)
-	if len(errs) != 3 || errs[0] != nil || errs[1] != nil || errs[2] != nil {
+	if len(errs) != 3 || errs[0].Err != nil || errs[1].Err != nil || errs[2].Err != nil {
 		t.Fatalf("SendBatch = %v", errs)
 	}
 	if g.calls.Load() != 1 || g.path != "/sms/batch" {
@@ -242,18 +244,18 @@ func TestWebhookBatchPartial(t *testing.T) {
 		)
 	})
 	errs := g.provider("").SendBatch(context.Background(), batchMsgs)
-	if len(errs) != 3 || errs[0] != nil || errs[1] == nil || errs[2] == nil {
+	if len(errs) != 3 || errs[0].Err != nil || errs[1].Err == nil || errs[2].Err == nil {
 		t.Fatalf("SendBatch = %v, want [nil refused missing]", errs)
 	}
-	if !strings.Contains(errs[1].Error(), "isv.BUSINESS_LIMIT_CONTROL +# code #") || len(errs[1].Error()) > 300 ||
-		strings.Contains(errs[1].Error(), "\n") {
-		t.Errorf("refusal = %q, want the gateway's error masked and short", errs[1])
+	if !strings.Contains(errs[1].Err.Error(), "isv.BUSINESS_LIMIT_CONTROL +# code #") || len(errs[1].Err.Error()) > 300 ||
+		strings.Contains(errs[1].Err.Error(), "\n") {
+		t.Errorf("refusal = %q, want the gateway's error masked and short", errs[1].Err)
 	}
-	if !utf8.ValidString(errs[1].Error()) {
-		t.Errorf("refusal %q is not valid UTF-8", errs[1])
+	if !utf8.ValidString(errs[1].Err.Error()) {
+		t.Errorf("refusal %q is not valid UTF-8", errs[1].Err)
 	}
-	if !strings.Contains(errs[2].Error(), "without a result") {
-		t.Errorf("missing = %q", errs[2])
+	if !strings.Contains(errs[2].Err.Error(), "without a result") {
+		t.Errorf("missing = %q", errs[2].Err)
 	}
 	noLeak(t, errs)
 }
@@ -270,7 +272,7 @@ func TestWebhookBatchConflictingResults(t *testing.T) {
 		)
 	})
 	errs := g.provider("").SendBatch(context.Background(), batchMsgs)
-	if errs[0] == nil || errs[1] != nil || errs[2] == nil {
+	if errs[0].Err == nil || errs[1].Err != nil || errs[2].Err == nil {
 		t.Fatalf("SendBatch = %v, want [refused nil refused]", errs)
 	}
 }
@@ -297,7 +299,8 @@ func TestWebhookBatchWholeBatchNotAccepted(t *testing.T) {
 			if len(errs) != 3 {
 				t.Fatalf("%d errors for 3 messages", len(errs))
 			}
-			for i, err := range errs {
+			for i, o := range errs {
+				err := o.Err
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("message %d: %v, want an error naming %q", i, err, tc.want)
 				}
@@ -318,7 +321,8 @@ func TestWebhookBatchTimeoutAndTransportError(t *testing.T) {
 	defer hang.Close()
 	defer close(release)
 	errs := NewWebhookConns(hang.URL, "", 50*time.Millisecond, 2).WithBatch(hang.URL+"/batch", 10).SendBatch(context.Background(), batchMsgs)
-	for i, err := range errs {
+	for i, o := range errs {
+		err := o.Err
 		if err == nil {
 			t.Fatalf("message %d accepted by a hanging gateway", i)
 		}
@@ -329,7 +333,8 @@ func TestWebhookBatchTimeoutAndTransportError(t *testing.T) {
 	url := closed.URL
 	closed.Close()
 	errs = NewWebhookConns(url, "", time.Second, 2).WithBatch(url+"/batch?key=s3cret", 10).SendBatch(context.Background(), batchMsgs)
-	for i, err := range errs {
+	for i, o := range errs {
+		err := o.Err
 		if err == nil {
 			t.Fatalf("message %d accepted by a closed server", i)
 		}
@@ -350,6 +355,23 @@ func TestGatewayError(t *testing.T) {
 	} {
 		if got := gatewayError(in); got != want {
 			t.Errorf("gatewayError(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A webhook gateway may answer its own id of the message; an answer without one is still acceptance.
+func TestWebhookProviderID(t *testing.T) {
+	for body, want := range map[string]string{`{"provider_id":"gw-42"}`: "gw-42", ``: "", `not json`: "",
+		`{"provider_id":"` + strings.Repeat("x", 200) + `"}`: ""} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) }))
+		acc, err := NewWebhookConns(srv.URL, "", time.Second, 2).Send(context.Background(), msg)
+		srv.Close()
+		got := ""
+		if len(acc.ProviderIDs) == 1 {
+			got = acc.ProviderIDs[0]
+		}
+		if err != nil || got != want || len(acc.ProviderIDs) > 1 {
+			t.Errorf("answer %.20q: %v, %v; want provider id %q", body, acc, err, want)
 		}
 	}
 }

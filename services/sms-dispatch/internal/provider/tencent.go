@@ -86,24 +86,24 @@ type TencentAnswer struct {
 
 // Send calls SendSms for one number (PhoneNumberSet [E.164]); the call is TC3-HMAC-SHA256 signed
 // over content-type, host and x-tc-action. The number's SendStatusSet entry with Code "Ok" is
-// acceptance; a request-level Error or the number's other code is an *Error classified by
+// acceptance (its SerialNo, the sid of the status callback, is the provider id); a request-level Error or the number's other code is an *Error classified by
 // TencentClass. Errors name the gateway's code and message (masked), never the phone, the code
 // or a credential.
-func (t *Tencent) Send(ctx context.Context, m Message) error {
+func (t *Tencent) Send(ctx context.Context, m Message) (Accepted, error) {
 	values, err := fill(t.Params, m)
 	if err != nil {
-		return &Error{Provider: t.Name(), Class: Permanent, Code: "missing template value", Detail: err.Error()}
+		return Accepted{}, &Error{Provider: t.Name(), Class: Permanent, Code: "missing template value", Detail: err.Error()}
 	}
 	payload, err := json.Marshal(TencentRequest{
 		PhoneNumberSet: []string{m.Phone}, SmsSdkAppID: t.SdkAppID, SignName: t.SignName,
 		TemplateID: t.TemplateID, TemplateParamSet: values, SessionContext: m.ID,
 	})
 	if err != nil {
-		return fmt.Errorf("tencent: encode: %w", err)
+		return Accepted{}, fmt.Errorf("tencent: encode: %w", err)
 	}
 	endpoint, err := url.Parse(t.Endpoint)
 	if err != nil {
-		return fmt.Errorf("tencent: the endpoint is not a URL")
+		return Accepted{}, fmt.Errorf("tencent: the endpoint is not a URL")
 	}
 	now := time.Now
 	if t.Now != nil {
@@ -117,7 +117,7 @@ func (t *Tencent) Send(ctx context.Context, m Message) error {
 	u.Path, u.RawQuery = "/", ""
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
 	if err != nil {
-		return fmt.Errorf("tencent: build request: %w", unwrapURLError(err))
+		return Accepted{}, fmt.Errorf("tencent: build request: %w", unwrapURLError(err))
 	}
 	req.Header.Set("Content-Type", TencentContentType)
 	req.Header.Set("X-TC-Action", TencentAction)
@@ -128,28 +128,28 @@ func (t *Tencent) Send(ctx context.Context, m Message) error {
 		TC3Signature(t.SecretKey, TencentService, ts, canonical)))
 	resp, err := t.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("tencent: request failed: %w", unwrapURLError(err))
+		return Accepted{}, fmt.Errorf("tencent: request failed: %w", unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	var ans TencentAnswer
 	decodeErr := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&ans)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode != http.StatusOK || decodeErr != nil {
-		return refusal(t.Name(), Transient, fmt.Sprintf("HTTP %d", resp.StatusCode), "")
+		return Accepted{}, refusal(t.Name(), Transient, fmt.Sprintf("HTTP %d", resp.StatusCode), "")
 	}
 	if e := ans.Response.Error; e != nil {
-		return refusal(t.Name(), TencentClass(e.Code), e.Code, e.Message)
+		return Accepted{}, refusal(t.Name(), TencentClass(e.Code), e.Code, e.Message)
 	}
 	for _, st := range ans.Response.SendStatusSet {
 		if st.PhoneNumber != m.Phone && len(ans.Response.SendStatusSet) > 1 {
 			continue
 		}
 		if strings.EqualFold(st.Code, "Ok") {
-			return nil
+			return acceptedID(st.SerialNo), nil
 		}
-		return refusal(t.Name(), TencentClass(st.Code), st.Code, st.Message)
+		return Accepted{}, refusal(t.Name(), TencentClass(st.Code), st.Code, st.Message)
 	}
-	return refusal(t.Name(), Transient, "no status for the number", "")
+	return Accepted{}, refusal(t.Name(), Transient, "no status for the number", "")
 }
 
 // tencentCodes classifies SendSms's codes, request-level and per number (Tencent Cloud SMS "Error

@@ -6,18 +6,18 @@
 -- name: Get
 -- One message; the columns are scanMessage's.
 SELECT message_id, order_id, phone, template, locale, sealed_text, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM messages WHERE message_id = $1
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at FROM messages WHERE message_id = $1
 
 -- name: GetAll
 -- The stored messages among the ids $1, one primary-key lookup each.
-SELECT m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM unnest($1::text[]) AS i(id)
+SELECT m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence, m.provider_ids, m.delivery_code, m.receipt_at FROM unnest($1::text[]) AS i(id)
 		CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.id OFFSET 0) m
 
 -- name: List
 -- A page of messages newest first: of order $1 ('' for all), after the position ($3, $4) when
 -- $2, at most $5.
 SELECT message_id, order_id, phone, template, locale, sealed_text, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM messages
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at FROM messages
 		WHERE ($1 = '' OR order_id = $1)
 		  AND (NOT $2 OR (created_at, message_id) < ($3, $4))
 		ORDER BY created_at DESC, message_id DESC
@@ -59,7 +59,7 @@ WITH t AS MATERIALIZED (
 			ORDER BY n
 			ON CONFLICT (message_id) DO NOTHING
 			RETURNING message_id, order_id, phone, template, locale, sealed_text, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at
 		), superseded AS (
 			UPDATE messages SET state = 'FAILED', last_error = $13, sealed_text = NULL, key_id = '', redacted = true
 			WHERE message_id IN (SELECT r.message_id FROM ins n
@@ -69,9 +69,9 @@ WITH t AS MATERIALIZED (
 			RETURNING message_id
 		)
 		SELECT true, false, message_id, order_id, phone, template, locale, sealed_text, state, attempts,
-	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence FROM ins
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at FROM ins
 		UNION ALL
-		SELECT false, m.message_id IN (SELECT message_id FROM superseded), m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence FROM t
+		SELECT false, m.message_id IN (SELECT message_id FROM superseded), m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence, m.provider_ids, m.delivery_code, m.receipt_at FROM t
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = t.id OFFSET 0) m
 			WHERE t.id NOT IN (SELECT message_id FROM ins)
 
@@ -87,7 +87,7 @@ WITH due AS (
 		)
 		UPDATE messages m SET next_attempt_at = $1 + $3::interval, attempts = m.attempts + 1
 		FROM due WHERE m.message_id = due.message_id
-		RETURNING m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence
+		RETURNING m.message_id, m.order_id, m.phone, m.template, m.locale, m.sealed_text, m.state, m.attempts, m.next_attempt_at, m.expire_at, m.provider, m.last_error, m.created_at, m.sent_at, m.redacted, m.sequence, m.provider_ids, m.delivery_code, m.receipt_at
 
 -- name: LockPhone
 -- Serialises the count-and-insert of one phone's ($1) cap reservations.
@@ -122,30 +122,33 @@ UPDATE messages SET next_attempt_at = $3, attempts = attempts - 1
 UPDATE messages SET state = 'FAILED', last_error = $3, sealed_text = NULL, key_id = '', redacted = true
 	WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
 
--- name: MarkSent
--- Records the provider's acceptance of the claim (message $1, attempts $2) by provider $3 at $4
--- and redacts the message unless $5 (development mode).
-UPDATE messages SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
-			sealed_text = CASE WHEN $5::boolean THEN sealed_text END, key_id = CASE WHEN $5 THEN key_id ELSE '' END, redacted = NOT $5
-		WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
-
 -- name: MarkSentAll
--- MarkSent for the claims ($1 ids, $2 attempts) still current, returning their ids. FOR UPDATE of
--- the LATERAL subquery locks inside each per-id lookup, in the order of the ids: they are sorted
--- first (by the database's collation, as Create's ORDER BY message_id), so that it cannot deadlock with
--- a concurrent supersede.
+-- Records the provider's acceptance of the claims ($1 ids, $2 attempts, $6 the provider's ids of
+-- each as a JSON array) still current, by provider $3 at $4, redacting unless $5 (development mode);
+-- it files each provider id (message_provider_ids, for the receipts) and returns the ids marked, each
+-- with whether a receipt waits parked for it. FOR UPDATE of the LATERAL subquery locks inside each
+-- per-id lookup, in the order of the ids: they are sorted first (by the database's collation, as
+-- Create's ORDER BY message_id), so that it cannot deadlock with a concurrent supersede.
 WITH claimed AS (
-			SELECT m.message_id FROM (SELECT * FROM unnest($1::text[], $2::integer[]) AS c(message_id, attempts)
+			SELECT m.message_id, c.pids FROM (SELECT * FROM unnest($1::text[], $2::integer[], $6::text[]) AS c(message_id, attempts, pids)
 				ORDER BY message_id) c
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) m
 			WHERE m.attempts = c.attempts AND m.state = 'QUEUED'
 			ORDER BY m.message_id
 			FOR UPDATE OF m
+		), up AS (
+			UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
+				provider_ids = ARRAY(SELECT jsonb_array_elements_text(claimed.pids::jsonb)),
+				sealed_text = CASE WHEN $5::boolean THEN m.sealed_text END, key_id = CASE WHEN $5 THEN m.key_id ELSE '' END, redacted = NOT $5
+			FROM claimed WHERE m.message_id = claimed.message_id
+			RETURNING m.message_id, m.provider_ids
+		), filed AS (
+			INSERT INTO message_provider_ids (provider, provider_id, message_id)
+			SELECT $3, p, up.message_id FROM up CROSS JOIN LATERAL unnest(up.provider_ids) p
+			ON CONFLICT (provider, provider_id) DO NOTHING
 		)
-		UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
-			sealed_text = CASE WHEN $5::boolean THEN m.sealed_text END, key_id = CASE WHEN $5 THEN m.key_id ELSE '' END, redacted = NOT $5
-		FROM claimed WHERE m.message_id = claimed.message_id
-		RETURNING m.message_id
+		SELECT up.message_id, EXISTS (SELECT 1 FROM parked_receipts r WHERE r.provider = $3
+			AND r.park_key = ANY(up.provider_ids || ('id:' || up.message_id))) FROM up
 
 -- name: Retry
 -- A provider error on the claim: retried at $3, with its error $4 and provider $5.
@@ -155,3 +158,52 @@ UPDATE messages SET next_attempt_at = $3, last_error = $4, provider = $5
 -- name: ReleaseSend
 -- Gives back the cap slot reserved for message $1 at $2 (nothing reached the phone).
 DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2
+
+-- name: LockMessage
+-- RecordReceipt: one message, locked; the columns are scanMessage's.
+SELECT message_id, order_id, phone, template, locale, sealed_text, state, attempts,
+	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at
+	FROM messages WHERE message_id = $1 FOR UPDATE
+
+-- name: FindProviderID
+-- The message the provider $1 knows by id $2.
+SELECT message_id FROM message_provider_ids WHERE provider = $1 AND provider_id = $2
+
+-- name: SetDelivery
+-- A receipt's outcome on message $1: state $2, the carrier's code $3, received at $4.
+UPDATE messages SET state = $2, delivery_code = $3, receipt_at = $4 WHERE message_id = $1
+
+-- name: Park
+-- Keeps a receipt for a message not yet SENT; the first parked for a key stays (domain.ApplyReceipt).
+INSERT INTO parked_receipts (provider, park_key, delivered, code, received_at) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (provider, park_key) DO NOTHING
+
+-- name: TakeParked
+-- The parked receipts of provider $1 under the keys $2 (domain.ParkKeys), earliest first, deleted.
+DELETE FROM parked_receipts WHERE provider = $1 AND park_key = ANY($2::text[])
+	RETURNING delivered, code, received_at
+
+-- name: MarkAtRisk
+-- The AT_RISK sweep: up to $2 messages SENT at or before $1 (still without a receipt) become
+-- AT_RISK; rows another sweep holds are skipped. Returns their ids and orders.
+UPDATE messages m SET state = 'AT_RISK' FROM (
+			SELECT message_id FROM messages WHERE state = 'SENT' AND sent_at <= $1
+			ORDER BY sent_at, message_id LIMIT $2 FOR UPDATE SKIP LOCKED) due
+		WHERE m.message_id = due.message_id
+		RETURNING m.message_id, m.order_id
+
+-- name: DropParked
+-- Parked receipts older than $1 were for nothing we sent (domain.ParkedReceiptTTL).
+DELETE FROM parked_receipts WHERE received_at < $1
+
+-- name: StrandedParked
+-- Messages marked SENT (or AT_RISK) with a parked receipt left behind, by a provider id or by the
+-- message id (a crash between MarkSentAll and applying it, or a receipt parked while MarkSentAll ran
+-- on an older snapshot): at most $1.
+SELECT i.message_id FROM parked_receipts p
+		JOIN message_provider_ids i ON i.provider = p.provider AND i.provider_id = p.park_key
+		JOIN messages m ON m.message_id = i.message_id AND m.state IN ('SENT', 'AT_RISK')
+	UNION
+	SELECT m.message_id FROM parked_receipts p
+		JOIN messages m ON p.park_key = 'id:' || m.message_id AND m.provider = p.provider AND m.state IN ('SENT', 'AT_RISK')
+	LIMIT $1

@@ -36,8 +36,10 @@ var queriesSQL string
 
 // queries holds the store's statements, one field per "-- name:" block of queries.sql.
 var queries = pg.MustQueries[struct {
-	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends     string
-	RecentSends, ReserveSend, Reschedule, Fail, MarkSent, MarkSentAll, Retry, ReleaseSend string
+	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends  string
+	RecentSends, ReserveSend, Reschedule, Fail, MarkSentAll, Retry, ReleaseSend        string
+	LockMessage, FindProviderID, SetDelivery, Park, TakeParked, MarkAtRisk, DropParked string
+	StrandedParked                                                                     string
 }]("sms-dispatch/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL store.
@@ -72,9 +74,11 @@ func (s *Store) scanMessage(row pgx.Row) (domain.Message, error) {
 		state    string
 		sealed   []byte
 		sentAt   *time.Time
+		receipt  *time.Time
 	)
 	err := row.Scan(&m.ID, &m.OrderID, &m.Phone, &template, &m.Locale, &sealed, &state, &m.Attempts,
-		&m.NextAttempt, &m.ExpireAt, &m.Provider, &m.LastError, &m.CreatedAt, &sentAt, &m.Redacted, &m.Sequence)
+		&m.NextAttempt, &m.ExpireAt, &m.Provider, &m.LastError, &m.CreatedAt, &sentAt, &m.Redacted, &m.Sequence,
+		&m.ProviderIDs, &m.DeliveryCode, &receipt)
 	if err != nil {
 		return domain.Message{}, err
 	}
@@ -83,6 +87,12 @@ func (s *Store) scanMessage(row pgx.Row) (domain.Message, error) {
 	s.openText(&m, sealed)
 	if sentAt != nil {
 		m.SentAt = sentAt.UTC()
+	}
+	if receipt != nil {
+		m.ReceiptAt = receipt.UTC()
+	}
+	if len(m.ProviderIDs) == 0 {
+		m.ProviderIDs = nil
 	}
 	m.NextAttempt, m.ExpireAt, m.CreatedAt = m.NextAttempt.UTC(), m.ExpireAt.UTC(), m.CreatedAt.UTC()
 	return m, nil

@@ -25,7 +25,30 @@ const (
 	TargetMarkVerified   = "filing.MarkVerified"
 	TargetReturnOrder    = "filing.ReturnOrder"
 	TargetCancelDeadline = "deadline.CancelDeadline"
+	TargetScheduleNoon   = "deadline.ScheduleNoonResend"
 )
+
+// ScheduleNoonMessage owes deadline the noon resend timer of a session, due at.
+func ScheduleNoonMessage(sess domain.Session, at time.Time) outbox.Message {
+	return outbox.Message{Target: TargetScheduleNoon, Msg: &deadlinev1.ScheduleNoonResendRequest{
+		RequestId: domain.ScheduleNoonRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission,
+		ResendTime: timestamppb.New(at)}}
+}
+
+// AutoResendOutcome is the enum form of an AutoResend outcome.
+func AutoResendOutcome(o domain.AutoResendOutcome) pb.AutoResendOutcome {
+	switch o {
+	case domain.AutoResendSent:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_SENT
+	case domain.AutoResendAlreadySent:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_ALREADY_SENT
+	case domain.AutoResendSessionClosed:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_SESSION_CLOSED
+	case domain.AutoResendDisabled:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_DISABLED
+	}
+	return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_UNSPECIFIED
+}
 
 // CodeMessage owes sms-dispatch one message carrying the plaintext code of a challenge's generation
 // and, when link is not empty, its verification link (params.link).
@@ -150,7 +173,7 @@ func Status(sess domain.Session, chs []domain.Challenge) *pb.VerificationStatus 
 	for _, c := range chs {
 		v := &pb.VerifierStatus{VerifierId: c.VerifierID, PhoneMasked: pii.MaskPhone(c.Phone), Roles: slices.Clone(c.Roles),
 			State: challengeStateProto(c.State), FailedAttempts: int32(c.Failed), ResendsUsed: int32(c.ResendsUsed),
-			LastSentTime: timestamppb.New(c.LastSentAt), CodeUndelivered: c.CodeVoid()}
+			LastSentTime: timestamppb.New(c.LastSentAt), CodeUndelivered: c.CodeVoid(), Delivery: codeDeliveryProto(c)}
 		if c.PassedAt != nil {
 			v.PassedTime = timestamppb.New(*c.PassedAt)
 		}
@@ -198,4 +221,33 @@ func RedactOpenRequest(req *pb.OpenSessionRequest, h *domain.Hasher) *pb.OpenSes
 		}
 	}
 	return out
+}
+
+// DeliveryStateFromProto is the domain form of a report's state ("" for UNSPECIFIED or unknown).
+func DeliveryStateFromProto(s pb.DeliveryState) domain.DeliveryState {
+	switch s {
+	case pb.DeliveryState_DELIVERY_STATE_FAILED:
+		return domain.DeliveryFailed
+	case pb.DeliveryState_DELIVERY_STATE_DELIVERED:
+		return domain.DeliveryDelivered
+	case pb.DeliveryState_DELIVERY_STATE_UNDELIVERED:
+		return domain.DeliveryUndelivered
+	case pb.DeliveryState_DELIVERY_STATE_AT_RISK:
+		return domain.DeliveryAtRisk
+	}
+	return ""
+}
+
+// codeDeliveryProto is what VerifierStatus.delivery shows of c's current code: undelivered whenever
+// the code was voided (code_undelivered), else what the carrier said.
+func codeDeliveryProto(c domain.Challenge) pb.CodeDelivery {
+	switch {
+	case c.CodeVoid() || c.Delivery == domain.CodeUndelivered:
+		return pb.CodeDelivery_CODE_DELIVERY_UNDELIVERED
+	case c.Delivery == domain.CodeDelivered:
+		return pb.CodeDelivery_CODE_DELIVERY_DELIVERED
+	case c.Delivery == domain.CodeAtRisk:
+		return pb.CodeDelivery_CODE_DELIVERY_AT_RISK
+	}
+	return pb.CodeDelivery_CODE_DELIVERY_PENDING
 }

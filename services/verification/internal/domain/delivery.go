@@ -21,13 +21,36 @@ import (
 // stays pending and a resend (ResendCode, ResendVerifierCode, under the usual limits) replaces the
 // voided code with a new one at once.
 
+//
+// The carrier's receipts come the same way. UNDELIVERED voids the code as FAILED does (domain.md:
+// the code reached nobody; the person should use another number, and a resend is allowed under the
+// usual limits). DELIVERED and AT_RISK (no receipt in time) change only what the status shows. Each
+// applies to the challenge's current code only: a report of an older generation changes nothing.
+
 // DeliveryState is a reported outcome of one message.
 type DeliveryState string
 
-// The delivery states. Only FAILED is reported today.
+// The delivery states.
 const (
-	DeliveryFailed DeliveryState = "FAILED"
+	DeliveryFailed      DeliveryState = "FAILED"
+	DeliveryDelivered   DeliveryState = "DELIVERED"
+	DeliveryUndelivered DeliveryState = "UNDELIVERED"
+	DeliveryAtRisk      DeliveryState = "AT_RISK"
 )
+
+// CodeDelivery is what is known of the SMS of a challenge's current code (VerifierStatus.delivery).
+type CodeDelivery string
+
+// The code deliveries; a new code starts pending.
+const (
+	CodePending     CodeDelivery = ""
+	CodeDelivered   CodeDelivery = "DELIVERED"
+	CodeUndelivered CodeDelivery = "UNDELIVERED"
+	CodeAtRisk      CodeDelivery = "AT_RISK"
+)
+
+// Final tells whether d is the carrier's last word (DELIVERED, UNDELIVERED): no report changes it.
+func (d CodeDelivery) Final() bool { return d == CodeDelivered || d == CodeUndelivered }
 
 // DeliveryReport is a normalised ReportDelivery request.
 type DeliveryReport struct {
@@ -48,7 +71,7 @@ const (
 )
 
 // CheckDeliveryReport checks the shape of a report; a message id verification did not make is no
-// shape error (it is answered as unknown: VoidUndelivered finds nothing).
+// shape error (it is answered as unknown: ApplyDelivery finds nothing).
 func CheckDeliveryReport(r DeliveryReport) error {
 	if r.MessageID == "" || len(r.MessageID) > MaxMessageIDLength {
 		return errs.Invalid("message_id", ReasonInvalidMessageID, "message_id is required, at most %d characters", MaxMessageIDLength)
@@ -56,8 +79,10 @@ func CheckDeliveryReport(r DeliveryReport) error {
 	if err := orderid.Check("order_id", r.OrderID); err != nil {
 		return err
 	}
-	if r.State != DeliveryFailed {
-		return errs.Invalid("state", ReasonInvalidDeliveryState, "state must be DELIVERY_STATE_FAILED")
+	switch r.State {
+	case DeliveryFailed, DeliveryDelivered, DeliveryUndelivered, DeliveryAtRisk:
+	default:
+		return errs.Invalid("state", ReasonInvalidDeliveryState, "state must be a DeliveryState other than UNSPECIFIED")
 	}
 	if len(r.Reason) > MaxDeliveryReasonLength {
 		return errs.Invalid("reason", ReasonInvalidDeliveryReason, "reason is at most %d bytes", MaxDeliveryReasonLength)
@@ -99,15 +124,17 @@ func (c Challenge) CodeVoid() bool { return len(c.CodeHash) == 0 }
 // VoidCode voids the current code: its hash is dropped, so no entry can match it.
 func (c *Challenge) VoidCode() { c.CodeHash = nil }
 
-// VoidUndelivered applies a FAILED report to an order's sessions: it voids the code of the
-// challenge whose current message is r.MessageID, if that challenge is still pending in an open
-// session and its code is not void yet. It returns the session and challenge it changed, or nils
-// when the report changes nothing (another order's or an unknown message, an older generation, a
-// passed, locked or closed verifier, a repeat).
-func VoidUndelivered(o *OrderSessions, r DeliveryReport) (*SessionRecord, *Challenge) {
+// ApplyDelivery applies a report to an order's sessions: to the challenge whose current message is
+// r.MessageID, if it is still pending in an open session. FAILED and UNDELIVERED void its code and
+// make it UNDELIVERED; DELIVERED and AT_RISK set what is known. The carrier's last word stays: a
+// final delivery (DELIVERED, UNDELIVERED) is never changed, so AT_RISK arriving after DELIVERED, or a
+// contrary final report, changes nothing. It returns the session and challenge it changed, and
+// whether it voided the code, or nils when the report changes nothing (another order's or an unknown
+// message, an older generation, a passed, locked or closed verifier, a repeat).
+func ApplyDelivery(o *OrderSessions, r DeliveryReport) (*SessionRecord, *Challenge, bool) {
 	sessionID, verifierID, gen, ok := ParseMessageID(r.MessageID)
-	if !ok || r.State != DeliveryFailed {
-		return nil, nil
+	if !ok {
+		return nil, nil, false
 	}
 	for i := range o.Sessions {
 		rec := &o.Sessions[i]
@@ -115,11 +142,30 @@ func VoidUndelivered(o *OrderSessions, r DeliveryReport) (*SessionRecord, *Chall
 			continue
 		}
 		c := rec.Challenge(verifierID)
-		if c == nil || c.Generation != gen || rec.State != SessionOpen || c.State != ChallengePending || c.CodeVoid() {
-			return nil, nil
+		if c == nil || c.Generation != gen || rec.State != SessionOpen || c.State != ChallengePending {
+			return nil, nil, false
 		}
-		c.VoidCode()
-		return rec, c
+		switch r.State {
+		case DeliveryFailed, DeliveryUndelivered:
+			if c.Delivery == CodeDelivered || (c.CodeVoid() && c.Delivery == CodeUndelivered) {
+				return nil, nil, false
+			}
+			voided := !c.CodeVoid()
+			c.VoidCode()
+			c.Delivery = CodeUndelivered
+			return rec, c, voided
+		case DeliveryDelivered, DeliveryAtRisk:
+			next := CodeDelivered
+			if r.State == DeliveryAtRisk {
+				next = CodeAtRisk
+			}
+			if c.Delivery.Final() || c.Delivery == next || c.CodeVoid() {
+				return nil, nil, false
+			}
+			c.Delivery = next
+			return rec, c, false
+		}
+		return nil, nil, false
 	}
-	return nil, nil
+	return nil, nil, false
 }

@@ -48,7 +48,7 @@ func TestCheckDeliveryReport(t *testing.T) {
 	}
 }
 
-func TestVoidUndeliveredOnlyTheCurrentPendingCode(t *testing.T) {
+func TestApplyDeliveryVoidsOnlyTheCurrentPendingCode(t *testing.T) {
 	newOrder := func() *OrderSessions {
 		return &OrderSessions{OrderID: "o1", Sessions: []SessionRecord{{Session: Session{ID: "s1", OrderID: "o1", State: SessionOpen},
 			Challenges: []Challenge{{ID: "c1", SessionID: "s1", VerifierID: "v1", Generation: 2, State: ChallengePending, CodeHash: []byte{1}}}}}}
@@ -57,13 +57,13 @@ func TestVoidUndeliveredOnlyTheCurrentPendingCode(t *testing.T) {
 		return DeliveryReport{MessageID: MessageID("s1", "v1", gen), OrderID: "o1", State: DeliveryFailed}
 	}
 	o := newOrder()
-	if _, c := VoidUndelivered(o, report(1)); c != nil || o.Sessions[0].Challenges[0].CodeVoid() {
+	if _, c, _ := ApplyDelivery(o, report(1)); c != nil || o.Sessions[0].Challenges[0].CodeVoid() {
 		t.Fatal("an older generation's report voided the current code")
 	}
-	if _, c := VoidUndelivered(o, report(2)); c == nil || !o.Sessions[0].Challenges[0].CodeVoid() {
+	if _, c, _ := ApplyDelivery(o, report(2)); c == nil || !o.Sessions[0].Challenges[0].CodeVoid() {
 		t.Fatal("the current generation's report did not void the code")
 	}
-	if _, c := VoidUndelivered(o, report(2)); c != nil {
+	if _, c, _ := ApplyDelivery(o, report(2)); c != nil {
 		t.Fatal("a void code was voided again")
 	}
 	for name, change := range map[string]func(*SessionRecord){
@@ -73,7 +73,7 @@ func TestVoidUndeliveredOnlyTheCurrentPendingCode(t *testing.T) {
 	} {
 		o := newOrder()
 		change(&o.Sessions[0])
-		if _, c := VoidUndelivered(o, report(2)); c != nil {
+		if _, c, _ := ApplyDelivery(o, report(2)); c != nil {
 			t.Errorf("%s: voided", name)
 		}
 	}

@@ -21,6 +21,8 @@ type Session struct {
 	CreatedAt  time.Time
 	// Tenant owns the session (the order's tenant): only it, or a cross-tenant caller, sees it.
 	Tenant string
+	// AutoResentAt is when the noon resend was made (zero: not yet); it makes AutoResend once only.
+	AutoResentAt time.Time
 }
 
 // Challenge is one verifier of a session. The code exists only as CodeHash (made with key CodeKeyID).
@@ -36,6 +38,8 @@ type Challenge struct {
 	// LinkHash is the SHA-256 of the current generation's link token (link.go); nil for rows from
 	// before links.
 	LinkHash []byte
+	// Delivery is what the carrier said of the current code's SMS (ApplyDelivery).
+	Delivery CodeDelivery
 }
 
 // TailHash is the keyed hash of one ID tail a verifier may answer with.
@@ -212,6 +216,7 @@ func PrepareResend(now time.Time, sess Session, c *Challenge, l Limits, h *Hashe
 	kid, sum := h.HashCode(c.ID, code)
 	c.CodeKeyID, c.CodeHash = kid, sum
 	c.Generation++
+	c.Delivery = CodePending // the new code's SMS is a new message
 	c.ResendsUsed++
 	c.LastSentAt = now
 	return code, nil

@@ -85,7 +85,8 @@ func ChallengeChanged(before, after Challenge) bool {
 	return !bytes.Equal(before.CodeHash, after.CodeHash) || before.CodeKeyID != after.CodeKeyID ||
 		before.Generation != after.Generation || before.Failed != after.Failed || before.ResendsUsed != after.ResendsUsed ||
 		!before.LastSentAt.Equal(after.LastSentAt) || before.State != after.State || !equalTimes(before.PassedAt, after.PassedAt) ||
-		!bytes.Equal(before.LinkHash, after.LinkHash)
+		!bytes.Equal(before.LinkHash, after.LinkHash) ||
+		before.Delivery != after.Delivery
 }
 
 func equalTimes(a, b *time.Time) bool {

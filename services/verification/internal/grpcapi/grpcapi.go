@@ -15,6 +15,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/orderid"
 	"github.com/icpverify/icpverify/pkg/phone"
+	"github.com/icpverify/icpverify/services/verification/internal/convert"
 	"github.com/icpverify/icpverify/services/verification/internal/domain"
 )
 
@@ -28,6 +29,7 @@ type Store interface {
 	ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error)
 	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
 	CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error)
+	AutoResend(ctx context.Context, req *pb.AutoResendRequest) (*pb.AutoResendResponse, error)
 	Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error)
 	GetLink(ctx context.Context, token string) (*pb.GetLinkResponse, error)
 	ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest, r domain.DeliveryReport) (*pb.ReportDeliveryResponse, error)
@@ -182,6 +184,17 @@ func (h *Internal) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompl
 	return h.Store.CloseIfIncomplete(ctx, req)
 }
 
+// AutoResend makes the noon resend of one submission (the deadline service's noon timer).
+func (h *Internal) AutoResend(ctx context.Context, req *pb.AutoResendRequest) (*pb.AutoResendResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return nil, err
+	}
+	return h.Store.AutoResend(ctx, req)
+}
+
 // CancelSession closes an open session because its order was cancelled.
 func (h *Internal) CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
 	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
@@ -190,15 +203,14 @@ func (h *Internal) CancelSession(ctx context.Context, req *pb.CancelSessionReque
 	return h.Store.CancelSession(ctx, req)
 }
 
-// ReportDelivery applies sms-dispatch's report on a code message: FAILED voids that code.
+// ReportDelivery applies sms-dispatch's report on a code message: FAILED and UNDELIVERED void that
+// code, DELIVERED and AT_RISK change what its status shows.
 func (h *Internal) ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest) (*pb.ReportDeliveryResponse, error) {
 	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
 		return nil, err
 	}
 	r := domain.DeliveryReport{MessageID: req.GetMessageId(), OrderID: req.GetOrderId(), Reason: req.GetReason()}
-	if req.GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
-		r.State = domain.DeliveryFailed
-	}
+	r.State = convert.DeliveryStateFromProto(req.GetState())
 	if err := domain.CheckDeliveryReport(r); err != nil {
 		return nil, err
 	}

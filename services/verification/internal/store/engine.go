@@ -174,7 +174,7 @@ func loadOrderSessions(ctx context.Context, tx pgx.Tx, orderID string, forUpdate
 	if err != nil {
 		return o, fmt.Errorf("load sessions: %w", err)
 	}
-	sessions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Session, error) { return scanSession(r) })
+	sessions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Session, error) { return scanOrderSession(r) })
 	if err != nil || len(sessions) == 0 {
 		return o, err
 	}
@@ -222,6 +222,9 @@ func queueOrderChanges(b *pgx.Batch, now time.Time, before, o domain.OrderSessio
 		if r.State != prev.State {
 			queueSessionState(b, now, r.Session)
 		}
+		if !r.AutoResentAt.Equal(prev.AutoResentAt) {
+			b.Queue(queries.SetAutoResent, r.ID, r.AutoResentAt)
+		}
 		for i, c := range r.Challenges {
 			if domain.ChallengeChanged(prev.Challenges[i], c) {
 				queueUpdateChallenge(b, c)
@@ -253,5 +256,6 @@ func queueSessionState(b *pgx.Batch, now time.Time, sess domain.Session) {
 // queueUpdateChallenge writes a challenge's changed fields. A new code hash replaces the old one in
 // this transaction: from its commit on, only the new code passes.
 func queueUpdateChallenge(b *pgx.Batch, c domain.Challenge) {
-	b.Queue(queries.UpdateChallenge, c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt, c.LinkHash)
+	b.Queue(queries.UpdateChallenge, c.ID, c.CodeHash, c.CodeKeyID, c.Generation, c.Failed, c.ResendsUsed, c.LastSentAt, string(c.State), c.PassedAt,
+		c.LinkHash, string(c.Delivery))
 }

@@ -37,19 +37,19 @@ func scanLockRows(rows pgx.Rows) (map[string]domain.Session, []domain.Challenge,
 	for rows.Next() {
 		var sess domain.Session
 		var c domain.Challenge
-		var sessState, chState string
+		var sessState, chState, delivery string
 		var keyIDs []string
 		var hashes [][]byte
 		if err := rows.Scan(&sess.ID, &sess.OrderID, &sess.Submission, &sessState, &sess.DeadlineAt, &sess.Locale, &sess.CreatedAt, &sess.Tenant,
 			&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
-			&c.Failed, &c.ResendsUsed, &c.LastSentAt, &chState, &c.PassedAt, &c.LinkHash, &keyIDs, &hashes); err != nil {
+			&c.Failed, &c.ResendsUsed, &c.LastSentAt, &chState, &c.PassedAt, &c.LinkHash, &delivery, &keyIDs, &hashes); err != nil {
 			return nil, nil, nil, fmt.Errorf("lock phone: %w", err)
 		}
 		if len(keyIDs) != len(hashes) {
 			return nil, nil, nil, fmt.Errorf("lock phone: %d tail key ids for %d tail hashes", len(keyIDs), len(hashes))
 		}
 		sess.State = domain.SessionState(sessState)
-		c.State = domain.ChallengeState(chState)
+		c.State, c.Delivery = domain.ChallengeState(chState), domain.CodeDelivery(delivery)
 		byID[sess.ID] = sess
 		chs = append(chs, c)
 		if len(hashes) > 0 {

@@ -8,17 +8,18 @@
 SELECT pg_advisory_xact_lock(hashtextextended('verification-order:' || $1, 0))
 
 -- name: OrderSessions
--- The sessions of the order $1, in id order; the columns are scanSession's.
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE order_id = $1 ORDER BY id
+-- The sessions of the order $1, in id order; the columns are scanSession's and auto_resent_at
+-- (scanOrderSession: only the use cases on one order read or change it).
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant, auto_resent_at FROM sessions WHERE order_id = $1 ORDER BY id
 
 -- name: OrderSessionsForUpdate
 -- OrderSessions, locking the sessions in id order to the end of the transaction.
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant, auto_resent_at FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
 
 -- name: SessionChallenges
 -- The challenges of the sessions $1; the columns are scanChallenge's.
 SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
-	failed_attempts, resends_used, last_sent_at, state, passed_at, link_hash FROM challenges WHERE session_id = ANY($1::uuid[])
+	failed_attempts, resends_used, last_sent_at, state, passed_at, link_hash, delivery FROM challenges WHERE session_id = ANY($1::uuid[])
 		ORDER BY session_id, verifier_id
 
 -- name: InsertSession
@@ -36,11 +37,15 @@ INSERT INTO challenge_id_tails (challenge_id, key_id, tail_hash) VALUES ($1, $2,
 -- A session's new state; every state but OPEN is final, so it closes it.
 UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1
 
+-- name: SetAutoResent
+-- The noon resend of session $1 was made at $2 (AutoResend): the mark that makes it once only.
+UPDATE sessions SET auto_resent_at = $2 WHERE id = $1
+
 -- name: UpdateChallenge
 -- A challenge's changed fields. A new code hash replaces the old one in this transaction: from its
 -- commit on, only the new code passes.
 UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_attempts = $5,
-		resends_used = $6, last_sent_at = $7, state = $8, passed_at = $9, link_hash = $10 WHERE id = $1
+		resends_used = $6, last_sent_at = $7, state = $8, passed_at = $9, link_hash = $10, delivery = $11 WHERE id = $1
 
 -- name: LockPhone
 -- Locks the open sessions that have a pending challenge for one of the phones ($1) and those
@@ -52,7 +57,7 @@ UPDATE challenges SET code_hash = $2, code_key_id = $3, generation = $4, failed_
 -- arrays on the primary key).
 SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at, s.tenant,
 	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
-	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.link_hash,
+	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.link_hash, c.delivery,
 	(SELECT array_agg(t.key_id ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id),
 	(SELECT array_agg(t.tail_hash ORDER BY t.tail_hash) FROM challenge_id_tails t WHERE t.challenge_id = c.id)
 	FROM sessions s JOIN challenges c ON c.session_id = s.id
@@ -65,7 +70,7 @@ SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s
 -- challenges_link_hash) with its session; the columns are scanSession's, then scanChallenge's.
 SELECT s.id::text, s.order_id, s.submission, s.state, s.deadline_at, s.locale, s.created_at, s.tenant,
 	c.id::text, c.session_id::text, c.verifier_id, c.phone, c.roles, c.code_hash, c.code_key_id, c.generation,
-	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.link_hash
+	c.failed_attempts, c.resends_used, c.last_sent_at, c.state, c.passed_at, c.link_hash, c.delivery
 	FROM challenges c JOIN sessions s ON s.id = c.session_id WHERE c.link_hash = $1
 
 -- name: CountFailures
@@ -117,7 +122,7 @@ SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, t
 SELECT c.* FROM unnest($1::text[], $2::integer[]) AS k(order_id, submission)
 		CROSS JOIN LATERAL (SELECT id FROM sessions WHERE order_id = k.order_id AND submission = k.submission OFFSET 0) s
 		CROSS JOIN LATERAL (SELECT id::text, session_id::text, verifier_id, phone, roles, code_hash, code_key_id, generation,
-	failed_attempts, resends_used, last_sent_at, state, passed_at, link_hash FROM challenges WHERE session_id = s.id OFFSET 0) c
+	failed_attempts, resends_used, last_sent_at, state, passed_at, link_hash, delivery FROM challenges WHERE session_id = s.id OFFSET 0) c
 
 -- name: TimeOut
 -- Closes the sessions $1 in state $2 at $3.

@@ -10,6 +10,7 @@ import (
 	"embed"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,7 +39,7 @@ var queries = pg.MustQueries[struct {
 	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges                       string
 	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge              string
 	LockPhone, LinkChallenge, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut string
-	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                                    string
+	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures, SetAutoResent                     string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
 // outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the
@@ -95,13 +96,26 @@ func scanSession(row pgx.Row) (domain.Session, error) {
 	return s, err
 }
 
+// scanOrderSession reads the columns of OrderSessions: scanSession's and auto_resent_at.
+func scanOrderSession(row pgx.Row) (domain.Session, error) {
+	var s domain.Session
+	var state string
+	var autoResent *time.Time
+	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt, &s.Tenant, &autoResent)
+	s.State = domain.SessionState(state)
+	if autoResent != nil {
+		s.AutoResentAt = autoResent.UTC()
+	}
+	return s, err
+}
+
 // scanChallenge reads the challenge columns of queries.sql's statements (SessionChallenges').
 func scanChallenge(row pgx.Row) (domain.Challenge, error) {
 	var c domain.Challenge
-	var state string
+	var state, delivery string
 	err := row.Scan(&c.ID, &c.SessionID, &c.VerifierID, &c.Phone, &c.Roles, &c.CodeHash, &c.CodeKeyID, &c.Generation,
-		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &c.LinkHash)
-	c.State = domain.ChallengeState(state)
+		&c.Failed, &c.ResendsUsed, &c.LastSentAt, &state, &c.PassedAt, &c.LinkHash, &delivery)
+	c.State, c.Delivery = domain.ChallengeState(state), domain.CodeDelivery(delivery)
 	return c, err
 }
 

@@ -182,6 +182,9 @@ const (
 	MessageState_MESSAGE_STATE_QUEUED      MessageState = 1
 	MessageState_MESSAGE_STATE_SENT        MessageState = 2 // accepted by the provider
 	MessageState_MESSAGE_STATE_FAILED      MessageState = 3 // gave up: attempts exhausted, expired, or over the per-phone cap
+	MessageState_MESSAGE_STATE_DELIVERED   MessageState = 4 // the carrier's receipt says the phone received it
+	MessageState_MESSAGE_STATE_UNDELIVERED MessageState = 5 // the carrier's receipt says it did not (delivery_code says why)
+	MessageState_MESSAGE_STATE_AT_RISK     MessageState = 6 // SENT, but no receipt came within the configured time; a late one still counts
 )
 
 // Enum value maps for MessageState.
@@ -191,12 +194,18 @@ var (
 		1: "MESSAGE_STATE_QUEUED",
 		2: "MESSAGE_STATE_SENT",
 		3: "MESSAGE_STATE_FAILED",
+		4: "MESSAGE_STATE_DELIVERED",
+		5: "MESSAGE_STATE_UNDELIVERED",
+		6: "MESSAGE_STATE_AT_RISK",
 	}
 	MessageState_value = map[string]int32{
 		"MESSAGE_STATE_UNSPECIFIED": 0,
 		"MESSAGE_STATE_QUEUED":      1,
 		"MESSAGE_STATE_SENT":        2,
 		"MESSAGE_STATE_FAILED":      3,
+		"MESSAGE_STATE_DELIVERED":   4,
+		"MESSAGE_STATE_UNDELIVERED": 5,
+		"MESSAGE_STATE_AT_RISK":     6,
 	}
 )
 
@@ -393,8 +402,12 @@ type Message struct {
 	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	SentTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
 	// body is the text; it is shown only while the message is queued, or in development mode (console provider).
-	Body          string `protobuf:"bytes,11,opt,name=body,proto3" json:"body,omitempty"`
-	Redacted      bool   `protobuf:"varint,12,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	Body     string `protobuf:"bytes,11,opt,name=body,proto3" json:"body,omitempty"`
+	Redacted bool   `protobuf:"varint,12,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	// delivery_code is the carrier's status code of the receipt (DELIVRD, UNDELIV, MK:0001…), once one came.
+	DeliveryCode string `protobuf:"bytes,13,opt,name=delivery_code,json=deliveryCode,proto3" json:"delivery_code,omitempty"`
+	// receipt_time is when that receipt arrived.
+	ReceiptTime   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=receipt_time,json=receiptTime,proto3" json:"receipt_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -511,6 +524,20 @@ func (x *Message) GetRedacted() bool {
 		return x.Redacted
 	}
 	return false
+}
+
+func (x *Message) GetDeliveryCode() string {
+	if x != nil {
+		return x.DeliveryCode
+	}
+	return ""
+}
+
+func (x *Message) GetReceiptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiptTime
+	}
+	return nil
 }
 
 type GetMessageRequest struct {
@@ -734,7 +761,7 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +
 	"\x13SendMessageResponse\x125\n" +
-	"\amessage\x18\x01 \x01(\v2\x1b.icp.smsdispatch.v1.MessageR\amessage\"\xd5\x03\n" +
+	"\amessage\x18\x01 \x01(\v2\x1b.icp.smsdispatch.v1.MessageR\amessage\"\xb9\x04\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x19\n" +
@@ -751,7 +778,9 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\tsent_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\bsentTime\x12\x12\n" +
 	"\x04body\x18\v \x01(\tR\x04body\x12\x1a\n" +
-	"\bredacted\x18\f \x01(\bR\bredacted\"2\n" +
+	"\bredacted\x18\f \x01(\bR\bredacted\x12#\n" +
+	"\rdelivery_code\x18\r \x01(\tR\fdeliveryCode\x12=\n" +
+	"\freceipt_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vreceiptTime\"2\n" +
 	"\x11GetMessageRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\"K\n" +
@@ -783,12 +812,15 @@ const file_icp_smsdispatch_v1_smsdispatch_proto_rawDesc = "" +
 	"\x1dERROR_REASON_MESSAGE_TOO_LONG\x10\r*D\n" +
 	"\bTemplate\x12\x18\n" +
 	"\x14TEMPLATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
-	"\x1aTEMPLATE_VERIFICATION_CODE\x10\x01*y\n" +
+	"\x1aTEMPLATE_VERIFICATION_CODE\x10\x01*\xd0\x01\n" +
 	"\fMessageState\x12\x1d\n" +
 	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12MESSAGE_STATE_SENT\x10\x02\x12\x18\n" +
-	"\x14MESSAGE_STATE_FAILED\x10\x032\xe2\x02\n" +
+	"\x14MESSAGE_STATE_FAILED\x10\x03\x12\x1b\n" +
+	"\x17MESSAGE_STATE_DELIVERED\x10\x04\x12\x1d\n" +
+	"\x19MESSAGE_STATE_UNDELIVERED\x10\x05\x12\x19\n" +
+	"\x15MESSAGE_STATE_AT_RISK\x10\x062\xe2\x02\n" +
 	"\x12SmsDispatchService\x12p\n" +
 	"\vSendMessage\x12&.icp.smsdispatch.v1.SendMessageRequest\x1a'.icp.smsdispatch.v1.SendMessageResponse\"\x10\x8a\xb5\x18\fverification\x12i\n" +
 	"\n" +
@@ -833,19 +865,20 @@ var file_icp_smsdispatch_v1_smsdispatch_proto_depIdxs = []int32{
 	2,  // 5: icp.smsdispatch.v1.Message.state:type_name -> icp.smsdispatch.v1.MessageState
 	11, // 6: icp.smsdispatch.v1.Message.create_time:type_name -> google.protobuf.Timestamp
 	11, // 7: icp.smsdispatch.v1.Message.sent_time:type_name -> google.protobuf.Timestamp
-	5,  // 8: icp.smsdispatch.v1.GetMessageResponse.message:type_name -> icp.smsdispatch.v1.Message
-	5,  // 9: icp.smsdispatch.v1.ListMessagesResponse.messages:type_name -> icp.smsdispatch.v1.Message
-	3,  // 10: icp.smsdispatch.v1.SmsDispatchService.SendMessage:input_type -> icp.smsdispatch.v1.SendMessageRequest
-	6,  // 11: icp.smsdispatch.v1.SmsDispatchService.GetMessage:input_type -> icp.smsdispatch.v1.GetMessageRequest
-	8,  // 12: icp.smsdispatch.v1.SmsDispatchService.ListMessages:input_type -> icp.smsdispatch.v1.ListMessagesRequest
-	4,  // 13: icp.smsdispatch.v1.SmsDispatchService.SendMessage:output_type -> icp.smsdispatch.v1.SendMessageResponse
-	7,  // 14: icp.smsdispatch.v1.SmsDispatchService.GetMessage:output_type -> icp.smsdispatch.v1.GetMessageResponse
-	9,  // 15: icp.smsdispatch.v1.SmsDispatchService.ListMessages:output_type -> icp.smsdispatch.v1.ListMessagesResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 8: icp.smsdispatch.v1.Message.receipt_time:type_name -> google.protobuf.Timestamp
+	5,  // 9: icp.smsdispatch.v1.GetMessageResponse.message:type_name -> icp.smsdispatch.v1.Message
+	5,  // 10: icp.smsdispatch.v1.ListMessagesResponse.messages:type_name -> icp.smsdispatch.v1.Message
+	3,  // 11: icp.smsdispatch.v1.SmsDispatchService.SendMessage:input_type -> icp.smsdispatch.v1.SendMessageRequest
+	6,  // 12: icp.smsdispatch.v1.SmsDispatchService.GetMessage:input_type -> icp.smsdispatch.v1.GetMessageRequest
+	8,  // 13: icp.smsdispatch.v1.SmsDispatchService.ListMessages:input_type -> icp.smsdispatch.v1.ListMessagesRequest
+	4,  // 14: icp.smsdispatch.v1.SmsDispatchService.SendMessage:output_type -> icp.smsdispatch.v1.SendMessageResponse
+	7,  // 15: icp.smsdispatch.v1.SmsDispatchService.GetMessage:output_type -> icp.smsdispatch.v1.GetMessageResponse
+	9,  // 16: icp.smsdispatch.v1.SmsDispatchService.ListMessages:output_type -> icp.smsdispatch.v1.ListMessagesResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_icp_smsdispatch_v1_smsdispatch_proto_init() }

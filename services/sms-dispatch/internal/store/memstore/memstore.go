@@ -39,6 +39,10 @@ type Store struct {
 	mu       sync.Mutex
 	messages map[string]*domain.Message
 	sends    map[string]send // by message id
+	// providerIDs finds a message by (provider, provider id); parked holds receipts by (provider,
+	// domain.ParkKey) until their message is SENT (receipts.go).
+	providerIDs map[[2]string]string
+	parked      map[[2]string]domain.Receipt
 	// outbox holds the delivery reports failed messages owe (the PostgreSQL store's outbox table),
 	// added under mu with the failure.
 	outbox *outbox.MemQueue
@@ -48,7 +52,8 @@ type Store struct {
 
 // New returns an empty store on the clock clk, with its own outbox queue (Outbox).
 func New(clk clock.Clock) *Store {
-	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}, outbox: outbox.NewMemQueue(nil)}
+	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}, outbox: outbox.NewMemQueue(nil),
+		providerIDs: map[[2]string]string{}, parked: map[[2]string]domain.Receipt{}}
 }
 
 // Outbox is the queue of the calls the store owes (the relay's).
@@ -75,6 +80,7 @@ func micro(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
 func clone(m *domain.Message) domain.Message {
 	c := *m
 	c.Params = maps.Clone(m.Params)
+	c.ProviderIDs = slices.Clone(m.ProviderIDs)
 	if c.Params == nil {
 		c.Params = map[string]string{}
 	}
@@ -218,8 +224,7 @@ func (s *Store) MarkSent(_ context.Context, m domain.Message, provider string, n
 	if !ok {
 		return false, nil
 	}
-	stored.MarkSent(provider, micro(now), keepText)
-	return true, nil
+	return true, s.markSent(stored, m, provider, now, keepText)
 }
 
 // MarkSentAll is MarkSent for several claims at once; it returns the ids of those still current.
@@ -229,7 +234,9 @@ func (s *Store) MarkSentAll(_ context.Context, ms []domain.Message, provider str
 	var ids []string
 	for _, m := range ms {
 		if stored, ok := s.current(m); ok {
-			stored.MarkSent(provider, micro(now), keepText)
+			if err := s.markSent(stored, m, provider, now, keepText); err != nil {
+				return ids, err
+			}
 			ids = append(ids, m.ID)
 		}
 	}

@@ -32,7 +32,8 @@ func newFake(failFirst int) *fakeProvider {
 
 func (*fakeProvider) Name() string { return "fake" }
 
-func (f *fakeProvider) Send(_ context.Context, m provider.Message) error {
+// Send accepts with the provider id "pid-<message id>-<n>" (n counts the message's sends).
+func (f *fakeProvider) Send(_ context.Context, m provider.Message) (provider.Accepted, error) {
 	if f.onSend != nil {
 		f.onSend(m)
 	}
@@ -40,10 +41,10 @@ func (f *fakeProvider) Send(_ context.Context, m provider.Message) error {
 	defer f.mu.Unlock()
 	f.calls[m.ID]++
 	if f.calls[m.ID] <= f.failFirst {
-		return errors.New("webhook: gateway answered HTTP 500")
+		return provider.Accepted{}, errors.New("webhook: gateway answered HTTP 500")
 	}
 	f.sent[m.ID] = append(f.sent[m.ID], m)
-	return nil
+	return provider.Accepted{ProviderIDs: []string{fmt.Sprintf("pid-%s-%d", m.ID, len(f.sent[m.ID]))}}, nil
 }
 
 func (f *fakeProvider) sentCount(id string) int {

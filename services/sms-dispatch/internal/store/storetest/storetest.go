@@ -23,6 +23,7 @@ import (
 type Store interface {
 	grpcapi.Store
 	dispatcher.Store
+	RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error)
 }
 
 // Engine is one engine under test.
@@ -82,6 +83,11 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ExpiredFailureReportsOnce", testExpiredFailureReportsOnce},
 		{"ProviderRefusalReportsWhenFinal", testProviderRefusalReportsWhenFinal},
 		{"NothingToSendReportsOnce", testNothingToSendReportsOnce},
+		{"ReceiptDeliveredOnceAndReported", testReceiptDeliveredOnceAndReported},
+		{"ReceiptFinalStateNeverOverwritten", testReceiptFinalStateNeverOverwritten},
+		{"ReceiptBeforeSentIsParkedAndApplied", testReceiptBeforeSentIsParkedAndApplied},
+		{"ReceiptUnknownIDChangesNothing", testReceiptUnknownIDChangesNothing},
+		{"AtRiskSweepThenLateReceipt", testAtRiskSweepThenLateReceipt},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,7 @@ import (
 type Store interface {
 	grpcapi.Store
 	SetRand(io.Reader)
+	SetNoon(domain.NoonRule)
 }
 
 // Engine is one storage engine under test.
@@ -141,12 +142,16 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ConcurrentMismatchesSpendTheBudgetOnce", testConcurrentMismatchesSpendTheBudgetOnce},
 		{"DeliveryFailedVoidsCode", testDeliveryFailedVoidsCode},
 		{"DeliveryFailedPublicResend", testDeliveryFailedPublicResend},
+		{"DeliveryReceiptsShowInStatus", testDeliveryReceiptsShowInStatus},
 		{"DeliveryReportOfOldGeneration", testDeliveryReportOfOldGeneration},
 		{"DeliveryReportTwiceIsOnce", testDeliveryReportTwiceIsOnce},
 		{"DeliveryReportFindsNothing", testDeliveryReportFindsNothing},
 		{"Links", testLinks},
 		{"LinkOfAnotherChallenge", testLinkOfAnotherChallenge},
 		{"LinkDies", testLinkDies},
+		{"AutoResendOnceForPendingVerifiers", testAutoResend},
+		{"AutoResendSkipsDecidedSessions", testAutoResendSkips},
+		{"ConcurrentAutoResendsSendOnce", testConcurrentAutoResends},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
