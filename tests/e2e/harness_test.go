@@ -242,6 +242,8 @@ type options struct {
 	smsMaxAttempts int
 	// verification adds flags to verification's (a later flag wins: rate limits, for instance).
 	verification []string
+	// deadline adds flags to every deadline process's.
+	deadline []string
 	// smsProvider "aliyun" runs sms-dispatch with the aliyun provider against a fake dysmsapi
 	// (s.gateway.aliyun) instead of the webhook gateway; "aliyun,tencent" runs it with failover to a
 	// fake Tencent Cloud SMS (s.gateway.tencent) behind an aliyun fake whose listener is closed.
@@ -375,6 +377,7 @@ func startSuite(t *testing.T, o options) *suite {
 		args["sms-dispatch"] = append(args["sms-dispatch"], fmt.Sprintf("--max-attempts=%d", o.smsMaxAttempts))
 	}
 	args["verification"] = append(args["verification"], o.verification...)
+	args["deadline"] = append(args["deadline"], o.deadline...)
 	creds := credentials(t, t.TempDir())
 	s.credentialed = true
 	for _, name := range services {

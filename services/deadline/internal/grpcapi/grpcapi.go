@@ -22,6 +22,8 @@ import (
 // Store is what the handlers need; the PostgreSQL store implements it, and an in-memory engine can.
 type Store interface {
 	Schedule(ctx context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error)
+	// ScheduleNoon creates the noon resend timer of k's submission, due at resend.
+	ScheduleNoon(ctx context.Context, requestID string, req proto.Message, k domain.Key, resend time.Time) (domain.Deadline, error)
 	Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
 	Get(ctx context.Context, orderID string) (domain.Deadline, error)
 	// List reads up to limit timers in domain.ListLess order, only those in state ("" = all),
@@ -65,6 +67,31 @@ func (s *Server) ScheduleDeadline(ctx context.Context, req *deadlinev1.ScheduleD
 		return nil, err
 	}
 	return &deadlinev1.ScheduleDeadlineResponse{Deadline: convert.ToProto(d)}, nil
+}
+
+// ScheduleNoonResend creates the noon resend timer of one submission; idempotent by (order_id,
+// submission).
+func (s *Server) ScheduleNoonResend(ctx context.Context, req *deadlinev1.ScheduleNoonResendRequest) (*deadlinev1.ScheduleNoonResendResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission(), Kind: domain.KindNoonResend}
+	var at time.Time
+	hasAt := req.GetResendTime() != nil
+	if hasAt {
+		if err := req.GetResendTime().CheckValid(); err != nil {
+			return nil, errs.Invalid("resend_time", domain.ReasonInvalidDueTime, "resend_time is not a valid timestamp")
+		}
+		at = req.GetResendTime().AsTime()
+	}
+	if err := domain.ValidateTimer(k, "resend_time", hasAt, at); err != nil {
+		return nil, err
+	}
+	d, err := s.Store.ScheduleNoon(ctx, req.GetRequestId(), req, k, at)
+	if err != nil {
+		return nil, err
+	}
+	return &deadlinev1.ScheduleNoonResendResponse{Timer: convert.ToProto(d)}, nil
 }
 
 // CancelDeadline cancels a pending timer; a fired or cancelled one comes back unchanged.

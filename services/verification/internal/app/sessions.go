@@ -70,8 +70,11 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 				a.log.Info("session opened", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 					zap.Int("verifiers", len(spec.Verifiers)), zap.Time("deadline_at", sess.DeadlineAt))
 			}
-			return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, chs)},
-				Messages: convert.OpenMessages(sess, chs, codes, links)}, nil
+			msgs := convert.OpenMessages(sess, chs, codes, links)
+			if at, ok := domain.NoonResendAt(sess.CreatedAt, sess.DeadlineAt, a.noon); ok && sess.State == domain.SessionOpen {
+				msgs = append(msgs, convert.ScheduleNoonMessage(sess, at))
+			}
+			return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, chs)}, Messages: msgs}, nil
 		}))
 }
 

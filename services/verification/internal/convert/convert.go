@@ -25,7 +25,30 @@ const (
 	TargetMarkVerified   = "filing.MarkVerified"
 	TargetReturnOrder    = "filing.ReturnOrder"
 	TargetCancelDeadline = "deadline.CancelDeadline"
+	TargetScheduleNoon   = "deadline.ScheduleNoonResend"
 )
+
+// ScheduleNoonMessage owes deadline the noon resend timer of a session, due at.
+func ScheduleNoonMessage(sess domain.Session, at time.Time) outbox.Message {
+	return outbox.Message{Target: TargetScheduleNoon, Msg: &deadlinev1.ScheduleNoonResendRequest{
+		RequestId: domain.ScheduleNoonRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission,
+		ResendTime: timestamppb.New(at)}}
+}
+
+// AutoResendOutcome is the enum form of an AutoResend outcome.
+func AutoResendOutcome(o domain.AutoResendOutcome) pb.AutoResendOutcome {
+	switch o {
+	case domain.AutoResendSent:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_SENT
+	case domain.AutoResendAlreadySent:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_ALREADY_SENT
+	case domain.AutoResendSessionClosed:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_SESSION_CLOSED
+	case domain.AutoResendDisabled:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_DISABLED
+	}
+	return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_UNSPECIFIED
+}
 
 // CodeMessage owes sms-dispatch one message carrying the plaintext code of a challenge's generation
 // and, when link is not empty, its verification link (params.link).

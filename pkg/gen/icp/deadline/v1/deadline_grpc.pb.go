@@ -21,10 +21,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeadlineService_ScheduleDeadline_FullMethodName = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
-	DeadlineService_CancelDeadline_FullMethodName   = "/icp.deadline.v1.DeadlineService/CancelDeadline"
-	DeadlineService_GetDeadline_FullMethodName      = "/icp.deadline.v1.DeadlineService/GetDeadline"
-	DeadlineService_ListDeadlines_FullMethodName    = "/icp.deadline.v1.DeadlineService/ListDeadlines"
+	DeadlineService_ScheduleDeadline_FullMethodName   = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
+	DeadlineService_ScheduleNoonResend_FullMethodName = "/icp.deadline.v1.DeadlineService/ScheduleNoonResend"
+	DeadlineService_CancelDeadline_FullMethodName     = "/icp.deadline.v1.DeadlineService/CancelDeadline"
+	DeadlineService_GetDeadline_FullMethodName        = "/icp.deadline.v1.DeadlineService/GetDeadline"
+	DeadlineService_ListDeadlines_FullMethodName      = "/icp.deadline.v1.DeadlineService/ListDeadlines"
 )
 
 // DeadlineServiceClient is the client API for DeadlineService service.
@@ -35,7 +36,13 @@ const (
 type DeadlineServiceClient interface {
 	// ScheduleDeadline creates the timer of one submission. Idempotent by (order_id, submission).
 	ScheduleDeadline(ctx context.Context, in *ScheduleDeadlineRequest, opts ...grpc.CallOption) (*ScheduleDeadlineResponse, error)
-	// CancelDeadline cancels a pending timer. Idempotent; cancelling a fired timer is not an error.
+	// ScheduleNoonResend creates the noon resend timer of one submission: at resend_time the sweeper
+	// calls verification.AutoResend (verification computes the instant at OpenSession: 12:00
+	// Asia/Shanghai of the day after the first code). Idempotent by (order_id, submission). A
+	// submission whose deadline was already cancelled or fired, or that a newer submission superseded,
+	// gets a CANCELLED timer; CancelDeadline cancels it with the deadline.
+	ScheduleNoonResend(ctx context.Context, in *ScheduleNoonResendRequest, opts ...grpc.CallOption) (*ScheduleNoonResendResponse, error)
+	// CancelDeadline cancels a pending timer (and the submission's pending noon resend timer). Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(ctx context.Context, in *CancelDeadlineRequest, opts ...grpc.CallOption) (*CancelDeadlineResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(ctx context.Context, in *GetDeadlineRequest, opts ...grpc.CallOption) (*GetDeadlineResponse, error)
@@ -55,6 +62,16 @@ func (c *deadlineServiceClient) ScheduleDeadline(ctx context.Context, in *Schedu
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ScheduleDeadlineResponse)
 	err := c.cc.Invoke(ctx, DeadlineService_ScheduleDeadline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deadlineServiceClient) ScheduleNoonResend(ctx context.Context, in *ScheduleNoonResendRequest, opts ...grpc.CallOption) (*ScheduleNoonResendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScheduleNoonResendResponse)
+	err := c.cc.Invoke(ctx, DeadlineService_ScheduleNoonResend_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +116,13 @@ func (c *deadlineServiceClient) ListDeadlines(ctx context.Context, in *ListDeadl
 type DeadlineServiceServer interface {
 	// ScheduleDeadline creates the timer of one submission. Idempotent by (order_id, submission).
 	ScheduleDeadline(context.Context, *ScheduleDeadlineRequest) (*ScheduleDeadlineResponse, error)
-	// CancelDeadline cancels a pending timer. Idempotent; cancelling a fired timer is not an error.
+	// ScheduleNoonResend creates the noon resend timer of one submission: at resend_time the sweeper
+	// calls verification.AutoResend (verification computes the instant at OpenSession: 12:00
+	// Asia/Shanghai of the day after the first code). Idempotent by (order_id, submission). A
+	// submission whose deadline was already cancelled or fired, or that a newer submission superseded,
+	// gets a CANCELLED timer; CancelDeadline cancels it with the deadline.
+	ScheduleNoonResend(context.Context, *ScheduleNoonResendRequest) (*ScheduleNoonResendResponse, error)
+	// CancelDeadline cancels a pending timer (and the submission's pending noon resend timer). Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error)
@@ -117,6 +140,9 @@ type UnimplementedDeadlineServiceServer struct{}
 
 func (UnimplementedDeadlineServiceServer) ScheduleDeadline(context.Context, *ScheduleDeadlineRequest) (*ScheduleDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScheduleDeadline not implemented")
+}
+func (UnimplementedDeadlineServiceServer) ScheduleNoonResend(context.Context, *ScheduleNoonResendRequest) (*ScheduleNoonResendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScheduleNoonResend not implemented")
 }
 func (UnimplementedDeadlineServiceServer) CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDeadline not implemented")
@@ -162,6 +188,24 @@ func _DeadlineService_ScheduleDeadline_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DeadlineServiceServer).ScheduleDeadline(ctx, req.(*ScheduleDeadlineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeadlineService_ScheduleNoonResend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleNoonResendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeadlineServiceServer).ScheduleNoonResend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeadlineService_ScheduleNoonResend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeadlineServiceServer).ScheduleNoonResend(ctx, req.(*ScheduleNoonResendRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -230,6 +274,10 @@ var DeadlineService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ScheduleDeadline",
 			Handler:    _DeadlineService_ScheduleDeadline_Handler,
+		},
+		{
+			MethodName: "ScheduleNoonResend",
+			Handler:    _DeadlineService_ScheduleNoonResend_Handler,
 		},
 		{
 			MethodName: "CancelDeadline",
