@@ -70,6 +70,8 @@ func Run(ctx context.Context, args []string) error {
 		"instead of on the next day at --noon-resend-hour; 0: the calendar rule")
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
 		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
+	relayBatch := f.Int("relay-batch", outbox.DefaultMaxPerCall, "outbox rows of one target the relay sends in one batch call "+
+		"(MarkVerifiedBatch, ReturnOrderBatch, CancelDeadlines: one receiver transaction each); 1 sends every row alone")
 	linkBase := f.String("verify-link-base", "", "the verification page's link base, e.g. https://beian.example.cn/v: each SMS "+
 		"then carries <base>/<token>, a link to the page of its one challenge; empty: no link in the text")
 	if err := f.Parse(args); err != nil {
@@ -101,6 +103,9 @@ func Run(ctx context.Context, args []string) error {
 	}
 	if *maxMismatched < 0 {
 		return fmt.Errorf("--max-mismatched-phones-per-caller must not be negative")
+	}
+	if err := checkRelayBatch(*relayBatch); err != nil {
+		return err
 	}
 	if *minResponse < 0 {
 		return errors.New("--min-response-time must not be negative")
@@ -164,6 +169,8 @@ func Run(ctx context.Context, args []string) error {
 			convert.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
 			convert.TargetScheduleNoon:   outbox.Call(deadline.ScheduleNoonResend),
 		},
+		BatchHandlers: batchHandlers(filing, deadline, *relayBatch),
+		MaxPerCall:    *relayBatch,
 	}
 	metrics := grpcapi.NewMetrics(obs.Registry)
 	var engine app.Engine
@@ -199,7 +206,7 @@ func Run(ctx context.Context, args []string) error {
 		zap.Duration("phone_failure_window", limits.PhoneFailureWindow),
 		zap.Duration("min_response_time", *minResponse), zap.Bool("noon_resend", noon.Enabled), zap.Int("noon_resend_hour", noon.Hour),
 		zap.Bool("noon_resend_counts", noon.Counts), zap.Stringer("phone_country_codes", countries),
-		zap.String("verify_link_base", link), zap.String("store", *common.Store))
+		zap.Int("relay_batch", *relayBatch), zap.String("verify_link_base", link), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }
 

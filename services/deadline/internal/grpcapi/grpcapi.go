@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
@@ -25,6 +26,9 @@ type Store interface {
 	// ScheduleNoon creates the noon resend timer of k's submission, due at resend.
 	ScheduleNoon(ctx context.Context, requestID string, req proto.Message, k domain.Key, resend time.Time) (domain.Deadline, error)
 	Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
+	// CancelBatch cancels the timers of reqs (each checked as CancelDeadline checks one) in one
+	// transaction, one result per request: the timer as Cancel would answer it, or the request's error.
+	CancelBatch(ctx context.Context, reqs []*deadlinev1.CancelDeadlineRequest) ([]batch.Result[domain.Deadline], error)
 	Get(ctx context.Context, orderID string) (domain.Deadline, error)
 	// List reads up to limit timers in domain.ListLess order, only those in state ("" = all),
 	// strictly after after (nil: from the soonest).
@@ -96,11 +100,8 @@ func (s *Server) ScheduleNoonResend(ctx context.Context, req *deadlinev1.Schedul
 
 // CancelDeadline cancels a pending timer; a fired or cancelled one comes back unchanged.
 func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadlineRequest) (*deadlinev1.CancelDeadlineResponse, error) {
-	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
-		return nil, err
-	}
-	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()}
-	if err := domain.ValidateKey(k); err != nil {
+	k, err := checkCancel(req)
+	if err != nil {
 		return nil, err
 	}
 	d, err := s.Store.Cancel(ctx, req.GetRequestId(), req, k)
@@ -108,6 +109,15 @@ func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadl
 		return nil, err
 	}
 	return &deadlinev1.CancelDeadlineResponse{Deadline: convert.ToProto(d)}, nil
+}
+
+// checkCancel checks a CancelDeadline request and returns the key of its timer.
+func checkCancel(req *deadlinev1.CancelDeadlineRequest) (domain.Key, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return domain.Key{}, err
+	}
+	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()}
+	return k, domain.ValidateKey(k)
 }
 
 // GetDeadline returns the timer of the order's latest submission.

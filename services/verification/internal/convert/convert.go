@@ -138,10 +138,11 @@ func OpenMessages(sess domain.Session, chs []domain.Challenge, codes, links []st
 	return msgs
 }
 
-// ResendAnswer is the answer to an accepted resend.
-func ResendAnswer(now time.Time, sess domain.Session, c domain.Challenge, l domain.Limits) *pb.Resend {
+// ResendAnswer is the answer to an accepted resend of verifier c, whose code before it was previous's.
+func ResendAnswer(now time.Time, sess domain.Session, previous, c domain.Challenge, l domain.Limits) *pb.Resend {
 	r := &pb.Resend{OrderId: sess.OrderID, VerifierId: c.VerifierID,
-		ResendsLeft: int32(domain.ResendsLeft(c.ResendsUsed, l)), DeadlineAt: timestamppb.New(sess.DeadlineAt)}
+		ResendsLeft: int32(domain.ResendsLeft(c.ResendsUsed, l)), DeadlineAt: timestamppb.New(sess.DeadlineAt),
+		PreviousDelivery: codeDeliveryProto(previous)}
 	if r.ResendsLeft > 0 {
 		r.NextResendTime = timestamppb.New(now.Add(l.ResendInterval))
 	}

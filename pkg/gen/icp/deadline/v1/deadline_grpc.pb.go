@@ -24,6 +24,7 @@ const (
 	DeadlineService_ScheduleDeadline_FullMethodName   = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
 	DeadlineService_ScheduleNoonResend_FullMethodName = "/icp.deadline.v1.DeadlineService/ScheduleNoonResend"
 	DeadlineService_CancelDeadline_FullMethodName     = "/icp.deadline.v1.DeadlineService/CancelDeadline"
+	DeadlineService_CancelDeadlines_FullMethodName    = "/icp.deadline.v1.DeadlineService/CancelDeadlines"
 	DeadlineService_GetDeadline_FullMethodName        = "/icp.deadline.v1.DeadlineService/GetDeadline"
 	DeadlineService_ListDeadlines_FullMethodName      = "/icp.deadline.v1.DeadlineService/ListDeadlines"
 )
@@ -44,6 +45,10 @@ type DeadlineServiceClient interface {
 	ScheduleNoonResend(ctx context.Context, in *ScheduleNoonResendRequest, opts ...grpc.CallOption) (*ScheduleNoonResendResponse, error)
 	// CancelDeadline cancels a pending timer (and the submission's pending noon resend timer). Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(ctx context.Context, in *CancelDeadlineRequest, opts ...grpc.CallOption) (*CancelDeadlineResponse, error)
+	// CancelDeadlines cancels many timers in one transaction (verification's outbox relay sends a
+	// claim's cancels together): each item is answered as CancelDeadline would answer it, and one
+	// item's refusal does not fail the others.
+	CancelDeadlines(ctx context.Context, in *CancelDeadlinesRequest, opts ...grpc.CallOption) (*CancelDeadlinesResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(ctx context.Context, in *GetDeadlineRequest, opts ...grpc.CallOption) (*GetDeadlineResponse, error)
 	// ListDeadlines pages through timers, soonest first.
@@ -88,6 +93,16 @@ func (c *deadlineServiceClient) CancelDeadline(ctx context.Context, in *CancelDe
 	return out, nil
 }
 
+func (c *deadlineServiceClient) CancelDeadlines(ctx context.Context, in *CancelDeadlinesRequest, opts ...grpc.CallOption) (*CancelDeadlinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelDeadlinesResponse)
+	err := c.cc.Invoke(ctx, DeadlineService_CancelDeadlines_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *deadlineServiceClient) GetDeadline(ctx context.Context, in *GetDeadlineRequest, opts ...grpc.CallOption) (*GetDeadlineResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetDeadlineResponse)
@@ -124,6 +139,10 @@ type DeadlineServiceServer interface {
 	ScheduleNoonResend(context.Context, *ScheduleNoonResendRequest) (*ScheduleNoonResendResponse, error)
 	// CancelDeadline cancels a pending timer (and the submission's pending noon resend timer). Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error)
+	// CancelDeadlines cancels many timers in one transaction (verification's outbox relay sends a
+	// claim's cancels together): each item is answered as CancelDeadline would answer it, and one
+	// item's refusal does not fail the others.
+	CancelDeadlines(context.Context, *CancelDeadlinesRequest) (*CancelDeadlinesResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error)
 	// ListDeadlines pages through timers, soonest first.
@@ -146,6 +165,9 @@ func (UnimplementedDeadlineServiceServer) ScheduleNoonResend(context.Context, *S
 }
 func (UnimplementedDeadlineServiceServer) CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDeadline not implemented")
+}
+func (UnimplementedDeadlineServiceServer) CancelDeadlines(context.Context, *CancelDeadlinesRequest) (*CancelDeadlinesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDeadlines not implemented")
 }
 func (UnimplementedDeadlineServiceServer) GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDeadline not implemented")
@@ -228,6 +250,24 @@ func _DeadlineService_CancelDeadline_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeadlineService_CancelDeadlines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelDeadlinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeadlineServiceServer).CancelDeadlines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeadlineService_CancelDeadlines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeadlineServiceServer).CancelDeadlines(ctx, req.(*CancelDeadlinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DeadlineService_GetDeadline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetDeadlineRequest)
 	if err := dec(in); err != nil {
@@ -282,6 +322,10 @@ var DeadlineService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelDeadline",
 			Handler:    _DeadlineService_CancelDeadline_Handler,
+		},
+		{
+			MethodName: "CancelDeadlines",
+			Handler:    _DeadlineService_CancelDeadlines_Handler,
 		},
 		{
 			MethodName: "GetDeadline",

@@ -810,8 +810,12 @@ type Resend struct {
 	ResendsLeft    int32                  `protobuf:"varint,3,opt,name=resends_left,json=resendsLeft,proto3" json:"resends_left,omitempty"`
 	NextResendTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_resend_time,json=nextResendTime,proto3" json:"next_resend_time,omitempty"`
 	DeadlineAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline_at,json=deadlineAt,proto3" json:"deadline_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// previous_delivery is what became of the SMS of the code this resend replaced: UNDELIVERED (or
+	// AT_RISK) tells the person the number may not receive the authority's texts ("部分虚拟号段和新号段
+	// 不支持接收") and another number may be needed.
+	PreviousDelivery CodeDelivery `protobuf:"varint,6,opt,name=previous_delivery,json=previousDelivery,proto3,enum=icp.verification.v1.CodeDelivery" json:"previous_delivery,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Resend) Reset() {
@@ -877,6 +881,13 @@ func (x *Resend) GetDeadlineAt() *timestamppb.Timestamp {
 		return x.DeadlineAt
 	}
 	return nil
+}
+
+func (x *Resend) GetPreviousDelivery() CodeDelivery {
+	if x != nil {
+		return x.PreviousDelivery
+	}
+	return CodeDelivery_CODE_DELIVERY_UNSPECIFIED
 }
 
 type GetLinkRequest struct {
@@ -2068,7 +2079,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05phone\x18\x02 \x01(\tR\x05phone\x12\x17\n" +
 	"\aid_tail\x18\x03 \x01(\tR\x06idTail\"I\n" +
 	"\x12ResendCodeResponse\x123\n" +
-	"\x06resend\x18\x01 \x01(\v2\x1b.icp.verification.v1.ResendR\x06resend\"\xea\x01\n" +
+	"\x06resend\x18\x01 \x01(\v2\x1b.icp.verification.v1.ResendR\x06resend\"\xba\x02\n" +
 	"\x06Resend\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vverifier_id\x18\x02 \x01(\tR\n" +
@@ -2076,7 +2087,8 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\fresends_left\x18\x03 \x01(\x05R\vresendsLeft\x12D\n" +
 	"\x10next_resend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0enextResendTime\x12;\n" +
 	"\vdeadline_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"deadlineAt\"&\n" +
+	"deadlineAt\x12N\n" +
+	"\x11previous_delivery\x18\x06 \x01(\x0e2!.icp.verification.v1.CodeDeliveryR\x10previousDelivery\"&\n" +
 	"\x0eGetLinkRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\xc4\x01\n" +
 	"\x0fGetLinkResponse\x12!\n" +
@@ -2323,49 +2335,50 @@ var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	11, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
 	31, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
 	31, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
-	3,  // 4: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
-	31, // 5: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
-	16, // 6: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	2,  // 7: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	31, // 8: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	17, // 9: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
-	3,  // 10: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	31, // 11: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	31, // 12: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	4,  // 13: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
-	31, // 14: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	18, // 15: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	16, // 16: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	11, // 17: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	16, // 18: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	5,  // 19: icp.verification.v1.AutoResendResponse.outcome:type_name -> icp.verification.v1.AutoResendOutcome
-	16, // 20: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	6,  // 21: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
-	7,  // 22: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	9,  // 23: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	14, // 24: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	12, // 25: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
-	19, // 26: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	21, // 27: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	23, // 28: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	27, // 29: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	29, // 30: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
-	25, // 31: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
-	8,  // 32: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	10, // 33: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	15, // 34: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	13, // 35: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
-	20, // 36: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	22, // 37: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	24, // 38: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	28, // 39: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	30, // 40: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
-	26, // 41: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	4,  // 4: icp.verification.v1.Resend.previous_delivery:type_name -> icp.verification.v1.CodeDelivery
+	3,  // 5: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
+	31, // 6: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
+	16, // 7: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	2,  // 8: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
+	31, // 9: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	17, // 10: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	3,  // 11: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
+	31, // 12: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	31, // 13: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	4,  // 14: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
+	31, // 15: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	18, // 16: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	16, // 17: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	11, // 18: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	16, // 19: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	5,  // 20: icp.verification.v1.AutoResendResponse.outcome:type_name -> icp.verification.v1.AutoResendOutcome
+	16, // 21: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	6,  // 22: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	7,  // 23: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	9,  // 24: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	14, // 25: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	12, // 26: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
+	19, // 27: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	21, // 28: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	23, // 29: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	27, // 30: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	29, // 31: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	25, // 32: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
+	8,  // 33: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	10, // 34: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	15, // 35: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	13, // 36: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
+	20, // 37: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	22, // 38: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	24, // 39: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	28, // 40: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	30, // 41: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	26, // 42: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
@@ -99,7 +100,22 @@ func (s *Store) schedule(method, requestID string, req proto.Message, k domain.K
 func (s *Store) Cancel(_ context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.cancelLocked(domain.NormalizeTime(s.clock.Now()), requestID, req, k)
+}
+
+// CancelBatch cancels each request's timer as Cancel does, in order, under one hold of the lock.
+func (s *Store) CancelBatch(_ context.Context, reqs []*deadlinev1.CancelDeadlineRequest) ([]batch.Result[domain.Deadline], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := domain.NormalizeTime(s.clock.Now())
+	out := make([]batch.Result[domain.Deadline], len(reqs))
+	for i, r := range reqs {
+		out[i].Value, out[i].Err = s.cancelLocked(now, r.GetRequestId(), r, domain.Key{OrderID: r.GetOrderId(), Submission: r.GetSubmission()})
+	}
+	return out, nil
+}
+
+func (s *Store) cancelLocked(now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	k = k.Close()
 	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_CancelDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
 		if noon, ok := s.timers[k.Noon()]; ok {

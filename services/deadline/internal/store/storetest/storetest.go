@@ -61,6 +61,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ScheduleConcurrentSubmissions", testScheduleConcurrentSubmissions},
 		{"NewerSubmissionCancelsOlder", testNewerSubmissionCancelsOlder},
 		{"Cancel", testCancel},
+		{"CancelBatch", testCancelBatch},
 		{"ConcurrentSchedulesAndCancels", testConcurrentSchedulesAndCancels},
 		{"CancelOvertakesSchedule", testCancelOvertakesSchedule},
 		{"ClaimHonoursNowAndLease", testClaimHonoursNowAndLease},
