@@ -54,6 +54,7 @@ type options struct {
 	Lease               time.Duration
 	Cloud               cloudOptions
 	Receipts            receiptOptions
+	Failover            failoverOptions
 }
 
 // Run parses args, starts the service and serves until ctx ends.
@@ -67,6 +68,7 @@ func Run(ctx context.Context, args []string) error {
 		"SMS provider: console (development only: prints the text, sends nothing), webhook, aliyun or tencent")
 	cloud := registerCloud(f)
 	receiptOpts := registerReceipts(f)
+	failover := registerFailover(f)
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
 	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
@@ -97,21 +99,23 @@ func Run(ctx context.Context, args []string) error {
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
 		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(), Receipts: receiptOpts(sec),
+		Failover: failover(),
 	}
-	if err := errors.Join(opts.check(), sealKeys.Check(common)); err != nil {
+	if err := errors.Join(opts.checkAll(), sealKeys.Check(common)); err != nil {
 		return err
 	}
 
-	base, err := service.Start("sms-dispatch", common, sec, append(smsOpenDefaults(opts), sealKeys.OpenDefaults()...))
+	base, err := service.Start("sms-dispatch", common, sec, append(opts.openDefaultsAll(), sealKeys.OpenDefaults()...))
 	if err != nil {
 		return err
 	}
 	defer base.Close()
 	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
-	sms, sendTimeout := opts.provider()
+	list, sendTimeout := opts.providers()
+	sms := list[0]
 	// Development mode: the console provider prints every text anyway, so the API may show it too.
-	dev := opts.Provider == "console"
+	dev := opts.development()
 	if dev {
 		log.Warn("the console SMS provider is for development only: it prints each text, codes included, to stdout, " +
 			"sends nothing, and GetMessage/ListMessages show the texts")
@@ -155,11 +159,13 @@ func Run(ctx context.Context, args []string) error {
 		st = ps
 	}
 
+	names := opts.names()
 	disp := &dispatcher.Dispatcher{
-		Store: st, Provider: sms, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
+		Store: st, Provider: sms, Providers: list, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers, BatchFlights: opts.WebhookBatchFlights,
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev, AtRiskAfter: opts.Receipts.Timeout,
-		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
+		Metrics:         dispatcher.NewMetrics(obs.Registry, names...),
+		BreakerFailures: opts.Failover.BreakerFailures, BreakerCooldown: opts.Failover.BreakerCooldown,
 	}
 	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Server{
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
@@ -175,7 +181,7 @@ func Run(ctx context.Context, args []string) error {
 		srv.Go("receipts", serve)
 	}
 	_, batched := sms.(provider.BatchProvider)
-	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.String("provider", sms.Name()),
+	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.Strings("providers", names),
 		zap.Bool("provider_batch", batched), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay),
