@@ -49,7 +49,7 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		orderid.ReasonMissing: true, orderid.ReasonInvalid: true, orderid.ReasonInvalidSubmission: true,
 		errs.Reason(idempotency.CheckRequestID(strings.Repeat("r", idempotency.MaxRequestIDLength+1))): true,
 		errs.RequestIDReused.Reason: true, phone.ReasonInvalidPhone: true, phone.ReasonCountryNotAllowed: true,
-		iddoc.ReasonInvalidTail: true,
+		iddoc.ReasonInvalidTail: true, errs.ReasonTooManyItems: true,
 	}
 	values := pb.ErrorReason(0).Descriptor().Values()
 	for i := 1; i < values.Len(); i++ {
