@@ -98,3 +98,18 @@ func Unauthenticated(reason, format string, args ...any) *Error {
 func PermissionDenied(reason, format string, args ...any) *Error {
 	return &Error{Kind: KindPermissionDenied, Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
+
+// MaxBatchItems bounds the requests of one batch call (MarkVerifiedBatch, CancelDeadlines...): a
+// relay sends far fewer, and a bound keeps one transaction's statements and locks in reach.
+const MaxBatchItems = 500
+
+// ReasonTooManyItems is the reason of a batch call with more than MaxBatchItems requests.
+const ReasonTooManyItems = "TOO_MANY_ITEMS"
+
+// CheckBatchSize refuses a batch of more than MaxBatchItems requests.
+func CheckBatchSize(n int) error {
+	if n > MaxBatchItems {
+		return Invalid("requests", ReasonTooManyItems, "a batch carries at most %d requests, not %d", MaxBatchItems, n)
+	}
+	return nil
+}

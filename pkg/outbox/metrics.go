@@ -50,7 +50,7 @@ func (r *Relay) observe(o *observe.Observer) *metrics {
 		}, []string{"target", "result"}),
 		tracer: o.TracerProvider().Tracer("github.com/icpverify/icpverify/pkg/outbox"),
 	}
-	for target := range r.Handlers {
+	for _, target := range r.targets() {
 		for _, res := range []string{resultDelivered, resultRetried, resultParked} {
 			m.delivered.WithLabelValues(target, res)
 		}
@@ -84,7 +84,7 @@ func (r *Relay) observe(o *observe.Observer) *metrics {
 			}
 			emit(age, lag, st.Target)
 		}
-		for target := range r.Handlers { // the known targets are always there, so alerts see 0, not absence
+		for _, target := range r.targets() { // the known targets are always there, so alerts see 0, not absence
 			if !seen[target] {
 				emit(pending, 0, target)
 				emit(dead, 0, target)
@@ -94,6 +94,20 @@ func (r *Relay) observe(o *observe.Observer) *metrics {
 		return nil
 	}, pending, dead, age)
 	return m
+}
+
+// targets lists the targets the relay has a handler of either kind for.
+func (r *Relay) targets() []string {
+	var out []string
+	for t := range r.Handlers {
+		out = append(out, t)
+	}
+	for t := range r.BatchHandlers {
+		if _, ok := r.Handlers[t]; !ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (m *metrics) count(target, result string) {
@@ -128,8 +142,15 @@ type delivery struct{ orderID, requestID string }
 
 type deliveryKey struct{}
 
+type batchNotesKey struct{}
+
 func noteIDs(ctx context.Context, req any) {
 	d, _ := ctx.Value(deliveryKey{}).(*delivery)
+	d.note(req)
+}
+
+// note keeps req's order and request ids (nil d: nobody listens).
+func (d *delivery) note(req any) {
 	if d == nil {
 		return
 	}
@@ -139,4 +160,13 @@ func noteIDs(ctx context.Context, req any) {
 	if g, ok := req.(interface{ GetRequestId() string }); ok {
 		d.requestID = g.GetRequestId()
 	}
+}
+
+// startBatchSpan starts the root span of one batch call of rows to target.
+func (m *metrics) startBatchSpan(ctx context.Context, target string, rows []Row) (context.Context, trace.Span) {
+	if m == nil {
+		return ctx, trace.SpanFromContext(context.Background())
+	}
+	return m.tracer.Start(ctx, "outbox.deliver_batch "+target, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("icp.outbox.target", target), attribute.Int("icp.outbox.rows", len(rows))))
 }

@@ -152,6 +152,11 @@ const (
 	DefaultPipeline = 2
 )
 
+// DefaultMaxPerCall is how many rows one BatchHandler call takes at most: a claim's rows of one
+// target in one call and one receiver transaction, bounded so that one call stays well within
+// CallTimeout and a receiver's statement sizes.
+const DefaultMaxPerCall = 100
+
 // Relay delivers outbox rows. Any number of replicas may run: each claims rows with
 // FOR UPDATE SKIP LOCKED and hides them for Lease, which it renews every Lease/3 while the batch is
 // being delivered; a crashed replica's rows reappear within a Lease.
@@ -162,6 +167,12 @@ type Relay struct {
 	Log      *zap.Logger
 	Clock    clock.Clock
 	Handlers map[string]Handler
+	// BatchHandlers deliver the claimed rows of their target together, up to MaxPerCall rows a call;
+	// a target with both is delivered in batches, and one by one through its Handler only when the
+	// receiver does not know the batch method yet (Unimplemented: a rolling upgrade).
+	BatchHandlers map[string]BatchHandler
+	// MaxPerCall bounds the rows of one BatchHandler call (DefaultMaxPerCall when 0).
+	MaxPerCall int
 	// Batch is how many rows one claim takes; Parallel how many of one batch are delivered at once.
 	Batch, Parallel int
 	// Pipeline is how many claimed batches Run delivers at once (so up to Pipeline*Parallel calls).
@@ -201,6 +212,9 @@ func (r *Relay) init() {
 		}
 		if r.Parallel == 0 {
 			r.Parallel = DefaultParallel
+		}
+		if r.MaxPerCall <= 0 {
+			r.MaxPerCall = DefaultMaxPerCall
 		}
 		if r.Pipeline == 0 {
 			r.Pipeline = DefaultPipeline
@@ -307,8 +321,9 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	return len(batch.rows), nil
 }
 
-// deliverBatch delivers a claimed batch Parallel at a time, then deletes the delivered rows in one
-// statement (failed ones were rescheduled or parked one by one, fenced by their attempts).
+// deliverBatch delivers a claimed batch Parallel calls at a time (a call is one row, or up to
+// MaxPerCall rows of a target with a BatchHandler), then deletes the delivered rows in one statement
+// (failed ones were rescheduled or parked one by one, fenced by their attempts).
 func (r *Relay) deliverBatch(ctx context.Context, c claimed) {
 	batch := c.rows
 	if len(batch) == 0 {
@@ -324,18 +339,26 @@ func (r *Relay) deliverBatch(ctx context.Context, c claimed) {
 		open[x.ID] = x
 	}
 	stopRenew := r.renew(ctx, &mu, open, c.leaseEnd)
-	for _, x := range batch {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			ok := r.deliver(ctx, x)
-			mu.Lock()
-			if ok {
+	done := func(rows []Row, ok []bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, x := range rows {
+			if ok[i] {
 				delivered = append(delivered, x.ID)
 			} else {
 				delete(open, x.ID) // rescheduled or parked: no longer ours to keep
 			}
-			mu.Unlock()
+		}
+	}
+	for _, call := range r.calls(batch) {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if call.h == nil {
+				done(call.rows, []bool{r.deliver(ctx, call.rows[0])})
+				return
+			}
+			done(call.rows, r.deliverMany(ctx, call.rows, call.h))
 		})
 	}
 	wg.Wait()
@@ -414,8 +437,8 @@ func bookkeep(ctx context.Context, record func(context.Context) error) error {
 	}
 }
 
-// deliver makes one call and records a failure; it reports whether the call succeeded (the caller
-// deletes delivered rows by the batch).
+// deliver makes one call and records its result (settle); it reports whether the call succeeded
+// (the caller deletes delivered rows by the batch).
 func (r *Relay) deliver(ctx context.Context, x Row) bool {
 	note := &delivery{}
 	ctx, span := r.metrics.startSpan(context.WithValue(ctx, deliveryKey{}, note), x)
@@ -431,6 +454,13 @@ func (r *Relay) deliver(ctx context.Context, x Row) bool {
 		cancel()
 	}
 	endSpan(span, err, note)
+	return r.settle(ctx, x, err, note)
+}
+
+// settle records the result err of delivering x, counted and logged with what note learnt of its
+// payload: nothing yet for a success (the batch's rows are deleted together), a park or a retry
+// with backoff otherwise. It reports whether x was delivered.
+func (r *Relay) settle(ctx context.Context, x Row, err error, note *delivery) bool {
 	fields := []zap.Field{zap.Int64("outbox_id", x.ID), zap.String("target", x.Target), zap.Int("attempt", x.Attempts)}
 	if note.orderID != "" {
 		fields = append(fields, zap.String("order_id", note.orderID))

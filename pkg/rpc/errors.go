@@ -130,3 +130,38 @@ func RetryDelay(err error) time.Duration {
 	}
 	return 0
 }
+
+// ItemStatus is what a batch answer carries for one item's error: the code, ErrorInfo reason and
+// message ToStatus gives the same error from a single call (codes.OK, "", "" for nil), so a caller
+// treats an item exactly as it would the single call's answer.
+// An internal error is logged with the server's logger, as ToStatus logs a single call's.
+func ItemStatus(ctx context.Context, method string, err error) (code codes.Code, reason, message string) {
+	if err == nil {
+		return codes.OK, "", ""
+	}
+	log, _ := ctx.Value(logKey{}).(*zap.Logger)
+	if log == nil {
+		log = zap.NewNop()
+	}
+	st := status.Convert(ToStatus(log, method, err))
+	return st.Code(), Reason(st.Err()), st.Message()
+}
+
+// ItemError turns a batch answer's item back into the error the single call would have returned:
+// nil for codes.OK, else a status error with an ErrorInfo of reason (when set).
+func ItemError(code int32, reason, message string) error {
+	c := codes.Code(code)
+	if c == codes.OK {
+		return nil
+	}
+	st := status.New(c, message)
+	if reason != "" {
+		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+			st = d
+		}
+	}
+	return st.Err()
+}
+
+// logKey holds, in a handler's context, the server's logger (ItemStatus logs with it).
+type logKey struct{}

@@ -443,7 +443,7 @@ func (s *Server) unaryInterceptor() grpc.UnaryServerInterceptor {
 		}()
 		ctx, err = s.admit(ctx, info.FullMethod)
 		if err == nil {
-			resp, err = handler(ctx, req)
+			resp, err = handler(context.WithValue(ctx, logKey{}, log), req)
 		}
 		return resp, ToStatus(log, info.FullMethod, err)
 	}

@@ -240,6 +240,8 @@ type options struct {
 	smsMaxAttempts int
 	// verification adds flags to verification's (a later flag wins: rate limits, for instance).
 	verification []string
+	// deadline adds flags to every deadline process's.
+	deadline []string
 	// smsProvider "aliyun" runs sms-dispatch with the aliyun provider against a fake dysmsapi
 	// (s.gateway.aliyun) instead of the webhook gateway; "cmpp" with the cmpp provider against a
 	// fake ISMG (s.gateway.cmpp).
@@ -369,6 +371,7 @@ func startSuite(t *testing.T, o options) *suite {
 		args["sms-dispatch"] = append(args["sms-dispatch"], fmt.Sprintf("--max-attempts=%d", o.smsMaxAttempts))
 	}
 	args["verification"] = append(args["verification"], o.verification...)
+	args["deadline"] = append(args["deadline"], o.deadline...)
 	creds := credentials(t, t.TempDir())
 	s.credentialed = true
 	for _, name := range services {

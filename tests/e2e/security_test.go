@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -130,6 +131,16 @@ func TestInternalMethodsAdmitOnlyTheirCallers(t *testing.T) {
 		denied(id+" MarkVerified", err)
 		_, err = s.FilingInternal.ReturnOrder(as(ctx(t), id), ret)
 		denied(id+" ReturnOrder", err)
+	}
+	// The batch forms admit verification alone, CancelDeadlines too (filing cancels one by one).
+	for _, id := range []string{"sms-dispatch", "deadline", "filing", "operator-e2e", "reviewer-e2e"} {
+		_, err := s.FilingInternal.MarkVerifiedBatch(as(ctx(t), id), &filingv1.MarkVerifiedBatchRequest{Requests: []*filingv1.MarkVerifiedRequest{mark}})
+		denied(id+" MarkVerifiedBatch", err)
+		_, err = s.FilingInternal.ReturnOrderBatch(as(ctx(t), id), &filingv1.ReturnOrderBatchRequest{Requests: []*filingv1.ReturnOrderRequest{ret}})
+		denied(id+" ReturnOrderBatch", err)
+		_, err = s.Deadline.CancelDeadlines(as(ctx(t), id), &deadlinev1.CancelDeadlinesRequest{Requests: []*deadlinev1.CancelDeadlineRequest{
+			{RequestId: "acl-cancel", OrderId: order.OrderId, Submission: order.Submission}}})
+		denied(id+" CancelDeadlines", err)
 	}
 	_, err := s.FilingInternal.MarkVerified(metadata.AppendToOutgoingContext(ctx(t), "authorization", "Bearer "+portalKey), mark)
 	if status.Code(err) != codes.Unauthenticated {

@@ -321,7 +321,10 @@ func (s *Suite) Args(name string) []string {
 			keys = DefaultHMACKeys
 		}
 		args = append(args, "--sms-dispatch-addr="+s.Addrs["sms-dispatch"], "--filing-addr="+s.Addrs["filing"],
-			"--deadline-addr="+s.Addrs["deadline"], "--hmac-keys="+keys, "--seal-keys="+SealKeys)
+			"--deadline-addr="+s.Addrs["deadline"], "--hmac-keys="+keys, "--seal-keys="+SealKeys,
+			// The phases move every pending timer of their orders to T (deadline, river): a noon resend
+			// timer would fire with them and double the calls those figures time. It has its own tests.
+			"--noon-resend=false")
 	case "sms-dispatch":
 		args = append(args, "--sms-provider=webhook", "--webhook-url="+c.WebhookURL, "--seal-keys="+SealKeys,
 			"--verification-addr="+s.Addrs["verification"])

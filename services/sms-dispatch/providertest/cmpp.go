@@ -315,15 +315,18 @@ func (c *cmppConn) serve() {
 	if status == 3 && f.AnyLogin {
 		status = 0
 	}
+	if status == 0 {
+		// Counted before the answer goes out, so a client that has logged in always finds itself counted.
+		f.mu.Lock()
+		f.connects++
+		f.conns[c] = true
+		f.mu.Unlock()
+	}
 	c.write(cmppConnectResp(p.seq, status, auth, f.Secret))
 	if status != 0 {
 		return
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	f.mu.Lock()
-	f.connects++
-	f.conns[c] = true
-	f.mu.Unlock()
 	for {
 		if idle := time.Duration(f.get(func() int { return int(f.idle) })); idle > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(idle))

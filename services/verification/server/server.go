@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	_ "time/tzdata" // Asia/Shanghai for the noon resend, also in images without zoneinfo (distroless, scratch)
 
 	"go.uber.org/zap"
 
@@ -61,8 +62,16 @@ func Run(ctx context.Context, args []string) error {
 	verifyBurst := f.Int("verify-burst", 200, "public Verify calls a tenant may make at once before --verify-rate applies")
 	resendRate := f.Float64("resend-rate", 10, "public ResendCode calls per second per tenant, against SMS pumping; 0: no limit")
 	resendBurst := f.Int("resend-burst", 20, "public ResendCode calls a tenant may make at once before --resend-rate applies")
+	noonResend := f.Bool("noon-resend", true, "the noon resend: one automatic new code at --noon-resend-hour Beijing time "+
+		"(Asia/Shanghai) of the day after a session's first code to every verifier still pending, if the window is still open")
+	noonHour := f.Int("noon-resend-hour", 12, "the hour (0-23, Beijing time) of the noon resend")
+	noonCounts := f.Bool("noon-resend-counts", false, "the automatic code uses up one of the verifier's --max-resends")
+	noonDelay := f.Duration("noon-resend-delay", 0, "tests only: the automatic code is due this long after the first code "+
+		"instead of on the next day at --noon-resend-hour; 0: the calendar rule")
 	phoneCountries := f.String("phone-country-codes", phone.DefaultCountries, "country calling codes filing accepts "+
 		"(set the same list as filing's): Verify and ResendCode answer a number of any other country as a malformed one")
+	relayBatch := f.Int("relay-batch", outbox.DefaultMaxPerCall, "outbox rows of one target the relay sends in one batch call "+
+		"(MarkVerifiedBatch, ReturnOrderBatch, CancelDeadlines: one receiver transaction each); 1 sends every row alone")
 	linkBase := f.String("verify-link-base", "", "the verification page's link base, e.g. https://beian.example.cn/v: each SMS "+
 		"then carries <base>/<token>, a link to the page of its one challenge; empty: no link in the text")
 	if err := f.Parse(args); err != nil {
@@ -84,8 +93,19 @@ func Run(ctx context.Context, args []string) error {
 	if err := limits.Validate(); err != nil {
 		return err
 	}
+	zone, err := time.LoadLocation(domain.NoonZone) // time/tzdata is linked in: images without zoneinfo work
+	if err != nil {
+		return fmt.Errorf("noon resend: %w", err)
+	}
+	noon := domain.NoonRule{Enabled: *noonResend, Hour: *noonHour, Counts: *noonCounts, Zone: zone, Delay: *noonDelay}
+	if err := noon.Validate(); err != nil {
+		return err
+	}
 	if *maxMismatched < 0 {
 		return fmt.Errorf("--max-mismatched-phones-per-caller must not be negative")
+	}
+	if err := checkRelayBatch(*relayBatch); err != nil {
+		return err
 	}
 	if *minResponse < 0 {
 		return errors.New("--min-response-time must not be negative")
@@ -147,7 +167,10 @@ func Run(ctx context.Context, args []string) error {
 			convert.TargetMarkVerified:   outbox.Call(filing.MarkVerified),
 			convert.TargetReturnOrder:    outbox.Call(filing.ReturnOrder),
 			convert.TargetCancelDeadline: outbox.Call(deadline.CancelDeadline),
+			convert.TargetScheduleNoon:   outbox.Call(deadline.ScheduleNoonResend),
 		},
+		BatchHandlers: batchHandlers(filing, deadline, *relayBatch),
+		MaxPerCall:    *relayBatch,
 	}
 	metrics := grpcapi.NewMetrics(obs.Registry)
 	var engine app.Engine
@@ -169,6 +192,7 @@ func Run(ctx context.Context, args []string) error {
 		engine = ps
 	}
 	st := app.New(engine, hasher, limits, log)
+	st.SetNoon(noon)
 	st.LinkBase = link
 	st.Mismatches = app.NewMismatchThrottle(clk, hasher, *maxMismatched)
 	st.OnLock = metrics.Locked // a public resend's mismatch can lock too
@@ -180,8 +204,9 @@ func Run(ctx context.Context, args []string) error {
 		zap.Int("max_failed_attempts", limits.MaxFailedAttempts), zap.Int("max_resends", limits.MaxResends),
 		zap.Duration("resend_interval", limits.ResendInterval), zap.Int("phone_failure_budget", limits.PhoneFailureBudget),
 		zap.Duration("phone_failure_window", limits.PhoneFailureWindow),
-		zap.Duration("min_response_time", *minResponse), zap.Stringer("phone_country_codes", countries),
-		zap.String("verify_link_base", link), zap.String("store", *common.Store))
+		zap.Duration("min_response_time", *minResponse), zap.Bool("noon_resend", noon.Enabled), zap.Int("noon_resend_hour", noon.Hour),
+		zap.Bool("noon_resend_counts", noon.Counts), zap.Stringer("phone_country_codes", countries),
+		zap.Int("relay_batch", *relayBatch), zap.String("verify_link_base", link), zap.String("store", *common.Store))
 	return base.Serve(ctx)
 }
 

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,6 +34,40 @@ type peers struct {
 	sms    []*smsv1.SendMessageRequest
 	marked []*filingv1.MarkVerifiedRequest
 	cancel []*deadlinev1.CancelDeadlineRequest
+	// batch makes the batch methods answer (else Unimplemented, a receiver not upgraded yet);
+	// batchCalls counts their calls.
+	batch      bool
+	batchCalls int
+}
+
+func (p *peers) MarkVerifiedBatch(_ context.Context, r *filingv1.MarkVerifiedBatchRequest) (*filingv1.MarkVerifiedBatchResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.batch {
+		return nil, status.Error(codes.Unimplemented, "no batch method")
+	}
+	p.batchCalls++
+	resp := &filingv1.MarkVerifiedBatchResponse{}
+	for _, req := range r.GetRequests() {
+		p.marked = append(p.marked, req)
+		resp.Results = append(resp.Results, &filingv1.MarkVerifiedResult{Response: &filingv1.MarkVerifiedResponse{}})
+	}
+	return resp, nil
+}
+
+func (p *peers) CancelDeadlines(_ context.Context, r *deadlinev1.CancelDeadlinesRequest) (*deadlinev1.CancelDeadlinesResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.batch {
+		return nil, status.Error(codes.Unimplemented, "no batch method")
+	}
+	p.batchCalls++
+	resp := &deadlinev1.CancelDeadlinesResponse{}
+	for _, req := range r.GetRequests() {
+		p.cancel = append(p.cancel, req)
+		resp.Results = append(resp.Results, &deadlinev1.CancelDeadlineResult{Response: &deadlinev1.CancelDeadlineResponse{}})
+	}
+	return resp, nil
 }
 
 func (p *peers) SendMessage(_ context.Context, r *smsv1.SendMessageRequest) (*smsv1.SendMessageResponse, error) {
@@ -73,8 +109,12 @@ func eventually(t *testing.T, what string, ok func() bool) {
 }
 
 // TestRunWiresRelay starts the whole service with Run on PostgreSQL against fake peers.
+// The peers have the batch methods: the verdict and the cancel arrive through them.
 func TestRunWiresRelay(t *testing.T) {
 	p, peerAddr := startPeers(t)
+	p.mu.Lock()
+	p.batch = true
+	p.mu.Unlock()
 
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -90,10 +130,16 @@ func TestRunWiresRelay(t *testing.T) {
 		"--sms-dispatch-addr", peerAddr, "--filing-addr", peerAddr, "--deadline-addr", peerAddr,
 		"--hmac-keys", "k1:"+strings.Repeat("ab", 32), "--seal-keys", "s1:"+strings.Repeat("cd", 32))
 	openAndVerify(t, p, addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.batchCalls < 2 {
+		t.Errorf("batch calls = %d, want the verdict's and the cancel's", p.batchCalls)
+	}
 }
 
 // TestRunMemory starts the service on the in-memory engine (no database, no HMAC key) and runs the
-// same flow through the relay.
+// same flow through the relay, against peers without the batch methods (the relay falls back to the
+// single calls).
 func TestRunMemory(t *testing.T) {
 	p, peerAddr := startPeers(t)
 	addr := startRun(t, "--store", "memory", "--database-url", "",
@@ -184,6 +230,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			// hex of "example seal key - replace me!!!"
 			"--seal-keys", "s1:6578616d706c65207365616c206b6579202d207265706c616365206d65212121"}, "seal key is a placeholder"},
 		{"negative floor", []string{"--store", "memory", "--min-response-time", "-1s"}, "min-response-time"},
+		{"no relay batch", []string{"--store", "memory", "--relay-batch", "0"}, "--relay-batch must be between 1 and 500"},
+		{"relay batch over the bound", []string{"--store", "memory", "--relay-batch", "501"}, "--relay-batch"},
 		// 42 characters: with a token the SMS could overflow two segments.
 		{"long link base", []string{"--store", "memory", "--verify-link-base", "https://beian.example.cn/" + strings.Repeat("v", 17)}, "two segments"},
 		{"link base with a query", []string{"--store", "memory", "--verify-link-base", "https://beian.example.cn/v?x=1"}, "without query"},

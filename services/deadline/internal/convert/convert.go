@@ -28,6 +28,14 @@ func StateFromProto(s deadlinev1.DeadlineState) domain.State {
 	return ""
 }
 
+// KindToProto maps a timer kind to the enum.
+func KindToProto(k domain.Kind) deadlinev1.DeadlineKind {
+	if k == domain.KindNoonResend {
+		return deadlinev1.DeadlineKind_DEADLINE_KIND_NOON_RESEND
+	}
+	return deadlinev1.DeadlineKind_DEADLINE_KIND_CLOSE
+}
+
 // ToProto is the API form of a timer.
 func ToProto(d domain.Deadline) *deadlinev1.Deadline {
 	out := &deadlinev1.Deadline{
@@ -38,6 +46,7 @@ func ToProto(d domain.Deadline) *deadlinev1.Deadline {
 		Attempts:   d.Attempts,
 		LastError:  d.LastError,
 		Closed:     d.Closed,
+		Kind:       KindToProto(d.Kind),
 	}
 	if !d.FiredAt.IsZero() {
 		out.FireTime = timestamppb.New(d.FiredAt)
@@ -53,6 +62,9 @@ func FromProto(p *deadlinev1.Deadline) domain.Deadline {
 		Attempts:  p.GetAttempts(),
 		LastError: p.GetLastError(),
 		Closed:    p.GetClosed(),
+	}
+	if p.GetKind() == deadlinev1.DeadlineKind_DEADLINE_KIND_NOON_RESEND {
+		d.Kind = domain.KindNoonResend
 	}
 	if p.GetDueTime() != nil {
 		d.DueAt = p.GetDueTime().AsTime()

@@ -23,6 +23,7 @@ func TestReasonsAreTheContracts(t *testing.T) {
 		errs.Reason(idempotency.CheckRequestID(strings.Repeat("r", idempotency.MaxRequestIDLength+1))): true,
 		errs.RequestIDReused.Reason:      true,
 		pagetoken.ReasonInvalidPageToken: true, pagetoken.ReasonInvalidPageSize: true,
+		errs.ReasonTooManyItems: true,
 	}
 	values := deadlinev1.ErrorReason(0).Descriptor().Values()
 	for i := 1; i < values.Len(); i++ {

@@ -22,10 +22,31 @@ const (
 	Cancelled State = "CANCELLED"
 )
 
-// Key names one timer: one submission of one order.
+// Kind is what a timer does when it fires. The zero value is the close timer, so a Key written
+// without a kind names the submission's deadline, as it did before there were kinds.
+type Kind int16
+
+// The timer kinds, stored as these numbers (the kind column).
+const (
+	// KindClose is the verification deadline: verification.CloseIfIncomplete.
+	KindClose Kind = 0
+	// KindNoonResend is the noon resend of the day after the first code: verification.AutoResend.
+	KindNoonResend Kind = 1
+)
+
+// Key names one timer: one kind of timer of one submission of one order.
 type Key struct {
 	OrderID    string
 	Submission int32
+	Kind       Kind
+}
+
+// Close is the key of the close timer of k's submission.
+func (k Key) Close() Key { return Key{OrderID: k.OrderID, Submission: k.Submission, Kind: KindClose} }
+
+// Noon is the key of the noon resend timer of k's submission.
+func (k Key) Noon() Key {
+	return Key{OrderID: k.OrderID, Submission: k.Submission, Kind: KindNoonResend}
 }
 
 // Deadline is one order submission's timer.
@@ -62,11 +83,16 @@ func ValidateKey(k Key) error {
 
 // ValidateSchedule checks a schedule request; hasDue is false when due_time was not given.
 func ValidateSchedule(k Key, hasDue bool, due time.Time) error {
+	return ValidateTimer(k, "due_time", hasDue, due)
+}
+
+// ValidateTimer checks a request that creates a timer due at the time of field (has: it was given).
+func ValidateTimer(k Key, field string, has bool, at time.Time) error {
 	if err := ValidateKey(k); err != nil {
 		return err
 	}
-	if !hasDue || due.IsZero() || due.Unix() <= 0 {
-		return errs.Invalid("due_time", ReasonInvalidDueTime, "due_time is required")
+	if !has || at.IsZero() || at.Unix() <= 0 {
+		return errs.Invalid(field, ReasonInvalidDueTime, "%s is required", field)
 	}
 	return nil
 }
@@ -92,11 +118,16 @@ func Placeholder(k Key, now time.Time) Deadline {
 // Insert decides what adding the new timer d does to an order whose other timers are others: d is
 // cancelled when a newer submission exists (a late, re-delivered schedule of a superseded submission
 // must not close anything), and the pending timers of older submissions are cancelled (returned, to be
-// stored). Both engines store exactly what Insert returns.
+// stored). A noon resend timer is also born cancelled when its submission's close timer is no longer
+// pending (the session completed or closed, or a cancel overtook the schedule): nothing may be sent
+// for a decided submission. Both engines store exactly what Insert returns.
 func Insert(d Deadline, others []Deadline) (Deadline, []Deadline) {
 	var superseded []Deadline
 	for _, o := range others {
 		if o.Submission > d.Submission {
+			d.State = Cancelled
+		}
+		if d.Kind == KindNoonResend && o.Key == d.Key.Close() && o.State != Pending {
 			d.State = Cancelled
 		}
 		if Supersedes(d.Submission, o) {
@@ -185,8 +216,8 @@ func Rearm(d Deadline, attempts int32, next time.Time, lastError string) (out De
 	return d, true, nil
 }
 
-// ClaimCompare orders claims: soonest next attempt first, ties by order id and submission, so both
-// engines claim the same timers in the same order.
+// ClaimCompare orders claims: soonest next attempt first, ties by order id, submission and kind, so
+// both engines claim the same timers in the same order.
 func ClaimCompare(a, b Deadline) int {
 	if c := a.NextAttemptAt.Compare(b.NextAttemptAt); c != 0 {
 		return c
@@ -194,7 +225,10 @@ func ClaimCompare(a, b Deadline) int {
 	if a.OrderID != b.OrderID {
 		return strings.Compare(a.OrderID, b.OrderID)
 	}
-	return int(a.Submission - b.Submission)
+	if a.Submission != b.Submission {
+		return int(a.Submission - b.Submission)
+	}
+	return int(a.Kind - b.Kind)
 }
 
 // ListLess is the order of ListDeadlines: soonest due first, then by order id and submission, so

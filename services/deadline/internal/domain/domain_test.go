@@ -21,13 +21,13 @@ func TestValidateSchedule(t *testing.T) {
 		due       time.Time
 		wantField string
 	}{
-		{"ok", Key{"o1", 1}, true, t0, ""},
-		{"empty order", Key{"", 1}, true, t0, "order_id"},
-		{"long order", Key{long, 1}, true, t0, "order_id"},
-		{"zero submission", Key{"o1", 0}, true, t0, "submission"},
-		{"negative submission", Key{"o1", -2}, true, t0, "submission"},
-		{"no due", Key{"o1", 1}, false, time.Time{}, "due_time"},
-		{"epoch due", Key{"o1", 1}, true, time.Unix(0, 0), "due_time"},
+		{"ok", Key{"o1", 1, KindClose}, true, t0, ""},
+		{"empty order", Key{"", 1, KindClose}, true, t0, "order_id"},
+		{"long order", Key{long, 1, KindClose}, true, t0, "order_id"},
+		{"zero submission", Key{"o1", 0, KindClose}, true, t0, "submission"},
+		{"negative submission", Key{"o1", -2, KindClose}, true, t0, "submission"},
+		{"no due", Key{"o1", 1, KindClose}, false, time.Time{}, "due_time"},
+		{"epoch due", Key{"o1", 1, KindClose}, true, time.Unix(0, 0), "due_time"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,7 +69,7 @@ func TestStateTransitions(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s/%s/%d", c.from, c.op, c.attempts), func(t *testing.T) {
-			d := New(Key{"o", 1}, t0, t0.Add(-time.Hour))
+			d := New(Key{"o", 1, KindClose}, t0, t0.Add(-time.Hour))
 			d.State, d.Attempts = c.from, 1
 			var got Deadline
 			var changed bool
@@ -102,7 +102,7 @@ func TestStateTransitions(t *testing.T) {
 
 func TestRearmNeverBeforeDue(t *testing.T) {
 	t.Parallel()
-	d := New(Key{"o", 1}, t0, t0.Add(-time.Hour))
+	d := New(Key{"o", 1, KindClose}, t0, t0.Add(-time.Hour))
 	if _, _, err := Rearm(d, 0, t0.Add(-time.Microsecond), "x"); err == nil {
 		t.Fatal("re-armed before the due time")
 	}
@@ -113,7 +113,7 @@ func TestRearmNeverBeforeDue(t *testing.T) {
 
 func TestClaim(t *testing.T) {
 	t.Parallel()
-	d := New(Key{"o", 1}, t0, t0.Add(-time.Hour))
+	d := New(Key{"o", 1, KindClose}, t0, t0.Add(-time.Hour))
 	cases := []struct {
 		name string
 		mod  func(*Deadline)
@@ -144,11 +144,11 @@ func TestClaim(t *testing.T) {
 func TestNew(t *testing.T) {
 	t.Parallel()
 	due := t0.Add(123 * time.Nanosecond)
-	d := New(Key{"o", 2}, due, t0.Add(-time.Hour))
+	d := New(Key{"o", 2, KindClose}, due, t0.Add(-time.Hour))
 	if d.State != Pending || !d.NextAttemptAt.Equal(d.DueAt) || !d.DueAt.Equal(t0) {
 		t.Fatalf("new timer: %+v", d)
 	}
-	p := Placeholder(Key{"o", 3}, due)
+	p := Placeholder(Key{"o", 3, KindClose}, due)
 	if p.State != Cancelled || !p.DueAt.Equal(t0) || !p.NextAttemptAt.Equal(t0) || !p.CreatedAt.Equal(t0) {
 		t.Fatalf("placeholder: %+v", p)
 	}
@@ -157,7 +157,7 @@ func TestNew(t *testing.T) {
 func TestInsert(t *testing.T) {
 	t.Parallel()
 	timer := func(sub int32, s State) Deadline {
-		d := New(Key{"o", sub}, t0, t0)
+		d := New(Key{"o", sub, KindClose}, t0, t0)
 		d.State = s
 		return d
 	}
@@ -176,7 +176,7 @@ func TestInsert(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d, sup := Insert(New(Key{"o", c.sub}, t0, t0), c.others)
+			d, sup := Insert(New(Key{"o", c.sub, KindClose}, t0, t0), c.others)
 			if d.State != c.wantState {
 				t.Fatalf("state %s, want %s", d.State, c.wantState)
 			}
@@ -196,8 +196,8 @@ func TestInsert(t *testing.T) {
 
 func TestReschedule(t *testing.T) {
 	t.Parallel()
-	pending := New(Key{"o", 1}, t0, t0.Add(-time.Hour))
-	placeholder := Placeholder(Key{"o", 1}, t0.Add(-time.Hour))
+	pending := New(Key{"o", 1, KindClose}, t0, t0.Add(-time.Hour))
+	placeholder := Placeholder(Key{"o", 1, KindClose}, t0.Add(-time.Hour))
 	cases := []struct {
 		name     string
 		existing Deadline
@@ -224,10 +224,10 @@ func TestReschedule(t *testing.T) {
 
 func TestPositionAfter(t *testing.T) {
 	t.Parallel()
-	last := Deadline{Key: Key{"o", 2}, DueAt: t0}
+	last := Deadline{Key: Key{"o", 2, KindClose}, DueAt: t0}
 	p := PositionOf(last)
-	if p.After(last) || !p.After(Deadline{Key: Key{"o", 3}, DueAt: t0}) || !p.After(Deadline{Key: Key{"a", 1}, DueAt: t0.Add(time.Microsecond)}) ||
-		p.After(Deadline{Key: Key{"p", 1}, DueAt: t0.Add(-time.Microsecond)}) {
+	if p.After(last) || !p.After(Deadline{Key: Key{"o", 3, KindClose}, DueAt: t0}) || !p.After(Deadline{Key: Key{"a", 1, KindClose}, DueAt: t0.Add(time.Microsecond)}) ||
+		p.After(Deadline{Key: Key{"p", 1, KindClose}, DueAt: t0.Add(-time.Microsecond)}) {
 		t.Fatalf("position %+v", p)
 	}
 }
@@ -239,11 +239,11 @@ func TestSupersedes(t *testing.T) {
 		other Deadline
 		want  bool
 	}{
-		{2, Deadline{Key: Key{"o", 1}, State: Pending}, true},
-		{2, Deadline{Key: Key{"o", 1}, State: Fired}, false},
-		{2, Deadline{Key: Key{"o", 1}, State: Cancelled}, false},
-		{2, Deadline{Key: Key{"o", 2}, State: Pending}, false},
-		{2, Deadline{Key: Key{"o", 3}, State: Pending}, false},
+		{2, Deadline{Key: Key{"o", 1, KindClose}, State: Pending}, true},
+		{2, Deadline{Key: Key{"o", 1, KindClose}, State: Fired}, false},
+		{2, Deadline{Key: Key{"o", 1, KindClose}, State: Cancelled}, false},
+		{2, Deadline{Key: Key{"o", 2, KindClose}, State: Pending}, false},
+		{2, Deadline{Key: Key{"o", 3, KindClose}, State: Pending}, false},
 	}
 	for _, c := range cases {
 		if got := Supersedes(c.sub, c.other); got != c.want {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
@@ -22,7 +23,12 @@ import (
 // Store is what the handlers need; the PostgreSQL store implements it, and an in-memory engine can.
 type Store interface {
 	Schedule(ctx context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error)
+	// ScheduleNoon creates the noon resend timer of k's submission, due at resend.
+	ScheduleNoon(ctx context.Context, requestID string, req proto.Message, k domain.Key, resend time.Time) (domain.Deadline, error)
 	Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error)
+	// CancelBatch cancels the timers of reqs (each checked as CancelDeadline checks one) in one
+	// transaction, one result per request: the timer as Cancel would answer it, or the request's error.
+	CancelBatch(ctx context.Context, reqs []*deadlinev1.CancelDeadlineRequest) ([]batch.Result[domain.Deadline], error)
 	Get(ctx context.Context, orderID string) (domain.Deadline, error)
 	// List reads up to limit timers in domain.ListLess order, only those in state ("" = all),
 	// strictly after after (nil: from the soonest).
@@ -67,13 +73,35 @@ func (s *Server) ScheduleDeadline(ctx context.Context, req *deadlinev1.ScheduleD
 	return &deadlinev1.ScheduleDeadlineResponse{Deadline: convert.ToProto(d)}, nil
 }
 
-// CancelDeadline cancels a pending timer; a fired or cancelled one comes back unchanged.
-func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadlineRequest) (*deadlinev1.CancelDeadlineResponse, error) {
+// ScheduleNoonResend creates the noon resend timer of one submission; idempotent by (order_id,
+// submission).
+func (s *Server) ScheduleNoonResend(ctx context.Context, req *deadlinev1.ScheduleNoonResendRequest) (*deadlinev1.ScheduleNoonResendResponse, error) {
 	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
 		return nil, err
 	}
-	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()}
-	if err := domain.ValidateKey(k); err != nil {
+	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission(), Kind: domain.KindNoonResend}
+	var at time.Time
+	hasAt := req.GetResendTime() != nil
+	if hasAt {
+		if err := req.GetResendTime().CheckValid(); err != nil {
+			return nil, errs.Invalid("resend_time", domain.ReasonInvalidDueTime, "resend_time is not a valid timestamp")
+		}
+		at = req.GetResendTime().AsTime()
+	}
+	if err := domain.ValidateTimer(k, "resend_time", hasAt, at); err != nil {
+		return nil, err
+	}
+	d, err := s.Store.ScheduleNoon(ctx, req.GetRequestId(), req, k, at)
+	if err != nil {
+		return nil, err
+	}
+	return &deadlinev1.ScheduleNoonResendResponse{Timer: convert.ToProto(d)}, nil
+}
+
+// CancelDeadline cancels a pending timer; a fired or cancelled one comes back unchanged.
+func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadlineRequest) (*deadlinev1.CancelDeadlineResponse, error) {
+	k, err := checkCancel(req)
+	if err != nil {
 		return nil, err
 	}
 	d, err := s.Store.Cancel(ctx, req.GetRequestId(), req, k)
@@ -81,6 +109,15 @@ func (s *Server) CancelDeadline(ctx context.Context, req *deadlinev1.CancelDeadl
 		return nil, err
 	}
 	return &deadlinev1.CancelDeadlineResponse{Deadline: convert.ToProto(d)}, nil
+}
+
+// checkCancel checks a CancelDeadline request and returns the key of its timer.
+func checkCancel(req *deadlinev1.CancelDeadlineRequest) (domain.Key, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return domain.Key{}, err
+	}
+	k := domain.Key{OrderID: req.GetOrderId(), Submission: req.GetSubmission()}
+	return k, domain.ValidateKey(k)
 }
 
 // GetDeadline returns the timer of the order's latest submission.

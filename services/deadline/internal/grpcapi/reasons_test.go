@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/orderid"
@@ -68,6 +69,10 @@ func TestEveryReasonIsDeclared(t *testing.T) {
 		}},
 		{deadlinev1.ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN, func() error {
 			_, err := c.ListDeadlines(ctx, &deadlinev1.ListDeadlinesRequest{PageToken: "nope"})
+			return err
+		}},
+		{deadlinev1.ErrorReason_ERROR_REASON_TOO_MANY_ITEMS, func() error {
+			_, err := c.CancelDeadlines(ctx, &deadlinev1.CancelDeadlinesRequest{Requests: make([]*deadlinev1.CancelDeadlineRequest, errs.MaxBatchItems+1)})
 			return err
 		}},
 		{deadlinev1.ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE, func() error {

@@ -48,6 +48,7 @@ var queries = pg.MustQueries[struct {
 const (
 	methodSchedule = deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName
 	methodCancel   = deadlinev1.DeadlineService_CancelDeadline_FullMethodName
+	methodNoon     = deadlinev1.DeadlineService_ScheduleNoonResend_FullMethodName
 )
 
 // Store is the PostgreSQL store.
@@ -72,12 +73,13 @@ func scan(row pgx.Row) (domain.Deadline, error) {
 	var d domain.Deadline
 	var state string
 	var firedAt *time.Time
+	var kind int16
 	err := row.Scan(&d.OrderID, &d.Submission, &d.DueAt, &state, &d.NextAttemptAt, &d.Attempts, &d.LastError,
-		&firedAt, &d.Closed, &d.CreatedAt)
+		&firedAt, &d.Closed, &d.CreatedAt, &kind)
 	if err != nil {
 		return d, err
 	}
-	d.State = domain.State(state)
+	d.State, d.Kind = domain.State(state), domain.Kind(kind)
 	d.DueAt, d.NextAttemptAt, d.CreatedAt = d.DueAt.UTC(), d.NextAttemptAt.UTC(), d.CreatedAt.UTC()
 	if firedAt != nil {
 		d.FiredAt = firedAt.UTC()
@@ -95,7 +97,7 @@ func notFound() error {
 
 // getForUpdate reads one timer and locks its row; found is false when there is none.
 func getForUpdate(ctx context.Context, tx pgx.Tx, k domain.Key) (d domain.Deadline, found bool, err error) {
-	d, err = scan(tx.QueryRow(ctx, queries.GetForUpdate, k.OrderID, k.Submission))
+	d, err = scan(tx.QueryRow(ctx, queries.GetForUpdate, k.OrderID, k.Submission, int16(k.Kind)))
 	if pg.IsNoRows(err) {
 		return d, false, nil
 	}
@@ -108,11 +110,11 @@ func save(ctx context.Context, tx pgx.Tx, d domain.Deadline) error {
 	if !d.FiredAt.IsZero() {
 		firedAt = &d.FiredAt
 	}
-	_, err := tx.Exec(ctx, queries.Save, d.OrderID, d.Submission, string(d.State), d.NextAttemptAt, d.Attempts, d.LastError, firedAt, d.Closed)
+	_, err := tx.Exec(ctx, queries.Save, d.OrderID, d.Submission, string(d.State), d.NextAttemptAt, d.Attempts, d.LastError, firedAt, d.Closed, int16(d.Kind))
 	return err
 }
 
-// Get returns the timer of the order's latest submission.
+// Get returns the close timer of the order's latest submission.
 func (s *Store) Get(ctx context.Context, orderID string) (domain.Deadline, error) {
 	d, err := scan(s.pool.QueryRow(ctx, queries.Get, orderID))
 	if pg.IsNoRows(err) {
@@ -121,16 +123,16 @@ func (s *Store) Get(ctx context.Context, orderID string) (domain.Deadline, error
 	return d, err
 }
 
-// GetKey returns one submission's timer.
+// GetKey returns one timer.
 func (s *Store) GetKey(ctx context.Context, k domain.Key) (domain.Deadline, error) {
-	d, err := scan(s.pool.QueryRow(ctx, queries.GetKey, k.OrderID, k.Submission))
+	d, err := scan(s.pool.QueryRow(ctx, queries.GetKey, k.OrderID, k.Submission, int16(k.Kind)))
 	if pg.IsNoRows(err) {
 		return d, notFound()
 	}
 	return d, err
 }
 
-// List reads up to limit timers in domain.ListLess order (soonest first), only those in state
+// List reads up to limit close timers in domain.ListLess order (soonest first), only those in state
 // (""= all), strictly after after (nil: from the soonest). Order ids compare bytewise (COLLATE "C"),
 // as Go compares strings.
 func (s *Store) List(ctx context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Deadline, error) {
@@ -208,10 +210,12 @@ func (s *Store) MarkFiredBatch(ctx context.Context, fs []domain.Firing) ([]bool,
 	attempts := make([]int32, len(fs))
 	ats := make([]time.Time, len(fs))
 	closed := make([]bool, len(fs))
+	kinds := make([]int16, len(fs))
 	for i, f := range fs {
 		orders[i], subs[i], attempts[i], ats[i], closed[i] = f.Key.OrderID, f.Key.Submission, f.Attempts, domain.NormalizeTime(f.At), f.Closed
+		kinds[i] = int16(f.Key.Kind)
 	}
-	rows, err := s.pool.Query(ctx, queries.MarkFiredBatch, orders, subs, attempts, ats, closed, seq(len(fs)))
+	rows, err := s.pool.Query(ctx, queries.MarkFiredBatch, orders, subs, attempts, ats, closed, seq(len(fs)), kinds)
 	if err != nil {
 		return nil, fmt.Errorf("mark deadlines fired: %w", err)
 	}

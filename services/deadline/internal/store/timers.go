@@ -30,26 +30,39 @@ func (s *Store) Schedule(ctx context.Context, requestID string, req proto.Messag
 	if err := idempotency.CheckRequestID(requestID); err != nil {
 		return domain.Deadline{}, err
 	}
-	return s.timers.Do(ctx, timerCall{method: methodSchedule, requestID: requestID, req: req, key: k, due: due})
+	return s.timers.Do(ctx, timerCall{method: methodSchedule, requestID: requestID, req: req, key: k.Close(), due: due})
 }
 
-// Cancel cancels a pending timer; a fired or cancelled one is returned unchanged. A submission not
+// ScheduleNoon creates the noon resend timer of one submission (due at resend), or returns the
+// existing one, as Schedule does; domain.Insert decides whether it is born cancelled.
+func (s *Store) ScheduleNoon(ctx context.Context, requestID string, req proto.Message, k domain.Key, resend time.Time) (domain.Deadline, error) {
+	if err := idempotency.CheckRequestID(requestID); err != nil {
+		return domain.Deadline{}, err
+	}
+	return s.timers.Do(ctx, timerCall{method: methodNoon, requestID: requestID, req: req, key: k.Noon(), due: resend})
+}
+
+// Cancel cancels a pending timer and the submission's pending noon resend timer; a fired or
+// cancelled one is returned unchanged. A submission not
 // scheduled yet (the cancel overtook the schedule) gets a CANCELLED placeholder, which the late
 // schedule then returns instead of arming a timer.
 func (s *Store) Cancel(ctx context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	if err := idempotency.CheckRequestID(requestID); err != nil {
 		return domain.Deadline{}, err
 	}
-	return s.timers.Do(ctx, timerCall{method: methodCancel, requestID: requestID, req: req, key: k})
+	return s.timers.Do(ctx, timerCall{method: methodCancel, requestID: requestID, req: req, key: k.Close()})
 }
 
 type timerCall struct {
-	method    string // methodSchedule or methodCancel
+	method    string // methodSchedule, methodNoon or methodCancel
 	requestID string
 	req       proto.Message
 	key       domain.Key
 	due       time.Time // Schedule only
 }
+
+// methods are the timer calls in the order their idempotency rows are locked.
+var methods = []string{methodSchedule, methodNoon, methodCancel}
 
 // timerTimeout bounds one batch: it runs detached from any one caller's context.
 const timerTimeout = 15 * time.Second
@@ -112,7 +125,7 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 	timers := map[string][]domain.Deadline{} // by order, in submission order
 	read := func(reads *pgx.Batch) error {
 		reads.Queue(pg.GenericPlans)
-		for _, m := range []string{methodSchedule, methodCancel} {
+		for _, m := range methods {
 			if ids := idsByMethod[m]; len(ids) > 0 {
 				stored[m] = map[string]idempotency.Stored{}
 				idempotency.QueueLocks(reads, m, ids)
@@ -157,7 +170,7 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 			var d domain.Deadline
 			var err error // this call's own: a refusal of an earlier call must not carry over
 			switch {
-			case c.method == methodSchedule && found:
+			case c.method != methodCancel && found:
 				d, err = domain.Reschedule(existing, c.due)
 			case c.method == methodCancel && found:
 				var ch bool
@@ -180,13 +193,20 @@ func (s *Store) timerAll(ctx context.Context, calls []timerCall) ([]batch.Result
 				out[i].Err = err
 				continue
 			}
+			if c.method == methodCancel { // the submission's noon resend goes with its deadline
+				if noon, ok := find(timers[c.key.OrderID], c.key.Noon()); ok {
+					if noon, ch := domain.Cancel(noon); ch {
+						changed[noon.Key] = noon
+					}
+				}
+			}
 			// The answer is what a replay of it will be: the stored proto, converted back.
 			resp := convert.ToProto(d)
 			out[i].Value = convert.FromProto(resp)
 			answers[c.method] = append(answers[c.method], idempotency.Answer{RequestID: c.requestID, Req: c.req, Resp: resp})
 		}
 		queueTimerWrites(writes, inserts, changed)
-		for _, m := range []string{methodSchedule, methodCancel} {
+		for _, m := range methods {
 			if err := idempotency.QueueSave(writes, now, m, answers[m]); err != nil {
 				return err
 			}
@@ -208,15 +228,18 @@ func queueTimerWrites(writes *pgx.Batch, inserts []domain.Deadline, changed map[
 		n := len(inserts)
 		ords, subs, states := make([]string, n), make([]int32, n), make([]string, n)
 		dues, nexts, created := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		kinds := make([]int16, n)
 		for i, d := range inserts {
 			ords[i], subs[i], states[i], dues[i], nexts[i], created[i] = d.OrderID, d.Submission, string(d.State), d.DueAt, d.NextAttemptAt, d.CreatedAt
+			kinds[i] = int16(d.Kind)
 		}
-		writes.Queue(queries.InsertTimers, ords, subs, dues, states, nexts, created)
+		writes.Queue(queries.InsertTimers, ords, subs, dues, states, nexts, created, kinds)
 	}
 	if len(changed) > 0 {
 		var (
 			ords, states, lastErrs []string
 			subs, attempts         []int32
+			kinds                  []int16
 			nexts                  []time.Time
 			fired                  []*time.Time
 			closed                 []bool
@@ -228,8 +251,9 @@ func queueTimerWrites(writes *pgx.Batch, inserts []domain.Deadline, changed map[
 			}
 			ords, subs, states, nexts = append(ords, d.OrderID), append(subs, d.Submission), append(states, string(d.State)), append(nexts, d.NextAttemptAt)
 			attempts, lastErrs, fired, closed = append(attempts, d.Attempts), append(lastErrs, d.LastError), append(fired, f), append(closed, d.Closed)
+			kinds = append(kinds, int16(d.Kind))
 		}
-		writes.Queue(queries.UpdateTimers, ords, subs, states, nexts, attempts, lastErrs, fired, closed)
+		writes.Queue(queries.UpdateTimers, ords, subs, states, nexts, attempts, lastErrs, fired, closed, kinds)
 	}
 }
 

@@ -18,10 +18,12 @@ type Counter interface {
 // Metrics counts fired and re-armed timers. A nil *Metrics counts nothing.
 type Metrics struct {
 	fired   *prometheus.CounterVec
+	noon    *prometheus.CounterVec
 	rearmed *prometheus.CounterVec
 }
 
-// NewMetrics registers the deadline metrics in o: icp_deadlines_fired_total{closed},
+// NewMetrics registers the deadline metrics in o: icp_deadlines_fired_total{closed} (close timers),
+// icp_noon_resends_fired_total{sent} (noon resend timers),
 // icp_deadlines_rearmed_total{reason}, and the gauges icp_deadlines_pending and icp_deadlines_overdue
 // (pending timers more than lease past their due time: the sweeper is behind or verification keeps
 // refusing), sampled from c at scrape time.
@@ -31,18 +33,24 @@ func NewMetrics(o *observe.Observer, c Counter, now func() time.Time, lease time
 			Name: "icp_deadlines_fired_total",
 			Help: "Deadline timers fired, by whether the verification session was closed (true) or had already finished (false).",
 		}, []string{"closed"}),
+		noon: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icp_noon_resends_fired_total",
+			Help: "Noon resend timers fired, by whether verification sent automatic codes (true) or had nobody to send to (false: all passed, closed, already sent, disabled).",
+		}, []string{"sent"}),
 		rearmed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icp_deadlines_rearmed_total",
-			Help: "Close calls that did not fire the timer, by reason (not_reached, error); the timer is tried again.",
+			Help: "Verification calls (close or noon resend) that did not fire the timer, by reason (not_reached, error); the timer is tried again.",
 		}, []string{"reason"}),
 	}
 	m.fired.WithLabelValues("true")
 	m.fired.WithLabelValues("false")
+	m.noon.WithLabelValues("true")
+	m.noon.WithLabelValues("false")
 	m.rearmed.WithLabelValues("not_reached")
 	m.rearmed.WithLabelValues("error")
-	o.Registry.MustRegister(m.fired, m.rearmed)
-	pending := prometheus.NewDesc("icp_deadlines_pending", "Deadline timers not yet fired or cancelled.", nil, nil)
-	overdue := prometheus.NewDesc("icp_deadlines_overdue", "Pending deadline timers more than the lease past their due time.", nil, nil)
+	o.Registry.MustRegister(m.fired, m.noon, m.rearmed)
+	pending := prometheus.NewDesc("icp_deadlines_pending", "Timers (deadlines and noon resends) not yet fired or cancelled.", nil, nil)
+	overdue := prometheus.NewDesc("icp_deadlines_overdue", "Pending timers (deadlines and noon resends) more than the lease past their due time.", nil, nil)
 	o.Sample(func(ctx context.Context, emit observe.Emit) error {
 		p, od, err := c.CountPending(ctx, now().Add(-lease))
 		if err != nil {
@@ -63,6 +71,17 @@ func (m *Metrics) firedOne(closed bool) {
 		m.fired.WithLabelValues("true").Inc()
 	} else {
 		m.fired.WithLabelValues("false").Inc()
+	}
+}
+
+func (m *Metrics) noonOne(sent bool) {
+	if m == nil {
+		return
+	}
+	if sent {
+		m.noon.WithLabelValues("true").Inc()
+	} else {
+		m.noon.WithLabelValues("false").Inc()
 	}
 }
 

@@ -32,10 +32,11 @@ type Store interface {
 	NextDue(ctx context.Context) (time.Time, bool, error)
 }
 
-// Verification is the one call the sweeper makes; the generated
+// Verification is the two calls the sweeper makes, one per timer kind; the generated
 // verificationv1.VerificationInternalServiceClient satisfies it.
 type Verification interface {
 	CloseIfIncomplete(ctx context.Context, in *verificationv1.CloseIfIncompleteRequest, opts ...grpc.CallOption) (*verificationv1.CloseIfIncompleteResponse, error)
+	AutoResend(ctx context.Context, in *verificationv1.AutoResendRequest, opts ...grpc.CallOption) (*verificationv1.AutoResendResponse, error)
 }
 
 // Sweeper fires due timers. Zero fields get defaults on first use.
@@ -181,26 +182,50 @@ func (s *Sweeper) fireBatch(ctx context.Context, batch []domain.Deadline, sem ch
 			log.Info("deadline no longer ours (cancelled, or re-claimed after the lease ran out); left as it is")
 			continue
 		}
+		if f.Key.Kind == domain.KindNoonResend {
+			s.Metrics.noonOne(f.Closed)
+			log.Info("noon resend fired", zap.Bool("sent", f.Closed))
+			continue
+		}
 		s.Metrics.firedOne(f.Closed)
 		log.Info("deadline fired", zap.Bool("closed", f.Closed))
 	}
 }
 
-// RequestID is the deterministic request_id of the close call of one timer, so verification
-// recognises a repeated call (after a lease expiry) as the same request.
+// RequestID is the deterministic request_id of the call of one timer, so verification recognises a
+// repeated call (after a lease expiry, from another replica) as the same request.
 func RequestID(k domain.Key) string {
+	if k.Kind == domain.KindNoonResend {
+		return fmt.Sprintf("deadline:noon:%s:%d", k.OrderID, k.Submission)
+	}
 	return fmt.Sprintf("deadline:close:%s:%d", k.OrderID, k.Submission)
 }
 
-// fire makes the close call of one claimed timer. A timer that fired is returned (ok) for the batch to
-// record; one that did not is re-armed here.
-func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing, ok bool) {
-	log := s.Log.With(logging.OrderID(d.OrderID), logging.Submission(d.Submission), zap.Int32("attempt", d.Attempts))
-	callCtx, cancel := context.WithTimeout(ctx, s.CallTimeout)
-	resp, err := s.Verification.CloseIfIncomplete(callCtx, &verificationv1.CloseIfIncompleteRequest{
+// call makes the verification call of one timer's kind: acted is whether it closed the session (a
+// close timer) or sent automatic codes (a noon resend timer).
+func (s *Sweeper) call(ctx context.Context, d domain.Deadline) (acted bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.CallTimeout)
+	defer cancel()
+	if d.Kind == domain.KindNoonResend {
+		resp, err := s.Verification.AutoResend(ctx, &verificationv1.AutoResendRequest{
+			RequestId: RequestID(d.Key), OrderId: d.OrderID, Submission: d.Submission,
+		})
+		return len(resp.GetVerifierIds()) > 0, err
+	}
+	resp, err := s.Verification.CloseIfIncomplete(ctx, &verificationv1.CloseIfIncompleteRequest{
 		RequestId: RequestID(d.Key), OrderId: d.OrderID, Submission: d.Submission,
 	})
-	cancel()
+	return resp.GetClosed(), err
+}
+
+// fire makes the verification call of one claimed timer. A timer that fired is returned (ok) for the
+// batch to record; one that did not is re-armed here.
+func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing, ok bool) {
+	log := s.Log.With(logging.OrderID(d.OrderID), logging.Submission(d.Submission), zap.Int32("attempt", d.Attempts))
+	if d.Kind == domain.KindNoonResend {
+		log = log.With(zap.String("timer", "noon_resend"))
+	}
+	acted, err := s.call(ctx, d)
 	// The bookkeeping must land even while shutting down, or the timer waits for its lease to expire.
 	bg, cancelBg := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancelBg()
@@ -208,20 +233,20 @@ func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing,
 	reason := rpc.Reason(err)
 	outcome := domain.Classify(err == nil, rpc.HasReason(err, verificationv1.ErrorReason_ERROR_REASON_DEADLINE_NOT_REACHED))
 	if outcome == domain.OutcomeFired {
-		return domain.Firing{Key: d.Key, Attempts: d.Attempts, At: now, Closed: resp.GetClosed()}, true
+		return domain.Firing{Key: d.Key, Attempts: d.Attempts, At: now, Closed: acted}, true
 	}
 	next := domain.NextAttempt(outcome, d.DueAt, now, outbox.Backoff(int(d.Attempts)))
 	fields := []zap.Field{zap.Time("next_attempt", next), zap.String("grpc_code", status.Code(err).String()), zap.String("reason", reason)}
 	switch {
 	case outcome == domain.OutcomeNotReached:
 		s.Metrics.rearmedOne("not_reached")
-		log.Info("verification says the deadline is not reached yet; re-armed", fields...)
+		log.Info("verification says the timer's time is not reached yet; re-armed", fields...)
 	case rpc.HasReason(err, verificationv1.ErrorReason_ERROR_REASON_SESSION_NOT_FOUND):
 		s.Metrics.rearmedOne("error")
 		log.Warn("verification has no session for this submission yet (OpenSession may lag); will retry", fields...)
 	default:
 		s.Metrics.rearmedOne("error")
-		log.Warn("close call failed; will retry", append(fields, zap.Error(err))...)
+		log.Warn("verification call failed; will retry", append(fields, zap.Error(err))...)
 	}
 	if _, rerr := s.Store.Rearm(bg, d.Key, d.Attempts, next, lastError(err)); rerr != nil {
 		log.Warn("could not re-arm deadline; it will be tried again after its lease", zap.Error(rerr))

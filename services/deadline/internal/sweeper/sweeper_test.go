@@ -39,6 +39,11 @@ func newFake(clk clock.Clock) *fakeVerification {
 	return &fakeVerification{clk: clk, calls: map[string]int{}, dues: map[string]time.Time{}}
 }
 
+// AutoResend is the noon timers' call; these tests schedule close timers only.
+func (f *fakeVerification) AutoResend(context.Context, *verificationv1.AutoResendRequest, ...grpc.CallOption) (*verificationv1.AutoResendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "no noon timers here")
+}
+
 func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificationv1.CloseIfIncompleteRequest, _ ...grpc.CallOption) (*verificationv1.CloseIfIncompleteResponse, error) {
 	f.mu.Lock()
 	key := fmt.Sprintf("%s:%d", req.GetOrderId(), req.GetSubmission())

@@ -53,6 +53,10 @@ func (p *Page) resend(ctx context.Context, v *view, now time.Time) int {
 	}
 	v.AnswerOK = true
 	v.Answer = v.T.sentLeft(resp.GetResend().GetResendsLeft())
+	switch resp.GetResend().GetPreviousDelivery() {
+	case verificationv1.CodeDelivery_CODE_DELIVERY_UNDELIVERED, verificationv1.CodeDelivery_CODE_DELIVERY_AT_RISK:
+		v.AnswerNote = v.T.Undelivered
+	}
 	return http.StatusOK
 }
 

@@ -92,6 +92,7 @@ func TestVerifyAnswers(t *testing.T) {
 func TestResendNeedsTheCaptcha(t *testing.T) {
 	h := newHarness(t, Options{})
 	next := statusErr(codes.ResourceExhausted, "RESEND_TOO_SOON", 45*time.Second)
+	previous := verificationv1.CodeDelivery_CODE_DELIVERY_DELIVERED
 	h.fake.resend = func(in *verificationv1.ResendCodeRequest) (*verificationv1.ResendCodeResponse, error) {
 		if !strings.HasPrefix(in.GetRequestId(), "page-") {
 			t.Errorf("request id %q", in.GetRequestId())
@@ -100,7 +101,7 @@ func TestResendNeedsTheCaptcha(t *testing.T) {
 			next = nil
 			return nil, err
 		}
-		return &verificationv1.ResendCodeResponse{Resend: &verificationv1.Resend{ResendsLeft: 1}}, nil
+		return &verificationv1.ResendCodeResponse{Resend: &verificationv1.Resend{ResendsLeft: 1, PreviousDelivery: previous}}, nil
 	}
 	form := func(captcha string) url.Values {
 		return url.Values{"phone": {"13812345678"}, "id_tail": {"12345X"}, "captcha": {captcha}}
@@ -112,6 +113,14 @@ func TestResendNeedsTheCaptcha(t *testing.T) {
 	}
 	h.post("resend", form("right")).has(t, "too soon", http.StatusTooManyRequests, "短信重发过于频繁，请于12:00:45（北京时间）后再试。")
 	h.post("resend", form("right")).has(t, "sent", http.StatusOK, "您的短信已发送成功，还可重发1次。")
+	if a := h.post("resend", form("right")); strings.Contains(a.body, "未能送达") {
+		t.Error("the advice for an undelivered SMS shows after a delivered one")
+	}
+	// The replaced code's SMS never arrived: the answer advises another number.
+	previous = verificationv1.CodeDelivery_CODE_DELIVERY_UNDELIVERED
+	h.post("resend", form("right")).has(t, "sent after an undelivered code", http.StatusOK, "您的短信已发送成功，还可重发1次。",
+		`<p id="answer-note">上一条短信未能送达该手机号码。`)
+	previous = verificationv1.CodeDelivery_CODE_DELIVERY_DELIVERED
 	// A captcha is good once.
 	f := h.get("/?tab=resend")
 	id := hiddenRE.FindAllStringSubmatch(f.body, -1)

@@ -144,6 +144,7 @@ type view struct {
 	Phone, IDTail     string
 	Answer            string
 	AnswerOK          bool
+	AnswerNote        string // advice after the answer: the replaced code's SMS never arrived
 	FieldErr          map[string]string
 	CaptchaImg, Audio string
 	// Link: the page of an SMS link, for the challenge whose masked phone is PhoneMasked; Dead: the

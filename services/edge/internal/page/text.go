@@ -25,6 +25,7 @@ type texts struct {
 	Submit, ResendIntro, VerifyIntro, AnswerHeading                string
 	// Answers.
 	Waiting, AllDone, Mismatch, Sent, SentLeft, ResendLimit, ResendTooSoon, NotPending string
+	Undelivered                                                                        string
 	PhoneLocked, TooMany, RateLimited, CaptchaWrong, BadForm, Unavailable, Disabled    string
 	FieldCode, FieldPhone, FieldIDTail, FieldCaptcha                                   string
 	// The page of an SMS link.
@@ -52,6 +53,7 @@ var catalog = map[Language]*texts{
 		ResendLimit:   "短信重发次数已达上限，请使用最近一次收到的验证码完成核验。",
 		ResendTooSoon: "短信重发过于频繁，请于%s后再试。",
 		NotPending:    "暂无待短信核验的备案申请，无需重发短信",
+		Undelivered:   "上一条短信未能送达该手机号码。部分虚拟号段和新号段不支持接收工信部短信，如仍未收到，请更换手机号码后重新提交备案。",
 		PhoneLocked:   "该手机号码核验失败次数过多，已暂时锁定，请稍后再试。",
 		TooMany:       "核验失败次数过多，请于%s后再试。",
 		RateLimited:   "操作过于频繁，请于%s后再试。",
@@ -86,6 +88,7 @@ var catalog = map[Language]*texts{
 		ResendLimit:   "The SMS cannot be resent again: use the latest code you received.",
 		ResendTooSoon: "Too soon for another SMS: try again after %s.",
 		NotPending:    "No filing awaits SMS verification for these details: there is nothing to resend.",
+		Undelivered:   "The previous SMS did not reach this phone number. Some virtual and new number ranges cannot receive the MIIT's texts; if this one does not arrive either, change the phone number and submit the filing again.",
 		PhoneLocked:   "Too many failed checks for this phone number: it is locked for now, try again later.",
 		TooMany:       "Too many failed checks: try again after %s.",
 		RateLimited:   "Too many requests: try again after %s.",

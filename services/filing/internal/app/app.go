@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
 
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
@@ -36,10 +37,15 @@ type Engine interface {
 	// state unless it is StateUnspecified, strictly after the position after (nil: from the newest).
 	ListOrders(ctx context.Context, tenant string, state domain.State, after *domain.Position, limit int) ([]domain.Order, error)
 
-	// The verification outcomes are batched per engine (group commit), deciding through
-	// domain.VerificationOutcome; they are idempotent by (order_id, submission) and by request id.
-	MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error)
-	ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error)
+	// VerificationOutcomes applies reqs (each a *MarkVerifiedRequest or *ReturnOrderRequest) in one
+	// transaction, deciding through domain.VerificationOutcome one after the other in order, and
+	// returns one result per request: the order as the request left it, or the request's own error
+	// (a refused request changes and stores nothing, the others still apply). Each request is
+	// idempotent by (order_id, submission) and by its request id under its single method's name, so
+	// a batch repeated, or holding requests applied before, changes nothing twice. The error is the
+	// batch's as a whole (nothing applied). A batch of one is the single call: the PostgreSQL engine
+	// commits concurrent ones together (group commit).
+	VerificationOutcomes(ctx context.Context, reqs []proto.Message) ([]batch.Result[*filingv1.Order], error)
 
 	// The record-mismatch budget of each tenant (records.go): each comparison of an order with a record
 	// its tenant does not hold takes one before it runs, in its own transaction, so the count survives

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/services/filing/internal/convert"
@@ -155,14 +156,51 @@ func (a *App) ListOrders(ctx context.Context, actor domain.Actor, state domain.S
 	return out, next, nil
 }
 
-// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
+// MarkVerified moves an order whose verification passed to UNDER_REVIEW: a batch of one.
 func (a *App) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
-	return a.engine.MarkVerified(ctx, req)
+	o, err := a.outcomeOne(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &filingv1.MarkVerifiedResponse{Order: o}, nil
 }
 
-// ReturnOrder returns an order whose verification failed or timed out.
+// ReturnOrder returns an order whose verification failed or timed out: a batch of one.
 func (a *App) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
-	return a.engine.ReturnOrder(ctx, req)
+	o, err := a.outcomeOne(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &filingv1.ReturnOrderResponse{Order: o}, nil
+}
+
+// MarkVerifiedBatch applies many MarkVerified requests in one transaction, one result per request.
+func (a *App) MarkVerifiedBatch(ctx context.Context, reqs []*filingv1.MarkVerifiedRequest) ([]batch.Result[*filingv1.Order], error) {
+	return outcomes(ctx, a, reqs)
+}
+
+// ReturnOrderBatch applies many ReturnOrder requests in one transaction, one result per request.
+func (a *App) ReturnOrderBatch(ctx context.Context, reqs []*filingv1.ReturnOrderRequest) ([]batch.Result[*filingv1.Order], error) {
+	return outcomes(ctx, a, reqs)
+}
+
+func (a *App) outcomeOne(ctx context.Context, req proto.Message) (*filingv1.Order, error) {
+	res, err := a.engine.VerificationOutcomes(ctx, []proto.Message{req})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].Value, res[0].Err
+}
+
+func outcomes[R proto.Message](ctx context.Context, a *App, reqs []R) ([]batch.Result[*filingv1.Order], error) {
+	msgs := make([]proto.Message, len(reqs))
+	for i, r := range reqs {
+		msgs[i] = r
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	return a.engine.VerificationOutcomes(ctx, msgs)
 }
 
 // update runs fn on one of the actor's orders: another tenant's order is answered as an unknown id,

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/orderid"
@@ -31,6 +32,9 @@ type Store interface {
 	MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error)
 	ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error)
 	RecordReviewOutcome(ctx context.Context, req *filingv1.RecordReviewOutcomeRequest) (*filingv1.RecordReviewOutcomeResponse, error)
+	// The batch forms of MarkVerified and ReturnOrder: one transaction, one result per request.
+	MarkVerifiedBatch(ctx context.Context, reqs []*filingv1.MarkVerifiedRequest) ([]batch.Result[*filingv1.Order], error)
+	ReturnOrderBatch(ctx context.Context, reqs []*filingv1.ReturnOrderRequest) ([]batch.Result[*filingv1.Order], error)
 }
 
 // Register registers both filing services on s.
@@ -135,33 +139,44 @@ func (h *Public) CancelOrder(ctx context.Context, req *filingv1.CancelOrderReque
 
 // MarkVerified moves an order whose verification passed to UNDER_REVIEW.
 func (h *Internal) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
-	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+	if err := checkMarkVerified(req); err != nil {
 		return nil, err
 	}
 	return h.store.MarkVerified(ctx, req)
 }
 
+func checkMarkVerified(req *filingv1.MarkVerifiedRequest) error {
+	return orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission())
+}
+
 // ReturnOrder returns an order whose verification failed or timed out.
 func (h *Internal) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
-	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+	if err := checkReturnOrder(req); err != nil {
 		return nil, err
+	}
+	return h.store.ReturnOrder(ctx, req)
+}
+
+func checkReturnOrder(req *filingv1.ReturnOrderRequest) error {
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return err
 	}
 	switch req.GetReason() {
 	case filingv1.ReturnReason_RETURN_REASON_VERIFICATION_TIMEOUT, filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS:
 	default:
-		return nil, errs.Invalid("reason", domain.ReasonInvalidReturnReason, "reason must be VERIFICATION_TIMEOUT or TOO_MANY_FAILED_ATTEMPTS")
+		return errs.Invalid("reason", domain.ReasonInvalidReturnReason, "reason must be VERIFICATION_TIMEOUT or TOO_MANY_FAILED_ATTEMPTS")
 	}
 	if len(req.GetPhoneLocks()) > domain.CeilingMaxVerifiers {
-		return nil, errs.Invalid("phone_locks", domain.ReasonTooManyPhoneLocks, "at most %d phone locks", domain.CeilingMaxVerifiers)
+		return errs.Invalid("phone_locks", domain.ReasonTooManyPhoneLocks, "at most %d phone locks", domain.CeilingMaxVerifiers)
 	}
 	for _, l := range req.GetPhoneLocks() {
 		// The phone must be in the E.164 form filing stores verifiers in, or the lock would match nothing.
 		e164, err := phone.Normalize("phone_locks.phone", l.GetPhone())
 		if err != nil || e164 != l.GetPhone() || l.GetUntil() == nil || l.GetUntil().CheckValid() != nil {
-			return nil, errs.Invalid("phone_locks", domain.ReasonInvalidPhoneLock, "a phone lock needs an E.164 phone and a valid until")
+			return errs.Invalid("phone_locks", domain.ReasonInvalidPhoneLock, "a phone lock needs an E.164 phone and a valid until")
 		}
 	}
-	return h.store.ReturnOrder(ctx, req)
+	return nil
 }
 
 // RecordReviewOutcome records the administration's decision.

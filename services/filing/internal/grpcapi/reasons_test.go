@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/errs"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
 	"github.com/icpverify/icpverify/pkg/orderid"
@@ -286,6 +287,11 @@ func TestEveryReasonIsDeclared(t *testing.T) {
 			_, err := in.ReturnOrder(bg, &filingv1.ReturnOrderRequest{OrderId: "ord_x", Submission: 1,
 				Reason:     filingv1.ReturnReason_RETURN_REASON_TOO_MANY_FAILED_ATTEMPTS,
 				PhoneLocks: []*filingv1.PhoneLock{{Phone: "13800000000", Until: lockUntil}}}) // not E.164
+			return err
+		}},
+		{filingv1.ErrorReason_ERROR_REASON_TOO_MANY_ITEMS, invalid, func() error {
+			_, err := in.MarkVerifiedBatch(bg, &filingv1.MarkVerifiedBatchRequest{
+				Requests: make([]*filingv1.MarkVerifiedRequest, errs.MaxBatchItems+1)})
 			return err
 		}},
 		{filingv1.ErrorReason_ERROR_REASON_INVALID_OUTCOME, invalid, func() error {

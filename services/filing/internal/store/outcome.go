@@ -50,39 +50,90 @@ type outcomeCall struct {
 	locks      []domain.PhoneLock // ReturnOrder's: recorded whatever the call's outcome (a fact from verification)
 }
 
-// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
+// MarkVerified moves an order whose verification passed to UNDER_REVIEW (VerificationOutcomes of one).
 func (s *Store) MarkVerified(ctx context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
-	o, err := s.outcome(ctx, req, outcomeCall{method: filingv1.FilingInternalService_MarkVerified_FullMethodName,
-		requestID: req.GetRequestId(), orderID: req.GetOrderId(), submission: req.GetSubmission(), ev: domain.EventVerified})
+	o, err := s.outcomeReq(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	return &filingv1.MarkVerifiedResponse{Order: o}, nil
 }
 
-// ReturnOrder returns an order whose verification failed or timed out.
+// ReturnOrder returns an order whose verification failed or timed out (VerificationOutcomes of one).
 func (s *Store) ReturnOrder(ctx context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
-	o, err := s.outcome(ctx, req, outcomeCall{method: filingv1.FilingInternalService_ReturnOrder_FullMethodName,
-		requestID: req.GetRequestId(), orderID: req.GetOrderId(), submission: req.GetSubmission(), ev: domain.EventReturn,
-		reason: domain.ReturnReason(req.GetReason()), locks: convert.PhoneLocks(req)})
+	o, err := s.outcomeReq(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	return &filingv1.ReturnOrderResponse{Order: o}, nil
 }
 
-func (s *Store) outcome(ctx context.Context, req proto.Message, c outcomeCall) (*filingv1.Order, error) {
-	if err := idempotency.CheckRequestID(c.requestID); err != nil {
+func (s *Store) outcomeReq(ctx context.Context, req proto.Message) (*filingv1.Order, error) {
+	res, err := s.VerificationOutcomes(ctx, []proto.Message{req})
+	if err != nil {
 		return nil, err
+	}
+	return res[0].Value, res[0].Err
+}
+
+// VerificationOutcomes applies MarkVerified and ReturnOrder requests (app.Engine). A lone request
+// joins the concurrent ones in the next group commit (s.outcomes); a batch call's requests are
+// already together and run as one transaction of their own (outcomeBatch), where outcomeAll decides
+// them in order against the locked orders with set-based reads and writes.
+func (s *Store) VerificationOutcomes(ctx context.Context, reqs []proto.Message) ([]batch.Result[*filingv1.Order], error) {
+	out := make([]batch.Result[*filingv1.Order], len(reqs))
+	calls := make([]outcomeCall, 0, len(reqs))
+	idx := make([]int, 0, len(reqs)) // the request of each call
+	for i, req := range reqs {
+		c, err := newOutcomeCall(req)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		calls, idx = append(calls, c), append(idx, i)
+	}
+	switch len(calls) {
+	case 0:
+		return out, nil
+	case 1:
+		if len(reqs) == 1 {
+			o, err := s.outcomes.Do(ctx, calls[0])
+			out[0] = batch.Result[*filingv1.Order]{Value: o, Err: err}
+			return out, nil
+		}
+	}
+	for j, r := range s.outcomeBatch(ctx, calls) {
+		out[idx[j]] = r
+	}
+	return out, nil
+}
+
+// newOutcomeCall is the call of a MarkVerified or ReturnOrder request, fingerprinted for its
+// request id under the single method's name (a batch item and a single call are one request).
+func newOutcomeCall(req proto.Message) (outcomeCall, error) {
+	var c outcomeCall
+	switch r := req.(type) {
+	case *filingv1.MarkVerifiedRequest:
+		c = outcomeCall{method: filingv1.FilingInternalService_MarkVerified_FullMethodName,
+			requestID: r.GetRequestId(), orderID: r.GetOrderId(), submission: r.GetSubmission(), ev: domain.EventVerified}
+	case *filingv1.ReturnOrderRequest:
+		c = outcomeCall{method: filingv1.FilingInternalService_ReturnOrder_FullMethodName,
+			requestID: r.GetRequestId(), orderID: r.GetOrderId(), submission: r.GetSubmission(), ev: domain.EventReturn,
+			reason: domain.ReturnReason(r.GetReason()), locks: convert.PhoneLocks(r)}
+	default:
+		return c, fmt.Errorf("verification outcome: unexpected request %T", req)
+	}
+	if err := idempotency.CheckRequestID(c.requestID); err != nil {
+		return c, err
 	}
 	if c.requestID != "" {
 		h, err := idempotency.Hash(req)
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		c.hash = h
 	}
-	return s.outcomes.Do(ctx, c)
+	return c, nil
 }
 
 // outcomeResponse is the response message of c's method, the form its answer is stored in.

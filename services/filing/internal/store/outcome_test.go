@@ -30,14 +30,14 @@ import (
 
 var outcomeT0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
-func newOutcomeStore(t *testing.T) (*Store, *pgxpool.Pool) {
+func newOutcomeStore(t testing.TB) (*Store, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.NewSchema(t, "filing", Migrations, outbox.Migrations, idempotency.Migrations)
 	return New(pool, clock.NewFake(outcomeT0), nil), pool
 }
 
 // submitted creates and submits n orders awaiting verification (submission 1).
-func submitted(t *testing.T, s *Store, n int) []string {
+func submitted(t testing.TB, s *Store, n int) []string {
 	t.Helper()
 	ctx := context.Background()
 	p := &domain.Person{Name: "张三", IDType: iddoc.Passport, IDNumber: "E12345678", Phone: "13812345678"}

@@ -84,7 +84,12 @@ type App struct {
 	LinkBase string
 	// Mismatches, when set, throttles callers mismatching on many distinct phones (Verify, ResendCode).
 	Mismatches *MismatchThrottle
+	// noon is the noon resend rule (off until SetNoon).
+	noon domain.NoonRule
 }
+
+// SetNoon sets the noon resend rule (server flags; the store suites). Call it before any use.
+func (a *App) SetNoon(r domain.NoonRule) { a.noon = r }
 
 // New returns the use cases on engine.
 func New(engine Engine, hasher *domain.Hasher, limits domain.Limits, log *zap.Logger) *App {

@@ -70,8 +70,11 @@ func (a *App) OpenSession(ctx context.Context, req *pb.OpenSessionRequest, spec 
 				a.log.Info("session opened", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 					zap.Int("verifiers", len(spec.Verifiers)), zap.Time("deadline_at", sess.DeadlineAt))
 			}
-			return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, chs)},
-				Messages: convert.OpenMessages(sess, chs, codes, links)}, nil
+			msgs := convert.OpenMessages(sess, chs, codes, links)
+			if at, ok := domain.NoonResendAt(sess.CreatedAt, sess.DeadlineAt, a.noon); ok && sess.State == domain.SessionOpen {
+				msgs = append(msgs, convert.ScheduleNoonMessage(sess, at))
+			}
+			return Change{Answer: &pb.OpenSessionResponse{Status: convert.Status(sess, chs)}, Messages: msgs}, nil
 		}))
 }
 
@@ -192,6 +195,7 @@ func (a *App) ResendByPhone(ctx context.Context, req *pb.ResendCodeRequest, phon
 // resend applies the limits to verifier c of sess at now and, if allowed, replaces its code (from the
 // commit on only the new code passes) and returns the answer and the SMS of the new code.
 func (a *App) resend(now time.Time, sess domain.Session, c *domain.Challenge) (*pb.Resend, outbox.Message, error) {
+	previous := *c // what became of the replaced code's SMS goes into the answer
 	code, err := domain.PrepareResend(now, sess, c, a.limits, a.hasher, a.rand)
 	if err != nil {
 		return nil, outbox.Message{}, err
@@ -202,7 +206,7 @@ func (a *App) resend(now time.Time, sess domain.Session, c *domain.Challenge) (*
 	}
 	a.log.Info("code resent", logging.OrderID(sess.OrderID), logging.Submission(sess.Submission),
 		zap.String("verifier_id", c.VerifierID), zap.Int("generation", c.Generation), logging.Phone(c.Phone))
-	return convert.ResendAnswer(now, sess, *c, a.limits), convert.CodeMessage(sess, *c, code, domain.LinkURL(a.LinkBase, token)), nil
+	return convert.ResendAnswer(now, sess, previous, *c, a.limits), convert.CodeMessage(sess, *c, code, domain.LinkURL(a.LinkBase, token)), nil
 }
 
 // drawLinks gives every new challenge its link token and returns the links its SMS carry (""

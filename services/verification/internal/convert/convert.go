@@ -25,7 +25,30 @@ const (
 	TargetMarkVerified   = "filing.MarkVerified"
 	TargetReturnOrder    = "filing.ReturnOrder"
 	TargetCancelDeadline = "deadline.CancelDeadline"
+	TargetScheduleNoon   = "deadline.ScheduleNoonResend"
 )
+
+// ScheduleNoonMessage owes deadline the noon resend timer of a session, due at.
+func ScheduleNoonMessage(sess domain.Session, at time.Time) outbox.Message {
+	return outbox.Message{Target: TargetScheduleNoon, Msg: &deadlinev1.ScheduleNoonResendRequest{
+		RequestId: domain.ScheduleNoonRequestID(sess.OrderID, sess.Submission), OrderId: sess.OrderID, Submission: sess.Submission,
+		ResendTime: timestamppb.New(at)}}
+}
+
+// AutoResendOutcome is the enum form of an AutoResend outcome.
+func AutoResendOutcome(o domain.AutoResendOutcome) pb.AutoResendOutcome {
+	switch o {
+	case domain.AutoResendSent:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_SENT
+	case domain.AutoResendAlreadySent:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_ALREADY_SENT
+	case domain.AutoResendSessionClosed:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_SESSION_CLOSED
+	case domain.AutoResendDisabled:
+		return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_DISABLED
+	}
+	return pb.AutoResendOutcome_AUTO_RESEND_OUTCOME_UNSPECIFIED
+}
 
 // CodeMessage owes sms-dispatch one message carrying the plaintext code of a challenge's generation
 // and, when link is not empty, its verification link (params.link).
@@ -115,10 +138,11 @@ func OpenMessages(sess domain.Session, chs []domain.Challenge, codes, links []st
 	return msgs
 }
 
-// ResendAnswer is the answer to an accepted resend.
-func ResendAnswer(now time.Time, sess domain.Session, c domain.Challenge, l domain.Limits) *pb.Resend {
+// ResendAnswer is the answer to an accepted resend of verifier c, whose code before it was previous's.
+func ResendAnswer(now time.Time, sess domain.Session, previous, c domain.Challenge, l domain.Limits) *pb.Resend {
 	r := &pb.Resend{OrderId: sess.OrderID, VerifierId: c.VerifierID,
-		ResendsLeft: int32(domain.ResendsLeft(c.ResendsUsed, l)), DeadlineAt: timestamppb.New(sess.DeadlineAt)}
+		ResendsLeft: int32(domain.ResendsLeft(c.ResendsUsed, l)), DeadlineAt: timestamppb.New(sess.DeadlineAt),
+		PreviousDelivery: codeDeliveryProto(previous)}
 	if r.ResendsLeft > 0 {
 		r.NextResendTime = timestamppb.New(now.Add(l.ResendInterval))
 	}

@@ -21,6 +21,8 @@ type Session struct {
 	CreatedAt  time.Time
 	// Tenant owns the session (the order's tenant): only it, or a cross-tenant caller, sees it.
 	Tenant string
+	// AutoResentAt is when the noon resend was made (zero: not yet); it makes AutoResend once only.
+	AutoResentAt time.Time
 }
 
 // Challenge is one verifier of a session. The code exists only as CodeHash (made with key CodeKeyID).

@@ -361,6 +361,11 @@ func CancelDeadlineRequestID(orderID string, sub int32) string {
 	return fmt.Sprintf("verification:cancel-deadline:%s:%d", orderID, sub)
 }
 
+// ScheduleNoonRequestID is the request id of deadline.ScheduleNoonResend for a submission.
+func ScheduleNoonRequestID(orderID string, sub int32) string {
+	return fmt.Sprintf("verification:schedule-noon:%s:%d", orderID, sub)
+}
+
 // ReturnRequestID is the request id of filing.ReturnOrder for a submission; one id for both reasons,
 // so an order is returned at most once per submission.
 func ReturnRequestID(orderID string, sub int32) string {

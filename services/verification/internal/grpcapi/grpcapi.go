@@ -29,6 +29,7 @@ type Store interface {
 	ResendVerifier(ctx context.Context, req *pb.ResendVerifierCodeRequest) (*pb.ResendVerifierCodeResponse, error)
 	CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompleteRequest) (*pb.CloseIfIncompleteResponse, error)
 	CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error)
+	AutoResend(ctx context.Context, req *pb.AutoResendRequest) (*pb.AutoResendResponse, error)
 	Status(ctx context.Context, orderID string) (*pb.VerificationStatus, error)
 	GetLink(ctx context.Context, token string) (*pb.GetLinkResponse, error)
 	ReportDelivery(ctx context.Context, req *pb.ReportDeliveryRequest, r domain.DeliveryReport) (*pb.ReportDeliveryResponse, error)
@@ -181,6 +182,17 @@ func (h *Internal) CloseIfIncomplete(ctx context.Context, req *pb.CloseIfIncompl
 		return nil, err
 	}
 	return h.Store.CloseIfIncomplete(ctx, req)
+}
+
+// AutoResend makes the noon resend of one submission (the deadline service's noon timer).
+func (h *Internal) AutoResend(ctx context.Context, req *pb.AutoResendRequest) (*pb.AutoResendResponse, error) {
+	if err := idempotency.CheckRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	if err := orderid.CheckSubmission(req.GetOrderId(), req.GetSubmission()); err != nil {
+		return nil, err
+	}
+	return h.Store.AutoResend(ctx, req)
 }
 
 // CancelSession closes an open session because its order was cancelled.

@@ -174,7 +174,7 @@ func loadOrderSessions(ctx context.Context, tx pgx.Tx, orderID string, forUpdate
 	if err != nil {
 		return o, fmt.Errorf("load sessions: %w", err)
 	}
-	sessions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Session, error) { return scanSession(r) })
+	sessions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Session, error) { return scanOrderSession(r) })
 	if err != nil || len(sessions) == 0 {
 		return o, err
 	}
@@ -221,6 +221,9 @@ func queueOrderChanges(b *pgx.Batch, now time.Time, before, o domain.OrderSessio
 		}
 		if r.State != prev.State {
 			queueSessionState(b, now, r.Session)
+		}
+		if !r.AutoResentAt.Equal(prev.AutoResentAt) {
+			b.Queue(queries.SetAutoResent, r.ID, r.AutoResentAt)
 		}
 		for i, c := range r.Challenges {
 			if domain.ChallengeChanged(prev.Challenges[i], c) {

@@ -8,12 +8,13 @@
 SELECT pg_advisory_xact_lock(hashtextextended('verification-order:' || $1, 0))
 
 -- name: OrderSessions
--- The sessions of the order $1, in id order; the columns are scanSession's.
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE order_id = $1 ORDER BY id
+-- The sessions of the order $1, in id order; the columns are scanSession's and auto_resent_at
+-- (scanOrderSession: only the use cases on one order read or change it).
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant, auto_resent_at FROM sessions WHERE order_id = $1 ORDER BY id
 
 -- name: OrderSessionsForUpdate
 -- OrderSessions, locking the sessions in id order to the end of the transaction.
-SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
+SELECT id::text, order_id, submission, state, deadline_at, locale, created_at, tenant, auto_resent_at FROM sessions WHERE order_id = $1 ORDER BY id FOR UPDATE
 
 -- name: SessionChallenges
 -- The challenges of the sessions $1; the columns are scanChallenge's.
@@ -35,6 +36,10 @@ INSERT INTO challenge_id_tails (challenge_id, key_id, tail_hash) VALUES ($1, $2,
 -- name: SetSessionState
 -- A session's new state; every state but OPEN is final, so it closes it.
 UPDATE sessions SET state = $2, closed_at = $3 WHERE id = $1
+
+-- name: SetAutoResent
+-- The noon resend of session $1 was made at $2 (AutoResend): the mark that makes it once only.
+UPDATE sessions SET auto_resent_at = $2 WHERE id = $1
 
 -- name: UpdateChallenge
 -- A challenge's changed fields. A new code hash replaces the old one in this transaction: from its

@@ -10,6 +10,7 @@ import (
 	"embed"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,7 +39,7 @@ var queries = pg.MustQueries[struct {
 	LockOrder, OrderSessions, OrderSessionsForUpdate, SessionChallenges                       string
 	InsertSession, InsertChallenge, InsertTail, SetSessionState, UpdateChallenge              string
 	LockPhone, LinkChallenge, CountFailures, PassAll, LockClosing, ClosingChallenges, TimeOut string
-	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures                                    string
+	PhoneFailures, InsertPhoneFailures, PrunePhoneFailures, SetAutoResent                     string
 }]("verification/internal/store/queries.sql", queriesSQL)
 
 // outboxHead stands in PassAll for pkg/outbox's insert head: the outbox table is pkg/outbox's, so the
@@ -92,6 +93,19 @@ func scanSession(row pgx.Row) (domain.Session, error) {
 	var state string
 	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt, &s.Tenant)
 	s.State = domain.SessionState(state)
+	return s, err
+}
+
+// scanOrderSession reads the columns of OrderSessions: scanSession's and auto_resent_at.
+func scanOrderSession(row pgx.Row) (domain.Session, error) {
+	var s domain.Session
+	var state string
+	var autoResent *time.Time
+	err := row.Scan(&s.ID, &s.OrderID, &s.Submission, &state, &s.DeadlineAt, &s.Locale, &s.CreatedAt, &s.Tenant, &autoResent)
+	s.State = domain.SessionState(state)
+	if autoResent != nil {
+		s.AutoResentAt = autoResent.UTC()
+	}
 	return s, err
 }
 

@@ -57,6 +57,8 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN ErrorReason = 10
 	// A negative page_size. InvalidArgument.
 	ErrorReason_ERROR_REASON_INVALID_PAGE_SIZE ErrorReason = 11
+	// CancelDeadlines with more than 500 requests. InvalidArgument.
+	ErrorReason_ERROR_REASON_TOO_MANY_ITEMS ErrorReason = 12
 )
 
 // Enum value maps for ErrorReason.
@@ -74,6 +76,7 @@ var (
 		9:  "ERROR_REASON_REQUEST_ID_REUSED",
 		10: "ERROR_REASON_INVALID_PAGE_TOKEN",
 		11: "ERROR_REASON_INVALID_PAGE_SIZE",
+		12: "ERROR_REASON_TOO_MANY_ITEMS",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":        0,
@@ -88,6 +91,7 @@ var (
 		"ERROR_REASON_REQUEST_ID_REUSED":  9,
 		"ERROR_REASON_INVALID_PAGE_TOKEN": 10,
 		"ERROR_REASON_INVALID_PAGE_SIZE":  11,
+		"ERROR_REASON_TOO_MANY_ITEMS":     12,
 	}
 )
 
@@ -171,6 +175,58 @@ func (DeadlineState) EnumDescriptor() ([]byte, []int) {
 	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{1}
 }
 
+// DeadlineKind is what a timer does when it fires.
+type DeadlineKind int32
+
+const (
+	DeadlineKind_DEADLINE_KIND_UNSPECIFIED DeadlineKind = 0
+	// The verification deadline: verification.CloseIfIncomplete.
+	DeadlineKind_DEADLINE_KIND_CLOSE DeadlineKind = 1
+	// The noon resend: verification.AutoResend.
+	DeadlineKind_DEADLINE_KIND_NOON_RESEND DeadlineKind = 2
+)
+
+// Enum value maps for DeadlineKind.
+var (
+	DeadlineKind_name = map[int32]string{
+		0: "DEADLINE_KIND_UNSPECIFIED",
+		1: "DEADLINE_KIND_CLOSE",
+		2: "DEADLINE_KIND_NOON_RESEND",
+	}
+	DeadlineKind_value = map[string]int32{
+		"DEADLINE_KIND_UNSPECIFIED": 0,
+		"DEADLINE_KIND_CLOSE":       1,
+		"DEADLINE_KIND_NOON_RESEND": 2,
+	}
+)
+
+func (x DeadlineKind) Enum() *DeadlineKind {
+	p := new(DeadlineKind)
+	*p = x
+	return p
+}
+
+func (x DeadlineKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeadlineKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_deadline_v1_deadline_proto_enumTypes[2].Descriptor()
+}
+
+func (DeadlineKind) Type() protoreflect.EnumType {
+	return &file_icp_deadline_v1_deadline_proto_enumTypes[2]
+}
+
+func (x DeadlineKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeadlineKind.Descriptor instead.
+func (DeadlineKind) EnumDescriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{2}
+}
+
 // Deadline is one order submission's timer.
 type Deadline struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -181,8 +237,10 @@ type Deadline struct {
 	Attempts   int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	LastError  string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	FireTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=fire_time,json=fireTime,proto3" json:"fire_time,omitempty"`
-	// closed tells whether firing closed an incomplete session (the order was returned).
-	Closed        bool `protobuf:"varint,8,opt,name=closed,proto3" json:"closed,omitempty"`
+	// closed tells whether firing closed an incomplete session (the order was returned); for a noon
+	// resend timer, whether firing sent automatic codes.
+	Closed        bool         `protobuf:"varint,8,opt,name=closed,proto3" json:"closed,omitempty"`
+	Kind          DeadlineKind `protobuf:"varint,9,opt,name=kind,proto3,enum=icp.deadline.v1.DeadlineKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +329,13 @@ func (x *Deadline) GetClosed() bool {
 		return x.Closed
 	}
 	return false
+}
+
+func (x *Deadline) GetKind() DeadlineKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DeadlineKind_DEADLINE_KIND_UNSPECIFIED
 }
 
 type ScheduleDeadlineRequest struct {
@@ -385,6 +450,118 @@ func (x *ScheduleDeadlineResponse) GetDeadline() *Deadline {
 	return nil
 }
 
+type ScheduleNoonResendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Submission    int32                  `protobuf:"varint,3,opt,name=submission,proto3" json:"submission,omitempty"`
+	ResendTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resend_time,json=resendTime,proto3" json:"resend_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleNoonResendRequest) Reset() {
+	*x = ScheduleNoonResendRequest{}
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleNoonResendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleNoonResendRequest) ProtoMessage() {}
+
+func (x *ScheduleNoonResendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleNoonResendRequest.ProtoReflect.Descriptor instead.
+func (*ScheduleNoonResendRequest) Descriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ScheduleNoonResendRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ScheduleNoonResendRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *ScheduleNoonResendRequest) GetSubmission() int32 {
+	if x != nil {
+		return x.Submission
+	}
+	return 0
+}
+
+func (x *ScheduleNoonResendRequest) GetResendTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResendTime
+	}
+	return nil
+}
+
+type ScheduleNoonResendResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Timer         *Deadline              `protobuf:"bytes,1,opt,name=timer,proto3" json:"timer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleNoonResendResponse) Reset() {
+	*x = ScheduleNoonResendResponse{}
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleNoonResendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleNoonResendResponse) ProtoMessage() {}
+
+func (x *ScheduleNoonResendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleNoonResendResponse.ProtoReflect.Descriptor instead.
+func (*ScheduleNoonResendResponse) Descriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ScheduleNoonResendResponse) GetTimer() *Deadline {
+	if x != nil {
+		return x.Timer
+	}
+	return nil
+}
+
 type CancelDeadlineRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -396,7 +573,7 @@ type CancelDeadlineRequest struct {
 
 func (x *CancelDeadlineRequest) Reset() {
 	*x = CancelDeadlineRequest{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[3]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +585,7 @@ func (x *CancelDeadlineRequest) String() string {
 func (*CancelDeadlineRequest) ProtoMessage() {}
 
 func (x *CancelDeadlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[3]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +598,7 @@ func (x *CancelDeadlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeadlineRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeadlineRequest) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{3}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CancelDeadlineRequest) GetRequestId() string {
@@ -454,7 +631,7 @@ type CancelDeadlineResponse struct {
 
 func (x *CancelDeadlineResponse) Reset() {
 	*x = CancelDeadlineResponse{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[4]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +643,7 @@ func (x *CancelDeadlineResponse) String() string {
 func (*CancelDeadlineResponse) ProtoMessage() {}
 
 func (x *CancelDeadlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[4]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +656,7 @@ func (x *CancelDeadlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeadlineResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeadlineResponse) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{4}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CancelDeadlineResponse) GetDeadline() *Deadline {
@@ -487,6 +664,211 @@ func (x *CancelDeadlineResponse) GetDeadline() *Deadline {
 		return x.Deadline
 	}
 	return nil
+}
+
+// CancelDeadlinesRequest carries at most 500 requests.
+type CancelDeadlinesRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Requests      []*CancelDeadlineRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDeadlinesRequest) Reset() {
+	*x = CancelDeadlinesRequest{}
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDeadlinesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDeadlinesRequest) ProtoMessage() {}
+
+func (x *CancelDeadlinesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDeadlinesRequest.ProtoReflect.Descriptor instead.
+func (*CancelDeadlinesRequest) Descriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelDeadlinesRequest) GetRequests() []*CancelDeadlineRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// CancelDeadlinesResponse has one result per request, in order.
+type CancelDeadlinesResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Results       []*CancelDeadlineResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDeadlinesResponse) Reset() {
+	*x = CancelDeadlinesResponse{}
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDeadlinesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDeadlinesResponse) ProtoMessage() {}
+
+func (x *CancelDeadlinesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDeadlinesResponse.ProtoReflect.Descriptor instead.
+func (*CancelDeadlinesResponse) Descriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CancelDeadlinesResponse) GetResults() []*CancelDeadlineResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// CancelDeadlineResult is one item's answer: CancelDeadline's response, or its error.
+type CancelDeadlineResult struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Response      *CancelDeadlineResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ItemError              `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDeadlineResult) Reset() {
+	*x = CancelDeadlineResult{}
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDeadlineResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDeadlineResult) ProtoMessage() {}
+
+func (x *CancelDeadlineResult) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDeadlineResult.ProtoReflect.Descriptor instead.
+func (*CancelDeadlineResult) Descriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CancelDeadlineResult) GetResponse() *CancelDeadlineResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *CancelDeadlineResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ItemError is a batch item's refusal: the gRPC status code, the ErrorInfo reason (an ErrorReason
+// name without its prefix) and the message the single call would have failed with.
+type ItemError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 type GetDeadlineRequest struct {
@@ -498,7 +880,7 @@ type GetDeadlineRequest struct {
 
 func (x *GetDeadlineRequest) Reset() {
 	*x = GetDeadlineRequest{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[5]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +892,7 @@ func (x *GetDeadlineRequest) String() string {
 func (*GetDeadlineRequest) ProtoMessage() {}
 
 func (x *GetDeadlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[5]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +905,7 @@ func (x *GetDeadlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadlineRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadlineRequest) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{5}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetDeadlineRequest) GetOrderId() string {
@@ -542,7 +924,7 @@ type GetDeadlineResponse struct {
 
 func (x *GetDeadlineResponse) Reset() {
 	*x = GetDeadlineResponse{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[6]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +936,7 @@ func (x *GetDeadlineResponse) String() string {
 func (*GetDeadlineResponse) ProtoMessage() {}
 
 func (x *GetDeadlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[6]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +949,7 @@ func (x *GetDeadlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadlineResponse.ProtoReflect.Descriptor instead.
 func (*GetDeadlineResponse) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{6}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetDeadlineResponse) GetDeadline() *Deadline {
@@ -588,7 +970,7 @@ type ListDeadlinesRequest struct {
 
 func (x *ListDeadlinesRequest) Reset() {
 	*x = ListDeadlinesRequest{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[7]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +982,7 @@ func (x *ListDeadlinesRequest) String() string {
 func (*ListDeadlinesRequest) ProtoMessage() {}
 
 func (x *ListDeadlinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[7]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +995,7 @@ func (x *ListDeadlinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadlinesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadlinesRequest) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{7}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListDeadlinesRequest) GetPageSize() int32 {
@@ -647,7 +1029,7 @@ type ListDeadlinesResponse struct {
 
 func (x *ListDeadlinesResponse) Reset() {
 	*x = ListDeadlinesResponse{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[8]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +1041,7 @@ func (x *ListDeadlinesResponse) String() string {
 func (*ListDeadlinesResponse) ProtoMessage() {}
 
 func (x *ListDeadlinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[8]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +1054,7 @@ func (x *ListDeadlinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadlinesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadlinesResponse) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{8}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListDeadlinesResponse) GetDeadlines() []*Deadline {
@@ -693,7 +1075,7 @@ var File_icp_deadline_v1_deadline_proto protoreflect.FileDescriptor
 
 const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\n" +
-	"\x1eicp/deadline/v1/deadline.proto\x12\x0ficp.deadline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xbe\x02\n" +
+	"\x1eicp/deadline/v1/deadline.proto\x12\x0ficp.deadline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xf1\x02\n" +
 	"\bDeadline\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1e\n" +
 	"\n" +
@@ -705,7 +1087,8 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x06 \x01(\tR\tlastError\x127\n" +
 	"\tfire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bfireTime\x12\x16\n" +
-	"\x06closed\x18\b \x01(\bR\x06closed\"\xaa\x01\n" +
+	"\x06closed\x18\b \x01(\bR\x06closed\x121\n" +
+	"\x04kind\x18\t \x01(\x0e2\x1d.icp.deadline.v1.DeadlineKindR\x04kind\"\xaa\x01\n" +
 	"\x17ScheduleDeadlineRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -715,7 +1098,18 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"submission\x125\n" +
 	"\bdue_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\adueTime\"Q\n" +
 	"\x18ScheduleDeadlineResponse\x125\n" +
-	"\bdeadline\x18\x01 \x01(\v2\x19.icp.deadline.v1.DeadlineR\bdeadline\"q\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x19.icp.deadline.v1.DeadlineR\bdeadline\"\xb2\x01\n" +
+	"\x19ScheduleNoonResendRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1e\n" +
+	"\n" +
+	"submission\x18\x03 \x01(\x05R\n" +
+	"submission\x12;\n" +
+	"\vresend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resendTime\"M\n" +
+	"\x1aScheduleNoonResendResponse\x12/\n" +
+	"\x05timer\x18\x01 \x01(\v2\x19.icp.deadline.v1.DeadlineR\x05timer\"q\n" +
 	"\x15CancelDeadlineRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -724,7 +1118,18 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"submission\x18\x03 \x01(\x05R\n" +
 	"submission\"O\n" +
 	"\x16CancelDeadlineResponse\x125\n" +
-	"\bdeadline\x18\x01 \x01(\v2\x19.icp.deadline.v1.DeadlineR\bdeadline\"/\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x19.icp.deadline.v1.DeadlineR\bdeadline\"\\\n" +
+	"\x16CancelDeadlinesRequest\x12B\n" +
+	"\brequests\x18\x01 \x03(\v2&.icp.deadline.v1.CancelDeadlineRequestR\brequests\"Z\n" +
+	"\x17CancelDeadlinesResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.icp.deadline.v1.CancelDeadlineResultR\aresults\"\x8d\x01\n" +
+	"\x14CancelDeadlineResult\x12C\n" +
+	"\bresponse\x18\x01 \x01(\v2'.icp.deadline.v1.CancelDeadlineResponseR\bresponse\x120\n" +
+	"\x05error\x18\x02 \x01(\v2\x1a.icp.deadline.v1.ItemErrorR\x05error\"Q\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"/\n" +
 	"\x12GetDeadlineRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"L\n" +
 	"\x13GetDeadlineResponse\x125\n" +
@@ -736,7 +1141,7 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2\x1e.icp.deadline.v1.DeadlineStateR\x05state\"x\n" +
 	"\x15ListDeadlinesResponse\x127\n" +
 	"\tdeadlines\x18\x01 \x03(\v2\x19.icp.deadline.v1.DeadlineR\tdeadlines\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xb4\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd5\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fERROR_REASON_DEADLINE_NOT_FOUND\x10\x01\x12\"\n" +
@@ -750,16 +1155,23 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\t\x12#\n" +
 	"\x1fERROR_REASON_INVALID_PAGE_TOKEN\x10\n" +
 	"\x12\"\n" +
-	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x10\v*\x83\x01\n" +
+	"\x1eERROR_REASON_INVALID_PAGE_SIZE\x10\v\x12\x1f\n" +
+	"\x1bERROR_REASON_TOO_MANY_ITEMS\x10\f*\x83\x01\n" +
 	"\rDeadlineState\x12\x1e\n" +
 	"\x1aDEADLINE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DEADLINE_STATE_PENDING\x10\x01\x12\x18\n" +
 	"\x14DEADLINE_STATE_FIRED\x10\x02\x12\x1c\n" +
-	"\x18DEADLINE_STATE_CANCELLED\x10\x032\xdb\x03\n" +
+	"\x18DEADLINE_STATE_CANCELLED\x10\x03*e\n" +
+	"\fDeadlineKind\x12\x1d\n" +
+	"\x19DEADLINE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13DEADLINE_KIND_CLOSE\x10\x01\x12\x1d\n" +
+	"\x19DEADLINE_KIND_NOON_RESEND\x10\x022\xd4\x05\n" +
 	"\x0fDeadlineService\x12s\n" +
 	"\x10ScheduleDeadline\x12(.icp.deadline.v1.ScheduleDeadlineRequest\x1a).icp.deadline.v1.ScheduleDeadlineResponse\"\n" +
-	"\x8a\xb5\x18\x06filing\x12}\n" +
-	"\x0eCancelDeadline\x12&.icp.deadline.v1.CancelDeadlineRequest\x1a'.icp.deadline.v1.CancelDeadlineResponse\"\x1a\x8a\xb5\x18\x06filing\x8a\xb5\x18\fverification\x12f\n" +
+	"\x8a\xb5\x18\x06filing\x12\x7f\n" +
+	"\x12ScheduleNoonResend\x12*.icp.deadline.v1.ScheduleNoonResendRequest\x1a+.icp.deadline.v1.ScheduleNoonResendResponse\"\x10\x8a\xb5\x18\fverification\x12}\n" +
+	"\x0eCancelDeadline\x12&.icp.deadline.v1.CancelDeadlineRequest\x1a'.icp.deadline.v1.CancelDeadlineResponse\"\x1a\x8a\xb5\x18\x06filing\x8a\xb5\x18\fverification\x12v\n" +
+	"\x0fCancelDeadlines\x12'.icp.deadline.v1.CancelDeadlinesRequest\x1a(.icp.deadline.v1.CancelDeadlinesResponse\"\x10\x8a\xb5\x18\fverification\x12f\n" +
 	"\vGetDeadline\x12#.icp.deadline.v1.GetDeadlineRequest\x1a$.icp.deadline.v1.GetDeadlineResponse\"\f\x8a\xb5\x18\boperator\x12l\n" +
 	"\rListDeadlines\x12%.icp.deadline.v1.ListDeadlinesRequest\x1a&.icp.deadline.v1.ListDeadlinesResponse\"\f\x8a\xb5\x18\boperatorB\xc5\x01\n" +
 	"\x13com.icp.deadline.v1B\rDeadlineProtoP\x01ZAgithub.com/icpverify/icpverify/pkg/gen/icp/deadline/v1;deadlinev1\xa2\x02\x03IDX\xaa\x02\x0fIcp.Deadline.V1\xca\x02\x0fIcp\\Deadline\\V1\xe2\x02\x1bIcp\\Deadline\\V1\\GPBMetadata\xea\x02\x11Icp::Deadline::V1b\x06proto3"
@@ -776,45 +1188,63 @@ func file_icp_deadline_v1_deadline_proto_rawDescGZIP() []byte {
 	return file_icp_deadline_v1_deadline_proto_rawDescData
 }
 
-var file_icp_deadline_v1_deadline_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_icp_deadline_v1_deadline_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_icp_deadline_v1_deadline_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_icp_deadline_v1_deadline_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_icp_deadline_v1_deadline_proto_goTypes = []any{
-	(ErrorReason)(0),                 // 0: icp.deadline.v1.ErrorReason
-	(DeadlineState)(0),               // 1: icp.deadline.v1.DeadlineState
-	(*Deadline)(nil),                 // 2: icp.deadline.v1.Deadline
-	(*ScheduleDeadlineRequest)(nil),  // 3: icp.deadline.v1.ScheduleDeadlineRequest
-	(*ScheduleDeadlineResponse)(nil), // 4: icp.deadline.v1.ScheduleDeadlineResponse
-	(*CancelDeadlineRequest)(nil),    // 5: icp.deadline.v1.CancelDeadlineRequest
-	(*CancelDeadlineResponse)(nil),   // 6: icp.deadline.v1.CancelDeadlineResponse
-	(*GetDeadlineRequest)(nil),       // 7: icp.deadline.v1.GetDeadlineRequest
-	(*GetDeadlineResponse)(nil),      // 8: icp.deadline.v1.GetDeadlineResponse
-	(*ListDeadlinesRequest)(nil),     // 9: icp.deadline.v1.ListDeadlinesRequest
-	(*ListDeadlinesResponse)(nil),    // 10: icp.deadline.v1.ListDeadlinesResponse
-	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(ErrorReason)(0),                   // 0: icp.deadline.v1.ErrorReason
+	(DeadlineState)(0),                 // 1: icp.deadline.v1.DeadlineState
+	(DeadlineKind)(0),                  // 2: icp.deadline.v1.DeadlineKind
+	(*Deadline)(nil),                   // 3: icp.deadline.v1.Deadline
+	(*ScheduleDeadlineRequest)(nil),    // 4: icp.deadline.v1.ScheduleDeadlineRequest
+	(*ScheduleDeadlineResponse)(nil),   // 5: icp.deadline.v1.ScheduleDeadlineResponse
+	(*ScheduleNoonResendRequest)(nil),  // 6: icp.deadline.v1.ScheduleNoonResendRequest
+	(*ScheduleNoonResendResponse)(nil), // 7: icp.deadline.v1.ScheduleNoonResendResponse
+	(*CancelDeadlineRequest)(nil),      // 8: icp.deadline.v1.CancelDeadlineRequest
+	(*CancelDeadlineResponse)(nil),     // 9: icp.deadline.v1.CancelDeadlineResponse
+	(*CancelDeadlinesRequest)(nil),     // 10: icp.deadline.v1.CancelDeadlinesRequest
+	(*CancelDeadlinesResponse)(nil),    // 11: icp.deadline.v1.CancelDeadlinesResponse
+	(*CancelDeadlineResult)(nil),       // 12: icp.deadline.v1.CancelDeadlineResult
+	(*ItemError)(nil),                  // 13: icp.deadline.v1.ItemError
+	(*GetDeadlineRequest)(nil),         // 14: icp.deadline.v1.GetDeadlineRequest
+	(*GetDeadlineResponse)(nil),        // 15: icp.deadline.v1.GetDeadlineResponse
+	(*ListDeadlinesRequest)(nil),       // 16: icp.deadline.v1.ListDeadlinesRequest
+	(*ListDeadlinesResponse)(nil),      // 17: icp.deadline.v1.ListDeadlinesResponse
+	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
 }
 var file_icp_deadline_v1_deadline_proto_depIdxs = []int32{
-	11, // 0: icp.deadline.v1.Deadline.due_time:type_name -> google.protobuf.Timestamp
+	18, // 0: icp.deadline.v1.Deadline.due_time:type_name -> google.protobuf.Timestamp
 	1,  // 1: icp.deadline.v1.Deadline.state:type_name -> icp.deadline.v1.DeadlineState
-	11, // 2: icp.deadline.v1.Deadline.fire_time:type_name -> google.protobuf.Timestamp
-	11, // 3: icp.deadline.v1.ScheduleDeadlineRequest.due_time:type_name -> google.protobuf.Timestamp
-	2,  // 4: icp.deadline.v1.ScheduleDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	2,  // 5: icp.deadline.v1.CancelDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	2,  // 6: icp.deadline.v1.GetDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	1,  // 7: icp.deadline.v1.ListDeadlinesRequest.state:type_name -> icp.deadline.v1.DeadlineState
-	2,  // 8: icp.deadline.v1.ListDeadlinesResponse.deadlines:type_name -> icp.deadline.v1.Deadline
-	3,  // 9: icp.deadline.v1.DeadlineService.ScheduleDeadline:input_type -> icp.deadline.v1.ScheduleDeadlineRequest
-	5,  // 10: icp.deadline.v1.DeadlineService.CancelDeadline:input_type -> icp.deadline.v1.CancelDeadlineRequest
-	7,  // 11: icp.deadline.v1.DeadlineService.GetDeadline:input_type -> icp.deadline.v1.GetDeadlineRequest
-	9,  // 12: icp.deadline.v1.DeadlineService.ListDeadlines:input_type -> icp.deadline.v1.ListDeadlinesRequest
-	4,  // 13: icp.deadline.v1.DeadlineService.ScheduleDeadline:output_type -> icp.deadline.v1.ScheduleDeadlineResponse
-	6,  // 14: icp.deadline.v1.DeadlineService.CancelDeadline:output_type -> icp.deadline.v1.CancelDeadlineResponse
-	8,  // 15: icp.deadline.v1.DeadlineService.GetDeadline:output_type -> icp.deadline.v1.GetDeadlineResponse
-	10, // 16: icp.deadline.v1.DeadlineService.ListDeadlines:output_type -> icp.deadline.v1.ListDeadlinesResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	18, // 2: icp.deadline.v1.Deadline.fire_time:type_name -> google.protobuf.Timestamp
+	2,  // 3: icp.deadline.v1.Deadline.kind:type_name -> icp.deadline.v1.DeadlineKind
+	18, // 4: icp.deadline.v1.ScheduleDeadlineRequest.due_time:type_name -> google.protobuf.Timestamp
+	3,  // 5: icp.deadline.v1.ScheduleDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
+	18, // 6: icp.deadline.v1.ScheduleNoonResendRequest.resend_time:type_name -> google.protobuf.Timestamp
+	3,  // 7: icp.deadline.v1.ScheduleNoonResendResponse.timer:type_name -> icp.deadline.v1.Deadline
+	3,  // 8: icp.deadline.v1.CancelDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
+	8,  // 9: icp.deadline.v1.CancelDeadlinesRequest.requests:type_name -> icp.deadline.v1.CancelDeadlineRequest
+	12, // 10: icp.deadline.v1.CancelDeadlinesResponse.results:type_name -> icp.deadline.v1.CancelDeadlineResult
+	9,  // 11: icp.deadline.v1.CancelDeadlineResult.response:type_name -> icp.deadline.v1.CancelDeadlineResponse
+	13, // 12: icp.deadline.v1.CancelDeadlineResult.error:type_name -> icp.deadline.v1.ItemError
+	3,  // 13: icp.deadline.v1.GetDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
+	1,  // 14: icp.deadline.v1.ListDeadlinesRequest.state:type_name -> icp.deadline.v1.DeadlineState
+	3,  // 15: icp.deadline.v1.ListDeadlinesResponse.deadlines:type_name -> icp.deadline.v1.Deadline
+	4,  // 16: icp.deadline.v1.DeadlineService.ScheduleDeadline:input_type -> icp.deadline.v1.ScheduleDeadlineRequest
+	6,  // 17: icp.deadline.v1.DeadlineService.ScheduleNoonResend:input_type -> icp.deadline.v1.ScheduleNoonResendRequest
+	8,  // 18: icp.deadline.v1.DeadlineService.CancelDeadline:input_type -> icp.deadline.v1.CancelDeadlineRequest
+	10, // 19: icp.deadline.v1.DeadlineService.CancelDeadlines:input_type -> icp.deadline.v1.CancelDeadlinesRequest
+	14, // 20: icp.deadline.v1.DeadlineService.GetDeadline:input_type -> icp.deadline.v1.GetDeadlineRequest
+	16, // 21: icp.deadline.v1.DeadlineService.ListDeadlines:input_type -> icp.deadline.v1.ListDeadlinesRequest
+	5,  // 22: icp.deadline.v1.DeadlineService.ScheduleDeadline:output_type -> icp.deadline.v1.ScheduleDeadlineResponse
+	7,  // 23: icp.deadline.v1.DeadlineService.ScheduleNoonResend:output_type -> icp.deadline.v1.ScheduleNoonResendResponse
+	9,  // 24: icp.deadline.v1.DeadlineService.CancelDeadline:output_type -> icp.deadline.v1.CancelDeadlineResponse
+	11, // 25: icp.deadline.v1.DeadlineService.CancelDeadlines:output_type -> icp.deadline.v1.CancelDeadlinesResponse
+	15, // 26: icp.deadline.v1.DeadlineService.GetDeadline:output_type -> icp.deadline.v1.GetDeadlineResponse
+	17, // 27: icp.deadline.v1.DeadlineService.ListDeadlines:output_type -> icp.deadline.v1.ListDeadlinesResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_icp_deadline_v1_deadline_proto_init() }
@@ -827,8 +1257,8 @@ func file_icp_deadline_v1_deadline_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_deadline_v1_deadline_proto_rawDesc), len(file_icp_deadline_v1_deadline_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

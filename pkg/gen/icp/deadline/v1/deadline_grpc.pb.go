@@ -21,10 +21,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeadlineService_ScheduleDeadline_FullMethodName = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
-	DeadlineService_CancelDeadline_FullMethodName   = "/icp.deadline.v1.DeadlineService/CancelDeadline"
-	DeadlineService_GetDeadline_FullMethodName      = "/icp.deadline.v1.DeadlineService/GetDeadline"
-	DeadlineService_ListDeadlines_FullMethodName    = "/icp.deadline.v1.DeadlineService/ListDeadlines"
+	DeadlineService_ScheduleDeadline_FullMethodName   = "/icp.deadline.v1.DeadlineService/ScheduleDeadline"
+	DeadlineService_ScheduleNoonResend_FullMethodName = "/icp.deadline.v1.DeadlineService/ScheduleNoonResend"
+	DeadlineService_CancelDeadline_FullMethodName     = "/icp.deadline.v1.DeadlineService/CancelDeadline"
+	DeadlineService_CancelDeadlines_FullMethodName    = "/icp.deadline.v1.DeadlineService/CancelDeadlines"
+	DeadlineService_GetDeadline_FullMethodName        = "/icp.deadline.v1.DeadlineService/GetDeadline"
+	DeadlineService_ListDeadlines_FullMethodName      = "/icp.deadline.v1.DeadlineService/ListDeadlines"
 )
 
 // DeadlineServiceClient is the client API for DeadlineService service.
@@ -35,8 +37,18 @@ const (
 type DeadlineServiceClient interface {
 	// ScheduleDeadline creates the timer of one submission. Idempotent by (order_id, submission).
 	ScheduleDeadline(ctx context.Context, in *ScheduleDeadlineRequest, opts ...grpc.CallOption) (*ScheduleDeadlineResponse, error)
-	// CancelDeadline cancels a pending timer. Idempotent; cancelling a fired timer is not an error.
+	// ScheduleNoonResend creates the noon resend timer of one submission: at resend_time the sweeper
+	// calls verification.AutoResend (verification computes the instant at OpenSession: 12:00
+	// Asia/Shanghai of the day after the first code). Idempotent by (order_id, submission). A
+	// submission whose deadline was already cancelled or fired, or that a newer submission superseded,
+	// gets a CANCELLED timer; CancelDeadline cancels it with the deadline.
+	ScheduleNoonResend(ctx context.Context, in *ScheduleNoonResendRequest, opts ...grpc.CallOption) (*ScheduleNoonResendResponse, error)
+	// CancelDeadline cancels a pending timer (and the submission's pending noon resend timer). Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(ctx context.Context, in *CancelDeadlineRequest, opts ...grpc.CallOption) (*CancelDeadlineResponse, error)
+	// CancelDeadlines cancels many timers in one transaction (verification's outbox relay sends a
+	// claim's cancels together): each item is answered as CancelDeadline would answer it, and one
+	// item's refusal does not fail the others.
+	CancelDeadlines(ctx context.Context, in *CancelDeadlinesRequest, opts ...grpc.CallOption) (*CancelDeadlinesResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(ctx context.Context, in *GetDeadlineRequest, opts ...grpc.CallOption) (*GetDeadlineResponse, error)
 	// ListDeadlines pages through timers, soonest first.
@@ -61,10 +73,30 @@ func (c *deadlineServiceClient) ScheduleDeadline(ctx context.Context, in *Schedu
 	return out, nil
 }
 
+func (c *deadlineServiceClient) ScheduleNoonResend(ctx context.Context, in *ScheduleNoonResendRequest, opts ...grpc.CallOption) (*ScheduleNoonResendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScheduleNoonResendResponse)
+	err := c.cc.Invoke(ctx, DeadlineService_ScheduleNoonResend_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *deadlineServiceClient) CancelDeadline(ctx context.Context, in *CancelDeadlineRequest, opts ...grpc.CallOption) (*CancelDeadlineResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CancelDeadlineResponse)
 	err := c.cc.Invoke(ctx, DeadlineService_CancelDeadline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deadlineServiceClient) CancelDeadlines(ctx context.Context, in *CancelDeadlinesRequest, opts ...grpc.CallOption) (*CancelDeadlinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelDeadlinesResponse)
+	err := c.cc.Invoke(ctx, DeadlineService_CancelDeadlines_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +131,18 @@ func (c *deadlineServiceClient) ListDeadlines(ctx context.Context, in *ListDeadl
 type DeadlineServiceServer interface {
 	// ScheduleDeadline creates the timer of one submission. Idempotent by (order_id, submission).
 	ScheduleDeadline(context.Context, *ScheduleDeadlineRequest) (*ScheduleDeadlineResponse, error)
-	// CancelDeadline cancels a pending timer. Idempotent; cancelling a fired timer is not an error.
+	// ScheduleNoonResend creates the noon resend timer of one submission: at resend_time the sweeper
+	// calls verification.AutoResend (verification computes the instant at OpenSession: 12:00
+	// Asia/Shanghai of the day after the first code). Idempotent by (order_id, submission). A
+	// submission whose deadline was already cancelled or fired, or that a newer submission superseded,
+	// gets a CANCELLED timer; CancelDeadline cancels it with the deadline.
+	ScheduleNoonResend(context.Context, *ScheduleNoonResendRequest) (*ScheduleNoonResendResponse, error)
+	// CancelDeadline cancels a pending timer (and the submission's pending noon resend timer). Idempotent; cancelling a fired timer is not an error.
 	CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error)
+	// CancelDeadlines cancels many timers in one transaction (verification's outbox relay sends a
+	// claim's cancels together): each item is answered as CancelDeadline would answer it, and one
+	// item's refusal does not fail the others.
+	CancelDeadlines(context.Context, *CancelDeadlinesRequest) (*CancelDeadlinesResponse, error)
 	// GetDeadline returns the timer of an order's latest submission.
 	GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error)
 	// ListDeadlines pages through timers, soonest first.
@@ -118,8 +160,14 @@ type UnimplementedDeadlineServiceServer struct{}
 func (UnimplementedDeadlineServiceServer) ScheduleDeadline(context.Context, *ScheduleDeadlineRequest) (*ScheduleDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScheduleDeadline not implemented")
 }
+func (UnimplementedDeadlineServiceServer) ScheduleNoonResend(context.Context, *ScheduleNoonResendRequest) (*ScheduleNoonResendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScheduleNoonResend not implemented")
+}
 func (UnimplementedDeadlineServiceServer) CancelDeadline(context.Context, *CancelDeadlineRequest) (*CancelDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDeadline not implemented")
+}
+func (UnimplementedDeadlineServiceServer) CancelDeadlines(context.Context, *CancelDeadlinesRequest) (*CancelDeadlinesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDeadlines not implemented")
 }
 func (UnimplementedDeadlineServiceServer) GetDeadline(context.Context, *GetDeadlineRequest) (*GetDeadlineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDeadline not implemented")
@@ -166,6 +214,24 @@ func _DeadlineService_ScheduleDeadline_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeadlineService_ScheduleNoonResend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleNoonResendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeadlineServiceServer).ScheduleNoonResend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeadlineService_ScheduleNoonResend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeadlineServiceServer).ScheduleNoonResend(ctx, req.(*ScheduleNoonResendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DeadlineService_CancelDeadline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CancelDeadlineRequest)
 	if err := dec(in); err != nil {
@@ -180,6 +246,24 @@ func _DeadlineService_CancelDeadline_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DeadlineServiceServer).CancelDeadline(ctx, req.(*CancelDeadlineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeadlineService_CancelDeadlines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelDeadlinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeadlineServiceServer).CancelDeadlines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeadlineService_CancelDeadlines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeadlineServiceServer).CancelDeadlines(ctx, req.(*CancelDeadlinesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -232,8 +316,16 @@ var DeadlineService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DeadlineService_ScheduleDeadline_Handler,
 		},
 		{
+			MethodName: "ScheduleNoonResend",
+			Handler:    _DeadlineService_ScheduleNoonResend_Handler,
+		},
+		{
 			MethodName: "CancelDeadline",
 			Handler:    _DeadlineService_CancelDeadline_Handler,
+		},
+		{
+			MethodName: "CancelDeadlines",
+			Handler:    _DeadlineService_CancelDeadlines_Handler,
 		},
 		{
 			MethodName: "GetDeadline",

@@ -163,6 +163,8 @@ const (
 	// CreateOrder and UpdateOrder; FailedPrecondition ORDER_INVALID on SubmitOrder when the province
 	// comes from the approved record.
 	ErrorReason_ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER ErrorReason = 62
+	// MarkVerifiedBatch or ReturnOrderBatch with more than 500 requests. InvalidArgument.
+	ErrorReason_ERROR_REASON_TOO_MANY_ITEMS ErrorReason = 63
 )
 
 // Enum value maps for ErrorReason.
@@ -231,6 +233,7 @@ var (
 		60: "ERROR_REASON_INVALID_PROVINCE",
 		61: "ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER",
 		62: "ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER",
+		63: "ERROR_REASON_TOO_MANY_ITEMS",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                         0,
@@ -296,6 +299,7 @@ var (
 		"ERROR_REASON_INVALID_PROVINCE":                    60,
 		"ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER":          61,
 		"ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER":          62,
+		"ERROR_REASON_TOO_MANY_ITEMS":                      63,
 	}
 )
 
@@ -2440,6 +2444,353 @@ func (x *ReturnOrderResponse) GetOrder() *Order {
 	return nil
 }
 
+// MarkVerifiedBatchRequest carries at most 500 requests.
+type MarkVerifiedBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*MarkVerifiedRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkVerifiedBatchRequest) Reset() {
+	*x = MarkVerifiedBatchRequest{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkVerifiedBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkVerifiedBatchRequest) ProtoMessage() {}
+
+func (x *MarkVerifiedBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkVerifiedBatchRequest.ProtoReflect.Descriptor instead.
+func (*MarkVerifiedBatchRequest) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MarkVerifiedBatchRequest) GetRequests() []*MarkVerifiedRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// MarkVerifiedBatchResponse has one result per request, in order.
+type MarkVerifiedBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*MarkVerifiedResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkVerifiedBatchResponse) Reset() {
+	*x = MarkVerifiedBatchResponse{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkVerifiedBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkVerifiedBatchResponse) ProtoMessage() {}
+
+func (x *MarkVerifiedBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkVerifiedBatchResponse.ProtoReflect.Descriptor instead.
+func (*MarkVerifiedBatchResponse) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MarkVerifiedBatchResponse) GetResults() []*MarkVerifiedResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// MarkVerifiedResult is one item's answer: the single call's response, or its error.
+type MarkVerifiedResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *MarkVerifiedResponse  `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ItemError             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkVerifiedResult) Reset() {
+	*x = MarkVerifiedResult{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkVerifiedResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkVerifiedResult) ProtoMessage() {}
+
+func (x *MarkVerifiedResult) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkVerifiedResult.ProtoReflect.Descriptor instead.
+func (*MarkVerifiedResult) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MarkVerifiedResult) GetResponse() *MarkVerifiedResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *MarkVerifiedResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type ReturnOrderBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*ReturnOrderRequest  `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReturnOrderBatchRequest) Reset() {
+	*x = ReturnOrderBatchRequest{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReturnOrderBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReturnOrderBatchRequest) ProtoMessage() {}
+
+func (x *ReturnOrderBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReturnOrderBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReturnOrderBatchRequest) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReturnOrderBatchRequest) GetRequests() []*ReturnOrderRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ReturnOrderBatchResponse has one result per request, in order.
+type ReturnOrderBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ReturnOrderResult   `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReturnOrderBatchResponse) Reset() {
+	*x = ReturnOrderBatchResponse{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReturnOrderBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReturnOrderBatchResponse) ProtoMessage() {}
+
+func (x *ReturnOrderBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReturnOrderBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReturnOrderBatchResponse) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReturnOrderBatchResponse) GetResults() []*ReturnOrderResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ReturnOrderResult is one item's answer: the single call's response, or its error.
+type ReturnOrderResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *ReturnOrderResponse   `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ItemError             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReturnOrderResult) Reset() {
+	*x = ReturnOrderResult{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReturnOrderResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReturnOrderResult) ProtoMessage() {}
+
+func (x *ReturnOrderResult) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReturnOrderResult.ProtoReflect.Descriptor instead.
+func (*ReturnOrderResult) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReturnOrderResult) GetResponse() *ReturnOrderResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ReturnOrderResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ItemError is a batch item's refusal: the gRPC status code, the ErrorInfo reason (an ErrorReason
+// name without its prefix) and the message the single call would have failed with.
+type ItemError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type RecordReviewOutcomeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -2452,7 +2803,7 @@ type RecordReviewOutcomeRequest struct {
 
 func (x *RecordReviewOutcomeRequest) Reset() {
 	*x = RecordReviewOutcomeRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[25]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2815,7 @@ func (x *RecordReviewOutcomeRequest) String() string {
 func (*RecordReviewOutcomeRequest) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[25]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2828,7 @@ func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{25}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecordReviewOutcomeRequest) GetRequestId() string {
@@ -2517,7 +2868,7 @@ type RecordReviewOutcomeResponse struct {
 
 func (x *RecordReviewOutcomeResponse) Reset() {
 	*x = RecordReviewOutcomeResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[26]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2880,7 @@ func (x *RecordReviewOutcomeResponse) String() string {
 func (*RecordReviewOutcomeResponse) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[26]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2893,7 @@ func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{26}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecordReviewOutcomeResponse) GetOrder() *Order {
@@ -2682,7 +3033,25 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"A\n" +
 	"\x13ReturnOrderResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order\"\xa8\x01\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order\"Z\n" +
+	"\x18MarkVerifiedBatchRequest\x12>\n" +
+	"\brequests\x18\x01 \x03(\v2\".icp.filing.v1.MarkVerifiedRequestR\brequests\"X\n" +
+	"\x19MarkVerifiedBatchResponse\x12;\n" +
+	"\aresults\x18\x01 \x03(\v2!.icp.filing.v1.MarkVerifiedResultR\aresults\"\x85\x01\n" +
+	"\x12MarkVerifiedResult\x12?\n" +
+	"\bresponse\x18\x01 \x01(\v2#.icp.filing.v1.MarkVerifiedResponseR\bresponse\x12.\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.icp.filing.v1.ItemErrorR\x05error\"X\n" +
+	"\x17ReturnOrderBatchRequest\x12=\n" +
+	"\brequests\x18\x01 \x03(\v2!.icp.filing.v1.ReturnOrderRequestR\brequests\"V\n" +
+	"\x18ReturnOrderBatchResponse\x12:\n" +
+	"\aresults\x18\x01 \x03(\v2 .icp.filing.v1.ReturnOrderResultR\aresults\"\x83\x01\n" +
+	"\x11ReturnOrderResult\x12>\n" +
+	"\bresponse\x18\x01 \x01(\v2\".icp.filing.v1.ReturnOrderResponseR\bresponse\x12.\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.icp.filing.v1.ItemErrorR\x05error\"Q\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xa8\x01\n" +
 	"\x1aRecordReviewOutcomeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -2690,7 +3059,7 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x1c.icp.filing.v1.ReviewOutcomeR\aoutcome\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\"I\n" +
 	"\x1bRecordReviewOutcomeResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order*\xcc\x12\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.icp.filing.v1.OrderR\x05order*\xed\x12\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_ORDER_NOT_FOUND\x10\x01\x12)\n" +
@@ -2755,7 +3124,8 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\x1eERROR_REASON_DUPLICATE_SERVICE\x10;\x12!\n" +
 	"\x1dERROR_REASON_INVALID_PROVINCE\x10<\x12+\n" +
 	"'ERROR_REASON_INVALID_HK_MACAO_ID_NUMBER\x10=\x12+\n" +
-	"'ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER\x10>*\xa5\x02\n" +
+	"'ERROR_REASON_MISSING_HK_MACAO_ID_NUMBER\x10>\x12\x1f\n" +
+	"\x1bERROR_REASON_TOO_MANY_ITEMS\x10?*\xa5\x02\n" +
 	"\n" +
 	"FilingType\x12\x1b\n" +
 	"\x17FILING_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
@@ -2823,10 +3193,12 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\bGetOrder\x12\x1e.icp.filing.v1.GetOrderRequest\x1a\x1f.icp.filing.v1.GetOrderResponse\x12Q\n" +
 	"\n" +
 	"ListOrders\x12 .icp.filing.v1.ListOrdersRequest\x1a!.icp.filing.v1.ListOrdersResponse\x12T\n" +
-	"\vCancelOrder\x12!.icp.filing.v1.CancelOrderRequest\x1a\".icp.filing.v1.CancelOrderResponse2\xe6\x02\n" +
+	"\vCancelOrder\x12!.icp.filing.v1.CancelOrderRequest\x1a\".icp.filing.v1.CancelOrderResponse2\xd7\x04\n" +
 	"\x15FilingInternalService\x12i\n" +
 	"\fMarkVerified\x12\".icp.filing.v1.MarkVerifiedRequest\x1a#.icp.filing.v1.MarkVerifiedResponse\"\x10\x8a\xb5\x18\fverification\x12f\n" +
-	"\vReturnOrder\x12!.icp.filing.v1.ReturnOrderRequest\x1a\".icp.filing.v1.ReturnOrderResponse\"\x10\x8a\xb5\x18\fverification\x12z\n" +
+	"\vReturnOrder\x12!.icp.filing.v1.ReturnOrderRequest\x1a\".icp.filing.v1.ReturnOrderResponse\"\x10\x8a\xb5\x18\fverification\x12x\n" +
+	"\x11MarkVerifiedBatch\x12'.icp.filing.v1.MarkVerifiedBatchRequest\x1a(.icp.filing.v1.MarkVerifiedBatchResponse\"\x10\x8a\xb5\x18\fverification\x12u\n" +
+	"\x10ReturnOrderBatch\x12&.icp.filing.v1.ReturnOrderBatchRequest\x1a'.icp.filing.v1.ReturnOrderBatchResponse\"\x10\x8a\xb5\x18\fverification\x12z\n" +
 	"\x13RecordReviewOutcome\x12).icp.filing.v1.RecordReviewOutcomeRequest\x1a*.icp.filing.v1.RecordReviewOutcomeResponse\"\f\x8a\xb5\x18\breviewerB\xb5\x01\n" +
 	"\x11com.icp.filing.v1B\vFilingProtoP\x01Z=github.com/icpverify/icpverify/pkg/gen/icp/filing/v1;filingv1\xa2\x02\x03IFX\xaa\x02\rIcp.Filing.V1\xca\x02\rIcp\\Filing\\V1\xe2\x02\x19Icp\\Filing\\V1\\GPBMetadata\xea\x02\x0fIcp::Filing::V1b\x06proto3"
 
@@ -2843,7 +3215,7 @@ func file_icp_filing_v1_filing_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: icp.filing.v1.ErrorReason
 	(FilingType)(0),                     // 1: icp.filing.v1.FilingType
@@ -2880,9 +3252,16 @@ var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(*ReturnOrderRequest)(nil),          // 32: icp.filing.v1.ReturnOrderRequest
 	(*PhoneLock)(nil),                   // 33: icp.filing.v1.PhoneLock
 	(*ReturnOrderResponse)(nil),         // 34: icp.filing.v1.ReturnOrderResponse
-	(*RecordReviewOutcomeRequest)(nil),  // 35: icp.filing.v1.RecordReviewOutcomeRequest
-	(*RecordReviewOutcomeResponse)(nil), // 36: icp.filing.v1.RecordReviewOutcomeResponse
-	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*MarkVerifiedBatchRequest)(nil),    // 35: icp.filing.v1.MarkVerifiedBatchRequest
+	(*MarkVerifiedBatchResponse)(nil),   // 36: icp.filing.v1.MarkVerifiedBatchResponse
+	(*MarkVerifiedResult)(nil),          // 37: icp.filing.v1.MarkVerifiedResult
+	(*ReturnOrderBatchRequest)(nil),     // 38: icp.filing.v1.ReturnOrderBatchRequest
+	(*ReturnOrderBatchResponse)(nil),    // 39: icp.filing.v1.ReturnOrderBatchResponse
+	(*ReturnOrderResult)(nil),           // 40: icp.filing.v1.ReturnOrderResult
+	(*ItemError)(nil),                   // 41: icp.filing.v1.ItemError
+	(*RecordReviewOutcomeRequest)(nil),  // 42: icp.filing.v1.RecordReviewOutcomeRequest
+	(*RecordReviewOutcomeResponse)(nil), // 43: icp.filing.v1.RecordReviewOutcomeResponse
+	(*timestamppb.Timestamp)(nil),       // 44: google.protobuf.Timestamp
 }
 var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	7,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
@@ -2899,15 +3278,15 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	13, // 11: icp.filing.v1.OrderSpec.services:type_name -> icp.filing.v1.Service
 	5,  // 12: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
 	5,  // 13: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
-	37, // 14: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
+	44, // 14: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
 	14, // 15: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
 	5,  // 16: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
-	37, // 17: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
+	44, // 17: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
 	6,  // 18: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
 	15, // 19: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
 	16, // 20: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
-	37, // 21: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	37, // 22: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	44, // 21: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	44, // 22: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
 	14, // 23: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
 	17, // 24: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
 	14, // 25: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
@@ -2920,33 +3299,45 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	17, // 32: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
 	6,  // 33: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
 	33, // 34: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
-	37, // 35: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
+	44, // 35: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
 	17, // 36: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
-	9,  // 37: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
-	17, // 38: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
-	18, // 39: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
-	20, // 40: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
-	22, // 41: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
-	24, // 42: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
-	26, // 43: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
-	28, // 44: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
-	30, // 45: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
-	32, // 46: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
-	35, // 47: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
-	19, // 48: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
-	21, // 49: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
-	23, // 50: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
-	25, // 51: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
-	27, // 52: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
-	29, // 53: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
-	31, // 54: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
-	34, // 55: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
-	36, // 56: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
-	48, // [48:57] is the sub-list for method output_type
-	39, // [39:48] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	30, // 37: icp.filing.v1.MarkVerifiedBatchRequest.requests:type_name -> icp.filing.v1.MarkVerifiedRequest
+	37, // 38: icp.filing.v1.MarkVerifiedBatchResponse.results:type_name -> icp.filing.v1.MarkVerifiedResult
+	31, // 39: icp.filing.v1.MarkVerifiedResult.response:type_name -> icp.filing.v1.MarkVerifiedResponse
+	41, // 40: icp.filing.v1.MarkVerifiedResult.error:type_name -> icp.filing.v1.ItemError
+	32, // 41: icp.filing.v1.ReturnOrderBatchRequest.requests:type_name -> icp.filing.v1.ReturnOrderRequest
+	40, // 42: icp.filing.v1.ReturnOrderBatchResponse.results:type_name -> icp.filing.v1.ReturnOrderResult
+	34, // 43: icp.filing.v1.ReturnOrderResult.response:type_name -> icp.filing.v1.ReturnOrderResponse
+	41, // 44: icp.filing.v1.ReturnOrderResult.error:type_name -> icp.filing.v1.ItemError
+	9,  // 45: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
+	17, // 46: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
+	18, // 47: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
+	20, // 48: icp.filing.v1.FilingService.UpdateOrder:input_type -> icp.filing.v1.UpdateOrderRequest
+	22, // 49: icp.filing.v1.FilingService.SubmitOrder:input_type -> icp.filing.v1.SubmitOrderRequest
+	24, // 50: icp.filing.v1.FilingService.GetOrder:input_type -> icp.filing.v1.GetOrderRequest
+	26, // 51: icp.filing.v1.FilingService.ListOrders:input_type -> icp.filing.v1.ListOrdersRequest
+	28, // 52: icp.filing.v1.FilingService.CancelOrder:input_type -> icp.filing.v1.CancelOrderRequest
+	30, // 53: icp.filing.v1.FilingInternalService.MarkVerified:input_type -> icp.filing.v1.MarkVerifiedRequest
+	32, // 54: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
+	35, // 55: icp.filing.v1.FilingInternalService.MarkVerifiedBatch:input_type -> icp.filing.v1.MarkVerifiedBatchRequest
+	38, // 56: icp.filing.v1.FilingInternalService.ReturnOrderBatch:input_type -> icp.filing.v1.ReturnOrderBatchRequest
+	42, // 57: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
+	19, // 58: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
+	21, // 59: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
+	23, // 60: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
+	25, // 61: icp.filing.v1.FilingService.GetOrder:output_type -> icp.filing.v1.GetOrderResponse
+	27, // 62: icp.filing.v1.FilingService.ListOrders:output_type -> icp.filing.v1.ListOrdersResponse
+	29, // 63: icp.filing.v1.FilingService.CancelOrder:output_type -> icp.filing.v1.CancelOrderResponse
+	31, // 64: icp.filing.v1.FilingInternalService.MarkVerified:output_type -> icp.filing.v1.MarkVerifiedResponse
+	34, // 65: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
+	36, // 66: icp.filing.v1.FilingInternalService.MarkVerifiedBatch:output_type -> icp.filing.v1.MarkVerifiedBatchResponse
+	39, // 67: icp.filing.v1.FilingInternalService.ReturnOrderBatch:output_type -> icp.filing.v1.ReturnOrderBatchResponse
+	43, // 68: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
+	58, // [58:69] is the sub-list for method output_type
+	47, // [47:58] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_icp_filing_v1_filing_proto_init() }
@@ -2960,7 +3351,7 @@ func file_icp_filing_v1_filing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_filing_v1_filing_proto_rawDesc), len(file_icp_filing_v1_filing_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   27,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -333,6 +333,8 @@ var FilingService_ServiceDesc = grpc.ServiceDesc{
 const (
 	FilingInternalService_MarkVerified_FullMethodName        = "/icp.filing.v1.FilingInternalService/MarkVerified"
 	FilingInternalService_ReturnOrder_FullMethodName         = "/icp.filing.v1.FilingInternalService/ReturnOrder"
+	FilingInternalService_MarkVerifiedBatch_FullMethodName   = "/icp.filing.v1.FilingInternalService/MarkVerifiedBatch"
+	FilingInternalService_ReturnOrderBatch_FullMethodName    = "/icp.filing.v1.FilingInternalService/ReturnOrderBatch"
 	FilingInternalService_RecordReviewOutcome_FullMethodName = "/icp.filing.v1.FilingInternalService/RecordReviewOutcome"
 )
 
@@ -346,6 +348,12 @@ type FilingInternalServiceClient interface {
 	MarkVerified(ctx context.Context, in *MarkVerifiedRequest, opts ...grpc.CallOption) (*MarkVerifiedResponse, error)
 	// ReturnOrder returns an order whose verification failed or timed out. Idempotent.
 	ReturnOrder(ctx context.Context, in *ReturnOrderRequest, opts ...grpc.CallOption) (*ReturnOrderResponse, error)
+	// MarkVerifiedBatch applies many MarkVerified requests in one transaction (verification's outbox
+	// relay sends a claim's calls together): each item is answered as the single call would answer it,
+	// and one item's refusal does not fail the others.
+	MarkVerifiedBatch(ctx context.Context, in *MarkVerifiedBatchRequest, opts ...grpc.CallOption) (*MarkVerifiedBatchResponse, error)
+	// ReturnOrderBatch applies many ReturnOrder requests in one transaction, as MarkVerifiedBatch does.
+	ReturnOrderBatch(ctx context.Context, in *ReturnOrderBatchRequest, opts ...grpc.CallOption) (*ReturnOrderBatchResponse, error)
 	// RecordReviewOutcome records the administration's decision; APPROVED updates the subject's approved record.
 	RecordReviewOutcome(ctx context.Context, in *RecordReviewOutcomeRequest, opts ...grpc.CallOption) (*RecordReviewOutcomeResponse, error)
 }
@@ -378,6 +386,26 @@ func (c *filingInternalServiceClient) ReturnOrder(ctx context.Context, in *Retur
 	return out, nil
 }
 
+func (c *filingInternalServiceClient) MarkVerifiedBatch(ctx context.Context, in *MarkVerifiedBatchRequest, opts ...grpc.CallOption) (*MarkVerifiedBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkVerifiedBatchResponse)
+	err := c.cc.Invoke(ctx, FilingInternalService_MarkVerifiedBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *filingInternalServiceClient) ReturnOrderBatch(ctx context.Context, in *ReturnOrderBatchRequest, opts ...grpc.CallOption) (*ReturnOrderBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReturnOrderBatchResponse)
+	err := c.cc.Invoke(ctx, FilingInternalService_ReturnOrderBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *filingInternalServiceClient) RecordReviewOutcome(ctx context.Context, in *RecordReviewOutcomeRequest, opts ...grpc.CallOption) (*RecordReviewOutcomeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecordReviewOutcomeResponse)
@@ -398,6 +426,12 @@ type FilingInternalServiceServer interface {
 	MarkVerified(context.Context, *MarkVerifiedRequest) (*MarkVerifiedResponse, error)
 	// ReturnOrder returns an order whose verification failed or timed out. Idempotent.
 	ReturnOrder(context.Context, *ReturnOrderRequest) (*ReturnOrderResponse, error)
+	// MarkVerifiedBatch applies many MarkVerified requests in one transaction (verification's outbox
+	// relay sends a claim's calls together): each item is answered as the single call would answer it,
+	// and one item's refusal does not fail the others.
+	MarkVerifiedBatch(context.Context, *MarkVerifiedBatchRequest) (*MarkVerifiedBatchResponse, error)
+	// ReturnOrderBatch applies many ReturnOrder requests in one transaction, as MarkVerifiedBatch does.
+	ReturnOrderBatch(context.Context, *ReturnOrderBatchRequest) (*ReturnOrderBatchResponse, error)
 	// RecordReviewOutcome records the administration's decision; APPROVED updates the subject's approved record.
 	RecordReviewOutcome(context.Context, *RecordReviewOutcomeRequest) (*RecordReviewOutcomeResponse, error)
 	mustEmbedUnimplementedFilingInternalServiceServer()
@@ -415,6 +449,12 @@ func (UnimplementedFilingInternalServiceServer) MarkVerified(context.Context, *M
 }
 func (UnimplementedFilingInternalServiceServer) ReturnOrder(context.Context, *ReturnOrderRequest) (*ReturnOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReturnOrder not implemented")
+}
+func (UnimplementedFilingInternalServiceServer) MarkVerifiedBatch(context.Context, *MarkVerifiedBatchRequest) (*MarkVerifiedBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkVerifiedBatch not implemented")
+}
+func (UnimplementedFilingInternalServiceServer) ReturnOrderBatch(context.Context, *ReturnOrderBatchRequest) (*ReturnOrderBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReturnOrderBatch not implemented")
 }
 func (UnimplementedFilingInternalServiceServer) RecordReviewOutcome(context.Context, *RecordReviewOutcomeRequest) (*RecordReviewOutcomeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordReviewOutcome not implemented")
@@ -476,6 +516,42 @@ func _FilingInternalService_ReturnOrder_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FilingInternalService_MarkVerifiedBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkVerifiedBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FilingInternalServiceServer).MarkVerifiedBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FilingInternalService_MarkVerifiedBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FilingInternalServiceServer).MarkVerifiedBatch(ctx, req.(*MarkVerifiedBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FilingInternalService_ReturnOrderBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReturnOrderBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FilingInternalServiceServer).ReturnOrderBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FilingInternalService_ReturnOrderBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FilingInternalServiceServer).ReturnOrderBatch(ctx, req.(*ReturnOrderBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FilingInternalService_RecordReviewOutcome_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecordReviewOutcomeRequest)
 	if err := dec(in); err != nil {
@@ -508,6 +584,14 @@ var FilingInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReturnOrder",
 			Handler:    _FilingInternalService_ReturnOrder_Handler,
+		},
+		{
+			MethodName: "MarkVerifiedBatch",
+			Handler:    _FilingInternalService_MarkVerifiedBatch_Handler,
+		},
+		{
+			MethodName: "ReturnOrderBatch",
+			Handler:    _FilingInternalService_ReturnOrderBatch_Handler,
 		},
 		{
 			MethodName: "RecordReviewOutcome",

@@ -431,6 +431,67 @@ func (CodeDelivery) EnumDescriptor() ([]byte, []int) {
 	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{4}
 }
 
+// AutoResendOutcome is what one AutoResend call did.
+type AutoResendOutcome int32
+
+const (
+	AutoResendOutcome_AUTO_RESEND_OUTCOME_UNSPECIFIED AutoResendOutcome = 0
+	// This call drew the automatic codes (verifier_ids: who got one; empty when nobody was pending).
+	AutoResendOutcome_AUTO_RESEND_OUTCOME_SENT AutoResendOutcome = 1
+	// An earlier call already made the session's automatic resend: nothing sent.
+	AutoResendOutcome_AUTO_RESEND_OUTCOME_ALREADY_SENT AutoResendOutcome = 2
+	// The session is no longer open (all passed, failed, timed out, cancelled) or its window ended:
+	// nothing sent.
+	AutoResendOutcome_AUTO_RESEND_OUTCOME_SESSION_CLOSED AutoResendOutcome = 3
+	// verification runs with --noon-resend=false: nothing sent.
+	AutoResendOutcome_AUTO_RESEND_OUTCOME_DISABLED AutoResendOutcome = 4
+)
+
+// Enum value maps for AutoResendOutcome.
+var (
+	AutoResendOutcome_name = map[int32]string{
+		0: "AUTO_RESEND_OUTCOME_UNSPECIFIED",
+		1: "AUTO_RESEND_OUTCOME_SENT",
+		2: "AUTO_RESEND_OUTCOME_ALREADY_SENT",
+		3: "AUTO_RESEND_OUTCOME_SESSION_CLOSED",
+		4: "AUTO_RESEND_OUTCOME_DISABLED",
+	}
+	AutoResendOutcome_value = map[string]int32{
+		"AUTO_RESEND_OUTCOME_UNSPECIFIED":    0,
+		"AUTO_RESEND_OUTCOME_SENT":           1,
+		"AUTO_RESEND_OUTCOME_ALREADY_SENT":   2,
+		"AUTO_RESEND_OUTCOME_SESSION_CLOSED": 3,
+		"AUTO_RESEND_OUTCOME_DISABLED":       4,
+	}
+)
+
+func (x AutoResendOutcome) Enum() *AutoResendOutcome {
+	p := new(AutoResendOutcome)
+	*p = x
+	return p
+}
+
+func (x AutoResendOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AutoResendOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_icp_verification_v1_verification_proto_enumTypes[5].Descriptor()
+}
+
+func (AutoResendOutcome) Type() protoreflect.EnumType {
+	return &file_icp_verification_v1_verification_proto_enumTypes[5]
+}
+
+func (x AutoResendOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AutoResendOutcome.Descriptor instead.
+func (AutoResendOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
+}
+
 // DeliveryState is what sms-dispatch knows about one message: FAILED (no provider accepted it), or
 // what the carrier's receipt said once a provider had it.
 type DeliveryState int32
@@ -479,11 +540,11 @@ func (x DeliveryState) String() string {
 }
 
 func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_icp_verification_v1_verification_proto_enumTypes[5].Descriptor()
+	return file_icp_verification_v1_verification_proto_enumTypes[6].Descriptor()
 }
 
 func (DeliveryState) Type() protoreflect.EnumType {
-	return &file_icp_verification_v1_verification_proto_enumTypes[5]
+	return &file_icp_verification_v1_verification_proto_enumTypes[6]
 }
 
 func (x DeliveryState) Number() protoreflect.EnumNumber {
@@ -492,7 +553,7 @@ func (x DeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryState.Descriptor instead.
 func (DeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{5}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{6}
 }
 
 type VerifyRequest struct {
@@ -749,8 +810,12 @@ type Resend struct {
 	ResendsLeft    int32                  `protobuf:"varint,3,opt,name=resends_left,json=resendsLeft,proto3" json:"resends_left,omitempty"`
 	NextResendTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_resend_time,json=nextResendTime,proto3" json:"next_resend_time,omitempty"`
 	DeadlineAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline_at,json=deadlineAt,proto3" json:"deadline_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// previous_delivery is what became of the SMS of the code this resend replaced: UNDELIVERED (or
+	// AT_RISK) tells the person the number may not receive the authority's texts ("部分虚拟号段和新号段
+	// 不支持接收") and another number may be needed.
+	PreviousDelivery CodeDelivery `protobuf:"varint,6,opt,name=previous_delivery,json=previousDelivery,proto3,enum=icp.verification.v1.CodeDelivery" json:"previous_delivery,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Resend) Reset() {
@@ -816,6 +881,13 @@ func (x *Resend) GetDeadlineAt() *timestamppb.Timestamp {
 		return x.DeadlineAt
 	}
 	return nil
+}
+
+func (x *Resend) GetPreviousDelivery() CodeDelivery {
+	if x != nil {
+		return x.PreviousDelivery
+	}
+	return CodeDelivery_CODE_DELIVERY_UNSPECIFIED
 }
 
 type GetLinkRequest struct {
@@ -1639,6 +1711,119 @@ func (x *CloseIfIncompleteResponse) GetStatus() *VerificationStatus {
 	return nil
 }
 
+type AutoResendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Submission    int32                  `protobuf:"varint,3,opt,name=submission,proto3" json:"submission,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoResendRequest) Reset() {
+	*x = AutoResendRequest{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoResendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoResendRequest) ProtoMessage() {}
+
+func (x *AutoResendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoResendRequest.ProtoReflect.Descriptor instead.
+func (*AutoResendRequest) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AutoResendRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AutoResendRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *AutoResendRequest) GetSubmission() int32 {
+	if x != nil {
+		return x.Submission
+	}
+	return 0
+}
+
+type AutoResendResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Outcome AutoResendOutcome      `protobuf:"varint,1,opt,name=outcome,proto3,enum=icp.verification.v1.AutoResendOutcome" json:"outcome,omitempty"`
+	// The verifiers that got an automatic code from this call.
+	VerifierIds   []string `protobuf:"bytes,2,rep,name=verifier_ids,json=verifierIds,proto3" json:"verifier_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoResendResponse) Reset() {
+	*x = AutoResendResponse{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoResendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoResendResponse) ProtoMessage() {}
+
+func (x *AutoResendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoResendResponse.ProtoReflect.Descriptor instead.
+func (*AutoResendResponse) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AutoResendResponse) GetOutcome() AutoResendOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return AutoResendOutcome_AUTO_RESEND_OUTCOME_UNSPECIFIED
+}
+
+func (x *AutoResendResponse) GetVerifierIds() []string {
+	if x != nil {
+		return x.VerifierIds
+	}
+	return nil
+}
+
 type CancelSessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1650,7 +1835,7 @@ type CancelSessionRequest struct {
 
 func (x *CancelSessionRequest) Reset() {
 	*x = CancelSessionRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1847,7 @@ func (x *CancelSessionRequest) String() string {
 func (*CancelSessionRequest) ProtoMessage() {}
 
 func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[18]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1860,7 @@ func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionRequest.ProtoReflect.Descriptor instead.
 func (*CancelSessionRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{18}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelSessionRequest) GetRequestId() string {
@@ -1708,7 +1893,7 @@ type CancelSessionResponse struct {
 
 func (x *CancelSessionResponse) Reset() {
 	*x = CancelSessionResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1905,7 @@ func (x *CancelSessionResponse) String() string {
 func (*CancelSessionResponse) ProtoMessage() {}
 
 func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[19]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1918,7 @@ func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionResponse.ProtoReflect.Descriptor instead.
 func (*CancelSessionResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{19}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelSessionResponse) GetStatus() *VerificationStatus {
@@ -1762,7 +1947,7 @@ type ReportDeliveryRequest struct {
 
 func (x *ReportDeliveryRequest) Reset() {
 	*x = ReportDeliveryRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1959,7 @@ func (x *ReportDeliveryRequest) String() string {
 func (*ReportDeliveryRequest) ProtoMessage() {}
 
 func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1972,7 @@ func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{20}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReportDeliveryRequest) GetRequestId() string {
@@ -1835,7 +2020,7 @@ type ReportDeliveryResponse struct {
 
 func (x *ReportDeliveryResponse) Reset() {
 	*x = ReportDeliveryResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2032,7 @@ func (x *ReportDeliveryResponse) String() string {
 func (*ReportDeliveryResponse) ProtoMessage() {}
 
 func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2045,7 @@ func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{21}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReportDeliveryResponse) GetVoided() bool {
@@ -1894,7 +2079,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05phone\x18\x02 \x01(\tR\x05phone\x12\x17\n" +
 	"\aid_tail\x18\x03 \x01(\tR\x06idTail\"I\n" +
 	"\x12ResendCodeResponse\x123\n" +
-	"\x06resend\x18\x01 \x01(\v2\x1b.icp.verification.v1.ResendR\x06resend\"\xea\x01\n" +
+	"\x06resend\x18\x01 \x01(\v2\x1b.icp.verification.v1.ResendR\x06resend\"\xba\x02\n" +
 	"\x06Resend\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vverifier_id\x18\x02 \x01(\tR\n" +
@@ -1902,7 +2087,8 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\fresends_left\x18\x03 \x01(\x05R\vresendsLeft\x12D\n" +
 	"\x10next_resend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0enextResendTime\x12;\n" +
 	"\vdeadline_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"deadlineAt\"&\n" +
+	"deadlineAt\x12N\n" +
+	"\x11previous_delivery\x18\x06 \x01(\x0e2!.icp.verification.v1.CodeDeliveryR\x10previousDelivery\"&\n" +
 	"\x0eGetLinkRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\xc4\x01\n" +
 	"\x0fGetLinkResponse\x12!\n" +
@@ -1973,7 +2159,17 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"submission\"t\n" +
 	"\x19CloseIfIncompleteResponse\x12\x16\n" +
 	"\x06closed\x18\x01 \x01(\bR\x06closed\x12?\n" +
-	"\x06status\x18\x02 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status\"p\n" +
+	"\x06status\x18\x02 \x01(\v2'.icp.verification.v1.VerificationStatusR\x06status\"m\n" +
+	"\x11AutoResendRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1e\n" +
+	"\n" +
+	"submission\x18\x03 \x01(\x05R\n" +
+	"submission\"y\n" +
+	"\x12AutoResendResponse\x12@\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2&.icp.verification.v1.AutoResendOutcomeR\aoutcome\x12!\n" +
+	"\fverifier_ids\x18\x02 \x03(\tR\vverifierIds\"p\n" +
 	"\x14CancelSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -2055,7 +2251,13 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x15CODE_DELIVERY_PENDING\x10\x01\x12\x1b\n" +
 	"\x17CODE_DELIVERY_DELIVERED\x10\x02\x12\x1d\n" +
 	"\x19CODE_DELIVERY_UNDELIVERED\x10\x03\x12\x19\n" +
-	"\x15CODE_DELIVERY_AT_RISK\x10\x04*\xa4\x01\n" +
+	"\x15CODE_DELIVERY_AT_RISK\x10\x04*\xc6\x01\n" +
+	"\x11AutoResendOutcome\x12#\n" +
+	"\x1fAUTO_RESEND_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18AUTO_RESEND_OUTCOME_SENT\x10\x01\x12$\n" +
+	" AUTO_RESEND_OUTCOME_ALREADY_SENT\x10\x02\x12&\n" +
+	"\"AUTO_RESEND_OUTCOME_SESSION_CLOSED\x10\x03\x12 \n" +
+	"\x1cAUTO_RESEND_OUTCOME_DISABLED\x10\x04*\xa4\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x01\x12\x1c\n" +
@@ -2067,7 +2269,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\n" +
 	"ResendCode\x12&.icp.verification.v1.ResendCodeRequest\x1a'.icp.verification.v1.ResendCodeResponse\x12~\n" +
 	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse\x12T\n" +
-	"\aGetLink\x12#.icp.verification.v1.GetLinkRequest\x1a$.icp.verification.v1.GetLinkResponse2\x85\x05\n" +
+	"\aGetLink\x12#.icp.verification.v1.GetLinkRequest\x1a$.icp.verification.v1.GetLinkResponse2\xf2\x05\n" +
 	"\x1bVerificationInternalService\x12l\n" +
 	"\vOpenSession\x12'.icp.verification.v1.OpenSessionRequest\x1a(.icp.verification.v1.OpenSessionResponse\"\n" +
 	"\x8a\xb5\x18\x06filing\x12\x83\x01\n" +
@@ -2075,7 +2277,9 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x11CloseIfIncomplete\x12-.icp.verification.v1.CloseIfIncompleteRequest\x1a..icp.verification.v1.CloseIfIncompleteResponse\"\f\x8a\xb5\x18\bdeadline\x12r\n" +
 	"\rCancelSession\x12).icp.verification.v1.CancelSessionRequest\x1a*.icp.verification.v1.CancelSessionResponse\"\n" +
 	"\x8a\xb5\x18\x06filing\x12{\n" +
-	"\x0eReportDelivery\x12*.icp.verification.v1.ReportDeliveryRequest\x1a+.icp.verification.v1.ReportDeliveryResponse\"\x10\x8a\xb5\x18\fsms-dispatchB\xe5\x01\n" +
+	"\x0eReportDelivery\x12*.icp.verification.v1.ReportDeliveryRequest\x1a+.icp.verification.v1.ReportDeliveryResponse\"\x10\x8a\xb5\x18\fsms-dispatch\x12k\n" +
+	"\n" +
+	"AutoResend\x12&.icp.verification.v1.AutoResendRequest\x1a'.icp.verification.v1.AutoResendResponse\"\f\x8a\xb5\x18\bdeadlineB\xe5\x01\n" +
 	"\x17com.icp.verification.v1B\x11VerificationProtoP\x01ZIgithub.com/icpverify/icpverify/pkg/gen/icp/verification/v1;verificationv1\xa2\x02\x03IVX\xaa\x02\x13Icp.Verification.V1\xca\x02\x13Icp\\Verification\\V1\xe2\x02\x1fIcp\\Verification\\V1\\GPBMetadata\xea\x02\x15Icp::Verification::V1b\x06proto3"
 
 var (
@@ -2090,84 +2294,91 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 	return file_icp_verification_v1_verification_proto_rawDescData
 }
 
-var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
 	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
 	(SessionState)(0),                     // 2: icp.verification.v1.SessionState
 	(ChallengeState)(0),                   // 3: icp.verification.v1.ChallengeState
 	(CodeDelivery)(0),                     // 4: icp.verification.v1.CodeDelivery
-	(DeliveryState)(0),                    // 5: icp.verification.v1.DeliveryState
-	(*VerifyRequest)(nil),                 // 6: icp.verification.v1.VerifyRequest
-	(*VerifyResponse)(nil),                // 7: icp.verification.v1.VerifyResponse
-	(*ResendCodeRequest)(nil),             // 8: icp.verification.v1.ResendCodeRequest
-	(*ResendCodeResponse)(nil),            // 9: icp.verification.v1.ResendCodeResponse
-	(*Resend)(nil),                        // 10: icp.verification.v1.Resend
-	(*GetLinkRequest)(nil),                // 11: icp.verification.v1.GetLinkRequest
-	(*GetLinkResponse)(nil),               // 12: icp.verification.v1.GetLinkResponse
-	(*GetVerificationStatusRequest)(nil),  // 13: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 14: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 15: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 16: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 17: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 18: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 19: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 20: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 21: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 22: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 23: icp.verification.v1.CloseIfIncompleteResponse
-	(*CancelSessionRequest)(nil),          // 24: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 25: icp.verification.v1.CancelSessionResponse
-	(*ReportDeliveryRequest)(nil),         // 26: icp.verification.v1.ReportDeliveryRequest
-	(*ReportDeliveryResponse)(nil),        // 27: icp.verification.v1.ReportDeliveryResponse
-	(*timestamppb.Timestamp)(nil),         // 28: google.protobuf.Timestamp
+	(AutoResendOutcome)(0),                // 5: icp.verification.v1.AutoResendOutcome
+	(DeliveryState)(0),                    // 6: icp.verification.v1.DeliveryState
+	(*VerifyRequest)(nil),                 // 7: icp.verification.v1.VerifyRequest
+	(*VerifyResponse)(nil),                // 8: icp.verification.v1.VerifyResponse
+	(*ResendCodeRequest)(nil),             // 9: icp.verification.v1.ResendCodeRequest
+	(*ResendCodeResponse)(nil),            // 10: icp.verification.v1.ResendCodeResponse
+	(*Resend)(nil),                        // 11: icp.verification.v1.Resend
+	(*GetLinkRequest)(nil),                // 12: icp.verification.v1.GetLinkRequest
+	(*GetLinkResponse)(nil),               // 13: icp.verification.v1.GetLinkResponse
+	(*GetVerificationStatusRequest)(nil),  // 14: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil), // 15: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),            // 16: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                // 17: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                  // 18: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),            // 19: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 20: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),     // 21: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),    // 22: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),      // 23: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),     // 24: icp.verification.v1.CloseIfIncompleteResponse
+	(*AutoResendRequest)(nil),             // 25: icp.verification.v1.AutoResendRequest
+	(*AutoResendResponse)(nil),            // 26: icp.verification.v1.AutoResendResponse
+	(*CancelSessionRequest)(nil),          // 27: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),         // 28: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),         // 29: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),        // 30: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),         // 31: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
-	10, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	28, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	28, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
-	3,  // 4: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
-	28, // 5: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
-	15, // 6: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	2,  // 7: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	28, // 8: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
-	16, // 9: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
-	3,  // 10: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	28, // 11: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	28, // 12: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
-	4,  // 13: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
-	28, // 14: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
-	17, // 15: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
-	15, // 16: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	10, // 17: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	15, // 18: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	15, // 19: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	5,  // 20: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
-	6,  // 21: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	8,  // 22: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	13, // 23: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	11, // 24: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
-	18, // 25: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	20, // 26: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	22, // 27: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	24, // 28: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	26, // 29: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
-	7,  // 30: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	9,  // 31: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	14, // 32: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	12, // 33: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
-	19, // 34: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	21, // 35: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	23, // 36: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	25, // 37: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	27, // 38: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
-	30, // [30:39] is the sub-list for method output_type
-	21, // [21:30] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	11, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	31, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	31, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	4,  // 4: icp.verification.v1.Resend.previous_delivery:type_name -> icp.verification.v1.CodeDelivery
+	3,  // 5: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
+	31, // 6: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
+	16, // 7: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	2,  // 8: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
+	31, // 9: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	17, // 10: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
+	3,  // 11: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
+	31, // 12: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	31, // 13: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	4,  // 14: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
+	31, // 15: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	18, // 16: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
+	16, // 17: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	11, // 18: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
+	16, // 19: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	5,  // 20: icp.verification.v1.AutoResendResponse.outcome:type_name -> icp.verification.v1.AutoResendOutcome
+	16, // 21: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	6,  // 22: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	7,  // 23: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	9,  // 24: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	14, // 25: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	12, // 26: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
+	19, // 27: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	21, // 28: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	23, // 29: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	27, // 30: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	29, // 31: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	25, // 32: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
+	8,  // 33: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	10, // 34: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	15, // 35: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	13, // 36: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
+	20, // 37: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	22, // 38: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	24, // 39: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	28, // 40: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	30, // 41: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	26, // 42: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }
@@ -2180,8 +2391,8 @@ func file_icp_verification_v1_verification_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   22,
+			NumEnums:      7,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

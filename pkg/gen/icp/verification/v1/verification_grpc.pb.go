@@ -265,6 +265,7 @@ const (
 	VerificationInternalService_CloseIfIncomplete_FullMethodName  = "/icp.verification.v1.VerificationInternalService/CloseIfIncomplete"
 	VerificationInternalService_CancelSession_FullMethodName      = "/icp.verification.v1.VerificationInternalService/CancelSession"
 	VerificationInternalService_ReportDelivery_FullMethodName     = "/icp.verification.v1.VerificationInternalService/ReportDelivery"
+	VerificationInternalService_AutoResend_FullMethodName         = "/icp.verification.v1.VerificationInternalService/AutoResend"
 )
 
 // VerificationInternalServiceClient is the client API for VerificationInternalService service.
@@ -289,6 +290,14 @@ type VerificationInternalServiceClient interface {
 	// nothing and is answered OK (voided false), so the sender's outbox does not retry it. Idempotent by
 	// request_id.
 	ReportDelivery(ctx context.Context, in *ReportDeliveryRequest, opts ...grpc.CallOption) (*ReportDeliveryResponse, error)
+	// AutoResend is the noon resend (工信部系统会在第二天中午重发一次验证码): the deadline service's noon
+	// timer calls it once the instant verification scheduled at OpenSession has come. Every verifier of
+	// the session still pending (not passed, not locked, window open, last code older than the resend
+	// interval) gets one new code through the same SMS path as any resend; the session is marked in the
+	// same transaction, so a second call (another replica, a retry, another request_id) sends nothing.
+	// It does not use up the manual resends unless verification runs with --noon-resend-counts. Before
+	// the instant it refuses with FailedPrecondition (reason DEADLINE_NOT_REACHED), so never early.
+	AutoResend(ctx context.Context, in *AutoResendRequest, opts ...grpc.CallOption) (*AutoResendResponse, error)
 }
 
 type verificationInternalServiceClient struct {
@@ -349,6 +358,16 @@ func (c *verificationInternalServiceClient) ReportDelivery(ctx context.Context, 
 	return out, nil
 }
 
+func (c *verificationInternalServiceClient) AutoResend(ctx context.Context, in *AutoResendRequest, opts ...grpc.CallOption) (*AutoResendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AutoResendResponse)
+	err := c.cc.Invoke(ctx, VerificationInternalService_AutoResend_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VerificationInternalServiceServer is the server API for VerificationInternalService service.
 // All implementations must embed UnimplementedVerificationInternalServiceServer
 // for forward compatibility.
@@ -371,6 +390,14 @@ type VerificationInternalServiceServer interface {
 	// nothing and is answered OK (voided false), so the sender's outbox does not retry it. Idempotent by
 	// request_id.
 	ReportDelivery(context.Context, *ReportDeliveryRequest) (*ReportDeliveryResponse, error)
+	// AutoResend is the noon resend (工信部系统会在第二天中午重发一次验证码): the deadline service's noon
+	// timer calls it once the instant verification scheduled at OpenSession has come. Every verifier of
+	// the session still pending (not passed, not locked, window open, last code older than the resend
+	// interval) gets one new code through the same SMS path as any resend; the session is marked in the
+	// same transaction, so a second call (another replica, a retry, another request_id) sends nothing.
+	// It does not use up the manual resends unless verification runs with --noon-resend-counts. Before
+	// the instant it refuses with FailedPrecondition (reason DEADLINE_NOT_REACHED), so never early.
+	AutoResend(context.Context, *AutoResendRequest) (*AutoResendResponse, error)
 	mustEmbedUnimplementedVerificationInternalServiceServer()
 }
 
@@ -395,6 +422,9 @@ func (UnimplementedVerificationInternalServiceServer) CancelSession(context.Cont
 }
 func (UnimplementedVerificationInternalServiceServer) ReportDelivery(context.Context, *ReportDeliveryRequest) (*ReportDeliveryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportDelivery not implemented")
+}
+func (UnimplementedVerificationInternalServiceServer) AutoResend(context.Context, *AutoResendRequest) (*AutoResendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AutoResend not implemented")
 }
 func (UnimplementedVerificationInternalServiceServer) mustEmbedUnimplementedVerificationInternalServiceServer() {
 }
@@ -508,6 +538,24 @@ func _VerificationInternalService_ReportDelivery_Handler(srv interface{}, ctx co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VerificationInternalService_AutoResend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AutoResendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerificationInternalServiceServer).AutoResend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerificationInternalService_AutoResend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerificationInternalServiceServer).AutoResend(ctx, req.(*AutoResendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VerificationInternalService_ServiceDesc is the grpc.ServiceDesc for VerificationInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -534,6 +582,10 @@ var VerificationInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportDelivery",
 			Handler:    _VerificationInternalService_ReportDelivery_Handler,
+		},
+		{
+			MethodName: "AutoResend",
+			Handler:    _VerificationInternalService_AutoResend_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	"github.com/icpverify/icpverify/pkg/errs"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
@@ -65,10 +66,20 @@ func newResp() *deadlinev1.Deadline { return &deadlinev1.Deadline{} }
 
 // Schedule creates the timer of one submission, or returns the existing one; see store.Store.Schedule.
 func (s *Store) Schedule(_ context.Context, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
+	return s.schedule(deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName, requestID, req, k.Close(), due)
+}
+
+// ScheduleNoon creates the noon resend timer of one submission, or returns the existing one; see
+// store.Store.ScheduleNoon.
+func (s *Store) ScheduleNoon(_ context.Context, requestID string, req proto.Message, k domain.Key, resend time.Time) (domain.Deadline, error) {
+	return s.schedule(deadlinev1.DeadlineService_ScheduleNoonResend_FullMethodName, requestID, req, k.Noon(), resend)
+}
+
+func (s *Store) schedule(method, requestID string, req proto.Message, k domain.Key, due time.Time) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := domain.NormalizeTime(s.clock.Now())
-	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_ScheduleDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
+	out, err := idempotency.DoMem(s.idem, method, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
 		if existing, ok := s.timers[k]; ok {
 			d, err := domain.Reschedule(existing, due)
 			if err != nil {
@@ -84,13 +95,33 @@ func (s *Store) Schedule(_ context.Context, requestID string, req proto.Message,
 	return convert.FromProto(out), nil
 }
 
-// Cancel cancels a pending timer, or leaves a CANCELLED placeholder for a submission not scheduled
-// yet; see store.Store.Cancel.
+// Cancel cancels a pending timer and the submission's noon resend timer, or leaves a CANCELLED
+// placeholder for a submission not scheduled yet; see store.Store.Cancel.
 func (s *Store) Cancel(_ context.Context, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.cancelLocked(domain.NormalizeTime(s.clock.Now()), requestID, req, k)
+}
+
+// CancelBatch cancels each request's timer as Cancel does, in order, under one hold of the lock.
+func (s *Store) CancelBatch(_ context.Context, reqs []*deadlinev1.CancelDeadlineRequest) ([]batch.Result[domain.Deadline], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := domain.NormalizeTime(s.clock.Now())
+	out := make([]batch.Result[domain.Deadline], len(reqs))
+	for i, r := range reqs {
+		out[i].Value, out[i].Err = s.cancelLocked(now, r.GetRequestId(), r, domain.Key{OrderID: r.GetOrderId(), Submission: r.GetSubmission()})
+	}
+	return out, nil
+}
+
+func (s *Store) cancelLocked(now time.Time, requestID string, req proto.Message, k domain.Key) (domain.Deadline, error) {
+	k = k.Close()
 	out, err := idempotency.DoMem(s.idem, deadlinev1.DeadlineService_CancelDeadline_FullMethodName, requestID, req, newResp, func() (*deadlinev1.Deadline, error) {
+		if noon, ok := s.timers[k.Noon()]; ok {
+			noon, _ = domain.Cancel(noon)
+			s.timers[noon.Key] = noon
+		}
 		d, ok := s.timers[k]
 		if !ok {
 			return convert.ToProto(s.insert(domain.Placeholder(k, now))), nil
@@ -105,14 +136,14 @@ func (s *Store) Cancel(_ context.Context, requestID string, req proto.Message, k
 	return convert.FromProto(out), nil
 }
 
-// Get returns the timer of the order's latest submission.
+// Get returns the close timer of the order's latest submission.
 func (s *Store) Get(_ context.Context, orderID string) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var latest domain.Deadline
 	found := false
 	for k, d := range s.timers {
-		if k.OrderID == orderID && (!found || k.Submission > latest.Submission) {
+		if k.OrderID == orderID && k.Kind == domain.KindClose && (!found || k.Submission > latest.Submission) {
 			latest, found = d, true
 		}
 	}
@@ -122,7 +153,7 @@ func (s *Store) Get(_ context.Context, orderID string) (domain.Deadline, error) 
 	return latest, nil
 }
 
-// GetKey returns one submission's timer.
+// GetKey returns one timer.
 func (s *Store) GetKey(_ context.Context, k domain.Key) (domain.Deadline, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -133,13 +164,13 @@ func (s *Store) GetKey(_ context.Context, k domain.Key) (domain.Deadline, error)
 	return d, nil
 }
 
-// List reads up to limit timers in domain.ListLess order (soonest first), only those in state
+// List reads up to limit close timers in domain.ListLess order (soonest first), only those in state
 // (""= all), strictly after after; see store.Store.List.
 func (s *Store) List(_ context.Context, state domain.State, after *domain.Position, limit int) ([]domain.Deadline, error) {
 	s.mu.Lock()
 	var list []domain.Deadline
 	for _, d := range s.timers {
-		if (state == "" || d.State == state) && (after == nil || after.After(d)) {
+		if d.Kind == domain.KindClose && (state == "" || d.State == state) && (after == nil || after.After(d)) {
 			list = append(list, d)
 		}
 	}

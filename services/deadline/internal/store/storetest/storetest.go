@@ -27,6 +27,7 @@ import (
 type Store interface {
 	grpcapi.Store
 	sweeper.Store
+	sweeper.Counter
 	GetKey(ctx context.Context, k domain.Key) (domain.Deadline, error)
 	// MarkFired is MarkFiredBatch of one firing.
 	MarkFired(ctx context.Context, k domain.Key, attempts int32, now time.Time, closed bool) (bool, error)
@@ -60,6 +61,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ScheduleConcurrentSubmissions", testScheduleConcurrentSubmissions},
 		{"NewerSubmissionCancelsOlder", testNewerSubmissionCancelsOlder},
 		{"Cancel", testCancel},
+		{"CancelBatch", testCancelBatch},
 		{"ConcurrentSchedulesAndCancels", testConcurrentSchedulesAndCancels},
 		{"CancelOvertakesSchedule", testCancelOvertakesSchedule},
 		{"ClaimHonoursNowAndLease", testClaimHonoursNowAndLease},
@@ -68,6 +70,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"MarkFiredBatchRacesCancel", testMarkFiredBatchRacesCancel},
 		{"List", testList},
 		{"TwoSweepersFireEachTimerOnce", testTwoSweepersFireEachTimerOnce},
+		{"NoonTimer", testNoonTimer},
+		{"NoonTimerFollowsItsDeadline", testNoonTimerFollowsItsDeadline},
+		{"TwoSweepersFireEachNoonTimerOnce", testTwoSweepersFireEachNoonTimerOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +146,21 @@ type fakeVerification struct {
 }
 
 func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificationv1.CloseIfIncompleteRequest, _ ...grpc.CallOption) (*verificationv1.CloseIfIncompleteResponse, error) {
-	k := key(req.GetOrderId(), req.GetSubmission())
+	if err := f.call(key(req.GetOrderId(), req.GetSubmission()), req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+}
+
+// AutoResend is the noon resend timers' call, recorded like CloseIfIncomplete under the noon key.
+func (f *fakeVerification) AutoResend(_ context.Context, req *verificationv1.AutoResendRequest, _ ...grpc.CallOption) (*verificationv1.AutoResendResponse, error) {
+	if err := f.call(key(req.GetOrderId(), req.GetSubmission()).Noon(), req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return &verificationv1.AutoResendResponse{Outcome: verificationv1.AutoResendOutcome_AUTO_RESEND_OUTCOME_SENT, VerifierIds: []string{"v1"}}, nil
+}
+
+func (f *fakeVerification) call(k domain.Key, requestID string) error {
 	c := f.calls.Add(1)
 	time.Sleep(time.Millisecond) // slow enough for the two sweepers to overlap
 	f.mu.Lock()
@@ -150,14 +169,14 @@ func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificatio
 	if f.clk.Now().Before(f.dues[k]) {
 		f.early = append(f.early, k)
 	}
-	if req.GetRequestId() != sweeper.RequestID(k) {
-		return nil, status.Error(codes.InvalidArgument, "bad request id")
+	if requestID != sweeper.RequestID(k) {
+		return status.Error(codes.InvalidArgument, "bad request id")
 	}
 	if c%17 == 0 {
 		f.failures[k]++
-		return nil, status.Error(codes.Unavailable, "flaky")
+		return status.Error(codes.Unavailable, "flaky")
 	}
-	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+	return nil
 }
 
 // countingStore counts successful firings per timer across sweepers.

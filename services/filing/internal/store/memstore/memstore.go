@@ -8,12 +8,14 @@ package memstore
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/icpverify/icpverify/pkg/batch"
 	"github.com/icpverify/icpverify/pkg/clock"
 	filingv1 "github.com/icpverify/icpverify/pkg/gen/icp/filing/v1"
 	"github.com/icpverify/icpverify/pkg/idempotency"
@@ -176,41 +178,52 @@ func (s *Store) verificationOutcome(now time.Time, id string, sub int32, ev doma
 	return convert.Order(cloneOrder(*o)), nil
 }
 
-// MarkVerified moves an order whose verification passed to UNDER_REVIEW.
-func (s *Store) MarkVerified(_ context.Context, req *filingv1.MarkVerifiedRequest) (*filingv1.MarkVerifiedResponse, error) {
+// VerificationOutcomes applies MarkVerified and ReturnOrder requests in order under one hold of the
+// lock, which makes the batch one change (app.Engine).
+func (s *Store) VerificationOutcomes(_ context.Context, reqs []proto.Message) ([]batch.Result[*filingv1.Order], error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := clock.Micro(s.clock)
-	return idempotency.DoMem(s.idem, filingv1.FilingInternalService_MarkVerified_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.MarkVerifiedResponse { return &filingv1.MarkVerifiedResponse{} },
-		func() (*filingv1.MarkVerifiedResponse, error) {
-			o, err := s.verificationOutcome(now, req.GetOrderId(), req.GetSubmission(), domain.EventVerified, domain.ReturnNone)
-			if err != nil {
-				return nil, err
-			}
-			return &filingv1.MarkVerifiedResponse{Order: o}, nil
-		})
+	out := make([]batch.Result[*filingv1.Order], len(reqs))
+	for i, req := range reqs {
+		out[i].Value, out[i].Err = s.outcomeLocked(now, req)
+	}
+	return out, nil
 }
 
-// ReturnOrder returns an order whose verification failed or timed out.
-func (s *Store) ReturnOrder(_ context.Context, req *filingv1.ReturnOrderRequest) (*filingv1.ReturnOrderResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := clock.Micro(s.clock)
-	return idempotency.DoMem(s.idem, filingv1.FilingInternalService_ReturnOrder_FullMethodName, req.GetRequestId(), req,
-		func() *filingv1.ReturnOrderResponse { return &filingv1.ReturnOrderResponse{} },
-		func() (*filingv1.ReturnOrderResponse, error) {
-			for _, l := range convert.PhoneLocks(req) { // recorded whatever the call's outcome, as the PostgreSQL engine does
-				if l.Until.After(s.phoneLocks[l.Phone]) {
-					s.phoneLocks[l.Phone] = l.Until
+// outcomeLocked applies one MarkVerified or ReturnOrder request, idempotent by its request id under
+// its single method's name.
+func (s *Store) outcomeLocked(now time.Time, req proto.Message) (*filingv1.Order, error) {
+	switch r := req.(type) {
+	case *filingv1.MarkVerifiedRequest:
+		resp, err := idempotency.DoMem(s.idem, filingv1.FilingInternalService_MarkVerified_FullMethodName, r.GetRequestId(), r,
+			func() *filingv1.MarkVerifiedResponse { return &filingv1.MarkVerifiedResponse{} },
+			func() (*filingv1.MarkVerifiedResponse, error) {
+				o, err := s.verificationOutcome(now, r.GetOrderId(), r.GetSubmission(), domain.EventVerified, domain.ReturnNone)
+				if err != nil {
+					return nil, err
 				}
-			}
-			o, err := s.verificationOutcome(now, req.GetOrderId(), req.GetSubmission(), domain.EventReturn, domain.ReturnReason(req.GetReason()))
-			if err != nil {
-				return nil, err
-			}
-			return &filingv1.ReturnOrderResponse{Order: o}, nil
-		})
+				return &filingv1.MarkVerifiedResponse{Order: o}, nil
+			})
+		return resp.GetOrder(), err
+	case *filingv1.ReturnOrderRequest:
+		resp, err := idempotency.DoMem(s.idem, filingv1.FilingInternalService_ReturnOrder_FullMethodName, r.GetRequestId(), r,
+			func() *filingv1.ReturnOrderResponse { return &filingv1.ReturnOrderResponse{} },
+			func() (*filingv1.ReturnOrderResponse, error) {
+				for _, l := range convert.PhoneLocks(r) { // recorded whatever the call's outcome, as the PostgreSQL engine does
+					if l.Until.After(s.phoneLocks[l.Phone]) {
+						s.phoneLocks[l.Phone] = l.Until
+					}
+				}
+				o, err := s.verificationOutcome(now, r.GetOrderId(), r.GetSubmission(), domain.EventReturn, domain.ReturnReason(r.GetReason()))
+				if err != nil {
+					return nil, err
+				}
+				return &filingv1.ReturnOrderResponse{Order: o}, nil
+			})
+		return resp.GetOrder(), err
+	}
+	return nil, fmt.Errorf("verification outcome: unexpected request %T", req)
 }
 
 // GetOrder reads one order.

@@ -41,6 +41,8 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake, wake func()
 		"ConcurrentSubmitOneSubmission":     testConcurrentSubmitOneSubmission,
 		"ConcurrentMarkVerifiedAndCancel":   testConcurrentMarkVerifiedAndCancel,
 		"ConcurrentVerificationOutcomes":    testConcurrentVerificationOutcomes,
+		"MarkVerifiedBatch":                 testMarkVerifiedBatch,
+		"ReturnOrderBatch":                  testReturnOrderBatch,
 		"CancelAwaitingEnqueuesCancels":     testCancelAwaitingEnqueuesCancels,
 		"ApprovedRecordAndPhoneChangeRule":  testApprovedRecordAndPhoneChangeRule,
 		"AddAccessCannotChangeThePrincipal": testAddAccessCannotChangeThePrincipal,

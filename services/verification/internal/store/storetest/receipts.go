@@ -56,8 +56,10 @@ func testDeliveryReceiptsShowInStatus(e *env) {
 		t.Fatalf("the undelivered code answered %v, want the uniform mismatch", err)
 	}
 	e.clk.Advance(time.Minute)
-	if _, err := s.ResendVerifier(context.Background(), &pb.ResendVerifierCodeRequest{RequestId: "r1", OrderId: "o1", VerifierId: "v2"}); err != nil {
-		t.Fatalf("resend after an undelivered code: %v", err)
+	// The resend's answer says the replaced code's SMS never arrived (the page advises another number).
+	if r, err := s.ResendVerifier(context.Background(), &pb.ResendVerifierCodeRequest{RequestId: "r1", OrderId: "o1", VerifierId: "v2"}); err != nil ||
+		r.GetResend().GetPreviousDelivery() != pb.CodeDelivery_CODE_DELIVERY_UNDELIVERED {
+		t.Fatalf("resend after an undelivered code: %v, %v", r, err)
 	}
 	if v := e.status("o1").GetVerifiers()[1]; v.GetDelivery() != pb.CodeDelivery_CODE_DELIVERY_PENDING || v.GetCodeUndelivered() {
 		t.Fatalf("the new code: %v", v)

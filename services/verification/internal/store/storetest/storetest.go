@@ -33,6 +33,7 @@ import (
 type Store interface {
 	grpcapi.Store
 	SetRand(io.Reader)
+	SetNoon(domain.NoonRule)
 }
 
 // Engine is one storage engine under test.
@@ -148,6 +149,9 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"Links", testLinks},
 		{"LinkOfAnotherChallenge", testLinkOfAnotherChallenge},
 		{"LinkDies", testLinkDies},
+		{"AutoResendOnceForPendingVerifiers", testAutoResend},
+		{"AutoResendSkipsDecidedSessions", testAutoResendSkips},
+		{"ConcurrentAutoResendsSendOnce", testConcurrentAutoResends},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
