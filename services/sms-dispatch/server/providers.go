@@ -172,10 +172,11 @@ func (c cmppOptions) check() []error {
 	return problems
 }
 
-// cmpp builds the provider of checked options; a segment may wait SubmitTimeout for a link, a
-// slot and its answer, and a text has at most two segments.
+// cmpp builds the provider of checked options. A submit waits up to SubmitTimeout for a link and
+// as long for each segment's answer; a call gets two of them (a code's text is one segment), which
+// fits the default --dispatch-lease.
 func (c cmppOptions) cmpp() (*provider.CMPP, time.Duration) {
 	return &provider.CMPP{Config: cmpp.Config{Addr: c.Addr, SourceAddr: c.SourceAddr, Secret: c.Secret, SrcID: c.SrcID,
-		ServiceID: c.ServiceID, Conns: c.Conns, Window: c.Window, SubmitTimeout: c.SubmitTimeout, Heartbeat: c.Heartbeat}},
-		3*c.SubmitTimeout + time.Second
+			ServiceID: c.ServiceID, Conns: c.Conns, Window: c.Window, SubmitTimeout: c.SubmitTimeout, Heartbeat: c.Heartbeat}},
+		2*c.SubmitTimeout + time.Second
 }

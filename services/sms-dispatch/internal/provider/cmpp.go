@@ -29,9 +29,10 @@ type Recorder interface {
 // A long text is one SUBMIT and one report per segment. The message is UNDELIVERED as soon as any
 // segment is (its Stat is the code), DELIVERED only once every segment is DELIVRD: the text is the
 // code, and a code missing a segment is no code. A report's segment is known by the Msg_Ids this
-// process's Send got; a DELIVRD report for an id not (yet) known waits up to Grace for its Send to
-// return (the gateway reports a segment as soon as it acknowledges it) and is then recorded on its
-// own, so a report for a message another replica sent decides the message by that segment alone.
+// process's Send got; while a long text is being sent, a DELIVRD report for an id not known may be
+// one of its segments (the gateway reports a segment as soon as it acknowledges it) and waits for
+// those Sends to return, at most Grace; it is then recorded on its own, so a report for a long
+// text another replica sent decides the message by that segment alone.
 // Segments pending completion are kept up to domain.ParkedReceiptTTL.
 type CMPP struct {
 	Config   cmpp.Config // OnReport is the provider's own
@@ -50,6 +51,7 @@ type CMPP struct {
 
 	mu      sync.Mutex
 	groups  map[uint64]*cmppGroup
+	multi   int // long texts being sent
 	orphans map[uint64]cmppOrphan
 	out     chan domain.Receipt
 	done    chan struct{} // closed by Close
@@ -78,11 +80,18 @@ func (p *CMPP) Send(ctx context.Context, m Message) (Accepted, error) {
 	if err != nil {
 		return Accepted{}, cmppError(err)
 	}
+	segs, _, _ := cmpp.SplitUCS2(m.Text, 0)
+	multi := len(segs) > 1
+	if multi {
+		p.mu.Lock()
+		p.multi++
+		p.mu.Unlock()
+	}
 	ids, err := c.Submit(ctx, cmpp.Submission{ID: m.ID, Phone: m.Phone, Text: m.Text})
+	p.register(ids, err == nil, multi)
 	if err != nil {
 		return Accepted{}, cmppError(err)
 	}
-	p.register(ids)
 	acc := Accepted{ProviderIDs: make([]string, len(ids))}
 	for i, id := range ids {
 		acc.ProviderIDs[i] = strconv.FormatUint(id, 10)
@@ -159,25 +168,38 @@ func (p *CMPP) init() {
 	go p.record()
 }
 
-// register files the Msg_Ids of one sent text and applies the reports that came before.
-func (p *CMPP) register(ids []uint64) {
+// register ends a Send: the Msg_Ids of a long text sent (ok) are filed as its segments, and the
+// reports that came before apply; once no long text is in flight, no waiting report can be one
+// of its segments, so they are recorded alone.
+func (p *CMPP) register(ids []uint64, ok, multi bool) {
 	p.mu.Lock()
-	g := &cmppGroup{ids: ids, delivered: map[uint64]bool{}, at: p.Clock.Now()}
-	var early []cmpp.Report
-	for _, id := range ids {
-		if o, ok := p.orphans[id]; ok {
-			delete(p.orphans, id)
-			early = append(early, o.r)
-		}
-	}
-	if len(ids) > 1 {
-		for _, id := range ids {
-			p.groups[id] = g
-		}
+	if multi {
+		p.multi--
 	}
 	var ready []cmpp.Report
-	for _, r := range early {
-		ready = p.applyLocked(ready, r, g)
+	if ok {
+		g := &cmppGroup{ids: ids, delivered: map[uint64]bool{}, at: p.Clock.Now()}
+		var early []cmpp.Report
+		for _, id := range ids {
+			if o, found := p.orphans[id]; found {
+				delete(p.orphans, id)
+				early = append(early, o.r)
+			}
+		}
+		if len(ids) > 1 {
+			for _, id := range ids {
+				p.groups[id] = g
+			}
+		}
+		for _, r := range early {
+			ready = p.applyLocked(ready, r, g)
+		}
+	}
+	if p.multi == 0 {
+		for id, o := range p.orphans {
+			delete(p.orphans, id)
+			ready = append(ready, o.r)
+		}
 	}
 	p.mu.Unlock()
 	p.send(ready)
@@ -188,8 +210,8 @@ func (p *CMPP) onReport(r cmpp.Report) {
 	p.mu.Lock()
 	now := p.Clock.Now()
 	ready := p.expireLocked(nil, now)
-	if g := p.groups[r.MsgID]; g == nil && r.Delivered() {
-		// Its Send may not have returned yet: wait for it (register), or Grace.
+	if g := p.groups[r.MsgID]; g == nil && r.Delivered() && p.multi > 0 {
+		// It may be a segment of a long text whose Send has not returned: wait for it, or Grace.
 		p.orphans[r.MsgID] = cmppOrphan{r: r, at: now}
 	} else {
 		ready = p.applyLocked(ready, r, g)
