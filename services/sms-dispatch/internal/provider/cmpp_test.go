@@ -240,3 +240,27 @@ func TestCMPPDropMidWindowLosesNothing(t *testing.T) {
 		t.Fatalf("no drop happened: %d retries, %d connects", retried, f.Connects())
 	}
 }
+
+// BenchmarkCMPPSend sends one-segment texts from many goroutines through the adapter to a loopback
+// fake that reports each; msgs/s counts accepted sends, receipts/s the reports recorded meanwhile.
+func BenchmarkCMPPSend(b *testing.B) {
+	f := providertest.NewCMPP(cmppAccount, cmppSecret)
+	defer f.Close()
+	rec := &receiptLog{}
+	p := &provider.CMPP{Config: cmpp.Config{Addr: f.Addr(), SourceAddr: cmppAccount, Secret: cmppSecret, SrcID: "10690001",
+		Conns: 2, Window: 16}, Receipts: rec}
+	defer func() { _ = p.Close() }()
+	b.SetParallelism(16)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Send(context.Background(), message("m")); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	secs := time.Since(start).Seconds()
+	b.ReportMetric(float64(b.N)/secs, "msgs/s")
+	b.ReportMetric(float64(len(rec.all()))/secs, "receipts/s")
+}
