@@ -99,6 +99,9 @@ type gateway struct {
 	aliyun *providertest.Aliyun
 	// cmpp, with --sms-provider=cmpp, is the fake ISMG instead.
 	cmpp *providertest.CMPP
+	// tencent, when the suite runs sms-dispatch with --sms-providers=aliyun,tencent, is the fake
+	// Tencent Cloud SMS that takes the messages the (closed) aliyun fake cannot.
+	tencent *providertest.Tencent
 }
 
 func newGateway(t *testing.T) *gateway {
@@ -154,6 +157,12 @@ func (g *gateway) Posts() []gatewayPost {
 	if g.cmpp != nil {
 		for _, m := range g.cmpp.Messages() {
 			posts = append(posts, gatewayPost{MessageID: fmt.Sprint(m.MsgIDs[0]), Phone: m.Phone, Text: m.Text})
+		}
+	}
+	if g.tencent != nil {
+		for _, a := range g.tencent.Accepted() {
+			posts = append(posts, gatewayPost{MessageID: a.MessageID, Phone: a.Phone, Text: a.Code() + " " + strings.Join(a.Ordered, " "),
+				IdempotencyKey: a.MessageID})
 		}
 	}
 	return posts
@@ -243,8 +252,9 @@ type options struct {
 	// deadline adds flags to every deadline process's.
 	deadline []string
 	// smsProvider "aliyun" runs sms-dispatch with the aliyun provider against a fake dysmsapi
-	// (s.gateway.aliyun) instead of the webhook gateway; "cmpp" with the cmpp provider against a
-	// fake ISMG (s.gateway.cmpp).
+	// (s.gateway.aliyun) instead of the webhook gateway; "aliyun,tencent" runs it with failover to a
+	// fake Tencent Cloud SMS (s.gateway.tencent) behind an aliyun fake whose listener is closed;
+	// "cmpp" with the cmpp provider against a fake ISMG (s.gateway.cmpp).
 	smsProvider string
 }
 
@@ -365,6 +375,21 @@ func startSuite(t *testing.T, o options) *suite {
 		args["sms-dispatch"] = []string{"--verification-addr=" + s.addrs["verification"], "--sms-provider=cmpp",
 			"--cmpp-addr=" + s.gateway.cmpp.Addr(), "--cmpp-source-addr=901234", "--cmpp-secret=" + e2eCMPPSecret,
 			"--cmpp-src-id=10690001", "--cmpp-service-id=ICPSMS", "--cmpp-submit-timeout=500ms", "--dispatch-lease=3s",
+			"--seal-keys=" + sealKeys, "--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"}
+	}
+	if o.smsProvider == "aliyun,tencent" {
+		down := providertest.NewAliyun(e2eAliyunKeyID, e2eAliyunSecret, "ICP备案", "SMS_480012345", "code", "time")
+		downURL := down.URL()
+		down.Close() // the primary's gateway is down: every connection is refused
+		s.gateway.tencent = providertest.NewTencent("AKIDe2eFailover", e2eAliyunSecret, "1400112233", "ICP备案", "2233445", 2)
+		t.Cleanup(s.gateway.tencent.Close)
+		args["sms-dispatch"] = []string{"--verification-addr=" + s.addrs["verification"], "--sms-providers=aliyun,tencent",
+			"--aliyun-endpoint=" + downURL, "--aliyun-access-key-id=" + e2eAliyunKeyID,
+			"--aliyun-access-key-secret=" + e2eAliyunSecret, "--aliyun-sign-name=ICP备案", "--aliyun-template-code=SMS_480012345",
+			"--aliyun-template-params=code=code,time=deadline",
+			"--tencent-endpoint=" + s.gateway.tencent.URL(), "--tencent-secret-id=AKIDe2eFailover", "--tencent-secret-key=" + e2eAliyunSecret,
+			"--tencent-sdk-app-id=1400112233", "--tencent-sign-name=ICP备案", "--tencent-template-id=2233445",
+			"--tencent-template-params=code,deadline", "--provider-timeout=1s", "--dispatch-lease=3s",
 			"--seal-keys=" + sealKeys, "--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"}
 	}
 	if o.smsMaxAttempts > 0 {

@@ -116,3 +116,45 @@ func TestAliyunReceiptsReachVerificationStatus(t *testing.T) {
 		}
 	}
 }
+
+// Failover with --sms-providers=aliyun,tencent, the aliyun gateway down (its listener closed): every
+// code arrives through the Tencent fake, once each (0 lost, 0 duplicated), under the same message id
+// sms-dispatch shows, and passes.
+func TestFailoverAliyunDownCodesArriveThroughTencent(t *testing.T) {
+	s := startSuite(t, options{smsProvider: "aliyun,tencent"})
+	principal := person("吴十", "13812345678")
+	web := person("冯二", "13987654321")
+	third := person("陈三", "13700001111")
+	order := s.submit(firstFiling(principal, &filingv1.Website{Domain: "failover.cn", Person: web}))
+	s.submit(firstFiling(third, &filingv1.Website{Domain: "failover2.cn", Person: third}))
+	codes := s.waitCodes(1, phoneA, phoneB, phoneC)
+	got := s.gateway.tencent.Accepted()
+	seen := map[string]bool{}
+	for _, a := range got {
+		if seen[a.MessageID] {
+			t.Fatalf("tencent was handed message %s twice: %+v", a.MessageID, got)
+		}
+		seen[a.MessageID] = true
+	}
+	if len(got) != 3 {
+		t.Fatalf("tencent accepted %d messages, want 3 (one per verifier): %+v", len(got), got)
+	}
+	eventually(t, 10*time.Second, "the messages SENT by tencent", func() (bool, string) {
+		msgs, err := s.SMS.ListMessages(ctx(t), &smsv1.ListMessagesRequest{OrderId: order.OrderId})
+		if err != nil || len(msgs.GetMessages()) != 2 {
+			return false, fmt.Sprint(msgs, err)
+		}
+		for _, m := range msgs.GetMessages() {
+			if !seen[m.GetMessageId()] || m.GetProvider() != "tencent" || m.GetState() != smsv1.MessageState_MESSAGE_STATE_SENT {
+				return false, fmt.Sprint(msgs)
+			}
+		}
+		return true, ""
+	})
+	for phone, p := range map[string]*filingv1.Person{phoneA: principal, phoneB: web} {
+		if _, err := s.verify(phone, codes[phone], tailOf(p)); err != nil {
+			t.Fatalf("verify %s: %v", phone, err)
+		}
+	}
+	s.waitState(order.OrderId, filingv1.OrderState_ORDER_STATE_UNDER_REVIEW, 15*time.Second)
+}

@@ -149,6 +149,11 @@ func TestInternalMethodsAdmitOnlyTheirCallers(t *testing.T) {
 	_, err = s.VerifyInternal.CloseIfIncomplete(as(ctx(t), "sms-dispatch"),
 		&verificationv1.CloseIfIncompleteRequest{RequestId: "acl-close", OrderId: order.OrderId, Submission: order.Submission})
 	denied("sms-dispatch CloseIfIncomplete", err)
+	for _, id := range []string{"sms-dispatch", "filing", "verification", "operator-e2e", "reviewer-e2e"} {
+		_, err = s.VerifyInternal.CloseIfIncompleteBatch(as(ctx(t), id), &verificationv1.CloseIfIncompleteBatchRequest{
+			Requests: []*verificationv1.CloseIfIncompleteRequest{{RequestId: "acl-close", OrderId: order.OrderId, Submission: order.Submission}}})
+		denied(id+" CloseIfIncompleteBatch", err)
+	}
 	// Only sms-dispatch reports deliveries (TestUndeliveredCodeNeverPasses shows it may).
 	for _, id := range []string{"filing", "verification", "deadline", "operator-e2e", "reviewer-e2e"} {
 		_, err = s.VerifyInternal.ReportDelivery(as(ctx(t), id), &verificationv1.ReportDeliveryRequest{RequestId: "acl-report-" + id,

@@ -1,6 +1,7 @@
 // Command icpchaos runs fault drills against the four services as processes on PostgreSQL
 // (bench/internal/suite): SIGKILL of each service in turn during a stream of orders, a PostgreSQL
-// restart under load, two deadline replicas under a burst of expiries, and SIGTERM under load.
+// restart under load, two deadline replicas under a burst of expiries, SIGTERM under load, and the
+// primary SMS provider's gateway killed under load (sms-failover: failover to the next provider).
 // Each drill runs on a fresh database for a bounded time and prints
 //
 //	drill <name> orders=<n> lost=<n> duplicated=<n> failed_rpcs=<n> recovery_s=<x>
@@ -14,6 +15,7 @@
 //
 //	go run ./bench/cmd/icpchaos                     # all drills, about 3 minutes
 //	go run ./bench/cmd/icpchaos --drills=kill,sigterm
+//	go run ./bench/cmd/icpchaos --drills=sms-failover  # no PostgreSQL restart
 package main
 
 import (
@@ -52,8 +54,8 @@ func logf(format string, args ...any) {
 
 func main() {
 	var o options
-	drills := flag.String("drills", "kill,postgres,deadline,sigterm,pg-failover,pg-failover-async",
-		"drills to run, comma-separated: kill, postgres, deadline, sigterm, pg-failover, pg-failover-async")
+	drills := flag.String("drills", "kill,postgres,deadline,sigterm,pg-failover,pg-failover-async,sms-failover",
+		"drills to run, comma-separated: kill, postgres, deadline, sigterm, pg-failover, pg-failover-async, sms-failover")
 	flag.IntVar(&o.clients, "clients", 3, "concurrent clients driving orders")
 	flag.IntVar(&o.burst, "burst", 300, "orders expiring together in the deadline drill")
 	flag.StringVar(&o.root, "root", "", "workspace root (default: found via go.work)")
@@ -106,6 +108,8 @@ func run(o options) (bool, error) {
 			r, err = drillPGFailover(o, true)
 		case "pg-failover-async":
 			r, err = drillPGFailover(o, false)
+		case "sms-failover":
+			r, err = drillSMSFailover(o)
 		default:
 			return false, fmt.Errorf("unknown drill %q", name)
 		}

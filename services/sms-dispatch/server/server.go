@@ -55,6 +55,7 @@ type options struct {
 	Cloud               cloudOptions
 	CMPP                cmppOptions
 	Receipts            receiptOptions
+	Failover            failoverOptions
 }
 
 // Run parses args, starts the service and serves until ctx ends.
@@ -69,6 +70,7 @@ func Run(ctx context.Context, args []string) error {
 	cloud := registerCloud(f)
 	cmppOpts := registerCMPP(f)
 	receiptOpts := registerReceipts(f)
+	failover := registerFailover(f)
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
 	webhookTimeout := f.Duration("webhook-timeout", 5*time.Second, "webhook provider: timeout of one POST")
 	webhookToken := f.String("webhook-token", "", "webhook provider: optional bearer token (sent as Authorization: Bearer <token>; never logged)")
@@ -99,21 +101,23 @@ func Run(ctx context.Context, args []string) error {
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
 		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(), CMPP: cmppOpts(), Receipts: receiptOpts(sec),
+		Failover: failover(),
 	}
-	if err := errors.Join(opts.check(), sealKeys.Check(common)); err != nil {
+	if err := errors.Join(opts.checkAll(), sealKeys.Check(common)); err != nil {
 		return err
 	}
 
-	base, err := service.Start("sms-dispatch", common, sec, append(smsOpenDefaults(opts), sealKeys.OpenDefaults()...))
+	base, err := service.Start("sms-dispatch", common, sec, append(opts.openDefaultsAll(), sealKeys.OpenDefaults()...))
 	if err != nil {
 		return err
 	}
 	defer base.Close()
 	log, obs, srv, peers := base.Log, base.Obs, base.Server, base.Peers
 
-	sms, sendTimeout := opts.provider()
+	list, sendTimeout := opts.providers()
+	sms := list[0]
 	// Development mode: the console provider prints every text anyway, so the API may show it too.
-	dev := opts.Provider == "console"
+	dev := opts.development()
 	if dev {
 		log.Warn("the console SMS provider is for development only: it prints each text, codes included, to stdout, " +
 			"sends nothing, and GetMessage/ListMessages show the texts")
@@ -157,19 +161,23 @@ func Run(ctx context.Context, args []string) error {
 		st = ps
 	}
 
+	names := opts.names()
 	disp := &dispatcher.Dispatcher{
-		Store: st, Provider: sms, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
+		Store: st, Provider: sms, Providers: list, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
 		MaxAttempts: opts.MaxAttempts, Workers: opts.DispatchWorkers, BatchFlights: opts.WebhookBatchFlights,
 		SendTimeout: sendTimeout, Lease: opts.Lease, KeepText: dev, AtRiskAfter: opts.Receipts.Timeout,
-		Metrics: dispatcher.NewMetrics(obs.Registry, sms.Name()),
+		Metrics:         dispatcher.NewMetrics(obs.Registry, names...),
+		BreakerFailures: opts.Failover.BreakerFailures, BreakerCooldown: opts.Failover.BreakerCooldown,
 	}
 	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Server{
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
 	})
-	if c, ok := sms.(*provider.CMPP); ok {
-		// Status reports come on the links: they go to the one receipt use case.
-		c.Receipts, c.Clock, c.Log = st, clk, log.Named("cmpp")
-		defer func() { _ = c.Close() }()
+	for _, p := range list {
+		if c, ok := p.(*provider.CMPP); ok {
+			// Status reports come on the links: they go to the one receipt use case.
+			c.Receipts, c.Clock, c.Log = st, clk, log.Named("cmpp")
+			defer func() { _ = c.Close() }()
+		}
 	}
 	srv.Go("dispatcher", disp.Run)
 	srv.Go("outbox", relay.Run)
@@ -182,7 +190,7 @@ func Run(ctx context.Context, args []string) error {
 		srv.Go("receipts", serve)
 	}
 	_, batched := sms.(provider.BatchProvider)
-	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.String("provider", sms.Name()),
+	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.Strings("providers", names),
 		zap.Bool("provider_batch", batched), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
 		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay),

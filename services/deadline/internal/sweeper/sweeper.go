@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	"github.com/icpverify/icpverify/pkg/errs"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/logging"
 	"github.com/icpverify/icpverify/pkg/outbox"
@@ -36,6 +39,7 @@ type Store interface {
 // verificationv1.VerificationInternalServiceClient satisfies it.
 type Verification interface {
 	CloseIfIncomplete(ctx context.Context, in *verificationv1.CloseIfIncompleteRequest, opts ...grpc.CallOption) (*verificationv1.CloseIfIncompleteResponse, error)
+	CloseIfIncompleteBatch(ctx context.Context, in *verificationv1.CloseIfIncompleteBatchRequest, opts ...grpc.CallOption) (*verificationv1.CloseIfIncompleteBatchResponse, error)
 	AutoResend(ctx context.Context, in *verificationv1.AutoResendRequest, opts ...grpc.CallOption) (*verificationv1.AutoResendResponse, error)
 }
 
@@ -55,6 +59,9 @@ type Sweeper struct {
 	Metrics *Metrics
 
 	once sync.Once
+	// batchCalls: the close timers of a batch go in one CloseIfIncompleteBatch call (off once
+	// verification answered Unimplemented).
+	batchCalls atomic.Bool
 }
 
 func (s *Sweeper) init() {
@@ -77,6 +84,7 @@ func (s *Sweeper) init() {
 		if s.Log == nil {
 			s.Log = zap.NewNop()
 		}
+		s.batchCalls.Store(true)
 	})
 }
 
@@ -150,14 +158,33 @@ func (s *Sweeper) fireBatch(ctx context.Context, batch []domain.Deadline, sem ch
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	firings := make([]domain.Firing, 0, len(batch))
+	keep := func(f domain.Firing, ok bool) {
+		if ok {
+			mu.Lock()
+			firings = append(firings, f)
+			mu.Unlock()
+		}
+	}
+	// The close timers go to verification in one call (one slot); noon timers one call each.
+	var closes []domain.Deadline
 	for _, d := range batch {
+		if d.Kind != domain.KindNoonResend && s.batchCalls.Load() {
+			closes = append(closes, d)
+			continue
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if f, ok := s.fire(ctx, d); ok {
-				mu.Lock()
-				firings = append(firings, f)
-				mu.Unlock()
+			acted, err := s.call(ctx, d)
+			keep(s.settle(ctx, d, acted, err))
+		})
+	}
+	if len(closes) > 0 {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for i, r := range s.closeAll(ctx, closes) {
+				keep(s.settle(ctx, closes[i], r.acted, r.err))
 			}
 		})
 	}
@@ -218,14 +245,63 @@ func (s *Sweeper) call(ctx context.Context, d domain.Deadline) (acted bool, err 
 	return resp.GetClosed(), err
 }
 
-// fire makes the verification call of one claimed timer. A timer that fired is returned (ok) for the
-// batch to record; one that did not is re-armed here.
-func (s *Sweeper) fire(ctx context.Context, d domain.Deadline) (f domain.Firing, ok bool) {
+// callResult is what verification answered for one timer.
+type callResult struct {
+	acted bool
+	err   error
+}
+
+// closeAll makes the close calls of a batch's close timers in one CloseIfIncompleteBatch call, each
+// item answered as its own CloseIfIncomplete call would be. A verification without the batch method
+// (an older replica during a rolling upgrade) answers Unimplemented: then, and from then on, the
+// timers are called one by one.
+func (s *Sweeper) closeAll(ctx context.Context, ds []domain.Deadline) []callResult {
+	if len(ds) > errs.MaxBatchItems { // a --sweep-batch above what one call may carry
+		return append(s.closeAll(ctx, ds[:errs.MaxBatchItems]), s.closeAll(ctx, ds[errs.MaxBatchItems:])...)
+	}
+	out := make([]callResult, len(ds))
+	req := &verificationv1.CloseIfIncompleteBatchRequest{Requests: make([]*verificationv1.CloseIfIncompleteRequest, len(ds))}
+	for i, d := range ds {
+		req.Requests[i] = &verificationv1.CloseIfIncompleteRequest{RequestId: RequestID(d.Key), OrderId: d.OrderID, Submission: d.Submission}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, s.CallTimeout)
+	resp, err := s.Verification.CloseIfIncompleteBatch(callCtx, req)
+	cancel()
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		s.batchCalls.Store(false)
+		s.Log.Warn("verification has no CloseIfIncompleteBatch (an older version?): closing deadlines one call each")
+		for i, d := range ds { // this once in the one slot the batch holds; later batches call in parallel
+			out[i].acted, out[i].err = s.call(ctx, d)
+		}
+	case err != nil:
+		for i := range out {
+			out[i].err = err
+		}
+	case len(resp.GetResults()) != len(ds):
+		err = status.Errorf(codes.Internal, "CloseIfIncompleteBatch answered %d results for %d requests", len(resp.GetResults()), len(ds))
+		for i := range out {
+			out[i].err = err
+		}
+	default:
+		for i, r := range resp.GetResults() {
+			if e := r.GetError(); e != nil {
+				out[i].err = rpc.ItemError(e.GetCode(), e.GetReason(), e.GetMessage())
+			} else {
+				out[i].acted = r.GetResponse().GetClosed()
+			}
+		}
+	}
+	return out
+}
+
+// settle records what verification answered for one claimed timer. A timer that fired is returned
+// (ok) for the batch to record; one that did not is re-armed here.
+func (s *Sweeper) settle(ctx context.Context, d domain.Deadline, acted bool, err error) (f domain.Firing, ok bool) {
 	log := s.Log.With(logging.OrderID(d.OrderID), logging.Submission(d.Submission), zap.Int32("attempt", d.Attempts))
 	if d.Kind == domain.KindNoonResend {
 		log = log.With(zap.String("timer", "noon_resend"))
 	}
-	acted, err := s.call(ctx, d)
 	// The bookkeeping must land even while shutting down, or the timer waits for its lease to expire.
 	bg, cancelBg := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancelBg()

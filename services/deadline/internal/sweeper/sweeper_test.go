@@ -20,6 +20,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 	"github.com/icpverify/icpverify/services/deadline/internal/store/memstore"
+	"github.com/icpverify/icpverify/services/deadline/internal/store/storetest"
 	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
 )
 
@@ -33,6 +34,9 @@ type fakeVerification struct {
 	early  []string
 	dues   map[string]time.Time
 	answer func(req *verificationv1.CloseIfIncompleteRequest, n int) (*verificationv1.CloseIfIncompleteResponse, error)
+	// batches counts CloseIfIncompleteBatch calls; noBatch answers them Unimplemented.
+	batches int
+	noBatch bool
 }
 
 func newFake(clk clock.Clock) *fakeVerification {
@@ -61,6 +65,20 @@ func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificatio
 		return f.answer(req, n)
 	}
 	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+}
+
+// CloseIfIncompleteBatch answers each item as CloseIfIncomplete (or Unimplemented, as an older
+// verification would, when noBatch is set); batches counts the calls.
+func (f *fakeVerification) CloseIfIncompleteBatch(ctx context.Context, req *verificationv1.CloseIfIncompleteBatchRequest, _ ...grpc.CallOption) (*verificationv1.CloseIfIncompleteBatchResponse, error) {
+	f.mu.Lock()
+	f.batches++
+	f.mu.Unlock()
+	if f.noBatch {
+		return nil, status.Error(codes.Unimplemented, "unknown method CloseIfIncompleteBatch")
+	}
+	return storetest.BatchOfSingles(req, func(r *verificationv1.CloseIfIncompleteRequest) (*verificationv1.CloseIfIncompleteResponse, error) {
+		return f.CloseIfIncomplete(ctx, r)
+	}), nil
 }
 
 func (f *fakeVerification) count(key string) int {

@@ -45,6 +45,13 @@ type Store interface {
 	// MarkAtRisk makes up to limit messages SENT at or before sentBefore without a receipt AT_RISK
 	// (writing their reports) and returns how many; now dates the reports.
 	MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit int) (int, error)
+	// Hand records durably, under the claim m, that m goes to provider, before the call (failover
+	// only). A provider that had m before gets it again only in a second round (again) when it
+	// refused m, or when it is idempotent and did not refuse m (or again). current is false for a
+	// stale claim; handed says whether to call. Refused records that provider answered m with a
+	// refusal (it does not have m); stay forgets the hand-off (m stays with provider, as if new).
+	Hand(ctx context.Context, m domain.Message, provider string, now time.Time, again, idempotent bool) (current, handed bool, err error)
+	Refused(ctx context.Context, m domain.Message, provider string, stay bool) error
 }
 
 // DefaultBatch is how many messages one worker claims at most in one statement.
@@ -52,11 +59,19 @@ const DefaultBatch = 16
 
 // Dispatcher runs the workers.
 type Dispatcher struct {
-	Store    Store
-	Provider provider.Provider
-	Clock    clock.Clock
-	Log      *zap.Logger
-	Caps     domain.Caps
+	Store Store
+	// Provider is the one provider; Providers, when it holds more than one, is the failover order
+	// instead (failover.go), Provider then being its first.
+	Provider  provider.Provider
+	Providers []provider.Provider
+	// BreakerFailures consecutive transient or account refusals open a provider's breaker under
+	// failover (DefaultBreakerFailures when 0); it half-opens after BreakerCooldown
+	// (DefaultBreakerCooldown when 0).
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	Clock           clock.Clock
+	Log             *zap.Logger
+	Caps            domain.Caps
 	// Sender is the sender number handed to the provider (12381).
 	Sender string
 	// MaxAttempts is how many provider calls a message gets before it FAILS.
@@ -115,10 +130,15 @@ type Dispatcher struct {
 	reserved atomic.Int64
 	// closed is set when Run ends: Reserve refuses from then on.
 	closed atomic.Bool
+	// routes are the failover providers in order (more than one), each with its breaker.
+	routes []*route
 }
 
 func (d *Dispatcher) init() {
 	d.once.Do(func() {
+		if d.Provider == nil && len(d.Providers) > 0 {
+			d.Provider = d.Providers[0]
+		}
 		if d.Workers <= 0 {
 			d.Workers = 1
 		}
@@ -155,7 +175,8 @@ func (d *Dispatcher) init() {
 			}, MaxBatch: max(bp.MaxBatch(), 1), Flights: max(d.BatchFlights, 1)}
 		}
 		d.handed = make(chan domain.Message, d.Workers*handoffDepth)
-		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch, MaxBatch: 256}
+		d.marks = &batch.Group[domain.Message, bool]{Run: d.markSentBatch(d.Provider.Name()), MaxBatch: 256}
+		d.initRoutes()
 	})
 }
 

@@ -21,10 +21,27 @@ type Metrics struct {
 	receipts *prometheus.CounterVec
 	send     *prometheus.HistogramVec
 	batch    *prometheus.HistogramVec
+	// results and breakers: failover (more than one provider).
+	results  *prometheus.CounterVec
+	breakers *prometheus.GaugeVec
 }
 
-// NewMetrics registers the dispatcher metrics in reg, with the series of provider at zero.
-func NewMetrics(reg prometheus.Registerer, provider string) *Metrics {
+// The results of icp_sms_provider_results_total: what one provider did with one message under
+// failover (a refusal by its class, or its open breaker skipped it).
+const (
+	ProviderSent        = "sent"
+	ProviderTransient   = "transient"
+	ProviderAccount     = "account"
+	ProviderPerNumber   = "per_number"
+	ProviderPermanent   = "permanent"
+	ProviderSkippedOpen = "skipped_open"
+)
+
+// ProviderResults are the result labels of icp_sms_provider_results_total.
+var ProviderResults = []string{ProviderSent, ProviderTransient, ProviderAccount, ProviderPerNumber, ProviderPermanent, ProviderSkippedOpen}
+
+// NewMetrics registers the dispatcher metrics in reg, with the series of each provider at zero.
+func NewMetrics(reg prometheus.Registerer, providers ...string) *Metrics {
 	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icp_sms_messages_total",
@@ -44,14 +61,30 @@ func NewMetrics(reg prometheus.Registerer, provider string) *Metrics {
 			Name: "icp_sms_receipts_total",
 			Help: "Delivery receipts by provider and result (applied, repeat, parked, ignored, unknown, rejected), and AT_RISK marks (result at_risk).",
 		}, []string{"provider", "result"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icp_sms_provider_results_total",
+			Help: "Failover: what each provider did with a message (sent, transient, account, per_number, permanent, skipped_open).",
+		}, []string{"provider", "result"}),
+		breakers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "icp_sms_breaker_state",
+			Help: "Failover: each provider's circuit breaker (0 closed, 1 half-open, 2 open).",
+		}, []string{"provider"}),
 	}
-	for _, r := range []string{ResultSent, ResultRetried, ResultFailed, ResultCapped} {
-		m.messages.WithLabelValues(provider, r)
+	for _, provider := range providers {
+		for _, r := range []string{ResultSent, ResultRetried, ResultFailed, ResultCapped} {
+			m.messages.WithLabelValues(provider, r)
+		}
+		for _, r := range ReceiptResults {
+			m.receipts.WithLabelValues(provider, r)
+		}
+		if len(providers) > 1 {
+			for _, r := range ProviderResults {
+				m.results.WithLabelValues(provider, r)
+			}
+			m.breakers.WithLabelValues(provider)
+		}
 	}
-	for _, r := range ReceiptResults {
-		m.receipts.WithLabelValues(provider, r)
-	}
-	reg.MustRegister(m.messages, m.send, m.batch, m.receipts)
+	reg.MustRegister(m.messages, m.send, m.batch, m.receipts, m.results, m.breakers)
 	return m
 }
 
@@ -95,5 +128,17 @@ func (m *Metrics) timedBatch(provider string, d time.Duration, n int) {
 	if m != nil {
 		m.send.WithLabelValues(provider).Observe(d.Seconds())
 		m.batch.WithLabelValues(provider).Observe(float64(n))
+	}
+}
+
+func (m *Metrics) result(provider, result string) {
+	if m != nil {
+		m.results.WithLabelValues(provider, result).Inc()
+	}
+}
+
+func (m *Metrics) breaker(provider string, s BreakerState) {
+	if m != nil {
+		m.breakers.WithLabelValues(provider).Set(float64(s))
 	}
 }

@@ -79,11 +79,11 @@ func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, m
 	defer cancel()
 	start := time.Now()
 	outcomes := bp.SendBatch(sendCtx, pms)
-	d.Metrics.timedBatch(d.Provider.Name(), time.Since(start), len(ms))
+	d.Metrics.timedBatch(bp.Name(), time.Since(start), len(ms))
 	out := make([]batch.Result[provider.Accepted], len(ms))
 	for i := range out {
 		if len(outcomes) != len(ms) { // a provider bug: nothing is known to be accepted
-			out[i].Err = fmt.Errorf("%s: %d results for %d messages", d.Provider.Name(), len(outcomes), len(ms))
+			out[i].Err = fmt.Errorf("%s: %d results for %d messages", bp.Name(), len(outcomes), len(ms))
 		} else {
 			out[i].Value, out[i].Err = outcomes[i].Accepted, outcomes[i].Err
 		}
@@ -91,10 +91,17 @@ func (d *Dispatcher) sendBatch(ctx context.Context, bp provider.BatchProvider, m
 	return out
 }
 
-// markSentBatch records the acceptances that arrived together (d.marks) in one statement.
-func (d *Dispatcher) markSentBatch(ctx context.Context, sent []domain.Message) []batch.Result[bool] {
+// markSentBatch records the acceptances by provider name that arrived together (d.marks) in one
+// statement.
+func (d *Dispatcher) markSentBatch(name string) func(ctx context.Context, sent []domain.Message) []batch.Result[bool] {
+	return func(ctx context.Context, sent []domain.Message) []batch.Result[bool] {
+		return d.markSent(ctx, name, sent)
+	}
+}
+
+func (d *Dispatcher) markSent(ctx context.Context, name string, sent []domain.Message) []batch.Result[bool] {
 	out := make([]batch.Result[bool], len(sent))
-	ids, err := d.Store.MarkSentAll(ctx, sent, d.Provider.Name(), d.Clock.Now(), d.KeepText)
+	ids, err := d.Store.MarkSentAll(ctx, sent, name, d.Clock.Now(), d.KeepText)
 	if err != nil {
 		for i := range out {
 			out[i].Err = err
@@ -144,6 +151,9 @@ func (d *Dispatcher) logMsg(lvl zapcore.Level, msg string, m domain.Message, fie
 
 // handle decides about one claimed message, calls the provider and records the outcome.
 func (d *Dispatcher) handle(ctx context.Context, m domain.Message) error {
+	if len(d.routes) > 1 {
+		return d.handleFailover(ctx, m)
+	}
 	reservedAt, ok, err := d.decide(ctx, m)
 	if err != nil || !ok {
 		return err

@@ -207,3 +207,27 @@ SELECT i.message_id FROM parked_receipts p
 	SELECT m.message_id FROM parked_receipts p
 		JOIN messages m ON p.park_key = 'id:' || m.message_id AND m.provider = p.provider AND m.state IN ('SENT', 'AT_RISK')
 	LIMIT $1
+
+-- name: Hand
+-- Failover (failover.go): records that message $1, under its claim with attempts $2, goes to provider
+-- $3 at $4. A provider that had the message before gets it again only in a second round ($5) when it
+-- refused it, or when it is idempotent by our id ($6) and did not refuse it (any round) or refused
+-- it (second round). The answer: whether the claim is current, and
+-- whether the hand-off was recorded.
+WITH cur AS (
+			SELECT 1 FROM messages WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
+		), ins AS (
+			INSERT INTO message_handoffs (message_id, provider, handed_at) SELECT $1, $3, $4 FROM cur
+			ON CONFLICT (message_id, provider) DO UPDATE SET handed_at = EXCLUDED.handed_at, refused = false
+				WHERE (message_handoffs.refused AND $5) OR ($6 AND ($5 OR NOT message_handoffs.refused))
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM cur), EXISTS (SELECT 1 FROM ins)
+
+-- name: Refused
+-- Provider $2 answered message $1 with a refusal: it did not take it.
+UPDATE message_handoffs SET refused = true WHERE message_id = $1 AND provider = $2
+
+-- name: Unhand
+-- Provider $2 refused message $1 for its number's limit: the message stays with it, as if new.
+DELETE FROM message_handoffs WHERE message_id = $1 AND provider = $2

@@ -39,7 +39,7 @@ var queries = pg.MustQueries[struct {
 	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends  string
 	RecentSends, ReserveSend, Reschedule, Fail, MarkSentAll, Retry, ReleaseSend        string
 	LockMessage, FindProviderID, SetDelivery, Park, TakeParked, MarkAtRisk, DropParked string
-	StrandedParked                                                                     string
+	StrandedParked, Hand, Refused, Unhand                                              string
 }]("sms-dispatch/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL store.

@@ -93,6 +93,8 @@ const (
 	ErrorReason_ERROR_REASON_LINK_NOT_FOUND ErrorReason = 36
 	// GetLink or Verify: a link token that is not 22 base64url characters. InvalidArgument.
 	ErrorReason_ERROR_REASON_INVALID_LINK_TOKEN ErrorReason = 37
+	// CloseIfIncompleteBatch with more than 500 requests. InvalidArgument.
+	ErrorReason_ERROR_REASON_TOO_MANY_ITEMS ErrorReason = 38
 )
 
 // Enum value maps for ErrorReason.
@@ -136,6 +138,7 @@ var (
 		35: "ERROR_REASON_INVALID_DELIVERY_REASON",
 		36: "ERROR_REASON_LINK_NOT_FOUND",
 		37: "ERROR_REASON_INVALID_LINK_TOKEN",
+		38: "ERROR_REASON_TOO_MANY_ITEMS",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                0,
@@ -176,6 +179,7 @@ var (
 		"ERROR_REASON_INVALID_DELIVERY_REASON":    35,
 		"ERROR_REASON_LINK_NOT_FOUND":             36,
 		"ERROR_REASON_INVALID_LINK_TOKEN":         37,
+		"ERROR_REASON_TOO_MANY_ITEMS":             38,
 	}
 )
 
@@ -1824,6 +1828,211 @@ func (x *AutoResendResponse) GetVerifierIds() []string {
 	return nil
 }
 
+// CloseIfIncompleteBatchRequest carries at most 500 requests.
+type CloseIfIncompleteBatchRequest struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Requests      []*CloseIfIncompleteRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseIfIncompleteBatchRequest) Reset() {
+	*x = CloseIfIncompleteBatchRequest{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseIfIncompleteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseIfIncompleteBatchRequest) ProtoMessage() {}
+
+func (x *CloseIfIncompleteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseIfIncompleteBatchRequest.ProtoReflect.Descriptor instead.
+func (*CloseIfIncompleteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CloseIfIncompleteBatchRequest) GetRequests() []*CloseIfIncompleteRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// CloseIfIncompleteBatchResponse has one result per request, in order.
+type CloseIfIncompleteBatchResponse struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Results       []*CloseIfIncompleteResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseIfIncompleteBatchResponse) Reset() {
+	*x = CloseIfIncompleteBatchResponse{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseIfIncompleteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseIfIncompleteBatchResponse) ProtoMessage() {}
+
+func (x *CloseIfIncompleteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseIfIncompleteBatchResponse.ProtoReflect.Descriptor instead.
+func (*CloseIfIncompleteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CloseIfIncompleteBatchResponse) GetResults() []*CloseIfIncompleteResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// CloseIfIncompleteResult is one item's answer: CloseIfIncomplete's response, or its error.
+type CloseIfIncompleteResult struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Response      *CloseIfIncompleteResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ItemError                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseIfIncompleteResult) Reset() {
+	*x = CloseIfIncompleteResult{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseIfIncompleteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseIfIncompleteResult) ProtoMessage() {}
+
+func (x *CloseIfIncompleteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseIfIncompleteResult.ProtoReflect.Descriptor instead.
+func (*CloseIfIncompleteResult) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CloseIfIncompleteResult) GetResponse() *CloseIfIncompleteResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *CloseIfIncompleteResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ItemError is a batch item's refusal: the gRPC status code, the ErrorInfo reason (an ErrorReason
+// name without its prefix) and the message the single call would have failed with.
+type ItemError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type CancelSessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1835,7 +2044,7 @@ type CancelSessionRequest struct {
 
 func (x *CancelSessionRequest) Reset() {
 	*x = CancelSessionRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2056,7 @@ func (x *CancelSessionRequest) String() string {
 func (*CancelSessionRequest) ProtoMessage() {}
 
 func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[20]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2069,7 @@ func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionRequest.ProtoReflect.Descriptor instead.
 func (*CancelSessionRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{20}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelSessionRequest) GetRequestId() string {
@@ -1893,7 +2102,7 @@ type CancelSessionResponse struct {
 
 func (x *CancelSessionResponse) Reset() {
 	*x = CancelSessionResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2114,7 @@ func (x *CancelSessionResponse) String() string {
 func (*CancelSessionResponse) ProtoMessage() {}
 
 func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[21]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2127,7 @@ func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionResponse.ProtoReflect.Descriptor instead.
 func (*CancelSessionResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{21}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelSessionResponse) GetStatus() *VerificationStatus {
@@ -1947,7 +2156,7 @@ type ReportDeliveryRequest struct {
 
 func (x *ReportDeliveryRequest) Reset() {
 	*x = ReportDeliveryRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[22]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2168,7 @@ func (x *ReportDeliveryRequest) String() string {
 func (*ReportDeliveryRequest) ProtoMessage() {}
 
 func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[22]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2181,7 @@ func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{22}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReportDeliveryRequest) GetRequestId() string {
@@ -2020,7 +2229,7 @@ type ReportDeliveryResponse struct {
 
 func (x *ReportDeliveryResponse) Reset() {
 	*x = ReportDeliveryResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2241,7 @@ func (x *ReportDeliveryResponse) String() string {
 func (*ReportDeliveryResponse) ProtoMessage() {}
 
 func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2254,7 @@ func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{23}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReportDeliveryResponse) GetVoided() bool {
@@ -2169,7 +2378,18 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"submission\"y\n" +
 	"\x12AutoResendResponse\x12@\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2&.icp.verification.v1.AutoResendOutcomeR\aoutcome\x12!\n" +
-	"\fverifier_ids\x18\x02 \x03(\tR\vverifierIds\"p\n" +
+	"\fverifier_ids\x18\x02 \x03(\tR\vverifierIds\"j\n" +
+	"\x1dCloseIfIncompleteBatchRequest\x12I\n" +
+	"\brequests\x18\x01 \x03(\v2-.icp.verification.v1.CloseIfIncompleteRequestR\brequests\"h\n" +
+	"\x1eCloseIfIncompleteBatchResponse\x12F\n" +
+	"\aresults\x18\x01 \x03(\v2,.icp.verification.v1.CloseIfIncompleteResultR\aresults\"\x9b\x01\n" +
+	"\x17CloseIfIncompleteResult\x12J\n" +
+	"\bresponse\x18\x01 \x01(\v2..icp.verification.v1.CloseIfIncompleteResponseR\bresponse\x124\n" +
+	"\x05error\x18\x02 \x01(\v2\x1e.icp.verification.v1.ItemErrorR\x05error\"Q\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"p\n" +
 	"\x14CancelSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -2188,8 +2408,7 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\".icp.verification.v1.DeliveryStateR\x05state\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\"0\n" +
 	"\x16ReportDeliveryResponse\x12\x16\n" +
-	"\x06voided\x18\x01 \x01(\bR\x06voided*\xed\n" +
-	"\n" +
+	"\x06voided\x18\x01 \x01(\bR\x06voided*\x8e\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12)\n" +
 	"%ERROR_REASON_VERIFICATION_NOT_MATCHED\x10\x01\x12\"\n" +
@@ -2229,7 +2448,8 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"#ERROR_REASON_INVALID_DELIVERY_STATE\x10\"\x12(\n" +
 	"$ERROR_REASON_INVALID_DELIVERY_REASON\x10#\x12\x1f\n" +
 	"\x1bERROR_REASON_LINK_NOT_FOUND\x10$\x12#\n" +
-	"\x1fERROR_REASON_INVALID_LINK_TOKEN\x10%*x\n" +
+	"\x1fERROR_REASON_INVALID_LINK_TOKEN\x10%\x12\x1f\n" +
+	"\x1bERROR_REASON_TOO_MANY_ITEMS\x10&*x\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12+\n" +
 	"'VERIFY_RESULT_PASSED_WAITING_FOR_OTHERS\x10\x01\x12\x1c\n" +
@@ -2269,12 +2489,13 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\n" +
 	"ResendCode\x12&.icp.verification.v1.ResendCodeRequest\x1a'.icp.verification.v1.ResendCodeResponse\x12~\n" +
 	"\x15GetVerificationStatus\x121.icp.verification.v1.GetVerificationStatusRequest\x1a2.icp.verification.v1.GetVerificationStatusResponse\x12T\n" +
-	"\aGetLink\x12#.icp.verification.v1.GetLinkRequest\x1a$.icp.verification.v1.GetLinkResponse2\xf2\x05\n" +
+	"\aGetLink\x12#.icp.verification.v1.GetLinkRequest\x1a$.icp.verification.v1.GetLinkResponse2\x84\a\n" +
 	"\x1bVerificationInternalService\x12l\n" +
 	"\vOpenSession\x12'.icp.verification.v1.OpenSessionRequest\x1a(.icp.verification.v1.OpenSessionResponse\"\n" +
 	"\x8a\xb5\x18\x06filing\x12\x83\x01\n" +
 	"\x12ResendVerifierCode\x12..icp.verification.v1.ResendVerifierCodeRequest\x1a/.icp.verification.v1.ResendVerifierCodeResponse\"\f\x8a\xb5\x18\boperator\x12\x80\x01\n" +
-	"\x11CloseIfIncomplete\x12-.icp.verification.v1.CloseIfIncompleteRequest\x1a..icp.verification.v1.CloseIfIncompleteResponse\"\f\x8a\xb5\x18\bdeadline\x12r\n" +
+	"\x11CloseIfIncomplete\x12-.icp.verification.v1.CloseIfIncompleteRequest\x1a..icp.verification.v1.CloseIfIncompleteResponse\"\f\x8a\xb5\x18\bdeadline\x12\x8f\x01\n" +
+	"\x16CloseIfIncompleteBatch\x122.icp.verification.v1.CloseIfIncompleteBatchRequest\x1a3.icp.verification.v1.CloseIfIncompleteBatchResponse\"\f\x8a\xb5\x18\bdeadline\x12r\n" +
 	"\rCancelSession\x12).icp.verification.v1.CancelSessionRequest\x1a*.icp.verification.v1.CancelSessionResponse\"\n" +
 	"\x8a\xb5\x18\x06filing\x12{\n" +
 	"\x0eReportDelivery\x12*.icp.verification.v1.ReportDeliveryRequest\x1a+.icp.verification.v1.ReportDeliveryResponse\"\x10\x8a\xb5\x18\fsms-dispatch\x12k\n" +
@@ -2295,90 +2516,100 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
-	(ErrorReason)(0),                      // 0: icp.verification.v1.ErrorReason
-	(VerifyResult)(0),                     // 1: icp.verification.v1.VerifyResult
-	(SessionState)(0),                     // 2: icp.verification.v1.SessionState
-	(ChallengeState)(0),                   // 3: icp.verification.v1.ChallengeState
-	(CodeDelivery)(0),                     // 4: icp.verification.v1.CodeDelivery
-	(AutoResendOutcome)(0),                // 5: icp.verification.v1.AutoResendOutcome
-	(DeliveryState)(0),                    // 6: icp.verification.v1.DeliveryState
-	(*VerifyRequest)(nil),                 // 7: icp.verification.v1.VerifyRequest
-	(*VerifyResponse)(nil),                // 8: icp.verification.v1.VerifyResponse
-	(*ResendCodeRequest)(nil),             // 9: icp.verification.v1.ResendCodeRequest
-	(*ResendCodeResponse)(nil),            // 10: icp.verification.v1.ResendCodeResponse
-	(*Resend)(nil),                        // 11: icp.verification.v1.Resend
-	(*GetLinkRequest)(nil),                // 12: icp.verification.v1.GetLinkRequest
-	(*GetLinkResponse)(nil),               // 13: icp.verification.v1.GetLinkResponse
-	(*GetVerificationStatusRequest)(nil),  // 14: icp.verification.v1.GetVerificationStatusRequest
-	(*GetVerificationStatusResponse)(nil), // 15: icp.verification.v1.GetVerificationStatusResponse
-	(*VerificationStatus)(nil),            // 16: icp.verification.v1.VerificationStatus
-	(*VerifierStatus)(nil),                // 17: icp.verification.v1.VerifierStatus
-	(*VerifierSpec)(nil),                  // 18: icp.verification.v1.VerifierSpec
-	(*OpenSessionRequest)(nil),            // 19: icp.verification.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 20: icp.verification.v1.OpenSessionResponse
-	(*ResendVerifierCodeRequest)(nil),     // 21: icp.verification.v1.ResendVerifierCodeRequest
-	(*ResendVerifierCodeResponse)(nil),    // 22: icp.verification.v1.ResendVerifierCodeResponse
-	(*CloseIfIncompleteRequest)(nil),      // 23: icp.verification.v1.CloseIfIncompleteRequest
-	(*CloseIfIncompleteResponse)(nil),     // 24: icp.verification.v1.CloseIfIncompleteResponse
-	(*AutoResendRequest)(nil),             // 25: icp.verification.v1.AutoResendRequest
-	(*AutoResendResponse)(nil),            // 26: icp.verification.v1.AutoResendResponse
-	(*CancelSessionRequest)(nil),          // 27: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),         // 28: icp.verification.v1.CancelSessionResponse
-	(*ReportDeliveryRequest)(nil),         // 29: icp.verification.v1.ReportDeliveryRequest
-	(*ReportDeliveryResponse)(nil),        // 30: icp.verification.v1.ReportDeliveryResponse
-	(*timestamppb.Timestamp)(nil),         // 31: google.protobuf.Timestamp
+	(ErrorReason)(0),                       // 0: icp.verification.v1.ErrorReason
+	(VerifyResult)(0),                      // 1: icp.verification.v1.VerifyResult
+	(SessionState)(0),                      // 2: icp.verification.v1.SessionState
+	(ChallengeState)(0),                    // 3: icp.verification.v1.ChallengeState
+	(CodeDelivery)(0),                      // 4: icp.verification.v1.CodeDelivery
+	(AutoResendOutcome)(0),                 // 5: icp.verification.v1.AutoResendOutcome
+	(DeliveryState)(0),                     // 6: icp.verification.v1.DeliveryState
+	(*VerifyRequest)(nil),                  // 7: icp.verification.v1.VerifyRequest
+	(*VerifyResponse)(nil),                 // 8: icp.verification.v1.VerifyResponse
+	(*ResendCodeRequest)(nil),              // 9: icp.verification.v1.ResendCodeRequest
+	(*ResendCodeResponse)(nil),             // 10: icp.verification.v1.ResendCodeResponse
+	(*Resend)(nil),                         // 11: icp.verification.v1.Resend
+	(*GetLinkRequest)(nil),                 // 12: icp.verification.v1.GetLinkRequest
+	(*GetLinkResponse)(nil),                // 13: icp.verification.v1.GetLinkResponse
+	(*GetVerificationStatusRequest)(nil),   // 14: icp.verification.v1.GetVerificationStatusRequest
+	(*GetVerificationStatusResponse)(nil),  // 15: icp.verification.v1.GetVerificationStatusResponse
+	(*VerificationStatus)(nil),             // 16: icp.verification.v1.VerificationStatus
+	(*VerifierStatus)(nil),                 // 17: icp.verification.v1.VerifierStatus
+	(*VerifierSpec)(nil),                   // 18: icp.verification.v1.VerifierSpec
+	(*OpenSessionRequest)(nil),             // 19: icp.verification.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),            // 20: icp.verification.v1.OpenSessionResponse
+	(*ResendVerifierCodeRequest)(nil),      // 21: icp.verification.v1.ResendVerifierCodeRequest
+	(*ResendVerifierCodeResponse)(nil),     // 22: icp.verification.v1.ResendVerifierCodeResponse
+	(*CloseIfIncompleteRequest)(nil),       // 23: icp.verification.v1.CloseIfIncompleteRequest
+	(*CloseIfIncompleteResponse)(nil),      // 24: icp.verification.v1.CloseIfIncompleteResponse
+	(*AutoResendRequest)(nil),              // 25: icp.verification.v1.AutoResendRequest
+	(*AutoResendResponse)(nil),             // 26: icp.verification.v1.AutoResendResponse
+	(*CloseIfIncompleteBatchRequest)(nil),  // 27: icp.verification.v1.CloseIfIncompleteBatchRequest
+	(*CloseIfIncompleteBatchResponse)(nil), // 28: icp.verification.v1.CloseIfIncompleteBatchResponse
+	(*CloseIfIncompleteResult)(nil),        // 29: icp.verification.v1.CloseIfIncompleteResult
+	(*ItemError)(nil),                      // 30: icp.verification.v1.ItemError
+	(*CancelSessionRequest)(nil),           // 31: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),          // 32: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),          // 33: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),         // 34: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
 	11, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	31, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	31, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	35, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	35, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: icp.verification.v1.Resend.previous_delivery:type_name -> icp.verification.v1.CodeDelivery
 	3,  // 5: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
-	31, // 6: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
+	35, // 6: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
 	16, // 7: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	2,  // 8: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	31, // 9: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	35, // 9: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
 	17, // 10: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
 	3,  // 11: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	31, // 12: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	31, // 13: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	35, // 12: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	35, // 13: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
 	4,  // 14: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
-	31, // 15: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	35, // 15: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
 	18, // 16: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
 	16, // 17: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	11, // 18: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
 	16, // 19: icp.verification.v1.CloseIfIncompleteResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	5,  // 20: icp.verification.v1.AutoResendResponse.outcome:type_name -> icp.verification.v1.AutoResendOutcome
-	16, // 21: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
-	6,  // 22: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
-	7,  // 23: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
-	9,  // 24: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
-	14, // 25: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
-	12, // 26: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
-	19, // 27: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
-	21, // 28: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
-	23, // 29: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
-	27, // 30: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	29, // 31: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
-	25, // 32: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
-	8,  // 33: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
-	10, // 34: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
-	15, // 35: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
-	13, // 36: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
-	20, // 37: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
-	22, // 38: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
-	24, // 39: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
-	28, // 40: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	30, // 41: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
-	26, // 42: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 21: icp.verification.v1.CloseIfIncompleteBatchRequest.requests:type_name -> icp.verification.v1.CloseIfIncompleteRequest
+	29, // 22: icp.verification.v1.CloseIfIncompleteBatchResponse.results:type_name -> icp.verification.v1.CloseIfIncompleteResult
+	24, // 23: icp.verification.v1.CloseIfIncompleteResult.response:type_name -> icp.verification.v1.CloseIfIncompleteResponse
+	30, // 24: icp.verification.v1.CloseIfIncompleteResult.error:type_name -> icp.verification.v1.ItemError
+	16, // 25: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
+	6,  // 26: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
+	7,  // 27: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
+	9,  // 28: icp.verification.v1.VerificationService.ResendCode:input_type -> icp.verification.v1.ResendCodeRequest
+	14, // 29: icp.verification.v1.VerificationService.GetVerificationStatus:input_type -> icp.verification.v1.GetVerificationStatusRequest
+	12, // 30: icp.verification.v1.VerificationService.GetLink:input_type -> icp.verification.v1.GetLinkRequest
+	19, // 31: icp.verification.v1.VerificationInternalService.OpenSession:input_type -> icp.verification.v1.OpenSessionRequest
+	21, // 32: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
+	23, // 33: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
+	27, // 34: icp.verification.v1.VerificationInternalService.CloseIfIncompleteBatch:input_type -> icp.verification.v1.CloseIfIncompleteBatchRequest
+	31, // 35: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	33, // 36: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	25, // 37: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
+	8,  // 38: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
+	10, // 39: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
+	15, // 40: icp.verification.v1.VerificationService.GetVerificationStatus:output_type -> icp.verification.v1.GetVerificationStatusResponse
+	13, // 41: icp.verification.v1.VerificationService.GetLink:output_type -> icp.verification.v1.GetLinkResponse
+	20, // 42: icp.verification.v1.VerificationInternalService.OpenSession:output_type -> icp.verification.v1.OpenSessionResponse
+	22, // 43: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
+	24, // 44: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
+	28, // 45: icp.verification.v1.VerificationInternalService.CloseIfIncompleteBatch:output_type -> icp.verification.v1.CloseIfIncompleteBatchResponse
+	32, // 46: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	34, // 47: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	26, // 48: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
+	38, // [38:49] is the sub-list for method output_type
+	27, // [27:38] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_icp_verification_v1_verification_proto_init() }
@@ -2392,7 +2623,7 @@ func file_icp_verification_v1_verification_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

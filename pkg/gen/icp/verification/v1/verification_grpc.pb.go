@@ -260,12 +260,13 @@ var VerificationService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	VerificationInternalService_OpenSession_FullMethodName        = "/icp.verification.v1.VerificationInternalService/OpenSession"
-	VerificationInternalService_ResendVerifierCode_FullMethodName = "/icp.verification.v1.VerificationInternalService/ResendVerifierCode"
-	VerificationInternalService_CloseIfIncomplete_FullMethodName  = "/icp.verification.v1.VerificationInternalService/CloseIfIncomplete"
-	VerificationInternalService_CancelSession_FullMethodName      = "/icp.verification.v1.VerificationInternalService/CancelSession"
-	VerificationInternalService_ReportDelivery_FullMethodName     = "/icp.verification.v1.VerificationInternalService/ReportDelivery"
-	VerificationInternalService_AutoResend_FullMethodName         = "/icp.verification.v1.VerificationInternalService/AutoResend"
+	VerificationInternalService_OpenSession_FullMethodName            = "/icp.verification.v1.VerificationInternalService/OpenSession"
+	VerificationInternalService_ResendVerifierCode_FullMethodName     = "/icp.verification.v1.VerificationInternalService/ResendVerifierCode"
+	VerificationInternalService_CloseIfIncomplete_FullMethodName      = "/icp.verification.v1.VerificationInternalService/CloseIfIncomplete"
+	VerificationInternalService_CloseIfIncompleteBatch_FullMethodName = "/icp.verification.v1.VerificationInternalService/CloseIfIncompleteBatch"
+	VerificationInternalService_CancelSession_FullMethodName          = "/icp.verification.v1.VerificationInternalService/CancelSession"
+	VerificationInternalService_ReportDelivery_FullMethodName         = "/icp.verification.v1.VerificationInternalService/ReportDelivery"
+	VerificationInternalService_AutoResend_FullMethodName             = "/icp.verification.v1.VerificationInternalService/AutoResend"
 )
 
 // VerificationInternalServiceClient is the client API for VerificationInternalService service.
@@ -281,6 +282,10 @@ type VerificationInternalServiceClient interface {
 	// CloseIfIncomplete closes a session whose deadline has passed unless every verifier already passed.
 	// It refuses with FailedPrecondition (reason DEADLINE_NOT_REACHED) before the deadline.
 	CloseIfIncomplete(ctx context.Context, in *CloseIfIncompleteRequest, opts ...grpc.CallOption) (*CloseIfIncompleteResponse, error)
+	// CloseIfIncompleteBatch applies many deadlines at once (the sweeper sends a claimed batch of due
+	// timers in one call, and the closes share one transaction): each item is answered as
+	// CloseIfIncomplete would answer it, and one item's refusal does not fail the others.
+	CloseIfIncompleteBatch(ctx context.Context, in *CloseIfIncompleteBatchRequest, opts ...grpc.CallOption) (*CloseIfIncompleteBatchResponse, error)
 	// CancelSession closes an open session because its order was cancelled. Idempotent.
 	CancelSession(ctx context.Context, in *CancelSessionRequest, opts ...grpc.CallOption) (*CancelSessionResponse, error)
 	// ReportDelivery tells verification what became of a code's SMS (sms-dispatch writes it to its outbox
@@ -338,6 +343,16 @@ func (c *verificationInternalServiceClient) CloseIfIncomplete(ctx context.Contex
 	return out, nil
 }
 
+func (c *verificationInternalServiceClient) CloseIfIncompleteBatch(ctx context.Context, in *CloseIfIncompleteBatchRequest, opts ...grpc.CallOption) (*CloseIfIncompleteBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseIfIncompleteBatchResponse)
+	err := c.cc.Invoke(ctx, VerificationInternalService_CloseIfIncompleteBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *verificationInternalServiceClient) CancelSession(ctx context.Context, in *CancelSessionRequest, opts ...grpc.CallOption) (*CancelSessionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CancelSessionResponse)
@@ -381,6 +396,10 @@ type VerificationInternalServiceServer interface {
 	// CloseIfIncomplete closes a session whose deadline has passed unless every verifier already passed.
 	// It refuses with FailedPrecondition (reason DEADLINE_NOT_REACHED) before the deadline.
 	CloseIfIncomplete(context.Context, *CloseIfIncompleteRequest) (*CloseIfIncompleteResponse, error)
+	// CloseIfIncompleteBatch applies many deadlines at once (the sweeper sends a claimed batch of due
+	// timers in one call, and the closes share one transaction): each item is answered as
+	// CloseIfIncomplete would answer it, and one item's refusal does not fail the others.
+	CloseIfIncompleteBatch(context.Context, *CloseIfIncompleteBatchRequest) (*CloseIfIncompleteBatchResponse, error)
 	// CancelSession closes an open session because its order was cancelled. Idempotent.
 	CancelSession(context.Context, *CancelSessionRequest) (*CancelSessionResponse, error)
 	// ReportDelivery tells verification what became of a code's SMS (sms-dispatch writes it to its outbox
@@ -416,6 +435,9 @@ func (UnimplementedVerificationInternalServiceServer) ResendVerifierCode(context
 }
 func (UnimplementedVerificationInternalServiceServer) CloseIfIncomplete(context.Context, *CloseIfIncompleteRequest) (*CloseIfIncompleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseIfIncomplete not implemented")
+}
+func (UnimplementedVerificationInternalServiceServer) CloseIfIncompleteBatch(context.Context, *CloseIfIncompleteBatchRequest) (*CloseIfIncompleteBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseIfIncompleteBatch not implemented")
 }
 func (UnimplementedVerificationInternalServiceServer) CancelSession(context.Context, *CancelSessionRequest) (*CancelSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelSession not implemented")
@@ -502,6 +524,24 @@ func _VerificationInternalService_CloseIfIncomplete_Handler(srv interface{}, ctx
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VerificationInternalService_CloseIfIncompleteBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseIfIncompleteBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerificationInternalServiceServer).CloseIfIncompleteBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerificationInternalService_CloseIfIncompleteBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerificationInternalServiceServer).CloseIfIncompleteBatch(ctx, req.(*CloseIfIncompleteBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _VerificationInternalService_CancelSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CancelSessionRequest)
 	if err := dec(in); err != nil {
@@ -574,6 +614,10 @@ var VerificationInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseIfIncomplete",
 			Handler:    _VerificationInternalService_CloseIfIncomplete_Handler,
+		},
+		{
+			MethodName: "CloseIfIncompleteBatch",
+			Handler:    _VerificationInternalService_CloseIfIncompleteBatch_Handler,
 		},
 		{
 			MethodName: "CancelSession",

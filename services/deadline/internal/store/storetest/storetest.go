@@ -18,6 +18,7 @@ import (
 	"github.com/icpverify/icpverify/pkg/clock"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
+	"github.com/icpverify/icpverify/pkg/rpc"
 	"github.com/icpverify/icpverify/services/deadline/internal/domain"
 	"github.com/icpverify/icpverify/services/deadline/internal/grpcapi"
 	"github.com/icpverify/icpverify/services/deadline/internal/sweeper"
@@ -150,6 +151,31 @@ func (f *fakeVerification) CloseIfIncomplete(_ context.Context, req *verificatio
 		return nil, err
 	}
 	return &verificationv1.CloseIfIncompleteResponse{Closed: true}, nil
+}
+
+// CloseIfIncompleteBatch answers each item as CloseIfIncomplete, as verification does.
+func (f *fakeVerification) CloseIfIncompleteBatch(ctx context.Context, req *verificationv1.CloseIfIncompleteBatchRequest, _ ...grpc.CallOption) (*verificationv1.CloseIfIncompleteBatchResponse, error) {
+	return BatchOfSingles(req, func(r *verificationv1.CloseIfIncompleteRequest) (*verificationv1.CloseIfIncompleteResponse, error) {
+		return f.CloseIfIncomplete(ctx, r)
+	}), nil
+}
+
+// BatchOfSingles answers a CloseIfIncompleteBatch as verification does: each item by single, its
+// error carried as the item's code, reason and message. For the test fakes of verification.
+func BatchOfSingles(req *verificationv1.CloseIfIncompleteBatchRequest,
+	single func(*verificationv1.CloseIfIncompleteRequest) (*verificationv1.CloseIfIncompleteResponse, error)) *verificationv1.CloseIfIncompleteBatchResponse {
+	out := &verificationv1.CloseIfIncompleteBatchResponse{}
+	for _, r := range req.GetRequests() {
+		resp, err := single(r)
+		if err != nil {
+			st := status.Convert(err) // the fakes' errors are statuses already
+			out.Results = append(out.Results, &verificationv1.CloseIfIncompleteResult{Error: &verificationv1.ItemError{
+				Code: int32(st.Code()), Reason: rpc.Reason(err), Message: st.Message()}})
+			continue
+		}
+		out.Results = append(out.Results, &verificationv1.CloseIfIncompleteResult{Response: resp})
+	}
+	return out
 }
 
 // AutoResend is the noon resend timers' call, recorded like CloseIfIncomplete under the noon key.

@@ -43,6 +43,8 @@ type Store struct {
 	// domain.ParkKey) until their message is SENT (receipts.go).
 	providerIDs map[[2]string]string
 	parked      map[[2]string]domain.Receipt
+	// handoffs holds (message id, provider) of every hand-off (failover.go), as message_handoffs.
+	handoffs map[[2]string]handoff
 	// outbox holds the delivery reports failed messages owe (the PostgreSQL store's outbox table),
 	// added under mu with the failure.
 	outbox *outbox.MemQueue

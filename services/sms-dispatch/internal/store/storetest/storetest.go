@@ -88,6 +88,7 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ReceiptBeforeSentIsParkedAndApplied", testReceiptBeforeSentIsParkedAndApplied},
 		{"ReceiptUnknownIDChangesNothing", testReceiptUnknownIDChangesNothing},
 		{"AtRiskSweepThenLateReceipt", testAtRiskSweepThenLateReceipt},
+		{"HandOffsAreDurableAndFenced", testHandOffsAreDurableAndFenced},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
