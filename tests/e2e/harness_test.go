@@ -97,6 +97,8 @@ type gateway struct {
 	// aliyun, when the suite runs sms-dispatch with --sms-provider=aliyun, is the fake dysmsapi its
 	// messages go to instead: Posts lists what it accepted.
 	aliyun *providertest.Aliyun
+	// cmpp, with --sms-provider=cmpp, is the fake ISMG instead.
+	cmpp *providertest.CMPP
 	// tencent, when the suite runs sms-dispatch with --sms-providers=aliyun,tencent, is the fake
 	// Tencent Cloud SMS that takes the messages the (closed) aliyun fake cannot.
 	tencent *providertest.Tencent
@@ -150,6 +152,11 @@ func (g *gateway) Posts() []gatewayPost {
 		for _, a := range g.aliyun.Accepted() {
 			posts = append(posts, gatewayPost{MessageID: a.MessageID, Phone: a.Phone, Text: a.Code() + " " + strings.Join(a.Ordered, " "),
 				IdempotencyKey: a.MessageID})
+		}
+	}
+	if g.cmpp != nil {
+		for _, m := range g.cmpp.Messages() {
+			posts = append(posts, gatewayPost{MessageID: fmt.Sprint(m.MsgIDs[0]), Phone: m.Phone, Text: m.Text})
 		}
 	}
 	if g.tencent != nil {
@@ -246,7 +253,8 @@ type options struct {
 	deadline []string
 	// smsProvider "aliyun" runs sms-dispatch with the aliyun provider against a fake dysmsapi
 	// (s.gateway.aliyun) instead of the webhook gateway; "aliyun,tencent" runs it with failover to a
-	// fake Tencent Cloud SMS (s.gateway.tencent) behind an aliyun fake whose listener is closed.
+	// fake Tencent Cloud SMS (s.gateway.tencent) behind an aliyun fake whose listener is closed;
+	// "cmpp" with the cmpp provider against a fake ISMG (s.gateway.cmpp).
 	smsProvider string
 }
 
@@ -318,6 +326,9 @@ const (
 	e2eAliyunSecret = "Hq3Vn8Rw2Tz6Yb1Mk5Pd9Lc4"
 )
 
+// e2eCMPPSecret is the fake ISMG's shared secret.
+const e2eCMPPSecret = "Cm9Pp3Sh4Rd7Sk2"
+
 // e2eReceiptToken is the secret of sms-dispatch's receipt endpoint in the aliyun suites.
 const e2eReceiptToken = "e2e-receipt-token-7f3a9c"
 
@@ -357,6 +368,14 @@ func startSuite(t *testing.T, o options) *suite {
 		receiptAddr := freeAddr(t)
 		s.receiptURL = "http://" + receiptAddr
 		args["sms-dispatch"] = append(args["sms-dispatch"], "--receipt-addr="+receiptAddr, "--receipt-token="+e2eReceiptToken)
+	}
+	if o.smsProvider == "cmpp" {
+		s.gateway.cmpp = providertest.NewCMPP("901234", e2eCMPPSecret)
+		t.Cleanup(s.gateway.cmpp.Close)
+		args["sms-dispatch"] = []string{"--verification-addr=" + s.addrs["verification"], "--sms-provider=cmpp",
+			"--cmpp-addr=" + s.gateway.cmpp.Addr(), "--cmpp-source-addr=901234", "--cmpp-secret=" + e2eCMPPSecret,
+			"--cmpp-src-id=10690001", "--cmpp-service-id=ICPSMS", "--cmpp-submit-timeout=500ms", "--dispatch-lease=3s",
+			"--seal-keys=" + sealKeys, "--rate-per-minute=1000", "--rate-per-hour=1000", "--rate-per-day=1000"}
 	}
 	if o.smsProvider == "aliyun,tencent" {
 		down := providertest.NewAliyun(e2eAliyunKeyID, e2eAliyunSecret, "ICP备案", "SMS_480012345", "code", "time")
@@ -428,7 +447,7 @@ func (s *suite) checkNoPersonalDataInLogs() {
 		secrets = append(secrets, p.Code(), p.Phone, strings.TrimPrefix(p.Phone, "+86"))
 	}
 	secrets = append(secrets, usedIDNumbers()...)
-	secrets = append(secrets, e2eAliyunSecret)
+	secrets = append(secrets, e2eAliyunSecret, e2eCMPPSecret)
 	for _, p := range s.procs {
 		out := p.Output()
 		for _, secret := range secrets {

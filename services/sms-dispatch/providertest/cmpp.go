@@ -437,6 +437,9 @@ func (c *cmppConn) ackLoop() {
 			}
 		}
 		var id uint64
+		var rep cmppReport
+		var send bool
+		var delay time.Duration
 		f.mu.Lock()
 		select {
 		case <-c.done:
@@ -451,12 +454,19 @@ func (c *cmppConn) ackLoop() {
 				uint64(now.Second())<<38 | uint64(f.GatewayID&0x3fffff)<<16 | uint64(f.msgSeq)
 			f.acked[id]++
 			f.reassemble(a.sub, id)
+			// The report is held (or scheduled) before the SUBMIT_RESP goes out: a client that saw
+			// the Msg_Id and then calls ReleaseReports finds it held.
+			rep = cmppReport{c: c, msgID: id, phone: "+86" + a.sub.dest, dest: a.sub.dest, srcID: a.sub.srcID, submitT: time.Now()}
+			send, delay = f.reportLocked(&rep)
 		}
 		c.unacked--
 		f.mu.Unlock()
 		c.write(cmppBytes(cmppSubmit|cmppResp, a.seq, u64(id), u32(a.result)))
-		if a.result == 0 {
-			f.report(cmppReport{c: c, msgID: id, phone: "+86" + a.sub.dest, dest: a.sub.dest, srcID: a.sub.srcID, submitT: time.Now()})
+		switch {
+		case send && delay > 0:
+			time.AfterFunc(delay, func() { f.sendReport(rep) })
+		case send:
+			f.sendReport(rep)
 		}
 	}
 }
@@ -490,29 +500,21 @@ func (f *CMPP) reassemble(s cmppSubmitted, id uint64) {
 		Ordered: sixDigitRun.FindAllString(m.Text, -1)})
 }
 
-// report sends (or holds, or schedules) the status report of one segment.
-func (f *CMPP) report(r cmppReport) {
-	f.mu.Lock()
+// reportLocked (f.mu held) sets r's stat and holds it, or tells to send it after delay; nothing
+// when reports are off.
+func (f *CMPP) reportLocked(r *cmppReport) (send bool, delay time.Duration) {
 	if f.repOff {
-		f.mu.Unlock()
-		return
+		return false, 0
 	}
 	r.stat = "DELIVRD"
 	if s, ok := f.stats[r.phone]; ok {
 		r.stat = s
 	}
-	delay := f.repDelay
 	if f.hold {
-		f.held = append(f.held, r)
-		f.mu.Unlock()
-		return
+		f.held = append(f.held, *r)
+		return false, 0
 	}
-	f.mu.Unlock()
-	if delay > 0 {
-		time.AfterFunc(delay, func() { f.sendReport(r) })
-		return
-	}
-	f.sendReport(r)
+	return true, f.repDelay
 }
 
 // sendReport writes a DELIVER on the link the submit came by, or on another while that one is

@@ -2,10 +2,12 @@ package server
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/icpverify/icpverify/pkg/config"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/cmpp"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
 )
 
@@ -124,4 +126,57 @@ func (c cloudOptions) openDefaults(prov string) []config.OpenDefault {
 		open = append(open, config.OpenDefault{Flag: "--tencent-secret-key", What: "the tencent SecretKey is a placeholder"})
 	}
 	return open
+}
+
+// cmppOptions are the flags of the cmpp provider (CMPP 3.0 to a carrier's gateway).
+type cmppOptions struct {
+	Addr, SourceAddr, Secret, SrcID, ServiceID string
+	Conns, Window                              int
+	SubmitTimeout, Heartbeat                   time.Duration
+}
+
+func registerCMPP(f *config.Flags) func() cmppOptions {
+	addr := f.String("cmpp-addr", "", "cmpp provider: the carrier gateway's (ISMG's) host:port")
+	src := f.String("cmpp-source-addr", "", "cmpp provider: the SP's enterprise code (Source_Addr, 6 characters)")
+	secret := f.String("cmpp-secret", "", "cmpp provider: the shared secret of the login (never sent or logged)")
+	srcID := f.String("cmpp-src-id", "", "cmpp provider: the service code the phone sees as the sender (Src_Id, 106…)")
+	service := f.String("cmpp-service-id", "", "cmpp provider: the business code (Service_Id)")
+	conns := f.Int("cmpp-conns", 1, "cmpp provider: links kept to the gateway")
+	window := f.Int("cmpp-window", 16, "cmpp provider: submits a link may have unacknowledged")
+	timeout := f.Duration("cmpp-submit-timeout", 10*time.Second,
+		"cmpp provider: bound of each wait of a submit (a link, a window slot, a SUBMIT_RESP); a link silent that long is dialled again")
+	heartbeat := f.Duration("cmpp-heartbeat", 30*time.Second, "cmpp provider: silence on a link before an ACTIVE_TEST")
+	return func() cmppOptions {
+		return cmppOptions{Addr: *addr, SourceAddr: *src, Secret: *secret, SrcID: *srcID, ServiceID: *service,
+			Conns: *conns, Window: *window, SubmitTimeout: *timeout, Heartbeat: *heartbeat}
+	}
+}
+
+func (c cmppOptions) check() []error {
+	var problems []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil || c.Addr == "" {
+		problems = append(problems, errors.New("--cmpp-addr must be host:port with --sms-provider=cmpp"))
+	}
+	if n := len(c.SourceAddr); n == 0 || n > 6 {
+		problems = append(problems, errors.New("--cmpp-source-addr must be 1 to 6 characters with --sms-provider=cmpp"))
+	}
+	if c.Secret == "" || c.SrcID == "" {
+		problems = append(problems, errors.New("--cmpp-secret and --cmpp-src-id are required with --sms-provider=cmpp"))
+	}
+	if c.Conns < 1 || c.Window < 1 {
+		problems = append(problems, errors.New("--cmpp-conns and --cmpp-window must be at least 1"))
+	}
+	if c.SubmitTimeout <= 0 || c.Heartbeat <= 0 {
+		problems = append(problems, errors.New("--cmpp-submit-timeout and --cmpp-heartbeat must be positive"))
+	}
+	return problems
+}
+
+// cmpp builds the provider of checked options. A submit waits up to SubmitTimeout for a link and
+// as long for each segment's answer; a call gets two of them (a code's text is one segment), which
+// fits the default --dispatch-lease.
+func (c cmppOptions) cmpp() (*provider.CMPP, time.Duration) {
+	return &provider.CMPP{Config: cmpp.Config{Addr: c.Addr, SourceAddr: c.SourceAddr, Secret: c.Secret, SrcID: c.SrcID,
+			ServiceID: c.ServiceID, Conns: c.Conns, Window: c.Window, SubmitTimeout: c.SubmitTimeout, Heartbeat: c.Heartbeat}},
+		2*c.SubmitTimeout + time.Second
 }

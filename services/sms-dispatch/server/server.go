@@ -53,6 +53,7 @@ type options struct {
 	DispatchWorkers     int
 	Lease               time.Duration
 	Cloud               cloudOptions
+	CMPP                cmppOptions
 	Receipts            receiptOptions
 	Failover            failoverOptions
 }
@@ -65,8 +66,9 @@ func Run(ctx context.Context, args []string) error {
 	verificationAddr := f.String("verification-addr", config.DefaultVerificationAddr,
 		"verification service address (ReportDelivery: the codes whose message failed are voided there)")
 	prov := f.String("sms-provider", "console",
-		"SMS provider: console (development only: prints the text, sends nothing), webhook, aliyun or tencent")
+		"SMS provider: console (development only: prints the text, sends nothing), webhook, aliyun, tencent or cmpp")
 	cloud := registerCloud(f)
+	cmppOpts := registerCMPP(f)
 	receiptOpts := registerReceipts(f)
 	failover := registerFailover(f)
 	webhookURL := f.String("webhook-url", "", "webhook provider: the gateway URL messages are POSTed to")
@@ -98,7 +100,7 @@ func Run(ctx context.Context, args []string) error {
 		WebhookBatchURL: *webhookBatchURL, WebhookBatchMax: *webhookBatchMax, WebhookBatchFlights: *webhookBatchFlights,
 		Sender: *sender, Signature: *signature, MaxAttempts: *maxAttempts,
 		Caps:            domain.Caps{PerMinute: *perMinute, PerHour: *perHour, PerDay: *perDay},
-		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(), Receipts: receiptOpts(sec),
+		DispatchWorkers: *workers, Lease: *lease, Cloud: cloud(), CMPP: cmppOpts(), Receipts: receiptOpts(sec),
 		Failover: failover(),
 	}
 	if err := errors.Join(opts.checkAll(), sealKeys.Check(common)); err != nil {
@@ -170,6 +172,13 @@ func Run(ctx context.Context, args []string) error {
 	grpcapi.Register(srv.Public(), srv.Internal(), &grpcapi.Server{
 		Store: st, Clock: clk, Log: log, Signature: opts.Signature, Dispatcher: disp, ShowText: dev,
 	})
+	for _, p := range list {
+		if c, ok := p.(*provider.CMPP); ok {
+			// Status reports come on the links: they go to the one receipt use case.
+			c.Receipts, c.Clock, c.Log = st, clk, log.Named("cmpp")
+			defer func() { _ = c.Close() }()
+		}
+	}
 	srv.Go("dispatcher", disp.Run)
 	srv.Go("outbox", relay.Run)
 	if opts.Receipts.Addr != "" {
@@ -216,8 +225,10 @@ func (o options) check() error {
 		problems = append(problems, o.Cloud.checkAliyun()...)
 	case "tencent":
 		problems = append(problems, o.Cloud.checkTencent()...)
+	case "cmpp":
+		problems = append(problems, o.CMPP.check()...)
 	default:
-		problems = append(problems, fmt.Errorf("--sms-provider %q: use console, webhook, aliyun or tencent", o.Provider))
+		problems = append(problems, fmt.Errorf("--sms-provider %q: use console, webhook, aliyun, tencent or cmpp", o.Provider))
 	}
 	// The lease must outlast a provider call, or a slow send would be claimed again by another replica.
 	if _, sendTimeout := o.provider(); o.Lease <= sendTimeout {
@@ -251,6 +262,8 @@ func (o options) provider() (provider.Provider, time.Duration) {
 		return o.Cloud.aliyun(o.DispatchWorkers), o.Cloud.Timeout + time.Second
 	case "tencent":
 		return o.Cloud.tencent(o.DispatchWorkers), o.Cloud.Timeout + time.Second
+	case "cmpp":
+		return o.CMPP.cmpp()
 	}
 	if o.Provider == "webhook" {
 		// One idle connection per worker: each worker has at most one request in flight.
