@@ -50,6 +50,17 @@ func TestCloudPlaceholderSecret(t *testing.T) {
 	}
 }
 
+// A placeholder CMPP secret is refused on PostgreSQL too: anyone who read the example could log in
+// as the SP at the carrier's gateway.
+func TestCMPPPlaceholderSecret(t *testing.T) {
+	err := server.Run(context.Background(), []string{"--database-url", "postgres://x", "--seal-keys", "s1:" + strings.Repeat("3c", 32),
+		"--sms-provider", "cmpp", "--cmpp-addr", "127.0.0.1:7890", "--cmpp-source-addr", "901234", "--cmpp-secret", "example-secret",
+		"--cmpp-src-id", "10690001"})
+	if err == nil || !strings.Contains(err.Error(), "--cmpp-secret") || strings.Contains(err.Error(), "example-secret") {
+		t.Fatalf("Run = %v, want the placeholder secret refused (by flag, not by value)", err)
+	}
+}
+
 // The service sends through the aliyun provider to its fake, by flags alone.
 func TestRunMemoryAliyun(t *testing.T) {
 	fake := providertest.NewAliyun("LTAI5tServerTest", "Wn4Lb7Xc2Vd5Qm8Rt3Yz6Kp1", "ICP备案", "SMS_200300400", "code", "time")

@@ -286,6 +286,9 @@ func smsOpenDefaults(o options) []config.OpenDefault {
 	if o.WebhookToken != "" && config.IsPlaceholder(o.WebhookToken) {
 		open = append(open, config.OpenDefault{Flag: "--webhook-token", What: "the webhook token is a placeholder"})
 	}
+	if o.Provider == "cmpp" && config.IsPlaceholder(o.CMPP.Secret) {
+		open = append(open, config.OpenDefault{Flag: "--cmpp-secret", What: "the CMPP login secret is a placeholder"})
+	}
 	open = append(open, o.Receipts.openDefaults()...)
 	return append(open, o.Cloud.openDefaults(o.Provider)...)
 }
