@@ -175,7 +175,7 @@ func Run(ctx context.Context, args []string) error {
 	for _, p := range list {
 		if c, ok := p.(*provider.CMPP); ok {
 			// Status reports come on the links: they go to the one receipt use case.
-			c.Receipts, c.Clock, c.Log = st, clk, log.Named("cmpp")
+			c.Receipts, c.Counter, c.Clock, c.Log = st, disp.Metrics, clk, log.Named("cmpp")
 			defer func() { _ = c.Close() }()
 		}
 	}

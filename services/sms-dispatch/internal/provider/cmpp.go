@@ -22,6 +22,11 @@ type Recorder interface {
 	RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error)
 }
 
+// ReceiptCounter counts a receipt by provider and outcome (dispatcher.Metrics: icp_sms_receipts_total).
+type ReceiptCounter interface {
+	Receipt(provider, result string)
+}
+
 // CMPP sends Text over CMPP 3.0 to a carrier gateway (internal/cmpp) and records the gateway's
 // status reports through Receipts, matched by ("cmpp", decimal Msg_Id). The link is dialled on the
 // first Send, so building the provider (and checking flags) touches no network.
@@ -35,8 +40,9 @@ type Recorder interface {
 // text another replica sent decides the message by that segment alone.
 // Segments pending completion are kept up to domain.ParkedReceiptTTL.
 type CMPP struct {
-	Config   cmpp.Config // OnReport is the provider's own
-	Receipts Recorder    // set before the first Send; nil drops reports
+	Config   cmpp.Config    // OnReport is the provider's own
+	Receipts Recorder       // set before the first Send; nil drops reports
+	Counter  ReceiptCounter // counts each recorded report; nil counts nothing
 	Clock    clock.Clock
 	Log      *zap.Logger
 	// Grace is how long a DELIVRD report of an unknown Msg_Id waits for its Send (default
@@ -306,9 +312,12 @@ func (p *CMPP) store(rc domain.Receipt) {
 	wait := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := p.Receipts.RecordReceipt(ctx, rc)
+		out, err := p.Receipts.RecordReceipt(ctx, rc)
 		cancel()
 		if err == nil {
+			if p.Counter != nil {
+				p.Counter.Receipt(CMPPName, string(out))
+			}
 			return
 		}
 		p.Log.Warn("cmpp report not recorded; retrying", zap.String("provider_id", rc.ProviderID), zap.Error(err))

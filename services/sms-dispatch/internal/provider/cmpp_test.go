@@ -143,8 +143,28 @@ func TestCMPPClasses(t *testing.T) {
 	}
 }
 
+// counter counts receipts by provider/result, as icp_sms_receipts_total does.
+type counter struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (c *counter) Receipt(provider, result string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got[provider+"/"+result]++
+}
+
+func (c *counter) of(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.got[key]
+}
+
 func TestCMPPReportsReachTheStore(t *testing.T) {
 	p, f, rec := cmppProvider(t, nil)
+	count := &counter{got: map[string]int{}}
+	p.Counter = count
 	ctx := context.Background()
 	one, err := p.Send(ctx, message("m-1"))
 	if err != nil {
@@ -185,6 +205,13 @@ func TestCMPPReportsReachTheStore(t *testing.T) {
 		if r.Delivered || r.Code != "UNDELIV" {
 			t.Fatalf("receipt %+v", r)
 		}
+	}
+	// Each recorded report is counted once with the store's outcome; the refused tries are not.
+	// (counted just after the store answers: wait for the last one)
+	waitFor(t, "every report counted", func() bool { return count.of("cmpp/applied") == len(rec.all()) })
+	time.Sleep(20 * time.Millisecond)
+	if n := count.of("cmpp/applied"); n != len(rec.all()) {
+		t.Fatalf("counted %d applied reports, recorded %d", n, len(rec.all()))
 	}
 }
 
