@@ -3,37 +3,20 @@ package cmpp
 import (
 	"errors"
 	"fmt"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/sendclass"
 )
 
-// Class is what a refusal means for the message; the provider adapter maps it onto the
-// provider's classes one to one (this package cannot import the provider package: that one
-// imports this one).
-type Class int
+// Class is what a refusal means for the message: sendclass.Class, the one the provider adapters use.
+type Class = sendclass.Class
 
-// The classes, in the provider package's order.
+// The classes (see sendclass).
 const (
-	// Transient: retry (flow control, a lost link, no answer in time).
-	Transient Class = iota
-	// PerNumberLimit: the gateway's limit for this phone number; retry later, no failover.
-	PerNumberLimit
-	// Account: the account or its configuration (credentials, service code, fee code, Src_Id)
-	// refuses every message; an operator must act.
-	Account
-	// Permanent: this message can never go (bad number, a PDU the gateway cannot take).
-	Permanent
+	Transient      = sendclass.Transient
+	PerNumberLimit = sendclass.PerNumberLimit
+	Account        = sendclass.Account
+	Permanent      = sendclass.Permanent
 )
-
-func (c Class) String() string {
-	switch c {
-	case PerNumberLimit:
-		return "per-number limit"
-	case Account:
-		return "account"
-	case Permanent:
-		return "permanent"
-	}
-	return "transient"
-}
 
 // Error is a refusal or a failure of one operation, classified. It names the gateway's code and
 // what it means, never the text; a phone in Detail is masked.

@@ -105,17 +105,9 @@ func (p *CMPP) Send(ctx context.Context, m Message) (Accepted, error) {
 	return acc, nil
 }
 
-// cmppError maps a cmpp error onto the provider's *Error, class for class.
+// cmppError makes a cmpp error the provider's *Error, with its class.
 func cmppError(err error) error {
-	class := Transient
-	switch cmpp.ClassOf(err) {
-	case cmpp.PerNumberLimit:
-		class = PerNumberLimit
-	case cmpp.Account:
-		class = Account
-	case cmpp.Permanent:
-		class = Permanent
-	}
+	class := cmpp.ClassOf(err)
 	var e *cmpp.Error
 	if !errors.As(err, &e) {
 		return &Error{Provider: CMPPName, Class: class, Code: "link", Detail: gatewayError(err.Error())}

@@ -3,42 +3,20 @@ package provider
 import (
 	"errors"
 	"fmt"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/sendclass"
 )
 
-// Class is what a refusal means for the message, the same for every provider: the dispatcher acts on
-// the class, never on a provider's own codes.
-type Class int
+// Class is what a refusal means for the message (sendclass.Class: shared with the CMPP codec).
+type Class = sendclass.Class
 
-// The classes. An error that carries none (a timeout, a transport error, the webhook's non-2xx) is
-// Transient.
+// The classes (see sendclass).
 const (
-	// Transient: the gateway could not take the message now (its system error, API throttling, a
-	// timeout). Retry with the usual backoff.
-	Transient Class = iota
-	// PerNumberLimit: the gateway's own flow control for this phone number (so many texts per
-	// minute, hour or day). Retry later, not sooner than domain.PerNumberLimitWait; it is no
-	// reason to fail over to another provider.
-	PerNumberLimit
-	// Account: the account or its configuration refuses every message (balance, permissions,
-	// credentials, a sign name or template not approved, the account's own quota). Retry (and, once
-	// there is more than one provider, fail over); an operator must act.
-	Account
-	// Permanent: this message can never go (an invalid or blocked number). The message FAILS at once,
-	// so its code is voided at once.
-	Permanent
+	Transient      = sendclass.Transient
+	PerNumberLimit = sendclass.PerNumberLimit
+	Account        = sendclass.Account
+	Permanent      = sendclass.Permanent
 )
-
-func (c Class) String() string {
-	switch c {
-	case PerNumberLimit:
-		return "per-number limit"
-	case Account:
-		return "account"
-	case Permanent:
-		return "permanent"
-	}
-	return "transient"
-}
 
 // Error is a gateway's refusal of one message, classified. It names the gateway's code and its
 // message (cut, digit runs masked: see gatewayError), never the phone, the text, the parameters or a
