@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/icpverify/icpverify/pkg/errs"
+	batchv1 "github.com/icpverify/icpverify/pkg/gen/icp/batch/v1"
 	"github.com/icpverify/icpverify/pkg/pg"
 )
 
@@ -131,37 +132,37 @@ func RetryDelay(err error) time.Duration {
 	return 0
 }
 
-// ItemStatus is what a batch answer carries for one item's error: the code, ErrorInfo reason and
-// message ToStatus gives the same error from a single call (codes.OK, "", "" for nil), so a caller
-// treats an item exactly as it would the single call's answer.
+// ItemErrorOf is what a batch answer carries for one item's error: the code, ErrorInfo reason and
+// message ToStatus gives the same error from a single call (nil for nil), so a caller treats an item
+// exactly as it would the single call's answer (ItemErr).
 // An internal error is logged with the server's logger, as ToStatus logs a single call's.
-func ItemStatus(ctx context.Context, method string, err error) (code codes.Code, reason, message string) {
+func ItemErrorOf(ctx context.Context, method string, err error) *batchv1.ItemError {
 	if err == nil {
-		return codes.OK, "", ""
+		return nil
 	}
 	log, _ := ctx.Value(logKey{}).(*zap.Logger)
 	if log == nil {
 		log = zap.NewNop()
 	}
 	st := status.Convert(ToStatus(log, method, err))
-	return st.Code(), Reason(st.Err()), st.Message()
+	return &batchv1.ItemError{Code: int32(st.Code()), Reason: Reason(st.Err()), Message: st.Message()}
 }
 
-// ItemError turns a batch answer's item back into the error the single call would have returned:
-// nil for codes.OK, else a status error with an ErrorInfo of reason (when set).
-func ItemError(code int32, reason, message string) error {
-	c := codes.Code(code)
+// ItemErr turns a batch answer's item error back into the error the single call would have
+// returned: nil for none (or codes.OK), else a status error with an ErrorInfo of its reason (when set).
+func ItemErr(e *batchv1.ItemError) error {
+	c := codes.Code(e.GetCode())
 	if c == codes.OK {
 		return nil
 	}
-	st := status.New(c, message)
-	if reason != "" {
-		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+	st := status.New(c, e.GetMessage())
+	if e.GetReason() != "" {
+		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.GetReason(), Domain: ErrorDomain}); err == nil {
 			st = d
 		}
 	}
 	return st.Err()
 }
 
-// logKey holds, in a handler's context, the server's logger (ItemStatus logs with it).
+// logKey holds, in a handler's context, the server's logger (ItemErrorOf logs with it).
 type logKey struct{}

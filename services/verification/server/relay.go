@@ -27,7 +27,7 @@ func batchHandlers(filing filingv1.FilingInternalServiceClient, deadline deadlin
 			func(resp *filingv1.MarkVerifiedBatchResponse) []error {
 				out := make([]error, len(resp.GetResults()))
 				for i, r := range resp.GetResults() {
-					out[i] = itemError(r.GetError())
+					out[i] = rpc.ItemErr(r.GetError())
 				}
 				return out
 			}),
@@ -38,7 +38,7 @@ func batchHandlers(filing filingv1.FilingInternalServiceClient, deadline deadlin
 			func(resp *filingv1.ReturnOrderBatchResponse) []error {
 				out := make([]error, len(resp.GetResults()))
 				for i, r := range resp.GetResults() {
-					out[i] = itemError(r.GetError())
+					out[i] = rpc.ItemErr(r.GetError())
 				}
 				return out
 			}),
@@ -49,20 +49,11 @@ func batchHandlers(filing filingv1.FilingInternalServiceClient, deadline deadlin
 			func(resp *deadlinev1.CancelDeadlinesResponse) []error {
 				out := make([]error, len(resp.GetResults()))
 				for i, r := range resp.GetResults() {
-					if e := r.GetError(); e != nil {
-						out[i] = rpc.ItemError(e.GetCode(), e.GetReason(), e.GetMessage())
-					}
+					out[i] = rpc.ItemErr(r.GetError())
 				}
 				return out
 			}),
 	}
-}
-
-func itemError(e *filingv1.ItemError) error {
-	if e == nil {
-		return nil
-	}
-	return rpc.ItemError(e.GetCode(), e.GetReason(), e.GetMessage())
 }
 
 // checkRelayBatch checks --relay-batch: a receiver takes at most errs.MaxBatchItems requests a call.

@@ -20,7 +20,7 @@ func (s *Server) CancelDeadlines(ctx context.Context, req *deadlinev1.CancelDead
 	idx := make([]int, 0, len(req.GetRequests()))
 	for i, r := range req.GetRequests() {
 		if _, err := checkCancel(r); err != nil {
-			out.Results[i] = &deadlinev1.CancelDeadlineResult{Error: itemError(ctx, err)}
+			out.Results[i] = &deadlinev1.CancelDeadlineResult{Error: rpc.ItemErrorOf(ctx, deadlinev1.DeadlineService_CancelDeadlines_FullMethodName, err)}
 			continue
 		}
 		valid, idx = append(valid, r), append(idx, i)
@@ -34,7 +34,7 @@ func (s *Server) CancelDeadlines(ctx context.Context, req *deadlinev1.CancelDead
 	}
 	for j, i := range idx {
 		if res[j].Err != nil {
-			out.Results[i] = &deadlinev1.CancelDeadlineResult{Error: itemError(ctx, res[j].Err)}
+			out.Results[i] = &deadlinev1.CancelDeadlineResult{Error: rpc.ItemErrorOf(ctx, deadlinev1.DeadlineService_CancelDeadlines_FullMethodName, res[j].Err)}
 		} else {
 			out.Results[i] = &deadlinev1.CancelDeadlineResult{Response: &deadlinev1.CancelDeadlineResponse{Deadline: convert.ToProto(res[j].Value)}}
 		}
@@ -42,8 +42,3 @@ func (s *Server) CancelDeadlines(ctx context.Context, req *deadlinev1.CancelDead
 	return out, nil
 }
 
-// itemError is an item's error as CancelDeadline's status would carry it.
-func itemError(ctx context.Context, err error) *deadlinev1.ItemError {
-	code, reason, msg := rpc.ItemStatus(ctx, deadlinev1.DeadlineService_CancelDeadlines_FullMethodName, err)
-	return &deadlinev1.ItemError{Code: int32(code), Reason: reason, Message: msg}
-}

@@ -47,7 +47,7 @@ func TestCancelDeadlinesItemsCarryTheirErrors(t *testing.T) {
 		{codes.AlreadyExists, "REQUEST_ID_REUSED"}} {
 		item := r[[]int{1, 2, 4}[i]]
 		e := item.GetError()
-		err := rpc.ItemError(e.GetCode(), e.GetReason(), e.GetMessage())
+		err := rpc.ItemErr(e)
 		if item.GetResponse() != nil || status.Code(err) != want.code || rpc.Reason(err) != want.reason || e.GetMessage() == "" {
 			t.Errorf("item %d: %v (reason %q), want %s %s", i, err, rpc.Reason(err), want.code, want.reason)
 		}

@@ -286,7 +286,7 @@ func (s *Sweeper) closeAll(ctx context.Context, ds []domain.Deadline) []callResu
 	default:
 		for i, r := range resp.GetResults() {
 			if e := r.GetError(); e != nil {
-				out[i].err = rpc.ItemError(e.GetCode(), e.GetReason(), e.GetMessage())
+				out[i].err = rpc.ItemErr(e)
 			} else {
 				out[i].acted = r.GetResponse().GetClosed()
 			}

@@ -3,6 +3,7 @@ package page
 import (
 	"net/http"
 	"net/url"
+	"strings"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -22,14 +23,31 @@ import (
 func (p *Page) linkView(w http.ResponseWriter, r *http.Request, token string) *view {
 	v := p.newView(w, r, tabVerify)
 	v.Link = true
+	linkLang(v, token, v.Lang)
+	return v
+}
+
+// linkLang sets the link page's language and the addresses that carry it.
+func linkLang(v *view, token string, lang Language) {
+	v.Lang, v.T = lang, catalog[lang]
 	path := "/v/" + url.PathEscape(token)
 	other := English
-	if v.Lang == English {
+	if lang == English {
 		other = Chinese
 	}
 	v.SwitchURL = path + "?" + url.Values{"lang": {string(other)}}.Encode()
-	v.Action = path + "?" + url.Values{"lang": {string(v.Lang)}}.Encode()
-	return v
+	v.Action = path + "?" + url.Values{"lang": {string(lang)}}.Encode()
+}
+
+// smsLanguage is the page language of an SMS locale ("zh-CN", "en"); ok false for none.
+func smsLanguage(locale string) (Language, bool) {
+	switch strings.ToLower(locale) {
+	case "en":
+		return English, true
+	case "zh-cn":
+		return Chinese, true
+	}
+	return "", false
 }
 
 // lookup fills v with the link's masked phone; false: the page answered (a dead link, a failure).
@@ -40,6 +58,10 @@ func (p *Page) lookup(w http.ResponseWriter, r *http.Request, v *view, token str
 	switch {
 	case err == nil:
 		v.PhoneMasked = resp.GetPhoneMasked()
+		// The SMS's language is the person's: it is the page's unless they picked one.
+		if l, ok := smsLanguage(resp.GetLocale()); ok && !v.langChosen && l != v.Lang {
+			linkLang(v, token, l)
+		}
 		return true
 	case rpc.Reason(err) == reason(verificationv1.ErrorReason_ERROR_REASON_LINK_NOT_FOUND),
 		rpc.Reason(err) == reason(verificationv1.ErrorReason_ERROR_REASON_INVALID_LINK_TOKEN):

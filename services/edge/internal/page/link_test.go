@@ -109,3 +109,22 @@ func TestLinkPostIsGuarded(t *testing.T) {
 	h.postLink(liveToken, url.Values{"code": {"123456"}, "id_tail": {"12345X"}, "captcha": {"000000"}}).has(t, "wrong captcha",
 		http.StatusBadRequest, "图形验证码错误")
 }
+
+// The SMS's language is the link page's default; a language the person picked wins.
+func TestLinkPageSpeaksTheSMSLanguage(t *testing.T) {
+	h := linkHarness(t, Options{})
+	h.fake.getLink = func(*verificationv1.GetLinkRequest) (*verificationv1.GetLinkResponse, error) {
+		return &verificationv1.GetLinkResponse{PhoneMasked: "138****5678", Locale: "en",
+			State: verificationv1.ChallengeState_CHALLENGE_STATE_PENDING}, nil
+	}
+	a := h.get("/v/" + liveToken)
+	a.has(t, "English SMS", http.StatusOK, `action="/v/`+liveToken+`?lang=en"`, `href="/v/`+liveToken+`?lang=zh-CN"`)
+	if got := a.header.Get("Content-Language"); got != string(English) {
+		t.Errorf("Content-Language %q, want %q", got, English)
+	}
+	// Picked by the switch (and then its cookie): Chinese, whatever the SMS's language.
+	for _, path := range []string{"/v/" + liveToken + "?lang=zh-CN", "/v/" + liveToken} {
+		a = h.get(path)
+		a.has(t, path, http.StatusOK, `action="/v/`+liveToken+`?lang=zh-CN"`, "请填写短信验证码和证件号码后6位")
+	}
+}

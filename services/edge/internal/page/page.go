@@ -152,10 +152,13 @@ type view struct {
 	Link, Dead  bool
 	PhoneMasked string
 	retryAfter  string
+	// langChosen: the language came from ?lang= or the switch's cookie, not from a default.
+	langChosen bool
 }
 
-// language picks ?lang=, then the cookie a previous switch set, then Accept-Language; zh-CN otherwise.
-func language(w http.ResponseWriter, r *http.Request) Language {
+// language picks ?lang=, then the cookie a previous switch set (chosen: the person picked it), then
+// Accept-Language; zh-CN otherwise.
+func language(w http.ResponseWriter, r *http.Request) (lang Language, chosen bool) {
 	pick := func(s string) (Language, bool) {
 		switch strings.ToLower(s) {
 		case "en", "en-us", "en-gb":
@@ -168,30 +171,30 @@ func language(w http.ResponseWriter, r *http.Request) Language {
 	if l, ok := pick(r.URL.Query().Get("lang")); ok {
 		http.SetCookie(w, &http.Cookie{Name: "icp_lang", Value: string(l), Path: "/", SameSite: http.SameSiteLaxMode,
 			MaxAge: 365 * 24 * 3600, HttpOnly: true})
-		return l
+		return l, true
 	}
 	if c, err := r.Cookie("icp_lang"); err == nil {
 		if l, ok := pick(c.Value); ok {
-			return l
+			return l, true
 		}
 	}
 	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
 		tag, _, _ := strings.Cut(strings.TrimSpace(part), ";")
 		if l, ok := pick(tag); ok {
-			return l
+			return l, false
 		}
 		if base, _, _ := strings.Cut(tag, "-"); base != tag {
 			if l, ok := pick(base); ok {
-				return l
+				return l, false
 			}
 		}
 	}
-	return Chinese
+	return Chinese, false
 }
 
 func (p *Page) newView(w http.ResponseWriter, r *http.Request, tab string) *view {
-	lang := language(w, r)
-	v := &view{Lang: lang, T: catalog[lang], Tab: tab, FieldErr: map[string]string{}}
+	lang, chosen := language(w, r)
+	v := &view{Lang: lang, T: catalog[lang], Tab: tab, FieldErr: map[string]string{}, langChosen: chosen}
 	q := func(t string, l Language) string { return "/?" + url.Values{"tab": {t}, "lang": {string(l)}}.Encode() }
 	v.VerifyURL, v.ResendURL = q(tabVerify, lang), q(tabResend, lang)
 	other := English

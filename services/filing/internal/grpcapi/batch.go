@@ -20,7 +20,7 @@ func (h *Internal) MarkVerifiedBatch(ctx context.Context, req *filingv1.MarkVeri
 	for i, r := range res {
 		out.Results[i] = &filingv1.MarkVerifiedResult{}
 		if r.Err != nil {
-			out.Results[i].Error = itemError(ctx, filingv1.FilingInternalService_MarkVerifiedBatch_FullMethodName, r.Err)
+			out.Results[i].Error = rpc.ItemErrorOf(ctx, filingv1.FilingInternalService_MarkVerifiedBatch_FullMethodName, r.Err)
 		} else {
 			out.Results[i].Response = &filingv1.MarkVerifiedResponse{Order: r.Value}
 		}
@@ -38,7 +38,7 @@ func (h *Internal) ReturnOrderBatch(ctx context.Context, req *filingv1.ReturnOrd
 	for i, r := range res {
 		out.Results[i] = &filingv1.ReturnOrderResult{}
 		if r.Err != nil {
-			out.Results[i].Error = itemError(ctx, filingv1.FilingInternalService_ReturnOrderBatch_FullMethodName, r.Err)
+			out.Results[i].Error = rpc.ItemErrorOf(ctx, filingv1.FilingInternalService_ReturnOrderBatch_FullMethodName, r.Err)
 		} else {
 			out.Results[i].Response = &filingv1.ReturnOrderResponse{Order: r.Value}
 		}
@@ -76,8 +76,3 @@ func applyBatch[R any](ctx context.Context, reqs []R, check func(R) error,
 	return out, nil
 }
 
-// itemError is an item's error as the single call's status would carry it.
-func itemError(ctx context.Context, method string, err error) *filingv1.ItemError {
-	code, reason, msg := rpc.ItemStatus(ctx, method, err)
-	return &filingv1.ItemError{Code: int32(code), Reason: reason, Message: msg}
-}

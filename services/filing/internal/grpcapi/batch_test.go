@@ -15,11 +15,6 @@ import (
 	"github.com/icpverify/icpverify/services/filing/internal/domain"
 )
 
-// itemErr is a batch item's error as the relay rebuilds it.
-func itemErr(e *filingv1.ItemError) error {
-	return rpc.ItemError(e.GetCode(), e.GetReason(), e.GetMessage())
-}
-
 // The batch methods answer each item as the single call would, with the code and the ErrorInfo
 // reason of its error, and apply the good items beside the bad ones; a batch over the bound is
 // refused as a whole.
@@ -58,7 +53,7 @@ func TestBatchItemsCarryTheirErrors(t *testing.T) {
 	}{{codes.InvalidArgument, orderid.ReasonInvalid}, {codes.NotFound, domain.ReasonOrderNotFound},
 		{codes.InvalidArgument, orderid.ReasonInvalidSubmission}} {
 		item := r[i+1]
-		err := itemErr(item.GetError())
+		err := rpc.ItemErr(item.GetError())
 		if item.GetResponse() != nil || status.Code(err) != want.code || rpc.Reason(err) != want.reason || status.Convert(err).Message() == "" {
 			t.Errorf("item %d: %v (reason %q), want %s %s", i+1, err, rpc.Reason(err), want.code, want.reason)
 		}
@@ -72,13 +67,13 @@ func TestBatchItemsCarryTheirErrors(t *testing.T) {
 		t.Fatalf("ReturnOrderBatch: %v, %v", ret, err)
 	}
 	rr := ret.GetResults()
-	if err := itemErr(rr[0].GetError()); rpc.Reason(err) != domain.ReasonInvalidReturnReason || status.Code(err) != codes.InvalidArgument {
+	if err := rpc.ItemErr(rr[0].GetError()); rpc.Reason(err) != domain.ReasonInvalidReturnReason || status.Code(err) != codes.InvalidArgument {
 		t.Errorf("no reason: %v", err)
 	}
 	if rr[1].GetError() != nil || rr[1].GetResponse().GetOrder().GetState() != filingv1.OrderState_ORDER_STATE_RETURNED {
 		t.Errorf("the good return: %v", rr[1])
 	}
-	if err := itemErr(rr[2].GetError()); status.Code(err) != codes.FailedPrecondition || rpc.Reason(err) != domain.ReasonInvalidStateTransition {
+	if err := rpc.ItemErr(rr[2].GetError()); status.Code(err) != codes.FailedPrecondition || rpc.Reason(err) != domain.ReasonInvalidStateTransition {
 		t.Errorf("returning a verified order: %v", err)
 	}
 	_, err = c.in.ReturnOrderBatch(ctx, &filingv1.ReturnOrderBatchRequest{Requests: make([]*filingv1.ReturnOrderRequest, errs.MaxBatchItems+1)})

@@ -24,8 +24,7 @@ func (h *Internal) CloseIfIncompleteBatch(ctx context.Context, req *pb.CloseIfIn
 		wg.Go(func() {
 			resp, err := h.CloseIfIncomplete(ctx, r)
 			if err != nil {
-				code, reason, msg := rpc.ItemStatus(ctx, pb.VerificationInternalService_CloseIfIncompleteBatch_FullMethodName, err)
-				out.Results[i] = &pb.CloseIfIncompleteResult{Error: &pb.ItemError{Code: int32(code), Reason: reason, Message: msg}}
+				out.Results[i] = &pb.CloseIfIncompleteResult{Error: rpc.ItemErrorOf(ctx, pb.VerificationInternalService_CloseIfIncompleteBatch_FullMethodName, err)}
 				return
 			}
 			out.Results[i] = &pb.CloseIfIncompleteResult{Response: resp}

@@ -10,6 +10,7 @@ package deadlinev1
 
 import (
 	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
+	v1 "github.com/icpverify/icpverify/pkg/gen/icp/batch/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -760,7 +761,7 @@ func (x *CancelDeadlinesResponse) GetResults() []*CancelDeadlineResult {
 type CancelDeadlineResult struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
 	Response      *CancelDeadlineResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	Error         *ItemError              `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error         *v1.ItemError           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,73 +803,11 @@ func (x *CancelDeadlineResult) GetResponse() *CancelDeadlineResponse {
 	return nil
 }
 
-func (x *CancelDeadlineResult) GetError() *ItemError {
+func (x *CancelDeadlineResult) GetError() *v1.ItemError {
 	if x != nil {
 		return x.Error
 	}
 	return nil
-}
-
-// ItemError is a batch item's refusal: the gRPC status code, the ErrorInfo reason (an ErrorReason
-// name without its prefix) and the message the single call would have failed with.
-type ItemError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ItemError) Reset() {
-	*x = ItemError{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ItemError) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ItemError) ProtoMessage() {}
-
-func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
-func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *ItemError) GetCode() int32 {
-	if x != nil {
-		return x.Code
-	}
-	return 0
-}
-
-func (x *ItemError) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-func (x *ItemError) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
 }
 
 type GetDeadlineRequest struct {
@@ -880,7 +819,7 @@ type GetDeadlineRequest struct {
 
 func (x *GetDeadlineRequest) Reset() {
 	*x = GetDeadlineRequest{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[11]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +831,7 @@ func (x *GetDeadlineRequest) String() string {
 func (*GetDeadlineRequest) ProtoMessage() {}
 
 func (x *GetDeadlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[11]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +844,7 @@ func (x *GetDeadlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadlineRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadlineRequest) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{11}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetDeadlineRequest) GetOrderId() string {
@@ -924,7 +863,7 @@ type GetDeadlineResponse struct {
 
 func (x *GetDeadlineResponse) Reset() {
 	*x = GetDeadlineResponse{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[12]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +875,7 @@ func (x *GetDeadlineResponse) String() string {
 func (*GetDeadlineResponse) ProtoMessage() {}
 
 func (x *GetDeadlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[12]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +888,7 @@ func (x *GetDeadlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadlineResponse.ProtoReflect.Descriptor instead.
 func (*GetDeadlineResponse) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{12}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetDeadlineResponse) GetDeadline() *Deadline {
@@ -970,7 +909,7 @@ type ListDeadlinesRequest struct {
 
 func (x *ListDeadlinesRequest) Reset() {
 	*x = ListDeadlinesRequest{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[13]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +921,7 @@ func (x *ListDeadlinesRequest) String() string {
 func (*ListDeadlinesRequest) ProtoMessage() {}
 
 func (x *ListDeadlinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[13]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +934,7 @@ func (x *ListDeadlinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadlinesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadlinesRequest) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{13}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListDeadlinesRequest) GetPageSize() int32 {
@@ -1029,7 +968,7 @@ type ListDeadlinesResponse struct {
 
 func (x *ListDeadlinesResponse) Reset() {
 	*x = ListDeadlinesResponse{}
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[14]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +980,7 @@ func (x *ListDeadlinesResponse) String() string {
 func (*ListDeadlinesResponse) ProtoMessage() {}
 
 func (x *ListDeadlinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[14]
+	mi := &file_icp_deadline_v1_deadline_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +993,7 @@ func (x *ListDeadlinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadlinesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadlinesResponse) Descriptor() ([]byte, []int) {
-	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{14}
+	return file_icp_deadline_v1_deadline_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListDeadlinesResponse) GetDeadlines() []*Deadline {
@@ -1075,7 +1014,7 @@ var File_icp_deadline_v1_deadline_proto protoreflect.FileDescriptor
 
 const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\n" +
-	"\x1eicp/deadline/v1/deadline.proto\x12\x0ficp.deadline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xf1\x02\n" +
+	"\x1eicp/deadline/v1/deadline.proto\x12\x0ficp.deadline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\x1a\x18icp/batch/v1/batch.proto\"\xf1\x02\n" +
 	"\bDeadline\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1e\n" +
 	"\n" +
@@ -1122,14 +1061,10 @@ const file_icp_deadline_v1_deadline_proto_rawDesc = "" +
 	"\x16CancelDeadlinesRequest\x12B\n" +
 	"\brequests\x18\x01 \x03(\v2&.icp.deadline.v1.CancelDeadlineRequestR\brequests\"Z\n" +
 	"\x17CancelDeadlinesResponse\x12?\n" +
-	"\aresults\x18\x01 \x03(\v2%.icp.deadline.v1.CancelDeadlineResultR\aresults\"\x8d\x01\n" +
+	"\aresults\x18\x01 \x03(\v2%.icp.deadline.v1.CancelDeadlineResultR\aresults\"\x8a\x01\n" +
 	"\x14CancelDeadlineResult\x12C\n" +
-	"\bresponse\x18\x01 \x01(\v2'.icp.deadline.v1.CancelDeadlineResponseR\bresponse\x120\n" +
-	"\x05error\x18\x02 \x01(\v2\x1a.icp.deadline.v1.ItemErrorR\x05error\"Q\n" +
-	"\tItemError\x12\x12\n" +
-	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"/\n" +
+	"\bresponse\x18\x01 \x01(\v2'.icp.deadline.v1.CancelDeadlineResponseR\bresponse\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.icp.batch.v1.ItemErrorR\x05error\"/\n" +
 	"\x12GetDeadlineRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"L\n" +
 	"\x13GetDeadlineResponse\x125\n" +
@@ -1189,7 +1124,7 @@ func file_icp_deadline_v1_deadline_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_deadline_v1_deadline_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_icp_deadline_v1_deadline_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_icp_deadline_v1_deadline_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_icp_deadline_v1_deadline_proto_goTypes = []any{
 	(ErrorReason)(0),                   // 0: icp.deadline.v1.ErrorReason
 	(DeadlineState)(0),                 // 1: icp.deadline.v1.DeadlineState
@@ -1204,27 +1139,27 @@ var file_icp_deadline_v1_deadline_proto_goTypes = []any{
 	(*CancelDeadlinesRequest)(nil),     // 10: icp.deadline.v1.CancelDeadlinesRequest
 	(*CancelDeadlinesResponse)(nil),    // 11: icp.deadline.v1.CancelDeadlinesResponse
 	(*CancelDeadlineResult)(nil),       // 12: icp.deadline.v1.CancelDeadlineResult
-	(*ItemError)(nil),                  // 13: icp.deadline.v1.ItemError
-	(*GetDeadlineRequest)(nil),         // 14: icp.deadline.v1.GetDeadlineRequest
-	(*GetDeadlineResponse)(nil),        // 15: icp.deadline.v1.GetDeadlineResponse
-	(*ListDeadlinesRequest)(nil),       // 16: icp.deadline.v1.ListDeadlinesRequest
-	(*ListDeadlinesResponse)(nil),      // 17: icp.deadline.v1.ListDeadlinesResponse
-	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
+	(*GetDeadlineRequest)(nil),         // 13: icp.deadline.v1.GetDeadlineRequest
+	(*GetDeadlineResponse)(nil),        // 14: icp.deadline.v1.GetDeadlineResponse
+	(*ListDeadlinesRequest)(nil),       // 15: icp.deadline.v1.ListDeadlinesRequest
+	(*ListDeadlinesResponse)(nil),      // 16: icp.deadline.v1.ListDeadlinesResponse
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*v1.ItemError)(nil),               // 18: icp.batch.v1.ItemError
 }
 var file_icp_deadline_v1_deadline_proto_depIdxs = []int32{
-	18, // 0: icp.deadline.v1.Deadline.due_time:type_name -> google.protobuf.Timestamp
+	17, // 0: icp.deadline.v1.Deadline.due_time:type_name -> google.protobuf.Timestamp
 	1,  // 1: icp.deadline.v1.Deadline.state:type_name -> icp.deadline.v1.DeadlineState
-	18, // 2: icp.deadline.v1.Deadline.fire_time:type_name -> google.protobuf.Timestamp
+	17, // 2: icp.deadline.v1.Deadline.fire_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: icp.deadline.v1.Deadline.kind:type_name -> icp.deadline.v1.DeadlineKind
-	18, // 4: icp.deadline.v1.ScheduleDeadlineRequest.due_time:type_name -> google.protobuf.Timestamp
+	17, // 4: icp.deadline.v1.ScheduleDeadlineRequest.due_time:type_name -> google.protobuf.Timestamp
 	3,  // 5: icp.deadline.v1.ScheduleDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
-	18, // 6: icp.deadline.v1.ScheduleNoonResendRequest.resend_time:type_name -> google.protobuf.Timestamp
+	17, // 6: icp.deadline.v1.ScheduleNoonResendRequest.resend_time:type_name -> google.protobuf.Timestamp
 	3,  // 7: icp.deadline.v1.ScheduleNoonResendResponse.timer:type_name -> icp.deadline.v1.Deadline
 	3,  // 8: icp.deadline.v1.CancelDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
 	8,  // 9: icp.deadline.v1.CancelDeadlinesRequest.requests:type_name -> icp.deadline.v1.CancelDeadlineRequest
 	12, // 10: icp.deadline.v1.CancelDeadlinesResponse.results:type_name -> icp.deadline.v1.CancelDeadlineResult
 	9,  // 11: icp.deadline.v1.CancelDeadlineResult.response:type_name -> icp.deadline.v1.CancelDeadlineResponse
-	13, // 12: icp.deadline.v1.CancelDeadlineResult.error:type_name -> icp.deadline.v1.ItemError
+	18, // 12: icp.deadline.v1.CancelDeadlineResult.error:type_name -> icp.batch.v1.ItemError
 	3,  // 13: icp.deadline.v1.GetDeadlineResponse.deadline:type_name -> icp.deadline.v1.Deadline
 	1,  // 14: icp.deadline.v1.ListDeadlinesRequest.state:type_name -> icp.deadline.v1.DeadlineState
 	3,  // 15: icp.deadline.v1.ListDeadlinesResponse.deadlines:type_name -> icp.deadline.v1.Deadline
@@ -1232,14 +1167,14 @@ var file_icp_deadline_v1_deadline_proto_depIdxs = []int32{
 	6,  // 17: icp.deadline.v1.DeadlineService.ScheduleNoonResend:input_type -> icp.deadline.v1.ScheduleNoonResendRequest
 	8,  // 18: icp.deadline.v1.DeadlineService.CancelDeadline:input_type -> icp.deadline.v1.CancelDeadlineRequest
 	10, // 19: icp.deadline.v1.DeadlineService.CancelDeadlines:input_type -> icp.deadline.v1.CancelDeadlinesRequest
-	14, // 20: icp.deadline.v1.DeadlineService.GetDeadline:input_type -> icp.deadline.v1.GetDeadlineRequest
-	16, // 21: icp.deadline.v1.DeadlineService.ListDeadlines:input_type -> icp.deadline.v1.ListDeadlinesRequest
+	13, // 20: icp.deadline.v1.DeadlineService.GetDeadline:input_type -> icp.deadline.v1.GetDeadlineRequest
+	15, // 21: icp.deadline.v1.DeadlineService.ListDeadlines:input_type -> icp.deadline.v1.ListDeadlinesRequest
 	5,  // 22: icp.deadline.v1.DeadlineService.ScheduleDeadline:output_type -> icp.deadline.v1.ScheduleDeadlineResponse
 	7,  // 23: icp.deadline.v1.DeadlineService.ScheduleNoonResend:output_type -> icp.deadline.v1.ScheduleNoonResendResponse
 	9,  // 24: icp.deadline.v1.DeadlineService.CancelDeadline:output_type -> icp.deadline.v1.CancelDeadlineResponse
 	11, // 25: icp.deadline.v1.DeadlineService.CancelDeadlines:output_type -> icp.deadline.v1.CancelDeadlinesResponse
-	15, // 26: icp.deadline.v1.DeadlineService.GetDeadline:output_type -> icp.deadline.v1.GetDeadlineResponse
-	17, // 27: icp.deadline.v1.DeadlineService.ListDeadlines:output_type -> icp.deadline.v1.ListDeadlinesResponse
+	14, // 26: icp.deadline.v1.DeadlineService.GetDeadline:output_type -> icp.deadline.v1.GetDeadlineResponse
+	16, // 27: icp.deadline.v1.DeadlineService.ListDeadlines:output_type -> icp.deadline.v1.ListDeadlinesResponse
 	22, // [22:28] is the sub-list for method output_type
 	16, // [16:22] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
@@ -1258,7 +1193,7 @@ func file_icp_deadline_v1_deadline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_deadline_v1_deadline_proto_rawDesc), len(file_icp_deadline_v1_deadline_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

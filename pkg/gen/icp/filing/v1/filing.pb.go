@@ -12,6 +12,7 @@ package filingv1
 
 import (
 	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
+	v1 "github.com/icpverify/icpverify/pkg/gen/icp/batch/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -2538,7 +2539,7 @@ func (x *MarkVerifiedBatchResponse) GetResults() []*MarkVerifiedResult {
 type MarkVerifiedResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Response      *MarkVerifiedResponse  `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	Error         *ItemError             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error         *v1.ItemError          `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2580,7 +2581,7 @@ func (x *MarkVerifiedResult) GetResponse() *MarkVerifiedResponse {
 	return nil
 }
 
-func (x *MarkVerifiedResult) GetError() *ItemError {
+func (x *MarkVerifiedResult) GetError() *v1.ItemError {
 	if x != nil {
 		return x.Error
 	}
@@ -2680,7 +2681,7 @@ func (x *ReturnOrderBatchResponse) GetResults() []*ReturnOrderResult {
 type ReturnOrderResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Response      *ReturnOrderResponse   `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	Error         *ItemError             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error         *v1.ItemError          `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2722,73 +2723,11 @@ func (x *ReturnOrderResult) GetResponse() *ReturnOrderResponse {
 	return nil
 }
 
-func (x *ReturnOrderResult) GetError() *ItemError {
+func (x *ReturnOrderResult) GetError() *v1.ItemError {
 	if x != nil {
 		return x.Error
 	}
 	return nil
-}
-
-// ItemError is a batch item's refusal: the gRPC status code, the ErrorInfo reason (an ErrorReason
-// name without its prefix) and the message the single call would have failed with.
-type ItemError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ItemError) Reset() {
-	*x = ItemError{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[31]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ItemError) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ItemError) ProtoMessage() {}
-
-func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[31]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
-func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{31}
-}
-
-func (x *ItemError) GetCode() int32 {
-	if x != nil {
-		return x.Code
-	}
-	return 0
-}
-
-func (x *ItemError) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-func (x *ItemError) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
 }
 
 type RecordReviewOutcomeRequest struct {
@@ -2803,7 +2742,7 @@ type RecordReviewOutcomeRequest struct {
 
 func (x *RecordReviewOutcomeRequest) Reset() {
 	*x = RecordReviewOutcomeRequest{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[32]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2754,7 @@ func (x *RecordReviewOutcomeRequest) String() string {
 func (*RecordReviewOutcomeRequest) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[32]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +2767,7 @@ func (x *RecordReviewOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{32}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RecordReviewOutcomeRequest) GetRequestId() string {
@@ -2868,7 +2807,7 @@ type RecordReviewOutcomeResponse struct {
 
 func (x *RecordReviewOutcomeResponse) Reset() {
 	*x = RecordReviewOutcomeResponse{}
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[33]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +2819,7 @@ func (x *RecordReviewOutcomeResponse) String() string {
 func (*RecordReviewOutcomeResponse) ProtoMessage() {}
 
 func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_filing_v1_filing_proto_msgTypes[33]
+	mi := &file_icp_filing_v1_filing_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +2832,7 @@ func (x *RecordReviewOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordReviewOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*RecordReviewOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{33}
+	return file_icp_filing_v1_filing_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecordReviewOutcomeResponse) GetOrder() *Order {
@@ -2907,7 +2846,7 @@ var File_icp_filing_v1_filing_proto protoreflect.FileDescriptor
 
 const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\n" +
-	"\x1aicp/filing/v1/filing.proto\x12\ricp.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"\xdd\x01\n" +
+	"\x1aicp/filing/v1/filing.proto\x12\ricp.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\x1a\x18icp/batch/v1/batch.proto\"\xdd\x01\n" +
 	"\x06Person\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
 	"\aid_type\x18\x02 \x01(\x0e2\x1d.icp.filing.v1.IdDocumentTypeR\x06idType\x12\x1b\n" +
@@ -3037,21 +2976,17 @@ const file_icp_filing_v1_filing_proto_rawDesc = "" +
 	"\x18MarkVerifiedBatchRequest\x12>\n" +
 	"\brequests\x18\x01 \x03(\v2\".icp.filing.v1.MarkVerifiedRequestR\brequests\"X\n" +
 	"\x19MarkVerifiedBatchResponse\x12;\n" +
-	"\aresults\x18\x01 \x03(\v2!.icp.filing.v1.MarkVerifiedResultR\aresults\"\x85\x01\n" +
+	"\aresults\x18\x01 \x03(\v2!.icp.filing.v1.MarkVerifiedResultR\aresults\"\x84\x01\n" +
 	"\x12MarkVerifiedResult\x12?\n" +
-	"\bresponse\x18\x01 \x01(\v2#.icp.filing.v1.MarkVerifiedResponseR\bresponse\x12.\n" +
-	"\x05error\x18\x02 \x01(\v2\x18.icp.filing.v1.ItemErrorR\x05error\"X\n" +
+	"\bresponse\x18\x01 \x01(\v2#.icp.filing.v1.MarkVerifiedResponseR\bresponse\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.icp.batch.v1.ItemErrorR\x05error\"X\n" +
 	"\x17ReturnOrderBatchRequest\x12=\n" +
 	"\brequests\x18\x01 \x03(\v2!.icp.filing.v1.ReturnOrderRequestR\brequests\"V\n" +
 	"\x18ReturnOrderBatchResponse\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .icp.filing.v1.ReturnOrderResultR\aresults\"\x83\x01\n" +
+	"\aresults\x18\x01 \x03(\v2 .icp.filing.v1.ReturnOrderResultR\aresults\"\x82\x01\n" +
 	"\x11ReturnOrderResult\x12>\n" +
-	"\bresponse\x18\x01 \x01(\v2\".icp.filing.v1.ReturnOrderResponseR\bresponse\x12.\n" +
-	"\x05error\x18\x02 \x01(\v2\x18.icp.filing.v1.ItemErrorR\x05error\"Q\n" +
-	"\tItemError\x12\x12\n" +
-	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xa8\x01\n" +
+	"\bresponse\x18\x01 \x01(\v2\".icp.filing.v1.ReturnOrderResponseR\bresponse\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.icp.batch.v1.ItemErrorR\x05error\"\xa8\x01\n" +
 	"\x1aRecordReviewOutcomeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -3215,7 +3150,7 @@ func file_icp_filing_v1_filing_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_filing_v1_filing_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_icp_filing_v1_filing_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: icp.filing.v1.ErrorReason
 	(FilingType)(0),                     // 1: icp.filing.v1.FilingType
@@ -3258,10 +3193,10 @@ var file_icp_filing_v1_filing_proto_goTypes = []any{
 	(*ReturnOrderBatchRequest)(nil),     // 38: icp.filing.v1.ReturnOrderBatchRequest
 	(*ReturnOrderBatchResponse)(nil),    // 39: icp.filing.v1.ReturnOrderBatchResponse
 	(*ReturnOrderResult)(nil),           // 40: icp.filing.v1.ReturnOrderResult
-	(*ItemError)(nil),                   // 41: icp.filing.v1.ItemError
-	(*RecordReviewOutcomeRequest)(nil),  // 42: icp.filing.v1.RecordReviewOutcomeRequest
-	(*RecordReviewOutcomeResponse)(nil), // 43: icp.filing.v1.RecordReviewOutcomeResponse
-	(*timestamppb.Timestamp)(nil),       // 44: google.protobuf.Timestamp
+	(*RecordReviewOutcomeRequest)(nil),  // 41: icp.filing.v1.RecordReviewOutcomeRequest
+	(*RecordReviewOutcomeResponse)(nil), // 42: icp.filing.v1.RecordReviewOutcomeResponse
+	(*timestamppb.Timestamp)(nil),       // 43: google.protobuf.Timestamp
+	(*v1.ItemError)(nil),                // 44: icp.batch.v1.ItemError
 }
 var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	7,  // 0: icp.filing.v1.Person.id_type:type_name -> icp.filing.v1.IdDocumentType
@@ -3278,15 +3213,15 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	13, // 11: icp.filing.v1.OrderSpec.services:type_name -> icp.filing.v1.Service
 	5,  // 12: icp.filing.v1.StateChange.from:type_name -> icp.filing.v1.OrderState
 	5,  // 13: icp.filing.v1.StateChange.to:type_name -> icp.filing.v1.OrderState
-	44, // 14: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
+	43, // 14: icp.filing.v1.StateChange.at:type_name -> google.protobuf.Timestamp
 	14, // 15: icp.filing.v1.Order.spec:type_name -> icp.filing.v1.OrderSpec
 	5,  // 16: icp.filing.v1.Order.state:type_name -> icp.filing.v1.OrderState
-	44, // 17: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
+	43, // 17: icp.filing.v1.Order.deadline_at:type_name -> google.protobuf.Timestamp
 	6,  // 18: icp.filing.v1.Order.return_reason:type_name -> icp.filing.v1.ReturnReason
 	15, // 19: icp.filing.v1.Order.verifiers:type_name -> icp.filing.v1.Verifier
 	16, // 20: icp.filing.v1.Order.history:type_name -> icp.filing.v1.StateChange
-	44, // 21: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	44, // 22: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	43, // 21: icp.filing.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	43, // 22: icp.filing.v1.Order.update_time:type_name -> google.protobuf.Timestamp
 	14, // 23: icp.filing.v1.CreateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
 	17, // 24: icp.filing.v1.CreateOrderResponse.order:type_name -> icp.filing.v1.Order
 	14, // 25: icp.filing.v1.UpdateOrderRequest.spec:type_name -> icp.filing.v1.OrderSpec
@@ -3299,16 +3234,16 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	17, // 32: icp.filing.v1.MarkVerifiedResponse.order:type_name -> icp.filing.v1.Order
 	6,  // 33: icp.filing.v1.ReturnOrderRequest.reason:type_name -> icp.filing.v1.ReturnReason
 	33, // 34: icp.filing.v1.ReturnOrderRequest.phone_locks:type_name -> icp.filing.v1.PhoneLock
-	44, // 35: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
+	43, // 35: icp.filing.v1.PhoneLock.until:type_name -> google.protobuf.Timestamp
 	17, // 36: icp.filing.v1.ReturnOrderResponse.order:type_name -> icp.filing.v1.Order
 	30, // 37: icp.filing.v1.MarkVerifiedBatchRequest.requests:type_name -> icp.filing.v1.MarkVerifiedRequest
 	37, // 38: icp.filing.v1.MarkVerifiedBatchResponse.results:type_name -> icp.filing.v1.MarkVerifiedResult
 	31, // 39: icp.filing.v1.MarkVerifiedResult.response:type_name -> icp.filing.v1.MarkVerifiedResponse
-	41, // 40: icp.filing.v1.MarkVerifiedResult.error:type_name -> icp.filing.v1.ItemError
+	44, // 40: icp.filing.v1.MarkVerifiedResult.error:type_name -> icp.batch.v1.ItemError
 	32, // 41: icp.filing.v1.ReturnOrderBatchRequest.requests:type_name -> icp.filing.v1.ReturnOrderRequest
 	40, // 42: icp.filing.v1.ReturnOrderBatchResponse.results:type_name -> icp.filing.v1.ReturnOrderResult
 	34, // 43: icp.filing.v1.ReturnOrderResult.response:type_name -> icp.filing.v1.ReturnOrderResponse
-	41, // 44: icp.filing.v1.ReturnOrderResult.error:type_name -> icp.filing.v1.ItemError
+	44, // 44: icp.filing.v1.ReturnOrderResult.error:type_name -> icp.batch.v1.ItemError
 	9,  // 45: icp.filing.v1.RecordReviewOutcomeRequest.outcome:type_name -> icp.filing.v1.ReviewOutcome
 	17, // 46: icp.filing.v1.RecordReviewOutcomeResponse.order:type_name -> icp.filing.v1.Order
 	18, // 47: icp.filing.v1.FilingService.CreateOrder:input_type -> icp.filing.v1.CreateOrderRequest
@@ -3321,7 +3256,7 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	32, // 54: icp.filing.v1.FilingInternalService.ReturnOrder:input_type -> icp.filing.v1.ReturnOrderRequest
 	35, // 55: icp.filing.v1.FilingInternalService.MarkVerifiedBatch:input_type -> icp.filing.v1.MarkVerifiedBatchRequest
 	38, // 56: icp.filing.v1.FilingInternalService.ReturnOrderBatch:input_type -> icp.filing.v1.ReturnOrderBatchRequest
-	42, // 57: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
+	41, // 57: icp.filing.v1.FilingInternalService.RecordReviewOutcome:input_type -> icp.filing.v1.RecordReviewOutcomeRequest
 	19, // 58: icp.filing.v1.FilingService.CreateOrder:output_type -> icp.filing.v1.CreateOrderResponse
 	21, // 59: icp.filing.v1.FilingService.UpdateOrder:output_type -> icp.filing.v1.UpdateOrderResponse
 	23, // 60: icp.filing.v1.FilingService.SubmitOrder:output_type -> icp.filing.v1.SubmitOrderResponse
@@ -3332,7 +3267,7 @@ var file_icp_filing_v1_filing_proto_depIdxs = []int32{
 	34, // 65: icp.filing.v1.FilingInternalService.ReturnOrder:output_type -> icp.filing.v1.ReturnOrderResponse
 	36, // 66: icp.filing.v1.FilingInternalService.MarkVerifiedBatch:output_type -> icp.filing.v1.MarkVerifiedBatchResponse
 	39, // 67: icp.filing.v1.FilingInternalService.ReturnOrderBatch:output_type -> icp.filing.v1.ReturnOrderBatchResponse
-	43, // 68: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
+	42, // 68: icp.filing.v1.FilingInternalService.RecordReviewOutcome:output_type -> icp.filing.v1.RecordReviewOutcomeResponse
 	58, // [58:69] is the sub-list for method output_type
 	47, // [47:58] is the sub-list for method input_type
 	47, // [47:47] is the sub-list for extension type_name
@@ -3351,7 +3286,7 @@ func file_icp_filing_v1_filing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_filing_v1_filing_proto_rawDesc), len(file_icp_filing_v1_filing_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   34,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -11,6 +11,7 @@ package verificationv1
 
 import (
 	_ "github.com/icpverify/icpverify/pkg/gen/icp/auth/v1"
+	v1 "github.com/icpverify/icpverify/pkg/gen/icp/batch/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1922,7 +1923,7 @@ func (x *CloseIfIncompleteBatchResponse) GetResults() []*CloseIfIncompleteResult
 type CloseIfIncompleteResult struct {
 	state         protoimpl.MessageState     `protogen:"open.v1"`
 	Response      *CloseIfIncompleteResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	Error         *ItemError                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error         *v1.ItemError              `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1964,73 +1965,11 @@ func (x *CloseIfIncompleteResult) GetResponse() *CloseIfIncompleteResponse {
 	return nil
 }
 
-func (x *CloseIfIncompleteResult) GetError() *ItemError {
+func (x *CloseIfIncompleteResult) GetError() *v1.ItemError {
 	if x != nil {
 		return x.Error
 	}
 	return nil
-}
-
-// ItemError is a batch item's refusal: the gRPC status code, the ErrorInfo reason (an ErrorReason
-// name without its prefix) and the message the single call would have failed with.
-type ItemError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ItemError) Reset() {
-	*x = ItemError{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ItemError) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ItemError) ProtoMessage() {}
-
-func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
-func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{23}
-}
-
-func (x *ItemError) GetCode() int32 {
-	if x != nil {
-		return x.Code
-	}
-	return 0
-}
-
-func (x *ItemError) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-func (x *ItemError) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
 }
 
 type CancelSessionRequest struct {
@@ -2044,7 +1983,7 @@ type CancelSessionRequest struct {
 
 func (x *CancelSessionRequest) Reset() {
 	*x = CancelSessionRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[24]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +1995,7 @@ func (x *CancelSessionRequest) String() string {
 func (*CancelSessionRequest) ProtoMessage() {}
 
 func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[24]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2008,7 @@ func (x *CancelSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionRequest.ProtoReflect.Descriptor instead.
 func (*CancelSessionRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{24}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelSessionRequest) GetRequestId() string {
@@ -2102,7 +2041,7 @@ type CancelSessionResponse struct {
 
 func (x *CancelSessionResponse) Reset() {
 	*x = CancelSessionResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[25]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2053,7 @@ func (x *CancelSessionResponse) String() string {
 func (*CancelSessionResponse) ProtoMessage() {}
 
 func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[25]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2066,7 @@ func (x *CancelSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSessionResponse.ProtoReflect.Descriptor instead.
 func (*CancelSessionResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{25}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelSessionResponse) GetStatus() *VerificationStatus {
@@ -2156,7 +2095,7 @@ type ReportDeliveryRequest struct {
 
 func (x *ReportDeliveryRequest) Reset() {
 	*x = ReportDeliveryRequest{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[26]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2107,7 @@ func (x *ReportDeliveryRequest) String() string {
 func (*ReportDeliveryRequest) ProtoMessage() {}
 
 func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[26]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2120,7 @@ func (x *ReportDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{26}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportDeliveryRequest) GetRequestId() string {
@@ -2229,7 +2168,7 @@ type ReportDeliveryResponse struct {
 
 func (x *ReportDeliveryResponse) Reset() {
 	*x = ReportDeliveryResponse{}
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[27]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2180,7 @@ func (x *ReportDeliveryResponse) String() string {
 func (*ReportDeliveryResponse) ProtoMessage() {}
 
 func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icp_verification_v1_verification_proto_msgTypes[27]
+	mi := &file_icp_verification_v1_verification_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2193,7 @@ func (x *ReportDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*ReportDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{27}
+	return file_icp_verification_v1_verification_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReportDeliveryResponse) GetVoided() bool {
@@ -2268,7 +2207,7 @@ var File_icp_verification_v1_verification_proto protoreflect.FileDescriptor
 
 const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\n" +
-	"&icp/verification/v1/verification.proto\x12\x13icp.verification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\"q\n" +
+	"&icp/verification/v1/verification.proto\x12\x13icp.verification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16icp/auth/v1/auth.proto\x1a\x18icp/batch/v1/batch.proto\"q\n" +
 	"\rVerifyRequest\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x17\n" +
@@ -2382,14 +2321,10 @@ const file_icp_verification_v1_verification_proto_rawDesc = "" +
 	"\x1dCloseIfIncompleteBatchRequest\x12I\n" +
 	"\brequests\x18\x01 \x03(\v2-.icp.verification.v1.CloseIfIncompleteRequestR\brequests\"h\n" +
 	"\x1eCloseIfIncompleteBatchResponse\x12F\n" +
-	"\aresults\x18\x01 \x03(\v2,.icp.verification.v1.CloseIfIncompleteResultR\aresults\"\x9b\x01\n" +
+	"\aresults\x18\x01 \x03(\v2,.icp.verification.v1.CloseIfIncompleteResultR\aresults\"\x94\x01\n" +
 	"\x17CloseIfIncompleteResult\x12J\n" +
-	"\bresponse\x18\x01 \x01(\v2..icp.verification.v1.CloseIfIncompleteResponseR\bresponse\x124\n" +
-	"\x05error\x18\x02 \x01(\v2\x1e.icp.verification.v1.ItemErrorR\x05error\"Q\n" +
-	"\tItemError\x12\x12\n" +
-	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"p\n" +
+	"\bresponse\x18\x01 \x01(\v2..icp.verification.v1.CloseIfIncompleteResponseR\bresponse\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.icp.batch.v1.ItemErrorR\x05error\"p\n" +
 	"\x14CancelSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -2516,7 +2451,7 @@ func file_icp_verification_v1_verification_proto_rawDescGZIP() []byte {
 }
 
 var file_icp_verification_v1_verification_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_icp_verification_v1_verification_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(ErrorReason)(0),                       // 0: icp.verification.v1.ErrorReason
 	(VerifyResult)(0),                      // 1: icp.verification.v1.VerifyResult
@@ -2548,30 +2483,30 @@ var file_icp_verification_v1_verification_proto_goTypes = []any{
 	(*CloseIfIncompleteBatchRequest)(nil),  // 27: icp.verification.v1.CloseIfIncompleteBatchRequest
 	(*CloseIfIncompleteBatchResponse)(nil), // 28: icp.verification.v1.CloseIfIncompleteBatchResponse
 	(*CloseIfIncompleteResult)(nil),        // 29: icp.verification.v1.CloseIfIncompleteResult
-	(*ItemError)(nil),                      // 30: icp.verification.v1.ItemError
-	(*CancelSessionRequest)(nil),           // 31: icp.verification.v1.CancelSessionRequest
-	(*CancelSessionResponse)(nil),          // 32: icp.verification.v1.CancelSessionResponse
-	(*ReportDeliveryRequest)(nil),          // 33: icp.verification.v1.ReportDeliveryRequest
-	(*ReportDeliveryResponse)(nil),         // 34: icp.verification.v1.ReportDeliveryResponse
-	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
+	(*CancelSessionRequest)(nil),           // 30: icp.verification.v1.CancelSessionRequest
+	(*CancelSessionResponse)(nil),          // 31: icp.verification.v1.CancelSessionResponse
+	(*ReportDeliveryRequest)(nil),          // 32: icp.verification.v1.ReportDeliveryRequest
+	(*ReportDeliveryResponse)(nil),         // 33: icp.verification.v1.ReportDeliveryResponse
+	(*timestamppb.Timestamp)(nil),          // 34: google.protobuf.Timestamp
+	(*v1.ItemError)(nil),                   // 35: icp.batch.v1.ItemError
 }
 var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	1,  // 0: icp.verification.v1.VerifyResponse.result:type_name -> icp.verification.v1.VerifyResult
 	11, // 1: icp.verification.v1.ResendCodeResponse.resend:type_name -> icp.verification.v1.Resend
-	35, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
-	35, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
+	34, // 2: icp.verification.v1.Resend.next_resend_time:type_name -> google.protobuf.Timestamp
+	34, // 3: icp.verification.v1.Resend.deadline_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: icp.verification.v1.Resend.previous_delivery:type_name -> icp.verification.v1.CodeDelivery
 	3,  // 5: icp.verification.v1.GetLinkResponse.state:type_name -> icp.verification.v1.ChallengeState
-	35, // 6: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
+	34, // 6: icp.verification.v1.GetLinkResponse.deadline_at:type_name -> google.protobuf.Timestamp
 	16, // 7: icp.verification.v1.GetVerificationStatusResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	2,  // 8: icp.verification.v1.VerificationStatus.state:type_name -> icp.verification.v1.SessionState
-	35, // 9: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
+	34, // 9: icp.verification.v1.VerificationStatus.deadline_at:type_name -> google.protobuf.Timestamp
 	17, // 10: icp.verification.v1.VerificationStatus.verifiers:type_name -> icp.verification.v1.VerifierStatus
 	3,  // 11: icp.verification.v1.VerifierStatus.state:type_name -> icp.verification.v1.ChallengeState
-	35, // 12: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
-	35, // 13: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
+	34, // 12: icp.verification.v1.VerifierStatus.last_sent_time:type_name -> google.protobuf.Timestamp
+	34, // 13: icp.verification.v1.VerifierStatus.passed_time:type_name -> google.protobuf.Timestamp
 	4,  // 14: icp.verification.v1.VerifierStatus.delivery:type_name -> icp.verification.v1.CodeDelivery
-	35, // 15: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
+	34, // 15: icp.verification.v1.OpenSessionRequest.deadline_at:type_name -> google.protobuf.Timestamp
 	18, // 16: icp.verification.v1.OpenSessionRequest.verifiers:type_name -> icp.verification.v1.VerifierSpec
 	16, // 17: icp.verification.v1.OpenSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	11, // 18: icp.verification.v1.ResendVerifierCodeResponse.resend:type_name -> icp.verification.v1.Resend
@@ -2580,7 +2515,7 @@ var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	23, // 21: icp.verification.v1.CloseIfIncompleteBatchRequest.requests:type_name -> icp.verification.v1.CloseIfIncompleteRequest
 	29, // 22: icp.verification.v1.CloseIfIncompleteBatchResponse.results:type_name -> icp.verification.v1.CloseIfIncompleteResult
 	24, // 23: icp.verification.v1.CloseIfIncompleteResult.response:type_name -> icp.verification.v1.CloseIfIncompleteResponse
-	30, // 24: icp.verification.v1.CloseIfIncompleteResult.error:type_name -> icp.verification.v1.ItemError
+	35, // 24: icp.verification.v1.CloseIfIncompleteResult.error:type_name -> icp.batch.v1.ItemError
 	16, // 25: icp.verification.v1.CancelSessionResponse.status:type_name -> icp.verification.v1.VerificationStatus
 	6,  // 26: icp.verification.v1.ReportDeliveryRequest.state:type_name -> icp.verification.v1.DeliveryState
 	7,  // 27: icp.verification.v1.VerificationService.Verify:input_type -> icp.verification.v1.VerifyRequest
@@ -2591,8 +2526,8 @@ var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	21, // 32: icp.verification.v1.VerificationInternalService.ResendVerifierCode:input_type -> icp.verification.v1.ResendVerifierCodeRequest
 	23, // 33: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:input_type -> icp.verification.v1.CloseIfIncompleteRequest
 	27, // 34: icp.verification.v1.VerificationInternalService.CloseIfIncompleteBatch:input_type -> icp.verification.v1.CloseIfIncompleteBatchRequest
-	31, // 35: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
-	33, // 36: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
+	30, // 35: icp.verification.v1.VerificationInternalService.CancelSession:input_type -> icp.verification.v1.CancelSessionRequest
+	32, // 36: icp.verification.v1.VerificationInternalService.ReportDelivery:input_type -> icp.verification.v1.ReportDeliveryRequest
 	25, // 37: icp.verification.v1.VerificationInternalService.AutoResend:input_type -> icp.verification.v1.AutoResendRequest
 	8,  // 38: icp.verification.v1.VerificationService.Verify:output_type -> icp.verification.v1.VerifyResponse
 	10, // 39: icp.verification.v1.VerificationService.ResendCode:output_type -> icp.verification.v1.ResendCodeResponse
@@ -2602,8 +2537,8 @@ var file_icp_verification_v1_verification_proto_depIdxs = []int32{
 	22, // 43: icp.verification.v1.VerificationInternalService.ResendVerifierCode:output_type -> icp.verification.v1.ResendVerifierCodeResponse
 	24, // 44: icp.verification.v1.VerificationInternalService.CloseIfIncomplete:output_type -> icp.verification.v1.CloseIfIncompleteResponse
 	28, // 45: icp.verification.v1.VerificationInternalService.CloseIfIncompleteBatch:output_type -> icp.verification.v1.CloseIfIncompleteBatchResponse
-	32, // 46: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
-	34, // 47: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
+	31, // 46: icp.verification.v1.VerificationInternalService.CancelSession:output_type -> icp.verification.v1.CancelSessionResponse
+	33, // 47: icp.verification.v1.VerificationInternalService.ReportDelivery:output_type -> icp.verification.v1.ReportDeliveryResponse
 	26, // 48: icp.verification.v1.VerificationInternalService.AutoResend:output_type -> icp.verification.v1.AutoResendResponse
 	38, // [38:49] is the sub-list for method output_type
 	27, // [27:38] is the sub-list for method input_type
@@ -2623,7 +2558,7 @@ func file_icp_verification_v1_verification_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_icp_verification_v1_verification_proto_rawDesc), len(file_icp_verification_v1_verification_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   28,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

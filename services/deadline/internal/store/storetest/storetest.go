@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/icpverify/icpverify/pkg/clock"
+	batchv1 "github.com/icpverify/icpverify/pkg/gen/icp/batch/v1"
 	deadlinev1 "github.com/icpverify/icpverify/pkg/gen/icp/deadline/v1"
 	verificationv1 "github.com/icpverify/icpverify/pkg/gen/icp/verification/v1"
 	"github.com/icpverify/icpverify/pkg/rpc"
@@ -169,7 +170,7 @@ func BatchOfSingles(req *verificationv1.CloseIfIncompleteBatchRequest,
 		resp, err := single(r)
 		if err != nil {
 			st := status.Convert(err) // the fakes' errors are statuses already
-			out.Results = append(out.Results, &verificationv1.CloseIfIncompleteResult{Error: &verificationv1.ItemError{
+			out.Results = append(out.Results, &verificationv1.CloseIfIncompleteResult{Error: &batchv1.ItemError{
 				Code: int32(st.Code()), Reason: rpc.Reason(err), Message: st.Message()}})
 			continue
 		}
