@@ -41,4 +41,3 @@ func (s *Server) CancelDeadlines(ctx context.Context, req *deadlinev1.CancelDead
 	}
 	return out, nil
 }
-

@@ -75,4 +75,3 @@ func applyBatch[R any](ctx context.Context, reqs []R, check func(R) error,
 	}
 	return out, nil
 }
-
