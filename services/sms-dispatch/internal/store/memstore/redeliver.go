@@ -32,6 +32,9 @@ func (s *Store) redeliveryOf(id string) *redelivery {
 // markRedeliverable settles, as message id is marked SENT by provider, whether it may be redelivered
 // (domain.Redelivery.Redeliverable) and so whether its text is held; the caller holds mu.
 func (s *Store) markRedeliverable(id, provider string, keepText bool) bool {
+	if _, ok := s.redeliveries[id]; !ok && !s.redelivery.On() {
+		return false // nothing to remember: the message was never redelivered and will not be
+	}
 	rd := s.redeliveryOf(id)
 	rd.ok = s.redelivery.Redeliverable(provider, rd.done, func(p string) bool {
 		h, ok := s.handoffs[[2]string{id, p}]
@@ -45,8 +48,8 @@ func (s *Store) markRedeliverable(id, provider string, keepText bool) bool {
 // may be redelivered (domain.RedeliverNow), barring every provider that may have it; the caller
 // holds mu. It reports whether it did.
 func (s *Store) redeliver(stored *domain.Message, now time.Time, lastErr string) bool {
-	rd := s.redeliveryOf(stored.ID)
-	if stored.State != domain.StateSent || !domain.RedeliverNow(rd.ok, s.superseded(*stored), stored.ExpireAt, now) {
+	rd, ok := s.redeliveries[stored.ID]
+	if !ok || stored.State != domain.StateSent || !domain.RedeliverNow(rd.ok, s.superseded(*stored), stored.ExpireAt, now) {
 		return false
 	}
 	stored.State, stored.NextAttempt, stored.LastError = domain.StateQueued, micro(now), lastErr
@@ -77,7 +80,10 @@ func (s *Store) superseded(m domain.Message) bool {
 
 // unhold ends stored's chance of a redelivery and wipes a text held for it; the caller holds mu.
 func (s *Store) unhold(stored *domain.Message) {
-	rd := s.redeliveryOf(stored.ID)
+	rd, ok := s.redeliveries[stored.ID]
+	if !ok {
+		return
+	}
 	if rd.held {
 		stored.Body, stored.Params, stored.Redacted = "", map[string]string{}, true
 	}
