@@ -9,6 +9,7 @@ import (
 
 	"github.com/icpverify/icpverify/pkg/config"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/dispatcher"
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/provider"
 )
 
@@ -18,6 +19,9 @@ type failoverOptions struct {
 	Providers       []string
 	BreakerFailures int
 	BreakerCooldown time.Duration
+	// RedeliverTries is how many times a message may go out again through another provider after
+	// an UNDELIVERED receipt or none in time (domain.Redelivery); 0: never.
+	RedeliverTries int
 }
 
 func registerFailover(f *config.Flags) func() failoverOptions {
@@ -27,6 +31,9 @@ func registerFailover(f *config.Flags) func() failoverOptions {
 		"failover: consecutive transient or account refusals that open a provider's circuit breaker")
 	cooldown := f.Duration("breaker-cooldown", dispatcher.DefaultBreakerCooldown,
 		"failover: how long an open breaker skips its provider before one probe message goes to it")
+	redeliver := f.Int("redeliver-tries", 1,
+		"failover: times a message SENT but reported UNDELIVERED (or without a receipt in time) goes out again, same message id, "+
+			"through the next provider that never had it (0: never)")
 	return func() failoverOptions {
 		var names []string
 		for n := range strings.SplitSeq(*list, ",") {
@@ -34,7 +41,7 @@ func registerFailover(f *config.Flags) func() failoverOptions {
 				names = append(names, n)
 			}
 		}
-		return failoverOptions{Providers: names, BreakerFailures: *failures, BreakerCooldown: *cooldown}
+		return failoverOptions{Providers: names, BreakerFailures: *failures, BreakerCooldown: *cooldown, RedeliverTries: *redeliver}
 	}
 }
 
@@ -79,6 +86,9 @@ func (o options) checkAll() error {
 	if len(names) > 1 && (o.Failover.BreakerFailures < 1 || o.Failover.BreakerCooldown <= 0) {
 		problems = append(problems, errors.New("--breaker-failures must be at least 1 and --breaker-cooldown positive"))
 	}
+	if o.Failover.RedeliverTries < 0 {
+		problems = append(problems, errors.New("--redeliver-tries must not be negative (0: no redelivery)"))
+	}
 	return errors.Join(problems...)
 }
 
@@ -117,6 +127,14 @@ func (o options) openDefaultsAll() []config.OpenDefault {
 		}
 	}
 	return out
+}
+
+// redelivery is the redelivery configuration of the stores: on only with a failover list.
+func (o options) redelivery() domain.Redelivery {
+	if len(o.Failover.Providers) < 2 {
+		return domain.Redelivery{}
+	}
+	return domain.Redelivery{Tries: o.Failover.RedeliverTries, Providers: o.Failover.Providers}
 }
 
 // development: only the console provider keeps and shows the texts; in a list with a real provider

@@ -39,6 +39,7 @@ func TestFailoverFlagValidation(t *testing.T) {
 		{append(base, "--sms-providers", "console,carrier-pigeon"), `--sms-provider "carrier-pigeon"`},
 		{append(base, "--sms-providers", "console,aliyun"), "--aliyun-access-key-id and --aliyun-access-key-secret are required"},
 		{append(base, "--sms-providers", "console,webhook", "--webhook-url", "http://gw", "--breaker-failures", "0"), "--breaker-failures"},
+		{append(base, "--sms-providers", "console,webhook", "--webhook-url", "http://gw", "--redeliver-tries", "-1"), "--redeliver-tries must not be negative"},
 	} {
 		err := server.Run(context.Background(), tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -34,6 +34,7 @@ type engine interface {
 	grpcapi.Store
 	dispatcher.Store
 	receipts.Recorder
+	SetRedelivery(r domain.Redelivery)
 }
 
 // options are the service's own flags.
@@ -161,6 +162,7 @@ func Run(ctx context.Context, args []string) error {
 		st = ps
 	}
 
+	st.SetRedelivery(opts.redelivery())
 	names := opts.names()
 	disp := &dispatcher.Dispatcher{
 		Store: st, Provider: sms, Providers: list, Clock: clk, Log: log.Named("dispatcher"), Caps: opts.Caps, Sender: opts.Sender,
@@ -192,7 +194,7 @@ func Run(ctx context.Context, args []string) error {
 	_, batched := sms.(provider.BatchProvider)
 	log.Info("sms-dispatch starting", zap.String("addr", *common.GRPCAddr), zap.Strings("providers", names),
 		zap.Bool("provider_batch", batched), zap.String("store", *common.Store), zap.Int("dispatch_workers", opts.DispatchWorkers),
-		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("rate_per_minute", opts.Caps.PerMinute),
+		zap.Int("max_attempts", opts.MaxAttempts), zap.Int("redeliver_tries", opts.redelivery().Tries), zap.Int("rate_per_minute", opts.Caps.PerMinute),
 		zap.Int("rate_per_hour", opts.Caps.PerHour), zap.Int("rate_per_day", opts.Caps.PerDay),
 		zap.String("verification_addr", *verificationAddr))
 	return base.Serve(ctx)

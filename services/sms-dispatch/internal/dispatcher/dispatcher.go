@@ -43,8 +43,9 @@ type Store interface {
 	SendFailed(ctx context.Context, m domain.Message, reservedAt time.Time, provider, lastErr string, final bool, retryAt time.Time) (bool, error)
 	Fail(ctx context.Context, m domain.Message, lastErr string) error
 	// MarkAtRisk makes up to limit messages SENT at or before sentBefore without a receipt AT_RISK
-	// (writing their reports) and returns how many; now dates the reports.
-	MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit int) (int, error)
+	// (writing their reports), or queues the redeliverable ones again (domain.RedeliverNow), and
+	// returns how many of each; now dates the reports and the re-queues.
+	MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit int) (domain.Swept, error)
 	// Hand records durably, under the claim m, that m goes to provider, before the call (failover
 	// only). A provider that had m before gets it again only in a second round (again) when it
 	// refused m, or when it is idempotent and did not refuse m (or again). current is false for a
@@ -322,17 +323,22 @@ func (d *Dispatcher) Drain(ctx context.Context) (int, error) {
 // atRiskBatch is how many messages one sweep statement marks at most.
 const atRiskBatch = 1000
 
-// SweepAtRisk marks the messages whose receipt is overdue at the dispatcher's clock AT_RISK, a batch
-// statement at a time, and returns how many.
-func (d *Dispatcher) SweepAtRisk(ctx context.Context) (int, error) {
+// SweepAtRisk marks the messages whose receipt is overdue at the dispatcher's clock AT_RISK, or
+// queues them again for a redelivery (and wakes the workers for them), a batch statement at a time,
+// and returns how many of each.
+func (d *Dispatcher) SweepAtRisk(ctx context.Context) (domain.Swept, error) {
 	d.init()
 	now := d.Clock.Now()
-	total := 0
+	var total domain.Swept
 	for {
 		n, err := d.Store.MarkAtRisk(ctx, now, now.Add(-d.AtRiskAfter), atRiskBatch)
-		total += n
+		total.AtRisk += n.AtRisk
+		total.Redelivered += n.Redelivered
 		d.Metrics.atRisk(d.Provider.Name(), n)
-		if err != nil || n < atRiskBatch {
+		for range n.Redelivered {
+			d.Wake()
+		}
+		if err != nil || n.Total() < atRiskBatch {
 			return total, err
 		}
 	}
@@ -348,8 +354,9 @@ func (d *Dispatcher) sweepLoop(ctx context.Context) {
 		case <-t.C:
 			if n, err := d.SweepAtRisk(ctx); err != nil && ctx.Err() == nil {
 				d.Log.Warn("at-risk sweep failed", zap.Error(err))
-			} else if n > 0 {
-				d.Log.Info("messages without a receipt in time are at risk", zap.Int("messages", n))
+			} else if n.Total() > 0 {
+				d.Log.Info("messages without a receipt in time are at risk, or redelivered", zap.Int("at_risk", n.AtRisk),
+					zap.Int("redelivered", n.Redelivered))
 			}
 		}
 	}

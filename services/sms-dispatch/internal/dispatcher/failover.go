@@ -21,7 +21,9 @@ import (
 // permanent refusal never does (the number, not the provider, is the cause). A provider that
 // answered with a refusal (a *provider.Error: it did not take the message) may get it again in a
 // second round once every provider was tried; one whose outcome is unknown (a timeout, a transport
-// error, a crash) never does. When no provider is left, the message FAILS.
+// error, a crash) never does. When no provider is left, the message FAILS. A message SENT but found
+// UNDELIVERED or overdue may come back QUEUED for a redelivery (domain/redeliver.go, done by the
+// store): the providers that had it are barred then, so pick hands it to one that never had it.
 
 // ErrorAllProvidersTried is the last error of a message no provider is left for.
 const ErrorAllProvidersTried = "every provider was handed the message; none accepted it"

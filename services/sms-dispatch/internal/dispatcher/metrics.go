@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 )
 
 // The results of icp_sms_messages_total.
@@ -59,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer, providers ...string) *Metrics {
 		}, []string{"provider"}),
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icp_sms_receipts_total",
-			Help: "Delivery receipts by provider and result (applied, repeat, parked, ignored, unknown, rejected), and AT_RISK marks (result at_risk).",
+			Help: "Delivery receipts by provider and result (applied, repeat, parked, ignored, unknown, redelivered, rejected), and AT_RISK sweep marks (at_risk, redelivered).",
 		}, []string{"provider", "result"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icp_sms_provider_results_total",
@@ -88,9 +90,11 @@ func NewMetrics(reg prometheus.Registerer, providers ...string) *Metrics {
 	return m
 }
 
-// ReceiptResults are the result labels of icp_sms_receipts_total: domain.ReceiptOutcome's, rejected
+// ReceiptResults are the result labels of icp_sms_receipts_total: domain.ReceiptOutcome's (redelivered:
+// an UNDELIVERED receipt, or the sweep, queued the message again for the next provider), rejected
 // (a receipt that did not parse or had no id) and at_risk (the sweep's marks).
-var ReceiptResults = []string{"applied", "repeat", "parked", "ignored", "unknown", ResultRejected, ResultAtRisk}
+var ReceiptResults = []string{"applied", "repeat", "parked", "ignored", "unknown", string(domain.ReceiptRedelivered), ResultRejected,
+	ResultAtRisk}
 
 // The receipt results that are no domain.ReceiptOutcome.
 const (
@@ -105,9 +109,16 @@ func (m *Metrics) Receipt(provider, result string) {
 	}
 }
 
-func (m *Metrics) atRisk(provider string, n int) {
-	if m != nil && n > 0 {
-		m.receipts.WithLabelValues(provider, ResultAtRisk).Add(float64(n))
+// atRisk counts one sweep's AT_RISK marks and redeliveries.
+func (m *Metrics) atRisk(provider string, n domain.Swept) {
+	if m == nil {
+		return
+	}
+	if n.AtRisk > 0 {
+		m.receipts.WithLabelValues(provider, ResultAtRisk).Add(float64(n.AtRisk))
+	}
+	if n.Redelivered > 0 {
+		m.receipts.WithLabelValues(provider, string(domain.ReceiptRedelivered)).Add(float64(n.Redelivered))
 	}
 }
 

@@ -44,7 +44,8 @@ type State string
 
 // The states. QUEUED -> SENT (provider accepted) | FAILED (gave up). SENT -> DELIVERED |
 // UNDELIVERED by the carrier's receipt, or AT_RISK when none came in time (AtRisk); AT_RISK ->
-// DELIVERED | UNDELIVERED by a late receipt. FAILED, DELIVERED and UNDELIVERED are final (receipt.go).
+// DELIVERED | UNDELIVERED by a late receipt. With redelivery, SENT -> QUEUED instead of UNDELIVERED
+// or AT_RISK (redeliver.go). FAILED, DELIVERED and UNDELIVERED are final (receipt.go).
 const (
 	StateQueued      State = "QUEUED"
 	StateSent        State = "SENT"

@@ -100,8 +100,9 @@ func (s *Store) Reserve(ctx context.Context, m domain.Message, caps domain.Caps,
 
 // MarkSent records the provider's acceptance of the claim m (fenced by its attempts), with the
 // provider's ids of it (m.ProviderIDs), and, in the same update, redacts the message unless keepText
-// (development mode): the text with the code is kept only until the provider has it. It reports false
-// if the claim was no longer current.
+// (development mode) or it may be redelivered (SetRedelivery; domain.Redelivery.Redeliverable): the
+// text with the code is kept only until the provider has it, or, for a redelivery, until the message
+// is final. It reports false if the claim was no longer current.
 func (s *Store) MarkSent(ctx context.Context, m domain.Message, provider string, now time.Time, keepText bool) (bool, error) {
 	ids, err := s.MarkSentAll(ctx, []domain.Message{m}, provider, now, keepText)
 	return len(ids) == 1, err
@@ -123,7 +124,11 @@ func (s *Store) MarkSentAll(ctx context.Context, ms []domain.Message, provider s
 		}
 		pids[i] = string(b)
 	}
-	rows, err := s.pool.Query(ctx, queries.MarkSentAll, ids, attempts, provider, now, keepText, pids)
+	tries, providers := 0, []string{}
+	if s.redelivery.On() {
+		tries, providers = s.redelivery.Tries, s.redelivery.Providers
+	}
+	rows, err := s.pool.Query(ctx, queries.MarkSentAll, ids, attempts, provider, now, keepText, pids, tries, providers)
 	if err != nil {
 		return nil, fmt.Errorf("mark sent: %w", err)
 	}

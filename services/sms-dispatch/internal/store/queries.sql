@@ -124,13 +124,19 @@ UPDATE messages SET state = 'FAILED', last_error = $3, sealed_text = NULL, key_i
 
 -- name: MarkSentAll
 -- Records the provider's acceptance of the claims ($1 ids, $2 attempts, $6 the provider's ids of
--- each as a JSON array) still current, by provider $3 at $4, redacting unless $5 (development mode);
--- it files each provider id (message_provider_ids, for the receipts) and returns the ids marked, each
--- with whether a receipt waits parked for it. FOR UPDATE of the LATERAL subquery locks inside each
+-- each as a JSON array) still current, by provider $3 at $4, redacting unless $5 (development mode)
+-- or the message is redeliverable: it had fewer than $7 redeliveries and a provider of $8 other than
+-- $3 never had it (no hand-off, or one it refused), so its sealed text is held for that
+-- (domain.Redelivery.Redeliverable). It files each provider id (message_provider_ids, for the
+-- receipts) and returns the ids marked, each with whether a receipt waits parked for it. FOR UPDATE of the LATERAL subquery locks inside each
 -- per-id lookup, in the order of the ids: they are sorted first (by the database's collation, as
 -- Create's ORDER BY message_id), so that it cannot deadlock with a concurrent supersede.
 WITH claimed AS (
-			SELECT m.message_id, c.pids FROM (SELECT * FROM unnest($1::text[], $2::integer[], $6::text[]) AS c(message_id, attempts, pids)
+			SELECT m.message_id, c.pids, ($7::integer > m.redeliveries AND EXISTS (
+					SELECT 1 FROM unnest($8::text[]) AS p(name) WHERE p.name <> $3 AND NOT EXISTS (
+						SELECT 1 FROM message_handoffs h WHERE h.message_id = m.message_id AND h.provider = p.name AND NOT h.refused)))
+				AS again
+			FROM (SELECT * FROM unnest($1::text[], $2::integer[], $6::text[]) AS c(message_id, attempts, pids)
 				ORDER BY message_id) c
 			CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) m
 			WHERE m.attempts = c.attempts AND m.state = 'QUEUED'
@@ -139,7 +145,9 @@ WITH claimed AS (
 		), up AS (
 			UPDATE messages m SET state = 'SENT', provider = $3, sent_at = $4, last_error = '',
 				provider_ids = ARRAY(SELECT jsonb_array_elements_text(claimed.pids::jsonb)),
-				sealed_text = CASE WHEN $5::boolean THEN m.sealed_text END, key_id = CASE WHEN $5 THEN m.key_id ELSE '' END, redacted = NOT $5
+				sealed_text = CASE WHEN $5::boolean OR claimed.again THEN m.sealed_text END,
+				key_id = CASE WHEN $5 OR claimed.again THEN m.key_id ELSE '' END, redacted = NOT ($5 OR claimed.again),
+				redeliverable = claimed.again, text_held = claimed.again AND NOT $5
 			FROM claimed WHERE m.message_id = claimed.message_id
 			RETURNING m.message_id, m.provider_ids
 		), filed AS (
@@ -170,8 +178,41 @@ SELECT message_id, order_id, phone, template, locale, sealed_text, state, attemp
 SELECT message_id FROM message_provider_ids WHERE provider = $1 AND provider_id = $2
 
 -- name: SetDelivery
--- A receipt's outcome on message $1: state $2, the carrier's code $3, received at $4.
-UPDATE messages SET state = $2, delivery_code = $3, receipt_at = $4 WHERE message_id = $1
+-- A receipt's outcome on message $1: state $2, the carrier's code $3, received at $4. The message is
+-- final now (or AT_RISK with no redelivery left): a text held for a redelivery is wiped.
+UPDATE messages SET state = $2, delivery_code = $3, receipt_at = $4, redeliverable = false, text_held = false,
+		sealed_text = CASE WHEN text_held THEN NULL ELSE sealed_text END, key_id = CASE WHEN text_held THEN '' ELSE key_id END,
+		redacted = redacted OR text_held
+	WHERE message_id = $1
+
+-- name: RedeliveryOf
+-- Whether the locked message $1 may be redelivered, and whether it is superseded (a newer message
+-- of its thread exists: its code was replaced).
+SELECT m.redeliverable, m.order_id <> '' AND EXISTS (SELECT 1 FROM messages o WHERE o.order_id = m.order_id
+		AND o.phone = m.phone AND o.template = m.template AND o.sequence > m.sequence)
+	FROM messages m WHERE m.message_id = $1
+
+-- name: Requeue
+-- A redelivery: the locked SENT message $1 (UNDELIVERED) is QUEUED again, due at $2, with error $3.
+-- Its provider stays until the next one takes it; its text stays held.
+UPDATE messages SET state = 'QUEUED', next_attempt_at = $2, last_error = $3, redeliveries = redeliveries + 1,
+		redeliverable = false
+	WHERE message_id = $1 AND state = 'SENT'
+
+-- name: BarHandoffs
+-- Redeliveries of the messages $1 (their SENT providers $2, at $3): every provider that has, or may
+-- have, the message (its sender, and any hand-off not refused) is barred from it for good.
+WITH sender AS (
+			INSERT INTO message_handoffs (message_id, provider, handed_at, barred)
+			SELECT * FROM unnest($1::text[], $2::text[]) AS s(message_id, provider), LATERAL (SELECT $3::timestamptz, true) t
+			ON CONFLICT (message_id, provider) DO UPDATE SET barred = true
+		)
+		UPDATE message_handoffs SET barred = true WHERE message_id = ANY($1::text[]) AND NOT refused
+			AND (message_id, provider) NOT IN (SELECT * FROM unnest($1::text[], $2::text[]))
+
+-- name: Barred
+-- Whether provider $2 was barred from message $1 by a redelivery (it had it before).
+SELECT EXISTS (SELECT 1 FROM message_handoffs WHERE message_id = $1 AND provider = $2 AND barred)
 
 -- name: Park
 -- Keeps a receipt for a message not yet SENT; the first parked for a key stays (domain.ApplyReceipt).
@@ -184,13 +225,26 @@ DELETE FROM parked_receipts WHERE provider = $1 AND park_key = ANY($2::text[])
 	RETURNING delivered, code, received_at
 
 -- name: MarkAtRisk
--- The AT_RISK sweep: up to $2 messages SENT at or before $1 (still without a receipt) become
--- AT_RISK; rows another sweep holds are skipped. Returns their ids and orders.
-UPDATE messages m SET state = 'AT_RISK' FROM (
-			SELECT message_id FROM messages WHERE state = 'SENT' AND sent_at <= $1
-			ORDER BY sent_at, message_id LIMIT $2 FOR UPDATE SKIP LOCKED) due
-		WHERE m.message_id = due.message_id
-		RETURNING m.message_id, m.order_id
+-- The AT_RISK sweep at $3: up to $2 messages SENT at or before $1 (still without a receipt) become
+-- AT_RISK, their held text wiped, or, when redeliverable, not expired and not superseded
+-- (domain.RedeliverNow), QUEUED again, due at $3 with error $4; rows another sweep or a receipt
+-- holds are skipped. Returns their ids, orders, providers and whether each is queued again.
+WITH due AS (
+			SELECT s.message_id, s.redeliverable AND s.expire_at > $3 AND NOT (s.order_id <> '' AND EXISTS (
+				SELECT 1 FROM messages o WHERE o.order_id = s.order_id AND o.phone = s.phone AND o.template = s.template
+					AND o.sequence > s.sequence)) AS again
+			FROM messages s WHERE s.state = 'SENT' AND s.sent_at <= $1
+			ORDER BY s.sent_at, s.message_id LIMIT $2 FOR UPDATE OF s SKIP LOCKED
+		)
+		UPDATE messages m SET state = CASE WHEN due.again THEN 'QUEUED' ELSE 'AT_RISK' END,
+			next_attempt_at = CASE WHEN due.again THEN $3 ELSE m.next_attempt_at END,
+			last_error = CASE WHEN due.again THEN $4 ELSE m.last_error END,
+			redeliveries = m.redeliveries + CASE WHEN due.again THEN 1 ELSE 0 END, redeliverable = false,
+			sealed_text = CASE WHEN m.text_held AND NOT due.again THEN NULL ELSE m.sealed_text END,
+			key_id = CASE WHEN m.text_held AND NOT due.again THEN '' ELSE m.key_id END,
+			redacted = m.redacted OR (m.text_held AND NOT due.again), text_held = m.text_held AND due.again
+		FROM due WHERE m.message_id = due.message_id
+		RETURNING m.message_id, m.order_id, m.provider, due.again
 
 -- name: DropParked
 -- Parked receipts older than $1 were for nothing we sent (domain.ParkedReceiptTTL).
@@ -212,14 +266,15 @@ SELECT i.message_id FROM parked_receipts p
 -- Failover (failover.go): records that message $1, under its claim with attempts $2, goes to provider
 -- $3 at $4. A provider that had the message before gets it again only in a second round ($5) when it
 -- refused it, or when it is idempotent by our id ($6) and did not refuse it (any round) or refused
--- it (second round). The answer: whether the claim is current, and
--- whether the hand-off was recorded.
+-- it (second round); one barred by a redelivery never does. The answer: whether the claim is
+-- current, and whether the hand-off was recorded.
 WITH cur AS (
 			SELECT 1 FROM messages WHERE message_id = $1 AND state = 'QUEUED' AND attempts = $2
 		), ins AS (
 			INSERT INTO message_handoffs (message_id, provider, handed_at) SELECT $1, $3, $4 FROM cur
 			ON CONFLICT (message_id, provider) DO UPDATE SET handed_at = EXCLUDED.handed_at, refused = false
-				WHERE (message_handoffs.refused AND $5) OR ($6 AND ($5 OR NOT message_handoffs.refused))
+				WHERE NOT message_handoffs.barred
+					AND ((message_handoffs.refused AND $5) OR ($6 AND ($5 OR NOT message_handoffs.refused)))
 			RETURNING 1
 		)
 		SELECT EXISTS (SELECT 1 FROM cur), EXISTS (SELECT 1 FROM ins)

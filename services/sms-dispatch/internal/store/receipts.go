@@ -17,7 +17,10 @@ import (
 // is the one the provider knows by r.ProviderID, else the one r.MessageID names (if the provider
 // sent it, or it is not sent yet); it is locked, so concurrent receipts for it apply one after the
 // other, and a new DELIVERED or UNDELIVERED writes its report to verification in the same
-// transaction. A receipt for a message not yet SENT, or for ids no message has, is parked.
+// transaction, or, for a redeliverable message, an UNDELIVERED queues it again instead (redeliver).
+// A receipt of a provider a redelivery barred from the message is an earlier provider's
+// (domain.ApplyEarlierReceipt). A receipt for a message not yet SENT, or for ids no message has,
+// is parked.
 func (s *Store) RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error) {
 	var out domain.ReceiptOutcome
 	reported := false
@@ -39,6 +42,16 @@ func (s *Store) RecordReceipt(ctx context.Context, r domain.Receipt) (domain.Rec
 			m, err = s.scanMessage(tx.QueryRow(ctx, queries.LockMessage, id))
 			if err != nil && !pg.IsNoRows(err) {
 				return err
+			}
+			if err == nil && (m.State == domain.StateQueued || m.Provider != r.Provider) {
+				var barred bool
+				if err := tx.QueryRow(ctx, queries.Barred, m.ID, r.Provider).Scan(&barred); err != nil {
+					return err
+				}
+				if barred {
+					out, reported, err = applyEarlierReceipt(ctx, tx, &m, r)
+					return err
+				}
 			}
 			// Our message id in a receipt counts only for the provider that sent it.
 			found = err == nil && (m.State == domain.StateQueued || m.Provider == r.Provider)
@@ -69,13 +82,24 @@ func applyReceipt(ctx context.Context, tx pgx.Tx, m *domain.Message, r domain.Re
 		_, err := tx.Exec(ctx, queries.Park, r.Provider, domain.ParkKey(r), r.Delivered, domain.ReceiptCode(r.Code), r.At)
 		return out, false, err
 	case domain.ReceiptApplied:
-		if _, err := tx.Exec(ctx, queries.SetDelivery, m.ID, string(m.State), m.DeliveryCode, m.ReceiptAt); err != nil {
-			return out, false, err
-		}
-		reported, err := report(ctx, tx, r.At, *m)
-		return out, reported, err
+		return settle(ctx, tx, m, r.At)
 	}
 	return out, false, nil
+}
+
+// settle records the state a receipt just gave the locked message m (at now) and writes its report,
+// unless an UNDELIVERED m is redelivered instead.
+func settle(ctx context.Context, tx pgx.Tx, m *domain.Message, now time.Time) (domain.ReceiptOutcome, bool, error) {
+	if m.State == domain.StateUndelivered {
+		if again, err := redeliver(ctx, tx, *m, now); err != nil || again {
+			return domain.ReceiptRedelivered, false, err
+		}
+	}
+	if _, err := tx.Exec(ctx, queries.SetDelivery, m.ID, string(m.State), m.DeliveryCode, m.ReceiptAt); err != nil {
+		return domain.ReceiptApplied, false, err
+	}
+	reported, err := report(ctx, tx, now, *m)
+	return domain.ReceiptApplied, reported, err
 }
 
 // report writes the report m's new state owes verification, if any (convert.DeliveryReport).
@@ -119,10 +143,7 @@ func (s *Store) applyParked(ctx context.Context, id string) error {
 		if domain.ApplyReceipt(&m, first) != domain.ReceiptApplied {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, queries.SetDelivery, m.ID, string(m.State), m.DeliveryCode, m.ReceiptAt); err != nil {
-			return err
-		}
-		reported, err = report(ctx, tx, first.At, m)
+		_, reported, err = settle(ctx, tx, &m, first.At)
 		return err
 	})
 	if err == nil && reported {
@@ -132,30 +153,46 @@ func (s *Store) applyParked(ctx context.Context, id string) error {
 }
 
 // MarkAtRisk is the AT_RISK sweep: up to limit messages SENT at or before sentBefore without a
-// receipt become AT_RISK, their reports written in the same transaction. It also applies receipts a
-// crash left parked for sent messages and drops parked receipts older than domain.ParkedReceiptTTL
-// before now. It returns how many messages became AT_RISK.
-func (s *Store) MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit int) (int, error) {
-	n, reported := 0, false
+// receipt become AT_RISK, their reports written in the same transaction, or, when redeliverable
+// (domain.RedeliverNow), are queued again for the next provider, reporting nothing. It also applies
+// receipts a crash left parked for sent messages and drops parked receipts older than
+// domain.ParkedReceiptTTL before now. It returns how many messages it took, of each kind.
+func (s *Store) MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit int) (domain.Swept, error) {
+	var n domain.Swept
+	reported := false
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		n, reported = 0, false
-		rows, err := tx.Query(ctx, queries.MarkAtRisk, sentBefore, limit)
+		n, reported = domain.Swept{}, false
+		rows, err := tx.Query(ctx, queries.MarkAtRisk, sentBefore, limit, now, domain.ErrorRedeliverNoReceipt)
 		if err != nil {
 			return err
 		}
-		marked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) {
-			m := domain.Message{State: domain.StateAtRisk}
-			return m, r.Scan(&m.ID, &m.OrderID)
+		type swept struct {
+			m     domain.Message
+			again bool
+		}
+		marked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (swept, error) {
+			sw := swept{m: domain.Message{State: domain.StateAtRisk}}
+			return sw, r.Scan(&sw.m.ID, &sw.m.OrderID, &sw.m.Provider, &sw.again)
 		})
 		if err != nil {
 			return err
 		}
-		n = len(marked)
-		var msgs []outbox.Message
-		for _, m := range marked {
-			if msg, ok := convert.DeliveryReport(m); ok {
+		var (
+			msgs                []outbox.Message
+			again, againSenders []string
+		)
+		for _, sw := range marked {
+			if sw.again {
+				again, againSenders = append(again, sw.m.ID), append(againSenders, sw.m.Provider)
+				continue
+			}
+			if msg, ok := convert.DeliveryReport(sw.m); ok {
 				msgs = append(msgs, msg)
 			}
+		}
+		n = domain.Swept{AtRisk: len(marked) - len(again), Redelivered: len(again)}
+		if err := barHandoffs(ctx, tx, again, againSenders, now); err != nil {
+			return err
 		}
 		if len(msgs) > 0 {
 			reported = true
@@ -167,7 +204,7 @@ func (s *Store) MarkAtRisk(ctx context.Context, now, sentBefore time.Time, limit
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("mark at risk: %w", err)
+		return domain.Swept{}, fmt.Errorf("mark at risk: %w", err)
 	}
 	if reported {
 		s.wake()

@@ -47,8 +47,8 @@ func TestSweepAppliesStrandedParkedReceipts(t *testing.T) {
 		}
 	}
 	// sentBefore before T0: nothing is at risk, only the stranded receipts are applied.
-	if n, err := s.MarkAtRisk(ctx, storetest.T0, storetest.T0.Add(-time.Hour), 100); err != nil || n != 0 {
-		t.Fatalf("MarkAtRisk = %d, %v", n, err)
+	if n, err := s.MarkAtRisk(ctx, storetest.T0, storetest.T0.Add(-time.Hour), 100); err != nil || n.Total() != 0 {
+		t.Fatalf("MarkAtRisk = %+v, %v", n, err)
 	}
 	for id, want := range map[string]domain.State{"by-pid": domain.StateDelivered, "by-id": domain.StateUndelivered} {
 		if m, err := s.Get(ctx, id); err != nil || m.State != want || m.DeliveryCode != "X" {

@@ -39,7 +39,7 @@ var queries = pg.MustQueries[struct {
 	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends  string
 	RecentSends, ReserveSend, Reschedule, Fail, MarkSentAll, Retry, ReleaseSend        string
 	LockMessage, FindProviderID, SetDelivery, Park, TakeParked, MarkAtRisk, DropParked string
-	StrandedParked, Hand, Refused, Unhand                                              string
+	StrandedParked, Hand, Refused, Unhand, RedeliveryOf, Requeue, BarHandoffs, Barred  string
 }]("sms-dispatch/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL store.
@@ -53,7 +53,12 @@ type Store struct {
 	// Wake, when set, is called after a commit that wrote an outbox row (a failed message's delivery
 	// report, report.go): the relay's Wake. The outbox table (pkg/outbox.Migrations) is in the schema.
 	Wake func()
+	// redelivery is the configuration of redeliveries (SetRedelivery); off when zero.
+	redelivery domain.Redelivery
 }
+
+// SetRedelivery turns redeliveries on (domain.Redelivery); call it before the store is used.
+func (s *Store) SetRedelivery(r domain.Redelivery) { s.redelivery = r }
 
 // New returns a store on pool (whose search_path is the service's schema) that seals the messages'
 // texts with keys; nil keys panic: the texts carry the codes, which are never stored in the clear.

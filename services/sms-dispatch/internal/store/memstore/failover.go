@@ -8,7 +8,7 @@ import (
 )
 
 // handoff is one row of the PostgreSQL message_handoffs table.
-type handoff struct{ refused bool }
+type handoff struct{ refused, barred bool }
 
 // Hand records, under the claim m, that m goes to provider (see store.Store.Hand).
 func (s *Store) Hand(_ context.Context, m domain.Message, provider string, _ time.Time, again, idempotent bool) (current, handed bool, err error) {
@@ -21,7 +21,7 @@ func (s *Store) Hand(_ context.Context, m domain.Message, provider string, _ tim
 		s.handoffs = map[[2]string]handoff{}
 	}
 	k := [2]string{m.ID, provider}
-	if h, ok := s.handoffs[k]; ok && !(h.refused && again || idempotent && (again || !h.refused)) {
+	if h, ok := s.handoffs[k]; ok && (h.barred || !(h.refused && again || idempotent && (again || !h.refused))) {
 		return true, false, nil
 	}
 	s.handoffs[k] = handoff{}
@@ -33,10 +33,11 @@ func (s *Store) Refused(_ context.Context, m domain.Message, provider string, st
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{m.ID, provider}
-	if _, ok := s.handoffs[k]; ok && stay {
+	if h, ok := s.handoffs[k]; ok && stay {
 		delete(s.handoffs, k)
 	} else if ok {
-		s.handoffs[k] = handoff{refused: true}
+		h.refused = true
+		s.handoffs[k] = h
 	}
 	return nil
 }

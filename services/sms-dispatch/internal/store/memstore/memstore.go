@@ -45,6 +45,10 @@ type Store struct {
 	parked      map[[2]string]domain.Receipt
 	// handoffs holds (message id, provider) of every hand-off (failover.go), as message_handoffs.
 	handoffs map[[2]string]handoff
+	// redelivery is the configuration of redeliveries (SetRedelivery); redeliveries holds each
+	// message's redelivery columns (redeliver.go), by message id.
+	redelivery   domain.Redelivery
+	redeliveries map[string]*redelivery
 	// outbox holds the delivery reports failed messages owe (the PostgreSQL store's outbox table),
 	// added under mu with the failure.
 	outbox *outbox.MemQueue
@@ -55,7 +59,7 @@ type Store struct {
 // New returns an empty store on the clock clk, with its own outbox queue (Outbox).
 func New(clk clock.Clock) *Store {
 	return &Store{clock: clk, messages: map[string]*domain.Message{}, sends: map[string]send{}, outbox: outbox.NewMemQueue(nil),
-		providerIDs: map[[2]string]string{}, parked: map[[2]string]domain.Receipt{}}
+		providerIDs: map[[2]string]string{}, parked: map[[2]string]domain.Receipt{}, redeliveries: map[string]*redelivery{}}
 }
 
 // Outbox is the queue of the calls the store owes (the relay's).

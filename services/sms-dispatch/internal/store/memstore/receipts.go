@@ -14,7 +14,8 @@ import (
 // earliest receipt parked for it; the caller holds mu.
 func (s *Store) markSent(stored *domain.Message, m domain.Message, provider string, now time.Time, keepText bool) error {
 	stored.ProviderIDs = slices.Clone(m.ProviderIDs)
-	stored.MarkSent(provider, micro(now), keepText)
+	again := s.markRedeliverable(stored.ID, provider, keepText)
+	stored.MarkSent(provider, micro(now), keepText || again)
 	for _, id := range stored.ProviderIDs {
 		if _, ok := s.providerIDs[[2]string{provider, id}]; !ok {
 			s.providerIDs[[2]string{provider, id}] = stored.ID
@@ -31,18 +32,33 @@ func (s *Store) markSent(stored *domain.Message, m domain.Message, provider stri
 		}
 	}
 	if first != nil {
-		return s.apply(stored, *first)
+		_, err := s.apply(stored, *first)
+		return err
 	}
 	return nil
 }
 
-// apply applies r to stored and queues the report of a new state; the caller holds mu.
-func (s *Store) apply(stored *domain.Message, r domain.Receipt) error {
-	if domain.ApplyReceipt(stored, r) != domain.ReceiptApplied {
-		return nil
+// apply applies r to stored and queues the report of a new state, or queues an UNDELIVERED stored
+// again for a redelivery (store.Store's settle); the caller holds mu.
+func (s *Store) apply(stored *domain.Message, r domain.Receipt) (domain.ReceiptOutcome, error) {
+	next := *stored
+	out := domain.ApplyReceipt(&next, r)
+	if out != domain.ReceiptApplied {
+		return out, nil
 	}
+	if next.State == domain.StateUndelivered && s.redeliver(stored, r.At, domain.ErrorRedeliverUndelivered) {
+		return domain.ReceiptRedelivered, nil
+	}
+	*stored = next
+	return out, s.settle(stored, r.At)
+}
+
+// settle wipes a text held for a redelivery of stored, now in a state a receipt or the sweep gave
+// it, and queues the report of that state; the caller holds mu.
+func (s *Store) settle(stored *domain.Message, now time.Time) error {
+	s.unhold(stored)
 	stored.ReceiptAt = micro(stored.ReceiptAt)
-	return s.report(*stored, r.At)
+	return s.report(*stored, now)
 }
 
 func (s *Store) report(m domain.Message, now time.Time) error {
@@ -72,20 +88,22 @@ func (s *Store) RecordReceipt(_ context.Context, r domain.Receipt) (domain.Recei
 		id = r.MessageID
 	}
 	stored, ok := s.messages[id]
+	if ok && (stored.State == domain.StateQueued || stored.Provider != r.Provider) && s.handoffs[[2]string{id, r.Provider}].barred {
+		out := domain.ApplyEarlierReceipt(stored, r)
+		if out == domain.ReceiptApplied {
+			return out, s.settle(stored, r.At)
+		}
+		return out, nil
+	}
 	if !ok || (stored.State != domain.StateQueued && stored.Provider != r.Provider) {
 		s.park(r)
 		return domain.ReceiptUnknown, nil
 	}
-	out := domain.ApplyReceipt(&domain.Message{State: stored.State}, r)
-	switch out {
-	case domain.ReceiptParked:
+	if domain.ApplyReceipt(&domain.Message{State: stored.State}, r) == domain.ReceiptParked {
 		s.park(r)
-	case domain.ReceiptApplied:
-		if err := s.apply(stored, r); err != nil {
-			return "", err
-		}
+		return domain.ReceiptParked, nil
 	}
-	return out, nil
+	return s.apply(stored, r)
 }
 
 func (s *Store) park(r domain.Receipt) {
@@ -96,7 +114,7 @@ func (s *Store) park(r domain.Receipt) {
 }
 
 // MarkAtRisk is the AT_RISK sweep (see store.Store.MarkAtRisk).
-func (s *Store) MarkAtRisk(_ context.Context, now, sentBefore time.Time, limit int) (int, error) {
+func (s *Store) MarkAtRisk(_ context.Context, now, sentBefore time.Time, limit int) (domain.Swept, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var due []*domain.Message
@@ -112,10 +130,16 @@ func (s *Store) MarkAtRisk(_ context.Context, now, sentBefore time.Time, limit i
 		return order(a.ID < b.ID, a.ID > b.ID)
 	})
 	due = due[:min(len(due), limit)]
+	var n domain.Swept
 	for _, m := range due {
+		if s.redeliver(m, now, domain.ErrorRedeliverNoReceipt) {
+			n.Redelivered++
+			continue
+		}
+		n.AtRisk++
 		m.State = domain.StateAtRisk
-		if err := s.report(*m, now); err != nil {
-			return 0, err
+		if err := s.settle(m, now); err != nil {
+			return domain.Swept{}, err
 		}
 	}
 	for k, r := range s.parked {
@@ -123,5 +147,5 @@ func (s *Store) MarkAtRisk(_ context.Context, now, sentBefore time.Time, limit i
 			delete(s.parked, k)
 		}
 	}
-	return len(due), nil
+	return n, nil
 }

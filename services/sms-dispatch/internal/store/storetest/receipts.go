@@ -192,11 +192,11 @@ func testAtRiskSweepThenLateReceipt(t *testing.T, e *env) {
 	e.clock.Advance(5 * time.Minute) // old is 10 minutes without a receipt, young 5
 	d := e.dispatcher(newFake(0), 1)
 	d.AtRiskAfter = 10 * time.Minute
-	if n, err := d.SweepAtRisk(ctx); err != nil || n != 1 {
-		t.Fatalf("sweep = %d, %v", n, err)
+	if n, err := d.SweepAtRisk(ctx); err != nil || n != (domain.Swept{AtRisk: 1}) {
+		t.Fatalf("sweep = %+v, %v", n, err)
 	}
-	if n, err := d.SweepAtRisk(ctx); err != nil || n != 0 {
-		t.Fatalf("second sweep = %d, %v", n, err)
+	if n, err := d.SweepAtRisk(ctx); err != nil || n.Total() != 0 {
+		t.Fatalf("second sweep = %+v, %v", n, err)
 	}
 	for id, want := range map[string]domain.State{"old": domain.StateAtRisk, "answered": domain.StateDelivered, "young": domain.StateSent} {
 		if got := e.get(t, id); got.State != want {

@@ -24,6 +24,7 @@ type Store interface {
 	grpcapi.Store
 	dispatcher.Store
 	RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error)
+	SetRedelivery(r domain.Redelivery)
 }
 
 // Engine is one engine under test.
@@ -89,6 +90,17 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ReceiptUnknownIDChangesNothing", testReceiptUnknownIDChangesNothing},
 		{"AtRiskSweepThenLateReceipt", testAtRiskSweepThenLateReceipt},
 		{"HandOffsAreDurableAndFenced", testHandOffsAreDurableAndFenced},
+		{"RedeliverUndeliveredThroughTheNext", testRedeliverUndeliveredThroughTheNext},
+		{"RedeliverAtRiskThenLateDelivered", testRedeliverAtRiskThenLateDelivered},
+		{"EarlierDeliveredCancelsRedelivery", testEarlierDeliveredCancelsRedelivery},
+		{"RedeliveryEndsWithTheFinalTruth", testRedeliveryEndsWithTheFinalTruth},
+		{"NoRedeliveryClosedSupersededOrOff", testNoRedeliveryClosedSupersededOrOff},
+		{"IdempotentFirstProviderNeverGetsItAgain", testIdempotentFirstProviderNeverGetsItAgain},
+		{"ConcurrentReceiptsAndDispatchersRedeliverOnce", testConcurrentReceiptsAndDispatchersRedeliverOnce},
+		{"RedeliveryBarsProvidersThatMayHaveIt", testRedeliveryBarsProvidersThatMayHaveIt},
+		{"CrashDuringRedeliveryNeverSendsTwiceToOne", testCrashDuringRedeliveryNeverSendsTwiceToOne},
+		{"ParkedUndeliveredRedelivers", testParkedUndeliveredRedelivers},
+		{"ConcurrentSweepsRedeliverOnce", testConcurrentSweepsRedeliverOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
