@@ -28,7 +28,7 @@ run-postgres: build ## the four services as separate processes on $$DATABASE_URL
 demo: build ## walk an order through verification against the running suite (make run in another terminal)
 	$(BIN)/icpctl demo
 
-bench: ## measure the suite on PostgreSQL (pgbench baseline, Verify over gRPC and REST through the edge and in steady state, SubmitOrder, SMS, 1M deadlines beside River, RSS) -> bench/results.txt; BENCH_FLAGS=--quick for a smoke run
+bench: ## measure the suite on PostgreSQL (pgbench baseline, Verify over gRPC and REST through the edge and in steady state, SubmitOrder, SMS by webhook and through the Aliyun and CMPP fakes with their receipts, 1M deadlines beside River, RSS) -> bench/results.txt; BENCH_FLAGS=--quick for a smoke run
 	go run ./bench/cmd/icpbench $(BENCH_FLAGS)
 
 chaos: ## fault drills against the processes on PostgreSQL (SIGKILL, PostgreSQL restart, two deadline replicas, SIGTERM); not part of make test

@@ -1,7 +1,8 @@
 // Command icpbench measures the suite: PostgreSQL's own limit (pgbench), the gRPC transport's (a
 // health check), Verify at saturation over a population of open verifiers, the same Verify load as
 // REST/JSON through the edge (services/edge) over a population of its own, SubmitOrder through to
-// the SMS gateway, SMS dispatch, the deadline sweeper with 1M timers, and each service's memory.
+// the SMS gateway, SMS dispatch (the webhook, and the Aliyun and CMPP protocols against their fakes,
+// with the delivery receipts back), the deadline sweeper with 1M timers, and each service's memory.
 // The four services run as processes (bench/internal/suite) on a fresh database, configured as an
 // operator would for throughput. Every figure is printed as `name value unit` and written to --out.
 //
@@ -67,8 +68,9 @@ type options struct {
 }
 
 // phaseNames are the parts of a run, in order; --phases picks some (verify, verify_steady and rest
-// each seed their population, deadline needs submit's orders, river submits orders of its own).
-var phaseNames = []string{"pgbench", "noop", "sms", "verify", "verify_steady", "rest", "submit", "deadline", "river"}
+// each seed their population, deadline needs submit's orders, river submits orders of its own;
+// sms_aliyun and sms_cmpp each run an sms-dispatch of their own against a fake gateway).
+var phaseNames = []string{"pgbench", "noop", "sms", "sms_aliyun", "sms_cmpp", "verify", "verify_steady", "rest", "submit", "deadline", "river"}
 
 func (o options) on(phase string) bool { return o.phases[phase] }
 
@@ -88,6 +90,20 @@ func (f *figures) add(name string, value float64, unit string) {
 		fmt.Fprintln(f.out, line)
 		_ = f.out.Sync()
 	}
+}
+
+// target adds a comment line that holds a figure to its target (at least want), so that the
+// results say whether it was met without a look at docs/performance.md.
+func (f *figures) target(name string, got, want float64, unit string) {
+	f.note(targetLine(name, got, want, unit))
+}
+
+func targetLine(name string, got, want float64, unit string) string {
+	verdict := "met"
+	if got < want {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("target %s >= %s %s: %s", name, strconv.FormatFloat(want, 'f', decimals(want), 64), unit, verdict)
 }
 
 // note adds a comment line ("# ...") to the results: how the run was set up.
@@ -143,11 +159,11 @@ func main() {
 	flag.IntVar(&o.steadyWindow, "steady-window", 64, "verify_steady: an order's second verifier is checked this many checks after its first (1: back to back)")
 	flag.BoolVar(&o.skipDeadline, "skip-deadline", false, "skip the 1M-timer deadline run")
 	flag.StringVar(&o.pprof, "pprof", "", "run this service (verification, sms-dispatch, filing, deadline, or edge for the rest phase) with net/http/pprof (bench/cmd/pprofservice) and save a CPU profile of each phase to bench/<service>_<phase>_cpu.pprof")
-	phases := flag.String("phases", strings.Join(phaseNames, ","), "the phases to run, comma-separated (deadline implies submit)")
+	phases := flag.String("phases", strings.Join(phaseNames, ","), "the phases to run, comma-separated (deadline implies submit; sms_aliyun and sms_cmpp send the sms load through the Aliyun and CMPP fakes of services/sms-dispatch/providertest)")
 	var dbParams multiFlag
 	flag.Var(&dbParams, "db-param", "extra query parameter on every service's database URL, e.g. options=-c%20synchronous_commit%3Doff (a diagnostic, not an operator setting; repeatable)")
 	var extraFlags multiFlag
-	flag.Var(&extraFlags, "service-flag", "extra flag for a service, as service=--flag=value (repeatable; a later flag wins)")
+	flag.Var(&extraFlags, "service-flag", "extra flag for a service, as service=--flag=value (repeatable; a later flag wins; sms-dispatch's reach the sms_aliyun and sms_cmpp processes too)")
 	flag.Parse()
 	o.dbParams = dbParams
 	o.phases = map[string]bool{}
@@ -383,6 +399,16 @@ func run(o options) error {
 		stmts.end(ctx, "sms")
 	}
 
+	// 5b. The same load through the real-protocol fakes, each on an sms-dispatch of its own.
+	fakes := fakeRun{binDir: binDir, verificationAddr: s.Addrs["verification"], pool: pools["sms-dispatch"]}
+	for _, p := range []string{"sms_aliyun", "sms_cmpp"} {
+		if o.on(p) {
+			if err := fakes.phase(ctx, o, fig, p); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+	}
+
 	// 6. Verify, with the default anti-timing floor and at saturation.
 	var vr loadResult
 	if o.on("verify") {
@@ -501,11 +527,18 @@ var pprofAddr string
 // profile starts, in the background, a CPU profile of the --pprof service over the next d of the
 // phase, saved to bench/<service>_<phase>_cpu.pprof. It does nothing without --pprof.
 func profile(o options, phase string, d time.Duration) {
-	if o.pprof == "" {
-		return
+	if o.pprof != "" {
+		profileAt(o, pprofAddr, phase, d)
 	}
+}
+
+// profileAt is profile of the process serving net/http/pprof on addr; the channel is closed once
+// the profile is saved or failed (a process stopped before d is over has none).
+func profileAt(o options, addr, phase string, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, max(1, int(d.Seconds()))))
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds()))))
 		if err != nil {
 			logf("pprof: %v", err)
 			return
@@ -520,6 +553,7 @@ func profile(o options, phase string, d time.Duration) {
 		f.Close()
 		logf("CPU profile of %s during %s: %s (go tool pprof -top %s)", o.pprof, phase, path, path)
 	}()
+	return done
 }
 
 func under(s string) string { return strings.ReplaceAll(s, "-", "_") }
@@ -529,7 +563,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func redactArgs(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		for _, secret := range []string{"--hmac-keys=", "--seal-keys="} {
+		for _, secret := range []string{"--hmac-keys=", "--seal-keys=", "--aliyun-access-key-secret=", "--cmpp-secret=", "--receipt-token="} {
 			if strings.HasPrefix(a, secret) {
 				a = secret + "<bench key>"
 			}

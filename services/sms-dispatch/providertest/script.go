@@ -110,6 +110,14 @@ func (r *record) Accepted() []Accepted {
 	return append([]Accepted(nil), r.accepted...)
 }
 
+// AcceptedCount is how many messages were accepted so far: Accepted's length without the copy, for
+// a load generator that polls it.
+func (r *record) AcceptedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.accepted)
+}
+
 // Requests is how many requests arrived (accepted, refused or rejected).
 func (r *record) Requests() int {
 	r.mu.Lock()
