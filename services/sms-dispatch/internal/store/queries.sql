@@ -35,7 +35,9 @@ SELECT pg_advisory_xact_lock(hashtextextended('sms-thread ' || k, 0))
 -- Stores a batch of new messages in one statement, one snapshot: an input is late when a newer
 -- message of its thread is stored or is in this batch; it is stored FAILED at once and never goes out.
 -- Each stored QUEUED one supersedes the older QUEUED ones of its thread, locked in message_id order as
--- MarkSentAll locks them, so that the two cannot deadlock. The answer is every input's row: the
+-- MarkSentAll locks them, so that the two cannot deadlock. Both checks find a thread by its index
+-- (messages_thread), each through a LATERAL the planner cannot turn into a walk of messages_due; late
+-- is worked out once, not once per use of its flag. The answer is every input's row: the
 -- inserted ones (RETURNING; the statement's own writes are invisible to its other parts) and the
 -- repeats (a primary-key lookup each: a LATERAL the planner cannot flatten, whatever the statistics
 -- say), each after two flags: inserted by this statement, superseded by it. The inputs' texts come
@@ -44,7 +46,7 @@ WITH t AS MATERIALIZED (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[],
 				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::integer[], $12::integer[])
 				WITH ORDINALITY AS t(id, ord, phone, tpl, kid, loc, txt, nxt, exp, at, seq, att, n)
-		), late AS (
+		), late AS MATERIALIZED (
 			SELECT t.id FROM t WHERE t.ord <> '' AND (
 				EXISTS (SELECT 1 FROM t o WHERE o.ord = t.ord AND o.phone = t.phone AND o.tpl = t.tpl
 					AND o.id <> t.id AND o.seq > t.seq)
@@ -55,16 +57,19 @@ WITH t AS MATERIALIZED (
 				next_attempt_at, expire_at, created_at, sequence, last_error, redacted)
 			SELECT id, ord, phone, tpl, CASE WHEN l THEN '' ELSE kid END, loc, CASE WHEN l THEN NULL ELSE txt END,
 				CASE WHEN l THEN 'FAILED' ELSE 'QUEUED' END, att, nxt, exp, at, seq, CASE WHEN l THEN $13 ELSE '' END, l
-			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t) t
+			FROM (SELECT t.*, t.id IN (SELECT id FROM late) AS l FROM t OFFSET 0) t
 			ORDER BY n
 			ON CONFLICT (message_id) DO NOTHING
 			RETURNING message_id, order_id, phone, template, locale, sealed_text, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at
 		), superseded AS (
 			UPDATE messages SET state = 'FAILED', last_error = $13, sealed_text = NULL, key_id = '', redacted = true
-			WHERE message_id IN (SELECT r.message_id FROM ins n
-				JOIN messages r ON r.order_id = n.order_id AND r.phone = n.phone AND r.template = n.template
-				WHERE n.order_id <> '' AND n.state = 'QUEUED' AND r.state = 'QUEUED' AND r.sequence < n.sequence
+			WHERE message_id IN (SELECT r.message_id FROM (SELECT o.message_id FROM ins n
+					CROSS JOIN LATERAL (SELECT o.message_id FROM messages o WHERE o.order_id = n.order_id AND o.phone = n.phone
+						AND o.template = n.template AND o.sequence < n.sequence AND o.state = 'QUEUED' OFFSET 0) o
+					WHERE n.order_id <> '' AND n.state = 'QUEUED' ORDER BY o.message_id) c
+				CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = c.message_id OFFSET 0) r
+				WHERE r.state = 'QUEUED'
 				ORDER BY r.message_id FOR UPDATE OF r)
 			RETURNING message_id
 		)
