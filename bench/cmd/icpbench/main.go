@@ -401,12 +401,8 @@ func run(o options) error {
 
 	// 5b. The same load through the real-protocol fakes, each on an sms-dispatch of its own.
 	fakes := fakeRun{binDir: binDir, verificationAddr: s.Addrs["verification"], pool: pools["sms-dispatch"]}
-	for _, p := range []string{"sms_aliyun", "sms_cmpp"} {
-		if o.on(p) {
-			if err := fakes.phase(ctx, o, fig, p); err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-		}
+	if err := fakes.phases(ctx, o, fig); err != nil {
+		return err
 	}
 
 	// 6. Verify, with the default anti-timing floor and at saturation.

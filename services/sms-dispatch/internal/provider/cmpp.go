@@ -17,10 +17,14 @@ import (
 // CMPPName is the provider name receipts and message_provider_ids carry.
 const CMPPName = "cmpp"
 
-// Recorder is the store's one receipt use case (store.Store, memstore.Store).
+// Recorder is the store's one receipt use case (store.Store, memstore.Store): a batch of receipts in
+// one transaction, an outcome each.
 type Recorder interface {
-	RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error)
+	RecordReceipts(ctx context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error)
 }
+
+// maxReceiptBatch bounds the receipts the recorder hands the store at once.
+const maxReceiptBatch = 256
 
 // ReceiptCounter counts a receipt by provider and outcome (dispatcher.Metrics: icp_sms_receipts_total).
 type ReceiptCounter interface {
@@ -264,9 +268,11 @@ func (p *CMPP) send(reports []cmpp.Report) {
 	}
 }
 
-// record hands receipts to the store, retrying a failed one (the gateway was acknowledged
-// already, so a receipt the store refused would be lost); it also ages orphans once a second.
-// After Close it records what is queued, once each.
+// record hands receipts to the store, all those queued at once (up to maxReceiptBatch: one
+// transaction instead of one each, so receipts keep up with sends), retrying a failed batch whole
+// (the gateway was acknowledged already, so a receipt the store refused would be lost; a repeat
+// changes nothing twice); it also ages orphans once a second. After Close it records what is
+// queued, once each.
 func (p *CMPP) record() {
 	defer close(p.stopped)
 	tick := time.NewTicker(time.Second)
@@ -274,45 +280,62 @@ func (p *CMPP) record() {
 	for {
 		select {
 		case <-p.done:
-			for {
-				select {
-				case rc := <-p.out:
-					p.store(rc)
-				default:
-					return
-				}
+			for batch := p.drain(nil); len(batch) > 0; batch = p.drain(nil) {
+				p.store(batch)
 			}
+			return
 		case <-tick.C:
 			p.mu.Lock()
 			ready := p.expireLocked(nil, p.Clock.Now())
 			p.mu.Unlock()
 			// Not p.send: this goroutine empties p.out, so it must not wait on it.
+			batch := make([]domain.Receipt, 0, len(ready))
 			for _, r := range ready {
-				p.store(domain.Receipt{Provider: CMPPName, ProviderID: strconv.FormatUint(r.MsgID, 10),
+				batch = append(batch, domain.Receipt{Provider: CMPPName, ProviderID: strconv.FormatUint(r.MsgID, 10),
 					Delivered: r.Delivered(), Code: r.Stat, At: p.Clock.Now()})
 			}
+			for len(batch) > 0 {
+				n := min(len(batch), maxReceiptBatch)
+				p.store(batch[:n])
+				batch = batch[n:]
+			}
 		case rc := <-p.out:
-			p.store(rc)
+			p.store(p.drain([]domain.Receipt{rc}))
 		}
 	}
 }
 
-func (p *CMPP) store(rc domain.Receipt) {
-	if p.Receipts == nil {
+// drain appends to batch the receipts queued, without waiting, up to maxReceiptBatch in all.
+func (p *CMPP) drain(batch []domain.Receipt) []domain.Receipt {
+	for len(batch) < maxReceiptBatch {
+		select {
+		case rc := <-p.out:
+			batch = append(batch, rc)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (p *CMPP) store(batch []domain.Receipt) {
+	if p.Receipts == nil || len(batch) == 0 {
 		return
 	}
 	wait := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		out, err := p.Receipts.RecordReceipt(ctx, rc)
+		outs, err := p.Receipts.RecordReceipts(ctx, batch)
 		cancel()
 		if err == nil {
 			if p.Counter != nil {
-				p.Counter.Receipt(CMPPName, string(out))
+				for _, out := range outs {
+					p.Counter.Receipt(CMPPName, string(out))
+				}
 			}
 			return
 		}
-		p.Log.Warn("cmpp report not recorded; retrying", zap.String("provider_id", rc.ProviderID), zap.Error(err))
+		p.Log.Warn("cmpp reports not recorded; retrying", zap.Int("reports", len(batch)), zap.Error(err))
 		select {
 		case <-p.done:
 			return

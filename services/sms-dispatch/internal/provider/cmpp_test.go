@@ -21,7 +21,7 @@ const (
 	cmppSecret  = "s3cret-shared"
 )
 
-// receiptLog stands in for the store in this unit test of the adapter: it keeps what RecordReceipt
+// receiptLog stands in for the store in this unit test of the adapter: it keeps what RecordReceipts
 // got, and can refuse the first few calls.
 type receiptLog struct {
 	mu     sync.Mutex
@@ -29,15 +29,19 @@ type receiptLog struct {
 	refuse int
 }
 
-func (l *receiptLog) RecordReceipt(_ context.Context, r domain.Receipt) (domain.ReceiptOutcome, error) {
+func (l *receiptLog) RecordReceipts(_ context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.refuse > 0 {
 		l.refuse--
-		return "", errors.New("store down")
+		return nil, errors.New("store down")
 	}
-	l.got = append(l.got, r)
-	return domain.ReceiptApplied, nil
+	l.got = append(l.got, rs...)
+	outs := make([]domain.ReceiptOutcome, len(rs))
+	for i := range outs {
+		outs[i] = domain.ReceiptApplied
+	}
+	return outs, nil
 }
 
 func (l *receiptLog) all() []domain.Receipt {

@@ -1,6 +1,6 @@
 // Package receipts is sms-dispatch's receipt endpoint: the carriers' delivery reports as each
 // provider pushes them (aliyun SmsReport, tencent's status callback, the webhook gateway's own form),
-// parsed and handed to the store's one use case, RecordReceipt. Neither aliyun nor tencent signs its
+// parsed and handed to the store's one use case, RecordReceipts (a push's receipts in one batch). Neither aliyun nor tencent signs its
 // pushes (their documentation of SmsReport and of the status callback defines no signature or
 // header: the console takes only a URL), so the secret is in the URL: the path ends with the
 // configured token, compared in constant time; a request with another token is 403. The webhook
@@ -29,7 +29,7 @@ import (
 
 // Recorder is the store's use case (store.Store and memstore.Store implement it).
 type Recorder interface {
-	RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error)
+	RecordReceipts(ctx context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error)
 }
 
 // MaxBody bounds a push: aliyun and tencent merge reports, a few hundred bytes each.
@@ -119,15 +119,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, provider string,
 		return
 	}
 	now := h.Clock.Now()
-	for _, rc := range receipts {
-		rc.Provider, rc.At = provider, now
-		out, err := h.Store.RecordReceipt(r.Context(), rc)
-		if err != nil {
-			// 5xx: the provider pushes again later, and a repeat changes nothing twice.
-			h.Log.Warn("receipt not recorded", zap.String("provider", provider), zap.Error(err))
-			http.Error(w, "try again", http.StatusServiceUnavailable)
-			return
-		}
+	for i := range receipts {
+		receipts[i].Provider, receipts[i].At = provider, now
+	}
+	// One transaction for the whole push: all of it is recorded, or none.
+	outs, err := h.Store.RecordReceipts(r.Context(), receipts)
+	if err != nil {
+		// 5xx: the provider pushes again later, and a repeat changes nothing twice.
+		h.Log.Warn("receipts not recorded", zap.String("provider", provider), zap.Int("receipts", len(receipts)), zap.Error(err))
+		http.Error(w, "try again", http.StatusServiceUnavailable)
+		return
+	}
+	for _, out := range outs {
 		h.Metrics.Receipt(provider, string(out))
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -3,8 +3,11 @@ package receipts_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +183,60 @@ func badAuth(t *testing.T, prefix string, want int, _ string) {
 	}
 	if c := post(t, prefix[:strings.LastIndex(prefix[:len(prefix)-1], "/")+1]+"nothing/"+token, "", `[]`); c != http.StatusNotFound {
 		t.Fatalf("unknown path: %d", c)
+	}
+}
+
+// batchLog stands in for the store's use case: it keeps the size of each batch it is handed and,
+// while down, refuses them.
+type batchLog struct {
+	st    *memstore.Store
+	sizes []int
+	down  bool
+}
+
+func (b *batchLog) RecordReceipts(ctx context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error) {
+	b.sizes = append(b.sizes, len(rs))
+	if b.down {
+		return nil, errors.New("store down")
+	}
+	return b.st.RecordReceipts(ctx, rs)
+}
+
+// A push's receipts are one batch: a store that refuses it gets the push answered 503 (the provider
+// pushes again) and nothing of it is recorded; pushed again, all of it is, in one batch.
+func TestPushIsOneBatch(t *testing.T) {
+	st := memstore.New(clock.NewFake(t0))
+	sent(t, st, "a", "aliyun", "900^0")
+	sent(t, st, "b", "aliyun", "901^0")
+	rec := &batchLog{st: st, down: true}
+	srv := httptest.NewServer(&receipts.Handler{Store: rec, Token: token, Clock: clock.NewFake(t0.Add(time.Minute)), Log: zap.NewNop()})
+	t.Cleanup(srv.Close)
+	url := srv.URL + receipts.AliyunPath + token
+	body, err := json.Marshal([]providertest.AliyunReport{
+		providertest.Accepted{MessageID: "a", Phone: "+8613812345678", ProviderID: "900^0"}.AliyunReport(true, ""),
+		providertest.Accepted{MessageID: "b", Phone: "+8613812345678", ProviderID: "901^0"}.AliyunReport(true, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := post(t, url, "", string(body)); code != http.StatusServiceUnavailable {
+		t.Fatalf("push to a store that is down: %d, want 503", code)
+	}
+	for _, id := range []string{"a", "b"} {
+		if m := state(t, st, id); m.State != domain.StateSent {
+			t.Fatalf("%s after a refused push = %+v", id, m)
+		}
+	}
+	rec.down = false
+	if code := post(t, url, "", string(body)); code != http.StatusOK {
+		t.Fatalf("push again: %d", code)
+	}
+	for _, id := range []string{"a", "b"} {
+		if m := state(t, st, id); m.State != domain.StateDelivered {
+			t.Fatalf("%s after the push = %+v", id, m)
+		}
+	}
+	if !slices.Equal(rec.sizes, []int{2, 2}) {
+		t.Fatalf("batches %v, want the push's two receipts in one batch, twice", rec.sizes)
 	}
 }

@@ -172,23 +172,26 @@ UPDATE messages SET next_attempt_at = $3, last_error = $4, provider = $5
 -- Gives back the cap slot reserved for message $1 at $2 (nothing reached the phone).
 DELETE FROM phone_sends WHERE message_id = $1 AND sent_at = $2
 
--- name: LockMessage
--- RecordReceipt: one message, locked; the columns are scanMessage's.
+-- name: LockMessages
+-- RecordReceipts: the messages $1, locked in message_id order (so concurrent batches cannot
+-- deadlock); the columns are scanMessage's.
 SELECT message_id, order_id, phone, template, locale, sealed_text, state, attempts,
 	next_attempt_at, expire_at, provider, last_error, created_at, sent_at, redacted, sequence, provider_ids, delivery_code, receipt_at
-	FROM messages WHERE message_id = $1 FOR UPDATE
+	FROM messages WHERE message_id = ANY($1::text[]) ORDER BY message_id FOR UPDATE
 
--- name: FindProviderID
--- The message the provider $1 knows by id $2.
-SELECT message_id FROM message_provider_ids WHERE provider = $1 AND provider_id = $2
+-- name: FindProviderIDs
+-- The messages the providers $1 know by the ids $2 (pairwise).
+SELECT i.provider, i.provider_id, i.message_id FROM message_provider_ids i
+	JOIN unnest($1::text[], $2::text[]) AS k(provider, provider_id) USING (provider, provider_id)
 
--- name: SetDelivery
--- A receipt's outcome on message $1: state $2, the carrier's code $3, received at $4. The message is
--- final now (or AT_RISK with no redelivery left): a text held for a redelivery is wiped.
-UPDATE messages SET state = $2, delivery_code = $3, receipt_at = $4, redeliverable = false, text_held = false,
-		sealed_text = CASE WHEN text_held THEN NULL ELSE sealed_text END, key_id = CASE WHEN text_held THEN '' ELSE key_id END,
-		redacted = redacted OR text_held
-	WHERE message_id = $1
+-- name: SetDeliveries
+-- Receipts' outcomes on the messages $1: states $2, the carrier's codes $3, received at $4 (pairwise).
+-- Each message is final now (or AT_RISK with no redelivery left): a text held for a redelivery is wiped.
+UPDATE messages m SET state = d.state, delivery_code = d.code, receipt_at = d.at, redeliverable = false, text_held = false,
+		sealed_text = CASE WHEN m.text_held THEN NULL ELSE m.sealed_text END,
+		key_id = CASE WHEN m.text_held THEN '' ELSE m.key_id END, redacted = m.redacted OR m.text_held
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS d(message_id, state, code, at)
+	WHERE m.message_id = d.message_id
 
 -- name: RedeliveryOf
 -- Whether the locked message $1 may be redelivered, and whether it is superseded (a newer message
@@ -215,13 +218,19 @@ WITH sender AS (
 		UPDATE message_handoffs SET barred = true WHERE message_id = ANY($1::text[]) AND NOT refused
 			AND (message_id, provider) NOT IN (SELECT * FROM unnest($1::text[], $2::text[]))
 
--- name: Barred
--- Whether provider $2 was barred from message $1 by a redelivery (it had it before).
-SELECT EXISTS (SELECT 1 FROM message_handoffs WHERE message_id = $1 AND provider = $2 AND barred)
+-- name: BarredOf
+-- The providers barred from the messages $1 by a redelivery (they had them before).
+SELECT message_id, provider FROM message_handoffs WHERE message_id = ANY($1::text[]) AND barred
 
--- name: Park
--- Keeps a receipt for a message not yet SENT; the first parked for a key stays (domain.ApplyReceipt).
-INSERT INTO parked_receipts (provider, park_key, delivered, code, received_at) VALUES ($1, $2, $3, $4, $5)
+-- name: ParkAll
+-- Keeps receipts for messages not yet SENT (providers $1, keys $2, delivered $3, codes $4, received
+-- at $5, pairwise, in arrival order); the first parked for a key stays (domain.ApplyReceipt). The
+-- rows are inserted in key order, so concurrent batches cannot deadlock on one another's keys.
+INSERT INTO parked_receipts (provider, park_key, delivered, code, received_at)
+	SELECT provider, park_key, delivered, code, received_at
+		FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[], $5::timestamptz[])
+			WITH ORDINALITY AS r(provider, park_key, delivered, code, received_at, n)
+		ORDER BY provider, park_key, n
 	ON CONFLICT (provider, park_key) DO NOTHING
 
 -- name: TakeParked

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,102 +15,110 @@ import (
 	"github.com/icpverify/icpverify/services/sms-dispatch/internal/domain"
 )
 
-// RecordReceipt applies a carrier's receipt (domain.ApplyReceipt) and tells what it did. The message
-// is the one the provider knows by r.ProviderID, else the one r.MessageID names (if the provider
-// sent it, or it is not sent yet); it is locked, so concurrent receipts for it apply one after the
-// other, and a new DELIVERED or UNDELIVERED writes its report to verification in the same
-// transaction, or, for a redeliverable message, an UNDELIVERED queues it again instead (redeliver).
-// A receipt of a provider a redelivery barred from the message is an earlier provider's
-// (domain.ApplyEarlierReceipt). A receipt for a message not yet SENT, or for ids no message has,
-// is parked.
+// RecordReceipt applies one carrier's receipt: RecordReceipts of one.
 func (s *Store) RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error) {
-	var out domain.ReceiptOutcome
+	outs, err := s.RecordReceipts(ctx, []domain.Receipt{r})
+	if err != nil {
+		return "", err
+	}
+	return outs[0], nil
+}
+
+// RecordReceipts applies carriers' receipts (domain.ApplyReceipt) in one transaction and tells what
+// each did, in order. A receipt's message is the one the provider knows by r.ProviderID, else the
+// one r.MessageID names (if the provider sent it, or it is not sent yet). The messages are locked in
+// message_id order, so concurrent batches (and single receipts) apply one after the other without
+// deadlocking, and the receipts of one message apply in arrival order. A new DELIVERED or
+// UNDELIVERED writes its report to verification in the same transaction, or, for a redeliverable
+// message, an UNDELIVERED queues it again instead (redeliver). A receipt of a provider a redelivery
+// barred from the message is an earlier provider's (domain.ApplyEarlierReceipt). A receipt for a
+// message not yet SENT, or for ids no message has, is parked.
+func (s *Store) RecordReceipts(ctx context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	var outs []domain.ReceiptOutcome
 	reported := false
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		reported = false
-		id := ""
-		if r.ProviderID != "" {
-			if err := tx.QueryRow(ctx, queries.FindProviderID, r.Provider, r.ProviderID).Scan(&id); err != nil && !pg.IsNoRows(err) {
-				return err
-			}
-		}
-		if id == "" {
-			id = r.MessageID
-		}
-		var m domain.Message
-		found := false
-		if id != "" {
-			var err error
-			m, err = s.scanMessage(tx.QueryRow(ctx, queries.LockMessage, id))
-			if err != nil && !pg.IsNoRows(err) {
-				return err
-			}
-			if err == nil && (m.State == domain.StateQueued || m.Provider != r.Provider) {
-				var barred bool
-				if err := tx.QueryRow(ctx, queries.Barred, m.ID, r.Provider).Scan(&barred); err != nil {
-					return err
-				}
-				if barred {
-					out, reported, err = applyEarlierReceipt(ctx, tx, &m, r)
-					return err
-				}
-			}
-			// Our message id in a receipt counts only for the provider that sent it.
-			found = err == nil && (m.State == domain.StateQueued || m.Provider == r.Provider)
-		}
-		if !found {
-			out = domain.ReceiptUnknown
-			_, err := tx.Exec(ctx, queries.Park, r.Provider, domain.ParkKey(r), r.Delivered, domain.ReceiptCode(r.Code), r.At)
+		outs, reported = make([]domain.ReceiptOutcome, len(rs)), false
+		ids, err := messageIDs(ctx, tx, rs)
+		if err != nil {
 			return err
 		}
-		var err error
-		out, reported, err = applyReceipt(ctx, tx, &m, r)
+		locked, err := s.lockMessages(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		b := &receiptBatch{tx: tx}
+		if err := b.loadBarred(ctx, slices.Collect(maps.Keys(locked))); err != nil {
+			return err
+		}
+		for i, r := range rs {
+			if outs[i], err = b.record(ctx, locked[ids[i]], r); err != nil {
+				return err
+			}
+		}
+		reported, err = b.flush(ctx)
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("record receipt: %w", err)
+		return nil, fmt.Errorf("record receipts: %w", err)
 	}
 	if reported {
 		s.wake()
 	}
-	return out, nil
+	return outs, nil
 }
 
-// applyReceipt applies r to the locked message m inside tx: the new state and its report, or r parked.
-func applyReceipt(ctx context.Context, tx pgx.Tx, m *domain.Message, r domain.Receipt) (domain.ReceiptOutcome, bool, error) {
-	out := domain.ApplyReceipt(m, r)
-	switch out {
-	case domain.ReceiptParked:
-		_, err := tx.Exec(ctx, queries.Park, r.Provider, domain.ParkKey(r), r.Delivered, domain.ReceiptCode(r.Code), r.At)
-		return out, false, err
-	case domain.ReceiptApplied:
-		return settle(ctx, tx, m, r.At)
-	}
-	return out, false, nil
-}
-
-// settle records the state a receipt just gave the locked message m (at now) and writes its report,
-// unless an UNDELIVERED m is redelivered instead.
-func settle(ctx context.Context, tx pgx.Tx, m *domain.Message, now time.Time) (domain.ReceiptOutcome, bool, error) {
-	if m.State == domain.StateUndelivered {
-		if again, err := redeliver(ctx, tx, *m, now); err != nil || again {
-			return domain.ReceiptRedelivered, false, err
+// messageIDs names the message of each receipt of rs: the one its provider knows by its provider id,
+// else its message id.
+func messageIDs(ctx context.Context, tx pgx.Tx, rs []domain.Receipt) ([]string, error) {
+	var providers, pids []string
+	for _, r := range rs {
+		if r.ProviderID != "" {
+			providers, pids = append(providers, r.Provider), append(pids, r.ProviderID)
 		}
 	}
-	if _, err := tx.Exec(ctx, queries.SetDelivery, m.ID, string(m.State), m.DeliveryCode, m.ReceiptAt); err != nil {
-		return domain.ReceiptApplied, false, err
+	known := map[[2]string]string{}
+	if len(pids) > 0 {
+		rows, err := tx.Query(ctx, queries.FindProviderIDs, providers, pids)
+		if err != nil {
+			return nil, err
+		}
+		var provider, pid, id string
+		if _, err := pgx.ForEachRow(rows, []any{&provider, &pid, &id}, func() error {
+			known[[2]string{provider, pid}] = id
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
-	reported, err := report(ctx, tx, now, *m)
-	return domain.ReceiptApplied, reported, err
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		if ids[i] = known[[2]string{r.Provider, r.ProviderID}]; r.ProviderID == "" || ids[i] == "" {
+			ids[i] = r.MessageID
+		}
+	}
+	return ids, nil
 }
 
-// report writes the report m's new state owes verification, if any (convert.DeliveryReport).
-func report(ctx context.Context, tx pgx.Tx, now time.Time, m domain.Message) (bool, error) {
-	msg, ok := convert.DeliveryReport(m)
-	if !ok {
-		return false, nil
+// lockMessages locks the stored messages of ids (in message_id order) and returns them by id.
+func (s *Store) lockMessages(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*domain.Message, error) {
+	want := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "" })
+	slices.Sort(want)
+	rows, err := tx.Query(ctx, queries.LockMessages, slices.Compact(want))
+	if err != nil {
+		return nil, err
 	}
-	return true, outbox.EnqueueAll(ctx, tx, nil, now, []outbox.Message{msg})
+	ms, err := s.collectMessages(rows)
+	if err != nil {
+		return nil, err
+	}
+	locked := make(map[string]*domain.Message, len(ms))
+	for i := range ms {
+		locked[ms[i].ID] = &ms[i]
+	}
+	return locked, nil
 }
 
 // applyParked applies the earliest receipt parked for the message id (just marked SENT) and drops
@@ -117,11 +127,15 @@ func (s *Store) applyParked(ctx context.Context, id string) error {
 	reported := false
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		reported = false
-		m, err := s.scanMessage(tx.QueryRow(ctx, queries.LockMessage, id))
+		locked, err := s.lockMessages(ctx, tx, []string{id})
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, queries.TakeParked, m.Provider, domain.ParkKeys(m))
+		m, ok := locked[id]
+		if !ok {
+			return pgx.ErrNoRows
+		}
+		rows, err := tx.Query(ctx, queries.TakeParked, m.Provider, domain.ParkKeys(*m))
 		if err != nil {
 			return err
 		}
@@ -140,10 +154,15 @@ func (s *Store) applyParked(ctx context.Context, id string) error {
 				first = r
 			}
 		}
-		if domain.ApplyReceipt(&m, first) != domain.ReceiptApplied {
+		before := *m
+		if domain.ApplyReceipt(m, first) != domain.ReceiptApplied {
 			return nil
 		}
-		_, reported, err = settle(ctx, tx, &m, first.At)
+		b := &receiptBatch{tx: tx}
+		if _, err := b.settle(ctx, m, before, first.At); err != nil {
+			return err
+		}
+		reported, err = b.flush(ctx)
 		return err
 	})
 	if err == nil && reported {

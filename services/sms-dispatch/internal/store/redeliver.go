@@ -36,17 +36,3 @@ func barHandoffs(ctx context.Context, tx pgx.Tx, ids, senders []string, now time
 	_, err := tx.Exec(ctx, queries.BarHandoffs, ids, senders, now)
 	return err
 }
-
-// applyEarlierReceipt applies r, from a provider barred from the locked message m by a redelivery,
-// inside tx (domain.ApplyEarlierReceipt): a DELIVERED counts while m is not final.
-func applyEarlierReceipt(ctx context.Context, tx pgx.Tx, m *domain.Message, r domain.Receipt) (domain.ReceiptOutcome, bool, error) {
-	out := domain.ApplyEarlierReceipt(m, r)
-	if out != domain.ReceiptApplied {
-		return out, false, nil
-	}
-	if _, err := tx.Exec(ctx, queries.SetDelivery, m.ID, string(m.State), m.DeliveryCode, m.ReceiptAt); err != nil {
-		return out, false, err
-	}
-	reported, err := report(ctx, tx, r.At, *m)
-	return out, reported, err
-}

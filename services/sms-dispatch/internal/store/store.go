@@ -36,10 +36,11 @@ var queriesSQL string
 
 // queries holds the store's statements, one field per "-- name:" block of queries.sql.
 var queries = pg.MustQueries[struct {
-	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends  string
-	RecentSends, ReserveSend, Reschedule, Fail, MarkSentAll, Retry, ReleaseSend        string
-	LockMessage, FindProviderID, SetDelivery, Park, TakeParked, MarkAtRisk, DropParked string
-	StrandedParked, Hand, Refused, Unhand, RedeliveryOf, Requeue, BarHandoffs, Barred  string
+	Get, GetAll, List, LockThreads, Create, Claim, LockPhone, LockClaim, DropOldSends string
+	RecentSends, ReserveSend, Reschedule, Fail, MarkSentAll, Retry, ReleaseSend       string
+	LockMessages, FindProviderIDs, SetDeliveries, ParkAll, TakeParked, MarkAtRisk     string
+	DropParked, StrandedParked, Hand, Refused, Unhand, RedeliveryOf, Requeue          string
+	BarHandoffs, BarredOf                                                             string
 }]("sms-dispatch/internal/store/queries.sql", queriesSQL)
 
 // Store is the PostgreSQL store.

@@ -75,10 +75,33 @@ func (s *Store) report(m domain.Message, now time.Time) error {
 	return nil
 }
 
-// RecordReceipt applies a carrier's receipt (see store.Store.RecordReceipt).
-func (s *Store) RecordReceipt(_ context.Context, r domain.Receipt) (domain.ReceiptOutcome, error) {
+// RecordReceipt applies one carrier's receipt: RecordReceipts of one.
+func (s *Store) RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error) {
+	outs, err := s.RecordReceipts(ctx, []domain.Receipt{r})
+	if err != nil {
+		return "", err
+	}
+	return outs[0], nil
+}
+
+// RecordReceipts applies carriers' receipts, in order, under one hold of mu (see
+// store.Store.RecordReceipts).
+func (s *Store) RecordReceipts(_ context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	outs := make([]domain.ReceiptOutcome, len(rs))
+	for i, r := range rs {
+		out, err := s.record(r)
+		if err != nil {
+			return nil, err
+		}
+		outs[i] = out
+	}
+	return outs, nil
+}
+
+// record applies one receipt; the caller holds mu.
+func (s *Store) record(r domain.Receipt) (domain.ReceiptOutcome, error) {
 	r.Code, r.At = domain.ReceiptCode(r.Code), micro(r.At)
 	id := ""
 	if r.ProviderID != "" {

@@ -24,6 +24,7 @@ type Store interface {
 	grpcapi.Store
 	dispatcher.Store
 	RecordReceipt(ctx context.Context, r domain.Receipt) (domain.ReceiptOutcome, error)
+	RecordReceipts(ctx context.Context, rs []domain.Receipt) ([]domain.ReceiptOutcome, error)
 	SetRedelivery(r domain.Redelivery)
 }
 
@@ -89,6 +90,11 @@ func Run(t *testing.T, newEngine func(t *testing.T, clk *clock.Fake) Engine) {
 		{"ReceiptBeforeSentIsParkedAndApplied", testReceiptBeforeSentIsParkedAndApplied},
 		{"ReceiptUnknownIDChangesNothing", testReceiptUnknownIDChangesNothing},
 		{"AtRiskSweepThenLateReceipt", testAtRiskSweepThenLateReceipt},
+		{"BatchAppliesOneMessageInArrivalOrder", testBatchAppliesOneMessageInArrivalOrder},
+		{"BatchMixesKnownUnknownAndParked", testBatchMixesKnownUnknownAndParked},
+		{"BatchDuplicatesApplyOnce", testBatchDuplicatesApplyOnce},
+		{"BatchRedeliversThenTakesEarlierDelivered", testBatchRedeliversThenTakesEarlierDelivered},
+		{"ConcurrentBatchesApplyEachOnce", testConcurrentBatchesApplyEachOnce},
 		{"HandOffsAreDurableAndFenced", testHandOffsAreDurableAndFenced},
 		{"RedeliverUndeliveredThroughTheNext", testRedeliverUndeliveredThroughTheNext},
 		{"RedeliverAtRiskThenLateDelivered", testRedeliverAtRiskThenLateDelivered},
