@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,10 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: %d %s", u, code, body)
 		}
 	}
+	// --gc-percent's default is the process's GC target once the edge runs.
+	if prev := debug.SetGCPercent(defaultGCPercent); prev != defaultGCPercent {
+		t.Errorf("GC percent %d, want --gc-percent's default %d", prev, defaultGCPercent)
+	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	if code, _ := get(t, base+"/readyz"); code != 503 {
 		t.Errorf("/readyz with the services not serving: %d, want 503", code)
@@ -110,7 +115,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		return path
 	}
 	key := "--page-api-key-file=" + write("key", "3f1c0a9d7e5b4c2a8f6e1d3b5a7c9e0f")
-	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"},
+	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--gc-percent=0"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"},
 		// The page's secret: too short, the example's placeholder, missing.
 		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + write("short", "0123456789abcdef")},
 		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + write("example", "example-edge-page-secret-do-not-use-generate-one-with-gen-secrets")},

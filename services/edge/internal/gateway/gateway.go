@@ -53,12 +53,12 @@ func New(ctx context.Context, o Options) (http.Handler, error) {
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: newCodec(&runtime.JSONPb{
 			// Every field in answers, so clients in any language see zeros and empty lists.
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 			// A misspelt field is an error (400 MALFORMED_REQUEST), not silently dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}),
+		})}),
 	)
 	if err := filingv1.RegisterFilingServiceHandlerClient(ctx, mux, filingv1.NewFilingServiceClient(o.Filing)); err != nil {
 		return nil, err
@@ -96,21 +96,23 @@ func (b limitedBody) Read(p []byte) (int, error) {
 // limits wraps the mux with the body limit and the per-call timeout.
 func limits(next *runtime.ServeMux, o Options) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
 		if o.MaxBodyBytes > 0 {
 			if r.ContentLength > o.MaxBodyBytes {
 				_, out := runtime.MarshalerForRequest(next, r)
-				runtime.HTTPError(r.Context(), next, out, w, r, bodyTooLarge(o.MaxBodyBytes))
+				runtime.HTTPError(ctx, next, out, w, r, bodyTooLarge(o.MaxBodyBytes))
 				return
 			}
 			state := &bodyState{limit: o.MaxBodyBytes}
 			r.Body = limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, o.MaxBodyBytes), state: state}
-			r = r.WithContext(context.WithValue(r.Context(), bodyStateKey{}, state))
+			ctx = context.WithValue(ctx, bodyStateKey{}, state)
 		}
 		if o.RequestTimeout > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), o.RequestTimeout)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, o.RequestTimeout)
 			defer cancel()
-			r = r.WithContext(ctx)
 		}
-		next.ServeHTTP(w, r)
+		// One copy of the request for both (WithContext copies it).
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -147,6 +147,12 @@ func TestEdgeErrors(t *testing.T) {
 		{"bad query", "GET", "/v1/orders?pageSize=many", "", 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
 		{"bad enum", "GET", "/v1/orders?state=NOPE", "", 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
 		{"too large", "POST", "/v1/orders", big, 413, edgev1.ErrorReason_ERROR_REASON_BODY_TOO_LARGE},
+		// /v1/verify's body takes the codec's fast path when it is plain: the others are still protojson's.
+		{"verify bad json", "POST", "/v1/verify", `{"phone":`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
+		{"verify unknown field", "POST", "/v1/verify", `{"phnoe":"1"}`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
+		{"verify duplicate", "POST", "/v1/verify", `{"code":"1","code":"2"}`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
+		{"verify two values", "POST", "/v1/verify", `{"code":"1"}{}`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
+		{"verify too large", "POST", "/v1/verify", `{"code":"` + strings.Repeat("1", 2000) + `"}`, 413, edgev1.ErrorReason_ERROR_REASON_BODY_TOO_LARGE},
 		{"no route", "GET", "/v1/nothing", "", 404, edgev1.ErrorReason_ERROR_REASON_ROUTE_NOT_FOUND},
 		{"internal service", "POST", "/icp.filing.v1.FilingInternalService/MarkVerified", "{}", 404, edgev1.ErrorReason_ERROR_REASON_ROUTE_NOT_FOUND},
 		{"wrong method", "DELETE", "/v1/orders/ord_7", "", 405, edgev1.ErrorReason_ERROR_REASON_METHOD_NOT_ALLOWED},
@@ -166,10 +172,12 @@ func TestEdgeErrors(t *testing.T) {
 	}
 
 	// A body without Content-Length (chunked) that grows past the limit is 413 as well.
-	req, _ := http.NewRequest("POST", fx.url+"/v1/orders", struct{ *strings.Reader }{strings.NewReader(big)})
-	req.ContentLength = -1
-	if a := send(t, req); a.status != 413 || a.reason() != "BODY_TOO_LARGE" {
-		t.Errorf("chunked too large: %d %s", a.status, a.raw)
+	for _, path := range []string{"/v1/orders", "/v1/verify"} {
+		req, _ := http.NewRequest("POST", fx.url+path, struct{ *strings.Reader }{strings.NewReader(big)})
+		req.ContentLength = -1
+		if a := send(t, req); a.status != 413 || a.reason() != "BODY_TOO_LARGE" {
+			t.Errorf("%s chunked too large: %d %s", path, a.status, a.raw)
+		}
 	}
 }
 
