@@ -53,12 +53,12 @@ func New(ctx context.Context, o Options) (http.Handler, error) {
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: newCodec(&runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			// Every field in answers, so clients in any language see zeros and empty lists.
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 			// A misspelt field is an error (400 MALFORMED_REQUEST), not silently dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		})}),
+		}}),
 	)
 	if err := filingv1.RegisterFilingServiceHandlerClient(ctx, mux, filingv1.NewFilingServiceClient(o.Filing)); err != nil {
 		return nil, err

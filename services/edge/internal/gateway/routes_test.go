@@ -147,7 +147,7 @@ func TestEdgeErrors(t *testing.T) {
 		{"bad query", "GET", "/v1/orders?pageSize=many", "", 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
 		{"bad enum", "GET", "/v1/orders?state=NOPE", "", 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
 		{"too large", "POST", "/v1/orders", big, 413, edgev1.ErrorReason_ERROR_REASON_BODY_TOO_LARGE},
-		// /v1/verify's body takes the codec's fast path when it is plain: the others are still protojson's.
+		// /v1/verify, the hottest route, refuses bad bodies as every other route does.
 		{"verify bad json", "POST", "/v1/verify", `{"phone":`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
 		{"verify unknown field", "POST", "/v1/verify", `{"phnoe":"1"}`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
 		{"verify duplicate", "POST", "/v1/verify", `{"code":"1","code":"2"}`, 400, edgev1.ErrorReason_ERROR_REASON_MALFORMED_REQUEST},
