@@ -25,7 +25,7 @@ import (
 // (0 when the verify phase did not run): verify_rest_vs_grpc is the cost of the HTTP/JSON hop.
 func restPhase(ctx context.Context, o options, fig *figures, s *suite.Suite, pop *population, grpcRPS float64) error {
 	logf("starting the edge in front of filing and verification")
-	edge, err := s.StartEdge()
+	edge, err := s.StartEdge(o.extra[suite.Edge]...)
 	if err != nil {
 		return err
 	}
