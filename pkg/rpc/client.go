@@ -1,10 +1,7 @@
 package rpc
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -81,49 +78,4 @@ func (d *Dialer) Dial(addr string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return conn, nil
-}
-
-// Pool spreads calls over several connections to one address, in turn: one HTTP/2 connection has one
-// reader and one writer, which a process that fans many clients' calls into one peer (the edge) can
-// saturate before the peer is busy. Each connection is load balanced as Dial's.
-type Pool struct {
-	conns []*grpc.ClientConn
-	next  atomic.Uint64
-}
-
-// DialPool returns n connections (at least one) to addr as one grpc.ClientConnInterface.
-func (d *Dialer) DialPool(addr string, n int) (*Pool, error) {
-	p := &Pool{}
-	for range max(n, 1) {
-		conn, err := d.Dial(addr)
-		if err != nil {
-			_ = p.Close()
-			return nil, err
-		}
-		p.conns = append(p.conns, conn)
-	}
-	return p, nil
-}
-
-func (p *Pool) pick() *grpc.ClientConn {
-	return p.conns[(p.next.Add(1)-1)%uint64(len(p.conns))]
-}
-
-// Invoke makes a unary call on the next connection.
-func (p *Pool) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	return p.pick().Invoke(ctx, method, args, reply, opts...)
-}
-
-// NewStream opens a stream on the next connection.
-func (p *Pool) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return p.pick().NewStream(ctx, desc, method, opts...)
-}
-
-// Close closes every connection.
-func (p *Pool) Close() error {
-	var errs []error
-	for _, c := range p.conns {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/icpverify/icpverify/pkg/config"
@@ -51,8 +52,6 @@ func Run(ctx context.Context, args []string) error {
 	shutdownTimeout := f.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish before a hard stop")
 	gcPercent := f.Int("gc-percent", defaultGCPercent, "the Go garbage collector's heap growth target (as GOGC): the edge keeps "+
 		"a few MB live and allocates per request, so a higher value spends a little memory on far less GC CPU; GOMEMLIMIT still caps the heap")
-	serviceConns := f.Int("service-conns", 4, "gRPC connections to each service, used in turn: one connection's reader and writer "+
-		"limit how many calls of many HTTP clients it carries")
 	pf := registerPageFlags(f)
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := f.Parse(args); err != nil {
@@ -67,8 +66,6 @@ func Run(ctx context.Context, args []string) error {
 		return errors.New("--max-body-bytes must be positive")
 	case *gcPercent <= 0:
 		return errors.New("--gc-percent must be positive")
-	case *serviceConns < 1 || *serviceConns > 64:
-		return errors.New("--service-conns must be 1 to 64")
 	case *readHeaderTimeout <= 0 || *readTimeout <= 0 || *requestTimeout <= 0 || *idleTimeout <= 0:
 		return errors.New("--read-header-timeout, --read-timeout, --request-timeout and --idle-timeout must be positive")
 	}
@@ -94,9 +91,9 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	peers.Observe(obs)
-	conns := map[string]*rpc.Pool{}
+	conns := map[string]*grpc.ClientConn{}
 	for name, addr := range map[string]string{"filing": *filingAddr, "verification": *verificationAddr} {
-		conn, err := peers.DialPool(addr, *serviceConns)
+		conn, err := peers.Dial(addr)
 		if err != nil {
 			return err
 		}

@@ -115,7 +115,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		return path
 	}
 	key := "--page-api-key-file=" + write("key", "3f1c0a9d7e5b4c2a8f6e1d3b5a7c9e0f")
-	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--gc-percent=0"}, {"--service-conns=0"}, {"--service-conns=65"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"},
+	for _, args := range [][]string{{"--max-body-bytes=0"}, {"--gc-percent=0"}, {"--http-addr="}, {"--request-timeout=0s"}, {"--peer-tls-cert-file=x"},
 		// The page's secret: too short, the example's placeholder, missing.
 		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + write("short", "0123456789abcdef")},
 		{"--http-addr=127.0.0.1:0", key, "--page-secret-file=" + write("example", "example-edge-page-secret-do-not-use-generate-one-with-gen-secrets")},
