@@ -3,7 +3,6 @@ package page
 import (
 	"net/http"
 	"net/url"
-	"strings"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -39,17 +38,6 @@ func linkLang(v *view, token string, lang Language) {
 	v.Action = path + "?" + url.Values{"lang": {string(lang)}}.Encode()
 }
 
-// smsLanguage is the page language of an SMS locale ("zh-CN", "en"); ok false for none.
-func smsLanguage(locale string) (Language, bool) {
-	switch strings.ToLower(locale) {
-	case "en":
-		return English, true
-	case "zh-cn":
-		return Chinese, true
-	}
-	return "", false
-}
-
 // lookup fills v with the link's masked phone; false: the page answered (a dead link, a failure).
 func (p *Page) lookup(w http.ResponseWriter, r *http.Request, v *view, token string) bool {
 	ctx, cancel := p.serviceCtx(r)
@@ -59,7 +47,7 @@ func (p *Page) lookup(w http.ResponseWriter, r *http.Request, v *view, token str
 	case err == nil:
 		v.PhoneMasked = resp.GetPhoneMasked()
 		// The SMS's language is the person's: it is the page's unless they picked one.
-		if l, ok := smsLanguage(resp.GetLocale()); ok && !v.langChosen && l != v.Lang {
+		if l, ok := languageOf(resp.GetLocale()); ok && !v.langChosen && l != v.Lang {
 			linkLang(v, token, l)
 		}
 		return true

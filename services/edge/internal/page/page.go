@@ -156,35 +156,38 @@ type view struct {
 	langChosen bool
 }
 
+// languageOf is the page language a tag names (a ?lang= value, an Accept-Language tag, an SMS
+// locale); ok false for none of ours.
+func languageOf(tag string) (Language, bool) {
+	switch strings.ToLower(tag) {
+	case "en", "en-us", "en-gb":
+		return English, true
+	case "zh", "zh-cn", "zh-hans", "zh-hans-cn":
+		return Chinese, true
+	}
+	return "", false
+}
+
 // language picks ?lang=, then the cookie a previous switch set (chosen: the person picked it), then
 // Accept-Language; zh-CN otherwise.
 func language(w http.ResponseWriter, r *http.Request) (lang Language, chosen bool) {
-	pick := func(s string) (Language, bool) {
-		switch strings.ToLower(s) {
-		case "en", "en-us", "en-gb":
-			return English, true
-		case "zh", "zh-cn", "zh-hans", "zh-hans-cn":
-			return Chinese, true
-		}
-		return "", false
-	}
-	if l, ok := pick(r.URL.Query().Get("lang")); ok {
+	if l, ok := languageOf(r.URL.Query().Get("lang")); ok {
 		http.SetCookie(w, &http.Cookie{Name: "icp_lang", Value: string(l), Path: "/", SameSite: http.SameSiteLaxMode,
 			MaxAge: 365 * 24 * 3600, HttpOnly: true})
 		return l, true
 	}
 	if c, err := r.Cookie("icp_lang"); err == nil {
-		if l, ok := pick(c.Value); ok {
+		if l, ok := languageOf(c.Value); ok {
 			return l, true
 		}
 	}
 	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
 		tag, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if l, ok := pick(tag); ok {
+		if l, ok := languageOf(tag); ok {
 			return l, false
 		}
 		if base, _, _ := strings.Cut(tag, "-"); base != tag {
-			if l, ok := pick(base); ok {
+			if l, ok := languageOf(base); ok {
 				return l, false
 			}
 		}

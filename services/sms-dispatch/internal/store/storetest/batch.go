@@ -41,6 +41,25 @@ func wantOutcomes(t *testing.T, what string, got []domain.ReceiptOutcome, want .
 	}
 }
 
+// oneThenRepeats fails unless exactly one of outs is want and the others are repeats: the outcomes of
+// one receipt raced by several callers.
+func oneThenRepeats(t *testing.T, outs []domain.ReceiptOutcome, want domain.ReceiptOutcome) {
+	t.Helper()
+	n := 0
+	for _, o := range outs {
+		switch o {
+		case want:
+			n++
+		case domain.ReceiptRepeat:
+		default:
+			t.Fatalf("outcome %q", o)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d receipts %s, want 1", n, want)
+	}
+}
+
 // Two receipts for one message in one batch apply in arrival order: the first final state wins,
 // DELIVERED then UNDELIVERED as well as the reverse, each reported once.
 func testBatchAppliesOneMessageInArrivalOrder(t *testing.T, e *env) {
